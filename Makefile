@@ -1,0 +1,30 @@
+EXTENSION = durable_state
+EXTVERSION = 0.1.0
+
+MODULE_big = durable_state
+OBJS = src/init.o src/event.o src/catalog.o src/apply.o src/changelog.o src/convert.o src/reads.o
+
+DATA = $(wildcard sql/$(EXTENSION)--*.sql)
+
+PG_CFLAGS += -Wall -Werror -Wmissing-prototypes
+
+# pg_regress tests: test/sql/*.sql with expected output in expected/
+# (test/expected is a symlink to ../expected so pg_regress finds it).
+REGRESS = $(sort $(patsubst test/sql/%.sql,%,$(wildcard test/sql/*.sql)))
+REGRESS_OPTS = --inputdir=test --load-extension=$(EXTENSION)
+
+# isolation specs: test/specs/*.spec, expected output in expected/
+ISOLATION = $(sort $(patsubst test/specs/%.spec,%,$(wildcard test/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=test --load-extension=$(EXTENSION)
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+.PHONY: test bench demo
+test:
+	bash test/run.sh
+bench:
+	bash bench/run.sh
+demo:
+	bash test/demo.sh

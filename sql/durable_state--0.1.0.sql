@@ -1,0 +1,478 @@
+-- durable_state 0.1.0: install script
+\echo Use "CREATE EXTENSION durable_state" to load this file. \quit
+
+-- ---------------------------------------------------------------------------
+-- Catalog.  Internal tables start with an underscore; the public surface is
+-- the functions and views below.
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE state._streams (
+    id              integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name            text NOT NULL UNIQUE CHECK (name <> ''),
+    tail            bigint NOT NULL DEFAULT 0,      -- seq of the last applied event
+    retained_from   bigint NOT NULL DEFAULT 1,      -- first seq still in state.log
+    source_offset   text,                           -- last external offset applied
+    in_snapshot     boolean NOT NULL DEFAULT false,
+    snapshot_from   bigint,                         -- seq of the open snapshot-start
+    events_applied  bigint NOT NULL DEFAULT 0,
+    batches_applied bigint NOT NULL DEFAULT 0,
+    batches_skipped bigint NOT NULL DEFAULT 0,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz
+);
+
+CREATE TABLE state._collections (
+    stream_id       integer NOT NULL REFERENCES state._streams(id),
+    name            text NOT NULL CHECK (name <> ''),
+    type            text NOT NULL CHECK (type <> ''),
+    relid           regclass NOT NULL,
+    primary_key     text NOT NULL CHECK (primary_key <> ''),
+    schema          jsonb,
+    kind            text NOT NULL CHECK (kind IN ('document', 'adopted', 'generated')),
+    mode            text NOT NULL CHECK (mode IN ('strict', 'lenient')),
+    allow_extra     boolean NOT NULL DEFAULT false,
+    check_old_value boolean NOT NULL DEFAULT false,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (stream_id, type),
+    UNIQUE (stream_id, name)
+);
+
+-- The durable change log: one row per applied event, in stream order.
+-- seq is assigned under the stream's row lock, which is held to commit, so
+-- seq order is commit order within a stream.
+CREATE TABLE state.log (
+    stream_id   integer NOT NULL,
+    seq         bigint NOT NULL,
+    event       jsonb NOT NULL,
+    applied_at  timestamptz NOT NULL,
+    PRIMARY KEY (stream_id, seq)
+);
+
+SELECT pg_catalog.pg_extension_config_dump('state._streams', '');
+SELECT pg_catalog.pg_extension_config_dump('state._collections', '');
+SELECT pg_catalog.pg_extension_config_dump('state.log', '');
+
+-- ---------------------------------------------------------------------------
+-- Offsets: 20-digit zero-padded decimal seq numbers, so that byte order is
+-- numeric order.  '-1' means "from the beginning", 'now' "from the tail".
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION state.format_offset(seq bigint) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN lpad(seq::text, 20, '0');
+
+CREATE FUNCTION state._parse_offset(off text, tail bigint) RETURNS bigint
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog
+AS $$
+BEGIN
+    IF off IS NULL OR off = '-1' THEN
+        RETURN 0;
+    ELSIF off = 'now' THEN
+        RETURN tail;
+    ELSIF off ~ '^[0-9]{20}$' AND off <= '09223372036854775807' THEN
+        RETURN off::bigint;
+    END IF;
+    RAISE EXCEPTION 'invalid offset "%"', off
+        USING ERRCODE = 'invalid_parameter_value',
+              DETAIL = 'Offsets are 20-digit strings returned by state.changes() and state.tail().',
+              HINT = 'Use ''-1'' to read from the beginning or ''now'' to read from the tail.';
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- C entry points
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION state.apply(events jsonb, stream text DEFAULT 'default',
+                            source_offset text DEFAULT NULL)
+RETURNS TABLE (applied bigint, skipped bigint, last_offset text)
+AS 'MODULE_PATHNAME', 'ds_apply'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION state.apply_text(events text, stream text DEFAULT 'default',
+                                 source_offset text DEFAULT NULL)
+RETURNS TABLE (applied bigint, skipped bigint, last_offset text)
+AS 'MODULE_PATHNAME', 'ds_apply_text'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION state.get(type text, key text, stream text DEFAULT 'default')
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'ds_get'
+LANGUAGE C STABLE;
+
+CREATE FUNCTION state.get_many(type text, keys text[], stream text DEFAULT 'default')
+RETURNS jsonb
+AS 'MODULE_PATHNAME', 'ds_get_many'
+LANGUAGE C STABLE;
+
+CREATE FUNCTION state.get_type(type text, stream text DEFAULT 'default')
+RETURNS TABLE (key text, value jsonb)
+AS 'MODULE_PATHNAME', 'ds_get_type'
+LANGUAGE C STABLE;
+
+-- Sends a relcache invalidation for state._collections so every backend
+-- drops its cached collection metadata when the transaction commits.
+CREATE FUNCTION state._catalog_changed() RETURNS void
+AS 'MODULE_PATHNAME', 'ds_catalog_changed'
+LANGUAGE C VOLATILE;
+
+-- ---------------------------------------------------------------------------
+-- Collections
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION state._ensure_stream(stream text) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog
+AS $$
+DECLARE
+    sid integer;
+BEGIN
+    IF stream IS NULL OR stream = '' THEN
+        RAISE EXCEPTION 'stream name must be a non-empty string'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT id INTO sid FROM state._streams WHERE name = stream;
+    IF NOT FOUND THEN
+        INSERT INTO state._streams (name) VALUES (stream)
+            ON CONFLICT (name) DO NOTHING
+            RETURNING id INTO sid;
+        IF sid IS NULL THEN
+            SELECT id INTO sid FROM state._streams WHERE name = stream;
+        END IF;
+    END IF;
+    RETURN sid;
+END
+$$;
+
+CREATE FUNCTION state._stream_id(stream text) RETURNS integer
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog
+AS $$
+DECLARE
+    sid integer;
+BEGIN
+    SELECT id INTO sid FROM state._streams WHERE name = stream;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'stream "%" does not exist', stream
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'A stream is created by the first state.create_collection() that names it.';
+    END IF;
+    RETURN sid;
+END
+$$;
+
+-- Maps a JSON Schema property to a column type for generated tables.
+CREATE FUNCTION state._schema_column_type(prop jsonb) RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog
+AS $$
+DECLARE
+    t text := CASE jsonb_typeof(prop->'type') WHEN 'string' THEN prop->>'type' ELSE NULL END;
+BEGIN
+    IF t = 'string' THEN
+        RETURN CASE prop->>'format'
+                   WHEN 'date-time' THEN 'timestamptz'
+                   WHEN 'uuid' THEN 'uuid'
+                   ELSE 'text' END;
+    ELSIF t = 'integer' THEN
+        RETURN 'bigint';
+    ELSIF t = 'number' THEN
+        RETURN 'numeric';
+    ELSIF t = 'boolean' THEN
+        RETURN 'boolean';
+    END IF;
+    -- objects, arrays, unions and untyped properties keep their JSON form
+    RETURN 'jsonb';
+END
+$$;
+
+CREATE FUNCTION state.create_collection(
+    name text,
+    type text DEFAULT NULL,
+    primary_key text DEFAULT 'id',
+    schema jsonb DEFAULT NULL,
+    table_name regclass DEFAULT NULL,
+    stream text DEFAULT 'default',
+    mode text DEFAULT 'strict',
+    allow_extra boolean DEFAULT false,
+    check_old_value boolean DEFAULT false)
+RETURNS regclass
+LANGUAGE plpgsql
+-- no pinned search_path: new tables go to the caller's current_schema();
+-- every other name below is schema-qualified or a pg_catalog built-in.
+AS $$
+DECLARE
+    sid       integer;
+    rel       regclass;
+    ckind     text;
+    ctype     text := coalesce(create_collection.type, create_collection.name);
+    pk_cols   text[];
+    relkind   "char";
+    cols      text := '';
+    prop      record;
+    req       jsonb;
+BEGIN
+    IF name IS NULL OR name = '' THEN
+        RAISE EXCEPTION 'collection name must be a non-empty string'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF ctype = '' THEN
+        RAISE EXCEPTION 'collection type must be a non-empty string'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF primary_key IS NULL OR primary_key = '' THEN
+        RAISE EXCEPTION 'primary key must be a non-empty member name'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF mode IS NULL OR mode NOT IN ('strict', 'lenient') THEN
+        RAISE EXCEPTION 'invalid collection mode "%"', mode
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The mode is ''strict'' or ''lenient''.';
+    END IF;
+    IF schema IS NOT NULL AND jsonb_typeof(schema) NOT IN ('object', 'boolean') THEN
+        RAISE EXCEPTION 'collection schema must be a JSON Schema object or boolean'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    IF table_name IS NULL AND current_schema() IS NULL THEN
+        RAISE EXCEPTION 'no schema has been selected to create the table in'
+            USING ERRCODE = 'invalid_schema_name',
+                  HINT = 'Set search_path, or create the table yourself and pass table_name =>.';
+    END IF;
+
+    sid := state._ensure_stream(stream);
+
+    IF EXISTS (SELECT 1 FROM state._collections c
+               WHERE c.stream_id = sid AND c.type = ctype) THEN
+        RAISE EXCEPTION 'stream "%" already has a collection for type "%"', stream, ctype
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'Each event type maps to one collection per stream; drop the other collection first.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM state._collections c
+               WHERE c.stream_id = sid AND c.name = create_collection.name) THEN
+        RAISE EXCEPTION 'collection "%" already exists in stream "%"', name, stream
+            USING ERRCODE = 'duplicate_object';
+    END IF;
+
+    IF table_name IS NOT NULL THEN
+        -- adopt an existing table
+        rel := table_name;
+        ckind := 'adopted';
+        SELECT c.relkind INTO relkind FROM pg_class c WHERE c.oid = rel;
+        IF relkind <> 'r' THEN
+            RAISE EXCEPTION 'cannot adopt "%": it is not an ordinary table', rel
+                USING ERRCODE = 'wrong_object_type',
+                      HINT = 'Partitioned tables, views and foreign tables are not supported as collections.';
+        END IF;
+        IF NOT pg_has_role((SELECT relowner FROM pg_class WHERE oid = rel), 'USAGE') THEN
+            RAISE EXCEPTION 'must be owner of table %', rel
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM pg_attribute a
+                       WHERE a.attrelid = rel AND a.attname = primary_key
+                         AND a.attnum > 0 AND NOT a.attisdropped) THEN
+            RAISE EXCEPTION 'table % has no column "%" for the primary key', rel, primary_key
+                USING ERRCODE = 'undefined_column',
+                      HINT = 'Pass primary_key => the name of the table''s key column.';
+        END IF;
+        SELECT array_agg(a.attname::text ORDER BY a.attnum) INTO pk_cols
+          FROM pg_index i
+          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+         WHERE i.indrelid = rel AND i.indisprimary;
+        IF pk_cols IS NULL OR pk_cols <> ARRAY[primary_key] THEN
+            RAISE EXCEPTION 'table % must have PRIMARY KEY (%)', rel, primary_key
+                USING ERRCODE = 'invalid_table_definition',
+                      DETAIL = CASE WHEN pk_cols IS NULL THEN 'The table has no primary key.'
+                                    ELSE format('Its primary key is (%s).', array_to_string(pk_cols, ', ')) END,
+                      HINT = 'The event key is the entity id: the table needs a single-column primary key on that member.';
+        END IF;
+    ELSIF schema IS NOT NULL AND jsonb_typeof(schema) = 'object'
+          AND jsonb_typeof(schema->'properties') = 'object' THEN
+        -- typed, generated: one column per property
+        ckind := 'generated';
+        IF to_regclass(quote_ident(current_schema()) || '.' || quote_ident(name)) IS NOT NULL THEN
+            RAISE EXCEPTION 'relation "%" already exists', name
+                USING ERRCODE = 'duplicate_table',
+                      HINT = 'Pass table_name => to adopt the existing table.';
+        END IF;
+        req := coalesce(schema->'required', '[]');
+        IF NOT (schema->'properties') ? primary_key THEN
+            cols := format('%I text PRIMARY KEY', primary_key);
+        END IF;
+        FOR prop IN SELECT p.key, p.value FROM jsonb_each(schema->'properties') p ORDER BY p.key LOOP
+            IF cols <> '' THEN cols := cols || ', '; END IF;
+            cols := cols || format('%I %s', prop.key, state._schema_column_type(prop.value));
+            IF prop.key = primary_key THEN
+                cols := cols || ' PRIMARY KEY';
+            ELSIF req ? prop.key THEN
+                cols := cols || ' NOT NULL';
+            END IF;
+        END LOOP;
+        EXECUTE format('CREATE TABLE %I.%I (%s)', current_schema(), name, cols);
+        rel := format('%I.%I', current_schema(), name)::regclass;
+    ELSE
+        -- document collection: any JSON value per key
+        ckind := 'document';
+        IF to_regclass(quote_ident(current_schema()) || '.' || quote_ident(name)) IS NOT NULL THEN
+            RAISE EXCEPTION 'relation "%" already exists', name
+                USING ERRCODE = 'duplicate_table',
+                      HINT = 'Pass table_name => to adopt the existing table.';
+        END IF;
+        EXECUTE format('CREATE TABLE %I.%I (key text PRIMARY KEY, value jsonb NOT NULL)',
+                       current_schema(), name);
+        rel := format('%I.%I', current_schema(), name)::regclass;
+    END IF;
+
+    INSERT INTO state._collections (stream_id, name, type, relid, primary_key, schema,
+                                    kind, mode, allow_extra, check_old_value)
+    VALUES (sid, name, ctype, rel, primary_key, schema, ckind, mode,
+            allow_extra, check_old_value);
+    PERFORM state._catalog_changed();
+    RETURN rel;
+END
+$$;
+
+CREATE FUNCTION state.drop_collection(name text, stream text DEFAULT 'default',
+                                      drop_table boolean DEFAULT false)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog
+AS $$
+DECLARE
+    rel regclass;
+BEGIN
+    DELETE FROM state._collections c
+     USING state._streams s
+     WHERE c.stream_id = s.id AND s.name = drop_collection.stream
+       AND c.name = drop_collection.name
+    RETURNING c.relid INTO rel;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'collection "%" does not exist in stream "%"', name, stream
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    PERFORM state._catalog_changed();
+    IF drop_table THEN
+        EXECUTE format('DROP TABLE %s', rel);
+    END IF;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- The log and snapshots
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION state.tail(stream text DEFAULT 'default') RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog
+AS $$
+DECLARE
+    t bigint;
+BEGIN
+    SELECT s.tail INTO t FROM state._streams s WHERE s.name = stream;
+    IF NOT FOUND THEN
+        PERFORM state._stream_id(stream);   -- raises the error
+    END IF;
+    RETURN state.format_offset(t);
+END
+$$;
+
+CREATE FUNCTION state.changes(stream text DEFAULT 'default', since text DEFAULT '-1',
+                              max_events integer DEFAULT 1000)
+RETURNS TABLE ("offset" text, event jsonb)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog
+AS $$
+DECLARE
+    s         state._streams;
+    since_seq bigint;
+BEGIN
+    SELECT * INTO s FROM state._streams st WHERE st.name = stream;
+    IF NOT FOUND THEN
+        PERFORM state._stream_id(stream);
+    END IF;
+    IF max_events IS NULL OR max_events < 0 THEN
+        RAISE EXCEPTION 'max_events must be zero or positive'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    since_seq := state._parse_offset(since, s.tail);
+    IF since_seq < s.retained_from - 1 THEN
+        RAISE EXCEPTION 'offset % of stream "%" is no longer retained', since, stream
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  DETAIL = format('The log of this stream starts after offset %s.',
+                                  state.format_offset(s.retained_from - 1)),
+                  HINT = 'Resync from state.snapshot(), then read changes after its snapshot-end offset.';
+    END IF;
+    RETURN QUERY
+        SELECT state.format_offset(l.seq),
+               jsonb_set(l.event, '{headers,offset}', to_jsonb(state.format_offset(l.seq)))
+          FROM state.log l
+         WHERE l.stream_id = s.id AND l.seq > since_seq
+         ORDER BY l.seq
+         LIMIT max_events;
+END
+$$;
+
+-- One statement, so one MVCC snapshot: the inserts and the offsets agree.
+CREATE FUNCTION state.snapshot(stream text DEFAULT 'default') RETURNS SETOF jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog
+BEGIN ATOMIC
+    SELECT ev FROM (
+        SELECT 0 AS part, ''::text AS t, ''::text AS k,
+               jsonb_build_object('headers', jsonb_build_object(
+                   'control', 'snapshot-start', 'offset', state.format_offset(s.tail))) AS ev
+          FROM state._streams s WHERE s.name = snapshot.stream
+        UNION ALL
+        SELECT 1, c.type, g.key,
+               jsonb_build_object('type', c.type, 'key', g.key, 'value', g.value,
+                                  'headers', jsonb_build_object('operation', 'insert'))
+          FROM state._streams s
+          JOIN state._collections c ON c.stream_id = s.id
+          CROSS JOIN LATERAL state.get_type(c.type, s.name) g
+         WHERE s.name = snapshot.stream
+        UNION ALL
+        SELECT 2, '', '',
+               jsonb_build_object('headers', jsonb_build_object(
+                   'control', 'snapshot-end', 'offset', state.format_offset(s.tail)))
+          FROM state._streams s WHERE s.name = snapshot.stream
+    ) x
+    ORDER BY part, t COLLATE "C", k COLLATE "C";
+END;
+
+CREATE FUNCTION state.channel(stream text DEFAULT 'default') RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN CASE WHEN stream ~ '^[a-z0-9_]{1,48}$' THEN 'state_' || stream
+            ELSE 'state_' || md5(stream) END;
+
+-- ---------------------------------------------------------------------------
+-- Views
+-- ---------------------------------------------------------------------------
+
+CREATE VIEW state.collections AS
+SELECT c.name, c.type, s.name AS stream, c.relid AS table_name, c.primary_key,
+       c.kind, c.mode, c.allow_extra, c.check_old_value, c.schema, c.created_at
+  FROM state._collections c
+  JOIN state._streams s ON s.id = c.stream_id;
+
+CREATE VIEW state.streams AS
+SELECT s.name AS stream,
+       state.format_offset(s.tail) AS tail,
+       state.format_offset(s.retained_from - 1) AS retained_from,
+       s.source_offset,
+       s.in_snapshot,
+       s.events_applied,
+       s.tail - s.retained_from + 1 AS events_retained,
+       s.batches_applied,
+       s.batches_skipped,
+       (SELECT count(*) FROM state._collections c WHERE c.stream_id = s.id) AS collections,
+       s.created_at,
+       s.updated_at
+  FROM state._streams s;
+
+CREATE VIEW state.stats AS
+SELECT (SELECT coalesce(sum(events_applied), 0) FROM state._streams)::bigint AS events_applied,
+       (SELECT coalesce(sum(batches_applied), 0) FROM state._streams)::bigint AS batches_applied,
+       (SELECT coalesce(sum(batches_skipped), 0) FROM state._streams)::bigint AS batches_skipped,
+       (SELECT count(*) FROM state._streams) AS streams,
+       (SELECT count(*) FROM state._collections) AS collections;

@@ -1,0 +1,917 @@
+/*
+ * apply.c
+ *		The apply engine: state.apply(jsonb) and state.apply_text(text).
+ *
+ * A call is one batch, applied all-or-nothing:
+ *	1. every event is parsed and validated (event.c);
+ *	2. the stream's row is locked (changelog.c): seq order is commit order;
+ *	3. each event's collection is resolved from the cached catalog, and each
+ *	   table is opened once, with its indexes, privileges checked;
+ *	4. events are applied in order the way logical replication applies a
+ *	   change (execReplication.c): a primary-key index probe with a dirty
+ *	   snapshot, the tuple locked, then ExecSimpleRelationInsert/Update/
+ *	   Delete so constraints, indexes and triggers all apply; every event is
+ *	   appended to state.log in the same pass;
+ *	5. AFTER triggers (foreign keys among them) fire at the end of the batch.
+ * No SQL is planned per event.  Any error names the event's index, type and
+ * key (the PG_CATCH below prefixes it to whatever was raised).
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "parser/parsetree.h"
+#include "rewrite/rewriteHandler.h"
+#include "storage/lmgr.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "durable_state.h"
+
+/* Per-collection state for one batch. */
+typedef struct DsCollState
+{
+	DsCollection *coll;
+	bool		opened;
+	AclMode		needed;			/* privileges the batch's events need */
+	Relation	rel;
+	Relation	pkrel;
+	Index		rti;
+	ResultRelInfo *rri;
+	DsRelInfo	ri;
+	IndexScanDesc scan;
+	SnapshotData dirty;
+	ScanKeyData skey;
+	TupleTableSlot *oldslot;
+	TupleTableSlot *newslot;
+	ExprState **defaults;		/* by attnum - 1; NULL if none */
+	bool	   *provided;		/* scratch: members given by the event */
+} DsCollState;
+
+typedef struct DsBatch
+{
+	const char *stream_name;
+	DsStream   *stream;
+	DsStreamState st;
+	int			nevents;
+	DsEvent    *events;
+	int		   *lines;			/* NDJSON line numbers, or NULL */
+	DsCollState *colls;			/* one per collection of the stream */
+	EState	   *estate;
+	EPQState	epq;
+	Relation	logrel;
+	ResultRelInfo *logrri;
+	TupleTableSlot *logslot;
+	MemoryContext evcxt;
+	volatile int current;		/* event being processed, for errors */
+} DsBatch;
+
+PG_FUNCTION_INFO_V1(ds_apply);
+PG_FUNCTION_INFO_V1(ds_apply_text);
+
+static char *
+describe_event(DsBatch *b, int i)
+{
+	DsEvent    *ev = &b->events[i];
+	StringInfoData s;
+
+	initStringInfo(&s);
+	appendStringInfo(&s, "event %d", i);
+	if (b->lines)
+		appendStringInfo(&s, " (line %d)", b->lines[i]);
+	if (ev->type && ev->key)
+		appendStringInfo(&s, " (type \"%s\", key \"%s\")",
+						 ds_shorten(ev->type, ev->type_len),
+						 ds_shorten(ev->key, ev->key_len));
+	else if (ev->control == DS_CTL_RESET)
+		appendStringInfoString(&s, " (control \"reset\")");
+	else if (ev->control == DS_CTL_SNAPSHOT_START)
+		appendStringInfoString(&s, " (control \"snapshot-start\")");
+	else if (ev->control == DS_CTL_SNAPSHOT_END)
+		appendStringInfoString(&s, " (control \"snapshot-end\")");
+	return s.data;
+}
+
+/* ------------------------------------------------------------------------
+ * Opening collections
+ * ------------------------------------------------------------------------ */
+
+static void
+open_collections(DsBatch *b)
+{
+	EState	   *estate = CreateExecutorState();
+	List	   *rtable = NIL;
+	Index		rti = 0;
+	RangeTblEntry *rte;
+
+	b->estate = estate;
+	estate->es_output_cid = GetCurrentCommandId(true);
+
+	/* the log first: it is always written */
+	b->logrel = table_open(ds_log_relid(), RowExclusiveLock);
+	rte = makeNode(RangeTblEntry);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(b->logrel);
+	rte->relkind = RELKIND_RELATION;
+	rte->rellockmode = RowExclusiveLock;
+	rtable = lappend(rtable, rte);
+	rti++;
+
+	for (int c = 0; c < b->stream->ncolls; c++)
+	{
+		DsCollState *cs = &b->colls[c];
+
+		if (cs->needed == 0)
+			continue;
+		cs->rel = table_open(cs->coll->relid, RowExclusiveLock);
+		ds_check_table_access(cs->coll, cs->rel, cs->needed);
+		rte = makeNode(RangeTblEntry);
+		rte->rtekind = RTE_RELATION;
+		rte->relid = cs->coll->relid;
+		rte->relkind = cs->rel->rd_rel->relkind;
+		rte->rellockmode = RowExclusiveLock;
+		rtable = lappend(rtable, rte);
+		cs->rti = ++rti;
+	}
+	ExecInitRangeTable(estate, rtable);
+
+	b->logrri = makeNode(ResultRelInfo);
+	InitResultRelInfo(b->logrri, b->logrel, 1, NULL, 0);
+	ExecOpenIndices(b->logrri, false);
+	b->logslot = ExecInitExtraTupleSlot(estate, RelationGetDescr(b->logrel),
+										&TTSOpsVirtual);
+
+	for (int c = 0; c < b->stream->ncolls; c++)
+	{
+		DsCollState *cs = &b->colls[c];
+		TupleDesc	desc;
+
+		if (cs->needed == 0)
+			continue;
+		if (cs->rel->rd_rel->relkind != RELKIND_RELATION)
+			ereport(ERROR,
+					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+					 errmsg("table of collection \"%s\" is not an ordinary table", cs->coll->name)));
+		cs->pkrel = index_open(ds_primary_key_index(cs->rel, cs->coll), RowExclusiveLock);
+		ds_relinfo_init(&cs->ri, cs->coll, cs->rel, cs->pkrel);
+		desc = RelationGetDescr(cs->rel);
+
+		cs->rri = makeNode(ResultRelInfo);
+		InitResultRelInfo(cs->rri, cs->rel, cs->rti, NULL, 0);
+		CheckValidResultRel(cs->rri, CMD_INSERT);
+		ExecOpenIndices(cs->rri, false);
+
+		cs->oldslot = table_slot_create(cs->rel, &estate->es_tupleTable);
+		cs->newslot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
+		cs->provided = palloc0(sizeof(bool) * desc->natts);
+		cs->defaults = palloc0(sizeof(ExprState *) * desc->natts);
+		for (int i = 0; i < desc->natts; i++)
+		{
+			Form_pg_attribute att = TupleDescAttr(desc, i);
+			Node	   *def;
+
+			if (att->attisdropped || att->attgenerated)
+				continue;
+			def = build_column_default(cs->rel, i + 1);
+			if (def != NULL)
+				cs->defaults[i] = ExecPrepareExpr((Expr *) def, estate);
+		}
+
+		InitDirtySnapshot(cs->dirty);
+		cs->scan = index_beginscan(cs->rel, cs->pkrel, &cs->dirty, 1, 0);
+		cs->opened = true;
+	}
+
+	EvalPlanQualInit(&b->epq, estate, NULL, NIL, -1);
+	AfterTriggerBeginQuery();
+}
+
+static void
+close_collections(DsBatch *b)
+{
+	EState	   *estate = b->estate;
+
+	AfterTriggerEndQuery(estate);
+	EvalPlanQualEnd(&b->epq);
+	for (int c = 0; c < b->stream->ncolls; c++)
+	{
+		DsCollState *cs = &b->colls[c];
+
+		if (!cs->opened)
+			continue;
+		index_endscan(cs->scan);
+		ExecCloseIndices(cs->rri);
+		index_close(cs->pkrel, NoLock);
+		table_close(cs->rel, NoLock);
+	}
+	ExecCloseIndices(b->logrri);
+	table_close(b->logrel, NoLock);
+	ExecResetTupleTable(estate->es_tupleTable, false);
+	FreeExecutorState(estate);
+}
+
+/* ------------------------------------------------------------------------
+ * Applying one change
+ * ------------------------------------------------------------------------ */
+
+/*
+ * Finds the row with this key, as logical replication does: a dirty
+ * snapshot sees rows of in-progress transactions, whose end we wait for;
+ * the row found is locked so it cannot change under us.
+ */
+static bool
+find_row(DsCollState *cs, Datum key, bool lock)
+{
+	TM_FailureData tmfd;
+	TM_Result	res;
+	bool		found;
+
+retry:
+	found = false;
+	InitDirtySnapshot(cs->dirty);
+	ScanKeyEntryInitialize(&cs->skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   cs->ri.pk_collation, cs->ri.pk_eqproc, key);
+	index_rescan(cs->scan, &cs->skey, 1, NULL, 0);
+	if (index_getnext_slot(cs->scan, ForwardScanDirection, cs->oldslot))
+	{
+		TransactionId xwait;
+
+		found = true;
+		ExecMaterializeSlot(cs->oldslot);
+		xwait = TransactionIdIsValid(cs->dirty.xmin) ? cs->dirty.xmin : cs->dirty.xmax;
+		if (TransactionIdIsValid(xwait))
+		{
+			XactLockTableWait(xwait, NULL, NULL, XLTW_None);
+			goto retry;
+		}
+	}
+	if (!found || !lock)
+		return found;
+
+	PushActiveSnapshot(GetLatestSnapshot());
+	res = table_tuple_lock(cs->rel, &(cs->oldslot->tts_tid), GetLatestSnapshot(),
+						   cs->oldslot, GetCurrentCommandId(false),
+						   LockTupleExclusive, LockWaitBlock, 0, &tmfd);
+	PopActiveSnapshot();
+	switch (res)
+	{
+		case TM_Ok:
+			break;
+		case TM_Updated:
+		case TM_Deleted:
+			/* changed by a transaction that committed meanwhile: look again */
+			goto retry;
+		case TM_Invisible:
+			elog(ERROR, "attempted to lock invisible tuple");
+			break;
+		default:
+			elog(ERROR, "unexpected table_tuple_lock status: %u", res);
+			break;
+	}
+	return true;
+}
+
+/* Does a JSON member equal the event key?  Strings and numbers compare as text. */
+static bool
+member_matches_key(JsonbValue *v, DsEvent *ev)
+{
+	char	   *s;
+	int			len;
+
+	if (v->type == jbvString)
+		return v->val.string.len == ev->key_len &&
+			memcmp(v->val.string.val, ev->key, ev->key_len) == 0;
+	if (v->type != jbvNumeric)
+		return false;
+	s = ds_jsonb_value_text(v, &len);
+	return len == ev->key_len && memcmp(s, ev->key, len) == 0;
+}
+
+static void
+pk_mismatch(DsCollState *cs, DsEvent *ev, JsonbValue *v)
+{
+	int			len;
+	char	   *text = ds_jsonb_value_text(v, &len);
+
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("primary key member \"%s\" of the value does not match the event key",
+					cs->coll->primary_key),
+			 errdetail("The value has %s, the key is \"%s\".",
+					   ds_shorten(text, len),
+					   ds_shorten(ev->key, ev->key_len)),
+			 errhint("Omit the member or set it to the event key.")));
+}
+
+/* Builds the row an event stores into cs->newslot. */
+static void
+form_row(DsBatch *b, DsCollState *cs, DsEvent *ev, Datum key)
+{
+	TupleTableSlot *slot = cs->newslot;
+	DsRelInfo  *ri = &cs->ri;
+	Datum	   *values;
+	bool	   *nulls;
+	int			natts = ri->natts;
+	ExprContext *econtext = GetPerTupleExprContext(b->estate);
+
+	ExecClearTuple(slot);
+	values = slot->tts_values;
+	nulls = slot->tts_isnull;
+	for (int i = 0; i < natts; i++)
+	{
+		nulls[i] = true;
+		values[i] = (Datum) 0;
+		cs->provided[i] = false;
+	}
+	values[ri->pkcol->attnum - 1] = key;
+	nulls[ri->pkcol->attnum - 1] = false;
+	cs->provided[ri->pkcol->attnum - 1] = true;
+
+	if (cs->coll->kind == DS_KIND_DOCUMENT)
+	{
+		JsonbValue	pkv;
+
+		if (ev->value.type == jbvBinary && JsonContainerIsObject(ev->value.val.binary.data) &&
+			getKeyJsonValueFromContainer(ev->value.val.binary.data, cs->coll->primary_key,
+										 strlen(cs->coll->primary_key), &pkv) &&
+			!member_matches_key(&pkv, ev))
+			pk_mismatch(cs, ev, &pkv);
+		values[ri->valuecol->attnum - 1] = JsonbPGetDatum(JsonbValueToJsonb(&ev->value));
+		nulls[ri->valuecol->attnum - 1] = false;
+		cs->provided[ri->valuecol->attnum - 1] = true;
+	}
+	else
+	{
+		JsonbIterator *it;
+		JsonbValue	k,
+					v;
+		JsonbIteratorToken tok;
+
+		if (ev->value.type != jbvBinary || !JsonContainerIsObject(ev->value.val.binary.data))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("value of typed collection \"%s\" must be an object", cs->coll->name)));
+		it = JsonbIteratorInit(ev->value.val.binary.data);
+		while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+		{
+			DsColumn   *col;
+			bool		isnull;
+			Datum		d;
+
+			if (tok != WJB_KEY)
+				continue;
+			tok = JsonbIteratorNext(&it, &v, true);
+			Assert(tok == WJB_VALUE);
+			col = ds_relinfo_column(ri, k.val.string.val, k.val.string.len);
+			if (col == NULL)
+			{
+				if (cs->coll->allow_extra)
+					continue;
+				ereport(ERROR,
+						(errcode(ERRCODE_CHECK_VIOLATION),
+						 errmsg("value member \"%s\" has no column in table \"%s\"",
+								ds_shorten(k.val.string.val, k.val.string.len),
+								RelationGetRelationName(cs->rel)),
+						 errhint("Add the column, or create the collection with allow_extra => true to ignore such members.")));
+			}
+			if (col == ri->pkcol)
+			{
+				if (!member_matches_key(&v, ev))
+					pk_mismatch(cs, ev, &v);
+				continue;
+			}
+			if (col->attgenerated || col->attidentity == ATTRIBUTE_IDENTITY_ALWAYS)
+				ereport(ERROR,
+						(errcode(ERRCODE_GENERATED_ALWAYS),
+						 errmsg("value member \"%s\" sets column \"%s\", which is %s",
+								col->name, col->name,
+								col->attgenerated ? "generated" : "GENERATED ALWAYS AS IDENTITY"),
+						 errhint("Leave the member out of the value.")));
+			d = ds_json_to_datum(col, &v, &isnull);
+			values[col->attnum - 1] = d;
+			nulls[col->attnum - 1] = isnull;
+			cs->provided[col->attnum - 1] = true;
+		}
+	}
+
+	/* members the value leaves out take the column default, as in INSERT */
+	for (int i = 0; i < natts; i++)
+	{
+		if (!cs->provided[i] && cs->defaults[i] != NULL)
+			values[i] = ExecEvalExprSwitchContext(cs->defaults[i], econtext, &nulls[i]);
+	}
+	ExecStoreVirtualTuple(slot);
+}
+
+static char *
+stored_text(Jsonb *jb)
+{
+	char	   *s = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+
+	return ds_shorten(s, strlen(s));
+}
+
+static void
+check_old_value(DsCollState *cs, DsEvent *ev, bool found)
+{
+	Jsonb	   *stored;
+
+	if (!cs->coll->check_old_value || !ev->has_old_value)
+		return;
+	if (!found)
+	{
+		if (ev->old_value.type == jbvNull)
+			return;
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("old_value conflict: the entity does not exist"),
+				 errhint("Read the current value and retry.")));
+	}
+	stored = ds_slot_value(&cs->ri, cs->coll, cs->oldslot);
+	if (stored == NULL || !ds_jsonb_value_equals(&ev->old_value, stored))
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("old_value conflict: the stored value differs"),
+				 errdetail("Stored: %s", stored ? stored_text(stored) : "none"),
+				 errhint("Read the current value and retry.")));
+}
+
+static void
+apply_change(DsBatch *b, DsEvent *ev)
+{
+	DsCollState *cs = ev->coll;
+	Datum		key = ds_key_datum(&cs->ri, ev->key, ev->key_len);
+	bool		strict = cs->coll->strict;
+	bool		found;
+
+	found = find_row(cs, key, true);
+	switch (ev->op)
+	{
+		case DS_OP_INSERT:
+			if (found && strict)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNIQUE_VIOLATION),
+						 errmsg("insert of a key that already exists"),
+						 errhint("Use \"update\" or \"upsert\", or a lenient collection.")));
+			break;
+		case DS_OP_UPDATE:
+		case DS_OP_DELETE:
+			if (!found && strict)
+				ereport(ERROR,
+						(errcode(ERRCODE_NO_DATA_FOUND),
+						 errmsg("%s of a key that does not exist", ds_op_name(ev->op)),
+						 errhint("Use \"insert\" or \"upsert\", or a lenient collection.")));
+			break;
+		default:
+			break;
+	}
+	check_old_value(cs, ev, found);
+
+	if (ev->op == DS_OP_DELETE)
+	{
+		if (found)
+			ExecSimpleRelationDelete(cs->rri, b->estate, &b->epq, cs->oldslot);
+		return;
+	}
+	form_row(b, cs, ev, key);
+	if (found)
+	{
+		EvalPlanQualSetSlot(&b->epq, cs->newslot);
+		ExecSimpleRelationUpdate(cs->rri, b->estate, &b->epq, cs->oldslot, cs->newslot);
+	}
+	else
+		ExecSimpleRelationInsert(cs->rri, b->estate, cs->newslot);
+}
+
+/* reset: every collection of the stream is emptied (DELETE: triggers fire). */
+static void
+apply_reset(DsBatch *b)
+{
+	for (int c = 0; c < b->stream->ncolls; c++)
+	{
+		DsCollection *coll = &b->stream->colls[c];
+		char	   *nsp = get_namespace_name(get_rel_namespace(coll->relid));
+		char	   *rel = get_rel_name(coll->relid);
+		int			ret;
+
+		if (nsp == NULL || rel == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_TABLE),
+					 errmsg("table of collection \"%s\" no longer exists", coll->name)));
+		ret = SPI_execute(psprintf("DELETE FROM %s", quote_qualified_identifier(nsp, rel)),
+						  false, 0);
+		if (ret != SPI_OK_DELETE)
+			elog(ERROR, "reset of collection \"%s\" failed: %s", coll->name,
+				 SPI_result_code_string(ret));
+	}
+}
+
+static void
+apply_control(DsBatch *b, DsEvent *ev)
+{
+	switch (ev->control)
+	{
+		case DS_CTL_SNAPSHOT_START:
+			if (b->st.in_snapshot)
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("snapshot-start inside a snapshot"),
+						 errdetail("Stream \"%s\" already has an open snapshot.",
+								   ds_shorten(b->stream_name, strlen(b->stream_name))),
+						 errhint("End it with snapshot-end first.")));
+			b->st.in_snapshot = true;
+			break;
+		case DS_CTL_SNAPSHOT_END:
+			if (!b->st.in_snapshot)
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("snapshot-end without snapshot-start"),
+						 errdetail("Stream \"%s\" has no open snapshot.",
+								   ds_shorten(b->stream_name, strlen(b->stream_name)))));
+			b->st.in_snapshot = false;
+			break;
+		case DS_CTL_RESET:
+			apply_reset(b);
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+log_append(DsBatch *b, DsEvent *ev, int64 seq)
+{
+	TupleTableSlot *slot = b->logslot;
+
+	ExecClearTuple(slot);
+	slot->tts_values[0] = Int32GetDatum(b->st.id);
+	slot->tts_values[1] = Int64GetDatum(seq);
+	slot->tts_values[2] = JsonbPGetDatum(ds_event_datum(ev));
+	slot->tts_values[3] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	memset(slot->tts_isnull, 0, sizeof(bool) * 4);
+	ExecStoreVirtualTuple(slot);
+	ExecSimpleRelationInsert(b->logrri, b->estate, slot);
+}
+
+/* ------------------------------------------------------------------------
+ * The batch
+ * ------------------------------------------------------------------------ */
+
+static AclMode
+op_privileges(DsOperation op, bool strict)
+{
+	switch (op)
+	{
+		case DS_OP_INSERT:
+			return ACL_SELECT | ACL_INSERT | (strict ? 0 : ACL_UPDATE);
+		case DS_OP_UPDATE:
+			return ACL_SELECT | ACL_UPDATE | (strict ? 0 : ACL_INSERT);
+		case DS_OP_DELETE:
+			return ACL_SELECT | ACL_DELETE;
+		case DS_OP_UPSERT:
+			return ACL_SELECT | ACL_INSERT | ACL_UPDATE;
+		default:
+			return 0;
+	}
+}
+
+/*
+ * Applies the parsed events to the stream; sets applied and skipped.
+ */
+static void
+run_batch(DsBatch *b, const char *source_offset, int64 *applied, int64 *skipped)
+{
+	MemoryContext batchcxt = CurrentMemoryContext;
+	bool		any_change = false;
+
+	if (source_offset)
+		ds_check_source_offset(source_offset);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	MemoryContextSwitchTo(batchcxt);
+
+	if (!ds_stream_lock(b->stream_name, &b->st))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("stream \"%s\" does not exist",
+						ds_shorten(b->stream_name, strlen(b->stream_name))),
+				 errhint("A stream is created by the first state.create_collection() that names it.")));
+
+	/* exactly-once resume: a batch at or before the recorded offset is skipped */
+	if (source_offset && b->st.source_offset &&
+		strcmp(source_offset, b->st.source_offset) <= 0)
+	{
+		ds_stream_update(&b->st, 0, true, NULL);
+		SPI_finish();
+		*applied = 0;
+		*skipped = b->nevents;
+		return;
+	}
+
+	b->stream = ds_catalog_stream(b->stream_name, false);
+	b->colls = palloc0(sizeof(DsCollState) * Max(b->stream->ncolls, 1));
+	for (int c = 0; c < b->stream->ncolls; c++)
+		b->colls[c].coll = &b->stream->colls[c];
+
+	for (int i = 0; i < b->nevents; i++)
+	{
+		DsEvent    *ev = &b->events[i];
+		DsCollection *coll;
+		DsCollState *cs;
+
+		if (ev->control != DS_CTL_NONE)
+			continue;
+		b->current = i;
+		coll = ds_stream_collection(b->stream, ev->type, ev->type_len, false);
+		cs = &b->colls[coll - b->stream->colls];
+		cs->needed |= op_privileges(ev->op, coll->strict);
+		ev->coll = cs;
+		any_change = true;
+	}
+	b->current = -1;
+	(void) any_change;
+
+	open_collections(b);
+	b->evcxt = AllocSetContextCreate(batchcxt, "durable_state event", ALLOCSET_DEFAULT_SIZES);
+
+	for (int i = 0; i < b->nevents; i++)
+	{
+		DsEvent    *ev = &b->events[i];
+
+		b->current = i;
+		CHECK_FOR_INTERRUPTS();
+		/* each event is its own command, so it sees the ones before it */
+		CommandCounterIncrement();
+		b->estate->es_output_cid = GetCurrentCommandId(true);
+		MemoryContextSwitchTo(b->evcxt);
+
+		if (ev->control != DS_CTL_NONE)
+			apply_control(b, ev);
+		else
+			apply_change(b, ev);
+		log_append(b, ev, b->st.tail + i + 1);
+
+		ev->datum = NULL;
+		MemoryContextSwitchTo(batchcxt);
+		MemoryContextReset(b->evcxt);
+		ResetPerTupleExprContext(b->estate);
+	}
+	b->current = -1;
+
+	close_collections(b);
+	b->st.tail += b->nevents;
+	ds_stream_update(&b->st, b->nevents, false, source_offset);
+	SPI_finish();
+	*applied = b->nevents;
+	*skipped = 0;
+}
+
+/* Runs a batch with error messages naming the failing event; returns the row. */
+static void
+apply_events(FunctionCallInfo fcinfo, JsonbValue *elems, int n, int *lines)
+{
+	ReturnSetInfo *rsinfo;
+	MemoryContext callercxt = CurrentMemoryContext;
+	MemoryContext batchcxt;
+	DsBatch    *b;
+	int64		applied = 0,
+				skipped = 0;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+	char	   *stream_name;
+	char	   *source_offset = NULL;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stream must not be null")));
+	stream_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (!PG_ARGISNULL(2))
+		source_offset = text_to_cstring(PG_GETARG_TEXT_PP(2));
+
+	if (n > ds_max_batch_events)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("batch has %d events, more than durable_state.max_batch_events (%d)",
+						n, ds_max_batch_events),
+				 errhint("Split the batch or raise durable_state.max_batch_events.")));
+
+	InitMaterializedSRF(fcinfo, 0);
+	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	batchcxt = AllocSetContextCreate(CurrentMemoryContext, "durable_state batch",
+									 ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(batchcxt);
+	b = palloc0(sizeof(DsBatch));
+	b->stream_name = stream_name;
+	b->nevents = n;
+	b->events = palloc0(sizeof(DsEvent) * Max(n, 1));
+	b->lines = lines;
+	b->current = -1;
+
+	PG_TRY();
+	{
+		for (int i = 0; i < n; i++)
+		{
+			b->current = i;
+			ds_parse_event(&elems[i], i, &b->events[i]);
+		}
+		b->current = -1;
+		run_batch(b, source_offset, &applied, &skipped);
+	}
+	PG_CATCH();
+	{
+		int			cur = b->current;
+
+		if (cur >= 0)
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(callercxt);
+			edata = CopyErrorData();
+			if (edata->elevel == ERROR &&
+				edata->sqlerrcode != ERRCODE_QUERY_CANCELED &&
+				edata->sqlerrcode != ERRCODE_ADMIN_SHUTDOWN)
+			{
+				FlushErrorState();
+				edata->message = psprintf("%s: %s", describe_event(b, cur), edata->message);
+				ReThrowError(edata);
+			}
+		}
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	MemoryContextSwitchTo(callercxt);
+	values[0] = Int64GetDatum(applied);
+	values[1] = Int64GetDatum(skipped);
+	values[2] = CStringGetTextDatum(ds_format_offset(b->st.tail));
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	MemoryContextDelete(batchcxt);
+}
+
+/* state.apply(events jsonb, stream text, source_offset text) */
+Datum
+ds_apply(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *jb;
+	JsonbValue *elems;
+	int			n = 0;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("events must not be null")));
+	jb = PG_GETARG_JSONB_P(0);
+
+	if (JB_ROOT_IS_SCALAR(jb))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("events must be an event object or an array of events")));
+	if (JB_ROOT_IS_OBJECT(jb))
+	{
+		elems = palloc(sizeof(JsonbValue));
+		elems[0].type = jbvBinary;
+		elems[0].val.binary.data = &jb->root;
+		elems[0].val.binary.len = VARSIZE(jb) - VARHDRSZ;
+		n = 1;
+	}
+	else
+	{
+		JsonbIterator *it = JsonbIteratorInit(&jb->root);
+		JsonbValue	v;
+		JsonbIteratorToken tok;
+		int			cap = Max(JB_ROOT_COUNT(jb), 1);
+
+		elems = palloc(sizeof(JsonbValue) * cap);
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			if (tok == WJB_ELEM)
+				elems[n++] = v;
+		}
+	}
+	apply_events(fcinfo, elems, n, NULL);
+	return (Datum) 0;
+}
+
+/*
+ * state.apply_text(events text, ...): a JSON array, or newline-delimited
+ * JSON (one event per line; blank lines are ignored).
+ */
+Datum
+ds_apply_text(PG_FUNCTION_ARGS)
+{
+	char	   *s;
+	char	   *p;
+	JsonbValue *elems;
+	int		   *lines;
+	int			n = 0,
+				cap = 64,
+				lineno = 0;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("events must not be null")));
+	s = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	p = s;
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+		p++;
+	if (*p == '[' || *p == '\0')
+	{
+		Jsonb	   *jb = *p ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(p)))
+			: NULL;
+
+		if (jb == NULL)
+		{
+			apply_events(fcinfo, NULL, 0, NULL);
+			return (Datum) 0;
+		}
+		fcinfo->args[0].value = JsonbPGetDatum(jb);
+		return ds_apply(fcinfo);
+	}
+
+	elems = palloc(sizeof(JsonbValue) * cap);
+	lines = palloc(sizeof(int) * cap);
+	while (*p)
+	{
+		char	   *nl = strchr(p, '\n');
+		char	   *end = nl ? nl : p + strlen(p);
+		char	   *q = p;
+		Jsonb	   *jb;
+
+		lineno++;
+		if (nl)
+			*nl = '\0';
+		if (end > p && end[-1] == '\r')
+			end[-1] = '\0';
+		while (*q == ' ' || *q == '\t')
+			q++;
+		if (*q != '\0')
+		{
+			if ((int64) strlen(q) > (int64) ds_max_event_bytes)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("event %d (line %d) is %zu bytes, more than durable_state.max_event_bytes (%d)",
+								n, lineno, strlen(q), ds_max_event_bytes)));
+			if (n >= ds_max_batch_events)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("batch has more than durable_state.max_batch_events (%d) events",
+								ds_max_batch_events),
+						 errhint("Split the batch or raise durable_state.max_batch_events.")));
+			PG_TRY();
+			{
+				jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(q)));
+			}
+			PG_CATCH();
+			{
+				ErrorData  *edata;
+
+				MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+				edata = CopyErrorData();
+				FlushErrorState();
+				edata->message = psprintf("event %d (line %d): %s", n, lineno, edata->message);
+				ReThrowError(edata);
+			}
+			PG_END_TRY();
+			if (n >= cap)
+			{
+				cap *= 2;
+				elems = repalloc(elems, sizeof(JsonbValue) * cap);
+				lines = repalloc(lines, sizeof(int) * cap);
+			}
+			if (JB_ROOT_IS_SCALAR(jb))
+			{
+				elems[n].type = jbvNull;	/* rejected by the parser as not an object */
+				JsonbExtractScalar(&jb->root, &elems[n]);
+			}
+			else
+			{
+				elems[n].type = jbvBinary;
+				elems[n].val.binary.data = &jb->root;
+				elems[n].val.binary.len = VARSIZE(jb) - VARHDRSZ;
+			}
+			lines[n] = lineno;
+			n++;
+		}
+		if (!nl)
+			break;
+		p = nl + 1;
+	}
+	apply_events(fcinfo, elems, n, lines);
+	return (Datum) 0;
+}

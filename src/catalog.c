@@ -1,0 +1,382 @@
+/*
+ * catalog.c
+ *		The collection catalog (state._streams, state._collections), its
+ *		per-backend cache, and the per-relation facts the engine needs.
+ *
+ * The cache holds every stream and collection.  It is loaded with one SPI
+ * query and dropped by a relcache callback when state._collections is
+ * invalidated (state._catalog_changed() sends that invalidation from
+ * create_collection and drop_collection, so it reaches every backend at
+ * commit).  Callers get a palloc'd copy, so an invalidation arriving while
+ * they work can never leave them holding freed memory.
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/table.h"
+#include "catalog/index.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+
+#include "durable_state.h"
+
+static MemoryContext cache_cxt = NULL;
+static bool cache_valid = false;
+static int	cache_nstreams = 0;
+static DsStream *cache_streams = NULL;
+static Oid	collections_relid = InvalidOid;
+static Oid	log_relid = InvalidOid;
+
+static void
+relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == collections_relid || relid == log_relid)
+		cache_valid = false;
+}
+
+void
+ds_catalog_init(void)
+{
+	CacheRegisterRelcacheCallback(relcache_callback, (Datum) 0);
+}
+
+static Oid
+state_relid(const char *relname)
+{
+	Oid			nsp = get_namespace_oid("state", true);
+	Oid			relid = OidIsValid(nsp) ? get_relname_relid(relname, nsp) : InvalidOid;
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("durable_state is not installed in this database"),
+				 errhint("Run CREATE EXTENSION durable_state.")));
+	return relid;
+}
+
+static void
+cache_load(void)
+{
+	int			ret;
+	uint64		n;
+	int			ns = 0;
+	MemoryContext oldcxt;
+
+	if (cache_cxt == NULL)
+		cache_cxt = AllocSetContextCreate(CacheMemoryContext, "durable_state catalog",
+										  ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(cache_cxt);
+	cache_nstreams = 0;
+	cache_streams = NULL;
+
+	/* mark valid first: an invalidation during the load must win */
+	cache_valid = true;
+	collections_relid = state_relid("_collections");
+	log_relid = state_relid("log");
+
+	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
+	ret = SPI_execute("SELECT s.id, s.name, c.name, c.type, c.relid::oid, c.primary_key, "
+					  "c.kind, c.mode, c.allow_extra, c.check_old_value "
+					  "FROM state._streams s LEFT JOIN state._collections c ON c.stream_id = s.id "
+					  "ORDER BY s.id, c.type COLLATE \"C\"", true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "loading durable_state catalog failed: %s", SPI_result_code_string(ret));
+
+	oldcxt = MemoryContextSwitchTo(cache_cxt);
+	n = SPI_processed;
+	cache_streams = palloc0(sizeof(DsStream) * (n + 1));
+	for (uint64 i = 0; i < n; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int32		sid = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		DsStream   *s;
+		DsCollection *c;
+		char	   *kind;
+
+		if (ns == 0 || cache_streams[ns - 1].id != sid)
+		{
+			s = &cache_streams[ns++];
+			s->id = sid;
+			s->name = SPI_getvalue(tup, desc, 2);
+			s->colls = palloc0(sizeof(DsCollection) * n);
+		}
+		s = &cache_streams[ns - 1];
+		(void) SPI_getbinval(tup, desc, 3, &isnull);
+		if (isnull)
+			continue;			/* a stream without collections */
+		c = &s->colls[s->ncolls++];
+		c->stream_id = sid;
+		c->name = SPI_getvalue(tup, desc, 3);
+		c->type = SPI_getvalue(tup, desc, 4);
+		c->type_len = strlen(c->type);
+		c->relid = DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull));
+		c->primary_key = SPI_getvalue(tup, desc, 6);
+		kind = SPI_getvalue(tup, desc, 7);
+		c->kind = strcmp(kind, "document") == 0 ? DS_KIND_DOCUMENT :
+			strcmp(kind, "adopted") == 0 ? DS_KIND_ADOPTED : DS_KIND_GENERATED;
+		c->strict = strcmp(SPI_getvalue(tup, desc, 8), "strict") == 0;
+		c->allow_extra = DatumGetBool(SPI_getbinval(tup, desc, 9, &isnull));
+		c->check_old_value = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull));
+	}
+	cache_nstreams = ns;
+	MemoryContextSwitchTo(oldcxt);
+	SPI_finish();
+}
+
+/*
+ * The stream and its collections, copied into the current memory context.
+ * NULL if the stream does not exist and missing_ok.
+ */
+DsStream *
+ds_catalog_stream(const char *name, bool missing_ok)
+{
+	DsStream   *found = NULL;
+	DsStream   *copy;
+
+	if (!cache_valid)
+		cache_load();
+	for (int i = 0; i < cache_nstreams; i++)
+	{
+		if (strcmp(cache_streams[i].name, name) == 0)
+		{
+			found = &cache_streams[i];
+			break;
+		}
+	}
+	if (found == NULL)
+	{
+		if (missing_ok)
+			return NULL;
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("stream \"%s\" does not exist", ds_shorten(name, strlen(name))),
+				 errhint("A stream is created by the first state.create_collection() that names it.")));
+	}
+
+	copy = palloc(sizeof(DsStream));
+	copy->id = found->id;
+	copy->name = pstrdup(found->name);
+	copy->ncolls = found->ncolls;
+	copy->colls = palloc(sizeof(DsCollection) * Max(found->ncolls, 1));
+	for (int i = 0; i < found->ncolls; i++)
+	{
+		DsCollection *src = &found->colls[i];
+		DsCollection *dst = &copy->colls[i];
+
+		*dst = *src;
+		dst->name = pstrdup(src->name);
+		dst->type = pstrdup(src->type);
+		dst->primary_key = pstrdup(src->primary_key);
+	}
+	return copy;
+}
+
+DsCollection *
+ds_stream_collection(DsStream *stream, const char *type, int type_len, bool missing_ok)
+{
+	for (int i = 0; i < stream->ncolls; i++)
+	{
+		DsCollection *c = &stream->colls[i];
+
+		if (c->type_len == type_len && memcmp(c->type, type, type_len) == 0)
+			return c;
+	}
+	if (!missing_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("unknown type \"%s\" in stream \"%s\"",
+						ds_shorten(type, type_len), ds_shorten(stream->name, strlen(stream->name))),
+				 errhint("Register a collection for it with state.create_collection().")));
+	return NULL;
+}
+
+Oid
+ds_log_relid(void)
+{
+	if (!cache_valid)
+		cache_load();
+	return log_relid;
+}
+
+/* ------------------------------------------------------------------------
+ * Relation metadata
+ * ------------------------------------------------------------------------ */
+
+/* The collection table's primary key index, checked to be on the key column. */
+Oid
+ds_primary_key_index(Relation rel, DsCollection *coll)
+{
+	Oid			pk = RelationGetPrimaryKeyIndex(rel);
+	Relation	idx;
+	bool		ok;
+	/* a document table is keyed by "key"; primary_key names a value member */
+	const char *pkname = coll->kind == DS_KIND_DOCUMENT ? "key" : coll->primary_key;
+
+	if (!OidIsValid(pk))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+				 errmsg("table \"%s\" of collection \"%s\" has no primary key",
+						RelationGetRelationName(rel), coll->name),
+				 errhint("The table needs PRIMARY KEY (%s).", pkname)));
+	idx = index_open(pk, AccessShareLock);
+	ok = idx->rd_index->indnkeyatts == 1 && idx->rd_index->indkey.values[0] > 0 &&
+		strcmp(NameStr(TupleDescAttr(RelationGetDescr(rel),
+									 idx->rd_index->indkey.values[0] - 1)->attname),
+			   pkname) == 0;
+	index_close(idx, AccessShareLock);
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+				 errmsg("primary key of table \"%s\" is not (%s)",
+						RelationGetRelationName(rel), pkname),
+				 errhint("The table was altered after state.create_collection(); restore PRIMARY KEY (%s).",
+						 pkname)));
+	return pk;
+}
+
+/* jsonb orders object keys by length, then bytes; so do we. */
+static int
+jsonb_key_cmp(const char *a, int alen, const char *b, int blen)
+{
+	if (alen != blen)
+		return alen < blen ? -1 : 1;
+	return memcmp(a, b, alen);
+}
+
+static int
+column_cmp(const void *a, const void *b)
+{
+	const DsColumn *ca = *(DsColumn *const *) a;
+	const DsColumn *cb = *(DsColumn *const *) b;
+
+	return jsonb_key_cmp(ca->name, ca->name_len, cb->name, cb->name_len);
+}
+
+void
+ds_relinfo_init(DsRelInfo *ri, DsCollection *coll, Relation rel, Relation pkrel)
+{
+	TupleDesc	desc = RelationGetDescr(rel);
+	Oid			opfamily,
+				opcintype;
+
+	memset(ri, 0, sizeof(DsRelInfo));
+	ri->rel = rel;
+	ri->pkrel = pkrel;
+	ri->natts = desc->natts;
+	ri->cols = palloc0(sizeof(DsColumn) * desc->natts);
+	ri->sorted = palloc0(sizeof(DsColumn *) * desc->natts);
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		DsColumn   *col = &ri->cols[i];
+		Oid			infunc,
+					outfunc;
+		bool		isvarlena;
+
+		if (att->attisdropped)
+			continue;
+		col->name = NameStr(att->attname);
+		col->name_len = strlen(col->name);
+		col->attnum = att->attnum;
+		col->typid = att->atttypid;
+		col->typmod = att->atttypmod;
+		col->attgenerated = att->attgenerated;
+		col->attidentity = att->attidentity;
+		col->notnull = att->attnotnull;
+		getTypeInputInfo(att->atttypid, &infunc, &col->ioparam);
+		fmgr_info(infunc, &col->infunc);
+		getTypeOutputInfo(att->atttypid, &outfunc, &isvarlena);
+		fmgr_info(outfunc, &col->outfunc);
+		ri->sorted[ri->nsorted++] = col;
+	}
+	qsort(ri->sorted, ri->nsorted, sizeof(DsColumn *), column_cmp);
+
+	ri->pkcol = &ri->cols[pkrel->rd_index->indkey.values[0] - 1];
+	if (coll->kind == DS_KIND_DOCUMENT)
+	{
+		ri->valuecol = ds_relinfo_column(ri, "value", 5);
+		if (ri->valuecol == NULL || ri->valuecol->typid != JSONBOID)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+					 errmsg("document collection \"%s\" needs a jsonb column \"value\" in table \"%s\"",
+							coll->name, RelationGetRelationName(rel))));
+	}
+
+	opfamily = pkrel->rd_opfamily[0];
+	opcintype = pkrel->rd_opcintype[0];
+	ri->pk_eqproc = get_opcode(get_opfamily_member(opfamily, opcintype, opcintype,
+												   BTEqualStrategyNumber));
+	if (!RegProcedureIsValid(ri->pk_eqproc))
+		elog(ERROR, "no equality operator for the primary key of \"%s\"",
+			 RelationGetRelationName(rel));
+	ri->pk_collation = pkrel->rd_indcollation[0];
+}
+
+/* Column by name (binary search in jsonb key order), or NULL. */
+DsColumn *
+ds_relinfo_column(DsRelInfo *ri, const char *name, int len)
+{
+	int			lo = 0,
+				hi = ri->nsorted - 1;
+
+	while (lo <= hi)
+	{
+		int			mid = (lo + hi) / 2;
+		DsColumn   *c = ri->sorted[mid];
+		int			cmp = jsonb_key_cmp(name, len, c->name, c->name_len);
+
+		if (cmp == 0)
+			return c;
+		if (cmp < 0)
+			hi = mid - 1;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+/* The event key as a datum of the primary key column's type. */
+Datum
+ds_key_datum(DsRelInfo *ri, const char *key, int len)
+{
+	DsColumn   *pk = ri->pkcol;
+
+	if (pk->typid == TEXTOID)
+		return PointerGetDatum(cstring_to_text_with_len(key, len));
+	return InputFunctionCall(&pk->infunc, pnstrdup(key, len), pk->ioparam, pk->typmod);
+}
+
+/*
+ * Functions run with the caller's rights: the caller needs the table
+ * privileges the batch uses.  Row-level security is not yet enforced by the
+ * direct apply path, so tables with RLS active for the caller are refused
+ * rather than silently bypassed.
+ */
+void
+ds_check_table_access(DsCollection *coll, Relation rel, AclMode mode)
+{
+	AclResult	aclresult = pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), mode);
+
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_TABLE, RelationGetRelationName(rel));
+	if (check_enable_rls(RelationGetRelid(rel), InvalidOid, false) == RLS_ENABLED)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("row-level security is enabled on table \"%s\" of collection \"%s\"",
+						RelationGetRelationName(rel), coll->name),
+				 errhint("durable_state does not yet apply or read through row-level security policies.")));
+}

@@ -1,0 +1,204 @@
+/*
+ * durable_state.h
+ *		Shared declarations of the durable_state extension.
+ *
+ * The extension is split by responsibility:
+ *	 init.c		 module load, GUCs
+ *	 event.c	 protocol event parsing and validation
+ *	 catalog.c	 collection catalog, its backend cache and relation metadata
+ *	 convert.c	 JSON value <-> column datum conversion
+ *	 changelog.c stream row locking, offsets, log appends
+ *	 apply.c	 the apply engine (state.apply, state.apply_text)
+ *	 reads.c	 state.get, state.get_many, state.get_type
+ */
+#ifndef DURABLE_STATE_H
+#define DURABLE_STATE_H
+
+#include "postgres.h"
+
+#include "access/relscan.h"
+#include "executor/tuptable.h"
+#include "fmgr.h"
+#include "nodes/parsenodes.h"
+#include "utils/jsonb.h"
+#include "utils/relcache.h"
+#include "utils/snapshot.h"
+
+/* GUCs (init.c) */
+extern int	ds_max_event_bytes;
+extern int	ds_max_batch_events;
+
+/* ------------------------------------------------------------------------
+ * Events (event.c)
+ * ------------------------------------------------------------------------ */
+
+typedef enum DsOperation
+{
+	DS_OP_NONE = 0,
+	DS_OP_INSERT,
+	DS_OP_UPDATE,
+	DS_OP_DELETE,
+	DS_OP_UPSERT
+} DsOperation;
+
+typedef enum DsControl
+{
+	DS_CTL_NONE = 0,
+	DS_CTL_SNAPSHOT_START,
+	DS_CTL_SNAPSHOT_END,
+	DS_CTL_RESET
+} DsControl;
+
+struct DsCollState;
+
+/*
+ * One parsed event.  Strings point into the event's jsonb and are not
+ * NUL-terminated; the jsonb outlives the batch.
+ */
+typedef struct DsEvent
+{
+	JsonbContainer *root;		/* the event object */
+	uint32		root_len;		/* its size in bytes */
+	Jsonb	   *datum;			/* standalone copy for the log, built lazily */
+	DsControl	control;
+	DsOperation op;
+	const char *type;
+	int			type_len;
+	const char *key;
+	int			key_len;
+	bool		has_value;
+	bool		has_old_value;
+	JsonbValue	value;
+	JsonbValue	old_value;
+	struct DsCollState *coll;	/* resolved collection (apply.c) */
+} DsEvent;
+
+extern void ds_parse_event(JsonbValue *v, int index, DsEvent *ev);
+extern Jsonb *ds_event_datum(DsEvent *ev);
+extern const char *ds_op_name(DsOperation op);
+extern char *ds_shorten(const char *s, int len);
+extern bool ds_valid_rfc3339(const char *s, int len);
+extern void ds_check_source_offset(const char *off);
+
+/* ------------------------------------------------------------------------
+ * Catalog (catalog.c)
+ * ------------------------------------------------------------------------ */
+
+typedef enum DsKind
+{
+	DS_KIND_DOCUMENT,
+	DS_KIND_ADOPTED,
+	DS_KIND_GENERATED
+} DsKind;
+
+/* One row of state._collections, as cached per backend. */
+typedef struct DsCollection
+{
+	int32		stream_id;
+	char	   *name;
+	char	   *type;
+	int			type_len;
+	Oid			relid;
+	char	   *primary_key;
+	DsKind		kind;
+	bool		strict;
+	bool		allow_extra;
+	bool		check_old_value;
+} DsCollection;
+
+/* A stream and its collections (copied out of the cache for a caller). */
+typedef struct DsStream
+{
+	int32		id;
+	char	   *name;
+	int			ncolls;
+	DsCollection *colls;
+} DsStream;
+
+extern DsStream *ds_catalog_stream(const char *name, bool missing_ok);
+extern DsCollection *ds_stream_collection(DsStream *stream, const char *type,
+										  int type_len, bool missing_ok);
+extern Oid	ds_log_relid(void);
+extern void ds_catalog_init(void);
+
+/* Per-column facts needed to convert JSON into a datum and back. */
+typedef struct DsColumn
+{
+	const char *name;			/* attname */
+	int			name_len;
+	AttrNumber	attnum;
+	Oid			typid;
+	int32		typmod;
+	Oid			ioparam;
+	FmgrInfo	infunc;
+	FmgrInfo	outfunc;
+	char		attgenerated;
+	char		attidentity;
+	bool		notnull;
+} DsColumn;
+
+/*
+ * What the engine and the readers need to know about a collection's table:
+ * built once per relation per call from the open Relation.
+ */
+typedef struct DsRelInfo
+{
+	Relation	rel;
+	Relation	pkrel;			/* the primary key index */
+	int			natts;
+	DsColumn   *cols;			/* by attnum - 1; dropped columns have name NULL */
+	DsColumn  **sorted;			/* live columns in jsonb key order */
+	int			nsorted;
+	DsColumn   *pkcol;
+	DsColumn   *valuecol;		/* document collections: the value column */
+	RegProcedure pk_eqproc;
+	Oid			pk_collation;
+} DsRelInfo;
+
+extern void ds_relinfo_init(DsRelInfo *ri, DsCollection *coll, Relation rel,
+							Relation pkrel);
+extern Oid	ds_primary_key_index(Relation rel, DsCollection *coll);
+extern DsColumn *ds_relinfo_column(DsRelInfo *ri, const char *name, int len);
+extern Datum ds_key_datum(DsRelInfo *ri, const char *key, int len);
+extern void ds_check_table_access(DsCollection *coll, Relation rel, AclMode mode);
+
+/* ------------------------------------------------------------------------
+ * Conversion (convert.c)
+ * ------------------------------------------------------------------------ */
+
+extern Datum ds_json_to_datum(DsColumn *col, JsonbValue *v, bool *isnull);
+extern Jsonb *ds_row_to_jsonb(DsRelInfo *ri, TupleTableSlot *slot);
+extern Jsonb *ds_slot_value(DsRelInfo *ri, DsCollection *coll, TupleTableSlot *slot);
+extern char *ds_jsonb_value_text(JsonbValue *v, int *len);
+extern bool ds_jsonb_value_equals(JsonbValue *a, Jsonb *b);
+
+/* ------------------------------------------------------------------------
+ * Change log (changelog.c)
+ * ------------------------------------------------------------------------ */
+
+typedef struct DsStreamState
+{
+	int32		id;
+	int64		tail;
+	int64		retained_from;
+	char	   *source_offset;	/* NULL if none */
+	bool		in_snapshot;
+} DsStreamState;
+
+extern bool ds_stream_lock(const char *name, DsStreamState *st);
+extern void ds_stream_update(DsStreamState *st, int64 applied, bool skipped,
+							 const char *source_offset);
+extern char *ds_format_offset(int64 seq);
+
+/* ------------------------------------------------------------------------
+ * Apply (apply.c) and reads (reads.c)
+ * ------------------------------------------------------------------------ */
+
+extern Datum ds_apply(PG_FUNCTION_ARGS);
+extern Datum ds_apply_text(PG_FUNCTION_ARGS);
+extern Datum ds_get(PG_FUNCTION_ARGS);
+extern Datum ds_get_many(PG_FUNCTION_ARGS);
+extern Datum ds_get_type(PG_FUNCTION_ARGS);
+extern Datum ds_catalog_changed(PG_FUNCTION_ARGS);
+
+#endif							/* DURABLE_STATE_H */

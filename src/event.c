@@ -1,0 +1,432 @@
+/*
+ * event.c
+ *		Parsing and validation of Durable Streams State Protocol events.
+ *
+ * An event is validated completely before anything is applied: the shape
+ * of SPEC section 1 (the protocol's JSON Schema), with the error naming the
+ * rule that was broken.  The caller adds the event's index, type and key to
+ * every message (see apply.c), so messages here name only the rule.
+ */
+#include "postgres.h"
+
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
+#include "durable_state.h"
+
+/* Looks up a member of an object container by name. */
+static JsonbValue *
+member(JsonbContainer *obj, const char *name, JsonbValue *out)
+{
+	return getKeyJsonValueFromContainer(obj, name, strlen(name), out);
+}
+
+static const char *
+jsonb_type_name(JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			return "null";
+		case jbvString:
+			return "a string";
+		case jbvNumeric:
+			return "a number";
+		case jbvBool:
+			return "a boolean";
+		case jbvBinary:
+			return JsonContainerIsArray(v->val.binary.data) ? "an array" : "an object";
+		case jbvArray:
+			return "an array";
+		case jbvObject:
+			return "an object";
+		default:
+			return "unknown";
+	}
+}
+
+/* A shortened, printable copy of a string for error messages. */
+char *
+ds_shorten(const char *s, int len)
+{
+	if (s == NULL)
+		return pstrdup("?");
+	if (len > 64)
+	{
+		int			cut = pg_mbcliplen(s, len, 61);
+
+		return psprintf("%.*s...", cut, s);
+	}
+	return pnstrdup(s, len);
+}
+
+const char *
+ds_op_name(DsOperation op)
+{
+	switch (op)
+	{
+		case DS_OP_INSERT:
+			return "insert";
+		case DS_OP_UPDATE:
+			return "update";
+		case DS_OP_DELETE:
+			return "delete";
+		case DS_OP_UPSERT:
+			return "upsert";
+		default:
+			return "none";
+	}
+}
+
+/* Reports the first member of obj whose name is not in allowed[]. */
+static void
+reject_unknown_member(JsonbContainer *obj, const char *const *allowed,
+					  const char *where, const char *allowed_text)
+{
+	JsonbIterator *it = JsonbIteratorInit(obj);
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		if (tok == WJB_KEY)
+		{
+			bool		known = false;
+
+			for (const char *const *a = allowed; *a; a++)
+			{
+				if (strlen(*a) == (size_t) v.val.string.len &&
+					memcmp(*a, v.val.string.val, v.val.string.len) == 0)
+				{
+					known = true;
+					break;
+				}
+			}
+			if (!known)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("unknown member \"%s\" in %s",
+								ds_shorten(v.val.string.val, v.val.string.len), where),
+						 errhint("Allowed members are %s.", allowed_text)));
+		}
+	}
+}
+
+/* Fetches a required non-empty string member. */
+static void
+required_string(JsonbContainer *obj, const char *name, const char **s, int *len)
+{
+	JsonbValue	v;
+
+	if (!member(obj, name, &v))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("change event has no \"%s\"", name),
+				 errhint("A change event needs \"type\", \"key\" and \"headers\".")));
+	if (v.type != jbvString || v.val.string.len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"%s\" must be a non-empty string, not %s", name,
+						v.type == jbvString ? "an empty string" : jsonb_type_name(&v))));
+	*s = v.val.string.val;
+	*len = v.val.string.len;
+}
+
+/* Checks an optional string header; returns false if absent. */
+static bool
+optional_string_header(JsonbContainer *headers, const char *name, bool nonempty,
+					   JsonbValue *out)
+{
+	if (!member(headers, name, out))
+		return false;
+	if (out->type != jbvString)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("header \"%s\" must be a string, not %s", name,
+						jsonb_type_name(out))));
+	if (nonempty && out->val.string.len == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("header \"%s\" must not be empty", name)));
+	return true;
+}
+
+static int
+digits(const char *s, int n)
+{
+	int			r = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		r = r * 10 + (s[i] - '0');
+	}
+	return r;
+}
+
+/*
+ * RFC 3339 date-time: YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM), with
+ * 'T'/'t' and 'Z'/'z' accepted as the RFC allows.  Calendar-checked.
+ */
+bool
+ds_valid_rfc3339(const char *s, int len)
+{
+	static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	int			y,
+				mo,
+				d,
+				h,
+				mi,
+				sec,
+				p;
+
+	if (len < 20)
+		return false;
+	y = digits(s, 4);
+	mo = digits(s + 5, 2);
+	d = digits(s + 8, 2);
+	if (y < 0 || s[4] != '-' || mo < 1 || mo > 12 || s[7] != '-' || d < 1)
+		return false;
+	if (d > mdays[mo - 1])
+		return false;
+	if (mo == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+		return false;
+	if (s[10] != 'T' && s[10] != 't')
+		return false;
+	h = digits(s + 11, 2);
+	mi = digits(s + 14, 2);
+	sec = digits(s + 17, 2);
+	if (h < 0 || h > 23 || s[13] != ':' || mi < 0 || mi > 59 || s[16] != ':' ||
+		sec < 0 || sec > 60)
+		return false;
+	p = 19;
+	if (p < len && s[p] == '.')
+	{
+		int			start = ++p;
+
+		while (p < len && s[p] >= '0' && s[p] <= '9')
+			p++;
+		if (p == start)
+			return false;
+	}
+	if (p == len)
+		return false;
+	if (s[p] == 'Z' || s[p] == 'z')
+		return p + 1 == len;
+	if (s[p] == '+' || s[p] == '-')
+	{
+		int			oh,
+					om;
+
+		if (len - p != 6 || s[p + 3] != ':')
+			return false;
+		oh = digits(s + p + 1, 2);
+		om = digits(s + p + 4, 2);
+		return oh >= 0 && oh <= 23 && om >= 0 && om <= 59;
+	}
+	return false;
+}
+
+static const char *const change_members[] = {"type", "key", "value", "old_value", "headers", NULL};
+static const char *const change_headers[] = {"operation", "txid", "timestamp", "offset", "from", NULL};
+static const char *const control_headers[] = {"control", "offset", NULL};
+
+static void
+parse_control(JsonbContainer *root, JsonbContainer *headers, JsonbValue *ctl,
+			  DsEvent *ev)
+{
+	JsonbValue	v;
+
+	if (JsonContainerSize(root) != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("control event mixes control and change members"),
+				 errdetail("A control event has only \"headers\"; \"type\", \"key\", \"value\" and \"old_value\" belong to change events.")));
+	if (member(headers, "operation", &v))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("control event mixes control and change members"),
+				 errdetail("Headers \"control\" and \"operation\" cannot both be present.")));
+	if (ctl->type != jbvString)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("header \"control\" must be a string, not %s", jsonb_type_name(ctl))));
+
+#define CTL_IS(lit) (ctl->val.string.len == strlen(lit) && \
+					 memcmp(ctl->val.string.val, lit, ctl->val.string.len) == 0)
+	if (CTL_IS("snapshot-start"))
+		ev->control = DS_CTL_SNAPSHOT_START;
+	else if (CTL_IS("snapshot-end"))
+		ev->control = DS_CTL_SNAPSHOT_END;
+	else if (CTL_IS("reset"))
+		ev->control = DS_CTL_RESET;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown control \"%s\"",
+						ds_shorten(ctl->val.string.val, ctl->val.string.len)),
+				 errhint("Control events are \"snapshot-start\", \"snapshot-end\" and \"reset\".")));
+#undef CTL_IS
+
+	optional_string_header(headers, "offset", true, &v);
+	if (JsonContainerSize(headers) != 1 + (member(headers, "offset", &v) ? 1 : 0))
+		reject_unknown_member(headers, control_headers, "control headers",
+							  "\"control\" and \"offset\"");
+}
+
+/*
+ * Parses and validates one event.  v is an element of the batch: it must be
+ * an object (jbvBinary).  Raises an error naming the rule on any violation.
+ */
+void
+ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
+{
+	JsonbContainer *root;
+	JsonbContainer *headers;
+	JsonbValue	hv;
+	JsonbValue	tmp;
+	JsonbValue	opv;
+	int			known = 0;
+	int			hknown = 1;
+
+	memset(ev, 0, sizeof(DsEvent));
+	if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event must be a JSON object, not %s", jsonb_type_name(v))));
+	root = v->val.binary.data;
+	ev->root = root;
+	ev->root_len = v->val.binary.len;
+
+	if ((int64) ev->root_len > (int64) ds_max_event_bytes)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("event is %u bytes, more than durable_state.max_event_bytes (%d)",
+						ev->root_len, ds_max_event_bytes),
+				 errhint("Split the entity or raise durable_state.max_event_bytes.")));
+
+	if (!member(root, "headers", &hv))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("event has no \"headers\""),
+				 errhint("Change events carry headers.operation; control events carry headers.control.")));
+	if (hv.type != jbvBinary || !JsonContainerIsObject(hv.val.binary.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"headers\" must be an object, not %s", jsonb_type_name(&hv))));
+	headers = hv.val.binary.data;
+
+	if (member(headers, "control", &tmp))
+	{
+		parse_control(root, headers, &tmp, ev);
+		return;
+	}
+
+	/* a change event */
+	required_string(root, "type", &ev->type, &ev->type_len);
+	required_string(root, "key", &ev->key, &ev->key_len);
+	known = 3;
+
+	if (!member(headers, "operation", &opv))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("change event has no header \"operation\""),
+				 errhint("headers.operation is \"insert\", \"update\", \"delete\" or \"upsert\".")));
+	if (opv.type != jbvString)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("header \"operation\" must be a string, not %s", jsonb_type_name(&opv))));
+#define OP_IS(lit) (opv.val.string.len == strlen(lit) && \
+					memcmp(opv.val.string.val, lit, opv.val.string.len) == 0)
+	if (OP_IS("insert"))
+		ev->op = DS_OP_INSERT;
+	else if (OP_IS("update"))
+		ev->op = DS_OP_UPDATE;
+	else if (OP_IS("delete"))
+		ev->op = DS_OP_DELETE;
+	else if (OP_IS("upsert"))
+		ev->op = DS_OP_UPSERT;
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown operation \"%s\"",
+						ds_shorten(opv.val.string.val, opv.val.string.len)),
+				 errhint("headers.operation is \"insert\", \"update\", \"delete\" or \"upsert\".")));
+#undef OP_IS
+
+	if (member(root, "value", &ev->value))
+	{
+		ev->has_value = true;
+		known++;
+	}
+	else if (ev->op != DS_OP_DELETE)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s event has no \"value\"", ds_op_name(ev->op)),
+				 errhint("insert, update and upsert events carry the new value; only delete may omit it.")));
+	if (member(root, "old_value", &ev->old_value))
+	{
+		ev->has_old_value = true;
+		known++;
+	}
+	if (JsonContainerSize(root) != known)
+		reject_unknown_member(root, change_members, "change event",
+							  "\"type\", \"key\", \"value\", \"old_value\" and \"headers\"");
+
+	if (optional_string_header(headers, "txid", true, &tmp))
+		hknown++;
+	if (optional_string_header(headers, "timestamp", false, &tmp))
+	{
+		hknown++;
+		if (!ds_valid_rfc3339(tmp.val.string.val, tmp.val.string.len))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+					 errmsg("header \"timestamp\" is not an RFC 3339 date-time: \"%s\"",
+							ds_shorten(tmp.val.string.val, tmp.val.string.len)),
+					 errhint("Use a form like \"2025-01-31T12:00:00.000Z\".")));
+	}
+	if (optional_string_header(headers, "offset", false, &tmp))
+		hknown++;
+	if (optional_string_header(headers, "from", false, &tmp))
+		hknown++;
+	if (JsonContainerSize(headers) != hknown)
+		reject_unknown_member(headers, change_headers, "change headers",
+							  "\"operation\", \"txid\", \"timestamp\", \"offset\" and \"from\"");
+	(void) index;
+}
+
+/* The event as a standalone jsonb datum, for the log. */
+Jsonb *
+ds_event_datum(DsEvent *ev)
+{
+	if (ev->datum == NULL)
+	{
+		Jsonb	   *jb = palloc(VARHDRSZ + ev->root_len);
+
+		SET_VARSIZE(jb, VARHDRSZ + ev->root_len);
+		memcpy(&jb->root, ev->root, ev->root_len);
+		ev->datum = jb;
+	}
+	return ev->datum;
+}
+
+/*
+ * Source offsets are opaque strings compared bytewise.  The protocol's
+ * sentinels and the URL-reserved characters are refused.
+ */
+void
+ds_check_source_offset(const char *off)
+{
+	if (off[0] == '\0' || strcmp(off, "-1") == 0 || strcmp(off, "now") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid source_offset \"%s\"", ds_shorten(off, strlen(off))),
+				 errdetail("\"-1\", \"now\" and the empty string are sentinels, not offsets.")));
+	if (strpbrk(off, ",&=?/") != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid source_offset \"%s\"", ds_shorten(off, strlen(off))),
+				 errdetail("Offsets never contain \",\", \"&\", \"=\", \"?\" or \"/\".")));
+}

@@ -1,0 +1,194 @@
+/*
+ * reads.c
+ *		state.get, state.get_many and state.get_type: primary-key index reads
+ *		under the statement's snapshot, values rebuilt as the JSON applied.
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+
+#include "durable_state.h"
+
+PG_FUNCTION_INFO_V1(ds_get);
+PG_FUNCTION_INFO_V1(ds_get_many);
+PG_FUNCTION_INFO_V1(ds_get_type);
+PG_FUNCTION_INFO_V1(ds_catalog_changed);
+
+typedef struct DsReader
+{
+	DsCollection *coll;
+	Relation	rel;
+	Relation	pkrel;
+	DsRelInfo	ri;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+} DsReader;
+
+static void
+reader_open(DsReader *r, FunctionCallInfo fcinfo, int typearg, int streamarg, int nkeys)
+{
+	char	   *type;
+	char	   *stream;
+	DsStream   *s;
+
+	if (PG_ARGISNULL(typearg) || PG_ARGISNULL(streamarg))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("type and stream must not be null")));
+	type = text_to_cstring(PG_GETARG_TEXT_PP(typearg));
+	stream = text_to_cstring(PG_GETARG_TEXT_PP(streamarg));
+	s = ds_catalog_stream(stream, false);
+	r->coll = ds_stream_collection(s, type, strlen(type), false);
+	r->rel = table_open(r->coll->relid, AccessShareLock);
+	ds_check_table_access(r->coll, r->rel, ACL_SELECT);
+	r->pkrel = index_open(ds_primary_key_index(r->rel, r->coll), AccessShareLock);
+	ds_relinfo_init(&r->ri, r->coll, r->rel, r->pkrel);
+	r->slot = table_slot_create(r->rel, NULL);
+	r->scan = index_beginscan(r->rel, r->pkrel, GetActiveSnapshot(), nkeys, 0);
+}
+
+static void
+reader_close(DsReader *r)
+{
+	index_endscan(r->scan);
+	ExecDropSingleTupleTableSlot(r->slot);
+	index_close(r->pkrel, AccessShareLock);
+	table_close(r->rel, AccessShareLock);
+}
+
+/* The value stored under key, or NULL. */
+static Jsonb *
+reader_get(DsReader *r, const char *key, int len)
+{
+	ScanKeyData skey;
+
+	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   r->ri.pk_collation, r->ri.pk_eqproc,
+						   ds_key_datum(&r->ri, key, len));
+	index_rescan(r->scan, &skey, 1, NULL, 0);
+	if (!index_getnext_slot(r->scan, ForwardScanDirection, r->slot))
+		return NULL;
+	return ds_slot_value(&r->ri, r->coll, r->slot);
+}
+
+/* state.get(type text, key text, stream text) */
+Datum
+ds_get(PG_FUNCTION_ARGS)
+{
+	DsReader	r;
+	text	   *key;
+	Jsonb	   *v;
+
+	if (PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	key = PG_GETARG_TEXT_PP(1);
+	reader_open(&r, fcinfo, 0, 2, 1);
+	v = reader_get(&r, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
+	if (v)
+		v = DatumGetJsonbPCopy(JsonbPGetDatum(v));
+	reader_close(&r);
+	if (v == NULL)
+		PG_RETURN_NULL();
+	PG_RETURN_JSONB_P(v);
+}
+
+/* state.get_many(type text, keys text[], stream text): {key: value} of those present */
+Datum
+ds_get_many(PG_FUNCTION_ARGS)
+{
+	DsReader	r;
+	ArrayType  *keys;
+	Datum	   *elems;
+	bool	   *enulls;
+	int			nelems;
+	JsonbParseState *state = NULL;
+	JsonbValue *res;
+
+	if (PG_ARGISNULL(1))
+		PG_RETURN_NULL();
+	keys = PG_GETARG_ARRAYTYPE_P(1);
+	deconstruct_array(keys, TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &nelems);
+	reader_open(&r, fcinfo, 0, 2, 1);
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	for (int i = 0; i < nelems; i++)
+	{
+		text	   *k;
+		Jsonb	   *v;
+		JsonbValue	jk,
+					jv;
+
+		if (enulls[i])
+			continue;
+		k = DatumGetTextPP(elems[i]);
+		v = reader_get(&r, VARDATA_ANY(k), VARSIZE_ANY_EXHDR(k));
+		if (v == NULL)
+			continue;
+		jk.type = jbvString;
+		jk.val.string.val = VARDATA_ANY(k);
+		jk.val.string.len = VARSIZE_ANY_EXHDR(k);
+		pushJsonbValue(&state, WJB_KEY, &jk);
+		if (JB_ROOT_IS_SCALAR(v))
+			JsonbExtractScalar(&v->root, &jv);
+		else
+		{
+			jv.type = jbvBinary;
+			jv.val.binary.data = &v->root;
+			jv.val.binary.len = VARSIZE(v) - VARHDRSZ;
+		}
+		pushJsonbValue(&state, WJB_VALUE, &jv);
+	}
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	reader_close(&r);
+	PG_RETURN_JSONB_P(JsonbValueToJsonb(res));
+}
+
+/* state.get_type(type text, stream text): every entity, in key order */
+Datum
+ds_get_type(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo;
+	DsReader	r;
+
+	InitMaterializedSRF(fcinfo, 0);
+	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	reader_open(&r, fcinfo, 0, 1, 0);
+	index_rescan(r.scan, NULL, 0, NULL, 0);
+	while (index_getnext_slot(r.scan, ForwardScanDirection, r.slot))
+	{
+		Datum		values[2];
+		bool		nulls[2] = {false, false};
+		bool		isnull;
+		Datum		k = slot_getattr(r.slot, r.ri.pkcol->attnum, &isnull);
+		Jsonb	   *v = ds_slot_value(&r.ri, r.coll, r.slot);
+
+		values[0] = CStringGetTextDatum(OutputFunctionCall(&r.ri.pkcol->outfunc, k));
+		values[1] = JsonbPGetDatum(v);
+		nulls[1] = (v == NULL);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	reader_close(&r);
+	return (Datum) 0;
+}
+
+/* state._catalog_changed(): every backend drops its cached catalog at commit */
+Datum
+ds_catalog_changed(PG_FUNCTION_ARGS)
+{
+	Oid			nsp = get_namespace_oid("state", false);
+
+	CacheInvalidateRelcacheByRelid(get_relname_relid("_collections", nsp));
+	PG_RETURN_VOID();
+}

@@ -32,6 +32,7 @@
 #include "parser/parsetree.h"
 #include "rewrite/rewriteHandler.h"
 #include "storage/lmgr.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -74,6 +75,12 @@ typedef struct DsBatch
 	Relation	logrel;
 	ResultRelInfo *logrri;
 	TupleTableSlot *logslot;
+	/* the log segment being filled */
+	MemoryContext segcxt;
+	Datum	   *seg;
+	int			nseg;
+	int64		seg_bytes;
+	int64		seg_first;
 	MemoryContext evcxt;
 	volatile int current;		/* event being processed, for errors */
 } DsBatch;
@@ -249,7 +256,6 @@ retry:
 		TransactionId xwait;
 
 		found = true;
-		ExecMaterializeSlot(cs->oldslot);
 		xwait = TransactionIdIsValid(cs->dirty.xmin) ? cs->dirty.xmin : cs->dirty.xmax;
 		if (TransactionIdIsValid(xwait))
 		{
@@ -550,19 +556,52 @@ apply_control(DsBatch *b, DsEvent *ev)
 	}
 }
 
+/*
+ * The log is written in segments (see state.log): events are collected
+ * here and one row is inserted per DS_SEGMENT_EVENTS events or
+ * DS_SEGMENT_BYTES bytes, and at the end of the batch.
+ */
+#define DS_SEGMENT_EVENTS 1000
+#define DS_SEGMENT_BYTES (1024 * 1024)
+
 static void
-log_append(DsBatch *b, DsEvent *ev, int64 seq)
+log_flush(DsBatch *b)
 {
 	TupleTableSlot *slot = b->logslot;
+	ArrayType  *arr;
+	MemoryContext old;
 
+	if (b->nseg == 0)
+		return;
+	old = MemoryContextSwitchTo(b->segcxt);
+	arr = construct_array(b->seg, b->nseg, JSONBOID, -1, false, TYPALIGN_INT);
 	ExecClearTuple(slot);
 	slot->tts_values[0] = Int32GetDatum(b->st.id);
-	slot->tts_values[1] = Int64GetDatum(seq);
-	slot->tts_values[2] = JsonbPGetDatum(ds_event_datum(ev));
-	slot->tts_values[3] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	memset(slot->tts_isnull, 0, sizeof(bool) * 4);
+	slot->tts_values[1] = Int64GetDatum(b->seg_first);
+	slot->tts_values[2] = Int64GetDatum(b->seg_first + b->nseg - 1);
+	slot->tts_values[3] = PointerGetDatum(arr);
+	slot->tts_values[4] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	memset(slot->tts_isnull, 0, sizeof(bool) * 5);
 	ExecStoreVirtualTuple(slot);
 	ExecSimpleRelationInsert(b->logrri, b->estate, slot);
+	ExecClearTuple(slot);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(b->segcxt);
+	b->seg_first += b->nseg;
+	b->nseg = 0;
+	b->seg_bytes = 0;
+}
+
+static void
+log_append(DsBatch *b, DsEvent *ev)
+{
+	MemoryContext old = MemoryContextSwitchTo(b->segcxt);
+
+	b->seg[b->nseg++] = JsonbPGetDatum(ds_event_datum(ev));
+	b->seg_bytes += ev->root_len;
+	MemoryContextSwitchTo(old);
+	if (b->nseg >= DS_SEGMENT_EVENTS || b->seg_bytes >= DS_SEGMENT_BYTES)
+		log_flush(b);
 }
 
 /* ------------------------------------------------------------------------
@@ -646,6 +685,10 @@ run_batch(DsBatch *b, const char *source_offset, int64 *applied, int64 *skipped)
 
 	open_collections(b);
 	b->evcxt = AllocSetContextCreate(batchcxt, "durable_state event", ALLOCSET_DEFAULT_SIZES);
+	b->segcxt = AllocSetContextCreate(batchcxt, "durable_state log segment",
+									  ALLOCSET_DEFAULT_SIZES);
+	b->seg = palloc(sizeof(Datum) * DS_SEGMENT_EVENTS);
+	b->seg_first = b->st.tail + 1;
 
 	for (int i = 0; i < b->nevents; i++)
 	{
@@ -662,15 +705,15 @@ run_batch(DsBatch *b, const char *source_offset, int64 *applied, int64 *skipped)
 			apply_control(b, ev);
 		else
 			apply_change(b, ev);
-		log_append(b, ev, b->st.tail + i + 1);
+		log_append(b, ev);
 
-		ev->datum = NULL;
 		MemoryContextSwitchTo(batchcxt);
 		MemoryContextReset(b->evcxt);
 		ResetPerTupleExprContext(b->estate);
 	}
 	b->current = -1;
 
+	log_flush(b);
 	close_collections(b);
 	b->st.tail += b->nevents;
 	ds_stream_update(&b->st, b->nevents, false, source_offset);

@@ -59,7 +59,6 @@ typedef struct DsEvent
 {
 	JsonbContainer *root;		/* the event object */
 	uint32		root_len;		/* its size in bytes */
-	Jsonb	   *datum;			/* standalone copy for the log, built lazily */
 	DsControl	control;
 	DsOperation op;
 	const char *type;

@@ -397,19 +397,15 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 	(void) index;
 }
 
-/* The event as a standalone jsonb datum, for the log. */
+/* A copy of the event as a standalone jsonb datum, for the log. */
 Jsonb *
 ds_event_datum(DsEvent *ev)
 {
-	if (ev->datum == NULL)
-	{
-		Jsonb	   *jb = palloc(VARHDRSZ + ev->root_len);
+	Jsonb	   *jb = palloc(VARHDRSZ + ev->root_len);
 
-		SET_VARSIZE(jb, VARHDRSZ + ev->root_len);
-		memcpy(&jb->root, ev->root, ev->root_len);
-		ev->datum = jb;
-	}
-	return ev->datum;
+	SET_VARSIZE(jb, VARHDRSZ + ev->root_len);
+	memcpy(&jb->root, ev->root, ev->root_len);
+	return jb;
 }
 
 /*

@@ -1,0 +1,315 @@
+# shellcheck shell=bash
+#
+# test/lib.sh -- shared helpers for test/run.sh, test/demo.sh and test/t/*.sh.
+#
+#   source test/lib.sh
+#   ds_install_deps      # apt-get install Postgres 15, headers, pgTAP, pg_prove (only if missing)
+#   ds_build_install     # make && make install against PG 15 (warnings are errors)
+#   ds_start_cluster     # throwaway cluster with durable_state preloaded; exports PG* env
+#   ...                  # psql, pg_regress, pg_prove now connect to it
+#   ds_stop_cluster      # also runs automatically on EXIT (trap set by ds_start_cluster)
+#
+# Postgres refuses to run as root, so when these scripts run as root the
+# cluster runs as the unprivileged system user "dstest" (created on demand);
+# otherwise it runs as the invoking user.  Clients connect as the invoking
+# user (a superuser role of that name is created) over a unix socket in the
+# cluster's temp dir, or over TCP on 127.0.0.1:$PGPORT.
+#
+# Environment knobs:
+#   KEEP=1             leave the cluster running on exit and print how to use it
+#   DS_PORT=N          first TCP port to try (default 54329; the next free one is used)
+#   DS_CLUSTER_USER=u  OS user that runs the server when invoked as root (default dstest)
+#   DS_EXTRA_CONF=...  extra postgresql.conf lines (newline separated) for the cluster
+#
+# After ds_start_cluster these are exported (and written to $DS_TMP/env.sh):
+#   PGHOST PGPORT PGUSER PGDATABASE   the cluster (database ds_test)
+#   DS_ROOT DS_PGBIN DS_PG_CONFIG     repo root, /usr/lib/postgresql/15/bin, its pg_config
+#   DS_TMP DS_DATA DS_LOG             temp dir, data directory, server log
+#   DS_CLUSTER_USER                   OS user the server runs as (see ds_as_owner)
+
+DS_PG_MAJOR=15
+DS_PGBIN=/usr/lib/postgresql/$DS_PG_MAJOR/bin
+DS_PG_CONFIG=$DS_PGBIN/pg_config
+DS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export DS_PG_MAJOR DS_PGBIN DS_PG_CONFIG DS_ROOT
+
+# Always the PG 15 binaries first (plain `psql` on Debian is a version wrapper,
+# and other tools named pg_ctl/initdb may be on PATH).
+case ":$PATH:" in
+    *":$DS_PGBIN:"*) ;;
+    *) export PATH="$DS_PGBIN:$PATH" ;;
+esac
+
+ds_log() { printf '==> %s\n' "$*"; }
+ds_err() { printf 'ERROR: %s\n' "$*" >&2; }
+
+# Runs a command as root: directly, or through sudo when not root.
+ds_as_root() {
+    if ((EUID == 0)); then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        ds_err "need root to run: $*"
+        return 1
+    fi
+}
+
+# Lists what ds_install_deps would install (one missing item per line).
+ds_missing_deps() {
+    [[ -x $DS_PG_CONFIG ]] || echo "$DS_PG_CONFIG"
+    [[ -f /usr/include/postgresql/$DS_PG_MAJOR/server/postgres.h ]] \
+        || echo "/usr/include/postgresql/$DS_PG_MAJOR/server/postgres.h"
+    [[ -x $DS_PGBIN/postgres ]] || echo "$DS_PGBIN/postgres"
+    [[ -f /usr/share/postgresql/$DS_PG_MAJOR/extension/pgtap.control ]] \
+        || echo "/usr/share/postgresql/$DS_PG_MAJOR/extension/pgtap.control"
+    command -v pg_prove >/dev/null 2>&1 || echo pg_prove
+    command -v make >/dev/null 2>&1 || echo make
+    command -v gcc >/dev/null 2>&1 || echo gcc
+    if compgen -G "$DS_ROOT/test/t/*.js" >/dev/null && ! command -v node >/dev/null 2>&1; then
+        echo node
+    fi
+    return 0
+}
+
+# Installs Postgres 15, its server headers, pgTAP and pg_prove with apt-get
+# (Debian 12).  Idempotent: does nothing when everything is already there.
+ds_install_deps() {
+    local missing
+    missing=$(ds_missing_deps)
+    if [[ -z $missing ]]; then
+        return 0
+    fi
+    local pkgs=("postgresql-$DS_PG_MAJOR" "postgresql-server-dev-$DS_PG_MAJOR"
+                "postgresql-$DS_PG_MAJOR-pgtap" libtap-parser-sourcehandler-pgtap-perl
+                make gcc libc6-dev)
+    if grep -qx node <<<"$missing"; then
+        pkgs+=(nodejs)
+    fi
+    ds_log "missing: $(tr '\n' ' ' <<<"$missing")"
+    if ! command -v apt-get >/dev/null 2>&1; then
+        ds_err "apt-get not found; install Postgres $DS_PG_MAJOR (server + headers), pgTAP and pg_prove by hand"
+        return 1
+    fi
+    if ((EUID != 0)) && ! command -v sudo >/dev/null 2>&1; then
+        ds_err "not root and no sudo; run as root or: apt-get install ${pkgs[*]}"
+        return 1
+    fi
+    # On a machine without Postgres, tell postgresql-common not to create and
+    # start a default "main" cluster on port 5432: the tests use their own.
+    local nomain=/etc/postgresql-common/createcluster.d/50-durable-state-no-main-cluster.conf
+    if [[ ! -x $DS_PGBIN/postgres && ! -e /etc/postgresql-common/createcluster.conf && ! -e $nomain ]]; then
+        ds_as_root mkdir -p "$(dirname "$nomain")" &&
+            printf '%s\n' '# written by durable_state test/lib.sh' 'create_main_cluster = false' \
+                | ds_as_root tee "$nomain" >/dev/null
+    fi
+    ds_log "apt-get install ${pkgs[*]}"
+    ds_as_root apt-get update || return 1
+    ds_as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y --no-install-recommends "${pkgs[@]}" || return 1
+    missing=$(ds_missing_deps)
+    if [[ -n $missing ]]; then
+        ds_err "still missing after apt-get install: $(tr '\n' ' ' <<<"$missing")"
+        return 1
+    fi
+}
+
+# Builds and installs the extension against PG 15.
+ds_build_install() {
+    local jobs
+    jobs=$(nproc 2>/dev/null || echo 2)
+    ds_log "make (PG_CONFIG=$DS_PG_CONFIG)"
+    make -C "$DS_ROOT" -j"$jobs" PG_CONFIG="$DS_PG_CONFIG" || return 1
+    ds_log "make install"
+    local libdir sharedir
+    libdir=$("$DS_PG_CONFIG" --pkglibdir)
+    sharedir=$("$DS_PG_CONFIG" --sharedir)
+    if [[ -w $libdir && -w $sharedir/extension ]]; then
+        make -C "$DS_ROOT" install PG_CONFIG="$DS_PG_CONFIG" >/dev/null || return 1
+    else
+        ds_as_root make -C "$DS_ROOT" install PG_CONFIG="$DS_PG_CONFIG" >/dev/null || return 1
+    fi
+}
+
+# Runs a command as the OS user that owns the cluster (from "/", so a cwd the
+# cluster user cannot read does not bother initdb/pg_ctl).
+ds_as_owner() {
+    if [[ ${DS_CLUSTER_USER:-} && $DS_CLUSTER_USER != "$(id -un)" ]]; then
+        if command -v runuser >/dev/null 2>&1; then
+            (cd / && runuser -u "$DS_CLUSTER_USER" -- "$@")
+        else
+            local q
+            printf -v q '%q ' "$@"
+            (cd / && su -s /bin/sh "$DS_CLUSTER_USER" -c "$q")
+        fi
+    else
+        (cd / && "$@")
+    fi
+}
+
+# True if something listens on 127.0.0.1:$1.
+ds_port_in_use() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Creates and starts the throwaway cluster and exports the PG* variables.
+ds_start_cluster() {
+    local me
+    me=$(id -un)
+    if ((EUID == 0)); then
+        DS_CLUSTER_USER=${DS_CLUSTER_USER:-dstest}
+        if [[ $DS_CLUSTER_USER == root ]]; then
+            ds_err "DS_CLUSTER_USER must not be root: Postgres refuses to run as root"
+            return 1
+        fi
+        if ! id -u "$DS_CLUSTER_USER" >/dev/null 2>&1; then
+            ds_log "creating system user $DS_CLUSTER_USER to run Postgres"
+            useradd --system --user-group --create-home \
+                --home-dir "/var/lib/$DS_CLUSTER_USER" --shell /usr/sbin/nologin \
+                "$DS_CLUSTER_USER" || return 1
+        fi
+    else
+        DS_CLUSTER_USER=$me
+    fi
+    export DS_CLUSTER_USER
+
+    DS_TMP=$(mktemp -d /tmp/ds-cluster.XXXXXX) || return 1
+    DS_DATA=$DS_TMP/data
+    DS_LOG=$DS_TMP/server.log
+    export DS_TMP DS_DATA DS_LOG
+    if [[ -z ${DS_NO_TRAP:-} ]]; then
+        trap 'ds_stop_cluster $?' EXIT
+        trap 'exit 130' INT
+        trap 'exit 143' TERM
+    fi
+    if [[ $DS_CLUSTER_USER != "$me" ]]; then
+        chown "$DS_CLUSTER_USER:" "$DS_TMP" || return 1
+    fi
+
+    # initdb: UTF8, C.UTF-8 (codepoint collation, so output is the same
+    # everywhere); --no-sync only skips initdb's final flush, the server
+    # itself runs with fsync on.
+    ds_log "initdb $DS_DATA (as $DS_CLUSTER_USER)"
+    if ! ds_as_owner "$DS_PGBIN/initdb" -D "$DS_DATA" -U postgres --auth=trust \
+            --encoding=UTF8 --locale=C.UTF-8 --no-sync >"$DS_TMP/initdb.log" 2>&1; then
+        rm -rf "$DS_DATA"
+        if ! ds_as_owner "$DS_PGBIN/initdb" -D "$DS_DATA" -U postgres --auth=trust \
+                --encoding=UTF8 --no-locale --no-sync >"$DS_TMP/initdb.log" 2>&1; then
+            cat "$DS_TMP/initdb.log" >&2
+            ds_err "initdb failed"
+            return 1
+        fi
+    fi
+
+    local port=${DS_PORT:-54329} attempt
+    for attempt in 1 2 3 4 5; do
+        while ds_port_in_use "$port"; do
+            port=$((port + 1))
+        done
+        ds_as_owner tee "$DS_DATA/postgresql.auto.conf" >/dev/null <<EOF
+# durable_state throwaway test cluster (written by test/lib.sh)
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$DS_TMP'
+shared_preload_libraries = 'durable_state'
+max_connections = 100
+wal_level = replica
+max_wal_senders = 5
+max_replication_slots = 5
+fsync = on
+log_min_messages = warning
+log_line_prefix = '%m [%p] %q%u@%d '
+log_timezone = 'UTC'
+${DS_EXTRA_CONF:-}
+EOF
+        ds_log "starting Postgres on port $port (socket in $DS_TMP, log $DS_LOG)"
+        if ds_as_owner "$DS_PGBIN/pg_ctl" -D "$DS_DATA" -l "$DS_LOG" -w -t 60 start >/dev/null; then
+            break
+        fi
+        if [[ $attempt -lt 5 ]] && grep -qi 'could not bind\|already in use' "$DS_LOG" 2>/dev/null; then
+            port=$((port + 1))
+            continue
+        fi
+        ds_err "Postgres did not start; server log:"
+        tail -n 40 "$DS_LOG" >&2 2>/dev/null
+        return 1
+    done
+
+    export PGHOST=$DS_TMP PGPORT=$port DS_PORT=$port
+    export PGUSER=postgres PGDATABASE=postgres
+    unset PGPASSWORD PGSERVICE PGHOSTADDR PGOPTIONS
+    if [[ $me != postgres ]]; then
+        psql -X -q -v ON_ERROR_STOP=1 \
+            -c "CREATE ROLE \"$me\" SUPERUSER LOGIN" >/dev/null </dev/null || return 1
+    fi
+    export PGUSER=$me
+    psql -X -q -v ON_ERROR_STOP=1 -c 'CREATE DATABASE ds_test' >/dev/null </dev/null || return 1
+    export PGDATABASE=ds_test
+    export PGCLIENTENCODING=UTF8
+
+    ds_write_env
+    ds_log "cluster ready: PGHOST=$PGHOST PGPORT=$PGPORT PGUSER=$PGUSER PGDATABASE=$PGDATABASE"
+}
+
+# Writes $DS_TMP/env.sh, which a shell can source to reach the cluster.
+ds_write_env() {
+    local v
+    {
+        echo "# source this file to use the durable_state test cluster"
+        for v in PGHOST PGPORT PGUSER PGDATABASE PGCLIENTENCODING DS_ROOT DS_PGBIN \
+                 DS_PG_CONFIG DS_TMP DS_DATA DS_LOG DS_PORT DS_CLUSTER_USER; do
+            printf 'export %s=%q\n' "$v" "${!v}"
+        done
+        # shellcheck disable=SC2016  # $PATH is expanded when env.sh is sourced
+        printf 'export PATH=%q:"$PATH"\n' "$DS_PGBIN"
+    } >"$DS_TMP/env.sh"
+    chmod 644 "$DS_TMP/env.sh"
+}
+
+# How to reach / stop a cluster that is left running (KEEP=1).
+ds_print_keep_info() {
+    local stop
+    if [[ $DS_CLUSTER_USER != "$(id -un)" ]]; then
+        stop="runuser -u $DS_CLUSTER_USER -- $DS_PGBIN/pg_ctl -D $DS_DATA stop && rm -rf $DS_TMP"
+    else
+        stop="$DS_PGBIN/pg_ctl -D $DS_DATA stop && rm -rf $DS_TMP"
+    fi
+    cat <<EOF
+
+The cluster is still running (KEEP=1).  To connect:
+    source $DS_TMP/env.sh && psql
+or
+    psql "host=$PGHOST port=$PGPORT user=$PGUSER dbname=$PGDATABASE"
+Server log: $DS_LOG
+To stop it and remove its files:
+    $stop
+EOF
+}
+
+# Stops the cluster and removes its temp dir.  $1 = exit status of the run:
+# when non-zero, the tail of the server log is printed first.  With KEEP=1
+# the cluster is left running.  Safe to call twice.
+ds_stop_cluster() {
+    local rc=${1:-0}
+    if [[ -z ${DS_TMP:-} || ! -d $DS_TMP ]]; then
+        return 0
+    fi
+    if [[ ${KEEP:-0} == 1 ]]; then
+        if [[ -z ${DS_KEEP_INFO_SHOWN:-} ]]; then
+            DS_KEEP_INFO_SHOWN=1
+            ds_print_keep_info
+        fi
+        return 0
+    fi
+    if [[ $rc != 0 && -s $DS_LOG ]]; then
+        echo "---- last 60 lines of the server log ($DS_LOG) ----"
+        tail -n 60 "$DS_LOG"
+        echo "---- end of server log ----"
+    fi
+    if [[ -f $DS_DATA/postmaster.pid ]]; then
+        ds_as_owner "$DS_PGBIN/pg_ctl" -D "$DS_DATA" -m fast -w -t 60 stop >/dev/null 2>&1 ||
+            ds_as_owner "$DS_PGBIN/pg_ctl" -D "$DS_DATA" -m immediate -w -t 30 stop >/dev/null 2>&1
+    fi
+    rm -rf "$DS_TMP"
+    DS_TMP=
+}

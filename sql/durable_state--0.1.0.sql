@@ -9,14 +9,14 @@
 CREATE TABLE state._streams (
     id              integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     name            text NOT NULL UNIQUE CHECK (name <> ''),
-    tail            bigint NOT NULL DEFAULT 0,      -- seq of the last applied event
+    -- The tail is the highest seq in state.log; this column is only its
+    -- floor, for when retention has pruned the whole log.  Keeping the tail
+    -- out of this row means a batch only locks the row (no new row version
+    -- per batch), so many batches in one transaction stay cheap.
+    tail            bigint NOT NULL DEFAULT 0,
     retained_from   bigint NOT NULL DEFAULT 1,      -- first seq still in state.log
     source_offset   text,                           -- last external offset applied
     in_snapshot     boolean NOT NULL DEFAULT false,
-    snapshot_from   bigint,                         -- seq of the open snapshot-start
-    events_applied  bigint NOT NULL DEFAULT 0,
-    batches_applied bigint NOT NULL DEFAULT 0,
-    batches_skipped bigint NOT NULL DEFAULT 0,
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz
 );
@@ -74,6 +74,13 @@ SELECT pg_catalog.pg_extension_config_dump('state.log', '');
 CREATE FUNCTION state.format_offset(seq bigint) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 RETURN lpad(seq::text, 20, '0');
+
+-- The tail seq of a stream, as this statement's snapshot sees it.
+CREATE FUNCTION state._tail(stream_id integer) RETURNS bigint
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog
+RETURN greatest((SELECT s.tail FROM state._streams s WHERE s.id = _tail.stream_id),
+                (SELECT max(l.last_seq) FROM state.log l WHERE l.stream_id = _tail.stream_id));
 
 CREATE FUNCTION state._parse_offset(off text, tail bigint) RETURNS bigint
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
@@ -385,11 +392,7 @@ AS $$
 DECLARE
     t bigint;
 BEGIN
-    SELECT s.tail INTO t FROM state._streams s WHERE s.name = stream;
-    IF NOT FOUND THEN
-        PERFORM state._stream_id(stream);   -- raises the error
-    END IF;
-    RETURN state.format_offset(t);
+    RETURN state.format_offset(state._tail(state._stream_id(stream)));
 END
 $$;
 
@@ -411,7 +414,7 @@ BEGIN
         RAISE EXCEPTION 'max_events must be zero or positive'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    since_seq := state._parse_offset(since, s.tail);
+    since_seq := state._parse_offset(since, CASE WHEN since = 'now' THEN state._tail(s.id) END);
     IF since_seq < s.retained_from - 1 THEN
         RAISE EXCEPTION 'offset % of stream "%" is no longer retained', since, stream
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -440,7 +443,7 @@ BEGIN ATOMIC
     SELECT ev FROM (
         SELECT 0 AS part, ''::text AS t, ''::text AS k,
                jsonb_build_object('headers', jsonb_build_object(
-                   'control', 'snapshot-start', 'offset', state.format_offset(s.tail))) AS ev
+                   'control', 'snapshot-start', 'offset', state.format_offset(state._tail(s.id)))) AS ev
           FROM state._streams s WHERE s.name = snapshot.stream
         UNION ALL
         SELECT 1, c.type, g.key,
@@ -453,7 +456,7 @@ BEGIN ATOMIC
         UNION ALL
         SELECT 2, '', '',
                jsonb_build_object('headers', jsonb_build_object(
-                   'control', 'snapshot-end', 'offset', state.format_offset(s.tail)))
+                   'control', 'snapshot-end', 'offset', state.format_offset(state._tail(s.id))))
           FROM state._streams s WHERE s.name = snapshot.stream
     ) x
     ORDER BY part, t COLLATE "C", k COLLATE "C";
@@ -485,22 +488,19 @@ SELECT s.name AS stream, l.first_seq + e.ord - 1 AS seq,
 
 CREATE VIEW state.streams AS
 SELECT s.name AS stream,
-       state.format_offset(s.tail) AS tail,
+       state.format_offset(t.tail) AS tail,
        state.format_offset(s.retained_from - 1) AS retained_from,
        s.source_offset,
        s.in_snapshot,
-       s.events_applied,
-       s.tail - s.retained_from + 1 AS events_retained,
-       s.batches_applied,
-       s.batches_skipped,
+       t.tail AS events_applied,
+       t.tail - s.retained_from + 1 AS events_retained,
        (SELECT count(*) FROM state._collections c WHERE c.stream_id = s.id) AS collections,
        s.created_at,
        s.updated_at
-  FROM state._streams s;
+  FROM state._streams s
+ CROSS JOIN LATERAL (SELECT state._tail(s.id) AS tail) t;
 
 CREATE VIEW state.stats AS
-SELECT (SELECT coalesce(sum(events_applied), 0) FROM state._streams)::bigint AS events_applied,
-       (SELECT coalesce(sum(batches_applied), 0) FROM state._streams)::bigint AS batches_applied,
-       (SELECT coalesce(sum(batches_skipped), 0) FROM state._streams)::bigint AS batches_skipped,
+SELECT (SELECT coalesce(sum(events_applied), 0) FROM state.streams)::bigint AS events_applied,
        (SELECT count(*) FROM state._streams) AS streams,
        (SELECT count(*) FROM state._collections) AS collections;

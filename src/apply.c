@@ -653,7 +653,6 @@ run_batch(DsBatch *b, const char *source_offset, int64 *applied, int64 *skipped)
 	if (source_offset && b->st.source_offset &&
 		strcmp(source_offset, b->st.source_offset) <= 0)
 	{
-		ds_stream_update(&b->st, 0, true, NULL);
 		SPI_finish();
 		*applied = 0;
 		*skipped = b->nevents;
@@ -716,7 +715,7 @@ run_batch(DsBatch *b, const char *source_offset, int64 *applied, int64 *skipped)
 	log_flush(b);
 	close_collections(b);
 	b->st.tail += b->nevents;
-	ds_stream_update(&b->st, b->nevents, false, source_offset);
+	ds_stream_update(&b->st, source_offset);
 	SPI_finish();
 	*applied = b->nevents;
 	*skipped = 0;

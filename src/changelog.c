@@ -7,15 +7,30 @@
  * before it applies anything and keeps the lock to commit.  Seq numbers are
  * therefore handed out in commit order: a reader whose snapshot sees a
  * batch also sees every batch with smaller offsets, so "everything after
- * offset X" never misses a later-committing smaller offset.  The two
- * statements are prepared once per backend (SPI_keepplan); the plan cache
- * replans them if the catalog changes.
+ * offset X" never misses a later-committing smaller offset.
+ *
+ * The tail is read from state.log itself (the highest last_seq, found by a
+ * backward scan of its primary key) after the lock is granted, with a dirty
+ * snapshot: that sees the segments of the writer we may have waited for
+ * even in REPEATABLE READ, and our own.  No other writer of the stream can
+ * be in progress while we hold the lock.  The row itself is only rewritten
+ * when the source offset or the snapshot state changes, so a transaction
+ * that applies many batches does not pile up row versions.  The statements
+ * are prepared once per backend (SPI_keepplan); the plan cache replans them
+ * if the catalog changes.
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
 
 #include "durable_state.h"
 
@@ -26,6 +41,35 @@ char *
 ds_format_offset(int64 seq)
 {
 	return psprintf("%020lld", (long long) seq);
+}
+
+/* The highest seq logged for a stream, or 0. */
+static int64
+log_tail(int32 stream_id)
+{
+	Relation	rel = table_open(ds_log_relid(), AccessShareLock);
+	Relation	idx = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
+	SnapshotData dirty;
+	ScanKeyData key;
+	IndexScanDesc scan;
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	int64		tail = 0;
+
+	InitDirtySnapshot(dirty);
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(stream_id));
+	scan = index_beginscan(rel, idx, &dirty, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	if (index_getnext_slot(scan, BackwardScanDirection, slot))
+	{
+		bool		isnull;
+
+		tail = DatumGetInt64(slot_getattr(slot, 3, &isnull));
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return tail;
 }
 
 /*
@@ -66,29 +110,31 @@ ds_stream_lock(const char *name, DsStreamState *st)
 	st->retained_from = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
 	st->source_offset = SPI_getvalue(tup, desc, 4);
 	st->in_snapshot = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+	st->tail = Max(st->tail, log_tail(st->id));
+	st->was_in_snapshot = st->in_snapshot;
 	return true;
 }
 
-/* Writes the stream's new state after a batch (inside SPI_connect). */
+/*
+ * Writes the stream's row after a batch, if anything kept there changed
+ * (inside SPI_connect).
+ */
 void
-ds_stream_update(DsStreamState *st, int64 applied, bool skipped,
-				 const char *source_offset)
+ds_stream_update(DsStreamState *st, const char *source_offset)
 {
-	Oid			argtypes[6] = {INT4OID, INT8OID, INT8OID, TEXTOID, BOOLOID, BOOLOID};
-	Datum		args[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			argtypes[3] = {INT4OID, TEXTOID, BOOLOID};
+	Datum		args[3];
+	char		nulls[3] = {' ', ' ', ' '};
 	int			ret;
 
+	if (source_offset == NULL && st->in_snapshot == st->was_in_snapshot)
+		return;
 	if (update_plan == NULL)
 	{
-		SPIPlanPtr	p = SPI_prepare("UPDATE state._streams SET tail = $2, "
-									"events_applied = events_applied + $3, "
-									"source_offset = coalesce($4, source_offset), "
-									"in_snapshot = $5, "
-									"batches_applied = batches_applied + (NOT $6)::int, "
-									"batches_skipped = batches_skipped + ($6)::int, "
-									"updated_at = now() WHERE id = $1",
-									6, argtypes);
+		SPIPlanPtr	p = SPI_prepare("UPDATE state._streams SET "
+									"source_offset = coalesce($2, source_offset), "
+									"in_snapshot = $3, updated_at = now() WHERE id = $1",
+									3, argtypes);
 
 		if (p == NULL)
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
@@ -96,15 +142,13 @@ ds_stream_update(DsStreamState *st, int64 applied, bool skipped,
 		update_plan = p;
 	}
 	args[0] = Int32GetDatum(st->id);
-	args[1] = Int64GetDatum(st->tail);
-	args[2] = Int64GetDatum(applied);
 	if (source_offset)
-		args[3] = CStringGetTextDatum(source_offset);
+		args[1] = CStringGetTextDatum(source_offset);
 	else
-		nulls[3] = 'n';
-	args[4] = BoolGetDatum(st->in_snapshot);
-	args[5] = BoolGetDatum(skipped);
+		nulls[1] = 'n';
+	args[2] = BoolGetDatum(st->in_snapshot);
 	ret = SPI_execute_plan(update_plan, args, nulls, false, 0);
 	if (ret != SPI_OK_UPDATE || SPI_processed != 1)
 		elog(ERROR, "updating stream failed: %s", SPI_result_code_string(ret));
+	st->was_in_snapshot = st->in_snapshot;
 }

@@ -182,11 +182,11 @@ typedef struct DsStreamState
 	int64		retained_from;
 	char	   *source_offset;	/* NULL if none */
 	bool		in_snapshot;
+	bool		was_in_snapshot;	/* as stored in the row */
 } DsStreamState;
 
 extern bool ds_stream_lock(const char *name, DsStreamState *st);
-extern void ds_stream_update(DsStreamState *st, int64 applied, bool skipped,
-							 const char *source_offset);
+extern void ds_stream_update(DsStreamState *st, const char *source_offset);
 extern char *ds_format_offset(int64 seq);
 
 /* ------------------------------------------------------------------------

@@ -30,7 +30,6 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "parser/parsetree.h"
-#include "rewrite/rewriteHandler.h"
 #include "storage/lmgr.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -127,7 +126,7 @@ open_collections(DsBatch *b)
 	estate->es_output_cid = GetCurrentCommandId(true);
 
 	/* the log first: it is always written */
-	b->logrel = table_open(ds_log_relid(), RowExclusiveLock);
+	b->logrel = table_open(ds_catalog_oids()->log, RowExclusiveLock);
 	rte = makeNode(RangeTblEntry);
 	rte->rtekind = RTE_RELATION;
 	rte->relid = RelationGetRelid(b->logrel);
@@ -142,7 +141,9 @@ open_collections(DsBatch *b)
 
 		if (cs->needed == 0)
 			continue;
-		cs->rel = table_open(cs->coll->relid, RowExclusiveLock);
+		ds_relinfo_open(&cs->ri, cs->coll, RowExclusiveLock);
+		cs->rel = cs->ri.rel;
+		cs->pkrel = cs->ri.pkrel;
 		ds_check_table_access(cs->coll, cs->rel, cs->needed);
 		rte = makeNode(RangeTblEntry);
 		rte->rtekind = RTE_RELATION;
@@ -157,6 +158,8 @@ open_collections(DsBatch *b)
 	b->logrri = makeNode(ResultRelInfo);
 	InitResultRelInfo(b->logrri, b->logrel, 1, NULL, 0);
 	ExecOpenIndices(b->logrri, false);
+	estate->es_opened_result_relations =
+		lappend(estate->es_opened_result_relations, b->logrri);
 	b->logslot = ExecInitExtraTupleSlot(estate, RelationGetDescr(b->logrel),
 										&TTSOpsVirtual);
 
@@ -171,12 +174,13 @@ open_collections(DsBatch *b)
 			ereport(ERROR,
 					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 					 errmsg("table of collection \"%s\" is not an ordinary table", cs->coll->name)));
-		cs->pkrel = index_open(ds_primary_key_index(cs->rel, cs->coll), RowExclusiveLock);
-		ds_relinfo_init(&cs->ri, cs->coll, cs->rel, cs->pkrel);
 		desc = RelationGetDescr(cs->rel);
 
 		cs->rri = makeNode(ResultRelInfo);
 		InitResultRelInfo(cs->rri, cs->rel, cs->rti, NULL, 0);
+		/* so AFTER triggers find it instead of opening the table again */
+		estate->es_opened_result_relations =
+			lappend(estate->es_opened_result_relations, cs->rri);
 		CheckValidResultRel(cs->rri, CMD_INSERT);
 		ExecOpenIndices(cs->rri, false);
 
@@ -186,14 +190,8 @@ open_collections(DsBatch *b)
 		cs->defaults = palloc0(sizeof(ExprState *) * desc->natts);
 		for (int i = 0; i < desc->natts; i++)
 		{
-			Form_pg_attribute att = TupleDescAttr(desc, i);
-			Node	   *def;
-
-			if (att->attisdropped || att->attgenerated)
-				continue;
-			def = build_column_default(cs->rel, i + 1);
-			if (def != NULL)
-				cs->defaults[i] = ExecPrepareExpr((Expr *) def, estate);
+			if (cs->ri.defaults[i] != NULL)
+				cs->defaults[i] = ExecPrepareExpr(cs->ri.defaults[i], estate);
 		}
 
 		InitDirtySnapshot(cs->dirty);
@@ -212,6 +210,8 @@ close_collections(DsBatch *b)
 
 	AfterTriggerEndQuery(estate);
 	EvalPlanQualEnd(&b->epq);
+	/* closes the indexes of our result relations and any opened for triggers */
+	ExecCloseResultRelations(estate);
 	for (int c = 0; c < b->stream->ncolls; c++)
 	{
 		DsCollState *cs = &b->colls[c];
@@ -219,11 +219,8 @@ close_collections(DsBatch *b)
 		if (!cs->opened)
 			continue;
 		index_endscan(cs->scan);
-		ExecCloseIndices(cs->rri);
-		index_close(cs->pkrel, NoLock);
-		table_close(cs->rel, NoLock);
+		ds_relinfo_close(&cs->ri, NoLock);
 	}
-	ExecCloseIndices(b->logrri);
 	table_close(b->logrel, NoLock);
 	ExecResetTupleTable(estate->es_tupleTable, false);
 	FreeExecutorState(estate);
@@ -244,14 +241,25 @@ find_row(DsCollState *cs, Datum key, bool lock)
 	TM_FailureData tmfd;
 	TM_Result	res;
 	bool		found;
+	bool		got;
+	MemoryContext old;
 
 retry:
 	found = false;
 	InitDirtySnapshot(cs->dirty);
 	ScanKeyEntryInitialize(&cs->skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   cs->ri.pk_collation, cs->ri.pk_eqproc, key);
+
+	/*
+	 * The scan lives for the whole batch and may allocate as it goes (btree
+	 * remembers killed items), so it must not allocate in the per-event
+	 * context.
+	 */
+	old = MemoryContextSwitchTo(GetMemoryChunkContext(cs->scan));
 	index_rescan(cs->scan, &cs->skey, 1, NULL, 0);
-	if (index_getnext_slot(cs->scan, ForwardScanDirection, cs->oldslot))
+	got = index_getnext_slot(cs->scan, ForwardScanDirection, cs->oldslot);
+	MemoryContextSwitchTo(old);
+	if (got)
 	{
 		TransactionId xwait;
 
@@ -505,6 +513,8 @@ apply_change(DsBatch *b, DsEvent *ev)
 static void
 apply_reset(DsBatch *b)
 {
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
 	for (int c = 0; c < b->stream->ncolls; c++)
 	{
 		DsCollection *coll = &b->stream->colls[c];
@@ -522,6 +532,7 @@ apply_reset(DsBatch *b)
 			elog(ERROR, "reset of collection \"%s\" failed: %s", coll->name,
 				 SPI_result_code_string(ret));
 	}
+	SPI_finish();
 }
 
 static void
@@ -638,10 +649,6 @@ run_batch(DsBatch *b, const char *source_offset, int64 *applied, int64 *skipped)
 	if (source_offset)
 		ds_check_source_offset(source_offset);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	MemoryContextSwitchTo(batchcxt);
-
 	if (!ds_stream_lock(b->stream_name, &b->st))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -653,7 +660,6 @@ run_batch(DsBatch *b, const char *source_offset, int64 *applied, int64 *skipped)
 	if (source_offset && b->st.source_offset &&
 		strcmp(source_offset, b->st.source_offset) <= 0)
 	{
-		SPI_finish();
 		*applied = 0;
 		*skipped = b->nevents;
 		return;
@@ -716,7 +722,6 @@ run_batch(DsBatch *b, const char *source_offset, int64 *applied, int64 *skipped)
 	close_collections(b);
 	b->st.tail += b->nevents;
 	ds_stream_update(&b->st, source_offset);
-	SPI_finish();
 	*applied = b->nevents;
 	*skipped = 0;
 }

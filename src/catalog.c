@@ -21,8 +21,10 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
+#include "rewrite/rewriteHandler.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -35,14 +37,17 @@ static MemoryContext cache_cxt = NULL;
 static bool cache_valid = false;
 static int	cache_nstreams = 0;
 static DsStream *cache_streams = NULL;
-static Oid	collections_relid = InvalidOid;
-static Oid	log_relid = InvalidOid;
+static DsCatalogOids oids;
+
+static void relmeta_invalidate(Oid relid);
 
 static void
 relcache_callback(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid || relid == collections_relid || relid == log_relid)
+	if (relid == InvalidOid || relid == oids.collections || relid == oids.log ||
+		relid == oids.streams)
 		cache_valid = false;
+	relmeta_invalidate(relid);
 }
 
 void
@@ -82,8 +87,15 @@ cache_load(void)
 
 	/* mark valid first: an invalidation during the load must win */
 	cache_valid = true;
-	collections_relid = state_relid("_collections");
-	log_relid = state_relid("log");
+	oids.collections = state_relid("_collections");
+	oids.log = state_relid("log");
+	oids.streams = state_relid("_streams");
+	oids.streams_name_idx = state_relid("_streams_name_key");
+	oids.streams_att_id = get_attnum(oids.streams, "id");
+	oids.streams_att_tail = get_attnum(oids.streams, "tail");
+	oids.streams_att_retained_from = get_attnum(oids.streams, "retained_from");
+	oids.streams_att_source_offset = get_attnum(oids.streams, "source_offset");
+	oids.streams_att_in_snapshot = get_attnum(oids.streams, "in_snapshot");
 
 	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
@@ -204,48 +216,54 @@ ds_stream_collection(DsStream *stream, const char *type, int type_len, bool miss
 	return NULL;
 }
 
-Oid
-ds_log_relid(void)
+const DsCatalogOids *
+ds_catalog_oids(void)
 {
 	if (!cache_valid)
 		cache_load();
-	return log_relid;
+	return &oids;
 }
 
 /* ------------------------------------------------------------------------
  * Relation metadata
  * ------------------------------------------------------------------------ */
 
-/* The collection table's primary key index, checked to be on the key column. */
-Oid
-ds_primary_key_index(Relation rel, DsCollection *coll)
+/*
+ * Cached relation facts.  An entry is rebuilt when the relcache callback
+ * marks it stale.  A stale entry's memory may still be in use by a batch
+ * further up the stack (a trigger can call state.apply), so it is handed to
+ * the top transaction's memory context instead of being freed at once.
+ */
+typedef struct DsRelMeta
 {
-	Oid			pk = RelationGetPrimaryKeyIndex(rel);
-	Relation	idx;
-	bool		ok;
-	/* a document table is keyed by "key"; primary_key names a value member */
-	const char *pkname = coll->kind == DS_KIND_DOCUMENT ? "key" : coll->primary_key;
+	Oid			relid;			/* hash key */
+	bool		valid;
+	MemoryContext cxt;
+	char	   *pkname;			/* column the entry was built for */
+	Oid			pkindex;
+	DsRelInfo	info;			/* rel and pkrel unset */
+} DsRelMeta;
 
-	if (!OidIsValid(pk))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
-				 errmsg("table \"%s\" of collection \"%s\" has no primary key",
-						RelationGetRelationName(rel), coll->name),
-				 errhint("The table needs PRIMARY KEY (%s).", pkname)));
-	idx = index_open(pk, AccessShareLock);
-	ok = idx->rd_index->indnkeyatts == 1 && idx->rd_index->indkey.values[0] > 0 &&
-		strcmp(NameStr(TupleDescAttr(RelationGetDescr(rel),
-									 idx->rd_index->indkey.values[0] - 1)->attname),
-			   pkname) == 0;
-	index_close(idx, AccessShareLock);
-	if (!ok)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
-				 errmsg("primary key of table \"%s\" is not (%s)",
-						RelationGetRelationName(rel), pkname),
-				 errhint("The table was altered after state.create_collection(); restore PRIMARY KEY (%s).",
-						 pkname)));
-	return pk;
+static HTAB *relmeta = NULL;
+
+static void
+relmeta_invalidate(Oid relid)
+{
+	HASH_SEQ_STATUS seq;
+	DsRelMeta  *m;
+
+	if (relmeta == NULL)
+		return;
+	if (OidIsValid(relid))
+	{
+		m = hash_search(relmeta, &relid, HASH_FIND, NULL);
+		if (m)
+			m->valid = false;
+		return;
+	}
+	hash_seq_init(&seq, relmeta);
+	while ((m = hash_seq_search(&seq)) != NULL)
+		m->valid = false;
 }
 
 /* jsonb orders object keys by length, then bytes; so do we. */
@@ -266,19 +284,31 @@ column_cmp(const void *a, const void *b)
 	return jsonb_key_cmp(ca->name, ca->name_len, cb->name, cb->name_len);
 }
 
-void
-ds_relinfo_init(DsRelInfo *ri, DsCollection *coll, Relation rel, Relation pkrel)
+/* Builds the facts about rel into m (in m->cxt). */
+static void
+relmeta_build(DsRelMeta *m, DsCollection *coll, Relation rel, const char *pkname)
 {
+	DsRelInfo  *ri = &m->info;
 	TupleDesc	desc = RelationGetDescr(rel);
-	Oid			opfamily,
-				opcintype;
+	MemoryContext old = MemoryContextSwitchTo(m->cxt);
+	Relation	idx;
+	bool		ok;
+	Oid			pk = RelationGetPrimaryKeyIndex(rel);
+
+	if (!OidIsValid(pk))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+				 errmsg("table \"%s\" of collection \"%s\" has no primary key",
+						RelationGetRelationName(rel), coll->name),
+				 errhint("The table needs PRIMARY KEY (%s).", pkname)));
 
 	memset(ri, 0, sizeof(DsRelInfo));
-	ri->rel = rel;
-	ri->pkrel = pkrel;
+	m->pkname = pstrdup(pkname);
+	m->pkindex = pk;
 	ri->natts = desc->natts;
 	ri->cols = palloc0(sizeof(DsColumn) * desc->natts);
 	ri->sorted = palloc0(sizeof(DsColumn *) * desc->natts);
+	ri->defaults = palloc0(sizeof(Expr *) * desc->natts);
 	for (int i = 0; i < desc->natts; i++)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
@@ -289,7 +319,7 @@ ds_relinfo_init(DsRelInfo *ri, DsCollection *coll, Relation rel, Relation pkrel)
 
 		if (att->attisdropped)
 			continue;
-		col->name = NameStr(att->attname);
+		col->name = pstrdup(NameStr(att->attname));
 		col->name_len = strlen(col->name);
 		col->attnum = att->attnum;
 		col->typid = att->atttypid;
@@ -298,14 +328,41 @@ ds_relinfo_init(DsRelInfo *ri, DsCollection *coll, Relation rel, Relation pkrel)
 		col->attidentity = att->attidentity;
 		col->notnull = att->attnotnull;
 		getTypeInputInfo(att->atttypid, &infunc, &col->ioparam);
-		fmgr_info(infunc, &col->infunc);
+		fmgr_info_cxt(infunc, &col->infunc, m->cxt);
 		getTypeOutputInfo(att->atttypid, &outfunc, &isvarlena);
-		fmgr_info(outfunc, &col->outfunc);
+		fmgr_info_cxt(outfunc, &col->outfunc, m->cxt);
+		if (!att->attgenerated)
+			ri->defaults[i] = (Expr *) build_column_default(rel, i + 1);
 		ri->sorted[ri->nsorted++] = col;
 	}
 	qsort(ri->sorted, ri->nsorted, sizeof(DsColumn *), column_cmp);
 
-	ri->pkcol = &ri->cols[pkrel->rd_index->indkey.values[0] - 1];
+	idx = index_open(pk, AccessShareLock);
+	ok = idx->rd_index->indnkeyatts == 1 && idx->rd_index->indkey.values[0] > 0 &&
+		strcmp(NameStr(TupleDescAttr(desc, idx->rd_index->indkey.values[0] - 1)->attname),
+			   pkname) == 0;
+	if (ok)
+	{
+		Oid			opfamily = idx->rd_opfamily[0];
+		Oid			opcintype = idx->rd_opcintype[0];
+
+		ri->pkcol = &ri->cols[idx->rd_index->indkey.values[0] - 1];
+		ri->pk_eqproc = get_opcode(get_opfamily_member(opfamily, opcintype, opcintype,
+													   BTEqualStrategyNumber));
+		ri->pk_collation = idx->rd_indcollation[0];
+	}
+	index_close(idx, AccessShareLock);
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+				 errmsg("primary key of table \"%s\" is not (%s)",
+						RelationGetRelationName(rel), pkname),
+				 errhint("The table was altered after state.create_collection(); restore PRIMARY KEY (%s).",
+						 pkname)));
+	if (!RegProcedureIsValid(ri->pk_eqproc))
+		elog(ERROR, "no equality operator for the primary key of \"%s\"",
+			 RelationGetRelationName(rel));
+
 	if (coll->kind == DS_KIND_DOCUMENT)
 	{
 		ri->valuecol = ds_relinfo_column(ri, "value", 5);
@@ -315,15 +372,70 @@ ds_relinfo_init(DsRelInfo *ri, DsCollection *coll, Relation rel, Relation pkrel)
 					 errmsg("document collection \"%s\" needs a jsonb column \"value\" in table \"%s\"",
 							coll->name, RelationGetRelationName(rel))));
 	}
+	MemoryContextSwitchTo(old);
+}
 
-	opfamily = pkrel->rd_opfamily[0];
-	opcintype = pkrel->rd_opcintype[0];
-	ri->pk_eqproc = get_opcode(get_opfamily_member(opfamily, opcintype, opcintype,
-												   BTEqualStrategyNumber));
-	if (!RegProcedureIsValid(ri->pk_eqproc))
-		elog(ERROR, "no equality operator for the primary key of \"%s\"",
-			 RelationGetRelationName(rel));
-	ri->pk_collation = pkrel->rd_indcollation[0];
+/*
+ * Opens a collection's table and its primary key index and fills ri with
+ * the cached facts about them.
+ */
+void
+ds_relinfo_open(DsRelInfo *ri, DsCollection *coll, LOCKMODE lockmode)
+{
+	/* a document table is keyed by "key"; primary_key names a value member */
+	const char *pkname = coll->kind == DS_KIND_DOCUMENT ? "key" : coll->primary_key;
+	Relation	rel = table_open(coll->relid, lockmode);
+	DsRelMeta  *m;
+	bool		found;
+
+	if (relmeta == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(Oid);
+		ctl.entrysize = sizeof(DsRelMeta);
+		ctl.hcxt = CacheMemoryContext;
+		relmeta = hash_create("durable_state relation facts", 64, &ctl,
+							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	}
+	m = hash_search(relmeta, &coll->relid, HASH_ENTER, &found);
+	if (!found)
+	{
+		m->valid = false;
+		m->cxt = NULL;
+	}
+	if (m->valid && (strcmp(m->pkname, pkname) != 0 ||
+					 RelationGetPrimaryKeyIndex(rel) != m->pkindex))
+		m->valid = false;
+	if (!m->valid)
+	{
+		if (m->cxt)
+			MemoryContextSetParent(m->cxt, TopTransactionContext);
+		m->cxt = AllocSetContextCreate(CacheMemoryContext, "durable_state relation facts",
+									   ALLOCSET_SMALL_SIZES);
+		PG_TRY();
+		{
+			relmeta_build(m, coll, rel, pkname);
+		}
+		PG_CATCH();
+		{
+			MemoryContextDelete(m->cxt);
+			m->cxt = NULL;
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		m->valid = true;
+	}
+	*ri = m->info;
+	ri->rel = rel;
+	ri->pkrel = index_open(m->pkindex, lockmode);
+}
+
+void
+ds_relinfo_close(DsRelInfo *ri, LOCKMODE lockmode)
+{
+	index_close(ri->pkrel, lockmode);
+	table_close(ri->rel, lockmode);
 }
 
 /* Column by name (binary search in jsonb key order), or NULL. */

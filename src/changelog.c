@@ -22,11 +22,13 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/xact.h"
 #include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
@@ -34,7 +36,6 @@
 
 #include "durable_state.h"
 
-static SPIPlanPtr lock_plan = NULL;
 static SPIPlanPtr update_plan = NULL;
 
 char *
@@ -47,7 +48,7 @@ ds_format_offset(int64 seq)
 static int64
 log_tail(int32 stream_id)
 {
-	Relation	rel = table_open(ds_log_relid(), AccessShareLock);
+	Relation	rel = table_open(ds_catalog_oids()->log, AccessShareLock);
 	Relation	idx = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
 	SnapshotData dirty;
 	ScanKeyData key;
@@ -73,51 +74,86 @@ log_tail(int32 stream_id)
 }
 
 /*
- * Locks the stream's row and reads its state.  Returns false if the stream
- * does not exist.  Must be called inside SPI_connect.
+ * Locks the stream's row and reads its state: what SELECT ... FOR UPDATE
+ * does, without planning a query per batch.  The row is found with the
+ * statement's snapshot and locked with table_tuple_lock; under READ
+ * COMMITTED a newer committed version is followed and locked (as the
+ * executor's LockRows does), under REPEATABLE READ or SERIALIZABLE a
+ * concurrent update is a serialization failure.  Returns false if the
+ * stream does not exist.
  */
 bool
 ds_stream_lock(const char *name, DsStreamState *st)
 {
-	Datum		arg = CStringGetTextDatum(name);
-	int			ret;
+	const DsCatalogOids *oids = ds_catalog_oids();
+	Relation	rel = table_open(oids->streams, RowShareLock);
+	Relation	idx = index_open(oids->streams_name_idx, AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	Snapshot	snap = GetActiveSnapshot();
+	IndexScanDesc scan;
+	ScanKeyData key;
+	TM_FailureData tmfd;
+	TM_Result	res;
+	bool		found;
 	bool		isnull;
-	HeapTuple	tup;
-	TupleDesc	desc;
+	Datum		d;
 
-	if (lock_plan == NULL)
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(name));
+	key.sk_collation = idx->rd_indcollation[0];
+	scan = index_beginscan(rel, idx, snap, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	index_endscan(scan);
+	index_close(idx, AccessShareLock);
+	if (!found)
 	{
-		Oid			argtypes[1] = {TEXTOID};
-		SPIPlanPtr	p = SPI_prepare("SELECT id, tail, retained_from, source_offset, in_snapshot "
-									"FROM state._streams WHERE name = $1 FOR UPDATE",
-									1, argtypes);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		lock_plan = p;
-	}
-	ret = SPI_execute_plan(lock_plan, &arg, NULL, false, 1);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "locking stream failed: %s", SPI_result_code_string(ret));
-	if (SPI_processed == 0)
+		ExecDropSingleTupleTableSlot(slot);
+		table_close(rel, NoLock);
 		return false;
+	}
 
-	tup = SPI_tuptable->vals[0];
-	desc = SPI_tuptable->tupdesc;
-	st->id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-	st->tail = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-	st->retained_from = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
-	st->source_offset = SPI_getvalue(tup, desc, 4);
-	st->in_snapshot = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
-	st->tail = Max(st->tail, log_tail(st->id));
+	res = table_tuple_lock(rel, &slot->tts_tid, snap, slot,
+						   GetCurrentCommandId(false), LockTupleExclusive,
+						   LockWaitBlock,
+						   TUPLE_LOCK_FLAG_LOCK_UPDATE_IN_PROGRESS |
+						   (IsolationUsesXactSnapshot() ? 0 : TUPLE_LOCK_FLAG_FIND_LAST_VERSION),
+						   &tmfd);
+	switch (res)
+	{
+		case TM_Ok:
+		case TM_SelfModified:
+			break;
+		case TM_Updated:
+		case TM_Deleted:
+			if (IsolationUsesXactSnapshot())
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("could not serialize access due to concurrent update of stream \"%s\"",
+								ds_shorten(name, strlen(name)))));
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("stream \"%s\" was dropped concurrently", ds_shorten(name, strlen(name)))));
+			break;
+		default:
+			elog(ERROR, "unexpected table_tuple_lock status: %u", res);
+	}
+
+	st->id = DatumGetInt32(slot_getattr(slot, oids->streams_att_id, &isnull));
+	st->tail = DatumGetInt64(slot_getattr(slot, oids->streams_att_tail, &isnull));
+	st->retained_from = DatumGetInt64(slot_getattr(slot, oids->streams_att_retained_from, &isnull));
+	d = slot_getattr(slot, oids->streams_att_source_offset, &isnull);
+	st->source_offset = isnull ? NULL : TextDatumGetCString(d);
+	st->in_snapshot = DatumGetBool(slot_getattr(slot, oids->streams_att_in_snapshot, &isnull));
 	st->was_in_snapshot = st->in_snapshot;
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, NoLock);
+
+	st->tail = Max(st->tail, log_tail(st->id));
 	return true;
 }
 
 /*
- * Writes the stream's row after a batch, if anything kept there changed
- * (inside SPI_connect).
+ * Writes the stream's row after a batch, if anything kept there changed.
  */
 void
 ds_stream_update(DsStreamState *st, const char *source_offset)
@@ -129,6 +165,8 @@ ds_stream_update(DsStreamState *st, const char *source_offset)
 
 	if (source_offset == NULL && st->in_snapshot == st->was_in_snapshot)
 		return;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
 	if (update_plan == NULL)
 	{
 		SPIPlanPtr	p = SPI_prepare("UPDATE state._streams SET "
@@ -150,5 +188,6 @@ ds_stream_update(DsStreamState *st, const char *source_offset)
 	ret = SPI_execute_plan(update_plan, args, nulls, false, 0);
 	if (ret != SPI_OK_UPDATE || SPI_processed != 1)
 		elog(ERROR, "updating stream failed: %s", SPI_result_code_string(ret));
+	SPI_finish();
 	st->was_in_snapshot = st->in_snapshot;
 }

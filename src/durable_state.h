@@ -20,6 +20,8 @@
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "nodes/parsenodes.h"
+#include "nodes/primnodes.h"
+#include "storage/lockdefs.h"
 #include "utils/jsonb.h"
 #include "utils/relcache.h"
 #include "utils/snapshot.h"
@@ -117,7 +119,21 @@ typedef struct DsStream
 extern DsStream *ds_catalog_stream(const char *name, bool missing_ok);
 extern DsCollection *ds_stream_collection(DsStream *stream, const char *type,
 										  int type_len, bool missing_ok);
-extern Oid	ds_log_relid(void);
+/* OIDs and attribute numbers of the extension's own tables */
+typedef struct DsCatalogOids
+{
+	Oid			collections;
+	Oid			streams;
+	Oid			streams_name_idx;
+	Oid			log;
+	AttrNumber	streams_att_id;
+	AttrNumber	streams_att_tail;
+	AttrNumber	streams_att_retained_from;
+	AttrNumber	streams_att_source_offset;
+	AttrNumber	streams_att_in_snapshot;
+} DsCatalogOids;
+
+extern const DsCatalogOids *ds_catalog_oids(void);
 extern void ds_catalog_init(void);
 
 /* Per-column facts needed to convert JSON into a datum and back. */
@@ -137,8 +153,10 @@ typedef struct DsColumn
 } DsColumn;
 
 /*
- * What the engine and the readers need to know about a collection's table:
- * built once per relation per call from the open Relation.
+ * What the engine and the readers need to know about a collection's table.
+ * The facts are cached per relation for the backend's life (catalog.c),
+ * dropped by the relcache callback when the table changes; rel and pkrel
+ * are opened per call.
  */
 typedef struct DsRelInfo
 {
@@ -152,11 +170,11 @@ typedef struct DsRelInfo
 	DsColumn   *valuecol;		/* document collections: the value column */
 	RegProcedure pk_eqproc;
 	Oid			pk_collation;
+	Expr	  **defaults;		/* column default expressions, by attnum - 1 */
 } DsRelInfo;
 
-extern void ds_relinfo_init(DsRelInfo *ri, DsCollection *coll, Relation rel,
-							Relation pkrel);
-extern Oid	ds_primary_key_index(Relation rel, DsCollection *coll);
+extern void ds_relinfo_open(DsRelInfo *ri, DsCollection *coll, LOCKMODE lockmode);
+extern void ds_relinfo_close(DsRelInfo *ri, LOCKMODE lockmode);
 extern DsColumn *ds_relinfo_column(DsRelInfo *ri, const char *name, int len);
 extern Datum ds_key_datum(DsRelInfo *ri, const char *key, int len);
 extern void ds_check_table_access(DsCollection *coll, Relation rel, AclMode mode);

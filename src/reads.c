@@ -52,10 +52,10 @@ reader_open(DsReader *r, FunctionCallInfo fcinfo, int typearg, int streamarg, in
 	stream = text_to_cstring(PG_GETARG_TEXT_PP(streamarg));
 	s = ds_catalog_stream(stream, false);
 	r->coll = ds_stream_collection(s, type, strlen(type), false);
-	r->rel = table_open(r->coll->relid, AccessShareLock);
+	ds_relinfo_open(&r->ri, r->coll, AccessShareLock);
+	r->rel = r->ri.rel;
+	r->pkrel = r->ri.pkrel;
 	ds_check_table_access(r->coll, r->rel, ACL_SELECT);
-	r->pkrel = index_open(ds_primary_key_index(r->rel, r->coll), AccessShareLock);
-	ds_relinfo_init(&r->ri, r->coll, r->rel, r->pkrel);
 	r->slot = table_slot_create(r->rel, NULL);
 	r->scan = index_beginscan(r->rel, r->pkrel, GetActiveSnapshot(), nkeys, 0);
 }
@@ -65,8 +65,7 @@ reader_close(DsReader *r)
 {
 	index_endscan(r->scan);
 	ExecDropSingleTupleTableSlot(r->slot);
-	index_close(r->pkrel, AccessShareLock);
-	table_close(r->rel, AccessShareLock);
+	ds_relinfo_close(&r->ri, AccessShareLock);
 }
 
 /* The value stored under key, or NULL. */

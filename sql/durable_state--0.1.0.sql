@@ -377,7 +377,8 @@ BEGIN
             USING ERRCODE = 'undefined_object';
     END IF;
     PERFORM state._catalog_changed();
-    IF drop_table THEN
+    -- the table may already be gone (dropped behind the collection's back)
+    IF drop_table AND EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE oid = rel) THEN
         EXECUTE format('DROP TABLE %s', rel);
     END IF;
 END
@@ -437,8 +438,9 @@ BEGIN
 END
 $$;
 
--- One statement, so one MVCC snapshot: the inserts and the offsets agree.
-CREATE FUNCTION state.snapshot(stream text DEFAULT 'default') RETURNS SETOF jsonb
+-- The events of a snapshot in one statement, so one MVCC snapshot: the
+-- inserts and the offsets agree.
+CREATE FUNCTION state._snapshot(stream text) RETURNS SETOF jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog
 BEGIN ATOMIC
@@ -446,7 +448,7 @@ BEGIN ATOMIC
         SELECT 0 AS part, ''::text AS t, ''::text AS k,
                jsonb_build_object('headers', jsonb_build_object(
                    'control', 'snapshot-start', 'offset', state.format_offset(state._tail(s.id)))) AS ev
-          FROM state._streams s WHERE s.name = snapshot.stream
+          FROM state._streams s WHERE s.name = _snapshot.stream
         UNION ALL
         SELECT 1, c.type, g.key,
                jsonb_build_object('type', c.type, 'key', g.key, 'value', g.value,
@@ -454,15 +456,25 @@ BEGIN ATOMIC
           FROM state._streams s
           JOIN state._collections c ON c.stream_id = s.id
           CROSS JOIN LATERAL state.get_type(c.type, s.name) g
-         WHERE s.name = snapshot.stream
+         WHERE s.name = _snapshot.stream
         UNION ALL
         SELECT 2, '', '',
                jsonb_build_object('headers', jsonb_build_object(
                    'control', 'snapshot-end', 'offset', state.format_offset(state._tail(s.id))))
-          FROM state._streams s WHERE s.name = snapshot.stream
+          FROM state._streams s WHERE s.name = _snapshot.stream
     ) x
     ORDER BY part, t COLLATE "C", k COLLATE "C";
 END;
+
+CREATE FUNCTION state.snapshot(stream text DEFAULT 'default') RETURNS SETOF jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog
+AS $$
+BEGIN
+    PERFORM state._stream_id(stream);   -- a clear error for an unknown stream
+    RETURN QUERY SELECT * FROM state._snapshot(stream);
+END
+$$;
 
 CREATE FUNCTION state.channel(stream text DEFAULT 'default') RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE

@@ -81,8 +81,12 @@ typedef struct DsBatch
 	int64		seg_bytes;
 	int64		seg_first;
 	MemoryContext evcxt;
-	volatile int current;		/* event being processed, for errors */
+	volatile int current;		/* event being processed, for errors; see
+								 * DS_END_OF_BATCH */
 } DsBatch;
+
+/* b->current while AFTER triggers (foreign keys) run at the end of a batch */
+#define DS_END_OF_BATCH (-2)
 
 PG_FUNCTION_INFO_V1(ds_apply);
 PG_FUNCTION_INFO_V1(ds_apply_text);
@@ -101,6 +105,10 @@ describe_event(DsBatch *b, int i)
 		appendStringInfo(&s, " (type \"%s\", key \"%s\")",
 						 ds_shorten(ev->type, ev->type_len),
 						 ds_shorten(ev->key, ev->key_len));
+	else if (ev->type)
+		appendStringInfo(&s, " (type \"%s\")", ds_shorten(ev->type, ev->type_len));
+	else if (ev->key)
+		appendStringInfo(&s, " (key \"%s\")", ds_shorten(ev->key, ev->key_len));
 	else if (ev->control == DS_CTL_RESET)
 		appendStringInfoString(&s, " (control \"reset\")");
 	else if (ev->control == DS_CTL_SNAPSHOT_START)
@@ -317,7 +325,17 @@ static void
 pk_mismatch(DsCollState *cs, DsEvent *ev, JsonbValue *v)
 {
 	int			len;
-	char	   *text = ds_jsonb_value_text(v, &len);
+	char	   *text;
+
+	if (v->type == jbvString)
+	{
+		Jsonb	   *jb = JsonbValueToJsonb(v);	/* quoted, as JSON */
+
+		text = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+		len = strlen(text);
+	}
+	else
+		text = ds_jsonb_value_text(v, &len);
 
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -331,7 +349,7 @@ pk_mismatch(DsCollState *cs, DsEvent *ev, JsonbValue *v)
 
 /* Builds the row an event stores into cs->newslot. */
 static void
-form_row(DsBatch *b, DsCollState *cs, DsEvent *ev, Datum key)
+form_row(DsBatch *b, DsCollState *cs, DsEvent *ev, Datum key, bool found)
 {
 	TupleTableSlot *slot = cs->newslot;
 	DsRelInfo  *ri = &cs->ri;
@@ -420,10 +438,19 @@ form_row(DsBatch *b, DsCollState *cs, DsEvent *ev, Datum key)
 		}
 	}
 
-	/* members the value leaves out take the column default, as in INSERT */
+	/*
+	 * Members the value leaves out: a column with a default (or identity)
+	 * gets it on insert and keeps its value on update, as it would through
+	 * INSERT and UPDATE; any other column is NULL, since an update replaces
+	 * the value.
+	 */
 	for (int i = 0; i < natts; i++)
 	{
-		if (!cs->provided[i] && cs->defaults[i] != NULL)
+		if (cs->provided[i] || cs->defaults[i] == NULL)
+			continue;
+		if (found)
+			values[i] = slot_getattr(cs->oldslot, i + 1, &nulls[i]);
+		else
 			values[i] = ExecEvalExprSwitchContext(cs->defaults[i], econtext, &nulls[i]);
 	}
 	ExecStoreVirtualTuple(slot);
@@ -499,7 +526,7 @@ apply_change(DsBatch *b, DsEvent *ev)
 			ExecSimpleRelationDelete(cs->rri, b->estate, &b->epq, cs->oldslot);
 		return;
 	}
-	form_row(b, cs, ev, key);
+	form_row(b, cs, ev, key, found);
 	if (found)
 	{
 		EvalPlanQualSetSlot(&b->epq, cs->newslot);
@@ -510,28 +537,40 @@ apply_change(DsBatch *b, DsEvent *ev)
 }
 
 /* reset: every collection of the stream is emptied (DELETE: triggers fire). */
+/*
+ * reset: every collection of the stream is emptied, with DELETE so that
+ * triggers fire, in one statement so that foreign keys between the
+ * collections are checked once all of them are empty.
+ */
 static void
 apply_reset(DsBatch *b)
 {
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	StringInfoData sql;
+	int			ret;
+
+	if (b->stream->ncolls == 0)
+		return;
+	initStringInfo(&sql);
 	for (int c = 0; c < b->stream->ncolls; c++)
 	{
 		DsCollection *coll = &b->stream->colls[c];
 		char	   *nsp = get_namespace_name(get_rel_namespace(coll->relid));
 		char	   *rel = get_rel_name(coll->relid);
-		int			ret;
 
 		if (nsp == NULL || rel == NULL)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_TABLE),
-					 errmsg("table of collection \"%s\" no longer exists", coll->name)));
-		ret = SPI_execute(psprintf("DELETE FROM %s", quote_qualified_identifier(nsp, rel)),
-						  false, 0);
-		if (ret != SPI_OK_DELETE)
-			elog(ERROR, "reset of collection \"%s\" failed: %s", coll->name,
-				 SPI_result_code_string(ret));
+					 errmsg("table of collection \"%s\" no longer exists", coll->name),
+					 errhint("Drop the collection with state.drop_collection().")));
+		appendStringInfo(&sql, "%sd%d AS (DELETE FROM %s)", c == 0 ? "WITH " : ", ",
+						 c, quote_qualified_identifier(nsp, rel));
 	}
+	appendStringInfoString(&sql, " SELECT 1");
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ret = SPI_execute(sql.data, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "reset failed: %s", SPI_result_code_string(ret));
 	SPI_finish();
 }
 
@@ -719,7 +758,9 @@ run_batch(DsBatch *b, const char *source_offset, int64 *applied, int64 *skipped)
 	b->current = -1;
 
 	log_flush(b);
+	b->current = DS_END_OF_BATCH;
 	close_collections(b);
+	b->current = -1;
 	b->st.tail += b->nevents;
 	ds_stream_update(&b->st, source_offset);
 	*applied = b->nevents;
@@ -783,7 +824,7 @@ apply_events(FunctionCallInfo fcinfo, JsonbValue *elems, int n, int *lines)
 	{
 		int			cur = b->current;
 
-		if (cur >= 0)
+		if (cur >= 0 || cur == DS_END_OF_BATCH)
 		{
 			ErrorData  *edata;
 
@@ -794,7 +835,11 @@ apply_events(FunctionCallInfo fcinfo, JsonbValue *elems, int n, int *lines)
 				edata->sqlerrcode != ERRCODE_ADMIN_SHUTDOWN)
 			{
 				FlushErrorState();
-				edata->message = psprintf("%s: %s", describe_event(b, cur), edata->message);
+				if (cur == DS_END_OF_BATCH)
+					edata->message = psprintf("end of batch (%d event%s): %s", b->nevents,
+											  b->nevents == 1 ? "" : "s", edata->message);
+				else
+					edata->message = psprintf("%s: %s", describe_event(b, cur), edata->message);
 				ReThrowError(edata);
 			}
 		}

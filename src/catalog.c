@@ -324,6 +324,12 @@ relmeta_build(DsRelMeta *m, DsCollection *coll, Relation rel, const char *pkname
 		col->attnum = att->attnum;
 		col->typid = att->atttypid;
 		col->typmod = att->atttypmod;
+		{
+			bool		preferred;
+
+			get_type_category_preferred(getBaseType(att->atttypid), &col->typcategory,
+										&preferred);
+		}
 		col->attgenerated = att->attgenerated;
 		col->attidentity = att->attidentity;
 		col->notnull = att->attnotnull;
@@ -384,9 +390,15 @@ ds_relinfo_open(DsRelInfo *ri, DsCollection *coll, LOCKMODE lockmode)
 {
 	/* a document table is keyed by "key"; primary_key names a value member */
 	const char *pkname = coll->kind == DS_KIND_DOCUMENT ? "key" : coll->primary_key;
-	Relation	rel = table_open(coll->relid, lockmode);
+	Relation	rel = try_table_open(coll->relid, lockmode);
 	DsRelMeta  *m;
 	bool		found;
+
+	if (rel == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table of collection \"%s\" no longer exists", coll->name),
+				 errhint("Drop the collection with state.drop_collection().")));
 
 	if (relmeta == NULL)
 	{

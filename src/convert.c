@@ -10,6 +10,7 @@
 
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
+#include "utils/lsyscache.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/datetime.h"
@@ -60,20 +61,51 @@ json_kind(JsonbValue *v)
 	switch (v->type)
 	{
 		case jbvString:
-			return "string";
+			return "a string";
 		case jbvNumeric:
-			return "number";
+			return "a number";
 		case jbvBool:
-			return "boolean";
+			return "a boolean";
 		case jbvBinary:
-			return JsonContainerIsArray(v->val.binary.data) ? "array" : "object";
+			return JsonContainerIsArray(v->val.binary.data) ? "an array" : "an object";
 		default:
-			return "value";
+			return "a value";
 	}
+}
+
+static void
+type_mismatch(DsColumn *col, JsonbValue *v, const char *want)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_DATATYPE_MISMATCH),
+			 errmsg("member \"%s\" must be %s, not %s", col->name, want, json_kind(v)),
+			 errdetail("Column \"%s\" has type %s.", col->name, format_type_be(col->typid)),
+			 v->type == jbvBinary ?
+			 errhint("Objects and arrays are stored in json or jsonb columns.") : 0));
+}
+
+/* A JSON number as an integer, if it is one (1.0 is; 1.5 is not). */
+static Datum
+numeric_to_integer(DsColumn *col, JsonbValue *v, PGFunction conv)
+{
+	Datum		n = NumericGetDatum(v->val.numeric);
+	Datum		t = DirectFunctionCall2(numeric_trunc, n, Int32GetDatum(0));
+
+	if (!DatumGetBool(DirectFunctionCall2(numeric_eq, n, t)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("member \"%s\" must be an integer, not %s", col->name,
+						DatumGetCString(DirectFunctionCall1(numeric_out, n))),
+				 errdetail("Column \"%s\" has type %s.", col->name, format_type_be(col->typid))));
+	return DirectFunctionCall1(conv, n);
 }
 
 /*
  * Converts a JSON member value to a datum for col.  JSON null is SQL NULL.
+ * The JSON type must fit the column's type category: strings for string
+ * types, numbers for numeric types, booleans for boolean; json and jsonb
+ * take anything; every other type (timestamps, uuid, enums, domains over
+ * them...) takes a string through its input function.
  */
 Datum
 ds_json_to_datum(DsColumn *col, JsonbValue *v, bool *isnull)
@@ -93,54 +125,65 @@ ds_json_to_datum(DsColumn *col, JsonbValue *v, bool *isnull)
 		case JSONBOID:
 			return JsonbPGetDatum(JsonbValueToJsonb(v));
 		case JSONOID:
-			s = ds_jsonb_value_text(v, &len);
-			if (v->type == jbvString)
 			{
-				/* a JSON string must keep its quotes in a json column */
 				Jsonb	   *jb = JsonbValueToJsonb(v);
 
 				s = JsonbToCString(NULL, &jb->root, VARSIZE(jb));
+				return InputFunctionCall(&col->infunc, s, col->ioparam, col->typmod);
 			}
-			return InputFunctionCall(&col->infunc, s, col->ioparam, col->typmod);
 		case TEXTOID:
-			if (v->type == jbvString)
-				return PointerGetDatum(cstring_to_text_with_len(v->val.string.val,
-																v->val.string.len));
-			break;
+			if (v->type != jbvString)
+				type_mismatch(col, v, "a string");
+			return PointerGetDatum(cstring_to_text_with_len(v->val.string.val,
+															v->val.string.len));
 		case NUMERICOID:
-			if (v->type == jbvNumeric && col->typmod < 0)
+			if (v->type != jbvNumeric)
+				type_mismatch(col, v, "a number");
+			if (col->typmod < 0)
 				return NumericGetDatum(v->val.numeric);
 			break;
-		case FLOAT8OID:
-			if (v->type == jbvNumeric)
-				return DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric));
-			break;
-		case BOOLOID:
-			if (v->type == jbvBool)
-				return BoolGetDatum(v->val.boolean);
-			ereport(ERROR,
-					(errcode(ERRCODE_DATATYPE_MISMATCH),
-					 errmsg("member \"%s\" must be a boolean, not a %s", col->name, json_kind(v))));
-			break;
-		case INT2OID:
-		case INT4OID:
 		case INT8OID:
-		case FLOAT4OID:
 			if (v->type != jbvNumeric)
-				ereport(ERROR,
-						(errcode(ERRCODE_DATATYPE_MISMATCH),
-						 errmsg("member \"%s\" must be a number, not a %s", col->name, json_kind(v))));
-			break;
+				type_mismatch(col, v, "a number");
+			return numeric_to_integer(col, v, numeric_int8);
+		case INT4OID:
+			if (v->type != jbvNumeric)
+				type_mismatch(col, v, "a number");
+			return numeric_to_integer(col, v, numeric_int4);
+		case INT2OID:
+			if (v->type != jbvNumeric)
+				type_mismatch(col, v, "a number");
+			return numeric_to_integer(col, v, numeric_int2);
+		case FLOAT8OID:
+			if (v->type != jbvNumeric)
+				type_mismatch(col, v, "a number");
+			return DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric));
+		case BOOLOID:
+			if (v->type != jbvBool)
+				type_mismatch(col, v, "a boolean");
+			return BoolGetDatum(v->val.boolean);
 		default:
+			switch (col->typcategory)
+			{
+				case TYPCATEGORY_STRING:
+					if (v->type != jbvString)
+						type_mismatch(col, v, "a string");
+					break;
+				case TYPCATEGORY_NUMERIC:
+					if (v->type != jbvNumeric)
+						type_mismatch(col, v, "a number");
+					break;
+				case TYPCATEGORY_BOOLEAN:
+					if (v->type != jbvBool)
+						type_mismatch(col, v, "a boolean");
+					break;
+				default:
+					if (v->type != jbvString)
+						type_mismatch(col, v, "a string");
+					break;
+			}
 			break;
 	}
-
-	if (v->type == jbvBinary)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("member \"%s\" is a JSON %s, but column \"%s\" has type %s",
-						col->name, json_kind(v), col->name, format_type_be(col->typid)),
-				 errhint("Objects and arrays are stored in json or jsonb columns.")));
 
 	s = ds_jsonb_value_text(v, &len);
 	return InputFunctionCall(&col->infunc, s, col->ioparam, col->typmod);

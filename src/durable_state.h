@@ -147,6 +147,7 @@ typedef struct DsColumn
 	Oid			ioparam;
 	FmgrInfo	infunc;
 	FmgrInfo	outfunc;
+	char		typcategory;	/* of the base type, for JSON type checks */
 	char		attgenerated;
 	char		attidentity;
 	bool		notnull;

@@ -300,6 +300,18 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 	ev->root = root;
 	ev->root_len = v->val.binary.len;
 
+	/* type and key, if they are strings, name the event in any error below */
+	if (member(root, "type", &tmp) && tmp.type == jbvString && tmp.val.string.len > 0)
+	{
+		ev->type = tmp.val.string.val;
+		ev->type_len = tmp.val.string.len;
+	}
+	if (member(root, "key", &tmp) && tmp.type == jbvString && tmp.val.string.len > 0)
+	{
+		ev->key = tmp.val.string.val;
+		ev->key_len = tmp.val.string.len;
+	}
+
 	if ((int64) ev->root_len > (int64) ds_max_event_bytes)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),

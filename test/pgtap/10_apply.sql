@@ -246,7 +246,7 @@ SET LOCAL durable_state.max_event_bytes = 200;
 SELECT throws_ok(format('SELECT * FROM state.apply(%L, %L)',
                         jsonb_build_object('type', 'tap_docs', 'key', 'big', 'value', repeat('x', 300),
                                            'headers', jsonb_build_object('operation', 'insert')), 'tap'),
-                 '54000', 'event 0: event is 395 bytes, more than durable_state.max_event_bytes (200)',
+                 '54000', 'event 0 (type "tap_docs", key "big"): event is 395 bytes, more than durable_state.max_event_bytes (200)',
                  'an event over durable_state.max_event_bytes');
 SELECT pg_temp.unchanged('an oversize event');
 RESET durable_state.max_event_bytes;

@@ -273,15 +273,16 @@ SELECT pg_temp.sem(jsonb_build_array(pg_temp.ev('sem_parent', 'p1', 'insert', '{
 -- satisfied by an earlier batch; a NULL reference
 SELECT pg_temp.sem(pg_temp.ev('sem_child', 'c2', 'insert', '{"parent_id": "p1"}'));
 SELECT pg_temp.sem(pg_temp.ev('sem_child', 'c3', 'insert', '{"note": "orphan by design"}'));
--- violated: the whole batch is rejected, and the error names the event
+-- violated: the whole batch is rejected; foreign keys are checked at the end
+-- of the batch (like one statement), so the error says so
 SELECT pg_temp.expect_error_like(
     $$SELECT * FROM state.apply(jsonb_build_array(
         pg_temp.ev('sem_parent', 'p2', 'insert', '{"name": "P2"}'),
         pg_temp.ev('sem_child', 'c4', 'insert', '{"parent_id": "nope"}')), 'sem')$$,
-    '^event 1 \(type "sem_child", key "c4"\): insert or update on table "sem_child" violates foreign key constraint "sem_child_parent_id_fkey"$');
+    '^end of batch \(2 events\): insert or update on table "sem_child" violates foreign key constraint "sem_child_parent_id_fkey"$');
 SELECT pg_temp.expect_error_like(
     $$SELECT * FROM state.apply(pg_temp.ev('sem_parent', 'p1', 'delete'), 'sem')$$,
-    '^event 0 \(type "sem_parent", key "p1"\): update or delete on table "sem_parent" violates foreign key constraint "sem_child_parent_id_fkey" on table "sem_child"$');
+    '^end of batch \(1 event\): update or delete on table "sem_parent" violates foreign key constraint "sem_child_parent_id_fkey" on table "sem_child"$');
 SELECT (SELECT count(*) FROM sem_parent) AS parents, (SELECT count(*) FROM sem_child) AS children;
 -- deleting the child first, then the parent, in one batch
 SELECT pg_temp.sem(jsonb_build_array(pg_temp.ev('sem_child', 'c1', 'delete'),

@@ -48,12 +48,6 @@ SELECT stream, tail, retained_from, source_offset, in_snapshot, events_applied,
 
 -- Batch counters of a stream (read through to_jsonb so that a missing
 -- column shows as NULL here instead of breaking the whole file).
-CREATE FUNCTION pg_temp.chg_batches(stream text, OUT batches_applied bigint, OUT batches_skipped bigint)
-LANGUAGE sql AS $$
-    SELECT (to_jsonb(s)->>'batches_applied')::bigint, (to_jsonb(s)->>'batches_skipped')::bigint
-      FROM state.streams s WHERE s.stream = chg_batches.stream
-$$;
-
 SELECT state.create_collection('chg_docs', stream => 'chg');
 SELECT state.create_collection('chg_typed', stream => 'chg', schema => $${
     "type": "object",
@@ -192,7 +186,6 @@ SELECT * FROM state.apply(jsonb_build_array(
     pg_temp.ev('chg_docs', 'kept', 'insert', '3')), 'chg');
 SELECT * FROM state.get_type('chg_docs', 'chg');
 SELECT * FROM pg_temp.chg_streams WHERE stream = 'chg';
-SELECT * FROM pg_temp.chg_batches('chg');
 -- reset also empties collections that reference each other (here the
 -- referenced type sorts first)
 CREATE TABLE chg_fk_a_parent (id text PRIMARY KEY);
@@ -215,7 +208,6 @@ SELECT * FROM state.apply(jsonb_build_array(pg_temp.ev('chg_src', 'a', 'insert',
                           'chg_src', 'src-0001');
 SELECT * FROM state.apply(pg_temp.ev('chg_src', 'a', 'update', '2'), 'chg_src', 'src-0002');
 SELECT stream, tail, source_offset FROM pg_temp.chg_streams WHERE stream = 'chg_src';
-SELECT * FROM pg_temp.chg_batches('chg_src');
 -- replays of the last and of an older batch are skipped: nothing changes
 SELECT * FROM state.apply(pg_temp.ev('chg_src', 'a', 'update', '2'), 'chg_src', 'src-0002');
 SELECT * FROM state.apply(jsonb_build_array(pg_temp.ev('chg_src', 'a', 'insert', '1'),
@@ -224,7 +216,6 @@ SELECT * FROM state.apply(jsonb_build_array(pg_temp.ev('chg_src', 'a', 'insert',
 SELECT * FROM state.apply_text(E'{"type": "chg_src", "key": "z", "value": 1, "headers": {"operation": "insert"}}\n', 'chg_src', 'src-0000');
 SELECT * FROM state.get_type('chg_src', 'chg_src');
 SELECT stream, tail, source_offset, events_applied FROM pg_temp.chg_streams WHERE stream = 'chg_src';
-SELECT * FROM pg_temp.chg_batches('chg_src');
 SELECT count(*) AS logged FROM state.changes('chg_src');
 -- a failed batch does not record its source offset
 SELECT pg_temp.expect_error($$SELECT * FROM state.apply(pg_temp.ev('chg_src', 'a', 'insert', '3'), 'chg_src', 'src-0003')$$);
@@ -250,7 +241,6 @@ SELECT pg_temp.expect_error($$SELECT * FROM state.apply(pg_temp.ev('chg_src', 'e
 SELECT pg_temp.expect_error($$SELECT * FROM state.apply(pg_temp.ev('chg_src', 'e', 'insert', '1'), 'chg_src', 'a?b')$$);
 SELECT pg_temp.expect_error($$SELECT * FROM state.apply_text('{"type": "chg_src", "key": "e", "value": 1, "headers": {"operation": "insert"}}', 'chg_src', 'now')$$);
 SELECT stream, tail, source_offset, events_applied FROM pg_temp.chg_streams WHERE stream = 'chg_src';
-SELECT * FROM pg_temp.chg_batches('chg_src');
 
 -- ---------------------------------------------------------------------------
 -- reads round-trip what was applied

@@ -763,6 +763,7 @@ run_batch(DsBatch *b, const char *source_offset, int64 *applied, int64 *skipped)
 	b->current = -1;
 	b->st.tail += b->nevents;
 	ds_stream_update(&b->st, source_offset);
+	ds_stream_set_tail(b->st.id, b->st.tail);
 	*applied = b->nevents;
 	*skipped = 0;
 }

@@ -38,6 +38,64 @@
 
 static SPIPlanPtr update_plan = NULL;
 
+/*
+ * The tail each stream had after this transaction's last batch to it.  We
+ * hold those streams' locks until the transaction ends, so nobody else can
+ * move their tails: later batches of the transaction need not scan the
+ * log.  Forgotten when the transaction ends or any subtransaction aborts
+ * (its segments are gone then).  A few entries; a miss just scans the log.
+ */
+#define DS_TAIL_CACHE 8
+typedef struct TailCacheEntry
+{
+	int32		stream_id;
+	int64		tail;
+} TailCacheEntry;
+
+static TailCacheEntry tail_cache[DS_TAIL_CACHE];
+static int	tail_cache_n = 0;
+
+static void
+tail_cache_xact(XactEvent event, void *arg)
+{
+	tail_cache_n = 0;
+}
+
+static void
+tail_cache_subxact(SubXactEvent event, SubTransactionId mySubid,
+				   SubTransactionId parentSubid, void *arg)
+{
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		tail_cache_n = 0;
+}
+
+void
+ds_changelog_init(void)
+{
+	RegisterXactCallback(tail_cache_xact, NULL);
+	RegisterSubXactCallback(tail_cache_subxact, NULL);
+}
+
+/* Records the tail of a stream after a batch of this transaction. */
+void
+ds_stream_set_tail(int32 stream_id, int64 tail)
+{
+	for (int i = 0; i < tail_cache_n; i++)
+	{
+		if (tail_cache[i].stream_id == stream_id)
+		{
+			tail_cache[i].tail = tail;
+			return;
+		}
+	}
+	if (tail_cache_n < DS_TAIL_CACHE)
+	{
+		tail_cache[tail_cache_n].stream_id = stream_id;
+		tail_cache[tail_cache_n].tail = tail;
+		tail_cache_n++;
+	}
+}
+
 char *
 ds_format_offset(int64 seq)
 {
@@ -148,6 +206,14 @@ ds_stream_lock(const char *name, DsStreamState *st)
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(rel, NoLock);
 
+	for (int i = 0; i < tail_cache_n; i++)
+	{
+		if (tail_cache[i].stream_id == st->id)
+		{
+			st->tail = Max(st->tail, tail_cache[i].tail);
+			return true;
+		}
+	}
 	st->tail = Max(st->tail, log_tail(st->id));
 	return true;
 }

@@ -206,6 +206,8 @@ typedef struct DsStreamState
 
 extern bool ds_stream_lock(const char *name, DsStreamState *st);
 extern void ds_stream_update(DsStreamState *st, const char *source_offset);
+extern void ds_stream_set_tail(int32 stream_id, int64 tail);
+extern void ds_changelog_init(void);
 extern char *ds_format_offset(int64 seq);
 
 /* ------------------------------------------------------------------------

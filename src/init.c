@@ -37,4 +37,5 @@ _PG_init(void)
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("durable_state");
 	ds_catalog_init();
+	ds_changelog_init();
 }

@@ -81,9 +81,20 @@ typedef struct DsBatch
 	int64		seg_bytes;
 	int64		seg_first;
 	MemoryContext evcxt;
+	int			active_slot;	/* our place in active_streams, or -1 */
 	volatile int current;		/* event being processed, for errors; see
 								 * DS_END_OF_BATCH */
 } DsBatch;
+
+/*
+ * Streams with a batch in progress in this backend.  A trigger on a
+ * collection's table may call state.apply; on another stream that is fine,
+ * but on the same stream the inner batch would take offsets the outer one
+ * has not logged yet, so it is refused.
+ */
+#define DS_MAX_NESTED 16
+static int32 active_streams[DS_MAX_NESTED];
+static int	nactive = 0;
 
 /* b->current while AFTER triggers (foreign keys) run at the end of a batch */
 #define DS_END_OF_BATCH (-2)
@@ -695,6 +706,20 @@ run_batch(DsBatch *b, const char *source_offset, int64 *applied, int64 *skipped)
 						ds_shorten(b->stream_name, strlen(b->stream_name))),
 				 errhint("A stream is created by the first state.create_collection() that names it.")));
 
+	for (int i = 0; i < nactive; i++)
+	{
+		if (active_streams[i] == b->st.id)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("state.apply on stream \"%s\" cannot run inside another batch on the same stream",
+							ds_shorten(b->stream_name, strlen(b->stream_name))),
+					 errhint("A trigger on a collection's table may apply events to other streams only.")));
+	}
+	if (nactive >= DS_MAX_NESTED)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("state.apply nested too deeply")));
+
 	/* exactly-once resume: a batch at or before the recorded offset is skipped */
 	if (source_offset && b->st.source_offset &&
 		strcmp(source_offset, b->st.source_offset) <= 0)
@@ -727,6 +752,8 @@ run_batch(DsBatch *b, const char *source_offset, int64 *applied, int64 *skipped)
 	b->current = -1;
 	(void) any_change;
 
+	b->active_slot = nactive;
+	active_streams[nactive++] = b->st.id;
 	open_collections(b);
 	b->evcxt = AllocSetContextCreate(batchcxt, "durable_state event", ALLOCSET_DEFAULT_SIZES);
 	b->segcxt = AllocSetContextCreate(batchcxt, "durable_state log segment",
@@ -762,6 +789,8 @@ run_batch(DsBatch *b, const char *source_offset, int64 *applied, int64 *skipped)
 	close_collections(b);
 	b->current = -1;
 	b->st.tail += b->nevents;
+	nactive = b->active_slot;
+	b->active_slot = -1;
 	ds_stream_update(&b->st, source_offset);
 	ds_stream_set_tail(b->st.id, b->st.tail);
 	*applied = b->nevents;
@@ -810,6 +839,7 @@ apply_events(FunctionCallInfo fcinfo, JsonbValue *elems, int n, int *lines)
 	b->events = palloc0(sizeof(DsEvent) * Max(n, 1));
 	b->lines = lines;
 	b->current = -1;
+	b->active_slot = -1;
 
 	PG_TRY();
 	{
@@ -824,6 +854,10 @@ apply_events(FunctionCallInfo fcinfo, JsonbValue *elems, int n, int *lines)
 	PG_CATCH();
 	{
 		int			cur = b->current;
+
+		/* this batch (and any nested in it) is over */
+		if (b->active_slot >= 0)
+			nactive = b->active_slot;
 
 		if (cur >= 0 || cur == DS_END_OF_BATCH)
 		{

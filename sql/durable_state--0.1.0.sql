@@ -320,13 +320,18 @@ BEGIN
                       HINT = 'Pass table_name => to adopt the existing table.';
         END IF;
         req := coalesce(schema->'required', '[]');
+        -- a text key is an opaque id: COLLATE "C" orders it bytewise and
+        -- makes every key probe a memcmp (as for document tables)
         IF NOT (schema->'properties') ? primary_key THEN
-            cols := format('%I text PRIMARY KEY', primary_key);
+            cols := format('%I text COLLATE "C" PRIMARY KEY', primary_key);
         END IF;
         FOR prop IN SELECT p.key, p.value FROM jsonb_each(schema->'properties') p ORDER BY p.key LOOP
             IF cols <> '' THEN cols := cols || ', '; END IF;
             cols := cols || format('%I %s', prop.key, state._schema_column_type(prop.value));
             IF prop.key = primary_key THEN
+                IF state._schema_column_type(prop.value) = 'text' THEN
+                    cols := cols || ' COLLATE "C"';
+                END IF;
                 cols := cols || ' PRIMARY KEY';
             ELSIF req ? prop.key THEN
                 cols := cols || ' NOT NULL';

@@ -55,30 +55,12 @@ ds_jsonb_value_text(JsonbValue *v, int *len)
 	return s;
 }
 
-static const char *
-json_kind(JsonbValue *v)
-{
-	switch (v->type)
-	{
-		case jbvString:
-			return "a string";
-		case jbvNumeric:
-			return "a number";
-		case jbvBool:
-			return "a boolean";
-		case jbvBinary:
-			return JsonContainerIsArray(v->val.binary.data) ? "an array" : "an object";
-		default:
-			return "a value";
-	}
-}
-
 static void
 type_mismatch(DsColumn *col, JsonbValue *v, const char *want)
 {
 	ereport(ERROR,
 			(errcode(ERRCODE_DATATYPE_MISMATCH),
-			 errmsg("member \"%s\" must be %s, not %s", col->name, want, json_kind(v)),
+			 errmsg("member \"%s\" must be %s, not %s", col->name, want, ds_json_kind(v)),
 			 errdetail("Column \"%s\" has type %s.", col->name, format_type_be(col->typid)),
 			 v->type == jbvBinary ?
 			 errhint("Objects and arrays are stored in json or jsonb columns.") : 0));

@@ -77,6 +77,7 @@ typedef struct DsEvent
 extern void ds_parse_event(JsonbValue *v, int index, DsEvent *ev);
 extern Jsonb *ds_event_datum(DsEvent *ev);
 extern const char *ds_op_name(DsOperation op);
+extern const char *ds_json_kind(JsonbValue *v);
 extern char *ds_shorten(const char *s, int len);
 extern bool ds_valid_rfc3339(const char *s, int len);
 extern void ds_check_source_offset(const char *off);

@@ -22,8 +22,9 @@ member(JsonbContainer *obj, const char *name, JsonbValue *out)
 	return getKeyJsonValueFromContainer(obj, name, strlen(name), out);
 }
 
-static const char *
-jsonb_type_name(JsonbValue *v)
+/* "a string", "an object"...: the JSON type of a value, for messages */
+const char *
+ds_json_kind(JsonbValue *v)
 {
 	switch (v->type)
 	{
@@ -128,7 +129,7 @@ required_string(JsonbContainer *obj, const char *name, const char **s, int *len)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("\"%s\" must be a non-empty string, not %s", name,
-						v.type == jbvString ? "an empty string" : jsonb_type_name(&v))));
+						v.type == jbvString ? "an empty string" : ds_json_kind(&v))));
 	*s = v.val.string.val;
 	*len = v.val.string.len;
 }
@@ -144,7 +145,7 @@ optional_string_header(JsonbContainer *headers, const char *name, bool nonempty,
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("header \"%s\" must be a string, not %s", name,
-						jsonb_type_name(out))));
+						ds_json_kind(out))));
 	if (nonempty && out->val.string.len == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -252,7 +253,7 @@ parse_control(JsonbContainer *root, JsonbContainer *headers, JsonbValue *ctl,
 	if (ctl->type != jbvString)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("header \"control\" must be a string, not %s", jsonb_type_name(ctl))));
+				 errmsg("header \"control\" must be a string, not %s", ds_json_kind(ctl))));
 
 #define CTL_IS(lit) (ctl->val.string.len == strlen(lit) && \
 					 memcmp(ctl->val.string.val, lit, ctl->val.string.len) == 0)
@@ -270,8 +271,8 @@ parse_control(JsonbContainer *root, JsonbContainer *headers, JsonbValue *ctl,
 				 errhint("Control events are \"snapshot-start\", \"snapshot-end\" and \"reset\".")));
 #undef CTL_IS
 
-	optional_string_header(headers, "offset", true, &v);
-	if (JsonContainerSize(headers) != 1 + (member(headers, "offset", &v) ? 1 : 0))
+	if (JsonContainerSize(headers) !=
+		1 + (optional_string_header(headers, "offset", true, &v) ? 1 : 0))
 		reject_unknown_member(headers, control_headers, "control headers",
 							  "\"control\" and \"offset\"");
 }
@@ -295,7 +296,7 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 	if (v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("event must be a JSON object, not %s", jsonb_type_name(v))));
+				 errmsg("event must be a JSON object, not %s", ds_json_kind(v))));
 	root = v->val.binary.data;
 	ev->root = root;
 	ev->root_len = v->val.binary.len;
@@ -327,7 +328,7 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 	if (hv.type != jbvBinary || !JsonContainerIsObject(hv.val.binary.data))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("\"headers\" must be an object, not %s", jsonb_type_name(&hv))));
+				 errmsg("\"headers\" must be an object, not %s", ds_json_kind(&hv))));
 	headers = hv.val.binary.data;
 
 	if (member(headers, "control", &tmp))
@@ -349,7 +350,7 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 	if (opv.type != jbvString)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("header \"operation\" must be a string, not %s", jsonb_type_name(&opv))));
+				 errmsg("header \"operation\" must be a string, not %s", ds_json_kind(&opv))));
 #define OP_IS(lit) (opv.val.string.len == strlen(lit) && \
 					memcmp(opv.val.string.val, lit, opv.val.string.len) == 0)
 	if (OP_IS("insert"))

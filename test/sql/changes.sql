@@ -5,41 +5,6 @@ CREATE EXTENSION IF NOT EXISTS durable_state;
 \set SHOW_CONTEXT never
 SET timezone = 'UTC';
 
--- SQLSTATE and message of an error on one line ('no error' if none).
-CREATE FUNCTION pg_temp.expect_error(sql text) RETURNS text
-LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
-
--- Same, with DETAIL and HINT.
-CREATE FUNCTION pg_temp.expect_error_verbose(sql text) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-    d text;
-    h text;
-BEGIN
-    EXECUTE sql;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
-    RETURN SQLSTATE || ': ' || SQLERRM
-        || CASE WHEN d <> '' THEN E'\nDETAIL: ' || d ELSE '' END
-        || CASE WHEN h <> '' THEN E'\nHINT: ' || h ELSE '' END;
-END
-$$;
-
--- One change event as jsonb.
-CREATE FUNCTION pg_temp.ev(type text, key text, op text, value jsonb DEFAULT NULL) RETURNS jsonb
-LANGUAGE sql AS $$
-    SELECT jsonb_build_object('type', type, 'key', key, 'headers', jsonb_build_object('operation', op))
-           || CASE WHEN value IS NULL THEN '{}' ELSE jsonb_build_object('value', value) END
-$$;
-
 -- The stream's bookkeeping, without the timestamps.
 CREATE VIEW pg_temp.chg_streams AS
 SELECT stream, tail, retained_from, source_offset, in_snapshot, events_applied,
@@ -70,17 +35,17 @@ SELECT * FROM pg_temp.chg_streams;
 -- offsets
 -- ---------------------------------------------------------------------------
 SELECT * FROM state.apply(jsonb_build_array(
-    pg_temp.ev('chg_docs', 'a', 'insert', '{"v": 1}'),
-    pg_temp.ev('chg_docs', 'b', 'insert', '{"v": 2}'),
-    pg_temp.ev('chg_typed', 't1', 'insert', '{"name": "one", "n": 1}')), 'chg');
-SELECT * FROM state.apply(pg_temp.ev('chg_docs', 'a', 'update', '{"v": 10}'), 'chg');
+    t.ev('chg_docs', 'a', 'insert', '{"v": 1}'),
+    t.ev('chg_docs', 'b', 'insert', '{"v": 2}'),
+    t.ev('chg_typed', 't1', 'insert', '{"name": "one", "n": 1}')), 'chg');
+SELECT * FROM state.apply(t.ev('chg_docs', 'a', 'update', '{"v": 10}'), 'chg');
 -- the client's headers.offset is replaced by the stream's
 SELECT * FROM state.apply($${"type": "chg_docs", "key": "c", "value": 3,
     "headers": {"operation": "insert", "offset": "client-99", "txid": "tx-c",
                 "timestamp": "2025-01-31T12:00:00Z"}}$$, 'chg');
-SELECT * FROM state.apply(pg_temp.ev('chg_docs', 'b', 'delete'), 'chg');
-SELECT * FROM state.apply(pg_temp.ev('chg_other', 'o', 'insert', '"other stream"'), 'chg_other');
-SELECT * FROM state.apply(pg_temp.ev('chg_typed', 't2', 'upsert', '{"name": "two"}'), 'chg');
+SELECT * FROM state.apply(t.ev('chg_docs', 'b', 'delete'), 'chg');
+SELECT * FROM state.apply(t.ev('chg_other', 'o', 'insert', '"other stream"'), 'chg_other');
+SELECT * FROM state.apply(t.ev('chg_typed', 't2', 'upsert', '{"name": "two"}'), 'chg');
 SELECT * FROM state.changes('chg');
 -- 20 digits, strictly increasing, and equal to headers.offset
 SELECT count(*) AS events,
@@ -97,7 +62,7 @@ SELECT * FROM state.changes('chg_other');
 -- internal segments, and reads may start anywhere
 SELECT state.create_collection('chg_big', stream => 'chg_big');
 SELECT applied, last_offset FROM state.apply(
-    (SELECT jsonb_agg(pg_temp.ev('chg_big', 'k' || i, 'insert', to_jsonb(i)) ORDER BY i)
+    (SELECT jsonb_agg(t.ev('chg_big', 'k' || i, 'insert', to_jsonb(i)) ORDER BY i)
        FROM generate_series(1, 2500) i), 'chg_big');
 SELECT count(*) AS events, min("offset") AS first, max("offset") AS last,
        bool_and("offset"::bigint = (event->>'value')::bigint) AS offsets_match_order
@@ -126,19 +91,19 @@ WITH RECURSIVE pages(n, since, got) AS (
 )
 SELECT n AS page, since, got FROM pages;
 -- invalid offsets and arguments
-SELECT pg_temp.expect_error_verbose($$SELECT * FROM state.changes('chg', 'abc')$$);
-SELECT pg_temp.expect_error($$SELECT * FROM state.changes('chg', '12')$$);
-SELECT pg_temp.expect_error($$SELECT * FROM state.changes('chg', '-2')$$);
-SELECT pg_temp.expect_error($$SELECT * FROM state.changes('chg', '')$$);
-SELECT pg_temp.expect_error($$SELECT * FROM state.changes('chg', ' 00000000000000000001')$$);
-SELECT pg_temp.expect_error($$SELECT * FROM state.changes('chg', '0000000000000000000a')$$);
-SELECT pg_temp.expect_error($$SELECT * FROM state.changes('chg', '000000000000000000001')$$);
-SELECT pg_temp.expect_error($$SELECT * FROM state.changes('chg', '99999999999999999999')$$);
-SELECT pg_temp.expect_error($$SELECT * FROM state.changes('chg', 'NOW')$$);
-SELECT pg_temp.expect_error($$SELECT * FROM state.changes('chg', '-1', -1)$$);
-SELECT pg_temp.expect_error($$SELECT * FROM state.changes('chg', '-1', NULL)$$);
-SELECT pg_temp.expect_error_verbose($$SELECT * FROM state.changes('chg_no_such_stream')$$);
-SELECT pg_temp.expect_error($$SELECT state.tail('chg_no_such_stream')$$);
+SELECT t.expect_error_verbose($$SELECT * FROM state.changes('chg', 'abc')$$);
+SELECT t.expect_error($$SELECT * FROM state.changes('chg', '12')$$);
+SELECT t.expect_error($$SELECT * FROM state.changes('chg', '-2')$$);
+SELECT t.expect_error($$SELECT * FROM state.changes('chg', '')$$);
+SELECT t.expect_error($$SELECT * FROM state.changes('chg', ' 00000000000000000001')$$);
+SELECT t.expect_error($$SELECT * FROM state.changes('chg', '0000000000000000000a')$$);
+SELECT t.expect_error($$SELECT * FROM state.changes('chg', '000000000000000000001')$$);
+SELECT t.expect_error($$SELECT * FROM state.changes('chg', '99999999999999999999')$$);
+SELECT t.expect_error($$SELECT * FROM state.changes('chg', 'NOW')$$);
+SELECT t.expect_error($$SELECT * FROM state.changes('chg', '-1', -1)$$);
+SELECT t.expect_error($$SELECT * FROM state.changes('chg', '-1', NULL)$$);
+SELECT t.expect_error_verbose($$SELECT * FROM state.changes('chg_no_such_stream')$$);
+SELECT t.expect_error($$SELECT state.tail('chg_no_such_stream')$$);
 
 -- ---------------------------------------------------------------------------
 -- state.streams
@@ -151,18 +116,18 @@ SELECT * FROM pg_temp.chg_streams;
 -- snapshot-start / snapshot-end are logged and tracked
 SELECT * FROM state.apply('{"headers": {"control": "snapshot-start"}}', 'chg');
 SELECT in_snapshot FROM state.streams WHERE stream = 'chg';
-SELECT pg_temp.expect_error_verbose($$SELECT * FROM state.apply('{"headers": {"control": "snapshot-start"}}', 'chg')$$);
+SELECT t.expect_error_verbose($$SELECT * FROM state.apply('{"headers": {"control": "snapshot-start"}}', 'chg')$$);
 -- changes may be applied inside a snapshot
-SELECT * FROM state.apply(pg_temp.ev('chg_docs', 'in-snap', 'insert', '1'), 'chg');
+SELECT * FROM state.apply(t.ev('chg_docs', 'in-snap', 'insert', '1'), 'chg');
 SELECT * FROM state.apply('{"headers": {"control": "snapshot-end", "offset": "upstream-7"}}', 'chg');
 SELECT in_snapshot FROM state.streams WHERE stream = 'chg';
-SELECT pg_temp.expect_error_verbose($$SELECT * FROM state.apply('{"headers": {"control": "snapshot-end"}}', 'chg')$$);
+SELECT t.expect_error_verbose($$SELECT * FROM state.apply('{"headers": {"control": "snapshot-end"}}', 'chg')$$);
 -- in one batch; an error leaves the flag as it was
 SELECT * FROM state.apply('[{"headers": {"control": "snapshot-start"}}, {"headers": {"control": "snapshot-end"}}]', 'chg');
-SELECT pg_temp.expect_error($$SELECT * FROM state.apply('[{"headers": {"control": "snapshot-start"}}, {"headers": {"control": "snapshot-start"}}]', 'chg')$$);
-SELECT pg_temp.expect_error($$SELECT * FROM state.apply('[{"headers": {"control": "snapshot-start"}}, {"headers": {"control": "snapshot-end"}}, {"headers": {"control": "snapshot-end"}}]', 'chg')$$);
+SELECT t.expect_error($$SELECT * FROM state.apply('[{"headers": {"control": "snapshot-start"}}, {"headers": {"control": "snapshot-start"}}]', 'chg')$$);
+SELECT t.expect_error($$SELECT * FROM state.apply('[{"headers": {"control": "snapshot-start"}}, {"headers": {"control": "snapshot-end"}}, {"headers": {"control": "snapshot-end"}}]', 'chg')$$);
 SELECT in_snapshot FROM state.streams WHERE stream = 'chg';
-SELECT pg_temp.expect_error($$SELECT * FROM state.apply('[{"headers": {"control": "snapshot-start"}}, {"type": "chg_docs", "key": "a", "value": 0, "headers": {"operation": "insert"}}]', 'chg')$$);
+SELECT t.expect_error($$SELECT * FROM state.apply('[{"headers": {"control": "snapshot-start"}}, {"type": "chg_docs", "key": "a", "value": 0, "headers": {"operation": "insert"}}]', 'chg')$$);
 SELECT in_snapshot FROM state.streams WHERE stream = 'chg';
 -- streams track snapshots independently
 SELECT * FROM state.apply('{"headers": {"control": "snapshot-start"}}', 'chg_other');
@@ -180,10 +145,10 @@ SELECT (SELECT count(*) FROM chg_docs) AS docs, (SELECT count(*) FROM chg_typed)
 SELECT * FROM state.changes('chg', :'before_reset');
 -- a reset in the middle of a batch: events after it rebuild the state
 SELECT * FROM state.apply(jsonb_build_array(
-    pg_temp.ev('chg_docs', 'gone', 'insert', '1'),
+    t.ev('chg_docs', 'gone', 'insert', '1'),
     '{"headers": {"control": "reset", "offset": "r-2"}}'::jsonb,
-    pg_temp.ev('chg_docs', 'gone', 'insert', '2'),
-    pg_temp.ev('chg_docs', 'kept', 'insert', '3')), 'chg');
+    t.ev('chg_docs', 'gone', 'insert', '2'),
+    t.ev('chg_docs', 'kept', 'insert', '3')), 'chg');
 SELECT * FROM state.get_type('chg_docs', 'chg');
 SELECT * FROM pg_temp.chg_streams WHERE stream = 'chg';
 -- reset also empties collections that reference each other (here the
@@ -193,9 +158,9 @@ CREATE TABLE chg_fk_b_child (id text PRIMARY KEY, parent text REFERENCES chg_fk_
 SELECT state.create_collection('chg_fk_a_parent', table_name => 'chg_fk_a_parent', stream => 'chg_fk');
 SELECT state.create_collection('chg_fk_b_child', table_name => 'chg_fk_b_child', stream => 'chg_fk');
 SELECT applied FROM state.apply(jsonb_build_array(
-    pg_temp.ev('chg_fk_a_parent', 'p', 'insert', '{}'),
-    pg_temp.ev('chg_fk_b_child', 'c', 'insert', '{"parent": "p"}')), 'chg_fk');
-SELECT pg_temp.expect_error($$SELECT * FROM state.apply('{"headers": {"control": "reset"}}', 'chg_fk')$$);
+    t.ev('chg_fk_a_parent', 'p', 'insert', '{}'),
+    t.ev('chg_fk_b_child', 'c', 'insert', '{"parent": "p"}')), 'chg_fk');
+SELECT t.expect_error($$SELECT * FROM state.apply('{"headers": {"control": "reset"}}', 'chg_fk')$$);
 SELECT (SELECT count(*) FROM chg_fk_a_parent) AS parents, (SELECT count(*) FROM chg_fk_b_child) AS children,
        state.tail('chg_fk') AS tail;
 
@@ -203,43 +168,43 @@ SELECT (SELECT count(*) FROM chg_fk_a_parent) AS parents, (SELECT count(*) FROM 
 -- exactly-once: source_offset
 -- ---------------------------------------------------------------------------
 SELECT state.create_collection('chg_src', stream => 'chg_src');
-SELECT * FROM state.apply(jsonb_build_array(pg_temp.ev('chg_src', 'a', 'insert', '1'),
-                                            pg_temp.ev('chg_src', 'b', 'insert', '1')),
+SELECT * FROM state.apply(jsonb_build_array(t.ev('chg_src', 'a', 'insert', '1'),
+                                            t.ev('chg_src', 'b', 'insert', '1')),
                           'chg_src', 'src-0001');
-SELECT * FROM state.apply(pg_temp.ev('chg_src', 'a', 'update', '2'), 'chg_src', 'src-0002');
+SELECT * FROM state.apply(t.ev('chg_src', 'a', 'update', '2'), 'chg_src', 'src-0002');
 SELECT stream, tail, source_offset FROM pg_temp.chg_streams WHERE stream = 'chg_src';
 -- replays of the last and of an older batch are skipped: nothing changes
-SELECT * FROM state.apply(pg_temp.ev('chg_src', 'a', 'update', '2'), 'chg_src', 'src-0002');
-SELECT * FROM state.apply(jsonb_build_array(pg_temp.ev('chg_src', 'a', 'insert', '1'),
-                                            pg_temp.ev('chg_src', 'b', 'insert', '1')),
+SELECT * FROM state.apply(t.ev('chg_src', 'a', 'update', '2'), 'chg_src', 'src-0002');
+SELECT * FROM state.apply(jsonb_build_array(t.ev('chg_src', 'a', 'insert', '1'),
+                                            t.ev('chg_src', 'b', 'insert', '1')),
                           'chg_src', 'src-0001');
 SELECT * FROM state.apply_text(E'{"type": "chg_src", "key": "z", "value": 1, "headers": {"operation": "insert"}}\n', 'chg_src', 'src-0000');
 SELECT * FROM state.get_type('chg_src', 'chg_src');
 SELECT stream, tail, source_offset, events_applied FROM pg_temp.chg_streams WHERE stream = 'chg_src';
 SELECT count(*) AS logged FROM state.changes('chg_src');
 -- a failed batch does not record its source offset
-SELECT pg_temp.expect_error($$SELECT * FROM state.apply(pg_temp.ev('chg_src', 'a', 'insert', '3'), 'chg_src', 'src-0003')$$);
+SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('chg_src', 'a', 'insert', '3'), 'chg_src', 'src-0003')$$);
 SELECT source_offset FROM state.streams WHERE stream = 'chg_src';
-SELECT * FROM state.apply(pg_temp.ev('chg_src', 'a', 'update', '3'), 'chg_src', 'src-0003');
+SELECT * FROM state.apply(t.ev('chg_src', 'a', 'update', '3'), 'chg_src', 'src-0003');
 -- a batch without source_offset applies and keeps the recorded one
-SELECT * FROM state.apply(pg_temp.ev('chg_src', 'c', 'insert', '1'), 'chg_src');
+SELECT * FROM state.apply(t.ev('chg_src', 'c', 'insert', '1'), 'chg_src');
 SELECT source_offset FROM state.streams WHERE stream = 'chg_src';
 -- source offsets compare as strings, byte by byte
-SELECT applied, skipped FROM state.apply(pg_temp.ev('chg_src', 'd', 'insert', '1'), 'chg_src', 'src-0003a');
-SELECT applied, skipped FROM state.apply(pg_temp.ev('chg_src', 'd', 'update', '1'), 'chg_src', 'src-0003');
-SELECT applied, skipped FROM state.apply(pg_temp.ev('chg_src', 'd', 'update', '2'), 'chg_src', 'src-1');
-SELECT applied, skipped FROM state.apply(pg_temp.ev('chg_src', 'd', 'update', '3'), 'chg_src', 'src-0999');
+SELECT applied, skipped FROM state.apply(t.ev('chg_src', 'd', 'insert', '1'), 'chg_src', 'src-0003a');
+SELECT applied, skipped FROM state.apply(t.ev('chg_src', 'd', 'update', '1'), 'chg_src', 'src-0003');
+SELECT applied, skipped FROM state.apply(t.ev('chg_src', 'd', 'update', '2'), 'chg_src', 'src-1');
+SELECT applied, skipped FROM state.apply(t.ev('chg_src', 'd', 'update', '3'), 'chg_src', 'src-0999');
 SELECT * FROM state.get_type('chg_src', 'chg_src');
 -- invalid source offsets
-SELECT pg_temp.expect_error_verbose($$SELECT * FROM state.apply(pg_temp.ev('chg_src', 'e', 'insert', '1'), 'chg_src', '-1')$$);
-SELECT pg_temp.expect_error($$SELECT * FROM state.apply(pg_temp.ev('chg_src', 'e', 'insert', '1'), 'chg_src', 'now')$$);
-SELECT pg_temp.expect_error($$SELECT * FROM state.apply(pg_temp.ev('chg_src', 'e', 'insert', '1'), 'chg_src', '')$$);
-SELECT pg_temp.expect_error_verbose($$SELECT * FROM state.apply(pg_temp.ev('chg_src', 'e', 'insert', '1'), 'chg_src', 'a/b')$$);
-SELECT pg_temp.expect_error($$SELECT * FROM state.apply(pg_temp.ev('chg_src', 'e', 'insert', '1'), 'chg_src', 'a,b')$$);
-SELECT pg_temp.expect_error($$SELECT * FROM state.apply(pg_temp.ev('chg_src', 'e', 'insert', '1'), 'chg_src', 'a&b')$$);
-SELECT pg_temp.expect_error($$SELECT * FROM state.apply(pg_temp.ev('chg_src', 'e', 'insert', '1'), 'chg_src', 'a=b')$$);
-SELECT pg_temp.expect_error($$SELECT * FROM state.apply(pg_temp.ev('chg_src', 'e', 'insert', '1'), 'chg_src', 'a?b')$$);
-SELECT pg_temp.expect_error($$SELECT * FROM state.apply_text('{"type": "chg_src", "key": "e", "value": 1, "headers": {"operation": "insert"}}', 'chg_src', 'now')$$);
+SELECT t.expect_error_verbose($$SELECT * FROM state.apply(t.ev('chg_src', 'e', 'insert', '1'), 'chg_src', '-1')$$);
+SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('chg_src', 'e', 'insert', '1'), 'chg_src', 'now')$$);
+SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('chg_src', 'e', 'insert', '1'), 'chg_src', '')$$);
+SELECT t.expect_error_verbose($$SELECT * FROM state.apply(t.ev('chg_src', 'e', 'insert', '1'), 'chg_src', 'a/b')$$);
+SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('chg_src', 'e', 'insert', '1'), 'chg_src', 'a,b')$$);
+SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('chg_src', 'e', 'insert', '1'), 'chg_src', 'a&b')$$);
+SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('chg_src', 'e', 'insert', '1'), 'chg_src', 'a=b')$$);
+SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('chg_src', 'e', 'insert', '1'), 'chg_src', 'a?b')$$);
+SELECT t.expect_error($$SELECT * FROM state.apply_text('{"type": "chg_src", "key": "e", "value": 1, "headers": {"operation": "insert"}}', 'chg_src', 'now')$$);
 SELECT stream, tail, source_offset, events_applied FROM pg_temp.chg_streams WHERE stream = 'chg_src';
 
 -- ---------------------------------------------------------------------------
@@ -259,7 +224,7 @@ INSERT INTO chg_values VALUES
     ('empty-obj', '{}'),
     ('empty-arr', '[]'),
     ('key with spaces/and ''quotes''', '{"k": "v"}');
-SELECT * FROM state.apply((SELECT jsonb_agg(pg_temp.ev('chg_docs', k, 'upsert', v)) FROM chg_values), 'chg');
+SELECT * FROM state.apply((SELECT jsonb_agg(t.ev('chg_docs', k, 'upsert', v)) FROM chg_values), 'chg');
 SELECT k, state.get('chg_docs', k, 'chg') AS got,
        state.get('chg_docs', k, 'chg')::text = v::text AS same_text,
        state.get('chg_docs', k, 'chg') = v AS same_jsonb
@@ -278,10 +243,10 @@ SELECT state.get('chg_docs', 'OBJ', 'chg') IS NULL AS case_sensitive, state.get(
 -- left out, numbers stay numbers, timestamps come back in ISO 8601 (UTC
 -- here), uuids in canonical form
 SELECT * FROM state.apply(jsonb_build_array(
-    pg_temp.ev('chg_typed', 'rt1', 'insert', $${"name": "full", "n": -9007199254740993, "x": 0.10,
+    t.ev('chg_typed', 'rt1', 'insert', $${"name": "full", "n": -9007199254740993, "x": 0.10,
         "ok": false, "at": "2025-01-31T12:00:00.000+01:00", "uid": "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11",
         "meta": {"b": [1, {"c": null}], "a": "x"}, "list": [3, 2, 1]}$$),
-    pg_temp.ev('chg_typed', 'rt2', 'insert', '{"id": "rt2", "name": null, "list": []}')), 'chg');
+    t.ev('chg_typed', 'rt2', 'insert', '{"id": "rt2", "name": null, "list": []}')), 'chg');
 SELECT * FROM state.get_type('chg_typed', 'chg') WHERE key LIKE 'rt%';
 SELECT state.get('chg_typed', 'rt1', 'chg') - 'at' - 'uid'
      = '{"id": "rt1", "name": "full", "n": -9007199254740993, "x": 0.10, "ok": false,
@@ -290,11 +255,11 @@ SELECT (state.get('chg_typed', 'rt1', 'chg')->>'at')::timestamptz = '2025-01-31T
 SELECT state.get_many('chg_typed', ARRAY['rt2', 'rt1', 'missing'], 'chg') ? 'rt1' AS has_rt1,
        state.get_many('chg_typed', ARRAY['rt2', 'rt1', 'missing'], 'chg')->'rt2' AS rt2;
 -- reads of unknown types and streams
-SELECT pg_temp.expect_error($$SELECT state.get('chg_nope', 'a', 'chg')$$);
-SELECT pg_temp.expect_error($$SELECT state.get('chg_docs', 'a', 'chg_no_such_stream')$$);
-SELECT pg_temp.expect_error($$SELECT state.get_many('chg_docs', ARRAY['a'], 'chg_no_such_stream')$$);
-SELECT pg_temp.expect_error($$SELECT * FROM state.get_type('chg_docs', 'chg_no_such_stream')$$);
-SELECT pg_temp.expect_error($$SELECT * FROM state.get_type('chg_docs', NULL)$$);
+SELECT t.expect_error($$SELECT state.get('chg_nope', 'a', 'chg')$$);
+SELECT t.expect_error($$SELECT state.get('chg_docs', 'a', 'chg_no_such_stream')$$);
+SELECT t.expect_error($$SELECT state.get_many('chg_docs', ARRAY['a'], 'chg_no_such_stream')$$);
+SELECT t.expect_error($$SELECT * FROM state.get_type('chg_docs', 'chg_no_such_stream')$$);
+SELECT t.expect_error($$SELECT * FROM state.get_type('chg_docs', NULL)$$);
 
 -- ---------------------------------------------------------------------------
 -- state.snapshot()
@@ -305,7 +270,7 @@ SELECT count(*) AS events,
        (array_agg(ev ORDER BY ord DESC))[1]->'headers'->>'offset' = state.tail('chg') AS end_at_tail
   FROM state.snapshot('chg') WITH ORDINALITY AS s(ev, ord);
 -- like state.changes() and state.tail(), an unknown stream is an error
-SELECT pg_temp.expect_error($$SELECT * FROM state.snapshot('chg_no_such_stream')$$);
+SELECT t.expect_error($$SELECT * FROM state.snapshot('chg_no_such_stream')$$);
 -- applying a snapshot to a fresh stream reproduces the state
 SELECT state.create_collection('chg_copy_docs', type => 'chg_docs', stream => 'chg_copy');
 SELECT state.create_collection('chg_copy_typed', type => 'chg_typed', stream => 'chg_copy',

@@ -5,34 +5,6 @@ CREATE EXTENSION IF NOT EXISTS durable_state;
 SET client_min_messages = notice;
 SET timezone = 'UTC';
 
--- SQLSTATE and message of an error on one line ('no error' if none).
-CREATE FUNCTION pg_temp.expect_error(sql text) RETURNS text
-LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
-
--- Same, with DETAIL and HINT.
-CREATE FUNCTION pg_temp.expect_error_verbose(sql text) RETURNS text
-LANGUAGE plpgsql AS $$
-DECLARE
-    d text;
-    h text;
-BEGIN
-    EXECUTE sql;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL, h = PG_EXCEPTION_HINT;
-    RETURN SQLSTATE || ': ' || SQLERRM
-        || CASE WHEN d <> '' THEN E'\nDETAIL: ' || d ELSE '' END
-        || CASE WHEN h <> '' THEN E'\nHINT: ' || h ELSE '' END;
-END
-$$;
-
 -- The shape of a table: schema, then "column type [not null] [pk] [default]".
 CREATE FUNCTION pg_temp.describe(rel regclass) RETURNS TABLE (col text)
 LANGUAGE sql AS $$
@@ -140,48 +112,48 @@ SELECT state.create_collection('coll_items', table_name => 'coll_other.items', s
 -- refusals
 -- ---------------------------------------------------------------------------
 -- the same type twice in one stream
-SELECT pg_temp.expect_error_verbose($$SELECT state.create_collection('coll_docs2', type => 'coll_docs', stream => 'coll')$$);
-SELECT pg_temp.expect_error($$SELECT state.create_collection('coll_people2', type => 'person', stream => 'coll')$$);
+SELECT t.expect_error_verbose($$SELECT state.create_collection('coll_docs2', type => 'coll_docs', stream => 'coll')$$);
+SELECT t.expect_error($$SELECT state.create_collection('coll_people2', type => 'person', stream => 'coll')$$);
 -- the same name twice in one stream (with another type)
-SELECT pg_temp.expect_error($$SELECT state.create_collection('coll_docs', type => 'other', stream => 'coll')$$);
+SELECT t.expect_error($$SELECT state.create_collection('coll_docs', type => 'other', stream => 'coll')$$);
 -- the table of a new document/generated collection must not exist yet
 CREATE TABLE coll_taken (id text PRIMARY KEY);
-SELECT pg_temp.expect_error_verbose($$SELECT state.create_collection('coll_taken', stream => 'coll')$$);
-SELECT pg_temp.expect_error($$SELECT state.create_collection('coll_taken', stream => 'coll', schema => '{"type":"object","properties":{"a":{"type":"string"}}}')$$);
+SELECT t.expect_error_verbose($$SELECT state.create_collection('coll_taken', stream => 'coll')$$);
+SELECT t.expect_error($$SELECT state.create_collection('coll_taken', stream => 'coll', schema => '{"type":"object","properties":{"a":{"type":"string"}}}')$$);
 -- adopted: no column for the primary key
 CREATE TABLE coll_nokeycol (code text PRIMARY KEY, v text);
-SELECT pg_temp.expect_error_verbose($$SELECT state.create_collection('coll_nokeycol', table_name => 'coll_nokeycol', stream => 'coll')$$);
+SELECT t.expect_error_verbose($$SELECT state.create_collection('coll_nokeycol', table_name => 'coll_nokeycol', stream => 'coll')$$);
 -- adopted: the primary key is on another column
 CREATE TABLE coll_otherpk (id text UNIQUE, code text PRIMARY KEY);
-SELECT pg_temp.expect_error_verbose($$SELECT state.create_collection('coll_otherpk', table_name => 'coll_otherpk', stream => 'coll')$$);
+SELECT t.expect_error_verbose($$SELECT state.create_collection('coll_otherpk', table_name => 'coll_otherpk', stream => 'coll')$$);
 -- adopted: no primary key at all (a unique index is not enough)
 CREATE TABLE coll_nopk (id text UNIQUE NOT NULL, v text);
-SELECT pg_temp.expect_error_verbose($$SELECT state.create_collection('coll_nopk', table_name => 'coll_nopk', stream => 'coll')$$);
+SELECT t.expect_error_verbose($$SELECT state.create_collection('coll_nopk', table_name => 'coll_nopk', stream => 'coll')$$);
 -- adopted: composite primary key
 CREATE TABLE coll_composite (id text, part int, PRIMARY KEY (id, part));
-SELECT pg_temp.expect_error_verbose($$SELECT state.create_collection('coll_composite', table_name => 'coll_composite', stream => 'coll')$$);
+SELECT t.expect_error_verbose($$SELECT state.create_collection('coll_composite', table_name => 'coll_composite', stream => 'coll')$$);
 -- not an ordinary table: a view, a materialized view, a partitioned table
 CREATE VIEW coll_view AS SELECT * FROM coll_adopt;
-SELECT pg_temp.expect_error_verbose($$SELECT state.create_collection('coll_view', table_name => 'coll_view', stream => 'coll')$$);
+SELECT t.expect_error_verbose($$SELECT state.create_collection('coll_view', table_name => 'coll_view', stream => 'coll')$$);
 CREATE MATERIALIZED VIEW coll_matview AS SELECT * FROM coll_adopt;
-SELECT pg_temp.expect_error($$SELECT state.create_collection('coll_matview', table_name => 'coll_matview', stream => 'coll')$$);
+SELECT t.expect_error($$SELECT state.create_collection('coll_matview', table_name => 'coll_matview', stream => 'coll')$$);
 CREATE TABLE coll_parted (id text PRIMARY KEY) PARTITION BY LIST (id);
-SELECT pg_temp.expect_error($$SELECT state.create_collection('coll_parted', table_name => 'coll_parted', stream => 'coll')$$);
+SELECT t.expect_error($$SELECT state.create_collection('coll_parted', table_name => 'coll_parted', stream => 'coll')$$);
 -- a table that does not exist (regclass input)
-SELECT pg_temp.expect_error($$SELECT state.create_collection('coll_ghost', table_name => 'coll_no_such_table', stream => 'coll')$$);
+SELECT t.expect_error($$SELECT state.create_collection('coll_ghost', table_name => 'coll_no_such_table', stream => 'coll')$$);
 -- invalid arguments
-SELECT pg_temp.expect_error_verbose($$SELECT state.create_collection('coll_mode', mode => 'sloppy', stream => 'coll')$$);
-SELECT pg_temp.expect_error($$SELECT state.create_collection('coll_mode', mode => 'STRICT', stream => 'coll')$$);
-SELECT pg_temp.expect_error($$SELECT state.create_collection('coll_mode', mode => NULL, stream => 'coll')$$);
-SELECT pg_temp.expect_error($$SELECT state.create_collection('', stream => 'coll')$$);
-SELECT pg_temp.expect_error($$SELECT state.create_collection(NULL, stream => 'coll')$$);
-SELECT pg_temp.expect_error($$SELECT state.create_collection('coll_x', type => '', stream => 'coll')$$);
-SELECT pg_temp.expect_error($$SELECT state.create_collection('coll_x', primary_key => '', stream => 'coll')$$);
-SELECT pg_temp.expect_error($$SELECT state.create_collection('coll_x', primary_key => NULL, stream => 'coll')$$);
-SELECT pg_temp.expect_error($$SELECT state.create_collection('coll_x', schema => '5', stream => 'coll')$$);
-SELECT pg_temp.expect_error($$SELECT state.create_collection('coll_x', schema => '[]', stream => 'coll')$$);
-SELECT pg_temp.expect_error($$SELECT state.create_collection('coll_x', stream => '')$$);
-SELECT pg_temp.expect_error($$SELECT state.create_collection('coll_x', stream => NULL)$$);
+SELECT t.expect_error_verbose($$SELECT state.create_collection('coll_mode', mode => 'sloppy', stream => 'coll')$$);
+SELECT t.expect_error($$SELECT state.create_collection('coll_mode', mode => 'STRICT', stream => 'coll')$$);
+SELECT t.expect_error($$SELECT state.create_collection('coll_mode', mode => NULL, stream => 'coll')$$);
+SELECT t.expect_error($$SELECT state.create_collection('', stream => 'coll')$$);
+SELECT t.expect_error($$SELECT state.create_collection(NULL, stream => 'coll')$$);
+SELECT t.expect_error($$SELECT state.create_collection('coll_x', type => '', stream => 'coll')$$);
+SELECT t.expect_error($$SELECT state.create_collection('coll_x', primary_key => '', stream => 'coll')$$);
+SELECT t.expect_error($$SELECT state.create_collection('coll_x', primary_key => NULL, stream => 'coll')$$);
+SELECT t.expect_error($$SELECT state.create_collection('coll_x', schema => '5', stream => 'coll')$$);
+SELECT t.expect_error($$SELECT state.create_collection('coll_x', schema => '[]', stream => 'coll')$$);
+SELECT t.expect_error($$SELECT state.create_collection('coll_x', stream => '')$$);
+SELECT t.expect_error($$SELECT state.create_collection('coll_x', stream => NULL)$$);
 -- none of the refusals left a collection or a table behind
 SELECT count(*) AS leftovers FROM state.collections
  WHERE name IN ('coll_docs2', 'coll_people2', 'coll_taken', 'coll_nokeycol', 'coll_otherpk',
@@ -199,7 +171,7 @@ SELECT * FROM state.apply('{"type": "task", "key": "t1", "value": "in b", "heade
 SELECT state.get('task', 't1', 'coll_a') AS a, state.get('task', 't1', 'coll_b') AS b;
 SELECT (SELECT count(*) FROM coll_task_a) AS rows_a, (SELECT count(*) FROM coll_task_b) AS rows_b;
 -- the type is not registered in the default stream
-SELECT pg_temp.expect_error($$SELECT state.get('task', 't1', 'coll')$$);
+SELECT t.expect_error($$SELECT state.get('task', 't1', 'coll')$$);
 
 -- ---------------------------------------------------------------------------
 -- state.collections
@@ -230,7 +202,7 @@ SELECT * FROM coll_here.coll_here_typed;
 RESET search_path;
 -- an empty search_path: there is no schema to create the table in
 SET search_path = '';
-SELECT pg_temp.expect_error_verbose($$SELECT state.create_collection('coll_nowhere', stream => 'coll')$$);
+SELECT t.expect_error_verbose($$SELECT state.create_collection('coll_nowhere', stream => 'coll')$$);
 RESET search_path;
 
 -- ---------------------------------------------------------------------------
@@ -279,7 +251,7 @@ SELECT * FROM "coll Adopted; ""t""";
 -- coll_adopt survived the name that tried to drop it
 SELECT to_regclass('coll_adopt') IS NOT NULL AS coll_adopt_exists;
 -- type names are case-sensitive
-SELECT pg_temp.expect_error($$SELECT * FROM state.apply('{"type": "coll_mixedcase", "key": "K", "value": 1, "headers": {"operation": "insert"}}', 'coll hostile')$$);
+SELECT t.expect_error($$SELECT * FROM state.apply('{"type": "coll_mixedcase", "key": "K", "value": 1, "headers": {"operation": "insert"}}', 'coll hostile')$$);
 
 -- ---------------------------------------------------------------------------
 -- drop_collection
@@ -287,10 +259,10 @@ SELECT pg_temp.expect_error($$SELECT * FROM state.apply('{"type": "coll_mixedcas
 -- without drop_table the table stays, with its rows
 SELECT state.drop_collection('coll_people', 'coll');
 SELECT to_regclass('coll_people') IS NOT NULL AS table_kept, (SELECT count(*) FROM coll_people) AS rows_kept;
-SELECT pg_temp.expect_error($$SELECT state.get('person', 'p1', 'coll')$$);
-SELECT pg_temp.expect_error($$SELECT * FROM state.apply('{"type": "person", "key": "p2", "value": 1, "headers": {"operation": "insert"}}', 'coll')$$);
+SELECT t.expect_error($$SELECT state.get('person', 'p1', 'coll')$$);
+SELECT t.expect_error($$SELECT * FROM state.apply('{"type": "person", "key": "p2", "value": 1, "headers": {"operation": "insert"}}', 'coll')$$);
 -- the name and the type are free again; the old table can be adopted back
-SELECT pg_temp.expect_error($$SELECT state.create_collection('coll_people', type => 'person', stream => 'coll')$$);
+SELECT t.expect_error($$SELECT state.create_collection('coll_people', type => 'person', stream => 'coll')$$);
 CREATE TABLE coll_people_v2 (key text PRIMARY KEY, value jsonb NOT NULL);
 SELECT state.create_collection('coll_people2', type => 'person', stream => 'coll', table_name => 'coll_people_v2',
                                primary_key => 'key', allow_extra => true);
@@ -301,10 +273,10 @@ DROP TABLE coll_people;
 SELECT state.drop_collection('coll_typed', 'coll', drop_table => true);
 SELECT to_regclass('coll_typed') AS dropped;
 -- unknown collection, or known collection in another stream
-SELECT pg_temp.expect_error($$SELECT state.drop_collection('coll_typed', 'coll')$$);
-SELECT pg_temp.expect_error($$SELECT state.drop_collection('coll_docs', 'coll_a')$$);
-SELECT pg_temp.expect_error($$SELECT state.drop_collection('coll_docs')$$);
-SELECT pg_temp.expect_error($$SELECT state.drop_collection('coll_docs', 'coll_no_such_stream')$$);
+SELECT t.expect_error($$SELECT state.drop_collection('coll_typed', 'coll')$$);
+SELECT t.expect_error($$SELECT state.drop_collection('coll_docs', 'coll_a')$$);
+SELECT t.expect_error($$SELECT state.drop_collection('coll_docs')$$);
+SELECT t.expect_error($$SELECT state.drop_collection('coll_docs', 'coll_no_such_stream')$$);
 -- hostile names drop cleanly
 SELECT state.drop_collection($$coll 'quoted' "name"; DROP TABLE coll_adopt; --$$, 'coll hostile', true);
 SELECT state.drop_collection('Coll_MixedCase', 'coll hostile', true);

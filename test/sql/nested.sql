@@ -4,22 +4,6 @@ CREATE EXTENSION IF NOT EXISTS durable_state;
 \set VERBOSITY default
 \set SHOW_CONTEXT never
 
-CREATE FUNCTION pg_temp.expect_error(sql text) RETURNS text
-LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE sql;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
-
-CREATE FUNCTION pg_temp.ev(type text, key text, op text, value jsonb DEFAULT NULL)
-RETURNS jsonb LANGUAGE sql AS $$
-    SELECT jsonb_strip_nulls(jsonb_build_object('type', type, 'key', key, 'value', value,
-                                                'headers', jsonb_build_object('operation', op)))
-$$;
-
 CREATE TABLE nest_orders (id text PRIMARY KEY, total numeric NOT NULL);
 SELECT state.create_collection('nest_orders', 'order', table_name => 'nest_orders', stream => 'nest_main');
 SELECT state.create_collection('nest_audit', 'audit', stream => 'nest_audit');
@@ -37,8 +21,8 @@ CREATE TRIGGER nest_audit AFTER INSERT OR UPDATE ON nest_orders
     FOR EACH ROW EXECUTE FUNCTION nest_audit_trigger();
 
 SELECT applied, skipped, last_offset FROM state.apply(jsonb_build_array(
-    pg_temp.ev('order', 'o1', 'insert', '{"total": 10}'),
-    pg_temp.ev('order', 'o2', 'insert', '{"total": 20}')), 'nest_main');
+    t.ev('order', 'o1', 'insert', '{"total": 10}'),
+    t.ev('order', 'o2', 'insert', '{"total": 20}')), 'nest_main');
 SELECT * FROM state.get_type('audit', 'nest_audit');
 SELECT "offset", event->>'key' AS key FROM state.changes('nest_audit');
 
@@ -51,7 +35,7 @@ BEGIN
     RETURN NULL;
 END
 $$;
-SELECT pg_temp.expect_error($$SELECT * FROM state.apply(pg_temp.ev('order', 'o3', 'insert', '{"total": 30}'), 'nest_main')$$);
+SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('order', 'o3', 'insert', '{"total": 30}'), 'nest_main')$$);
 SELECT id, total FROM nest_orders ORDER BY id;
 SELECT state.tail('nest_main');
 DROP TRIGGER nest_audit ON nest_orders;
@@ -59,15 +43,15 @@ DROP TRIGGER nest_audit ON nest_orders;
 -- many batches in one transaction, one rolled back to a savepoint: the
 -- offsets stay dense and the rolled-back batch leaves nothing
 BEGIN;
-SELECT last_offset FROM state.apply(pg_temp.ev('order', 'o4', 'insert', '{"total": 40}'), 'nest_main');
+SELECT last_offset FROM state.apply(t.ev('order', 'o4', 'insert', '{"total": 40}'), 'nest_main');
 SAVEPOINT s1;
-SELECT last_offset FROM state.apply(pg_temp.ev('order', 'o5', 'insert', '{"total": 50}'), 'nest_main');
+SELECT last_offset FROM state.apply(t.ev('order', 'o5', 'insert', '{"total": 50}'), 'nest_main');
 ROLLBACK TO SAVEPOINT s1;
-SELECT last_offset FROM state.apply(pg_temp.ev('order', 'o6', 'insert', '{"total": 60}'), 'nest_main');
+SELECT last_offset FROM state.apply(t.ev('order', 'o6', 'insert', '{"total": 60}'), 'nest_main');
 SAVEPOINT s2;
-SELECT pg_temp.expect_error($$SELECT * FROM state.apply(pg_temp.ev('order', 'o4', 'insert', '{"total": 1}'), 'nest_main')$$);
+SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('order', 'o4', 'insert', '{"total": 1}'), 'nest_main')$$);
 RELEASE SAVEPOINT s2;
-SELECT last_offset FROM state.apply(pg_temp.ev('order', 'o7', 'insert', '{"total": 70}'), 'nest_main');
+SELECT last_offset FROM state.apply(t.ev('order', 'o7', 'insert', '{"total": 70}'), 'nest_main');
 COMMIT;
 SELECT "offset", event->>'key' AS key FROM state.changes('nest_main');
 SELECT id, total FROM nest_orders ORDER BY id;

@@ -11,7 +11,7 @@
 #   BENCH_EVENTS=100000   events per timed batch (half updates, half new keys)
 #   BENCH_PRELOAD=50000   keys loaded (untimed, same method) before each batch
 #   BENCH_REPS=3          runs per method; the best is reported, median shown
-#   BENCH_METHODS="apply apply_text plpgsql copy"
+#   BENCH_METHODS="apply apply_text plpgsql plpgsql_row copy"
 #   BENCH_TARGETS="items docs"
 #   BENCH_TXID=event      txid header: event (one per event) | batch | none
 #   BENCH_MODE=lenient    collection mode for the C path (strict also works)
@@ -25,7 +25,7 @@ ROOT=$(cd "$HERE/.." && pwd)
 EVENTS=${BENCH_EVENTS:-100000}
 PRELOAD=${BENCH_PRELOAD:-50000}
 REPS=${BENCH_REPS:-3}
-METHODS=${BENCH_METHODS:-apply apply_text plpgsql copy}
+METHODS=${BENCH_METHODS:-apply apply_text plpgsql plpgsql_row copy}
 TARGETS=${BENCH_TARGETS:-items docs}
 TXID=${BENCH_TXID:-event}
 MODE=${BENCH_MODE:-lenient}
@@ -50,7 +50,7 @@ die() { say "bench: $*"; exit 1; }
 case "$TXID" in event|batch|none) ;; *) die "BENCH_TXID must be event, batch or none" ;; esac
 case "$MODE" in strict|lenient) ;; *) die "BENCH_MODE must be strict or lenient" ;; esac
 for m in $METHODS; do
-    case "$m" in apply|apply_text|plpgsql|copy) ;; *) die "unknown method '$m'" ;; esac
+    case "$m" in apply|apply_text|plpgsql|plpgsql_row|copy) ;; *) die "unknown method '$m'" ;; esac
 done
 for t in $TARGETS; do
     case "$t" in items|docs) ;; *) die "unknown target '$t'" ;; esac
@@ -290,13 +290,13 @@ EOF
         echo "VACUUM ANALYZE $tbl;"
         echo "VACUUM ANALYZE state.log;"
         ;;
-    plpgsql)
-        stream=$(( rep * 10 + $([[ $target == items ]] && echo 1 || echo 2) ))
+    plpgsql|plpgsql_row)
+        stream=$(( rep * 10 + $([[ $target == items ]] && echo 1 || echo 2) + $([[ $method == plpgsql_row ]] && echo 4 || echo 0) ))
         tbl=$([[ $target == items ]] && echo public.bench_items || echo public.docs_plain)
         cat <<EOF
 TRUNCATE $tbl, bench.plain_log;
 INSERT INTO bench.plain_streams (id) VALUES ($stream);
-SELECT bench.run('plpgsql', '$target', '$stream', '${typ}_preload');
+SELECT bench.run('$method', '$target', '$stream', '${typ}_preload');
 VACUUM ANALYZE $tbl;
 VACUUM ANALYZE bench.plain_log;
 EOF
@@ -336,6 +336,7 @@ label() {
     apply) echo "C state.apply(jsonb)" ;;
     apply_text) echo "C state.apply_text(ndjson)" ;;
     plpgsql) echo "plpgsql materializer" ;;
+    plpgsql_row) echo "plpgsql, log row per event" ;;
     copy) echo "COPY FROM (empty table)" ;;
     esac
 }
@@ -400,6 +401,7 @@ echo "  C path: events go through state.apply/apply_text into the collection tab
 echo "          apply(jsonb) gets already-parsed jsonb, apply_text includes parsing the NDJSON"
 echo "  plpgsql: loop over jsonb_array_elements doing INSERT ... ON CONFLICT DO UPDATE per event,"
 echo "           then one INSERT ... SELECT of all events into a log table shaped like state.log"
+echo "  plpgsql, log row per event: the same loop with the log INSERT inside it (the issue's baseline)"
 echo
 
 psql_db -P footer=off <<'EOF'
@@ -407,7 +409,8 @@ WITH m(method, ord, label) AS (
     VALUES ('apply', 1, 'C state.apply(jsonb)'),
            ('apply_text', 2, 'C state.apply_text(ndjson)'),
            ('plpgsql', 3, 'plpgsql materializer'),
-           ('copy', 4, 'COPY FROM (empty table)')
+           ('plpgsql_row', 4, 'plpgsql, log row per event'),
+           ('copy', 5, 'COPY FROM (empty table)')
 ), a AS (
     SELECT target, method, max(events) AS events, count(*) AS runs,
            min(seconds) AS best,
@@ -441,11 +444,13 @@ WITH b AS (
 SELECT CASE t.target WHEN 'items' THEN 'typed (bench_items)' ELSE 'document (docs)' END AS target,
        c.label AS "C path",
        coalesce(round((x.eps / p.eps)::numeric, 2)::text, 'n/a') AS "C / plpgsql",
+       coalesce(round((x.eps / r.eps)::numeric, 2)::text, 'n/a') AS "C / plpgsql (log row per event)",
        coalesce(round((x.eps / k.eps)::numeric, 2)::text, 'n/a') AS "C / COPY"
   FROM (SELECT DISTINCT target FROM b) t
  CROSS JOIN c
   LEFT JOIN b x ON x.target = t.target AND x.method = c.method
   LEFT JOIN b p ON p.target = t.target AND p.method = 'plpgsql'
+  LEFT JOIN b r ON r.target = t.target AND r.method = 'plpgsql_row'
   LEFT JOIN b k ON k.target = t.target AND k.method = 'copy'
  ORDER BY t.target DESC, c.method;
 EOF

@@ -148,6 +148,83 @@ BEGIN
 END
 $$;
 
+-- The baseline exactly as the issue describes it: the same loop, with the
+-- log INSERT inside it, one per event (what most users write first).
+CREATE FUNCTION bench.plain_apply_items_row(events jsonb, p_stream integer)
+RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    n    bigint := jsonb_array_length(events);
+    base bigint;
+    i    bigint := 0;
+    e    jsonb;
+    v    jsonb;
+BEGIN
+    UPDATE bench.plain_streams SET tail = tail + n
+     WHERE id = p_stream
+    RETURNING tail - n INTO base;
+    IF base IS NULL THEN
+        RAISE EXCEPTION 'stream % does not exist', p_stream;
+    END IF;
+
+    FOR e IN SELECT value FROM jsonb_array_elements(events) LOOP
+        i := i + 1;
+        INSERT INTO bench.plain_log (stream_id, seq, event, applied_at)
+        VALUES (p_stream, base + i, e, now());
+        v := e->'value';
+        CASE e->'headers'->>'operation'
+        WHEN 'upsert', 'insert', 'update' THEN
+            INSERT INTO public.bench_items (id, name, score, active)
+            VALUES (e->>'key', v->>'name', (v->>'score')::bigint, (v->>'active')::boolean)
+            ON CONFLICT (id) DO UPDATE
+               SET name = EXCLUDED.name, score = EXCLUDED.score, active = EXCLUDED.active;
+        WHEN 'delete' THEN
+            DELETE FROM public.bench_items WHERE id = e->>'key';
+        ELSE
+            RAISE EXCEPTION 'event %: unknown operation %', i, e->'headers'->>'operation';
+        END CASE;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+CREATE FUNCTION bench.plain_apply_docs_row(events jsonb, p_stream integer)
+RETURNS bigint
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    n    bigint := jsonb_array_length(events);
+    base bigint;
+    i    bigint := 0;
+    e    jsonb;
+BEGIN
+    UPDATE bench.plain_streams SET tail = tail + n
+     WHERE id = p_stream
+    RETURNING tail - n INTO base;
+    IF base IS NULL THEN
+        RAISE EXCEPTION 'stream % does not exist', p_stream;
+    END IF;
+
+    FOR e IN SELECT value FROM jsonb_array_elements(events) LOOP
+        i := i + 1;
+        INSERT INTO bench.plain_log (stream_id, seq, event, applied_at)
+        VALUES (p_stream, base + i, e, now());
+        CASE e->'headers'->>'operation'
+        WHEN 'upsert', 'insert', 'update' THEN
+            INSERT INTO public.docs_plain (key, value)
+            VALUES (e->>'key', e->'value')
+            ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
+        WHEN 'delete' THEN
+            DELETE FROM public.docs_plain WHERE key = e->>'key';
+        ELSE
+            RAISE EXCEPTION 'event %: unknown operation %', i, e->'headers'->>'operation';
+        END CASE;
+    END LOOP;
+    RETURN n;
+END
+$$;
+
 -- ---------------------------------------------------------------------------
 -- Input data.  Preload: keys k1..kP (version 0).  Batch of N events:
 -- odd positions update k1, k2, ... (keys that exist before the batch), even
@@ -237,7 +314,7 @@ DECLARE
     t1   timestamptz;
     secs double precision;
 BEGIN
-    IF method IN ('apply', 'plpgsql') THEN
+    IF method IN ('apply', 'plpgsql', 'plpgsql_row') THEN
         SELECT i.events, i.n INTO STRICT ev, n_in FROM bench.input i WHERE i.name = input_name;
     ELSIF method = 'apply_text' THEN
         SELECT i.ndjson, i.n INTO STRICT txt, n_in FROM bench.input i WHERE i.name = input_name;
@@ -256,6 +333,12 @@ BEGIN
             n := bench.plain_apply_items(ev, stream::integer);
         ELSE
             n := bench.plain_apply_docs(ev, stream::integer);
+        END IF;
+    WHEN 'plpgsql_row' THEN
+        IF target = 'items' THEN
+            n := bench.plain_apply_items_row(ev, stream::integer);
+        ELSE
+            n := bench.plain_apply_docs_row(ev, stream::integer);
         END IF;
     WHEN 'copy' THEN
         EXECUTE format('COPY %s FROM %L WITH (FORMAT csv)',
@@ -309,7 +392,7 @@ BEGIN
         -- through the public API, whatever the log's physical layout
         EXECUTE 'SELECT count(*) FROM state.changes($1, ''-1'', $2)'
            INTO logged USING stream, preload + events + 1;
-    ELSIF method = 'plpgsql' THEN
+    ELSIF method IN ('plpgsql', 'plpgsql_row') THEN
         SELECT count(*) INTO logged FROM bench.plain_log WHERE stream_id = stream::integer;
     END IF;
     IF logged IS NOT NULL AND logged <> preload + events THEN

@@ -19,7 +19,9 @@
 #include "catalog/index.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
+#include "access/tableam.h"
+#include "executor/tuptable.h"
+#include "utils/snapmgr.h"
 #include "miscadmin.h"
 #include "rewrite/rewriteHandler.h"
 #include "utils/acl.h"
@@ -70,12 +72,107 @@ state_relid(const char *relname)
 	return relid;
 }
 
+static char *
+text_attr(TupleTableSlot *slot, const char *relname, const char *attname)
+{
+	bool		isnull;
+	Datum		d = slot_getattr(slot, get_attnum(slot->tts_tableOid, attname), &isnull);
+
+	if (isnull)
+		elog(ERROR, "null %s in state.%s", attname, relname);
+	return TextDatumGetCString(d);
+}
+
+static Datum
+attr(TupleTableSlot *slot, const char *relname, const char *attname)
+{
+	bool		isnull;
+	Datum		d = slot_getattr(slot, get_attnum(slot->tts_tableOid, attname), &isnull);
+
+	if (isnull)
+		elog(ERROR, "null %s in state.%s", attname, relname);
+	return d;
+}
+
+/*
+ * Reads state._streams and state._collections with plain table scans (not
+ * SQL: the caller needs no privileges on the extension's own tables for
+ * this, and nothing is planned).
+ */
+static void
+cache_read(void)
+{
+	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+	Relation	rel;
+	TableScanDesc scan;
+	TupleTableSlot *slot;
+	int			cap = 8;
+
+	cache_streams = palloc0(sizeof(DsStream) * cap);
+	rel = table_open(oids.streams, AccessShareLock);
+	slot = table_slot_create(rel, NULL);
+	scan = table_beginscan(rel, snap, 0, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		DsStream   *st;
+
+		if (cache_nstreams == cap)
+		{
+			cap *= 2;
+			cache_streams = repalloc(cache_streams, sizeof(DsStream) * cap);
+		}
+		st = &cache_streams[cache_nstreams++];
+		memset(st, 0, sizeof(DsStream));
+		st->id = DatumGetInt32(attr(slot, "_streams", "id"));
+		st->name = text_attr(slot, "_streams", "name");
+	}
+	table_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, AccessShareLock);
+
+	rel = table_open(oids.collections, AccessShareLock);
+	slot = table_slot_create(rel, NULL);
+	scan = table_beginscan(rel, snap, 0, NULL);
+	while (table_scan_getnextslot(scan, ForwardScanDirection, slot))
+	{
+		int32		sid = DatumGetInt32(attr(slot, "_collections", "stream_id"));
+		DsStream   *st = NULL;
+		DsCollection *c;
+		char	   *kind;
+
+		for (int i = 0; i < cache_nstreams; i++)
+		{
+			if (cache_streams[i].id == sid)
+				st = &cache_streams[i];
+		}
+		if (st == NULL)
+			continue;			/* cannot happen: a foreign key */
+		if (st->ncolls % 8 == 0)
+			st->colls = st->colls ? repalloc(st->colls, sizeof(DsCollection) * (st->ncolls + 8))
+				: palloc(sizeof(DsCollection) * 8);
+		c = &st->colls[st->ncolls++];
+		c->stream_id = sid;
+		c->name = text_attr(slot, "_collections", "name");
+		c->type = text_attr(slot, "_collections", "type");
+		c->type_len = strlen(c->type);
+		c->relid = DatumGetObjectId(attr(slot, "_collections", "relid"));
+		c->primary_key = text_attr(slot, "_collections", "primary_key");
+		kind = text_attr(slot, "_collections", "kind");
+		c->kind = strcmp(kind, "document") == 0 ? DS_KIND_DOCUMENT :
+			strcmp(kind, "adopted") == 0 ? DS_KIND_ADOPTED : DS_KIND_GENERATED;
+		c->strict = strcmp(text_attr(slot, "_collections", "mode"), "strict") == 0;
+		c->allow_extra = DatumGetBool(attr(slot, "_collections", "allow_extra"));
+		c->check_old_value = DatumGetBool(attr(slot, "_collections", "check_old_value"));
+	}
+	table_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	table_close(rel, AccessShareLock);
+	UnregisterSnapshot(snap);
+}
+
 static void
 cache_load(void)
 {
-	int			ret;
-	uint64		n;
-	int			ns = 0;
 	MemoryContext oldcxt;
 
 	if (cache_cxt == NULL)
@@ -85,68 +182,31 @@ cache_load(void)
 	cache_nstreams = 0;
 	cache_streams = NULL;
 
-	/* mark valid first: an invalidation during the load must win */
+	/* mark valid first: an invalidation arriving during the load must win */
 	cache_valid = true;
-	oids.collections = state_relid("_collections");
-	oids.log = state_relid("log");
-	oids.streams = state_relid("_streams");
-	oids.streams_name_idx = state_relid("_streams_name_key");
-	oids.streams_att_id = get_attnum(oids.streams, "id");
-	oids.streams_att_tail = get_attnum(oids.streams, "tail");
-	oids.streams_att_retained_from = get_attnum(oids.streams, "retained_from");
-	oids.streams_att_source_offset = get_attnum(oids.streams, "source_offset");
-	oids.streams_att_in_snapshot = get_attnum(oids.streams, "in_snapshot");
-
-	if ((ret = SPI_connect()) != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed: %s", SPI_result_code_string(ret));
-	ret = SPI_execute("SELECT s.id, s.name, c.name, c.type, c.relid::oid, c.primary_key, "
-					  "c.kind, c.mode, c.allow_extra, c.check_old_value "
-					  "FROM state._streams s LEFT JOIN state._collections c ON c.stream_id = s.id "
-					  "ORDER BY s.id, c.type COLLATE \"C\"", true, 0);
-	if (ret != SPI_OK_SELECT)
-		elog(ERROR, "loading durable_state catalog failed: %s", SPI_result_code_string(ret));
-
-	oldcxt = MemoryContextSwitchTo(cache_cxt);
-	n = SPI_processed;
-	cache_streams = palloc0(sizeof(DsStream) * (n + 1));
-	for (uint64 i = 0; i < n; i++)
+	PG_TRY();
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		int32		sid = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
-		DsStream   *s;
-		DsCollection *c;
-		char	   *kind;
+		oids.collections = state_relid("_collections");
+		oids.log = state_relid("log");
+		oids.streams = state_relid("_streams");
+		oids.streams_name_idx = state_relid("_streams_name_key");
+		oids.streams_att_id = get_attnum(oids.streams, "id");
+		oids.streams_att_tail = get_attnum(oids.streams, "tail");
+		oids.streams_att_retained_from = get_attnum(oids.streams, "retained_from");
+		oids.streams_att_source_offset = get_attnum(oids.streams, "source_offset");
+		oids.streams_att_in_snapshot = get_attnum(oids.streams, "in_snapshot");
 
-		if (ns == 0 || cache_streams[ns - 1].id != sid)
-		{
-			s = &cache_streams[ns++];
-			s->id = sid;
-			s->name = SPI_getvalue(tup, desc, 2);
-			s->colls = palloc0(sizeof(DsCollection) * n);
-		}
-		s = &cache_streams[ns - 1];
-		(void) SPI_getbinval(tup, desc, 3, &isnull);
-		if (isnull)
-			continue;			/* a stream without collections */
-		c = &s->colls[s->ncolls++];
-		c->stream_id = sid;
-		c->name = SPI_getvalue(tup, desc, 3);
-		c->type = SPI_getvalue(tup, desc, 4);
-		c->type_len = strlen(c->type);
-		c->relid = DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull));
-		c->primary_key = SPI_getvalue(tup, desc, 6);
-		kind = SPI_getvalue(tup, desc, 7);
-		c->kind = strcmp(kind, "document") == 0 ? DS_KIND_DOCUMENT :
-			strcmp(kind, "adopted") == 0 ? DS_KIND_ADOPTED : DS_KIND_GENERATED;
-		c->strict = strcmp(SPI_getvalue(tup, desc, 8), "strict") == 0;
-		c->allow_extra = DatumGetBool(SPI_getbinval(tup, desc, 9, &isnull));
-		c->check_old_value = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull));
+		oldcxt = MemoryContextSwitchTo(cache_cxt);
+		cache_read();
+		MemoryContextSwitchTo(oldcxt);
 	}
-	cache_nstreams = ns;
-	MemoryContextSwitchTo(oldcxt);
-	SPI_finish();
+	PG_CATCH();
+	{
+		cache_valid = false;
+		cache_nstreams = 0;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 }
 
 /*
@@ -493,10 +553,9 @@ ds_key_datum(DsRelInfo *ri, const char *key, int len)
 void
 ds_check_table_access(DsCollection *coll, Relation rel, AclMode mode)
 {
-	AclResult	aclresult = pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), mode);
-
-	if (aclresult != ACLCHECK_OK)
-		aclcheck_error(aclresult, OBJECT_TABLE, RelationGetRelationName(rel));
+	/* every privilege in mode is needed (pg_class_aclcheck accepts any one) */
+	if (pg_class_aclmask(RelationGetRelid(rel), GetUserId(), mode, ACLMASK_ALL) != mode)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, RelationGetRelationName(rel));
 	if (check_enable_rls(RelationGetRelid(rel), InvalidOid, false) == RLS_ENABLED)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

@@ -696,6 +696,8 @@ run_batch(DsBatch *b, const char *source_offset, int64 *applied, int64 *skipped)
 	MemoryContext batchcxt = CurrentMemoryContext;
 	bool		any_change = false;
 
+	/* we write tables directly, so the executor's read-only check is ours */
+	PreventCommandIfReadOnly("state.apply");
 	if (source_offset)
 		ds_check_source_offset(source_offset);
 

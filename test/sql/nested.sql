@@ -56,6 +56,12 @@ COMMIT;
 SELECT "offset", event->>'key' AS key FROM state.changes('nest_main');
 SELECT id, total FROM nest_orders ORDER BY id;
 
+-- a read-only transaction cannot apply
+BEGIN READ ONLY;
+SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('order', 'o8', 'insert', '{"total": 80}'), 'nest_main')$$);
+SELECT state.get('order', 'o7', 'nest_main');
+COMMIT;
+
 SELECT state.drop_collection('nest_orders', 'nest_main', drop_table => true);
 SELECT state.drop_collection('nest_audit', 'nest_audit', drop_table => true);
 DROP FUNCTION nest_audit_trigger();

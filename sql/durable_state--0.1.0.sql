@@ -389,6 +389,30 @@ BEGIN
 END
 $$;
 
+-- When a collection's table is dropped, its collection goes with it.
+-- SECURITY DEFINER (reviewed): whoever drops the table may have no rights on
+-- the extension's catalog; the function only deletes catalog rows of
+-- relations that this very command dropped, and its search_path is pinned.
+CREATE FUNCTION state._on_sql_drop() RETURNS event_trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog
+AS $$
+BEGIN
+    DELETE FROM state._collections c
+     USING pg_catalog.pg_event_trigger_dropped_objects() d
+     WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+       AND d.objsubid = 0
+       AND d.objid = c.relid::pg_catalog.oid;
+    IF FOUND THEN
+        PERFORM state._catalog_changed();
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION state._on_sql_drop() FROM PUBLIC;
+
+CREATE EVENT TRIGGER durable_state_sql_drop ON sql_drop
+    EXECUTE FUNCTION state._on_sql_drop();
+
 -- ---------------------------------------------------------------------------
 -- The log and snapshots
 -- ---------------------------------------------------------------------------

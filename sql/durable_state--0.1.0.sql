@@ -363,6 +363,45 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION state.alter_collection(name text, stream text DEFAULT 'default',
+                                       mode text DEFAULT NULL,
+                                       allow_extra boolean DEFAULT NULL,
+                                       check_old_value boolean DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog
+AS $$
+DECLARE
+    rel regclass;
+BEGIN
+    SELECT c.relid INTO rel
+      FROM state._collections c JOIN state._streams s ON s.id = c.stream_id
+     WHERE s.name = alter_collection.stream AND c.name = alter_collection.name
+       FOR UPDATE OF c;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'collection "%" does not exist in stream "%"', name, stream
+            USING ERRCODE = 'undefined_object';
+    END IF;
+    IF NOT pg_has_role((SELECT relowner FROM pg_class WHERE oid = rel), 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table %', rel
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF mode IS NOT NULL AND mode NOT IN ('strict', 'lenient') THEN
+        RAISE EXCEPTION 'invalid collection mode "%"', mode
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The mode is ''strict'' or ''lenient''.';
+    END IF;
+    UPDATE state._collections c
+       SET mode = coalesce(alter_collection.mode, c.mode),
+           allow_extra = coalesce(alter_collection.allow_extra, c.allow_extra),
+           check_old_value = coalesce(alter_collection.check_old_value, c.check_old_value)
+      FROM state._streams s
+     WHERE s.id = c.stream_id AND s.name = alter_collection.stream
+       AND c.name = alter_collection.name;
+    PERFORM state._catalog_changed();
+END
+$$;
+
 CREATE FUNCTION state.drop_collection(name text, stream text DEFAULT 'default',
                                       drop_table boolean DEFAULT false)
 RETURNS void

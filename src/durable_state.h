@@ -29,6 +29,8 @@
 /* GUCs (init.c) */
 extern int	ds_max_event_bytes;
 extern int	ds_max_batch_events;
+extern int	ds_bulk_probe_min_keys;
+extern int	ds_bulk_probe_keys_per_block;
 
 /* ------------------------------------------------------------------------
  * Events (event.c)
@@ -72,6 +74,7 @@ typedef struct DsEvent
 	JsonbValue	value;
 	JsonbValue	old_value;
 	struct DsCollState *coll;	/* resolved collection (apply.c) */
+	struct DsKeyState *ks;		/* bulk probe state of its key (apply.c) */
 } DsEvent;
 
 extern void ds_parse_event(JsonbValue *v, int index, DsEvent *ev);

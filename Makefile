@@ -21,6 +21,9 @@ PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# every module includes the shared header: rebuild all when it changes
+$(OBJS): src/durable_state.h
+
 .PHONY: test bench demo
 test:
 	bash test/run.sh

@@ -427,7 +427,7 @@ static void
 bulk_probe(DsBatch *b, DsCollState *cs)
 {
 	Oid			typid = cs->ri.pkcol->typid;
-	TriggerDesc *trig = cs->rel->trigdesc;
+	TriggerDesc *trig;
 	DsKeyTable *kt;
 	uint32		size = 16;
 	BlockNumber blocks;
@@ -446,10 +446,24 @@ bulk_probe(DsBatch *b, DsCollState *cs)
 	if (typid != TEXTOID && typid != VARCHAROID && typid != INT2OID &&
 		typid != INT4OID && typid != INT8OID && typid != UUIDOID)
 		return;
-	/* BEFORE ROW triggers may skip or redirect a change: keep it simple */
-	if (trig && (trig->trig_insert_before_row || trig->trig_update_before_row ||
-				 trig->trig_delete_before_row))
-		return;
+	/*
+	 * BEFORE ROW triggers of any table of the batch may skip, redirect or
+	 * add changes behind the probe's back: probe per event then.  (Rows
+	 * changed otherwise -- by the batch itself through another path, or by
+	 * another transaction -- are caught when the lock finds the row
+	 * changed, and probed again.)
+	 */
+	for (int c = 0; c < b->stream->ncolls; c++)
+	{
+		DsCollState *other = &b->colls[c];
+
+		if (!other->opened)
+			continue;
+		trig = other->rel->trigdesc;
+		if (trig && (trig->trig_insert_before_row || trig->trig_update_before_row ||
+					 trig->trig_delete_before_row))
+			return;
+	}
 
 	while (size < (uint32) cs->nevents * 2)
 		size <<= 1;
@@ -850,6 +864,15 @@ apply_reset(DsBatch *b)
 						 c, quote_qualified_identifier(nsp, rel));
 	}
 	appendStringInfoString(&sql, " SELECT 1");
+
+	/* what the bulk probe learned is stale now */
+	for (int c = 0; c < b->stream->ncolls; c++)
+	{
+		DsKeyTable *kt = b->colls[c].keys;
+
+		for (uint32 i = 0; kt && i <= kt->mask; i++)
+			kt->slots[i].known = false;
+	}
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	ret = SPI_execute(sql.data, false, 0);

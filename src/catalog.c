@@ -49,6 +49,9 @@ relcache_callback(Datum arg, Oid relid)
 	if (relid == InvalidOid || relid == oids.collections || relid == oids.log ||
 		relid == oids.streams)
 		cache_valid = false;
+	/* the log may have been replaced (DROP and CREATE EXTENSION) */
+	if (relid == InvalidOid || relid == oids.log || relid == oids.streams)
+		ds_forget_tails();
 	relmeta_invalidate(relid);
 }
 
@@ -195,6 +198,7 @@ cache_load(void)
 		oids.streams_att_retained_from = get_attnum(oids.streams, "retained_from");
 		oids.streams_att_source_offset = get_attnum(oids.streams, "source_offset");
 		oids.streams_att_in_snapshot = get_attnum(oids.streams, "in_snapshot");
+		oids.streams_att_updated_at = get_attnum(oids.streams, "updated_at");
 
 		oldcxt = MemoryContextSwitchTo(cache_cxt);
 		cache_read();
@@ -300,6 +304,7 @@ typedef struct DsRelMeta
 	bool		valid;
 	MemoryContext cxt;
 	char	   *pkname;			/* column the entry was built for */
+	DsKind		kind;			/* and the kind of collection */
 	Oid			pkindex;
 	DsRelInfo	info;			/* rel and pkrel unset */
 } DsRelMeta;
@@ -364,6 +369,7 @@ relmeta_build(DsRelMeta *m, DsCollection *coll, Relation rel, const char *pkname
 
 	memset(ri, 0, sizeof(DsRelInfo));
 	m->pkname = pstrdup(pkname);
+	m->kind = coll->kind;
 	m->pkindex = pk;
 	ri->natts = desc->natts;
 	ri->cols = palloc0(sizeof(DsColumn) * desc->natts);
@@ -476,11 +482,14 @@ ds_relinfo_open(DsRelInfo *ri, DsCollection *coll, LOCKMODE lockmode)
 		m->valid = false;
 		m->cxt = NULL;
 	}
-	if (m->valid && (strcmp(m->pkname, pkname) != 0 ||
+	/* two collections may share a table: the facts depend on the kind too */
+	if (m->valid && (strcmp(m->pkname, pkname) != 0 || m->kind != coll->kind ||
 					 RelationGetPrimaryKeyIndex(rel) != m->pkindex))
 		m->valid = false;
 	if (!m->valid)
 	{
+		MemoryContext callercxt = CurrentMemoryContext;
+
 		if (m->cxt)
 			MemoryContextSetParent(m->cxt, TopTransactionContext);
 		m->cxt = AllocSetContextCreate(CacheMemoryContext, "durable_state relation facts",
@@ -491,6 +500,8 @@ ds_relinfo_open(DsRelInfo *ri, DsCollection *coll, LOCKMODE lockmode)
 		}
 		PG_CATCH();
 		{
+			/* the error left us in m->cxt: leave it before deleting it */
+			MemoryContextSwitchTo(callercxt);
 			MemoryContextDelete(m->cxt);
 			m->cxt = NULL;
 			PG_RE_THROW();

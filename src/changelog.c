@@ -27,16 +27,18 @@
 #include "access/table.h"
 #include "access/tableam.h"
 #include "catalog/pg_type.h"
-#include "executor/spi.h"
+#include "commands/trigger.h"
+#include "executor/executor.h"
+#include "nodes/makefuncs.h"
 #include "executor/tuptable.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 #include "durable_state.h"
 
-static SPIPlanPtr update_plan = NULL;
 
 /*
  * The tail each stream had after this transaction's last batch to it.  We
@@ -57,6 +59,13 @@ static int	tail_cache_n = 0;
 
 static void
 tail_cache_xact(XactEvent event, void *arg)
+{
+	tail_cache_n = 0;
+}
+
+/* Forgets every remembered tail (the next batch reads it from the log). */
+void
+ds_forget_tails(void)
 {
 	tail_cache_n = 0;
 }
@@ -102,9 +111,13 @@ ds_format_offset(int64 seq)
 	return psprintf("%020lld", (long long) seq);
 }
 
-/* The highest seq logged for a stream, or 0. */
+/*
+ * The highest seq logged for a stream, or 0: as a dirty snapshot sees it
+ * (snap NULL: committed and in-progress rows, our own included), or as snap
+ * sees it.
+ */
 static int64
-log_tail(int32 stream_id)
+log_tail(int32 stream_id, Snapshot snap)
 {
 	Relation	rel = table_open(ds_catalog_oids()->log, AccessShareLock);
 	Relation	idx = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
@@ -114,9 +127,13 @@ log_tail(int32 stream_id)
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
 	int64		tail = 0;
 
-	InitDirtySnapshot(dirty);
+	if (snap == NULL)
+	{
+		InitDirtySnapshot(dirty);
+		snap = &dirty;
+	}
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(stream_id));
-	scan = index_beginscan(rel, idx, &dirty, 1, 0);
+	scan = index_beginscan(rel, idx, snap, 1, 0);
 	index_rescan(scan, &key, 1, NULL, 0);
 	if (index_getnext_slot(scan, BackwardScanDirection, slot))
 	{
@@ -147,7 +164,7 @@ ds_stream_lock(const char *name, DsStreamState *st)
 	Relation	rel = table_open(oids->streams, RowShareLock);
 	Relation	idx = index_open(oids->streams_name_idx, AccessShareLock);
 	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	Snapshot	snap = GetActiveSnapshot();
+	Snapshot	snap;
 	IndexScanDesc scan;
 	ScanKeyData key;
 	TM_FailureData tmfd;
@@ -155,6 +172,15 @@ ds_stream_lock(const char *name, DsStreamState *st)
 	bool		found;
 	bool		isnull;
 	Datum		d;
+
+	/*
+	 * Find the row with the statement's snapshot as of now: an earlier batch
+	 * of this very statement may have rewritten it.
+	 */
+	CommandCounterIncrement();
+	PushCopiedSnapshot(GetActiveSnapshot());
+	UpdateActiveSnapshotCommandId();
+	snap = GetActiveSnapshot();
 
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(name));
 	key.sk_collation = idx->rd_indcollation[0];
@@ -165,6 +191,7 @@ ds_stream_lock(const char *name, DsStreamState *st)
 	index_close(idx, AccessShareLock);
 	if (!found)
 	{
+		PopActiveSnapshot();
 		ExecDropSingleTupleTableSlot(slot);
 		table_close(rel, NoLock);
 		return false;
@@ -179,7 +206,6 @@ ds_stream_lock(const char *name, DsStreamState *st)
 	switch (res)
 	{
 		case TM_Ok:
-		case TM_SelfModified:
 			break;
 		case TM_Updated:
 		case TM_Deleted:
@@ -196,6 +222,7 @@ ds_stream_lock(const char *name, DsStreamState *st)
 			elog(ERROR, "unexpected table_tuple_lock status: %u", res);
 	}
 
+	st->tid = slot->tts_tid;
 	st->id = DatumGetInt32(slot_getattr(slot, oids->streams_att_id, &isnull));
 	st->tail = DatumGetInt64(slot_getattr(slot, oids->streams_att_tail, &isnull));
 	st->retained_from = DatumGetInt64(slot_getattr(slot, oids->streams_att_retained_from, &isnull));
@@ -211,49 +238,100 @@ ds_stream_lock(const char *name, DsStreamState *st)
 		if (tail_cache[i].stream_id == st->id)
 		{
 			st->tail = Max(st->tail, tail_cache[i].tail);
+			PopActiveSnapshot();
 			return true;
 		}
 	}
-	st->tail = Max(st->tail, log_tail(st->id));
+
+	{
+		int64		tail = log_tail(st->id, NULL);
+
+		/*
+		 * Under REPEATABLE READ or SERIALIZABLE, events another transaction
+		 * committed to the stream after our snapshot was taken are invisible
+		 * to us: applying after them (a reset that cannot see their rows, a
+		 * strict insert that cannot see their key) would not be
+		 * serializable.
+		 */
+		if (IsolationUsesXactSnapshot() && tail > log_tail(st->id, snap))
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("could not serialize access due to concurrent apply to stream \"%s\"",
+							ds_shorten(name, strlen(name))),
+					 errhint("Retry the transaction.")));
+		st->tail = Max(st->tail, tail);
+	}
+	PopActiveSnapshot();
 	return true;
 }
 
 /*
  * Writes the stream's row after a batch, if anything kept there changed.
+ * Directly, like the log: this is the extension's own bookkeeping, which
+ * the caller's table privileges do not govern.
  */
 void
 ds_stream_update(DsStreamState *st, const char *source_offset)
 {
-	Oid			argtypes[3] = {INT4OID, TEXTOID, BOOLOID};
-	Datum		args[3];
-	char		nulls[3] = {' ', ' ', ' '};
-	int			ret;
+	const DsCatalogOids *oids = ds_catalog_oids();
+	Relation	rel;
+	EState	   *estate;
+	RangeTblEntry *rte;
+	ResultRelInfo *rri;
+	TupleTableSlot *oldslot;
+	TupleTableSlot *newslot;
+	EPQState	epq;
+	int			natts;
 
 	if (source_offset == NULL && st->in_snapshot == st->was_in_snapshot)
 		return;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	if (update_plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare("UPDATE state._streams SET "
-									"source_offset = coalesce($2, source_offset), "
-									"in_snapshot = $3, updated_at = now() WHERE id = $1",
-									3, argtypes);
 
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		update_plan = p;
-	}
-	args[0] = Int32GetDatum(st->id);
+	rel = table_open(oids->streams, RowExclusiveLock);
+	estate = CreateExecutorState();
+	rte = makeNode(RangeTblEntry);
+	rte->rtekind = RTE_RELATION;
+	rte->relid = RelationGetRelid(rel);
+	rte->relkind = RELKIND_RELATION;
+	rte->rellockmode = RowExclusiveLock;
+	ExecInitRangeTable(estate, list_make1(rte));
+	rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(rri, rel, 1, NULL, 0);
+	ExecOpenIndices(rri, false);
+	estate->es_opened_result_relations = list_make1(rri);
+	estate->es_output_cid = GetCurrentCommandId(true);
+
+	oldslot = table_slot_create(rel, &estate->es_tupleTable);
+	if (!table_tuple_fetch_row_version(rel, &st->tid, SnapshotAny, oldslot))
+		elog(ERROR, "stream row vanished");
+	slot_getallattrs(oldslot);
+	natts = RelationGetDescr(rel)->natts;
+	newslot = ExecInitExtraTupleSlot(estate, RelationGetDescr(rel), &TTSOpsVirtual);
+	ExecClearTuple(newslot);
+	memcpy(newslot->tts_values, oldslot->tts_values, sizeof(Datum) * natts);
+	memcpy(newslot->tts_isnull, oldslot->tts_isnull, sizeof(bool) * natts);
 	if (source_offset)
-		args[1] = CStringGetTextDatum(source_offset);
-	else
-		nulls[1] = 'n';
-	args[2] = BoolGetDatum(st->in_snapshot);
-	ret = SPI_execute_plan(update_plan, args, nulls, false, 0);
-	if (ret != SPI_OK_UPDATE || SPI_processed != 1)
-		elog(ERROR, "updating stream failed: %s", SPI_result_code_string(ret));
-	SPI_finish();
+	{
+		newslot->tts_values[oids->streams_att_source_offset - 1] = CStringGetTextDatum(source_offset);
+		newslot->tts_isnull[oids->streams_att_source_offset - 1] = false;
+	}
+	newslot->tts_values[oids->streams_att_in_snapshot - 1] = BoolGetDatum(st->in_snapshot);
+	newslot->tts_isnull[oids->streams_att_in_snapshot - 1] = false;
+	newslot->tts_values[oids->streams_att_updated_at - 1] =
+		TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	newslot->tts_isnull[oids->streams_att_updated_at - 1] = false;
+	ExecStoreVirtualTuple(newslot);
+
+	/* the foreign key of state._collections has an update trigger here */
+	AfterTriggerBeginQuery();
+	EvalPlanQualInit(&epq, estate, NULL, NIL, -1);
+	ExecSimpleRelationUpdate(rri, estate, &epq, oldslot, newslot);
+	EvalPlanQualEnd(&epq);
+	AfterTriggerEndQuery(estate);
+	st->tid = newslot->tts_tid;
 	st->was_in_snapshot = st->in_snapshot;
+
+	ExecCloseResultRelations(estate);
+	ExecResetTupleTable(estate->es_tupleTable, false);
+	FreeExecutorState(estate);
+	table_close(rel, NoLock);
 }

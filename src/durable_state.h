@@ -135,6 +135,7 @@ typedef struct DsCatalogOids
 	AttrNumber	streams_att_retained_from;
 	AttrNumber	streams_att_source_offset;
 	AttrNumber	streams_att_in_snapshot;
+	AttrNumber	streams_att_updated_at;
 } DsCatalogOids;
 
 extern const DsCatalogOids *ds_catalog_oids(void);
@@ -200,6 +201,7 @@ extern bool ds_jsonb_value_equals(JsonbValue *a, Jsonb *b);
 
 typedef struct DsStreamState
 {
+	ItemPointerData tid;		/* the locked row version */
 	int32		id;
 	int64		tail;
 	int64		retained_from;
@@ -211,6 +213,7 @@ typedef struct DsStreamState
 extern bool ds_stream_lock(const char *name, DsStreamState *st);
 extern void ds_stream_update(DsStreamState *st, const char *source_offset);
 extern void ds_stream_set_tail(int32 stream_id, int64 tail);
+extern void ds_forget_tails(void);
 extern void ds_changelog_init(void);
 extern char *ds_format_offset(int64 seq);
 

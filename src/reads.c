@@ -73,6 +73,7 @@ static Jsonb *
 reader_get(DsReader *r, const char *key, int len)
 {
 	ScanKeyData skey;
+	Jsonb	   *v;
 
 	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   r->ri.pk_collation, r->ri.pk_eqproc,
@@ -80,7 +81,9 @@ reader_get(DsReader *r, const char *key, int len)
 	index_rescan(r->scan, &skey, 1, NULL, 0);
 	if (!index_getnext_slot(r->scan, ForwardScanDirection, r->slot))
 		return NULL;
-	return ds_slot_value(&r->ri, r->coll, r->slot);
+	v = ds_slot_value(&r->ri, r->coll, r->slot);
+	/* a copy: a stored jsonb may point into the buffer, unpinned by the next probe */
+	return v ? DatumGetJsonbPCopy(JsonbPGetDatum(v)) : NULL;
 }
 
 /* state.get(type text, key text, stream text) */
@@ -96,8 +99,6 @@ ds_get(PG_FUNCTION_ARGS)
 	key = PG_GETARG_TEXT_PP(1);
 	reader_open(&r, fcinfo, 0, 2, 1);
 	v = reader_get(&r, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
-	if (v)
-		v = DatumGetJsonbPCopy(JsonbPGetDatum(v));
 	reader_close(&r);
 	if (v == NULL)
 		PG_RETURN_NULL();

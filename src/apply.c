@@ -19,6 +19,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "access/sysattr.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
@@ -202,6 +203,19 @@ open_collections(DsBatch *b)
 		rte->relid = cs->coll->relid;
 		rte->relkind = cs->rel->rd_rel->relkind;
 		rte->rellockmode = RowExclusiveLock;
+		/*
+		 * An event sets the whole row, so every column counts as inserted
+		 * and updated (UPDATE OF triggers, error details use these).
+		 */
+		for (int i = 0; i < RelationGetDescr(cs->rel)->natts; i++)
+		{
+			if (TupleDescAttr(RelationGetDescr(cs->rel), i)->attisdropped)
+				continue;
+			rte->insertedCols = bms_add_member(rte->insertedCols,
+											   i + 1 - FirstLowInvalidHeapAttributeNumber);
+			rte->updatedCols = bms_add_member(rte->updatedCols,
+											  i + 1 - FirstLowInvalidHeapAttributeNumber);
+		}
 		rtable = lappend(rtable, rte);
 		cs->rti = ++rti;
 	}
@@ -253,6 +267,36 @@ open_collections(DsBatch *b)
 
 	EvalPlanQualInit(&b->epq, estate, NULL, NIL, -1);
 	AfterTriggerBeginQuery();
+
+	/*
+	 * Statement-level triggers fire once per batch for each kind of change
+	 * the batch may make to the table, as for one INSERT ... ON CONFLICT
+	 * statement.  Transition tables would need the executor's capture of
+	 * every row, which this path does not do: refuse rather than hand
+	 * such triggers empty tables.
+	 */
+	for (int c = 0; c < b->stream->ncolls; c++)
+	{
+		DsCollState *cs = &b->colls[c];
+		TriggerDesc *trig;
+
+		if (!cs->opened)
+			continue;
+		trig = cs->rel->trigdesc;
+		if (trig && (trig->trig_insert_new_table || trig->trig_update_old_table ||
+					 trig->trig_update_new_table || trig->trig_delete_old_table))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("table \"%s\" of collection \"%s\" has triggers with transition tables",
+							RelationGetRelationName(cs->rel), cs->coll->name),
+					 errhint("state.apply does not fill REFERENCING OLD/NEW TABLE; use row-level triggers.")));
+		if (cs->needed & ACL_INSERT)
+			ExecBSInsertTriggers(estate, cs->rri);
+		if (cs->needed & ACL_UPDATE)
+			ExecBSUpdateTriggers(estate, cs->rri);
+		if (cs->needed & ACL_DELETE)
+			ExecBSDeleteTriggers(estate, cs->rri);
+	}
 }
 
 static void
@@ -260,6 +304,19 @@ close_collections(DsBatch *b)
 {
 	EState	   *estate = b->estate;
 
+	for (int c = 0; c < b->stream->ncolls; c++)
+	{
+		DsCollState *cs = &b->colls[c];
+
+		if (!cs->opened)
+			continue;
+		if (cs->needed & ACL_INSERT)
+			ExecASInsertTriggers(estate, cs->rri, NULL);
+		if (cs->needed & ACL_UPDATE)
+			ExecASUpdateTriggers(estate, cs->rri, NULL);
+		if (cs->needed & ACL_DELETE)
+			ExecASDeleteTriggers(estate, cs->rri, NULL);
+	}
 	AfterTriggerEndQuery(estate);
 	EvalPlanQualEnd(&b->epq);
 	/* closes the indexes of our result relations and any opened for triggers */
@@ -1260,7 +1317,12 @@ ds_apply_text(PG_FUNCTION_ARGS)
 	s = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	p = s;
 	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+	{
+		/* blank lines before the first event still count for line numbers */
+		if (*p == '\n')
+			lineno++;
 		p++;
+	}
 	if (*p == '[' || *p == '\0')
 	{
 		Jsonb	   *jb = *p ? DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(p)))
@@ -1275,6 +1337,9 @@ ds_apply_text(PG_FUNCTION_ARGS)
 		return ds_apply(fcinfo);
 	}
 
+	/* NDJSON: from the start of the first non-blank line */
+	while (p > s && p[-1] != '\n')
+		p--;
 	elems = palloc(sizeof(JsonbValue) * cap);
 	lines = palloc(sizeof(int) * cap);
 	while (*p)

@@ -389,11 +389,12 @@ relmeta_build(DsRelMeta *m, DsCollection *coll, Relation rel, const char *pkname
 		col->name_len = strlen(col->name);
 		col->attnum = att->attnum;
 		col->typid = att->atttypid;
+		col->basetypid = getBaseType(att->atttypid);
 		col->typmod = att->atttypmod;
 		{
 			bool		preferred;
 
-			get_type_category_preferred(getBaseType(att->atttypid), &col->typcategory,
+			get_type_category_preferred(col->basetypid, &col->typcategory,
 										&preferred);
 		}
 		col->attgenerated = att->attgenerated;

@@ -11,6 +11,7 @@
 #include "access/htup_details.h"
 #include "catalog/pg_type.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
 #include "utils/datetime.h"
@@ -89,20 +90,30 @@ numeric_to_integer(DsColumn *col, JsonbValue *v, PGFunction conv)
  * take anything; every other type (timestamps, uuid, enums, domains over
  * them...) takes a string through its input function.
  */
+static Datum json_to_base_datum(DsColumn *col, JsonbValue *v);
+
 Datum
 ds_json_to_datum(DsColumn *col, JsonbValue *v, bool *isnull)
+{
+	Datum		d = (Datum) 0;
+
+	*isnull = (v->type == jbvNull);
+	if (!*isnull)
+		d = json_to_base_datum(col, v);
+	/* a domain: convert as its base type, then check its constraints */
+	if (col->basetypid != col->typid)
+		domain_check(d, *isnull, col->typid, &col->domain_extra, CacheMemoryContext);
+	return d;
+}
+
+/* Converts a non-null JSON value to a datum of the column's base type. */
+static Datum
+json_to_base_datum(DsColumn *col, JsonbValue *v)
 {
 	char	   *s;
 	int			len;
 
-	*isnull = false;
-	if (v->type == jbvNull)
-	{
-		*isnull = true;
-		return (Datum) 0;
-	}
-
-	switch (col->typid)
+	switch (col->basetypid)
 	{
 		case JSONBOID:
 			return JsonbPGetDatum(JsonbValueToJsonb(v));

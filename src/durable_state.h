@@ -148,6 +148,8 @@ typedef struct DsColumn
 	int			name_len;
 	AttrNumber	attnum;
 	Oid			typid;
+	Oid			basetypid;		/* typid, or the base type of a domain */
+	void	   *domain_extra;	/* domain_check's cache */
 	int32		typmod;
 	Oid			ioparam;
 	FmgrInfo	infunc;

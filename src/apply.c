@@ -39,7 +39,9 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/datum.h"
 #include "utils/snapmgr.h"
+#include "utils/typcache.h"
 
 #include "durable_state.h"
 
@@ -815,6 +817,68 @@ stored_text(Jsonb *jb)
 	return ds_shorten(s, strlen(s));
 }
 
+/*
+ * For a typed collection, old_value matches when each of its members equals
+ * the stored column, compared as the column's type (so "...Z" and
+ * "...+00:00" are the same timestamp); members it leaves out are not
+ * compared.
+ */
+static bool
+typed_old_value_matches(DsCollState *cs, DsEvent *ev)
+{
+	JsonbIterator *it;
+	JsonbValue	k,
+				v;
+	JsonbIteratorToken tok;
+
+	if (ev->old_value.type != jbvBinary || !JsonContainerIsObject(ev->old_value.val.binary.data))
+		return false;
+	it = JsonbIteratorInit(ev->old_value.val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+	{
+		DsColumn   *col;
+		bool		isnull,
+					snull;
+		Datum		d,
+					stored;
+		TypeCacheEntry *tce;
+
+		if (tok != WJB_KEY)
+			continue;
+		tok = JsonbIteratorNext(&it, &v, true);
+		col = ds_relinfo_column(&cs->ri, k.val.string.val, k.val.string.len);
+		if (col == NULL)
+		{
+			if (cs->coll->allow_extra)
+				continue;
+			return false;
+		}
+		if (col == cs->ri.pkcol)
+		{
+			if (!member_matches_key(&v, ev))
+				return false;
+			continue;
+		}
+		d = ds_json_to_datum(col, &v, &isnull);
+		stored = slot_getattr(cs->oldslot, col->attnum, &snull);
+		if (isnull || snull)
+		{
+			if (isnull != snull)
+				return false;
+			continue;
+		}
+		tce = lookup_type_cache(col->typid, TYPECACHE_EQ_OPR_FINFO);
+		if (OidIsValid(tce->eq_opr_finfo.fn_oid))
+		{
+			if (!DatumGetBool(FunctionCall2Coll(&tce->eq_opr_finfo, col->collation, d, stored)))
+				return false;
+		}
+		else if (!datumIsEqual(d, stored, tce->typbyval, tce->typlen))
+			return false;
+	}
+	return true;
+}
+
 static void
 check_old_value(DsCollState *cs, DsEvent *ev, bool found)
 {
@@ -831,13 +895,17 @@ check_old_value(DsCollState *cs, DsEvent *ev, bool found)
 				 errmsg("old_value conflict: the entity does not exist"),
 				 errhint("Read the current value and retry.")));
 	}
-	stored = ds_slot_value(&cs->ri, cs->coll, cs->oldslot);
-	if (stored == NULL || !ds_jsonb_value_equals(&ev->old_value, stored))
+	if (cs->coll->kind != DS_KIND_DOCUMENT ? !typed_old_value_matches(cs, ev)
+		: ((stored = ds_slot_value(&cs->ri, cs->coll, cs->oldslot)) == NULL ||
+		   !ds_jsonb_value_equals(&ev->old_value, stored)))
+	{
+		stored = ds_slot_value(&cs->ri, cs->coll, cs->oldslot);
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("old_value conflict: the stored value differs"),
 				 errdetail("Stored: %s", stored ? stored_text(stored) : "none"),
 				 errhint("Read the current value and retry.")));
+	}
 }
 
 static void

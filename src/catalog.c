@@ -390,6 +390,7 @@ relmeta_build(DsRelMeta *m, DsCollection *coll, Relation rel, const char *pkname
 		col->attnum = att->attnum;
 		col->typid = att->atttypid;
 		col->basetypid = getBaseType(att->atttypid);
+		col->collation = att->attcollation;
 		col->typmod = att->atttypmod;
 		{
 			bool		preferred;

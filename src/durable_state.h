@@ -151,6 +151,7 @@ typedef struct DsColumn
 	Oid			basetypid;		/* typid, or the base type of a domain */
 	void	   *domain_extra;	/* domain_check's cache */
 	int32		typmod;
+	Oid			collation;
 	Oid			ioparam;
 	FmgrInfo	infunc;
 	FmgrInfo	outfunc;

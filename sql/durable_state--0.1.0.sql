@@ -210,6 +210,33 @@ BEGIN
 END
 $$;
 
+-- Collection DDL needs ownership of the table (as ALTER TABLE would).
+CREATE FUNCTION state._check_owner(rel regclass) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = rel)
+       AND NOT pg_has_role((SELECT relowner FROM pg_class WHERE oid = rel), 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table %', rel
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION state._check_mode(mode text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog
+AS $$
+BEGIN
+    IF mode IS NULL OR mode NOT IN ('strict', 'lenient') THEN
+        RAISE EXCEPTION 'invalid collection mode "%"', mode
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The mode is ''strict'' or ''lenient''.';
+    END IF;
+END
+$$;
+
 CREATE FUNCTION state.create_collection(
     name text,
     type text DEFAULT NULL,
@@ -248,11 +275,7 @@ BEGIN
         RAISE EXCEPTION 'primary key must be a non-empty member name'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF mode IS NULL OR mode NOT IN ('strict', 'lenient') THEN
-        RAISE EXCEPTION 'invalid collection mode "%"', mode
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'The mode is ''strict'' or ''lenient''.';
-    END IF;
+    PERFORM state._check_mode(mode);
     IF schema IS NOT NULL AND jsonb_typeof(schema) NOT IN ('object', 'boolean') THEN
         RAISE EXCEPTION 'collection schema must be a JSON Schema object or boolean'
             USING ERRCODE = 'invalid_parameter_value';
@@ -288,10 +311,7 @@ BEGIN
                 USING ERRCODE = 'wrong_object_type',
                       HINT = 'Partitioned tables, views and foreign tables are not supported as collections.';
         END IF;
-        IF NOT pg_has_role((SELECT relowner FROM pg_class WHERE oid = rel), 'USAGE') THEN
-            RAISE EXCEPTION 'must be owner of table %', rel
-                USING ERRCODE = 'insufficient_privilege';
-        END IF;
+        PERFORM state._check_owner(rel);
         IF NOT EXISTS (SELECT 1 FROM pg_attribute a
                        WHERE a.attrelid = rel AND a.attname = primary_key
                          AND a.attnum > 0 AND NOT a.attisdropped) THEN
@@ -382,14 +402,9 @@ BEGIN
         RAISE EXCEPTION 'collection "%" does not exist in stream "%"', name, stream
             USING ERRCODE = 'undefined_object';
     END IF;
-    IF NOT pg_has_role((SELECT relowner FROM pg_class WHERE oid = rel), 'USAGE') THEN
-        RAISE EXCEPTION 'must be owner of table %', rel
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    IF mode IS NOT NULL AND mode NOT IN ('strict', 'lenient') THEN
-        RAISE EXCEPTION 'invalid collection mode "%"', mode
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'The mode is ''strict'' or ''lenient''.';
+    PERFORM state._check_owner(rel);
+    IF mode IS NOT NULL THEN
+        PERFORM state._check_mode(mode);
     END IF;
     UPDATE state._collections c
        SET mode = coalesce(alter_collection.mode, c.mode),
@@ -420,6 +435,7 @@ BEGIN
         RAISE EXCEPTION 'collection "%" does not exist in stream "%"', name, stream
             USING ERRCODE = 'undefined_object';
     END IF;
+    PERFORM state._check_owner(rel);
     PERFORM state._catalog_changed();
     -- the table may already be gone (dropped behind the collection's back)
     IF drop_table AND EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE oid = rel) THEN

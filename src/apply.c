@@ -7,14 +7,17 @@
  *	2. the stream's row is locked (changelog.c): seq order is commit order;
  *	3. each event's collection is resolved from the cached catalog, and each
  *	   table is opened once, with its indexes, privileges checked;
- *	4. events are applied in order the way logical replication applies a
+ *	4. a collection with many events is probed in bulk (one pass over its
+ *	   primary-key index, see bulk_probe());
+ *	5. events are applied in order the way logical replication applies a
  *	   change (execReplication.c): a primary-key index probe with a dirty
  *	   snapshot, the tuple locked, then ExecSimpleRelationInsert/Update/
  *	   Delete so constraints, indexes and triggers all apply; every event is
- *	   appended to state.log in the same pass;
- *	5. AFTER triggers (foreign keys among them) fire at the end of the batch.
- * No SQL is planned per event.  Any error names the event's index, type and
- * key (the PG_CATCH below prefixes it to whatever was raised).
+ *	   appended to the log segment being filled (state.log);
+ *	6. AFTER triggers (foreign keys among them) fire at the end of the batch.
+ * No SQL is planned per event or per batch (only a reset runs a DELETE).
+ * Any error names the event's index, type and key (the PG_CATCH below
+ * prefixes it to whatever was raised).
  */
 #include "postgres.h"
 

@@ -3,12 +3,14 @@
  *		The collection catalog (state._streams, state._collections), its
  *		per-backend cache, and the per-relation facts the engine needs.
  *
- * The cache holds every stream and collection.  It is loaded with one SPI
- * query and dropped by a relcache callback when state._collections is
+ * The cache holds every stream and collection.  It is read with plain
+ * table scans and dropped by a relcache callback when state._collections is
  * invalidated (state._catalog_changed() sends that invalidation from
- * create_collection and drop_collection, so it reaches every backend at
- * commit).  Callers get a palloc'd copy, so an invalidation arriving while
- * they work can never leave them holding freed memory.
+ * create_collection, alter_collection and drop_collection, so it reaches
+ * every backend at commit).  Callers get a palloc'd copy, so an
+ * invalidation arriving while they work can never leave them holding freed
+ * memory.  Facts about each collection table (columns, conversion
+ * functions, primary key, defaults) are cached per relation the same way.
  */
 #include "postgres.h"
 

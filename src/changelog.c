@@ -3,34 +3,34 @@
  *		Stream rows: the per-stream lock that orders the log, offsets, and
  *		the bookkeeping written back after a batch.
  *
- * A batch locks its stream's row in state._streams (SELECT ... FOR UPDATE)
- * before it applies anything and keeps the lock to commit.  Seq numbers are
- * therefore handed out in commit order: a reader whose snapshot sees a
- * batch also sees every batch with smaller offsets, so "everything after
- * offset X" never misses a later-committing smaller offset.
+ * A batch locks its stream's row in state._streams before it applies
+ * anything, as SELECT ... FOR UPDATE would but without planning a query,
+ * and keeps the lock to commit.  Seq numbers are therefore handed out in
+ * commit order: a reader whose snapshot sees a batch also sees every batch
+ * with smaller offsets, so "everything after offset X" never misses a
+ * later-committing smaller offset.
  *
  * The tail is read from state.log itself (the highest last_seq, found by a
  * backward scan of its primary key) after the lock is granted, with a dirty
- * snapshot: that sees the segments of the writer we may have waited for
- * even in REPEATABLE READ, and our own.  No other writer of the stream can
- * be in progress while we hold the lock.  The row itself is only rewritten
- * when the source offset or the snapshot state changes, so a transaction
- * that applies many batches does not pile up row versions.  The statements
- * are prepared once per backend (SPI_keepplan); the plan cache replans them
- * if the catalog changes.
+ * snapshot: that sees the segments of the writer we may have waited for,
+ * and our own.  No other writer of the stream can be in progress while we
+ * hold the lock.  Within a transaction the tail is remembered (tail_cache).
+ * The row itself is only rewritten, directly, when the source offset or
+ * the snapshot state changes, so a transaction that applies many batches
+ * does not pile up row versions.
  */
 #include "postgres.h"
 
 #include "access/genam.h"
-#include "access/xact.h"
 #include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
-#include "nodes/makefuncs.h"
 #include "executor/tuptable.h"
+#include "nodes/makefuncs.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"

@@ -2,7 +2,8 @@ EXTENSION = durable_state
 EXTVERSION = 0.1.0
 
 MODULE_big = durable_state
-OBJS = src/init.o src/event.o src/catalog.o src/apply.o src/changelog.o src/convert.o src/reads.o
+OBJS = src/init.o src/event.o src/catalog.o src/apply.o src/changelog.o src/convert.o src/reads.o \
+	src/jsonschema.o src/schema_sql.o
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
@@ -22,7 +23,7 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # every module includes the shared header: rebuild all when it changes
-$(OBJS): src/durable_state.h
+$(OBJS): src/durable_state.h src/jsonschema.h
 
 .PHONY: test bench demo
 test:

@@ -134,6 +134,26 @@ RETURNS TABLE (key text, value jsonb)
 AS 'MODULE_PATHNAME', 'ds_get_type'
 LANGUAGE C STABLE;
 
+-- JSON Schema (draft 2020-12 by default, draft-07 by $schema), compiled once
+-- per backend and cached.  assert_formats makes date-time, date, time, uuid
+-- and email formats assertions instead of annotations.
+CREATE FUNCTION state.json_schema_validate(schema jsonb, value jsonb,
+                                           assert_formats boolean DEFAULT false)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'ds_json_schema_validate'
+LANGUAGE C STRICT STABLE PARALLEL SAFE;
+
+CREATE FUNCTION state.json_schema_errors(schema jsonb, value jsonb,
+                                         assert_formats boolean DEFAULT false)
+RETURNS TABLE (path text, keyword text, message text)
+AS 'MODULE_PATHNAME', 'ds_json_schema_errors'
+LANGUAGE C STRICT STABLE PARALLEL SAFE;
+
+-- A document schemas may $ref by its URI, for this session.
+CREATE FUNCTION state.json_schema_register(uri text, document jsonb) RETURNS void
+AS 'MODULE_PATHNAME', 'ds_json_schema_register'
+LANGUAGE C STRICT VOLATILE;
+
 -- Sends a relcache invalidation for state._collections so every backend
 -- drops its cached collection metadata when the transaction commits.
 CREATE FUNCTION state._catalog_changed() RETURNS void

@@ -1,0 +1,93 @@
+/*
+ * schema_sql.c
+ *		state.json_schema_validate, state.json_schema_errors and
+ *		state.json_schema_register: the validator of jsonschema.c from SQL.
+ */
+#include "postgres.h"
+
+#include "fmgr.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/tuplestore.h"
+
+#include "jsonschema.h"
+
+
+/* prototypes for -Wmissing-prototypes */
+extern Datum ds_json_schema_validate(PG_FUNCTION_ARGS);
+extern Datum ds_json_schema_errors(PG_FUNCTION_ARGS);
+extern Datum ds_json_schema_register(PG_FUNCTION_ARGS);
+
+PG_FUNCTION_INFO_V1(ds_json_schema_validate);
+PG_FUNCTION_INFO_V1(ds_json_schema_errors);
+PG_FUNCTION_INFO_V1(ds_json_schema_register);
+
+static void
+root_value(Jsonb *jb, JsonbValue *v)
+{
+	if (JB_ROOT_IS_SCALAR(jb))
+		JsonbExtractScalar(&jb->root, v);
+	else
+	{
+		v->type = jbvBinary;
+		v->val.binary.data = &jb->root;
+		v->val.binary.len = VARSIZE(jb) - VARHDRSZ;
+	}
+}
+
+Datum
+ds_json_schema_validate(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *schema = PG_GETARG_JSONB_P(0);
+	Jsonb	   *value = PG_GETARG_JSONB_P(1);
+	bool		assert_formats = PG_GETARG_BOOL(2);
+	JsonbValue	v;
+
+	root_value(value, &v);
+	PG_RETURN_BOOL(ds_schema_validate(ds_schema_get(schema), &v,
+									  assert_formats, NULL));
+}
+
+Datum
+ds_json_schema_errors(PG_FUNCTION_ARGS)
+{
+	Jsonb	   *schema = PG_GETARG_JSONB_P(0);
+	Jsonb	   *value = PG_GETARG_JSONB_P(1);
+	bool		assert_formats = PG_GETARG_BOOL(2);
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	JsonbValue	v;
+	List	   *errors = NIL;
+	ListCell   *lc;
+
+	InitMaterializedSRF(fcinfo, 0);
+	root_value(value, &v);
+	ds_schema_validate(ds_schema_get(schema), &v, assert_formats, &errors);
+	foreach(lc, errors)
+	{
+		JsonSchemaError *e = lfirst(lc);
+		Datum		values[3];
+		bool		nulls[3] = {false, false, false};
+
+		values[0] = CStringGetTextDatum(e->path);
+		values[1] = CStringGetTextDatum(e->keyword);
+		values[2] = CStringGetTextDatum(e->message);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * Registers a document that schemas may $ref by URI (this session only):
+ * what a validator that cannot fetch over the network needs for remote
+ * references.
+ */
+Datum
+ds_json_schema_register(PG_FUNCTION_ARGS)
+{
+	char	   *uri = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Jsonb	   *doc = PG_GETARG_JSONB_P(1);
+
+	ds_schema_register_document(uri, doc);
+	PG_RETURN_VOID();
+}

@@ -300,6 +300,10 @@ BEGIN
         RAISE EXCEPTION 'collection schema must be a JSON Schema object or boolean'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF schema IS NOT NULL THEN
+        -- compiling it raises 22023, naming the keyword, if it is invalid
+        PERFORM state.json_schema_validate(schema, 'null'::jsonb);
+    END IF;
 
     IF table_name IS NULL AND current_schema() IS NULL THEN
         RAISE EXCEPTION 'no schema has been selected to create the table in'

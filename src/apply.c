@@ -27,6 +27,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "utils/numeric.h"
 #include "commands/trigger.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
@@ -47,6 +48,7 @@
 #include "utils/typcache.h"
 
 #include "durable_state.h"
+#include "jsonschema.h"
 
 /* Per-collection state for one batch. */
 typedef struct DsCollState
@@ -68,6 +70,7 @@ typedef struct DsCollState
 	bool	   *provided;		/* scratch: members given by the event */
 	int			nevents;		/* change events of the batch for it */
 	struct DsKeyTable *keys;	/* bulk probe results, or NULL */
+	JsonSchema *schema;			/* compiled JSON Schema of the values, or NULL */
 } DsCollState;
 
 /*
@@ -179,6 +182,7 @@ open_collections(DsBatch *b)
 	List	   *rtable = NIL;
 	Index		rti = 0;
 	RangeTblEntry *rte;
+	int			nschemas = 0;
 
 	b->estate = estate;
 	estate->es_output_cid = GetCurrentCommandId(true);
@@ -268,6 +272,15 @@ open_collections(DsBatch *b)
 		InitDirtySnapshot(cs->dirty);
 		cs->scan = index_beginscan(cs->rel, cs->pkrel, &cs->dirty, 1, 0);
 		cs->opened = true;
+
+		/*
+		 * The backend's schema cache holds 64 compiled schemas; a batch
+		 * keeps pointers into it, so past a few collections it compiles
+		 * its own copies rather than risk evicting one in use.
+		 */
+		if (cs->coll->schema)
+			cs->schema = ++nschemas <= 16 ? ds_schema_get(cs->coll->schema)
+				: ds_schema_compile(cs->coll->schema, CurrentMemoryContext);
 	}
 
 	EvalPlanQualInit(&b->epq, estate, NULL, NIL, -1);
@@ -703,6 +716,87 @@ pk_mismatch(DsCollState *cs, DsEvent *ev, JsonbValue *v)
 			 errhint("Omit the member or set it to the event key.")));
 }
 
+/*
+ * Checks an event's value against its collection's JSON Schema.  A typed
+ * collection fills the primary-key member in from the key, so the value is
+ * checked with it filled in.  Only a failure pays for the error details.
+ */
+static void
+check_schema(DsCollState *cs, DsEvent *ev)
+{
+	JsonbValue	checked = ev->value;
+	List	   *errors = NIL;
+	JsonSchemaError *e;
+	JsonbValue	pk;
+
+	if (cs->coll->kind != DS_KIND_DOCUMENT && checked.type == jbvBinary &&
+		JsonContainerIsObject(checked.val.binary.data) &&
+		!getKeyJsonValueFromContainer(checked.val.binary.data, cs->coll->primary_key,
+									  strlen(cs->coll->primary_key), &pk))
+	{
+		JsonbParseState *state = NULL;
+		JsonbIterator *it = JsonbIteratorInit(checked.val.binary.data);
+		JsonbValue	v,
+				   *res = NULL;
+		JsonbIteratorToken tok;
+
+		/* copy the members (nested values stay binary), then add the key */
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			if (tok == WJB_END_OBJECT)
+			{
+				JsonbValue	k;
+
+				k.type = jbvString;
+				k.val.string.val = cs->coll->primary_key;
+				k.val.string.len = strlen(cs->coll->primary_key);
+				pushJsonbValue(&state, WJB_KEY, &k);
+				if (cs->ri.pkcol->typcategory == TYPCATEGORY_NUMERIC)
+				{
+					/* a numeric key column: the member is a number */
+					k.type = jbvNumeric;
+					k.val.numeric = DatumGetNumeric(
+						DirectFunctionCall3(numeric_in,
+											CStringGetDatum(pnstrdup(ev->key, ev->key_len)),
+											ObjectIdGetDatum(InvalidOid), Int32GetDatum(-1)));
+				}
+				else
+				{
+					k.val.string.val = (char *) ev->key;
+					k.val.string.len = ev->key_len;
+				}
+				pushJsonbValue(&state, WJB_VALUE, &k);
+			}
+			res = pushJsonbValue(&state, tok,
+								 tok == WJB_KEY || tok == WJB_VALUE ? &v : NULL);
+		}
+		{
+			Jsonb	   *jb = JsonbValueToJsonb(res);
+
+			checked.type = jbvBinary;
+			checked.val.binary.data = &jb->root;
+			checked.val.binary.len = VARSIZE(jb) - VARHDRSZ;
+		}
+	}
+
+	if (ds_schema_validate(cs->schema, &checked, false, NULL))
+		return;
+	ds_schema_validate(cs->schema, &checked, false, &errors);
+	if (errors == NIL)
+		elog(ERROR, "schema validation failed without an error");
+	e = linitial(errors);
+	ereport(ERROR,
+			(errcode(ERRCODE_CHECK_VIOLATION),
+			 e->path[0] ?
+			 errmsg("value violates the schema of collection \"%s\" at \"%s\" (keyword \"%s\"): %s",
+					cs->coll->name, e->path, e->keyword, e->message) :
+			 errmsg("value violates the schema of collection \"%s\" at the top level (keyword \"%s\"): %s",
+					cs->coll->name, e->keyword, e->message),
+			 list_length(errors) > 1 ?
+			 errdetail("%d schema errors; the first is shown.", list_length(errors)) : 0,
+			 errhint("state.json_schema_errors(schema, value) lists every error.")));
+}
+
 /* Builds the row an event stores into cs->newslot. */
 static void
 form_row(DsBatch *b, DsCollState *cs, DsEvent *ev, Datum key, bool found)
@@ -951,6 +1045,8 @@ apply_change(DsBatch *b, DsEvent *ev)
 		}
 		return;
 	}
+	if (cs->schema)
+		check_schema(cs, ev);
 	form_row(b, cs, ev, key, found);
 	if (found)
 	{

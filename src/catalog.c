@@ -168,6 +168,12 @@ cache_read(void)
 		c->strict = strcmp(text_attr(slot, "_collections", "mode"), "strict") == 0;
 		c->allow_extra = DatumGetBool(attr(slot, "_collections", "allow_extra"));
 		c->check_old_value = DatumGetBool(attr(slot, "_collections", "check_old_value"));
+		{
+			bool		isnull;
+			Datum		d = slot_getattr(slot, get_attnum(slot->tts_tableOid, "schema"), &isnull);
+
+			c->schema = isnull ? NULL : DatumGetJsonbPCopy(d);
+		}
 	}
 	table_endscan(scan);
 	ExecDropSingleTupleTableSlot(slot);
@@ -259,6 +265,11 @@ ds_catalog_stream(const char *name, bool missing_ok)
 		dst->name = pstrdup(src->name);
 		dst->type = pstrdup(src->type);
 		dst->primary_key = pstrdup(src->primary_key);
+		if (src->schema)
+		{
+			dst->schema = palloc(VARSIZE(src->schema));
+			memcpy(dst->schema, src->schema, VARSIZE(src->schema));
+		}
 	}
 	return copy;
 }

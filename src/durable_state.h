@@ -109,6 +109,7 @@ typedef struct DsCollection
 	bool		strict;
 	bool		allow_extra;
 	bool		check_old_value;
+	Jsonb	   *schema;			/* its JSON Schema, or NULL */
 } DsCollection;
 
 /* A stream and its collections (copied out of the cache for a caller). */

@@ -186,17 +186,17 @@ SELECT throws_ok($$SELECT * FROM state.apply('{"type": "tap_typed", "key": "t2",
 SELECT pg_temp.unchanged('a member with no column');
 
 SELECT throws_ok($$SELECT * FROM state.apply('{"type": "tap_typed", "key": "t2", "value": {"name": "x", "n": "7"}, "headers": {"operation": "insert"}}', 'tap')$$,
-                 '42804', 'event 0 (type "tap_typed", key "t2"): member "n" must be a number, not a string',
-                 'a string for an integer member');
+                 '23514', 'event 0 (type "tap_typed", key "t2"): value violates the schema of collection "tap_typed" at "/n" (keyword "type"): expected integer, got string',
+                 'a string for an integer member (the schema says integer)');
 SELECT pg_temp.unchanged('a wrong JSON type');
 
 SELECT throws_ok($$SELECT * FROM state.apply('{"type": "tap_typed", "key": "t2", "value": ["x"], "headers": {"operation": "insert"}}', 'tap')$$,
-                 '22023', 'event 0 (type "tap_typed", key "t2"): value of typed collection "tap_typed" must be an object',
+                 '23514', 'event 0 (type "tap_typed", key "t2"): value violates the schema of collection "tap_typed" at the top level (keyword "type"): expected object, got array',
                  'a typed value that is not an object');
 SELECT pg_temp.unchanged('a non-object typed value');
 
 SELECT throws_ok($$SELECT * FROM state.apply('{"type": "tap_typed", "key": "t2", "value": {"n": 2}, "headers": {"operation": "insert"}}', 'tap')$$,
-                 '23502', 'event 0 (type "tap_typed", key "t2"): null value in column "name" of relation "tap_typed" violates not-null constraint',
+                 '23514', 'event 0 (type "tap_typed", key "t2"): value violates the schema of collection "tap_typed" at the top level (keyword "required"): missing required property "name"',
                  'a required member left out');
 SELECT pg_temp.unchanged('a NOT NULL violation');
 

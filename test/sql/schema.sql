@@ -1,0 +1,67 @@
+-- schema: JSON Schema functions, and collections whose values are checked
+-- against their schema at apply time
+CREATE EXTENSION IF NOT EXISTS durable_state;
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+
+-- the SQL functions
+SELECT state.json_schema_validate('{"type": "object", "required": ["a"]}', '{"a": 1}') AS ok,
+       state.json_schema_validate('{"type": "object", "required": ["a"]}', '{}') AS missing,
+       state.json_schema_validate('{"$schema": "http://json-schema.org/draft-07/schema#", "items": [{"type": "integer"}]}', '[1, "x"]') AS draft7_tuple;
+SELECT * FROM state.json_schema_errors(
+    '{"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}, "tags": {"type": "array", "items": {"type": "string"}}}, "additionalProperties": false}',
+    '{"n": -1, "tags": ["a", 2], "extra": true}') ORDER BY path, keyword;
+SELECT state.json_schema_validate('{"format": "email"}', '"not an email"') AS annotation,
+       state.json_schema_validate('{"format": "email"}', '"not an email"', assert_formats => true) AS asserted;
+SELECT t.expect_error($$SELECT state.json_schema_validate('{"minLength": -1}', '"x"')$$);
+SELECT t.expect_error($$SELECT state.json_schema_validate('{"$ref": "#/$defs/missing"}', '1')$$);
+
+-- an invalid schema is refused when the collection is created
+SELECT t.expect_error_verbose($$SELECT state.create_collection('sc_bad', stream => 'sc', schema => '{"type": "object", "properties": {"a": {"type": 5}}}')$$);
+SELECT count(*) AS bad_left FROM state.collections WHERE name = 'sc_bad';
+
+-- a document collection with a non-object schema
+SELECT state.create_collection('sc_tags', 'tag', stream => 'sc', schema => '{"type": "string", "maxLength": 5}');
+SELECT applied FROM state.apply(t.ev('tag', 't1', 'insert', '"short"'), 'sc');
+SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('tag', 't2', 'insert', '"far too long"'), 'sc')$$);
+SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('tag', 't2', 'insert', '42'), 'sc')$$);
+
+-- a generated typed collection: formats are annotations, patterns and
+-- required members are checked; the key fills in a missing "id"
+SELECT state.create_collection('sc_users', 'user', stream => 'sc', schema => $${
+    "type": "object",
+    "required": ["id", "handle"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^u[0-9]+$"},
+        "handle": {"type": "string", "pattern": "^@[a-z]+$"},
+        "age": {"type": "integer", "minimum": 0},
+        "tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": true}
+    },
+    "additionalProperties": false}$$);
+SELECT applied FROM state.apply(t.ev('user', 'u1', 'insert', '{"handle": "@ada", "age": 36}'), 'sc');
+SELECT state.get('user', 'u1', 'sc');
+SELECT (SELECT count(*) FROM sc_users) AS rows_before, state.tail('sc') AS tail_before;
+-- one bad event rejects the whole batch, naming the event, path and keyword
+SELECT t.expect_error($$SELECT * FROM state.apply(jsonb_build_array(
+    t.ev('user', 'u2', 'insert', '{"handle": "@bob"}'),
+    t.ev('user', 'u3', 'insert', '{"handle": "carol"}')), 'sc')$$);
+SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('user', 'u4', 'insert', '{"handle": "@dan", "age": -1}'), 'sc')$$);
+SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('user', 'u4', 'insert', '{"handle": "@dan", "tags": ["a", "a"]}'), 'sc')$$);
+SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('user', 'x4', 'insert', '{"handle": "@dan"}'), 'sc')$$);
+SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('user', 'u4', 'insert', '{"handle": "@dan", "nickname": "d"}'), 'sc')$$);
+SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('user', 'u1', 'update', '{"handle": null}'), 'sc')$$);
+SELECT (SELECT count(*) FROM sc_users) AS rows_after, state.tail('sc') AS tail_after;
+-- deletes carry no value to check
+SELECT applied FROM state.apply(t.ev('user', 'u1', 'delete'), 'sc');
+
+-- an adopted table with an integer key: the filled-in key is a number
+CREATE TABLE sc_orders (id bigint PRIMARY KEY, total numeric NOT NULL);
+SELECT state.create_collection('sc_orders', 'order', table_name => 'sc_orders', stream => 'sc', schema => $${
+    "type": "object", "required": ["id", "total"],
+    "properties": {"id": {"type": "integer"}, "total": {"type": "number", "exclusiveMinimum": 0}}}$$);
+SELECT applied FROM state.apply(t.ev('order', '7', 'insert', '{"total": 9.5}'), 'sc');
+SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('order', '8', 'insert', '{"total": 0}'), 'sc')$$);
+SELECT state.get('order', '7', 'sc');
+
+SELECT state.drop_collection(c.name, 'sc', drop_table => true)
+  FROM state.collections c WHERE c.stream = 'sc' ORDER BY c.name;

@@ -15,7 +15,11 @@ const fs = require('fs');
 const path = require('path');
 const { spawnSync } = require('child_process');
 
+// shared/ stands beside the repository (as CI clones it); the workplace's
+// copy is the fallback
 const suite = process.env.SUITE ||
+  [path.join(__dirname, '..', '..', '..', 'shared', 'spec', 'JSON-Schema-Test-Suite'),
+   '/work/shared/spec/JSON-Schema-Test-Suite'].find(p => fs.existsSync(path.join(p, 'tests'))) ||
   path.join(__dirname, '..', '..', '..', 'shared', 'spec', 'JSON-Schema-Test-Suite');
 const validate = process.env.JS_VALIDATE || 'state.json_schema_validate';
 const register = process.env.JS_REGISTER === undefined ? 'state.json_schema_register' : process.env.JS_REGISTER;

@@ -99,10 +99,37 @@ typedef enum JsKwKind
 typedef struct JsNode JsNode;
 typedef struct JsResource JsResource;
 
+/*
+ * Most patterns in real schemas are a run of literal characters and ASCII
+ * character classes with quantifiers, anchored or not (^[a-z0-9_]{2,30}$).
+ * PostgreSQL's regex engine pays a large setup cost per match for those
+ * (a bounded repetition becomes that many NFA states), so such patterns are
+ * also compiled to this small form and matched by a backtracking loop; any
+ * other syntax, or a match that backtracks too much, uses the regex.
+ */
+#define JS_SIMPLE_MAX_ITEMS 32
+
+typedef struct JsSimpleItem
+{
+	uint8		set[16];		/* ASCII code points in the class */
+	bool		negated;		/* [^...]: also matches every non-ASCII */
+	int			min;
+	int			max;			/* -1: unbounded */
+} JsSimpleItem;
+
+typedef struct JsSimplePat
+{
+	bool		anchored_start;
+	bool		anchored_end;
+	int			nitems;
+	JsSimpleItem items[JS_SIMPLE_MAX_ITEMS];
+} JsSimplePat;
+
 typedef struct JsRegex
 {
 	regex_t		re;
 	const char *source;
+	JsSimplePat *simple;		/* the fast form, or NULL */
 } JsRegex;
 
 /* a property name with its schema (properties, dependentSchemas) */
@@ -1125,6 +1152,245 @@ translate_regex(const pg_wchar *p, int n, WBuf *out)
 
 static void js_regex_cleanup(void *arg);
 
+static void
+simple_add(JsSimpleItem *it, int c)
+{
+	it->set[c >> 3] |= (uint8) (1 << (c & 7));
+}
+
+static void
+simple_add_range(JsSimpleItem *it, int lo, int hi)
+{
+	for (int c = lo; c <= hi; c++)
+		simple_add(it, c);
+}
+
+/* \d and \w (ASCII in ECMA-262 without the u flag's case folding) */
+static bool
+simple_escape_class(JsSimpleItem *it, char e)
+{
+	if (e == 'd')
+		simple_add_range(it, '0', '9');
+	else if (e == 'w')
+	{
+		simple_add_range(it, '0', '9');
+		simple_add_range(it, 'a', 'z');
+		simple_add_range(it, 'A', 'Z');
+		simple_add(it, '_');
+	}
+	else
+		return false;
+	return true;
+}
+
+static bool
+simple_literal_escape(char e)
+{
+	return e != '\0' && strchr("\\/.-^$()[]{}|*+?", e) != NULL;
+}
+
+/*
+ * Parses an ECMA-262 pattern into the simple form, or returns false if it
+ * uses anything beyond literals, ASCII classes, \d, \w, quantifiers and
+ * the two anchors.
+ */
+static bool
+simple_compile(const char *src, int len, JsSimplePat *p)
+{
+	int			i = 0;
+
+	memset(p, 0, sizeof(JsSimplePat));
+	if (i < len && src[i] == '^')
+	{
+		p->anchored_start = true;
+		i++;
+	}
+	while (i < len)
+	{
+		JsSimpleItem *it;
+		unsigned char c = (unsigned char) src[i];
+
+		if (c == '$' && i == len - 1)
+		{
+			p->anchored_end = true;
+			break;
+		}
+		if (p->nitems == JS_SIMPLE_MAX_ITEMS || c >= 128)
+			return false;
+		it = &p->items[p->nitems++];
+		it->min = it->max = 1;
+		if (c == '[')
+		{
+			i++;
+			if (i < len && src[i] == '^')
+			{
+				it->negated = true;
+				i++;
+			}
+			if (i >= len || src[i] == ']')
+				return false;
+			while (i < len && src[i] != ']')
+			{
+				int			lo;
+
+				c = (unsigned char) src[i];
+				if (c >= 128)
+					return false;
+				if (c == '\\')
+				{
+					if (i + 1 >= len)
+						return false;
+					if (simple_escape_class(it, src[i + 1]))
+					{
+						i += 2;
+						continue;
+					}
+					if (!simple_literal_escape(src[i + 1]))
+						return false;
+					lo = (unsigned char) src[i + 1];
+					i += 2;
+				}
+				else if (c == '[')
+					return false;
+				else
+				{
+					lo = c;
+					i++;
+				}
+				if (i + 1 < len && src[i] == '-' && src[i + 1] != ']')
+				{
+					int			hi = (unsigned char) src[i + 1];
+
+					if (hi >= 128 || hi == '\\' || hi == '[' || hi < lo)
+						return false;
+					simple_add_range(it, lo, hi);
+					i += 2;
+				}
+				else
+					simple_add(it, lo);
+			}
+			if (i >= len)
+				return false;
+			i++;				/* ] */
+		}
+		else if (c == '\\')
+		{
+			if (i + 1 >= len)
+				return false;
+			if (!simple_escape_class(it, src[i + 1]))
+			{
+				if (!simple_literal_escape(src[i + 1]))
+					return false;
+				simple_add(it, (unsigned char) src[i + 1]);
+			}
+			i += 2;
+		}
+		else if (strchr(".()|^$*+?{}]", c))
+			return false;
+		else
+		{
+			simple_add(it, c);
+			i++;
+		}
+
+		/* quantifier, possibly lazy (laziness does not change whether it matches) */
+		if (i < len && (src[i] == '*' || src[i] == '+' || src[i] == '?'))
+		{
+			it->min = src[i] == '+' ? 1 : 0;
+			it->max = src[i] == '?' ? 1 : -1;
+			i++;
+		}
+		else if (i < len && src[i] == '{')
+		{
+			int			j = i + 1,
+						lo = 0,
+						hi;
+
+			if (j >= len || !isdigit((unsigned char) src[j]))
+				return false;
+			while (j < len && isdigit((unsigned char) src[j]) && lo < 100000)
+				lo = lo * 10 + (src[j++] - '0');
+			hi = lo;
+			if (j < len && src[j] == ',')
+			{
+				j++;
+				if (j < len && src[j] == '}')
+					hi = -1;
+				else
+				{
+					if (j >= len || !isdigit((unsigned char) src[j]))
+						return false;
+					hi = 0;
+					while (j < len && isdigit((unsigned char) src[j]) && hi < 100000)
+						hi = hi * 10 + (src[j++] - '0');
+				}
+			}
+			if (j >= len || src[j] != '}' || (hi >= 0 && hi < lo))
+				return false;
+			it->min = lo;
+			it->max = hi;
+			i = j + 1;
+		}
+		else
+			continue;
+		if (i < len && src[i] == '?')
+			i++;
+		if (i < len && (src[i] == '*' || src[i] == '+' || src[i] == '?' || src[i] == '{'))
+			return false;
+	}
+	return true;
+}
+
+static inline bool
+simple_in(const JsSimpleItem *it, pg_wchar c)
+{
+	if (c >= 128)
+		return it->negated;
+	return ((it->set[c >> 3] >> (c & 7)) & 1) != it->negated;
+}
+
+/* 1: match, 0: no match, -1: gave up (too much backtracking) */
+static int
+simple_match_at(const JsSimplePat *p, int item, const pg_wchar *w, int pos, int len,
+				int *budget)
+{
+	const JsSimpleItem *it;
+	int			n = 0;
+
+	if (--(*budget) < 0)
+		return -1;
+	if (item == p->nitems)
+		return !p->anchored_end || pos == len;
+	it = &p->items[item];
+	while (pos + n < len && (it->max < 0 || n < it->max) && simple_in(it, w[pos + n]))
+		n++;
+	for (int k = n; k >= it->min; k--)
+	{
+		int			r = simple_match_at(p, item + 1, w, pos + k, len, budget);
+
+		if (r != 0)
+			return r;
+	}
+	return 0;
+}
+
+static int
+simple_match(const JsSimplePat *p, const pg_wchar *w, int len)
+{
+	int			budget = 10000;
+
+	for (int start = 0; start <= len; start++)
+	{
+		int			r = simple_match_at(p, 0, w, start, len, &budget);
+
+		if (r != 0)
+			return r;
+		if (p->anchored_start)
+			break;
+	}
+	return 0;
+}
+
 static JsRegex *
 compile_regex(JsonSchema *s, const char *src, int len, char **err)
 {
@@ -1153,6 +1419,15 @@ compile_regex(JsonSchema *s, const char *src, int len, char **err)
 		return NULL;
 	}
 	r->source = MemoryContextStrdup(s->cxt, pnstrdup(src, len));
+	{
+		JsSimplePat sp;
+
+		if (simple_compile(src, len, &sp))
+		{
+			r->simple = MemoryContextAlloc(s->cxt, sizeof(JsSimplePat));
+			memcpy(r->simple, &sp, sizeof(JsSimplePat));
+		}
+	}
 	if (s->regexes == NIL)
 	{
 		MemoryContextCallback *cb = MemoryContextAlloc(s->cxt, sizeof(MemoryContextCallback));
@@ -1188,7 +1463,16 @@ regex_match(JsRegex *r, const char *str, int len)
 	pg_wchar	stackbuf[256];
 	pg_wchar   *w = (len < 256) ? stackbuf : palloc((len + 1) * sizeof(pg_wchar));
 	int			wlen = pg_mb2wchar_with_len(str, w, len);
-	int			rc = pg_regexec(&r->re, w, wlen, 0, NULL, 0, NULL, 0);
+	int			rc;
+
+	if (r->simple)
+	{
+		int			m = simple_match(r->simple, w, wlen);
+
+		if (m >= 0)
+			return m == 1;
+	}
+	rc = pg_regexec(&r->re, w, wlen, 0, NULL, 0, NULL, 0);
 
 	if (rc == REG_OKAY)
 		return true;

@@ -138,6 +138,13 @@ typedef struct DsBatch
 static int32 active_streams[DS_MAX_NESTED];
 static int	nactive = 0;
 
+/* Is a batch in progress in this backend (a trigger is running inside one)? */
+bool
+ds_batch_in_progress(void)
+{
+	return nactive > 0;
+}
+
 /* b->current while AFTER triggers (foreign keys) run at the end of a batch */
 #define DS_END_OF_BATCH (-2)
 

@@ -225,6 +225,7 @@ extern char *ds_format_offset(int64 seq);
  * Apply (apply.c) and reads (reads.c)
  * ------------------------------------------------------------------------ */
 
+extern bool ds_batch_in_progress(void);
 extern Datum ds_apply(PG_FUNCTION_ARGS);
 extern Datum ds_apply_text(PG_FUNCTION_ARGS);
 extern Datum ds_get(PG_FUNCTION_ARGS);

@@ -457,6 +457,13 @@ EOF
 
 echo "Total benchmark time: ${elapsed}s (plus setup)."
 
+# What JSON Schema checks cost (bench/schema.sql), unless BENCH_SCHEMA=0.
+if (( HAVE_EXT )) && [[ "${BENCH_SCHEMA:-1}" != 0 ]]; then
+    if ! psql_db -f "$ROOT/bench/schema.sql" 2>"$WORK/schema.err"; then
+        ERRORS+=("schema bench:"$'\n'"$(head -n 8 "$WORK/schema.err")")
+    fi
+fi
+
 if (( ${#ERRORS[@]} )); then
     echo
     echo "ERRORS:"

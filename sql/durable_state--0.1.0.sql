@@ -141,15 +141,16 @@ CREATE FUNCTION state.json_schema_validate(schema jsonb, value jsonb,
                                            assert_formats boolean DEFAULT false)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'ds_json_schema_validate'
-LANGUAGE C STRICT STABLE PARALLEL SAFE;
+LANGUAGE C STRICT STABLE PARALLEL RESTRICTED;
 
 CREATE FUNCTION state.json_schema_errors(schema jsonb, value jsonb,
                                          assert_formats boolean DEFAULT false)
 RETURNS TABLE (path text, keyword text, message text)
 AS 'MODULE_PATHNAME', 'ds_json_schema_errors'
-LANGUAGE C STRICT STABLE PARALLEL SAFE;
+LANGUAGE C STRICT STABLE PARALLEL RESTRICTED;
 
--- A document schemas may $ref by its URI, for this session.
+-- A document schemas may $ref by its URI, for this session.  (The functions
+-- above are parallel restricted: workers would not see these documents.)
 CREATE FUNCTION state.json_schema_register(uri text, document jsonb) RETURNS void
 AS 'MODULE_PATHNAME', 'ds_json_schema_register'
 LANGUAGE C STRICT VOLATILE;

@@ -411,15 +411,19 @@ $$;
 CREATE FUNCTION state.alter_collection(name text, stream text DEFAULT 'default',
                                        mode text DEFAULT NULL,
                                        allow_extra boolean DEFAULT NULL,
-                                       check_old_value boolean DEFAULT NULL)
+                                       check_old_value boolean DEFAULT NULL,
+                                       schema jsonb DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog
 AS $$
 DECLARE
     rel regclass;
+    ctype text;
+    bad record;
+    err record;
 BEGIN
-    SELECT c.relid INTO rel
+    SELECT c.relid, c.type INTO rel, ctype
       FROM state._collections c JOIN state._streams s ON s.id = c.stream_id
      WHERE s.name = alter_collection.stream AND c.name = alter_collection.name
        FOR UPDATE OF c;
@@ -431,10 +435,36 @@ BEGIN
     IF mode IS NOT NULL THEN
         PERFORM state._check_mode(mode);
     END IF;
+    IF schema IS NOT NULL THEN
+        IF jsonb_typeof(schema) NOT IN ('object', 'boolean') THEN
+            RAISE EXCEPTION 'collection schema must be a JSON Schema object or boolean'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        -- compiling it raises 22023 if it is invalid
+        PERFORM state.json_schema_validate(schema, 'null'::jsonb);
+        -- every stored entity must satisfy the new schema (the table is
+        -- locked against writers meanwhile)
+        EXECUTE format('LOCK TABLE %s IN SHARE MODE', rel);
+        SELECT g.key, g.value INTO bad
+          FROM state.get_type(ctype, stream) g
+         WHERE NOT state.json_schema_validate(schema, g.value)
+         LIMIT 1;
+        IF FOUND THEN
+            SELECT e.path, e.keyword, e.message INTO err
+              FROM state.json_schema_errors(schema, bad.value) e LIMIT 1;
+            RAISE EXCEPTION 'entity "%" of collection "%" violates the new schema at % (keyword "%"): %',
+                            bad.key, name,
+                            CASE WHEN err.path = '' THEN 'the top level' ELSE '"' || err.path || '"' END,
+                            err.keyword, err.message
+                USING ERRCODE = 'check_violation',
+                      HINT = 'Fix or remove the entity, or loosen the schema; nothing was changed.';
+        END IF;
+    END IF;
     UPDATE state._collections c
        SET mode = coalesce(alter_collection.mode, c.mode),
            allow_extra = coalesce(alter_collection.allow_extra, c.allow_extra),
-           check_old_value = coalesce(alter_collection.check_old_value, c.check_old_value)
+           check_old_value = coalesce(alter_collection.check_old_value, c.check_old_value),
+           schema = coalesce(alter_collection.schema, c.schema)
       FROM state._streams s
      WHERE s.id = c.stream_id AND s.name = alter_collection.stream
        AND c.name = alter_collection.name;

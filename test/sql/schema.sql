@@ -65,3 +65,20 @@ SELECT state.get('order', '7', 'sc');
 
 SELECT state.drop_collection(c.name, 'sc', drop_table => true)
   FROM state.collections c WHERE c.stream = 'sc' ORDER BY c.name;
+
+-- alter_collection(schema => ...) checks the stored entities first
+SELECT state.create_collection('sc_notes', 'note', stream => 'sc2');
+SELECT applied FROM state.apply(jsonb_build_array(t.ev('note', 'n1', 'insert', '"hello"'),
+                                                  t.ev('note', 'n2', 'insert', '"a longer note"')), 'sc2');
+SELECT t.expect_error_verbose($$SELECT state.alter_collection('sc_notes', 'sc2', schema => '{"type": "string", "maxLength": 8}')$$);
+SELECT schema FROM state.collections WHERE name = 'sc_notes';
+SELECT t.expect_error($$SELECT state.alter_collection('sc_notes', 'sc2', schema => '{"type": 3}')$$);
+SELECT state.alter_collection('sc_notes', 'sc2', schema => '{"type": "string", "maxLength": 20}');
+SELECT schema FROM state.collections WHERE name = 'sc_notes';
+SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('note', 'n3', 'insert', '"this note is far too long"'), 'sc2')$$);
+SELECT applied FROM state.apply(t.ev('note', 'n3', 'insert', '"short"'), 'sc2');
+SELECT state.drop_collection('sc_notes', 'sc2', drop_table => true);
+-- an invalid schema is refused even when there is nothing to check
+SELECT state.create_collection('sc_empty', 'empty', stream => 'sc2');
+SELECT t.expect_error_verbose($$SELECT state.alter_collection('sc_empty', 'sc2', schema => '{"minimum": "x"}')$$);
+SELECT state.drop_collection('sc_empty', 'sc2', drop_table => true);

@@ -98,7 +98,26 @@ SELECT state.await_txid('t3', 2000) AS t3_committed;
 \endif
 
 \echo
-\echo '== 10. Bad events are rejected with a clear error, and nothing in the batch'
+\echo '== 10. A collection with a JSON Schema: the table is generated from it and'
+\echo '==     every value is checked against it.'
+SELECT state.create_collection('reactions', 'reaction', schema => '{
+  "type": "object",
+  "required": ["message", "user", "emoji"],
+  "properties": {
+    "id":      {"type": "string"},
+    "message": {"type": "string"},
+    "user":    {"type": "string"},
+    "emoji":   {"type": "string", "enum": ["👍", "🎉", "❤️"]},
+    "at":      {"type": "string", "format": "date-time"}
+  },
+  "additionalProperties": false}');
+SELECT * FROM state.apply('{"type": "reaction", "key": "r1",
+  "value": {"message": "m1", "user": "u2", "emoji": "🎉", "at": "2025-01-31T12:00:00Z"},
+  "headers": {"operation": "insert"}}'::jsonb);
+SELECT id, message, "user", emoji, at FROM reactions;
+
+\echo
+\echo '== 11. Bad events are rejected with a clear error, and nothing in the batch'
 \echo '==     is applied.  (Errors below are intentional.)'
 \set ON_ERROR_STOP 0
 \echo '--- a duplicate insert in strict mode:'
@@ -117,12 +136,17 @@ SELECT * FROM state.apply('{"type": "user", "key": "u9", "value": {"id": "u9"},
 SELECT * FROM state.apply('{"type": "user", "key": "u9", "value": {"id": "u9", "name": "X"},
   "headers": {"operation": "replace"}}'::jsonb);
 \echo '    SQLSTATE' :LAST_ERROR_SQLSTATE
+\echo '--- a value that breaks the collection''s schema:'
+SELECT * FROM state.apply('{"type": "reaction", "key": "r2",
+  "value": {"message": "m1", "user": "u1", "emoji": "🙈"},
+  "headers": {"operation": "insert"}}'::jsonb);
+\echo '    SQLSTATE' :LAST_ERROR_SQLSTATE
 \set ON_ERROR_STOP 1
 \echo '--- m5 was not stored (the whole batch rolled back):'
 SELECT state.get('message', 'm5') AS m5;
 
 \echo
-\echo '== 11. Stream and extension status.'
+\echo '== 12. Stream and extension status.'
 \x on
 SELECT * FROM state.streams;
 SELECT * FROM state.stats;

@@ -258,6 +258,20 @@ BEGIN
 END
 $$;
 
+CREATE FUNCTION state._check_schema(schema jsonb) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog
+AS $$
+BEGIN
+    IF jsonb_typeof(schema) NOT IN ('object', 'boolean') THEN
+        RAISE EXCEPTION 'collection schema must be a JSON Schema object or boolean'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- compiling it raises 22023, naming the keyword, if it is invalid
+    PERFORM state.json_schema_validate(schema, 'null'::jsonb);
+END
+$$;
+
 CREATE FUNCTION state.create_collection(
     name text,
     type text DEFAULT NULL,
@@ -282,6 +296,7 @@ DECLARE
     relkind   "char";
     cols      text := '';
     prop      record;
+    coltype   text;
     req       jsonb;
 BEGIN
     IF name IS NULL OR name = '' THEN
@@ -297,13 +312,8 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM state._check_mode(mode);
-    IF schema IS NOT NULL AND jsonb_typeof(schema) NOT IN ('object', 'boolean') THEN
-        RAISE EXCEPTION 'collection schema must be a JSON Schema object or boolean'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
     IF schema IS NOT NULL THEN
-        -- compiling it raises 22023, naming the keyword, if it is invalid
-        PERFORM state.json_schema_validate(schema, 'null'::jsonb);
+        PERFORM state._check_schema(schema);
     END IF;
 
     IF table_name IS NULL AND current_schema() IS NULL THEN
@@ -324,6 +334,13 @@ BEGIN
                WHERE c.stream_id = sid AND c.name = create_collection.name) THEN
         RAISE EXCEPTION 'collection "%" already exists in stream "%"', name, stream
             USING ERRCODE = 'duplicate_object';
+    END IF;
+
+    IF table_name IS NULL
+       AND to_regclass(quote_ident(current_schema()) || '.' || quote_ident(name)) IS NOT NULL THEN
+        RAISE EXCEPTION 'relation "%" already exists', name
+            USING ERRCODE = 'duplicate_table',
+                  HINT = 'Pass table_name => to adopt the existing table.';
     END IF;
 
     IF table_name IS NOT NULL THEN
@@ -359,11 +376,6 @@ BEGIN
           AND jsonb_typeof(schema->'properties') = 'object' THEN
         -- typed, generated: one column per property
         ckind := 'generated';
-        IF to_regclass(quote_ident(current_schema()) || '.' || quote_ident(name)) IS NOT NULL THEN
-            RAISE EXCEPTION 'relation "%" already exists', name
-                USING ERRCODE = 'duplicate_table',
-                      HINT = 'Pass table_name => to adopt the existing table.';
-        END IF;
         req := coalesce(schema->'required', '[]');
         -- a text key is an opaque id: COLLATE "C" orders it bytewise and
         -- makes every key probe a memcmp (as for document tables)
@@ -372,9 +384,10 @@ BEGIN
         END IF;
         FOR prop IN SELECT p.key, p.value FROM jsonb_each(schema->'properties') p ORDER BY p.key LOOP
             IF cols <> '' THEN cols := cols || ', '; END IF;
-            cols := cols || format('%I %s', prop.key, state._schema_column_type(prop.value));
+            coltype := state._schema_column_type(prop.value);
+            cols := cols || format('%I %s', prop.key, coltype);
             IF prop.key = primary_key THEN
-                IF state._schema_column_type(prop.value) = 'text' THEN
+                IF coltype = 'text' THEN
                     cols := cols || ' COLLATE "C"';
                 END IF;
                 cols := cols || ' PRIMARY KEY';
@@ -387,11 +400,6 @@ BEGIN
     ELSE
         -- document collection: any JSON value per key
         ckind := 'document';
-        IF to_regclass(quote_ident(current_schema()) || '.' || quote_ident(name)) IS NOT NULL THEN
-            RAISE EXCEPTION 'relation "%" already exists', name
-                USING ERRCODE = 'duplicate_table',
-                      HINT = 'Pass table_name => to adopt the existing table.';
-        END IF;
         -- keys are opaque ids: byte order (COLLATE "C") is their natural
         -- order, and it makes every key probe a memcmp
         EXECUTE format('CREATE TABLE %I.%I (key text COLLATE "C" PRIMARY KEY, value jsonb NOT NULL)',
@@ -436,12 +444,7 @@ BEGIN
         PERFORM state._check_mode(mode);
     END IF;
     IF schema IS NOT NULL THEN
-        IF jsonb_typeof(schema) NOT IN ('object', 'boolean') THEN
-            RAISE EXCEPTION 'collection schema must be a JSON Schema object or boolean'
-                USING ERRCODE = 'invalid_parameter_value';
-        END IF;
-        -- compiling it raises 22023 if it is invalid
-        PERFORM state.json_schema_validate(schema, 'null'::jsonb);
+        PERFORM state._check_schema(schema);
         -- every stored entity must satisfy the new schema (the table is
         -- locked against writers meanwhile)
         EXECUTE format('LOCK TABLE %s IN SHARE MODE', rel);

@@ -987,6 +987,7 @@ static void
 check_old_value(DsCollState *cs, DsEvent *ev, bool found)
 {
 	Jsonb	   *stored;
+	bool		matches;
 
 	if (!cs->coll->check_old_value || !ev->has_old_value)
 		return;
@@ -999,17 +1000,23 @@ check_old_value(DsCollState *cs, DsEvent *ev, bool found)
 				 errmsg("old_value conflict: the entity does not exist"),
 				 errhint("Read the current value and retry.")));
 	}
-	if (cs->coll->kind != DS_KIND_DOCUMENT ? !typed_old_value_matches(cs, ev)
-		: ((stored = ds_slot_value(&cs->ri, cs->coll, cs->oldslot)) == NULL ||
-		   !ds_jsonb_value_equals(&ev->old_value, stored)))
+	if (cs->coll->kind == DS_KIND_DOCUMENT)
 	{
 		stored = ds_slot_value(&cs->ri, cs->coll, cs->oldslot);
+		matches = stored != NULL && ds_jsonb_value_equals(&ev->old_value, stored);
+	}
+	else
+	{
+		matches = typed_old_value_matches(cs, ev);
+		/* the row as JSON is only needed for the message */
+		stored = matches ? NULL : ds_slot_value(&cs->ri, cs->coll, cs->oldslot);
+	}
+	if (!matches)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("old_value conflict: the stored value differs"),
 				 errdetail("Stored: %s", stored ? stored_text(stored) : "none"),
 				 errhint("Read the current value and retry.")));
-	}
 }
 
 static void
@@ -1221,7 +1228,6 @@ static void
 run_batch(DsBatch *b, const char *source_offset, int64 *applied, int64 *skipped)
 {
 	MemoryContext batchcxt = CurrentMemoryContext;
-	bool		any_change = false;
 
 	/* we write tables directly, so the executor's read-only check is ours */
 	PreventCommandIfReadOnly("state.apply");
@@ -1277,10 +1283,8 @@ run_batch(DsBatch *b, const char *source_offset, int64 *applied, int64 *skipped)
 		cs->needed |= op_privileges(ev->op, coll->strict);
 		cs->nevents++;
 		ev->coll = cs;
-		any_change = true;
 	}
 	b->current = -1;
-	(void) any_change;
 
 	b->active_slot = nactive;
 	active_streams[nactive++] = b->st.id;

@@ -77,17 +77,7 @@ state_relid(const char *relname)
 	return relid;
 }
 
-static char *
-text_attr(TupleTableSlot *slot, const char *relname, const char *attname)
-{
-	bool		isnull;
-	Datum		d = slot_getattr(slot, get_attnum(slot->tts_tableOid, attname), &isnull);
-
-	if (isnull)
-		elog(ERROR, "null %s in state.%s", attname, relname);
-	return TextDatumGetCString(d);
-}
-
+/* A NOT NULL column of a catalog row. */
 static Datum
 attr(TupleTableSlot *slot, const char *relname, const char *attname)
 {
@@ -97,6 +87,12 @@ attr(TupleTableSlot *slot, const char *relname, const char *attname)
 	if (isnull)
 		elog(ERROR, "null %s in state.%s", attname, relname);
 	return d;
+}
+
+static char *
+text_attr(TupleTableSlot *slot, const char *relname, const char *attname)
+{
+	return TextDatumGetCString(attr(slot, relname, attname));
 }
 
 /*

@@ -2,7 +2,8 @@
 -- alone: psql -f bench/schema.sql in a database with durable_state).
 --
 -- A realistic 8-property schema with formats (annotations) and a pattern.
---   * apply without a schema: an adopted table of the same shape
+--   * apply without a schema: an adopted table of the same shape (and the
+--     same extra column)
 --   * apply with the schema: the collection generated from it
 --   * the C validator alone: state.json_schema_validate over the values
 --   * a plpgsql validator a user would write (the keywords this schema uses)
@@ -31,8 +32,10 @@ CREATE TABLE sb_params AS SELECT $${
 SELECT state.create_collection('sb_users', 'sb_user', stream => 'sb_checked', schema => schema,
                                mode => 'lenient') FROM sb_params \g /dev/null
 CREATE TABLE sb_plain (LIKE sb_users INCLUDING ALL);
+-- the same storage work (the extra column keeps the exact timestamp text)
 SELECT state.create_collection('sb_plain', 'sb_plain', table_name => 'bench_schema.sb_plain',
-                               stream => 'sb_plain', mode => 'lenient') \g /dev/null
+                               stream => 'sb_plain', mode => 'lenient',
+                               extra_column => '_extra') \g /dev/null
 
 CREATE TABLE sb_input AS
 SELECT jsonb_agg(jsonb_build_object('type', 'sb_user', 'key', v->>'id', 'value', v,

@@ -33,6 +33,10 @@ CREATE TABLE state._collections (
     mode            text NOT NULL CHECK (mode IN ('strict', 'lenient')),
     allow_extra     boolean NOT NULL DEFAULT false,
     check_old_value boolean NOT NULL DEFAULT false,
+    -- a jsonb column of the table that keeps what typed columns cannot:
+    -- members without a column and the exact JSON of members whose column
+    -- type would re-render them (see README, "Round trips")
+    extra_column    name,
     created_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (stream_id, type),
     UNIQUE (stream_id, name)
@@ -212,8 +216,15 @@ LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog
 AS $$
 DECLARE
-    t text := CASE jsonb_typeof(prop->'type') WHEN 'string' THEN prop->>'type' ELSE NULL END;
+    t text;
 BEGIN
+    -- "type": "x", or a nullable ["x", "null"] (as Zod and TypeBox emit)
+    IF jsonb_typeof(prop->'type') = 'string' THEN
+        t := prop->>'type';
+    ELSIF jsonb_typeof(prop->'type') = 'array' AND jsonb_array_length(prop->'type') = 2
+          AND prop->'type' ? 'null' THEN
+        SELECT x INTO t FROM jsonb_array_elements_text(prop->'type') x WHERE x <> 'null';
+    END IF;
     IF t = 'string' THEN
         RETURN CASE prop->>'format'
                    WHEN 'date-time' THEN 'timestamptz'
@@ -230,6 +241,15 @@ BEGIN
     RETURN 'jsonb';
 END
 $$;
+
+-- Can a property's value be JSON null?  (Then "required" is no NOT NULL.)
+CREATE FUNCTION state._schema_allows_null(prop jsonb) RETURNS boolean
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog
+RETURN CASE jsonb_typeof(prop->'type')
+           WHEN 'string' THEN prop->>'type' = 'null'
+           WHEN 'array' THEN prop->'type' ? 'null'
+           ELSE true END;
 
 -- Collection DDL needs ownership of the table (as ALTER TABLE would).
 CREATE FUNCTION state._check_owner(rel regclass) RETURNS void
@@ -281,7 +301,8 @@ CREATE FUNCTION state.create_collection(
     stream text DEFAULT 'default',
     mode text DEFAULT 'strict',
     allow_extra boolean DEFAULT false,
-    check_old_value boolean DEFAULT false)
+    check_old_value boolean DEFAULT false,
+    extra_column name DEFAULT NULL)
 RETURNS regclass
 LANGUAGE plpgsql
 -- no pinned search_path: new tables go to the caller's current_schema();
@@ -298,6 +319,7 @@ DECLARE
     prop      record;
     coltype   text;
     req       jsonb;
+    extracol  name := create_collection.extra_column;
 BEGIN
     IF name IS NULL OR name = '' THEN
         RAISE EXCEPTION 'collection name must be a non-empty string'
@@ -372,6 +394,18 @@ BEGIN
                                     ELSE format('Its primary key is (%s).', array_to_string(pk_cols, ', ')) END,
                       HINT = 'The event key is the entity id: the table needs a single-column primary key on that member.';
         END IF;
+        IF extracol IS NOT NULL AND NOT EXISTS (
+               SELECT 1 FROM pg_attribute a
+                WHERE a.attrelid = rel AND a.attname = extracol AND a.attnum > 0
+                  AND NOT a.attisdropped AND a.atttypid = 'jsonb'::regtype) THEN
+            RAISE EXCEPTION 'table % has no jsonb column "%"', rel, extracol
+                USING ERRCODE = 'undefined_column',
+                      HINT = 'extra_column => names a jsonb column of the table that keeps members without a column of their own.';
+        END IF;
+        IF extracol = primary_key THEN
+            RAISE EXCEPTION 'the extra column cannot be the primary key'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
     ELSIF schema IS NOT NULL AND jsonb_typeof(schema) = 'object'
           AND jsonb_typeof(schema->'properties') = 'object' THEN
         -- typed, generated: one column per property
@@ -382,6 +416,16 @@ BEGIN
         IF NOT (schema->'properties') ? primary_key THEN
             cols := format('%I text COLLATE "C" PRIMARY KEY', primary_key);
         END IF;
+        -- the extra column: "_extra", or "_extra_N" if a property has the name
+        IF extracol IS NULL THEN
+            extracol := '_extra';
+            WHILE (schema->'properties') ? extracol OR extracol = primary_key LOOP
+                extracol := '_extra_' || (coalesce(substring(extracol FROM '_(\d+)$')::int, 0) + 1);
+            END LOOP;
+        ELSIF (schema->'properties') ? extracol OR extracol = primary_key THEN
+            RAISE EXCEPTION 'extra column "%" collides with a property of the schema', extracol
+                USING ERRCODE = 'duplicate_column';
+        END IF;
         FOR prop IN SELECT p.key, p.value FROM jsonb_each(schema->'properties') p ORDER BY p.key LOOP
             IF cols <> '' THEN cols := cols || ', '; END IF;
             coltype := state._schema_column_type(prop.value);
@@ -391,15 +435,21 @@ BEGIN
                     cols := cols || ' COLLATE "C"';
                 END IF;
                 cols := cols || ' PRIMARY KEY';
-            ELSIF req ? prop.key THEN
+            ELSIF req ? prop.key AND NOT state._schema_allows_null(prop.value) THEN
                 cols := cols || ' NOT NULL';
             END IF;
         END LOOP;
+        cols := cols || format(', %I jsonb', extracol);
         EXECUTE format('CREATE TABLE %I.%I (%s)', current_schema(), name, cols);
         rel := format('%I.%I', current_schema(), name)::regclass;
     ELSE
         -- document collection: any JSON value per key
         ckind := 'document';
+        IF extracol IS NOT NULL THEN
+            RAISE EXCEPTION 'a document collection has no extra column'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Its value column keeps the whole value.';
+        END IF;
         -- keys are opaque ids: byte order (COLLATE "C") is their natural
         -- order, and it makes every key probe a memcmp
         EXECUTE format('CREATE TABLE %I.%I (key text COLLATE "C" PRIMARY KEY, value jsonb NOT NULL)',
@@ -408,9 +458,9 @@ BEGIN
     END IF;
 
     INSERT INTO state._collections (stream_id, name, type, relid, primary_key, schema,
-                                    kind, mode, allow_extra, check_old_value)
+                                    kind, mode, allow_extra, check_old_value, extra_column)
     VALUES (sid, name, ctype, rel, primary_key, schema, ckind, mode,
-            allow_extra, check_old_value);
+            allow_extra, check_old_value, extracol);
     PERFORM state._catalog_changed();
     RETURN rel;
 END
@@ -629,7 +679,8 @@ RETURN CASE WHEN stream ~ '^[a-z0-9_]{1,48}$' THEN 'state_' || stream
 
 CREATE VIEW state.collections AS
 SELECT c.name, c.type, s.name AS stream, c.relid AS table_name, c.primary_key,
-       c.kind, c.mode, c.allow_extra, c.check_old_value, c.schema, c.created_at
+       c.kind, c.mode, c.allow_extra, c.check_old_value, c.extra_column, c.schema,
+       c.created_at
   FROM state._collections c
   JOIN state._streams s ON s.id = c.stream_id;
 

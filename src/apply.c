@@ -804,6 +804,51 @@ check_schema(DsCollState *cs, DsEvent *ev)
 			 errhint("state.json_schema_errors(schema, value) lists every error.")));
 }
 
+/* An object built apart, pushed as a member value. */
+static void
+push_object(JsonbParseState **state, JsonbValue *obj)
+{
+	Jsonb	   *jb = JsonbValueToJsonb(obj);
+	JsonbValue	jv;
+
+	jv.type = jbvBinary;
+	jv.val.binary.data = &jb->root;
+	jv.val.binary.len = VARSIZE(jb) - VARHDRSZ;
+	pushJsonbValue(state, WJB_VALUE, &jv);
+}
+
+/*
+ * The extra column's value: {"exact": {member: [as applied, as the column
+ * reads back]}, "members": {member without a column: value}}.
+ */
+static Jsonb *
+extra_value(JsonbParseState *exact, JsonbParseState *members)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	k;
+	JsonbValue *part;
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	k.type = jbvString;
+	if (exact)
+	{
+		part = pushJsonbValue(&exact, WJB_END_OBJECT, NULL);
+		k.val.string.val = "exact";
+		k.val.string.len = 5;
+		pushJsonbValue(&state, WJB_KEY, &k);
+		push_object(&state, part);
+	}
+	if (members)
+	{
+		part = pushJsonbValue(&members, WJB_END_OBJECT, NULL);
+		k.val.string.val = "members";
+		k.val.string.len = 7;
+		pushJsonbValue(&state, WJB_KEY, &k);
+		push_object(&state, part);
+	}
+	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+}
+
 /* Builds the row an event stores into cs->newslot. */
 static void
 form_row(DsBatch *b, DsCollState *cs, DsEvent *ev, Datum key, bool found)
@@ -847,6 +892,8 @@ form_row(DsBatch *b, DsCollState *cs, DsEvent *ev, Datum key, bool found)
 		JsonbValue	k,
 					v;
 		JsonbIteratorToken tok;
+		JsonbParseState *exact = NULL,
+				   *members = NULL;
 
 		if (ev->value.type != jbvBinary || !JsonContainerIsObject(ev->value.val.binary.data))
 			ereport(ERROR,
@@ -858,6 +905,7 @@ form_row(DsBatch *b, DsCollState *cs, DsEvent *ev, Datum key, bool found)
 			DsColumn   *col;
 			bool		isnull;
 			Datum		d;
+			JsonbValue	canonical;
 
 			if (tok != WJB_KEY)
 				continue;
@@ -866,6 +914,15 @@ form_row(DsBatch *b, DsCollState *cs, DsEvent *ev, Datum key, bool found)
 			col = ds_relinfo_column(ri, k.val.string.val, k.val.string.len);
 			if (col == NULL)
 			{
+				if (ri->extracol)
+				{
+					/* kept as is in the extra column */
+					if (members == NULL)
+						pushJsonbValue(&members, WJB_BEGIN_OBJECT, NULL);
+					pushJsonbValue(&members, WJB_KEY, &k);
+					pushJsonbValue(&members, WJB_VALUE, &v);
+					continue;
+				}
 				if (cs->coll->allow_extra)
 					continue;
 				ereport(ERROR,
@@ -892,6 +949,26 @@ form_row(DsBatch *b, DsCollState *cs, DsEvent *ev, Datum key, bool found)
 			values[col->attnum - 1] = d;
 			nulls[col->attnum - 1] = isnull;
 			cs->provided[col->attnum - 1] = true;
+			if (ri->extracol && !ds_renders_exactly(col, &v, d, isnull, &canonical))
+			{
+				/* keep the JSON as applied, with what the column reads back as */
+				if (exact == NULL)
+					pushJsonbValue(&exact, WJB_BEGIN_OBJECT, NULL);
+				pushJsonbValue(&exact, WJB_KEY, &k);
+				pushJsonbValue(&exact, WJB_BEGIN_ARRAY, NULL);
+				pushJsonbValue(&exact, WJB_ELEM, &v);
+				pushJsonbValue(&exact, WJB_ELEM, &canonical);
+				pushJsonbValue(&exact, WJB_END_ARRAY, NULL);
+			}
+		}
+		if (ri->extracol)
+		{
+			int			att = ri->extracol->attnum - 1;
+
+			cs->provided[att] = true;
+			if (exact || members)
+				values[att] = JsonbPGetDatum(extra_value(exact, members));
+			nulls[att] = (exact == NULL && members == NULL);
 		}
 	}
 
@@ -953,6 +1030,25 @@ typed_old_value_matches(DsCollState *cs, DsEvent *ev)
 		col = ds_relinfo_column(&cs->ri, k.val.string.val, k.val.string.len);
 		if (col == NULL)
 		{
+			JsonbValue	sv;
+
+			if (cs->ri.extracol)
+			{
+				/* a member kept in the extra column: equal as JSON */
+				if (!ds_stored_extra_member(&cs->ri, cs->oldslot, k.val.string.val,
+											k.val.string.len, &sv))
+				{
+					if (v.type != jbvNull)
+						return false;
+				}
+				else if (sv.type == jbvNumeric && v.type == jbvNumeric ?
+						 !DatumGetBool(DirectFunctionCall2(numeric_eq,
+														   NumericGetDatum(sv.val.numeric),
+														   NumericGetDatum(v.val.numeric))) :
+						 !ds_scalar_equals(&sv, &v))
+					return false;
+				continue;
+			}
 			if (cs->coll->allow_extra)
 				continue;
 			return false;

@@ -166,6 +166,12 @@ cache_read(void)
 		c->check_old_value = DatumGetBool(attr(slot, "_collections", "check_old_value"));
 		{
 			bool		isnull;
+			Datum		d = slot_getattr(slot, get_attnum(slot->tts_tableOid, "extra_column"), &isnull);
+
+			c->extra_column = isnull ? NULL : pstrdup(NameStr(*DatumGetName(d)));
+		}
+		{
+			bool		isnull;
 			Datum		d = slot_getattr(slot, get_attnum(slot->tts_tableOid, "schema"), &isnull);
 
 			c->schema = isnull ? NULL : DatumGetJsonbPCopy(d);
@@ -313,6 +319,7 @@ typedef struct DsRelMeta
 	bool		valid;
 	MemoryContext cxt;
 	char	   *pkname;			/* column the entry was built for */
+	char	   *extraname;		/* its extra column, or NULL */
 	DsKind		kind;			/* and the kind of collection */
 	Oid			pkindex;
 	DsRelInfo	info;			/* rel and pkrel unset */
@@ -378,6 +385,7 @@ relmeta_build(DsRelMeta *m, DsCollection *coll, Relation rel, const char *pkname
 
 	memset(ri, 0, sizeof(DsRelInfo));
 	m->pkname = pstrdup(pkname);
+	m->extraname = coll->extra_column ? pstrdup(coll->extra_column) : NULL;
 	m->kind = coll->kind;
 	m->pkindex = pk;
 	ri->natts = desc->natts;
@@ -416,6 +424,17 @@ relmeta_build(DsRelMeta *m, DsCollection *coll, Relation rel, const char *pkname
 		fmgr_info_cxt(outfunc, &col->outfunc, m->cxt);
 		if (!att->attgenerated)
 			ri->defaults[i] = (Expr *) build_column_default(rel, i + 1);
+		/* the extra column is no member of its own */
+		if (coll->extra_column && strcmp(col->name, coll->extra_column) == 0)
+		{
+			if (col->typid != JSONBOID || col->attgenerated)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+						 errmsg("extra column \"%s\" of collection \"%s\" must be a plain jsonb column",
+								col->name, coll->name)));
+			ri->extracol = col;
+			continue;
+		}
 		ri->sorted[ri->nsorted++] = col;
 	}
 	qsort(ri->sorted, ri->nsorted, sizeof(DsColumn *), column_cmp);
@@ -442,6 +461,12 @@ relmeta_build(DsRelMeta *m, DsCollection *coll, Relation rel, const char *pkname
 						RelationGetRelationName(rel), pkname),
 				 errhint("The table was altered after state.create_collection(); restore PRIMARY KEY (%s).",
 						 pkname)));
+	if (coll->extra_column && ri->extracol == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+				 errmsg("table \"%s\" of collection \"%s\" has no extra column \"%s\"",
+						RelationGetRelationName(rel), coll->name, coll->extra_column),
+				 errhint("The table was altered after state.create_collection(); restore the jsonb column.")));
 	if (!RegProcedureIsValid(ri->pk_eqproc))
 		elog(ERROR, "no equality operator for the primary key of \"%s\"",
 			 RelationGetRelationName(rel));
@@ -495,6 +520,8 @@ ds_relinfo_open(DsRelInfo *ri, DsCollection *coll, LOCKMODE lockmode)
 	}
 	/* two collections may share a table: the facts depend on the kind too */
 	if (m->valid && (strcmp(m->pkname, pkname) != 0 || m->kind != coll->kind ||
+					 (m->extraname == NULL) != (coll->extra_column == NULL) ||
+					 (m->extraname && strcmp(m->extraname, coll->extra_column) != 0) ||
 					 RelationGetPrimaryKeyIndex(rel) != m->pkindex))
 		m->valid = false;
 	if (!m->valid)

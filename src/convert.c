@@ -182,30 +182,30 @@ json_to_base_datum(DsColumn *col, JsonbValue *v)
 	return InputFunctionCall(&col->infunc, s, col->ioparam, col->typmod);
 }
 
-/* Pushes one column value as a JSON value. */
-static void
-push_datum(JsonbParseState **state, DsColumn *col, Datum d)
+/*
+ * A column value as a JSON value, rendered by its base type: a string for
+ * text and for types without a JSON counterpart, a number for numeric types
+ * (NaN and infinities as strings), RFC 3339 text for timestamps.  jsonb
+ * objects and arrays come back as jbvBinary.
+ */
+void
+ds_datum_to_jsonbvalue(DsColumn *col, Datum d, JsonbValue *jv)
 {
-	JsonbValue	jv;
 	char		buf[MAXDATELEN + 1];
 
-	switch (col->typid)
+	switch (col->basetypid)
 	{
 		case JSONBOID:
 			{
 				Jsonb	   *jb = DatumGetJsonbP(d);
 
 				if (JB_ROOT_IS_SCALAR(jb))
-				{
-					JsonbExtractScalar(&jb->root, &jv);
-					pushJsonbValue(state, WJB_VALUE, &jv);
-				}
+					JsonbExtractScalar(&jb->root, jv);
 				else
 				{
-					jv.type = jbvBinary;
-					jv.val.binary.data = &jb->root;
-					jv.val.binary.len = VARSIZE(jb) - VARHDRSZ;
-					pushJsonbValue(state, WJB_VALUE, &jv);
+					jv->type = jbvBinary;
+					jv->val.binary.data = &jb->root;
+					jv->val.binary.len = VARSIZE(jb) - VARHDRSZ;
 				}
 				return;
 			}
@@ -214,10 +214,10 @@ push_datum(JsonbParseState **state, DsColumn *col, Datum d)
 				char	   *txt = TextDatumGetCString(d);
 				Jsonb	   *jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(txt)));
 
-				push_datum(state, &(DsColumn)
-						   {
-						   .typid = JSONBOID
-						   }, JsonbPGetDatum(jb));
+				ds_datum_to_jsonbvalue(&(DsColumn)
+									   {
+									   .typid = JSONBOID,.basetypid = JSONBOID
+									   }, JsonbPGetDatum(jb), jv);
 				return;
 			}
 		case TEXTOID:
@@ -226,53 +226,46 @@ push_datum(JsonbParseState **state, DsColumn *col, Datum d)
 			{
 				text	   *t = DatumGetTextPP(d);
 
-				jv.type = jbvString;
-				jv.val.string.val = VARDATA_ANY(t);
-				jv.val.string.len = VARSIZE_ANY_EXHDR(t);
-				break;
+				jv->type = jbvString;
+				jv->val.string.val = VARDATA_ANY(t);
+				jv->val.string.len = VARSIZE_ANY_EXHDR(t);
+				return;
 			}
 		case BOOLOID:
-			jv.type = jbvBool;
-			jv.val.boolean = DatumGetBool(d);
-			break;
+			jv->type = jbvBool;
+			jv->val.boolean = DatumGetBool(d);
+			return;
 		case INT2OID:
-			jv.type = jbvNumeric;
-			jv.val.numeric = int64_to_numeric(DatumGetInt16(d));
-			break;
+			jv->type = jbvNumeric;
+			jv->val.numeric = int64_to_numeric(DatumGetInt16(d));
+			return;
 		case INT4OID:
-			jv.type = jbvNumeric;
-			jv.val.numeric = int64_to_numeric(DatumGetInt32(d));
-			break;
+			jv->type = jbvNumeric;
+			jv->val.numeric = int64_to_numeric(DatumGetInt32(d));
+			return;
 		case INT8OID:
-			jv.type = jbvNumeric;
-			jv.val.numeric = int64_to_numeric(DatumGetInt64(d));
-			break;
+			jv->type = jbvNumeric;
+			jv->val.numeric = int64_to_numeric(DatumGetInt64(d));
+			return;
 		case NUMERICOID:
 		case FLOAT4OID:
 		case FLOAT8OID:
 			{
 				Numeric		n;
 
-				if (col->typid == NUMERICOID)
+				if (col->basetypid == NUMERICOID)
 					n = DatumGetNumeric(d);
-				else if (col->typid == FLOAT4OID)
+				else if (col->basetypid == FLOAT4OID)
 					n = DatumGetNumeric(DirectFunctionCall1(float4_numeric, d));
 				else
 					n = DatumGetNumeric(DirectFunctionCall1(float8_numeric, d));
-				if (numeric_is_nan(n) || numeric_is_inf(n))
+				if (!numeric_is_nan(n) && !numeric_is_inf(n))
 				{
-					/* JSON has no NaN or Infinity: keep the text */
-					char	   *s = OutputFunctionCall(&col->outfunc, d);
-
-					jv.type = jbvString;
-					jv.val.string.val = s;
-					jv.val.string.len = strlen(s);
+					jv->type = jbvNumeric;
+					jv->val.numeric = n;
+					return;
 				}
-				else
-				{
-					jv.type = jbvNumeric;
-					jv.val.numeric = n;
-				}
+				/* JSON has no NaN or Infinity: keep the text */
 				break;
 			}
 		case DATEOID:
@@ -281,50 +274,219 @@ push_datum(JsonbParseState **state, DsColumn *col, Datum d)
 		case TIMESTAMPOID:
 		case TIMESTAMPTZOID:
 			{
-				char	   *s = pstrdup(JsonEncodeDateTime(buf, d, col->typid, NULL));
+				char	   *s = pstrdup(JsonEncodeDateTime(buf, d, col->basetypid, NULL));
 
-				jv.type = jbvString;
-				jv.val.string.val = s;
-				jv.val.string.len = strlen(s);
-				break;
+				jv->type = jbvString;
+				jv->val.string.val = s;
+				jv->val.string.len = strlen(s);
+				return;
 			}
 		default:
-			{
-				char	   *s = OutputFunctionCall(&col->outfunc, d);
-
-				jv.type = jbvString;
-				jv.val.string.val = s;
-				jv.val.string.len = strlen(s);
-				break;
-			}
+			break;
 	}
-	pushJsonbValue(state, WJB_VALUE, &jv);
+	{
+		char	   *s = OutputFunctionCall(&col->outfunc, d);
+
+		jv->type = jbvString;
+		jv->val.string.val = s;
+		jv->val.string.len = strlen(s);
+	}
+}
+
+/* Are two JSON values the same, text for text (1.0 is not 1)? */
+bool
+ds_scalar_equals(JsonbValue *a, JsonbValue *b)
+{
+	if (a->type != b->type)
+		return false;
+	switch (a->type)
+	{
+		case jbvNull:
+			return true;
+		case jbvBool:
+			return a->val.boolean == b->val.boolean;
+		case jbvString:
+			return a->val.string.len == b->val.string.len &&
+				memcmp(a->val.string.val, b->val.string.val, a->val.string.len) == 0;
+		case jbvNumeric:
+			return strcmp(DatumGetCString(DirectFunctionCall1(numeric_out,
+															  NumericGetDatum(a->val.numeric))),
+						  DatumGetCString(DirectFunctionCall1(numeric_out,
+															  NumericGetDatum(b->val.numeric)))) == 0;
+		case jbvBinary:
+			return compareJsonbContainers(a->val.binary.data, b->val.binary.data) == 0;
+		default:
+			return false;
+	}
 }
 
 /*
- * A typed row as a JSON object: one member per non-null column.  (SQL NULL
- * and an absent member are the same thing in a typed table.)
+ * Does the column value d (converted from member value v) read back as
+ * exactly v?  If not, *canonical is what it reads back as (JSON null for
+ * SQL NULL: an absent member).  Text, booleans, JSON and unconstrained
+ * numerics always do; integers do unless v had a fraction part (1.0);
+ * timestamps, uuids and the like do when v was in their output format.
+ */
+bool
+ds_renders_exactly(DsColumn *col, JsonbValue *v, Datum d, bool isnull,
+				   JsonbValue *canonical)
+{
+	if (isnull)
+	{
+		canonical->type = jbvNull;
+		return false;			/* an explicit null reads back as absent */
+	}
+	switch (col->basetypid)
+	{
+		case TEXTOID:
+		case BOOLOID:
+		case JSONBOID:
+		case JSONOID:
+			return true;
+		case NUMERICOID:
+			if (col->typmod < 0)
+				return true;
+			break;
+		default:
+			break;
+	}
+	ds_datum_to_jsonbvalue(col, d, canonical);
+	return ds_scalar_equals(v, canonical);
+}
+
+/* Pushes one column value as a JSON value. */
+static void
+push_datum(JsonbParseState **state, DsColumn *col, Datum d)
+{
+	JsonbValue	jv;
+
+	ds_datum_to_jsonbvalue(col, d, &jv);
+	pushJsonbValue(state, WJB_VALUE, &jv);
+}
+
+static void
+push_key(JsonbParseState **state, const char *name, int len)
+{
+	JsonbValue	k;
+
+	k.type = jbvString;
+	k.val.string.val = (char *) name;
+	k.val.string.len = len;
+	pushJsonbValue(state, WJB_KEY, &k);
+}
+
+/* Member name of an object container, as a JsonbValue (or false). */
+static bool
+container_member(JsonbContainer *c, const char *name, int len, JsonbValue *out)
+{
+	return c != NULL && getKeyJsonValueFromContainer(c, name, len, out) != NULL;
+}
+
+/* The "exact" and "members" objects of a row's extra column. */
+static void
+extra_parts(DsRelInfo *ri, TupleTableSlot *slot, JsonbContainer **exact,
+			JsonbContainer **members)
+{
+	JsonbValue	jv;
+	Jsonb	   *extra;
+
+	*exact = *members = NULL;
+	if (ri->extracol == NULL || slot->tts_isnull[ri->extracol->attnum - 1])
+		return;
+	extra = DatumGetJsonbP(slot->tts_values[ri->extracol->attnum - 1]);
+	if (!JB_ROOT_IS_OBJECT(extra))
+		return;
+	if (container_member(&extra->root, "exact", 5, &jv) && jv.type == jbvBinary &&
+		JsonContainerIsObject(jv.val.binary.data))
+		*exact = jv.val.binary.data;
+	if (container_member(&extra->root, "members", 7, &jv) && jv.type == jbvBinary &&
+		JsonContainerIsObject(jv.val.binary.data))
+		*members = jv.val.binary.data;
+}
+
+/*
+ * A stored member without a column of its own (in the extra column's
+ * "members"); false if there is none.
+ */
+bool
+ds_stored_extra_member(DsRelInfo *ri, TupleTableSlot *slot, const char *name,
+					   int len, JsonbValue *out)
+{
+	JsonbContainer *exact,
+			   *members;
+
+	slot_getallattrs(slot);
+	extra_parts(ri, slot, &exact, &members);
+	return container_member(members, name, len, out);
+}
+
+/*
+ * A typed row as a JSON object: one member per non-null column, plus what
+ * the extra column keeps: members without a column, and the exact JSON of
+ * members a column would re-render ("2024-01-01T00:00:00Z" in a timestamptz
+ * column, 1.0 in a bigint, an explicit null) as long as the column still
+ * holds what was applied (an UPDATE behind the collection's back wins).
  */
 Jsonb *
 ds_row_to_jsonb(DsRelInfo *ri, TupleTableSlot *slot)
 {
 	JsonbParseState *state = NULL;
 	JsonbValue *res;
+	JsonbContainer *exact,
+			   *members;
 
 	slot_getallattrs(slot);
+	extra_parts(ri, slot, &exact, &members);
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
 	for (int i = 0; i < ri->nsorted; i++)
 	{
 		DsColumn   *col = ri->sorted[i];
-		JsonbValue	k;
+		bool		isnull = slot->tts_isnull[col->attnum - 1];
+		Datum		d = slot->tts_values[col->attnum - 1];
+		JsonbValue	pair;
 
-		if (slot->tts_isnull[col->attnum - 1])
+		if (container_member(exact, col->name, col->name_len, &pair) &&
+			pair.type == jbvBinary && JsonContainerIsArray(pair.val.binary.data) &&
+			JsonContainerSize(pair.val.binary.data) == 2)
+		{
+			JsonbValue *orig = getIthJsonbValueFromContainer(pair.val.binary.data, 0);
+			JsonbValue *canon = getIthJsonbValueFromContainer(pair.val.binary.data, 1);
+			JsonbValue	cur;
+
+			if (isnull)
+				cur.type = jbvNull;
+			else
+				ds_datum_to_jsonbvalue(col, d, &cur);
+			if (ds_scalar_equals(&cur, canon))
+			{
+				push_key(&state, col->name, col->name_len);
+				pushJsonbValue(&state, WJB_VALUE, orig);
+				continue;
+			}
+		}
+		if (isnull)
 			continue;
-		k.type = jbvString;
-		k.val.string.val = (char *) col->name;
-		k.val.string.len = col->name_len;
-		pushJsonbValue(&state, WJB_KEY, &k);
-		push_datum(&state, col, slot->tts_values[col->attnum - 1]);
+		push_key(&state, col->name, col->name_len);
+		push_datum(&state, col, d);
+	}
+	if (members)
+	{
+		JsonbIterator *it = JsonbIteratorInit(members);
+		JsonbValue	k,
+					v;
+		JsonbIteratorToken tok;
+
+		while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+		{
+			if (tok != WJB_KEY)
+				continue;
+			tok = JsonbIteratorNext(&it, &v, true);
+			/* a column added since wins over a member kept before */
+			if (ds_relinfo_column(ri, k.val.string.val, k.val.string.len))
+				continue;
+			pushJsonbValue(&state, WJB_KEY, &k);
+			pushJsonbValue(&state, WJB_VALUE, &v);
+		}
 	}
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	return JsonbValueToJsonb(res);

@@ -109,6 +109,7 @@ typedef struct DsCollection
 	bool		strict;
 	bool		allow_extra;
 	bool		check_old_value;
+	char	   *extra_column;	/* jsonb column for extras and exact JSON, or NULL */
 	Jsonb	   *schema;			/* its JSON Schema, or NULL */
 } DsCollection;
 
@@ -178,6 +179,7 @@ typedef struct DsRelInfo
 	int			nsorted;
 	DsColumn   *pkcol;
 	DsColumn   *valuecol;		/* document collections: the value column */
+	DsColumn   *extracol;		/* the extra column (not in sorted), or NULL */
 	RegProcedure pk_eqproc;
 	Oid			pk_collation;
 	Expr	  **defaults;		/* column default expressions, by attnum - 1 */
@@ -195,6 +197,12 @@ extern void ds_check_table_access(DsCollection *coll, Relation rel, AclMode mode
 
 extern Datum ds_json_to_datum(DsColumn *col, JsonbValue *v, bool *isnull);
 extern Jsonb *ds_row_to_jsonb(DsRelInfo *ri, TupleTableSlot *slot);
+extern void ds_datum_to_jsonbvalue(DsColumn *col, Datum d, JsonbValue *jv);
+extern bool ds_renders_exactly(DsColumn *col, JsonbValue *v, Datum d, bool isnull,
+							   JsonbValue *canonical);
+extern bool ds_scalar_equals(JsonbValue *a, JsonbValue *b);
+extern bool ds_stored_extra_member(DsRelInfo *ri, TupleTableSlot *slot,
+								   const char *name, int len, JsonbValue *out);
 extern Jsonb *ds_slot_value(DsRelInfo *ri, DsCollection *coll, TupleTableSlot *slot);
 extern char *ds_jsonb_value_text(JsonbValue *v, int *len);
 extern bool ds_jsonb_value_equals(JsonbValue *a, Jsonb *b);

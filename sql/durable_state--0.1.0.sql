@@ -33,6 +33,9 @@ CREATE TABLE state._collections (
     mode            text NOT NULL CHECK (mode IN ('strict', 'lenient')),
     allow_extra     boolean NOT NULL DEFAULT false,
     check_old_value boolean NOT NULL DEFAULT false,
+    -- "format" is an assertion (date-time, date, time, uuid, email), not
+    -- only an annotation, when checking values against the schema
+    assert_formats  boolean NOT NULL DEFAULT false,
     -- a jsonb column of the table that keeps what typed columns cannot:
     -- members without a column and the exact JSON of members whose column
     -- type would re-render them (see README, "Round trips")
@@ -302,7 +305,8 @@ CREATE FUNCTION state.create_collection(
     mode text DEFAULT 'strict',
     allow_extra boolean DEFAULT false,
     check_old_value boolean DEFAULT false,
-    extra_column name DEFAULT NULL)
+    extra_column name DEFAULT NULL,
+    assert_formats boolean DEFAULT false)
 RETURNS regclass
 LANGUAGE plpgsql
 -- no pinned search_path: new tables go to the caller's current_schema();
@@ -458,9 +462,10 @@ BEGIN
     END IF;
 
     INSERT INTO state._collections (stream_id, name, type, relid, primary_key, schema,
-                                    kind, mode, allow_extra, check_old_value, extra_column)
+                                    kind, mode, allow_extra, check_old_value, extra_column,
+                                    assert_formats)
     VALUES (sid, name, ctype, rel, primary_key, schema, ckind, mode,
-            allow_extra, check_old_value, extracol);
+            allow_extra, check_old_value, extracol, coalesce(assert_formats, false));
     PERFORM state._catalog_changed();
     RETURN rel;
 END
@@ -470,7 +475,8 @@ CREATE FUNCTION state.alter_collection(name text, stream text DEFAULT 'default',
                                        mode text DEFAULT NULL,
                                        allow_extra boolean DEFAULT NULL,
                                        check_old_value boolean DEFAULT NULL,
-                                       schema jsonb DEFAULT NULL)
+                                       schema jsonb DEFAULT NULL,
+                                       assert_formats boolean DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog
@@ -480,8 +486,13 @@ DECLARE
     ctype text;
     bad record;
     err record;
+    old_schema jsonb;
+    old_assert boolean;
+    new_schema jsonb;
+    new_assert boolean;
 BEGIN
-    SELECT c.relid, c.type INTO rel, ctype
+    SELECT c.relid, c.type, c.schema, c.assert_formats
+      INTO rel, ctype, old_schema, old_assert
       FROM state._collections c JOIN state._streams s ON s.id = c.stream_id
      WHERE s.name = alter_collection.stream AND c.name = alter_collection.name
        FOR UPDATE OF c;
@@ -493,18 +504,23 @@ BEGIN
     IF mode IS NOT NULL THEN
         PERFORM state._check_mode(mode);
     END IF;
-    IF schema IS NOT NULL THEN
-        PERFORM state._check_schema(schema);
-        -- every stored entity must satisfy the new schema (the table is
+    new_schema := coalesce(alter_collection.schema, old_schema);
+    new_assert := coalesce(alter_collection.assert_formats, old_assert);
+    IF alter_collection.schema IS NOT NULL THEN
+        PERFORM state._check_schema(alter_collection.schema);
+    END IF;
+    IF new_schema IS NOT NULL
+       AND (alter_collection.schema IS NOT NULL OR (new_assert AND NOT old_assert)) THEN
+        -- every stored entity must satisfy the new rules (the table is
         -- locked against writers meanwhile)
         EXECUTE format('LOCK TABLE %s IN SHARE MODE', rel);
         SELECT g.key, g.value INTO bad
           FROM state.get_type(ctype, stream) g
-         WHERE NOT state.json_schema_validate(schema, g.value)
+         WHERE NOT state.json_schema_validate(new_schema, g.value, new_assert)
          LIMIT 1;
         IF FOUND THEN
             SELECT e.path, e.keyword, e.message INTO err
-              FROM state.json_schema_errors(schema, bad.value) e LIMIT 1;
+              FROM state.json_schema_errors(new_schema, bad.value, new_assert) e LIMIT 1;
             RAISE EXCEPTION 'entity "%" of collection "%" violates the new schema at % (keyword "%"): %',
                             bad.key, name,
                             CASE WHEN err.path = '' THEN 'the top level' ELSE '"' || err.path || '"' END,
@@ -517,7 +533,8 @@ BEGIN
        SET mode = coalesce(alter_collection.mode, c.mode),
            allow_extra = coalesce(alter_collection.allow_extra, c.allow_extra),
            check_old_value = coalesce(alter_collection.check_old_value, c.check_old_value),
-           schema = coalesce(alter_collection.schema, c.schema)
+           schema = new_schema,
+           assert_formats = new_assert
       FROM state._streams s
      WHERE s.id = c.stream_id AND s.name = alter_collection.stream
        AND c.name = alter_collection.name;
@@ -679,8 +696,8 @@ RETURN CASE WHEN stream ~ '^[a-z0-9_]{1,48}$' THEN 'state_' || stream
 
 CREATE VIEW state.collections AS
 SELECT c.name, c.type, s.name AS stream, c.relid AS table_name, c.primary_key,
-       c.kind, c.mode, c.allow_extra, c.check_old_value, c.extra_column, c.schema,
-       c.created_at
+       c.kind, c.mode, c.allow_extra, c.check_old_value, c.assert_formats,
+       c.extra_column, c.schema, c.created_at
   FROM state._collections c
   JOIN state._streams s ON s.id = c.stream_id;
 

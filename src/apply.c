@@ -189,7 +189,6 @@ open_collections(DsBatch *b)
 	List	   *rtable = NIL;
 	Index		rti = 0;
 	RangeTblEntry *rte;
-	int			nschemas = 0;
 
 	b->estate = estate;
 	estate->es_output_cid = GetCurrentCommandId(true);
@@ -280,14 +279,9 @@ open_collections(DsBatch *b)
 		cs->scan = index_beginscan(cs->rel, cs->pkrel, &cs->dirty, 1, 0);
 		cs->opened = true;
 
-		/*
-		 * The backend's schema cache holds 64 compiled schemas; a batch
-		 * keeps pointers into it, so past a few collections it compiles
-		 * its own copies rather than risk evicting one in use.
-		 */
+		/* held until the transaction ends: nested batches cannot evict it */
 		if (cs->coll->schema)
-			cs->schema = ++nschemas <= 16 ? ds_schema_get(cs->coll->schema)
-				: ds_schema_compile(cs->coll->schema, CurrentMemoryContext);
+			cs->schema = ds_schema_get_pinned(cs->coll->schema, CurrentMemoryContext);
 	}
 
 	EvalPlanQualInit(&b->epq, estate, NULL, NIL, -1);
@@ -786,9 +780,9 @@ check_schema(DsCollState *cs, DsEvent *ev)
 		}
 	}
 
-	if (ds_schema_validate(cs->schema, &checked, false, NULL))
+	if (ds_schema_validate(cs->schema, &checked, cs->coll->assert_formats, NULL))
 		return;
-	ds_schema_validate(cs->schema, &checked, false, &errors);
+	ds_schema_validate(cs->schema, &checked, cs->coll->assert_formats, &errors);
 	if (errors == NIL)
 		elog(ERROR, "schema validation failed without an error");
 	e = linitial(errors);

@@ -164,6 +164,7 @@ cache_read(void)
 		c->strict = strcmp(text_attr(slot, "_collections", "mode"), "strict") == 0;
 		c->allow_extra = DatumGetBool(attr(slot, "_collections", "allow_extra"));
 		c->check_old_value = DatumGetBool(attr(slot, "_collections", "check_old_value"));
+		c->assert_formats = DatumGetBool(attr(slot, "_collections", "assert_formats"));
 		{
 			bool		isnull;
 			Datum		d = slot_getattr(slot, get_attnum(slot->tts_tableOid, "extra_column"), &isnull);

@@ -109,6 +109,7 @@ typedef struct DsCollection
 	bool		strict;
 	bool		allow_extra;
 	bool		check_old_value;
+	bool		assert_formats; /* "format" asserts date-time, uuid, email... */
 	char	   *extra_column;	/* jsonb column for extras and exact JSON, or NULL */
 	Jsonb	   *schema;			/* its JSON Schema, or NULL */
 } DsCollection;

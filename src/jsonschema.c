@@ -19,6 +19,8 @@
  */
 #include "postgres.h"
 
+#include "storage/proc.h"
+
 #include "catalog/pg_collation.h"
 #include "common/hashfn.h"
 #include "lib/stringinfo.h"
@@ -3622,6 +3624,7 @@ typedef struct JsCacheEntry
 	Jsonb	   *key;			/* copy of the schema bytes */
 	JsonSchema *schema;
 	uint64		last_used;
+	LocalTransactionId pinned;	/* in use by a batch of this transaction */
 } JsCacheEntry;
 
 static MemoryContext cache_cxt = NULL;
@@ -3630,9 +3633,17 @@ static int	cache_n = 0;
 static uint64 cache_clock = 0;
 static int	cache_last = -1;	/* entry returned last */
 
+/*
+ * Entries pinned by the running transaction may be in use by a batch up
+ * the stack (a trigger can register a document): their memory goes with
+ * the transaction instead.
+ */
 void
 ds_schema_cache_reset(void)
 {
+	for (int i = 0; i < cache_n; i++)
+		if (cache[i].pinned == MyProc->lxid)
+			MemoryContextSetParent(cache[i].schema->cxt, TopTransactionContext);
 	if (cache_cxt)
 		MemoryContextDelete(cache_cxt);
 	cache_cxt = NULL;
@@ -3640,8 +3651,8 @@ ds_schema_cache_reset(void)
 	cache_last = -1;
 }
 
-JsonSchema *
-ds_schema_get(Jsonb *schema)
+static JsonSchema *
+cache_lookup(Jsonb *schema, bool pin, MemoryContext private_cxt)
 {
 	uint32		size = VARSIZE(schema);
 
@@ -3656,38 +3667,38 @@ ds_schema_get(Jsonb *schema)
 		VARSIZE(cache[cache_last].key) == size &&
 		memcmp(cache[cache_last].key, schema, size) == 0)
 	{
-		cache[cache_last].last_used = ++cache_clock;
-		return cache[cache_last].schema;
+		i = cache_last;
+		goto hit;
 	}
 	hash = hash_bytes((const unsigned char *) schema, size);
 	for (i = 0; i < cache_n; i++)
 		if (cache[i].hash == hash && VARSIZE(cache[i].key) == size &&
 			memcmp(cache[i].key, schema, size) == 0)
-		{
-			cache[i].last_used = ++cache_clock;
-			cache_last = i;
-			return cache[i].schema;
-		}
+			goto hit;
 
 	/*
 	 * Compile under the caller's context first, so that an invalid schema
 	 * leaves nothing behind; adopt it into the cache once it succeeded.
 	 */
-	s = ds_schema_compile(schema, CurrentMemoryContext);
-	if (cache_cxt == NULL)
-		cache_cxt = AllocSetContextCreate(CacheMemoryContext, "ds jsonschema cache",
-										  ALLOCSET_SMALL_SIZES);
+	s = ds_schema_compile(schema, pin ? private_cxt : CurrentMemoryContext);
 	if (cache_n < DS_SCHEMA_CACHE_SIZE)
 		victim = cache_n++;
 	else
 	{
-		victim = 0;
-		for (i = 1; i < cache_n; i++)
-			if (cache[i].last_used < cache[victim].last_used)
+		/* the least recently used entry that no batch of ours holds */
+		victim = -1;
+		for (i = 0; i < cache_n; i++)
+			if (cache[i].pinned != MyProc->lxid &&
+				(victim < 0 || cache[i].last_used < cache[victim].last_used))
 				victim = i;
+		if (victim < 0)
+			return s;			/* all in use: the caller keeps a private copy */
 		/* the key copy lives in the schema's context */
 		MemoryContextDelete(cache[victim].schema->cxt);
 	}
+	if (cache_cxt == NULL)
+		cache_cxt = AllocSetContextCreate(CacheMemoryContext, "ds jsonschema cache",
+										  ALLOCSET_SMALL_SIZES);
 	MemoryContextSetParent(s->cxt, cache_cxt);
 	old = MemoryContextSwitchTo(s->cxt);
 	cache[victim].key = palloc(size);
@@ -3695,7 +3706,31 @@ ds_schema_get(Jsonb *schema)
 	MemoryContextSwitchTo(old);
 	cache[victim].hash = hash;
 	cache[victim].schema = s;
-	cache[victim].last_used = ++cache_clock;
-	cache_last = victim;
-	return s;
+	cache[victim].pinned = InvalidLocalTransactionId;
+	i = victim;
+
+hit:
+	cache[i].last_used = ++cache_clock;
+	if (pin)
+		cache[i].pinned = MyProc->lxid;
+	cache_last = i;
+	return cache[i].schema;
+}
+
+/* Compiled schema, valid for the current call. */
+JsonSchema *
+ds_schema_get(Jsonb *schema)
+{
+	return cache_lookup(schema, false, NULL);
+}
+
+/*
+ * Compiled schema, valid until the end of the transaction: the cache does
+ * not evict it meanwhile (if every entry is so held, the schema is compiled
+ * into private_cxt instead).
+ */
+JsonSchema *
+ds_schema_get_pinned(Jsonb *schema, MemoryContext private_cxt)
+{
+	return cache_lookup(schema, true, private_cxt);
 }

@@ -36,6 +36,7 @@ extern void ds_schema_free(JsonSchema *s);
 
 /* Compiled schema from the per-backend cache (compiling on a miss). */
 extern JsonSchema *ds_schema_get(Jsonb *schema);
+extern JsonSchema *ds_schema_get_pinned(Jsonb *schema, MemoryContext private_cxt);
 extern void ds_schema_cache_reset(void);
 
 /*

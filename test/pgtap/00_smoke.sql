@@ -31,7 +31,7 @@ SELECT has_function('state', 'get',               ARRAY['text', 'text', 'text'])
 SELECT has_function('state', 'get_many',          ARRAY['text', 'text[]', 'text']);
 SELECT has_function('state', 'get_type',          ARRAY['text', 'text']);
 SELECT has_function('state', 'create_collection',
-                    ARRAY['text', 'text', 'text', 'jsonb', 'regclass', 'text', 'text', 'boolean', 'boolean', 'name']);
+                    ARRAY['text', 'text', 'text', 'jsonb', 'regclass', 'text', 'text', 'boolean', 'boolean', 'name', 'boolean']);
 SELECT has_function('state', 'drop_collection',   ARRAY['text', 'text', 'boolean']);
 SELECT has_function('state', 'changes',           ARRAY['text', 'text', 'integer']);
 SELECT has_function('state', 'snapshot',          ARRAY['text']);
@@ -45,7 +45,7 @@ SELECT function_returns('state', 'get',        ARRAY['text', 'text', 'text'], 'j
 SELECT function_returns('state', 'get_many',   ARRAY['text', 'text[]', 'text'], 'jsonb');
 SELECT function_returns('state', 'get_type',   ARRAY['text', 'text'], 'setof record');
 SELECT function_returns('state', 'create_collection',
-                        ARRAY['text', 'text', 'text', 'jsonb', 'regclass', 'text', 'text', 'boolean', 'boolean', 'name'],
+                        ARRAY['text', 'text', 'text', 'jsonb', 'regclass', 'text', 'text', 'boolean', 'boolean', 'name', 'boolean'],
                         'regclass');
 SELECT function_returns('state', 'drop_collection', ARRAY['text', 'text', 'boolean'], 'void');
 SELECT function_returns('state', 'changes',    ARRAY['text', 'text', 'integer'], 'setof record');

@@ -82,3 +82,67 @@ SELECT state.drop_collection('sc_notes', 'sc2', drop_table => true);
 SELECT state.create_collection('sc_empty', 'empty', stream => 'sc2');
 SELECT t.expect_error_verbose($$SELECT state.alter_collection('sc_empty', 'sc2', schema => '{"minimum": "x"}')$$);
 SELECT state.drop_collection('sc_empty', 'sc2', drop_table => true);
+
+-- assert_formats: a collection can ask for "format" to be an assertion
+SELECT state.create_collection('sc_contacts', 'contact', stream => 'sc3', schema => $${
+    "type": "object", "properties": {"email": {"type": "string", "format": "email"},
+                                     "ref": {"type": "string", "format": "uuid"}}}$$);
+-- as an annotation, anything goes
+SELECT applied FROM state.apply(t.ev('contact', 'c1', 'insert', '{"email": "not an email"}'), 'sc3');
+SELECT t.expect_error_verbose($$SELECT state.alter_collection('sc_contacts', 'sc3', assert_formats => true)$$);
+SELECT assert_formats FROM state.collections WHERE name = 'sc_contacts';
+SELECT applied FROM state.apply(t.ev('contact', 'c1', 'delete'), 'sc3');
+SELECT state.alter_collection('sc_contacts', 'sc3', assert_formats => true);
+SELECT assert_formats FROM state.collections WHERE name = 'sc_contacts';
+SELECT t.expect_error($$SELECT * FROM state.apply(jsonb_build_array(
+    t.ev('contact', 'c2', 'insert', '{"email": "a@example.com"}'),
+    t.ev('contact', 'c3', 'insert', '{"email": "a@example.com", "ref": "12345"}')), 'sc3')$$);
+SELECT count(*) AS no_rows FROM sc_contacts;
+SELECT applied FROM state.apply(t.ev('contact', 'c2', 'insert', '{"email": "a@example.com", "ref": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"}'), 'sc3');
+SELECT state.create_collection('sc_strict_fmt', 'fmt', stream => 'sc3', assert_formats => true,
+                               schema => '{"type": "string", "format": "date-time"}');
+SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('fmt', 'f1', 'insert', '"yesterday"'), 'sc3')$$);
+SELECT applied FROM state.apply(t.ev('fmt', 'f1', 'insert', '"2024-02-29T10:00:00Z"'), 'sc3');
+
+-- a batch holds its compiled schemas while nested batches (here: a trigger
+-- applying to 70 collections with different schemas, more than the
+-- backend's cache of 64) compile others; its later events are still checked
+SELECT state.create_collection('sc_outer', 'outer', stream => 'sc_outer',
+                               schema => '{"type": "object", "properties": {"n": {"type": "integer", "maximum": 10}}}');
+SELECT state.create_collection('sc_many_' || g, 'many' || g, stream => 'sc_many',
+                               schema => jsonb_build_object('type', 'object', 'properties',
+                                   jsonb_build_object('n', jsonb_build_object('type', 'integer', 'maximum', 100 + g))))
+  FROM generate_series(1, 70) g \g /dev/null
+CREATE FUNCTION sc_fan_out() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM * FROM state.apply((SELECT jsonb_agg(t.ev('many' || g, NEW.id || '-' || g, 'upsert',
+                                                      jsonb_build_object('n', NEW.n)))
+                                  FROM generate_series(1, 70) g), 'sc_many');
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER sc_fan_out AFTER INSERT ON sc_outer FOR EACH ROW EXECUTE FUNCTION sc_fan_out();
+SELECT applied FROM state.apply(jsonb_build_array(t.ev('outer', 'o1', 'insert', '{"n": 1}'),
+                                                  t.ev('outer', 'o2', 'insert', '{"n": 2}')), 'sc_outer');
+SELECT count(*) AS fanned_out FROM state.log_events WHERE stream = 'sc_many';
+-- AFTER triggers run at the end of the batch: force row-by-row nesting
+-- instead with a BEFORE trigger, and a bad event after the nested batches
+CREATE OR REPLACE FUNCTION sc_fan_out_before() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM sc_fan_out_body(NEW.id, NEW.n);
+    RETURN NEW;
+END
+$$;
+CREATE FUNCTION sc_fan_out_body(id text, n bigint) RETURNS void LANGUAGE sql AS $$
+    SELECT count(*) FROM state.apply((SELECT jsonb_agg(t.ev('many' || g, id || '-' || g, 'upsert',
+                                                          jsonb_build_object('n', n)))
+                                        FROM generate_series(1, 70) g), 'sc_many')
+$$;
+DROP TRIGGER sc_fan_out ON sc_outer;
+CREATE TRIGGER sc_fan_out BEFORE INSERT ON sc_outer FOR EACH ROW EXECUTE FUNCTION sc_fan_out_before();
+SELECT t.expect_error($$SELECT * FROM state.apply(jsonb_build_array(t.ev('outer', 'o3', 'insert', '{"n": 3}'),
+                                                  t.ev('outer', 'o4', 'insert', '{"n": 4}'),
+                                                  t.ev('outer', 'o5', 'insert', '{"n": 11}')), 'sc_outer')$$);
+SELECT applied FROM state.apply(jsonb_build_array(t.ev('outer', 'o3', 'insert', '{"n": 3}'),
+                                                  t.ev('outer', 'o4', 'insert', '{"n": 10}')), 'sc_outer');
+SELECT count(*) AS outer_rows FROM sc_outer;

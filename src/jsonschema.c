@@ -418,11 +418,19 @@ member(JsonbValue *obj, const char *key)
 }
 
 /* jsonb's key order: shorter first, then bytewise */
-static int
+static inline int
 key_cmp(const char *a, int alen, const char *b, int blen)
 {
 	if (alen != blen)
 		return alen < blen ? -1 : 1;
+	/* member names are short: a byte loop beats a call to memcmp */
+	if (alen <= 16)
+	{
+		for (int i = 0; i < alen; i++)
+			if (a[i] != b[i])
+				return (unsigned char) a[i] < (unsigned char) b[i] ? -1 : 1;
+		return 0;
+	}
 	return memcmp(a, b, alen);
 }
 
@@ -452,7 +460,13 @@ num_sign(Numeric n)
 static bool
 num_is_integral(Numeric n)
 {
-	Numeric		f = DatumGetNumeric(DirectFunctionCall1(numeric_floor,
+	Numeric		f;
+
+	/* no digits after the point (the usual case): no arithmetic needed */
+	if (!numeric_is_nan(n) && !numeric_is_inf(n) &&
+		DatumGetInt32(DirectFunctionCall1(numeric_scale, NumericGetDatum(n))) == 0)
+		return true;
+	f = DatumGetNumeric(DirectFunctionCall1(numeric_floor,
 														NumericGetDatum(n)));
 
 	return num_cmp(n, f) == 0;
@@ -2914,27 +2928,6 @@ check_format(const char *format, const char *s, int len)
 	return true;				/* unknown formats are annotations */
 }
 
-static JsProp *
-find_prop(JsProp *props, int n, const char *key, int keylen)
-{
-	int			lo = 0,
-				hi = n - 1;
-
-	while (lo <= hi)
-	{
-		int			mid = (lo + hi) / 2;
-		int			c = key_cmp(key, keylen, props[mid].key, props[mid].keylen);
-
-		if (c == 0)
-			return &props[mid];
-		if (c < 0)
-			hi = mid - 1;
-		else
-			lo = mid + 1;
-	}
-	return NULL;
-}
-
 static bool
 has_member(JsonbValue *obj, const char *key, int keylen)
 {
@@ -3349,13 +3342,21 @@ eval_kw(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind, JsAnn *ann)
 
 				if (kind != JT_OBJECT)
 					return true;
+				/* members and properties are both in jsonb key order: merge */
+				j = 0;
 				for (i = 0; i < inst->val.object.nPairs; i++)
 				{
 					JsonbPair  *pair = &inst->val.object.pairs[i];
-					JsProp	   *p = find_prop(k->u.props.props, k->u.props.n,
-											  pair->key.val.string.val,
-											  pair->key.val.string.len);
+					JsProp	   *p = NULL;
+					int			c = 1;
 
+					while (j < k->u.props.n &&
+						   (c = key_cmp(pair->key.val.string.val, pair->key.val.string.len,
+										k->u.props.props[j].key,
+										k->u.props.props[j].keylen)) > 0)
+						j++;
+					if (j < k->u.props.n && c == 0)
+						p = &k->u.props.props[j];
 					if (p == NULL)
 						continue;
 					if (ann)
@@ -3405,6 +3406,8 @@ eval_kw(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind, JsAnn *ann)
 			{
 				bool		ok = true;
 
+				int			pj = 0;
+
 				if (kind != JT_OBJECT)
 					return true;
 				for (i = 0; i < inst->val.object.nPairs; i++)
@@ -3413,8 +3416,14 @@ eval_kw(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind, JsAnn *ann)
 					const char *key = pair->key.val.string.val;
 					int			keylen = pair->key.val.string.len;
 					bool		matched = false;
+					int			c = 1;
 
-					if (find_prop(k->u.addl.props, k->u.addl.nprops, key, keylen))
+					/* members and properties are both in jsonb key order */
+					while (pj < k->u.addl.nprops &&
+						   (c = key_cmp(key, keylen, k->u.addl.props[pj].key,
+										k->u.addl.props[pj].keylen)) > 0)
+						pj++;
+					if (pj < k->u.addl.nprops && c == 0)
 						continue;
 					for (j = 0; j < k->u.addl.npats && !matched; j++)
 						matched = regex_match(k->u.addl.pats[j].re, key, keylen);

@@ -17,6 +17,10 @@ CREATE TABLE state._streams (
     retained_from   bigint NOT NULL DEFAULT 1,      -- first seq still in state.log
     source_offset   text,                           -- last external offset applied
     in_snapshot     boolean NOT NULL DEFAULT false,
+    -- retention (state.set_retention): the worker prunes whole log segments
+    -- older than retention_age or beyond the newest retention_events
+    retention_age    interval CHECK (retention_age > '0'),
+    retention_events bigint CHECK (retention_events > 0),
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz,
     CONSTRAINT _streams_name_key UNIQUE (name)
@@ -74,6 +78,20 @@ $$;
 SELECT pg_catalog.pg_extension_config_dump('state._streams', '');
 SELECT pg_catalog.pg_extension_config_dump('state._collections', '');
 SELECT pg_catalog.pg_extension_config_dump('state.log', '');
+
+-- The txids of each batch that carried any, written in the batch's own
+-- transaction: a txid is committed once a row naming it is visible.
+-- state.await_txid / state.txid_status find them through the GIN index;
+-- the worker prunes rows older than durable_state.txid_retention.
+CREATE TABLE state._txids (
+    stream_id   integer NOT NULL,
+    last_seq    bigint NOT NULL,
+    txids       text[] NOT NULL,
+    applied_at  timestamptz NOT NULL
+);
+CREATE INDEX _txids_txids_idx ON state._txids USING gin (txids);
+CREATE INDEX _txids_applied_at_idx ON state._txids USING brin (applied_at);
+SELECT pg_catalog.pg_extension_config_dump('state._txids', '');
 
 -- ---------------------------------------------------------------------------
 -- Offsets: 20-digit zero-padded decimal seq numbers, so that byte order is
@@ -718,13 +736,115 @@ SELECT s.name AS stream,
        s.in_snapshot,
        t.tail AS events_applied,
        t.tail - s.retained_from + 1 AS events_retained,
+       s.retention_age,
+       s.retention_events,
        (SELECT count(*) FROM state._collections c WHERE c.stream_id = s.id) AS collections,
        s.created_at,
        s.updated_at
   FROM state._streams s
  CROSS JOIN LATERAL (SELECT state._tail(s.id) AS tail) t;
 
+CREATE FUNCTION state._shared_stats(
+    OUT preloaded boolean, OUT worker_state text, OUT worker_pid integer,
+    OUT worker_started_at timestamptz, OUT worker_last_loop_at timestamptz,
+    OUT worker_starts integer, OUT flushed_lsn pg_lsn, OUT replicated_lsn pg_lsn,
+    OUT standbys integer, OUT txid_waiters integer, OUT notifications_pending integer,
+    OUT events_applied bigint, OUT batches_applied bigint, OUT events_rejected bigint,
+    OUT notifications_sent bigint, OUT notifications_handed_to_worker bigint,
+    OUT messages_published bigint, OUT txids_committed bigint)
+RETURNS record
+AS 'MODULE_PATHNAME', 'ds_shared_stats'
+LANGUAGE C VOLATILE;
+
+-- Counters since the server started (shared memory: with the preload only;
+-- events of rolled-back transactions count, as in pg_stat views), the
+-- worker's state, and the catalog's size.
 CREATE VIEW state.stats AS
-SELECT (SELECT coalesce(sum(events_applied), 0) FROM state.streams)::bigint AS events_applied,
+SELECT x.*,
+       current_setting('durable_state.notify') AS notify_mode,
        (SELECT count(*) FROM state._streams) AS streams,
-       (SELECT count(*) FROM state._collections) AS collections;
+       (SELECT count(*) FROM state._collections) AS collections
+  FROM state._shared_stats() x;
+
+-- ---------------------------------------------------------------------------
+-- Notifications, txids, retention (SPEC section 4)
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION state.publish(topic text, message jsonb, stream text DEFAULT 'default')
+RETURNS void
+AS 'MODULE_PATHNAME', 'ds_publish'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION state.await_txid(txid text, timeout_ms integer DEFAULT 5000,
+                                 durability text DEFAULT 'committed')
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'ds_await_txid'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION state.txid_status(txid text) RETURNS text
+AS 'MODULE_PATHNAME', 'ds_txid_status'
+LANGUAGE C VOLATILE STRICT;
+
+CREATE FUNCTION state.set_retention(stream text DEFAULT 'default',
+                                    max_age interval DEFAULT NULL,
+                                    max_events bigint DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog
+AS $$
+BEGIN
+    IF max_age <= interval '0' OR max_events <= 0 THEN
+        RAISE EXCEPTION 'retention must be positive'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'NULL keeps the log without that limit.';
+    END IF;
+    UPDATE state._streams s
+       SET retention_age = set_retention.max_age, retention_events = set_retention.max_events
+     WHERE s.name = set_retention.stream;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'stream "%" does not exist', stream
+            USING ERRCODE = 'undefined_object';
+    END IF;
+END
+$$;
+
+-- The worker's periodic pruning: txids past their retention, and whole log
+-- segments beyond each stream's retention.  A stream whose row a writer
+-- holds is left for the next round.
+CREATE FUNCTION state._maintain(txid_retention integer) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog
+AS $$
+DECLARE
+    s record;
+    cutoff bigint;
+    pruned bigint;
+BEGIN
+    DELETE FROM state._txids
+     WHERE applied_at < now() - make_interval(secs => txid_retention);
+    FOR s IN SELECT st.id, st.retention_age, st.retention_events FROM state._streams st
+              WHERE st.retention_age IS NOT NULL OR st.retention_events IS NOT NULL LOOP
+        cutoff := 0;
+        IF s.retention_events IS NOT NULL THEN
+            cutoff := greatest(cutoff, state._tail(s.id) - s.retention_events);
+        END IF;
+        IF s.retention_age IS NOT NULL THEN
+            cutoff := greatest(cutoff, coalesce((SELECT max(l.last_seq) FROM state.log l
+                                                  WHERE l.stream_id = s.id
+                                                    AND l.applied_at < now() - s.retention_age), 0));
+        END IF;
+        CONTINUE WHEN cutoff = 0 OR NOT EXISTS (SELECT 1 FROM state.log l
+                                                 WHERE l.stream_id = s.id AND l.last_seq <= cutoff);
+        PERFORM 1 FROM state._streams st WHERE st.id = s.id FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        WITH d AS (DELETE FROM state.log l WHERE l.stream_id = s.id AND l.last_seq <= cutoff
+                   RETURNING l.last_seq)
+        SELECT max(d.last_seq) INTO pruned FROM d;
+        UPDATE state._streams st
+           SET retained_from = greatest(st.retained_from, pruned + 1),
+               tail = greatest(st.tail, pruned)
+         WHERE st.id = s.id;
+    END LOOP;
+END
+$$;
+REVOKE ALL ON FUNCTION state._maintain(integer) FROM PUBLIC;

@@ -116,6 +116,10 @@ typedef struct DsBatch
 	Relation	logrel;
 	ResultRelInfo *logrri;
 	TupleTableSlot *logslot;
+	int			ntxids;			/* events with a txid header */
+	Relation	txidrel;		/* state._txids, if ntxids > 0 */
+	ResultRelInfo *txidrri;
+	Index		txidrti;
 	/* the log segment being filled */
 	MemoryContext segcxt;
 	Datum	   *seg;
@@ -202,6 +206,18 @@ open_collections(DsBatch *b)
 	rte->rellockmode = RowExclusiveLock;
 	rtable = lappend(rtable, rte);
 	rti++;
+	/* and the txids of the batch, if it has any */
+	if (b->ntxids > 0)
+	{
+		b->txidrel = table_open(ds_catalog_oids()->txids, RowExclusiveLock);
+		rte = makeNode(RangeTblEntry);
+		rte->rtekind = RTE_RELATION;
+		rte->relid = RelationGetRelid(b->txidrel);
+		rte->relkind = RELKIND_RELATION;
+		rte->rellockmode = RowExclusiveLock;
+		rtable = lappend(rtable, rte);
+		b->txidrti = ++rti;
+	}
 
 	for (int c = 0; c < b->stream->ncolls; c++)
 	{
@@ -243,6 +259,14 @@ open_collections(DsBatch *b)
 		lappend(estate->es_opened_result_relations, b->logrri);
 	b->logslot = ExecInitExtraTupleSlot(estate, RelationGetDescr(b->logrel),
 										&TTSOpsVirtual);
+	if (b->txidrel)
+	{
+		b->txidrri = makeNode(ResultRelInfo);
+		InitResultRelInfo(b->txidrri, b->txidrel, b->txidrti, NULL, 0);
+		ExecOpenIndices(b->txidrri, false);
+		estate->es_opened_result_relations =
+			lappend(estate->es_opened_result_relations, b->txidrri);
+	}
 
 	for (int c = 0; c < b->stream->ncolls; c++)
 	{
@@ -350,6 +374,8 @@ close_collections(DsBatch *b)
 		ds_relinfo_close(&cs->ri, NoLock);
 	}
 	table_close(b->logrel, NoLock);
+	if (b->txidrel)
+		table_close(b->txidrel, NoLock);
 	ExecResetTupleTable(estate->es_tupleTable, false);
 	FreeExecutorState(estate);
 }
@@ -1289,6 +1315,49 @@ log_append(DsBatch *b, DsEvent *ev)
 		log_flush(b);
 }
 
+/*
+ * The batch's txids, durably and in the same transaction: one row of
+ * state._txids (a GIN index finds a txid), so that state.await_txid and
+ * state.txid_status know them after the commit and after a restart.
+ */
+static void
+record_txids(DsBatch *b)
+{
+	TupleTableSlot *slot;
+	Datum	   *txids;
+	DsEvent    *prev = NULL;
+	int			n = 0;
+	Datum		values[4];
+	bool		nulls[4] = {false, false, false, false};
+
+	if (b->ntxids == 0)
+		return;
+	txids = palloc(sizeof(Datum) * b->ntxids);
+	for (int i = 0; i < b->nevents; i++)
+	{
+		DsEvent    *ev = &b->events[i];
+
+		if (ev->txid == NULL)
+			continue;
+		/* a run of events of one client transaction shares its txid */
+		if (prev && prev->txid_len == ev->txid_len &&
+			memcmp(prev->txid, ev->txid, ev->txid_len) == 0)
+			continue;
+		prev = ev;
+		txids[n++] = PointerGetDatum(cstring_to_text_with_len(ev->txid, ev->txid_len));
+	}
+	slot = ExecInitExtraTupleSlot(b->estate, RelationGetDescr(b->txidrel), &TTSOpsVirtual);
+	values[0] = Int32GetDatum(b->st.id);
+	values[1] = Int64GetDatum(b->st.tail + b->nevents);
+	values[2] = PointerGetDatum(construct_array(txids, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[3] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	memcpy(slot->tts_values, values, sizeof(values));
+	memcpy(slot->tts_isnull, nulls, sizeof(nulls));
+	ExecStoreVirtualTuple(slot);
+	ExecSimpleRelationInsert(b->txidrri, b->estate, slot);
+	ExecClearTuple(slot);
+}
+
 /* ------------------------------------------------------------------------
  * The batch
  * ------------------------------------------------------------------------ */
@@ -1373,6 +1442,8 @@ run_batch(DsBatch *b, const char *source_offset, int64 *applied, int64 *skipped)
 		cs->needed |= op_privileges(ev->op, coll->strict);
 		cs->nevents++;
 		ev->coll = cs;
+		if (ev->txid)
+			b->ntxids++;
 	}
 	b->current = -1;
 
@@ -1414,14 +1485,19 @@ run_batch(DsBatch *b, const char *source_offset, int64 *applied, int64 *skipped)
 	b->current = -1;
 
 	log_flush(b);
+	record_txids(b);
 	b->current = DS_END_OF_BATCH;
 	close_collections(b);
 	b->current = -1;
+	ds_note_batch(b->st.id, b->stream_name, b->st.tail + 1, b->st.tail + b->nevents,
+				  b->events, b->nevents);
 	b->st.tail += b->nevents;
 	nactive = b->active_slot;
 	b->active_slot = -1;
 	ds_stream_update(&b->st, source_offset);
 	ds_stream_set_tail(b->st.id, b->st.tail);
+	ds_count(DS_CNT_EVENTS_APPLIED, b->nevents);
+	ds_count(DS_CNT_BATCHES_APPLIED, 1);
 	*applied = b->nevents;
 	*skipped = 0;
 }
@@ -1483,6 +1559,8 @@ apply_events(FunctionCallInfo fcinfo, JsonbValue *elems, int n, int *lines)
 	PG_CATCH();
 	{
 		int			cur = b->current;
+
+		ds_count(DS_CNT_EVENTS_REJECTED, b->nevents);
 
 		/* this batch (and any nested in it) is over */
 		if (b->active_slot >= 0)

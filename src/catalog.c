@@ -49,7 +49,7 @@ static void
 relcache_callback(Datum arg, Oid relid)
 {
 	if (relid == InvalidOid || relid == oids.collections || relid == oids.log ||
-		relid == oids.streams)
+		relid == oids.streams || relid == oids.txids)
 		cache_valid = false;
 	/* the log may have been replaced (DROP and CREATE EXTENSION) */
 	if (relid == InvalidOid || relid == oids.log || relid == oids.streams)
@@ -202,6 +202,7 @@ cache_load(void)
 	{
 		oids.collections = state_relid("_collections");
 		oids.log = state_relid("log");
+		oids.txids = state_relid("_txids");
 		oids.streams = state_relid("_streams");
 		oids.streams_name_idx = state_relid("_streams_name_key");
 		oids.streams_att_id = get_attnum(oids.streams, "id");

@@ -10,6 +10,10 @@
  *	 changelog.c stream row locking, offsets, log appends
  *	 apply.c	 the apply engine (state.apply, state.apply_text)
  *	 reads.c	 state.get, state.get_many, state.get_type
+ *	 shared.c	 shared memory: counters, txid ring, worker hand-over
+ *	 notify.c	 notifications after commit, state.publish
+ *	 txid.c	 state.await_txid, state.txid_status
+ *	 worker.c	 the background worker
  */
 #ifndef DURABLE_STATE_H
 #define DURABLE_STATE_H
@@ -17,6 +21,10 @@
 #include "postgres.h"
 
 #include "access/relscan.h"
+#include "access/xlogdefs.h"
+#include "port/atomics.h"
+#include "storage/condition_variable.h"
+#include "storage/lwlock.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "nodes/parsenodes.h"
@@ -69,6 +77,8 @@ typedef struct DsEvent
 	int			type_len;
 	const char *key;
 	int			key_len;
+	const char *txid;			/* headers.txid, or NULL */
+	int			txid_len;
 	bool		has_value;
 	bool		has_old_value;
 	JsonbValue	value;
@@ -133,6 +143,7 @@ typedef struct DsCatalogOids
 	Oid			streams;
 	Oid			streams_name_idx;
 	Oid			log;
+	Oid			txids;
 	AttrNumber	streams_att_id;
 	AttrNumber	streams_att_tail;
 	AttrNumber	streams_att_retained_from;
@@ -241,5 +252,122 @@ extern Datum ds_get(PG_FUNCTION_ARGS);
 extern Datum ds_get_many(PG_FUNCTION_ARGS);
 extern Datum ds_get_type(PG_FUNCTION_ARGS);
 extern Datum ds_catalog_changed(PG_FUNCTION_ARGS);
+
+/* ------------------------------------------------------------------------
+ * Shared memory (shared.c), notifications (notify.c), txids (txid.c),
+ * the background worker (worker.c)
+ * ------------------------------------------------------------------------ */
+
+#define DS_TXID_RING 16384		/* recently committed txids kept in memory */
+#define DS_NOTIFY_SLOTS 64		/* streams with notifications for the worker */
+#define DS_NOTIFY_LIST 8		/* types / txids named per notification */
+#define DS_NOTIFY_ITEM 64		/* longest type or txid named (bytes + 1) */
+#define DS_STREAM_NAME_MAX 256	/* longest stream name the worker notifies for */
+
+typedef enum DsNotifyMode
+{
+	DS_NOTIFY_OFF,
+	DS_NOTIFY_COMMIT,
+	DS_NOTIFY_WORKER
+} DsNotifyMode;
+
+typedef enum DsCounter
+{
+	DS_CNT_EVENTS_APPLIED,
+	DS_CNT_BATCHES_APPLIED,
+	DS_CNT_EVENTS_REJECTED,
+	DS_CNT_NOTIFICATIONS_SENT,
+	DS_CNT_NOTICES_HANDED,
+	DS_CNT_MESSAGES_PUBLISHED,
+	DS_CNT_TXIDS_COMMITTED,
+	DS_NCOUNTERS
+} DsCounter;
+
+/* What one notification says about one stream. */
+typedef struct DsNotice
+{
+	int64		from;
+	int64		to;
+	int64		count;
+	int			ntypes;
+	int			ntxids;
+	bool		more_types;
+	bool		more_txids;
+	char		types[DS_NOTIFY_LIST][DS_NOTIFY_ITEM];
+	char		txids[DS_NOTIFY_LIST][DS_NOTIFY_ITEM];
+} DsNotice;
+
+typedef struct DsNotifySlot
+{
+	Oid			dbid;
+	int32		stream_id;
+	int			reserved;		/* transactions between pre-commit and end */
+	bool		pending;		/* notice has something to send */
+	char		stream[DS_STREAM_NAME_MAX];
+	DsNotice	notice;
+} DsNotifySlot;
+
+typedef struct DsTxidEntry
+{
+	uint64		hash;
+	XLogRecPtr	lsn;			/* end of the commit record */
+} DsTxidEntry;
+
+typedef struct DsShared
+{
+	LWLock	   *lock;
+	ConditionVariable cv;		/* txid committed, or a watermark moved */
+	pg_atomic_uint32 waiters;
+	pg_atomic_uint64 counters[DS_NCOUNTERS];
+	/* the worker (under lock) */
+	pid_t		worker_pid;
+	Oid			worker_dbid;
+	struct Latch *worker_latch;
+	TimestampTz worker_started_at;
+	TimestampTz worker_last_loop_at;
+	int32		worker_starts;
+	XLogRecPtr	startup_lsn;	/* WAL insert position when it started */
+	XLogRecPtr	flushed_lsn;	/* watermarks it last published */
+	XLogRecPtr	replicated_lsn;
+	int			standbys;		/* standbys counted for replicated_lsn */
+	/* txids (under lock) */
+	uint64		ring_next;
+	XLogRecPtr	evicted_max_lsn;
+	DsTxidEntry ring[DS_TXID_RING];
+	DsNotifySlot slots[DS_NOTIFY_SLOTS];
+} DsShared;
+
+extern DsShared *ds_shared;		/* NULL unless preloaded */
+extern int	ds_notify_mode;
+extern char *ds_worker_database;
+extern int	ds_txid_retention;
+extern int	ds_worker_naptime;
+extern int	ds_replicated_standbys;
+extern int	ds_maintenance_interval;
+
+extern void ds_shared_init(void);
+extern void ds_count(DsCounter c, uint64 n);
+extern uint64 ds_txid_hash(const char *txid, int len);
+extern void ds_wake_worker(void);
+extern bool ds_worker_serves_this_database(void);
+extern void ds_publish_txids(uint64 *hashes, int n, XLogRecPtr lsn);
+extern bool ds_ring_lookup(uint64 hash, XLogRecPtr *lsn, uint64 *next);
+extern XLogRecPtr ds_forgotten_lsn_bound(void);
+extern void ds_notice_add_type(DsNotice *n, const char *s, int len);
+extern void ds_notice_add_txid(DsNotice *n, const char *s, int len);
+extern void ds_notice_merge(DsNotice *dst, const DsNotice *src);
+extern int	ds_slot_reserve(int32 stream_id, const char *stream);
+extern void ds_slot_fill(int slot, const DsNotice *notice);
+extern void ds_slot_release(int slot);
+extern int	ds_slots_take(DsNotice *out, char (*names)[DS_STREAM_NAME_MAX], int max);
+
+extern void ds_notify_init(void);
+extern void ds_note_batch(int32 stream_id, const char *stream, int64 from, int64 to,
+						  DsEvent *events, int nevents);
+extern char *ds_channel_name(const char *stream);
+extern char *ds_notice_payload(const char *stream, const DsNotice *n);
+
+extern void ds_worker_register(void);
+extern PGDLLEXPORT void ds_worker_main(Datum arg);
 
 #endif							/* DURABLE_STATE_H */

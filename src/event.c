@@ -389,7 +389,11 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 							  "\"type\", \"key\", \"value\", \"old_value\" and \"headers\"");
 
 	if (optional_string_header(headers, "txid", true, &tmp))
+	{
 		hknown++;
+		ev->txid = tmp.val.string.val;
+		ev->txid_len = tmp.val.string.len;
+	}
 	if (optional_string_header(headers, "timestamp", false, &tmp))
 	{
 		hknown++;

@@ -220,6 +220,7 @@ fsync = on
 log_min_messages = warning
 log_line_prefix = '%m [%p] %q%u@%d '
 log_timezone = 'UTC'
+durable_state.database = 'ds_test'
 ${DS_EXTRA_CONF:-}
 EOF
         ds_log "starting Postgres on port $port (socket in $DS_TMP, log $DS_LOG)"

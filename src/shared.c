@@ -1,0 +1,401 @@
+/*
+ * shared.c
+ *		Shared memory (with shared_preload_libraries only): counters, the
+ *		background worker's state, the ring of recently committed txids and
+ *		the notifications handed to the worker.
+ *
+ * Everything here is fixed-size: a ring of DS_TXID_RING txids (older ones
+ * are looked up in state._txids) and DS_NOTIFY_SLOTS streams with pending
+ * notifications (a transaction that finds no slot sends its own NOTIFY).
+ */
+#include "postgres.h"
+
+#include "access/xlog.h"
+#include "common/hashfn.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+#include "utils/pg_lsn.h"
+#include "utils/timestamp.h"
+
+#include "durable_state.h"
+
+DsShared   *ds_shared = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+static void
+ds_shmem_request(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	RequestAddinShmemSpace(MAXALIGN(sizeof(DsShared)));
+	RequestNamedLWLockTranche("durable_state", 1);
+}
+
+static void
+ds_shmem_startup(void)
+{
+	bool		found;
+
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	ds_shared = ShmemInitStruct("durable_state", sizeof(DsShared), &found);
+	if (!found)
+	{
+		memset(ds_shared, 0, sizeof(DsShared));
+		ds_shared->lock = &(GetNamedLWLockTranche("durable_state"))->lock;
+		ConditionVariableInit(&ds_shared->cv);
+		pg_atomic_init_u32(&ds_shared->waiters, 0);
+		for (int i = 0; i < DS_NCOUNTERS; i++)
+			pg_atomic_init_u64(&ds_shared->counters[i], 0);
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* Called from _PG_init when the library is preloaded. */
+void
+ds_shared_init(void)
+{
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = ds_shmem_request;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = ds_shmem_startup;
+}
+
+void
+ds_count(DsCounter c, uint64 n)
+{
+	if (ds_shared && n > 0)
+		pg_atomic_fetch_add_u64(&ds_shared->counters[c], n);
+}
+
+/* The hash a txid is known by in shared memory (per database). */
+uint64
+ds_txid_hash(const char *txid, int len)
+{
+	return hash_bytes_extended((const unsigned char *) txid, len, MyDatabaseId);
+}
+
+/* Wakes the worker, if it is running. */
+void
+ds_wake_worker(void)
+{
+	Latch	   *latch;
+
+	if (ds_shared == NULL)
+		return;
+	/* a stale pointer is harmless: it points to a PGPROC's latch */
+	latch = ds_shared->worker_latch;
+	if (latch)
+		SetLatch(latch);
+}
+
+/* Is the worker running and connected to this database? */
+bool
+ds_worker_serves_this_database(void)
+{
+	return ds_shared != NULL && ds_shared->worker_pid != 0 &&
+		ds_shared->worker_dbid == MyDatabaseId;
+}
+
+/*
+ * Publishes the txids of a transaction that just committed, with the end
+ * of its commit record, and wakes their waiters.
+ */
+void
+ds_publish_txids(uint64 *hashes, int n, XLogRecPtr lsn)
+{
+	if (ds_shared == NULL || n == 0)
+		return;
+	LWLockAcquire(ds_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < n; i++)
+	{
+		DsTxidEntry *e = &ds_shared->ring[ds_shared->ring_next % DS_TXID_RING];
+
+		/* an entry falls out: its LSN bounds every forgotten txid's */
+		if (ds_shared->ring_next >= DS_TXID_RING && e->lsn > ds_shared->evicted_max_lsn)
+			ds_shared->evicted_max_lsn = e->lsn;
+		e->hash = hashes[i];
+		e->lsn = lsn;
+		ds_shared->ring_next++;
+	}
+	LWLockRelease(ds_shared->lock);
+	if (pg_atomic_read_u32(&ds_shared->waiters) > 0)
+		ConditionVariableBroadcast(&ds_shared->cv);
+}
+
+/*
+ * The commit LSN of a recently committed txid, if the ring still has it.
+ * *next is set to the ring position (to tell whether it wrapped since).
+ */
+bool
+ds_ring_lookup(uint64 hash, XLogRecPtr *lsn, uint64 *next)
+{
+	bool		found = false;
+	uint64		pos;
+	uint64		stop;
+
+	LWLockAcquire(ds_shared->lock, LW_SHARED);
+	pos = ds_shared->ring_next;
+	stop = pos > DS_TXID_RING ? pos - DS_TXID_RING : 0;
+	*next = pos;
+	while (pos > stop)
+	{
+		DsTxidEntry *e = &ds_shared->ring[--pos % DS_TXID_RING];
+
+		if (e->hash == hash)
+		{
+			*lsn = e->lsn;
+			found = true;
+			break;
+		}
+	}
+	LWLockRelease(ds_shared->lock);
+	return found;
+}
+
+/*
+ * An upper bound of the commit LSN of any committed txid the ring does not
+ * have: it fell out of the ring, or committed before the worker started
+ * (before a restart, say).
+ */
+XLogRecPtr
+ds_forgotten_lsn_bound(void)
+{
+	XLogRecPtr	bound;
+
+	LWLockAcquire(ds_shared->lock, LW_SHARED);
+	bound = Max(ds_shared->evicted_max_lsn, ds_shared->startup_lsn);
+	if (XLogRecPtrIsInvalid(ds_shared->startup_lsn))
+		bound = InvalidXLogRecPtr;
+	LWLockRelease(ds_shared->lock);
+	/* no worker yet: everything committed so far is before the insert point */
+	if (XLogRecPtrIsInvalid(bound))
+		bound = GetXLogInsertRecPtr();
+	return bound;
+}
+
+/* ------------------------------------------------------------------------
+ * Notification slots (durable_state.notify = worker)
+ * ------------------------------------------------------------------------ */
+
+static void
+list_add(char items[][DS_NOTIFY_ITEM], int *n, bool *more, const char *s, int len)
+{
+	if (len >= DS_NOTIFY_ITEM)
+	{
+		*more = true;
+		return;
+	}
+	for (int i = 0; i < *n; i++)
+		if (strlen(items[i]) == len && memcmp(items[i], s, len) == 0)
+			return;
+	if (*n >= DS_NOTIFY_LIST)
+	{
+		*more = true;
+		return;
+	}
+	memcpy(items[*n], s, len);
+	items[*n][len] = '\0';
+	(*n)++;
+}
+
+void
+ds_notice_add_type(DsNotice *n, const char *s, int len)
+{
+	list_add(n->types, &n->ntypes, &n->more_types, s, len);
+}
+
+void
+ds_notice_add_txid(DsNotice *n, const char *s, int len)
+{
+	list_add(n->txids, &n->ntxids, &n->more_txids, s, len);
+}
+
+/* Adds what src says to dst (same stream). */
+void
+ds_notice_merge(DsNotice *dst, const DsNotice *src)
+{
+	if (dst->count == 0 || src->from < dst->from)
+		dst->from = src->from;
+	if (dst->count == 0 || src->to > dst->to)
+		dst->to = src->to;
+	dst->count += src->count;
+	for (int i = 0; i < src->ntypes; i++)
+		ds_notice_add_type(dst, src->types[i], strlen(src->types[i]));
+	for (int i = 0; i < src->ntxids; i++)
+		ds_notice_add_txid(dst, src->txids[i], strlen(src->txids[i]));
+	dst->more_types |= src->more_types;
+	dst->more_txids |= src->more_txids;
+}
+
+/*
+ * Reserves the slot of a stream for a committing transaction; -1 if the
+ * worker does not serve this database, the name is too long to hand over,
+ * or every slot is taken.
+ */
+int
+ds_slot_reserve(int32 stream_id, const char *stream)
+{
+	int			found = -1;
+
+	if (!ds_worker_serves_this_database() || strlen(stream) >= DS_STREAM_NAME_MAX)
+		return -1;
+	LWLockAcquire(ds_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < DS_NOTIFY_SLOTS; i++)
+	{
+		DsNotifySlot *s = &ds_shared->slots[i];
+
+		if ((s->reserved > 0 || s->pending) && s->dbid == MyDatabaseId &&
+			s->stream_id == stream_id && strcmp(s->stream, stream) == 0)
+		{
+			found = i;
+			break;
+		}
+		if (found < 0 && s->reserved == 0 && !s->pending)
+			found = -2 - i;		/* the first free one, if no match */
+	}
+	if (found <= -2)
+	{
+		DsNotifySlot *s = &ds_shared->slots[-2 - found];
+
+		found = -2 - found;
+		memset(s, 0, sizeof(DsNotifySlot));
+		s->dbid = MyDatabaseId;
+		s->stream_id = stream_id;
+		strlcpy(s->stream, stream, DS_STREAM_NAME_MAX);
+	}
+	if (found >= 0)
+		ds_shared->slots[found].reserved++;
+	LWLockRelease(ds_shared->lock);
+	return found;
+}
+
+/* A committed transaction's notice goes into its reserved slot. */
+void
+ds_slot_fill(int slot, const DsNotice *notice)
+{
+	DsNotifySlot *s = &ds_shared->slots[slot];
+
+	LWLockAcquire(ds_shared->lock, LW_EXCLUSIVE);
+	ds_notice_merge(&s->notice, notice);
+	s->pending = true;
+	s->reserved--;
+	LWLockRelease(ds_shared->lock);
+	ds_count(DS_CNT_NOTICES_HANDED, 1);
+	ds_wake_worker();
+}
+
+/* An aborted transaction gives its reservation back. */
+void
+ds_slot_release(int slot)
+{
+	LWLockAcquire(ds_shared->lock, LW_EXCLUSIVE);
+	ds_shared->slots[slot].reserved--;
+	LWLockRelease(ds_shared->lock);
+}
+
+/*
+ * The worker takes the pending notices of its database (up to max), with
+ * their stream names.
+ */
+int
+ds_slots_take(DsNotice *out, char (*names)[DS_STREAM_NAME_MAX], int max)
+{
+	int			n = 0;
+
+	LWLockAcquire(ds_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < DS_NOTIFY_SLOTS && n < max; i++)
+	{
+		DsNotifySlot *s = &ds_shared->slots[i];
+
+		if (!s->pending || s->dbid != MyDatabaseId)
+			continue;
+		out[n] = s->notice;
+		memcpy(names[n], s->stream, DS_STREAM_NAME_MAX);
+		n++;
+		memset(&s->notice, 0, sizeof(DsNotice));
+		s->pending = false;
+	}
+	LWLockRelease(ds_shared->lock);
+	return n;
+}
+
+/* ------------------------------------------------------------------------
+ * state._shared_stats()
+ * ------------------------------------------------------------------------ */
+
+PG_FUNCTION_INFO_V1(ds_shared_stats);
+
+Datum
+ds_shared_stats(PG_FUNCTION_ARGS)
+{
+	TupleDesc	desc;
+	Datum		values[18];
+	bool		nulls[18];
+	int			i = 0;
+
+	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	memset(nulls, 0, sizeof(nulls));
+	values[i++] = BoolGetDatum(ds_shared != NULL);
+	if (ds_shared == NULL)
+	{
+		for (; i < lengthof(values); i++)
+			nulls[i] = true;
+		values[1] = CStringGetTextDatum("not loaded");
+		nulls[1] = false;
+	}
+	else
+	{
+		pid_t		pid;
+		TimestampTz started,
+					last;
+		int32		starts;
+		XLogRecPtr	flushed,
+					replicated;
+		int			standbys;
+		int			pending = 0;
+
+		LWLockAcquire(ds_shared->lock, LW_SHARED);
+		pid = ds_shared->worker_pid;
+		started = ds_shared->worker_started_at;
+		last = ds_shared->worker_last_loop_at;
+		starts = ds_shared->worker_starts;
+		flushed = ds_shared->flushed_lsn;
+		replicated = ds_shared->replicated_lsn;
+		standbys = ds_shared->standbys;
+		for (int s = 0; s < DS_NOTIFY_SLOTS; s++)
+			if (ds_shared->slots[s].pending)
+				pending++;
+		LWLockRelease(ds_shared->lock);
+
+		values[i++] = CStringGetTextDatum(pid != 0 ? "running" :
+										  starts > 0 ? "restarting" : "not started");
+		values[i] = Int32GetDatum(pid);
+		nulls[i++] = pid == 0;
+		values[i] = TimestampTzGetDatum(started);
+		nulls[i++] = started == 0;
+		values[i] = TimestampTzGetDatum(last);
+		nulls[i++] = last == 0;
+		values[i++] = Int32GetDatum(starts);
+		values[i] = LSNGetDatum(flushed);
+		nulls[i++] = XLogRecPtrIsInvalid(flushed);
+		values[i] = LSNGetDatum(replicated);
+		nulls[i++] = XLogRecPtrIsInvalid(replicated);
+		values[i++] = Int32GetDatum(standbys);
+		values[i++] = Int32GetDatum((int32) pg_atomic_read_u32(&ds_shared->waiters));
+		values[i++] = Int32GetDatum(pending);
+		for (int c = 0; c < DS_NCOUNTERS; c++)
+			values[i++] = Int64GetDatum((int64) pg_atomic_read_u64(&ds_shared->counters[c]));
+	}
+	Assert(i == lengthof(values) || ds_shared == NULL);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, values, nulls)));
+}

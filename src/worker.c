@@ -1,0 +1,252 @@
+/*
+ * worker.c
+ *		The durable_state background worker (shared_preload_libraries only).
+ *
+ * One worker per cluster, connected to durable_state.database.  Each loop:
+ *	 - publishes the flushed and replicated watermarks (the replicated one
+ *	   is what every streaming standby, or every synchronous one, has
+ *	   replayed) and wakes txid waiters when they move;
+ *	 - sends the notifications committing transactions handed over
+ *	   (durable_state.notify = worker), one NOTIFY per stream per loop;
+ *	 - every durable_state.maintenance_interval, prunes old txids and the
+ *	   log of streams with a retention (state._maintain).
+ * It sleeps on its latch: committing backends set it, and while someone
+ * waits for a watermark it wakes every millisecond.  SIGTERM stops it (the
+ * postmaster starts it again after a second unless the server is shutting
+ * down), SIGHUP reloads the configuration; changing durable_state.database
+ * restarts it.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "commands/async.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "replication/walsender.h"
+#include "replication/walsender_private.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/spin.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "durable_state.h"
+
+char	   *ds_worker_database = NULL;
+int			ds_txid_retention = 86400;
+int			ds_worker_naptime = 1000;
+int			ds_replicated_standbys = 0; /* 0: all, 1: synchronous ones */
+int			ds_maintenance_interval = 10000;
+
+void
+ds_worker_register(void)
+{
+	BackgroundWorker bgw;
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = 1;
+	strlcpy(bgw.bgw_library_name, "durable_state", BGW_MAXLEN);
+	strlcpy(bgw.bgw_function_name, "ds_worker_main", BGW_MAXLEN);
+	strlcpy(bgw.bgw_name, "durable_state worker", BGW_MAXLEN);
+	strlcpy(bgw.bgw_type, "durable_state worker", BGW_MAXLEN);
+	RegisterBackgroundWorker(&bgw);
+}
+
+static void
+worker_exit(int code, Datum arg)
+{
+	LWLockAcquire(ds_shared->lock, LW_EXCLUSIVE);
+	if (ds_shared->worker_pid == MyProcPid)
+	{
+		ds_shared->worker_pid = 0;
+		ds_shared->worker_latch = NULL;
+	}
+	LWLockRelease(ds_shared->lock);
+}
+
+/* The flushed and replicated positions; waiters are woken if they moved. */
+static void
+update_watermarks(void)
+{
+	XLogRecPtr	flushed = GetFlushRecPtr(NULL);
+	XLogRecPtr	replicated = InvalidXLogRecPtr;
+	int			standbys = 0;
+	bool		moved;
+
+	for (int i = 0; WalSndCtl != NULL && i < max_wal_senders; i++)
+	{
+		WalSnd	   *w = &WalSndCtl->walsnds[i];
+		pid_t		pid;
+		WalSndState state;
+		XLogRecPtr	apply;
+		int			priority;
+
+		SpinLockAcquire(&w->mutex);
+		pid = w->pid;
+		state = w->state;
+		apply = w->apply;
+		priority = w->sync_standby_priority;
+		SpinLockRelease(&w->mutex);
+		if (pid == 0 || state != WALSNDSTATE_STREAMING)
+			continue;
+		if (ds_replicated_standbys == 1 && priority == 0)
+			continue;
+		/* replayed, so visible there, not only flushed */
+		if (standbys == 0 || apply < replicated)
+			replicated = apply;
+		standbys++;
+	}
+
+	LWLockAcquire(ds_shared->lock, LW_EXCLUSIVE);
+	moved = flushed != ds_shared->flushed_lsn || replicated != ds_shared->replicated_lsn;
+	ds_shared->flushed_lsn = flushed;
+	ds_shared->replicated_lsn = replicated;
+	ds_shared->standbys = standbys;
+	LWLockRelease(ds_shared->lock);
+	if (moved && pg_atomic_read_u32(&ds_shared->waiters) > 0)
+		ConditionVariableBroadcast(&ds_shared->cv);
+}
+
+/* Runs fn in a transaction; an error is logged and the worker goes on. */
+static void
+in_transaction(void (*fn) (void), const char *what)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	pgstat_report_activity(STATE_RUNNING, what);
+	PG_TRY();
+	{
+		fn();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+static DsNotice *taken;
+static char (*taken_names)[DS_STREAM_NAME_MAX];
+static int	ntaken;
+
+static void
+notify_taken(void)
+{
+	for (int i = 0; i < ntaken; i++)
+		Async_Notify(ds_channel_name(taken_names[i]),
+					 ds_notice_payload(taken_names[i], &taken[i]));
+}
+
+/* Sends what committing transactions handed over, one NOTIFY per stream. */
+static void
+send_notices(void)
+{
+	if (taken == NULL)
+	{
+		taken = MemoryContextAlloc(TopMemoryContext, sizeof(DsNotice) * DS_NOTIFY_SLOTS);
+		taken_names = MemoryContextAlloc(TopMemoryContext,
+										 DS_STREAM_NAME_MAX * DS_NOTIFY_SLOTS);
+	}
+	ntaken = ds_slots_take(taken, taken_names, DS_NOTIFY_SLOTS);
+	if (ntaken == 0)
+		return;
+	in_transaction(notify_taken, "durable_state notifications");
+	ds_count(DS_CNT_NOTIFICATIONS_SENT, ntaken);
+}
+
+static void
+maintain(void)
+{
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'durable_state'",
+					true, 1) == SPI_OK_SELECT && SPI_processed > 0)
+	{
+		char		sql[64];
+
+		snprintf(sql, sizeof(sql), "SELECT state._maintain(%d)", ds_txid_retention);
+		if (SPI_execute(sql, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "state._maintain() failed");
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+}
+
+void
+ds_worker_main(Datum arg)
+{
+	char	   *dbname;
+	TimestampTz next_maintenance = 0;
+
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(ds_worker_database, NULL, 0);
+	dbname = MemoryContextStrdup(TopMemoryContext, ds_worker_database);
+
+	before_shmem_exit(worker_exit, 0);
+	LWLockAcquire(ds_shared->lock, LW_EXCLUSIVE);
+	ds_shared->worker_pid = MyProcPid;
+	ds_shared->worker_dbid = MyDatabaseId;
+	ds_shared->worker_latch = MyLatch;
+	ds_shared->worker_started_at = GetCurrentTimestamp();
+	ds_shared->worker_starts++;
+	/* every commit before now ended before this point */
+	ds_shared->startup_lsn = GetXLogInsertRecPtr();
+	LWLockRelease(ds_shared->lock);
+	elog(LOG, "durable_state worker started (database \"%s\")", dbname);
+
+	for (;;)
+	{
+		TimestampTz now;
+		long		nap = pg_atomic_read_u32(&ds_shared->waiters) > 0 ? 1 : ds_worker_naptime;
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 nap, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+			if (strcmp(dbname, ds_worker_database) != 0)
+			{
+				elog(LOG, "durable_state worker restarting for database \"%s\"",
+					 ds_worker_database);
+				proc_exit(1);
+			}
+		}
+
+		update_watermarks();
+		send_notices();
+		now = GetCurrentTimestamp();
+		if (now >= next_maintenance)
+		{
+			in_transaction(maintain, "durable_state maintenance");
+			next_maintenance = TimestampTzPlusMilliseconds(now, ds_maintenance_interval);
+		}
+
+		LWLockAcquire(ds_shared->lock, LW_EXCLUSIVE);
+		ds_shared->worker_last_loop_at = now;
+		LWLockRelease(ds_shared->lock);
+	}
+}

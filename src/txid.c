@@ -133,8 +133,12 @@ txid_known(text *txid, uint64 hash, XLogRecPtr *lsn, bool *table_checked,
 
 	if (ds_shared && !RecoveryInProgress())
 	{
+		/*
+		 * The ring knows the LSN; the table says whether the txid is (still)
+		 * committed: its row may have been pruned or deleted since.
+		 */
 		if (ds_ring_lookup(hash, lsn, &next))
-			return true;
+			return txid_in_table(txid);
 		/* not in the ring: older, or not committed (yet) */
 		if (*table_checked && next - *ring_seen < DS_TXID_RING)
 			return false;

@@ -1344,12 +1344,13 @@ record_txids(DsBatch *b)
 			memcmp(prev->txid, ev->txid, ev->txid_len) == 0)
 			continue;
 		prev = ev;
-		txids[n++] = PointerGetDatum(cstring_to_text_with_len(ev->txid, ev->txid_len));
+		txids[n++] = Int64GetDatum((int64) ds_txid_hash(ev->txid, ev->txid_len));
 	}
 	slot = ExecInitExtraTupleSlot(b->estate, RelationGetDescr(b->txidrel), &TTSOpsVirtual);
 	values[0] = Int32GetDatum(b->st.id);
 	values[1] = Int64GetDatum(b->st.tail + b->nevents);
-	values[2] = PointerGetDatum(construct_array(txids, n, TEXTOID, -1, false, TYPALIGN_INT));
+	values[2] = PointerGetDatum(construct_array(txids, n, INT8OID, sizeof(int64),
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	values[3] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	memcpy(slot->tts_values, values, sizeof(values));
 	memcpy(slot->tts_isnull, nulls, sizeof(nulls));

@@ -310,6 +310,7 @@ typedef struct DsNotifySlot
 typedef struct DsTxidEntry
 {
 	uint64		hash;
+	Oid			dbid;
 	XLogRecPtr	lsn;			/* end of the commit record */
 } DsTxidEntry;
 

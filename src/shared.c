@@ -76,11 +76,11 @@ ds_count(DsCounter c, uint64 n)
 		pg_atomic_fetch_add_u64(&ds_shared->counters[c], n);
 }
 
-/* The hash a txid is known by in shared memory (per database). */
+/* The hash a txid is known by (in state._txids and the shared ring). */
 uint64
 ds_txid_hash(const char *txid, int len)
 {
-	return hash_bytes_extended((const unsigned char *) txid, len, MyDatabaseId);
+	return hash_bytes_extended((const unsigned char *) txid, len, 0);
 }
 
 /* Wakes the worker, if it is running. */
@@ -123,6 +123,7 @@ ds_publish_txids(uint64 *hashes, int n, XLogRecPtr lsn)
 		if (ds_shared->ring_next >= DS_TXID_RING && e->lsn > ds_shared->evicted_max_lsn)
 			ds_shared->evicted_max_lsn = e->lsn;
 		e->hash = hashes[i];
+		e->dbid = MyDatabaseId;
 		e->lsn = lsn;
 		ds_shared->ring_next++;
 	}
@@ -150,7 +151,7 @@ ds_ring_lookup(uint64 hash, XLogRecPtr *lsn, uint64 *next)
 	{
 		DsTxidEntry *e = &ds_shared->ring[--pos % DS_TXID_RING];
 
-		if (e->hash == hash)
+		if (e->hash == hash && e->dbid == MyDatabaseId)
 		{
 			*lsn = e->lsn;
 			found = true;

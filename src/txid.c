@@ -37,18 +37,18 @@ static SPIPlanPtr lookup_plan = NULL;
 
 /* Is a row naming txid visible now (to the latest snapshot)? */
 static bool
-txid_in_table(text *txid)
+txid_in_table(uint64 hash)
 {
-	Datum		arg = PointerGetDatum(txid);
+	Datum		arg = Int64GetDatum((int64) hash);
 	bool		found;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	if (lookup_plan == NULL)
 	{
-		Oid			argtype = TEXTOID;
+		Oid			argtype = INT8OID;
 		SPIPlanPtr	plan = SPI_prepare("SELECT 1 FROM state._txids "
-									   "WHERE txids @> ARRAY[$1] LIMIT 1",
+									   "WHERE hashes @> ARRAY[$1] LIMIT 1",
 									   1, &argtype);
 
 		if (plan == NULL)
@@ -126,7 +126,7 @@ txid_arg(FunctionCallInfo fcinfo)
  * lost it (ring_seen: the ring position at the last table check).
  */
 static bool
-txid_known(text *txid, uint64 hash, XLogRecPtr *lsn, bool *table_checked,
+txid_known(uint64 hash, XLogRecPtr *lsn, bool *table_checked,
 		   uint64 *ring_seen)
 {
 	uint64		next;
@@ -138,13 +138,13 @@ txid_known(text *txid, uint64 hash, XLogRecPtr *lsn, bool *table_checked,
 		 * committed: its row may have been pruned or deleted since.
 		 */
 		if (ds_ring_lookup(hash, lsn, &next))
-			return txid_in_table(txid);
+			return txid_in_table(hash);
 		/* not in the ring: older, or not committed (yet) */
 		if (*table_checked && next - *ring_seen < DS_TXID_RING)
 			return false;
 		*table_checked = true;
 		*ring_seen = next;
-		if (txid_in_table(txid))
+		if (txid_in_table(hash))
 		{
 			*lsn = ds_forgotten_lsn_bound();
 			return true;
@@ -152,7 +152,7 @@ txid_known(text *txid, uint64 hash, XLogRecPtr *lsn, bool *table_checked,
 		return false;
 	}
 	*lsn = InvalidXLogRecPtr;
-	return txid_in_table(txid);
+	return txid_in_table(hash);
 }
 
 static bool
@@ -188,7 +188,7 @@ ds_txid_status(PG_FUNCTION_ARGS)
 	uint64		seen = 0;
 	const char *status;
 
-	if (!txid_known(txid, hash, &lsn, &checked, &seen))
+	if (!txid_known(hash, &lsn, &checked, &seen))
 		status = "unknown";
 	else if (ds_shared == NULL || RecoveryInProgress())
 		status = "committed";
@@ -233,7 +233,7 @@ ds_await_txid(PG_FUNCTION_ARGS)
 		{
 			long		remaining;
 
-			if (txid_known(txid, hash, &lsn, &checked, &seen))
+			if (txid_known(hash, &lsn, &checked, &seen))
 				PG_RETURN_BOOL(true);
 			remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
 			if (remaining <= 0)
@@ -255,7 +255,7 @@ ds_await_txid(PG_FUNCTION_ARGS)
 		{
 			long		remaining;
 
-			if (txid_known(txid, hash, &lsn, &checked, &seen) && satisfied(d, lsn))
+			if (txid_known(hash, &lsn, &checked, &seen) && satisfied(d, lsn))
 			{
 				result = true;
 				break;

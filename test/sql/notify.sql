@@ -27,7 +27,7 @@ SELECT applied FROM state.apply('[
   {"type": "nt_docs", "key": "b", "value": 2, "headers": {"operation": "upsert", "txid": "nt-1"}},
   {"type": "nt_docs", "key": "c", "value": 3, "headers": {"operation": "upsert", "txid": "nt-2"}},
   {"type": "nt_docs", "key": "d", "value": 4, "headers": {"operation": "upsert"}}]', 'nt');
-SELECT last_seq, txids FROM state._txids WHERE stream_id = (SELECT id FROM state._streams WHERE name = 'nt');
+SELECT last_seq, cardinality(hashes) AS distinct_txids FROM state._txids WHERE stream_id = (SELECT id FROM state._streams WHERE name = 'nt');
 SELECT state.txid_status('nt-1') <> 'unknown' AS nt1_known, state.txid_status('nt-2') <> 'unknown' AS nt2_known,
        state.txid_status('nt-3') AS nt3;
 SELECT state.await_txid('nt-1', 0) AS at_once, state.await_txid('nt-2') AS default_timeout,

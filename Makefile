@@ -3,7 +3,7 @@ EXTVERSION = 0.1.0
 
 MODULE_big = durable_state
 OBJS = src/init.o src/event.o src/catalog.o src/apply.o src/changelog.o src/convert.o src/reads.o \
-	src/jsonschema.o src/schema_sql.o src/shared.o src/notify.o src/txid.o src/worker.o
+	src/jsonschema.o src/schema_sql.o src/shared.o src/notify.o src/txid.o src/ttl.o src/worker.o
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 

@@ -40,6 +40,8 @@ CREATE TABLE state._collections (
     -- "format" is an assertion (date-time, date, time, uuid, email), not
     -- only an annotation, when checking values against the schema
     assert_formats  boolean NOT NULL DEFAULT false,
+    -- some entity was put with a TTL: reads and batches check state._expiry
+    has_ttl         boolean NOT NULL DEFAULT false,
     -- a jsonb column of the table that keeps what typed columns cannot:
     -- members without a column and the exact JSON of members whose column
     -- type would re-render them (see README, "Round trips")
@@ -95,6 +97,18 @@ CREATE TABLE state._txids (
 CREATE INDEX _txids_hashes_idx ON state._txids USING gin (hashes);
 CREATE INDEX _txids_applied_at_idx ON state._txids USING brin (applied_at);
 SELECT pg_catalog.pg_extension_config_dump('state._txids', '');
+
+-- Entities put with a TTL (state.put): hidden from reads once expired,
+-- deleted by the worker with a logged delete event (state._expire).
+CREATE TABLE state._expiry (
+    stream_id   integer NOT NULL,
+    type        text NOT NULL,
+    key         text NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    PRIMARY KEY (stream_id, type, key)
+);
+CREATE INDEX _expiry_expires_at_idx ON state._expiry (expires_at);
+SELECT pg_catalog.pg_extension_config_dump('state._expiry', '');
 
 -- ---------------------------------------------------------------------------
 -- Offsets: 20-digit zero-padded decimal seq numbers, so that byte order is
@@ -823,6 +837,7 @@ DECLARE
     cutoff bigint;
     pruned bigint;
 BEGIN
+    PERFORM state._expire();
     DELETE FROM state._txids
      WHERE applied_at < now() - make_interval(secs => txid_retention);
     FOR s IN SELECT st.id, st.retention_age, st.retention_events FROM state._streams st
@@ -851,3 +866,116 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION state._maintain(integer) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Key/value writes as events, and TTLs
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION state._ttl_set(stream text, type text, key text, expires_at timestamptz)
+RETURNS void
+AS 'MODULE_PATHNAME', 'ds_ttl_set'
+LANGUAGE C VOLATILE;
+
+-- An upsert as an event (logged, notified, schema-checked like apply);
+-- with a TTL the entity expires that long after the put.  Returns its offset.
+CREATE FUNCTION state.put(type text, key text, value jsonb, ttl interval DEFAULT NULL,
+                          stream text DEFAULT 'default')
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog
+AS $$
+DECLARE
+    off text;
+BEGIN
+    IF ttl IS NOT NULL AND ttl <= interval '0' THEN
+        RAISE EXCEPTION 'ttl must be positive, not %', ttl
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Leave ttl NULL for an entity that does not expire.';
+    END IF;
+    IF value IS NULL THEN
+        RAISE EXCEPTION 'value must not be null'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'Use state.remove() to delete an entity.';
+    END IF;
+    SELECT a.last_offset INTO off
+      FROM state.apply(jsonb_build_object('type', put.type, 'key', put.key, 'value', put.value,
+                                          'headers', jsonb_build_object('operation', 'upsert')),
+                       put.stream) a;
+    -- the batch cleared any earlier TTL of the entity
+    IF ttl IS NOT NULL THEN
+        PERFORM state._ttl_set(put.stream, put.type, put.key, clock_timestamp() + ttl);
+    END IF;
+    RETURN off;
+END
+$$;
+
+-- A delete as an event; false (and nothing logged) if the entity is absent
+-- (or expired).
+CREATE FUNCTION state.remove(type text, key text, stream text DEFAULT 'default')
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog
+AS $$
+BEGIN
+    IF state.get(remove.type, remove.key, remove.stream) IS NULL THEN
+        RETURN false;
+    END IF;
+    PERFORM state.apply(jsonb_build_object('type', remove.type, 'key', remove.key,
+                                           'headers', jsonb_build_object('operation', 'delete')),
+                        remove.stream);
+    RETURN true;
+EXCEPTION WHEN no_data_found THEN
+    -- removed concurrently (strict collection)
+    RETURN false;
+END
+$$;
+
+-- The worker's TTL sweep: every expired entity is deleted with a logged
+-- delete event, per stream in one batch, under the stream's lock (so a put
+-- that renews the TTL either commits first and is seen, or comes after).
+CREATE FUNCTION state._expire() RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog
+AS $$
+DECLARE
+    s record;
+    e record;
+    evs jsonb;
+    n bigint := 0;
+BEGIN
+    FOR s IN SELECT DISTINCT x.stream_id, st.name
+               FROM state._expiry x JOIN state._streams st ON st.id = x.stream_id
+              WHERE x.expires_at <= clock_timestamp() LOOP
+        PERFORM 1 FROM state._streams st WHERE st.id = s.stream_id FOR UPDATE;
+        SELECT jsonb_agg(jsonb_build_object('type', x.type, 'key', x.key,
+                                            'headers', jsonb_build_object('operation', 'delete'))
+                         ORDER BY x.type, x.key)
+          INTO evs
+          FROM state._expiry x
+         WHERE x.stream_id = s.stream_id AND x.expires_at <= clock_timestamp();
+        CONTINUE WHEN evs IS NULL;
+        BEGIN
+            PERFORM state.apply(evs, s.name);
+            n := n + jsonb_array_length(evs);
+        EXCEPTION WHEN OTHERS THEN
+            -- one by one: an entity deleted behind the collection's back, or
+            -- a collection dropped since, only loses its expiry row
+            FOR e IN SELECT x.type, x.key FROM state._expiry x
+                      WHERE x.stream_id = s.stream_id AND x.expires_at <= clock_timestamp() LOOP
+                BEGIN
+                    PERFORM state.apply(jsonb_build_object('type', e.type, 'key', e.key,
+                                        'headers', jsonb_build_object('operation', 'delete')), s.name);
+                    n := n + 1;
+                EXCEPTION WHEN OTHERS THEN
+                    RAISE WARNING 'durable_state: could not expire "%" of type "%" in stream "%": %',
+                                  e.key, e.type, s.name, SQLERRM;
+                    DELETE FROM state._expiry x
+                     WHERE x.stream_id = s.stream_id AND x.type = e.type AND x.key = e.key;
+                END;
+            END LOOP;
+        END;
+    END LOOP;
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION state._expire() FROM PUBLIC;

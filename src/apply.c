@@ -1359,6 +1359,27 @@ record_txids(DsBatch *b)
 	ExecClearTuple(slot);
 }
 
+/* Every entity a batch wrote or deleted loses its TTL (ttl.c). */
+static void
+clear_ttls(DsBatch *b)
+{
+	for (int c = 0; c < b->stream->ncolls; c++)
+	{
+		DsCollState *cs = &b->colls[c];
+		Datum	   *keys;
+		int			n = 0;
+
+		if (!cs->coll->has_ttl || cs->nevents == 0)
+			continue;
+		keys = palloc(sizeof(Datum) * cs->nevents);
+		for (int i = 0; i < b->nevents; i++)
+			if (b->events[i].coll == cs)
+				keys[n++] = PointerGetDatum(cstring_to_text_with_len(b->events[i].key,
+																	 b->events[i].key_len));
+		ds_ttl_clear(cs->coll, keys, n);
+	}
+}
+
 /* ------------------------------------------------------------------------
  * The batch
  * ------------------------------------------------------------------------ */
@@ -1488,6 +1509,7 @@ run_batch(DsBatch *b, const char *source_offset, int64 *applied, int64 *skipped)
 	log_flush(b);
 	record_txids(b);
 	b->current = DS_END_OF_BATCH;
+	clear_ttls(b);
 	close_collections(b);
 	b->current = -1;
 	ds_note_batch(b->st.id, b->stream_name, b->st.tail + 1, b->st.tail + b->nevents,

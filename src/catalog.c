@@ -165,6 +165,7 @@ cache_read(void)
 		c->allow_extra = DatumGetBool(attr(slot, "_collections", "allow_extra"));
 		c->check_old_value = DatumGetBool(attr(slot, "_collections", "check_old_value"));
 		c->assert_formats = DatumGetBool(attr(slot, "_collections", "assert_formats"));
+		c->has_ttl = DatumGetBool(attr(slot, "_collections", "has_ttl"));
 		{
 			bool		isnull;
 			Datum		d = slot_getattr(slot, get_attnum(slot->tts_tableOid, "extra_column"), &isnull);
@@ -203,6 +204,7 @@ cache_load(void)
 		oids.collections = state_relid("_collections");
 		oids.log = state_relid("log");
 		oids.txids = state_relid("_txids");
+		oids.expiry = state_relid("_expiry");
 		oids.streams = state_relid("_streams");
 		oids.streams_name_idx = state_relid("_streams_name_key");
 		oids.streams_att_id = get_attnum(oids.streams, "id");

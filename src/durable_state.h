@@ -120,6 +120,7 @@ typedef struct DsCollection
 	bool		allow_extra;
 	bool		check_old_value;
 	bool		assert_formats; /* "format" asserts date-time, uuid, email... */
+	bool		has_ttl;		/* some entity was ever put with a TTL */
 	char	   *extra_column;	/* jsonb column for extras and exact JSON, or NULL */
 	Jsonb	   *schema;			/* its JSON Schema, or NULL */
 } DsCollection;
@@ -144,6 +145,7 @@ typedef struct DsCatalogOids
 	Oid			streams_name_idx;
 	Oid			log;
 	Oid			txids;
+	Oid			expiry;
 	AttrNumber	streams_att_id;
 	AttrNumber	streams_att_tail;
 	AttrNumber	streams_att_retained_from;
@@ -367,6 +369,10 @@ extern void ds_note_batch(int32 stream_id, const char *stream, int64 from, int64
 						  DsEvent *events, int nevents);
 extern char *ds_channel_name(const char *stream);
 extern char *ds_notice_payload(const char *stream, const DsNotice *n);
+
+extern char **ds_ttl_expired_keys(DsCollection *coll, int *n);
+extern bool ds_ttl_is_expired(char **keys, int n, const char *key, int len);
+extern void ds_ttl_clear(DsCollection *coll, Datum *keys, int nkeys);
 
 extern void ds_worker_register(void);
 extern PGDLLEXPORT void ds_worker_main(Datum arg);

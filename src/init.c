@@ -94,10 +94,10 @@ _PG_init(void)
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("durable_state.maintenance_interval",
-							"How often the background worker prunes txids and logs.",
+							"How often the background worker expires TTLs and prunes txids and logs.",
 							NULL,
 							&ds_maintenance_interval,
-							10000, 10, INT_MAX,
+							1000, 10, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomEnumVariable("durable_state.replicated_standbys",

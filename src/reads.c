@@ -35,6 +35,8 @@ typedef struct DsReader
 	DsRelInfo	ri;
 	IndexScanDesc scan;
 	TupleTableSlot *slot;
+	char	  **expired;		/* keys whose TTL has passed (sorted) */
+	int			nexpired;
 } DsReader;
 
 static void
@@ -58,6 +60,8 @@ reader_open(DsReader *r, FunctionCallInfo fcinfo, int typearg, int streamarg, in
 	ds_check_table_access(r->coll, r->rel, ACL_SELECT);
 	r->slot = table_slot_create(r->rel, NULL);
 	r->scan = index_beginscan(r->rel, r->pkrel, GetActiveSnapshot(), nkeys, 0);
+	/* an expired entity is gone for readers, even before the worker deletes it */
+	r->expired = ds_ttl_expired_keys(r->coll, &r->nexpired);
 }
 
 static void
@@ -75,6 +79,8 @@ reader_get(DsReader *r, const char *key, int len)
 	ScanKeyData skey;
 	Jsonb	   *v;
 
+	if (r->nexpired > 0 && ds_ttl_is_expired(r->expired, r->nexpired, key, len))
+		return NULL;
 	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   r->ri.pk_collation, r->ri.pk_eqproc,
 						   ds_key_datum(&r->ri, key, len));
@@ -172,9 +178,13 @@ ds_get_type(PG_FUNCTION_ARGS)
 		bool		nulls[2] = {false, false};
 		bool		isnull;
 		Datum		k = slot_getattr(r.slot, r.ri.pkcol->attnum, &isnull);
-		Jsonb	   *v = ds_slot_value(&r.ri, r.coll, r.slot);
+		char	   *ktext = OutputFunctionCall(&r.ri.pkcol->outfunc, k);
+		Jsonb	   *v;
 
-		values[0] = CStringGetTextDatum(OutputFunctionCall(&r.ri.pkcol->outfunc, k));
+		if (r.nexpired > 0 && ds_ttl_is_expired(r.expired, r.nexpired, ktext, strlen(ktext)))
+			continue;
+		v = ds_slot_value(&r.ri, r.coll, r.slot);
+		values[0] = CStringGetTextDatum(ktext);
 		values[1] = JsonbPGetDatum(v);
 		nulls[1] = (v == NULL);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);

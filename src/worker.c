@@ -44,7 +44,7 @@ char	   *ds_worker_database = NULL;
 int			ds_txid_retention = 86400;
 int			ds_worker_naptime = 1000;
 int			ds_replicated_standbys = 0; /* 0: all, 1: synchronous ones */
-int			ds_maintenance_interval = 10000;
+int			ds_maintenance_interval = 1000;
 
 void
 ds_worker_register(void)

@@ -85,7 +85,10 @@ SELECT pg_catalog.pg_extension_config_dump('state.log', '');
 -- transaction: a txid is committed once a row naming it is visible.  They
 -- are kept as 64-bit hashes (the txids themselves are in the log): a GIN
 -- index over bigint[] costs a fraction of one over text[] on insert, which
--- matters for batches with a txid per event.  state.await_txid /
+-- matters for batches with a txid per event.  The index has no pending
+-- list (fastupdate off): a look-up must not read through thousands of
+-- recent inserts, and a txid is looked up soon after it was written.
+-- state.await_txid /
 -- state.txid_status find them through it; the worker prunes rows older
 -- than durable_state.txid_retention.
 CREATE TABLE state._txids (
@@ -94,7 +97,7 @@ CREATE TABLE state._txids (
     hashes      bigint[] NOT NULL,
     applied_at  timestamptz NOT NULL
 );
-CREATE INDEX _txids_hashes_idx ON state._txids USING gin (hashes);
+CREATE INDEX _txids_hashes_idx ON state._txids USING gin (hashes) WITH (fastupdate = off);
 CREATE INDEX _txids_applied_at_idx ON state._txids USING brin (applied_at);
 SELECT pg_catalog.pg_extension_config_dump('state._txids', '');
 

@@ -345,6 +345,7 @@ extern int	ds_notify_mode;
 extern char *ds_worker_database;
 extern int	ds_txid_retention;
 extern int	ds_worker_naptime;
+extern int	ds_notify_coalesce;
 extern int	ds_replicated_standbys;
 extern int	ds_maintenance_interval;
 
@@ -354,7 +355,7 @@ extern uint64 ds_txid_hash(const char *txid, int len);
 extern void ds_wake_worker(void);
 extern bool ds_worker_serves_this_database(void);
 extern void ds_publish_txids(uint64 *hashes, int n, XLogRecPtr lsn);
-extern bool ds_ring_lookup(uint64 hash, XLogRecPtr *lsn, uint64 *next);
+extern bool ds_ring_lookup(uint64 hash, uint64 since, XLogRecPtr *lsn, uint64 *next);
 extern XLogRecPtr ds_forgotten_lsn_bound(void);
 extern void ds_notice_add_type(DsNotice *n, const char *s, int len);
 extern void ds_notice_add_txid(DsNotice *n, const char *s, int len);

@@ -93,6 +93,13 @@ _PG_init(void)
 							1000, 1, 3600 * 1000,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("durable_state.notify_coalesce",
+							"How long the background worker lets commits gather after it sent notifications (notify = worker).",
+							"0 sends every hand-over at once.",
+							&ds_notify_coalesce,
+							1, 0, 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
 	DefineCustomIntVariable("durable_state.maintenance_interval",
 							"How often the background worker expires TTLs and prunes txids and logs.",
 							NULL,

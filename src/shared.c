@@ -133,11 +133,13 @@ ds_publish_txids(uint64 *hashes, int n, XLogRecPtr lsn)
 }
 
 /*
- * The commit LSN of a recently committed txid, if the ring still has it.
- * *next is set to the ring position (to tell whether it wrapped since).
+ * The commit LSN of a recently committed txid, if the ring has it among the
+ * entries published after position "since" (0: the whole ring).  *next is
+ * set to the ring position, so that a waiter's next look only reads what
+ * was published since.
  */
 bool
-ds_ring_lookup(uint64 hash, XLogRecPtr *lsn, uint64 *next)
+ds_ring_lookup(uint64 hash, uint64 since, XLogRecPtr *lsn, uint64 *next)
 {
 	bool		found = false;
 	uint64		pos;
@@ -146,6 +148,7 @@ ds_ring_lookup(uint64 hash, XLogRecPtr *lsn, uint64 *next)
 	LWLockAcquire(ds_shared->lock, LW_SHARED);
 	pos = ds_shared->ring_next;
 	stop = pos > DS_TXID_RING ? pos - DS_TXID_RING : 0;
+	stop = Max(stop, since);
 	*next = pos;
 	while (pos > stop)
 	{

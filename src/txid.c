@@ -20,6 +20,7 @@
 #include "pgstat.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
@@ -35,15 +36,28 @@ typedef enum DsDurability
 
 static SPIPlanPtr lookup_plan = NULL;
 
-/* Is a row naming txid visible now (to the latest snapshot)? */
+/*
+ * Is a row naming txid visible now (to the latest snapshot)?
+ *
+ * The look-up must go through the GIN index whatever the statistics say: on
+ * a table that was never analyzed the planner guesses hundreds of matches
+ * and, under LIMIT 1, prefers reading the table from the start, which
+ * costs milliseconds per 100k txids.  So the plan is made (and used, since
+ * a kept plan may be replanned) with sequential scans disabled, the way a
+ * function's SET clause would do it.
+ */
 static bool
 txid_in_table(uint64 hash)
 {
 	Datum		arg = Int64GetDatum((int64) hash);
 	bool		found;
+	int			save_nestlevel;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
 	if (lookup_plan == NULL)
 	{
 		Oid			argtype = INT8OID;
@@ -61,6 +75,7 @@ txid_in_table(uint64 hash)
 							 InvalidSnapshot, true, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "txid lookup failed");
 	found = SPI_processed > 0;
+	AtEOXact_GUC(true, save_nestlevel);
 	SPI_finish();
 	return found;
 }
@@ -119,37 +134,47 @@ txid_arg(FunctionCallInfo fcinfo)
 	return t;
 }
 
+/* What a waiter has looked at so far. */
+typedef struct TxidLook
+{
+	uint64		ring_seen;		/* ring position up to which it was read */
+	uint64		table_seen;		/* ring position at the last table look-up */
+	bool		table_checked;
+} TxidLook;
+
 /*
- * What is known of a txid: 0 unknown, else committed with *lsn an upper
- * bound of its commit record's end (exact if the ring has it).
- * *table_checked avoids asking the table again while the ring cannot have
- * lost it (ring_seen: the ring position at the last table check).
+ * Is the txid committed?  If so, *lsn is its commit record's end (exact if
+ * the ring has it) or an upper bound of it.
+ *
+ * The table decides: a txid is committed while a visible row of
+ * state._txids names it (its row may be pruned or deleted, the ring does
+ * not know).  A commit puts its txids in the ring after it became visible,
+ * so a txid the ring does not have was either committed before the ring's
+ * oldest entry (the table has it) or not yet (it will appear in the ring).
+ * A waiter therefore reads the table once, and then only when the ring
+ * entries published since its last look name the txid, or the ring went
+ * round in between.  Without shared memory (or on a standby, whose ring
+ * does not see the primary's commits) the table alone decides.
  */
 static bool
-txid_known(uint64 hash, XLogRecPtr *lsn, bool *table_checked,
-		   uint64 *ring_seen)
+txid_known(uint64 hash, XLogRecPtr *lsn, TxidLook *look)
 {
 	uint64		next;
 
 	if (ds_shared && !RecoveryInProgress())
 	{
-		/*
-		 * The ring knows the LSN; the table says whether the txid is (still)
-		 * committed: its row may have been pruned or deleted since.
-		 */
-		if (ds_ring_lookup(hash, lsn, &next))
-			return txid_in_table(hash);
-		/* not in the ring: older, or not committed (yet) */
-		if (*table_checked && next - *ring_seen < DS_TXID_RING)
+		bool		in_ring = ds_ring_lookup(hash, look->ring_seen, lsn, &next);
+
+		look->ring_seen = next;
+		if (!in_ring && look->table_checked && next - look->table_seen < DS_TXID_RING)
 			return false;
-		*table_checked = true;
-		*ring_seen = next;
-		if (txid_in_table(hash))
-		{
+		look->table_checked = true;
+		look->table_seen = next;
+		if (!txid_in_table(hash))
+			return false;
+		if (!in_ring)
 			*lsn = ds_forgotten_lsn_bound();
-			return true;
-		}
-		return false;
+		return true;
 	}
 	*lsn = InvalidXLogRecPtr;
 	return txid_in_table(hash);
@@ -184,11 +209,10 @@ ds_txid_status(PG_FUNCTION_ARGS)
 	text	   *txid = txid_arg(fcinfo);
 	uint64		hash = ds_txid_hash(VARDATA_ANY(txid), VARSIZE_ANY_EXHDR(txid));
 	XLogRecPtr	lsn;
-	bool		checked = false;
-	uint64		seen = 0;
+	TxidLook	look = {0};
 	const char *status;
 
-	if (!txid_known(hash, &lsn, &checked, &seen))
+	if (!txid_known(hash, &lsn, &look))
 		status = "unknown";
 	else if (ds_shared == NULL || RecoveryInProgress())
 		status = "committed";
@@ -212,9 +236,9 @@ ds_await_txid(PG_FUNCTION_ARGS)
 	DsDurability d = PG_ARGISNULL(2) ? DS_DUR_COMMITTED : parse_durability(PG_GETARG_TEXT_PP(2));
 	uint64		hash = ds_txid_hash(VARDATA_ANY(txid), VARSIZE_ANY_EXHDR(txid));
 	TimestampTz deadline;
-	XLogRecPtr	lsn;
-	bool		checked = false;
-	uint64		seen = 0;
+	XLogRecPtr	lsn = InvalidXLogRecPtr;
+	TxidLook	look = {0};
+	bool		known = false;
 	volatile bool result = false;
 	bool		shared_wait;
 
@@ -233,7 +257,7 @@ ds_await_txid(PG_FUNCTION_ARGS)
 		{
 			long		remaining;
 
-			if (txid_known(hash, &lsn, &checked, &seen))
+			if (txid_known(hash, &lsn, &look))
 				PG_RETURN_BOOL(true);
 			remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
 			if (remaining <= 0)
@@ -255,7 +279,10 @@ ds_await_txid(PG_FUNCTION_ARGS)
 		{
 			long		remaining;
 
-			if (txid_known(hash, &lsn, &checked, &seen) && satisfied(d, lsn))
+			/* once known, only the watermarks are left to wait for */
+			if (!known)
+				known = txid_known(hash, &lsn, &look);
+			if (known && satisfied(d, lsn))
 			{
 				result = true;
 				break;

@@ -43,6 +43,7 @@
 char	   *ds_worker_database = NULL;
 int			ds_txid_retention = 86400;
 int			ds_worker_naptime = 1000;
+int			ds_notify_coalesce = 1;
 int			ds_replicated_standbys = 0; /* 0: all, 1: synchronous ones */
 int			ds_maintenance_interval = 1000;
 
@@ -150,13 +151,24 @@ static int	ntaken;
 static void
 notify_taken(void)
 {
+	/*
+	 * Postgres gives a transaction that notifies an xid, so its commit is a
+	 * WAL record; a notification need not survive a crash (the log does),
+	 * so the worker does not wait for that record to be flushed, which
+	 * also shortens the time it holds the global notify lock.
+	 */
+	(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
 	for (int i = 0; i < ntaken; i++)
 		Async_Notify(ds_channel_name(taken_names[i]),
 					 ds_notice_payload(taken_names[i], &taken[i]));
 }
 
-/* Sends what committing transactions handed over, one NOTIFY per stream. */
-static void
+/*
+ * Sends what committing transactions handed over, one NOTIFY per stream.
+ * Returns whether it sent anything.
+ */
+static bool
 send_notices(void)
 {
 	if (taken == NULL)
@@ -167,9 +179,10 @@ send_notices(void)
 	}
 	ntaken = ds_slots_take(taken, taken_names, DS_NOTIFY_SLOTS);
 	if (ntaken == 0)
-		return;
+		return false;
 	in_transaction(notify_taken, "durable_state notifications");
 	ds_count(DS_CNT_NOTIFICATIONS_SENT, ntaken);
+	return true;
 }
 
 static void
@@ -196,6 +209,7 @@ ds_worker_main(Datum arg)
 {
 	char	   *dbname;
 	TimestampTz next_maintenance = 0;
+	bool		sent = false;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -220,6 +234,16 @@ ds_worker_main(Datum arg)
 		TimestampTz now;
 		long		nap = pg_atomic_read_u32(&ds_shared->waiters) > 0 ? 1 : ds_worker_naptime;
 
+		/*
+		 * Right after sending, the worker lets a millisecond of commits
+		 * gather before it looks again: an idle stream's first commit is
+		 * notified at once, a busy stream gets one notification per
+		 * millisecond covering all its commits, instead of a transaction
+		 * of the worker (and a wake-up of every listener) per commit.
+		 */
+		if (sent && ds_notify_coalesce > 0)
+			(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 ds_notify_coalesce, PG_WAIT_EXTENSION);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 nap, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
@@ -237,7 +261,7 @@ ds_worker_main(Datum arg)
 		}
 
 		update_watermarks();
-		send_notices();
+		sent = send_notices();
 		now = GetCurrentTimestamp();
 		if (now >= next_maintenance)
 		{

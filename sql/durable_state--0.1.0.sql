@@ -46,6 +46,11 @@ CREATE TABLE state._collections (
     -- members without a column and the exact JSON of members whose column
     -- type would re-render them (see README, "Round trips")
     extra_column    name,
+    -- a bigint column counting the entity's changes (1 when inserted, +1 on
+    -- every update), or NULL: state.get_versioned and put's expected_version
+    version_column  name,
+    -- every write of an entity gives it this TTL (state.put may override)
+    default_ttl     interval CHECK (default_ttl > interval '0'),
     created_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (stream_id, type),
     UNIQUE (stream_id, name)
@@ -167,6 +172,12 @@ LANGUAGE C VOLATILE;
 CREATE FUNCTION state.get(type text, key text, stream text DEFAULT 'default')
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'ds_get'
+LANGUAGE C STABLE;
+
+-- The value with its version (see version_column); no row if absent.
+CREATE FUNCTION state.get_versioned(type text, key text, stream text DEFAULT 'default')
+RETURNS TABLE (value jsonb, version bigint)
+AS 'MODULE_PATHNAME', 'ds_get_versioned'
 LANGUAGE C STABLE;
 
 CREATE FUNCTION state.get_many(type text, keys text[], stream text DEFAULT 'default')
@@ -344,7 +355,9 @@ CREATE FUNCTION state.create_collection(
     allow_extra boolean DEFAULT false,
     check_old_value boolean DEFAULT false,
     extra_column name DEFAULT NULL,
-    assert_formats boolean DEFAULT false)
+    assert_formats boolean DEFAULT false,
+    version_column name DEFAULT NULL,
+    default_ttl interval DEFAULT NULL)
 RETURNS regclass
 LANGUAGE plpgsql
 -- no pinned search_path: new tables go to the caller's current_schema();
@@ -362,6 +375,7 @@ DECLARE
     coltype   text;
     req       jsonb;
     extracol  name := create_collection.extra_column;
+    vercol    name := create_collection.version_column;
 BEGIN
     IF name IS NULL OR name = '' THEN
         RAISE EXCEPTION 'collection name must be a non-empty string'
@@ -378,6 +392,11 @@ BEGIN
     PERFORM state._check_mode(mode);
     IF schema IS NOT NULL THEN
         PERFORM state._check_schema(schema);
+    END IF;
+    IF default_ttl IS NOT NULL AND default_ttl <= interval '0' THEN
+        RAISE EXCEPTION 'default_ttl must be positive, not %', default_ttl
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Leave default_ttl NULL for entities that do not expire.';
     END IF;
 
     IF table_name IS NULL AND current_schema() IS NULL THEN
@@ -448,6 +467,19 @@ BEGIN
             RAISE EXCEPTION 'the extra column cannot be the primary key'
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
+        IF vercol IS NOT NULL AND NOT EXISTS (
+               SELECT 1 FROM pg_attribute a
+                WHERE a.attrelid = rel AND a.attname = vercol AND a.attnum > 0
+                  AND NOT a.attisdropped AND a.atttypid = 'bigint'::regtype
+                  AND a.attgenerated = '' AND a.attidentity <> 'a') THEN
+            RAISE EXCEPTION 'table % has no plain bigint column "%"', rel, vercol
+                USING ERRCODE = 'undefined_column',
+                      HINT = 'version_column => names a bigint column of the table that the collection keeps the entity''s version in.';
+        END IF;
+        IF vercol = primary_key OR vercol = extracol THEN
+            RAISE EXCEPTION 'the version column cannot be the primary key or the extra column'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
     ELSIF schema IS NOT NULL AND jsonb_typeof(schema) = 'object'
           AND jsonb_typeof(schema->'properties') = 'object' THEN
         -- typed, generated: one column per property
@@ -468,6 +500,16 @@ BEGIN
             RAISE EXCEPTION 'extra column "%" collides with a property of the schema', extracol
                 USING ERRCODE = 'duplicate_column';
         END IF;
+        -- the version column: "_version", or "_version_N" likewise
+        IF vercol IS NULL THEN
+            vercol := '_version';
+            WHILE (schema->'properties') ? vercol OR vercol IN (primary_key, extracol) LOOP
+                vercol := '_version_' || (coalesce(substring(vercol FROM '_(\d+)$')::int, 0) + 1);
+            END LOOP;
+        ELSIF (schema->'properties') ? vercol OR vercol IN (primary_key, extracol) THEN
+            RAISE EXCEPTION 'version column "%" collides with a property of the schema', vercol
+                USING ERRCODE = 'duplicate_column';
+        END IF;
         FOR prop IN SELECT p.key, p.value FROM jsonb_each(schema->'properties') p ORDER BY p.key LOOP
             IF cols <> '' THEN cols := cols || ', '; END IF;
             coltype := state._schema_column_type(prop.value);
@@ -481,7 +523,7 @@ BEGIN
                 cols := cols || ' NOT NULL';
             END IF;
         END LOOP;
-        cols := cols || format(', %I jsonb', extracol);
+        cols := cols || format(', %I jsonb, %I bigint NOT NULL DEFAULT 1', extracol, vercol);
         EXECUTE format('CREATE TABLE %I.%I (%s)', current_schema(), name, cols);
         rel := format('%I.%I', current_schema(), name)::regclass;
     ELSE
@@ -492,18 +534,25 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'Its value column keeps the whole value.';
         END IF;
+        IF vercol IS NOT NULL AND vercol <> 'version' THEN
+            RAISE EXCEPTION 'the version column of a document collection is "version"'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        vercol := 'version';
         -- keys are opaque ids: byte order (COLLATE "C") is their natural
         -- order, and it makes every key probe a memcmp
-        EXECUTE format('CREATE TABLE %I.%I (key text COLLATE "C" PRIMARY KEY, value jsonb NOT NULL)',
+        EXECUTE format('CREATE TABLE %I.%I (key text COLLATE "C" PRIMARY KEY, value jsonb NOT NULL, '
+                       'version bigint NOT NULL DEFAULT 1)',
                        current_schema(), name);
         rel := format('%I.%I', current_schema(), name)::regclass;
     END IF;
 
     INSERT INTO state._collections (stream_id, name, type, relid, primary_key, schema,
                                     kind, mode, allow_extra, check_old_value, extra_column,
-                                    assert_formats)
+                                    assert_formats, version_column, default_ttl, has_ttl)
     VALUES (sid, name, ctype, rel, primary_key, schema, ckind, mode,
-            allow_extra, check_old_value, extracol, coalesce(assert_formats, false));
+            allow_extra, check_old_value, extracol, coalesce(assert_formats, false),
+            vercol, default_ttl, default_ttl IS NOT NULL);
     PERFORM state._catalog_changed();
     RETURN rel;
 END
@@ -514,7 +563,8 @@ CREATE FUNCTION state.alter_collection(name text, stream text DEFAULT 'default',
                                        allow_extra boolean DEFAULT NULL,
                                        check_old_value boolean DEFAULT NULL,
                                        schema jsonb DEFAULT NULL,
-                                       assert_formats boolean DEFAULT NULL)
+                                       assert_formats boolean DEFAULT NULL,
+                                       default_ttl interval DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog
@@ -541,6 +591,10 @@ BEGIN
     PERFORM state._check_owner(rel);
     IF mode IS NOT NULL THEN
         PERFORM state._check_mode(mode);
+    END IF;
+    IF default_ttl < interval '0' THEN
+        RAISE EXCEPTION 'default_ttl must be positive (or 0 for none), not %', default_ttl
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     new_schema := coalesce(alter_collection.schema, old_schema);
     new_assert := coalesce(alter_collection.assert_formats, old_assert);
@@ -572,7 +626,12 @@ BEGIN
            allow_extra = coalesce(alter_collection.allow_extra, c.allow_extra),
            check_old_value = coalesce(alter_collection.check_old_value, c.check_old_value),
            schema = new_schema,
-           assert_formats = new_assert
+           assert_formats = new_assert,
+           -- 0 turns the default TTL off; TTLs already set stay
+           default_ttl = CASE WHEN alter_collection.default_ttl IS NULL THEN c.default_ttl
+                              WHEN alter_collection.default_ttl = interval '0' THEN NULL
+                              ELSE alter_collection.default_ttl END,
+           has_ttl = c.has_ttl OR coalesce(alter_collection.default_ttl > interval '0', false)
       FROM state._streams s
      WHERE s.id = c.stream_id AND s.name = alter_collection.stream
        AND c.name = alter_collection.name;
@@ -735,7 +794,7 @@ RETURN CASE WHEN stream ~ '^[a-z0-9_]{1,48}$' THEN 'state_' || stream
 CREATE VIEW state.collections AS
 SELECT c.name, c.type, s.name AS stream, c.relid AS table_name, c.primary_key,
        c.kind, c.mode, c.allow_extra, c.check_old_value, c.assert_formats,
-       c.extra_column, c.schema, c.created_at
+       c.extra_column, c.schema, c.created_at, c.version_column, c.default_ttl
   FROM state._collections c
   JOIN state._streams s ON s.id = c.stream_id;
 
@@ -879,16 +938,28 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'ds_ttl_set'
 LANGUAGE C VOLATILE;
 
+-- Locks a stream's row as a batch does (held to commit): read-modify-write
+-- functions take it before reading, so that no batch of the stream commits
+-- between their read and their write.  False if the stream does not exist.
+CREATE FUNCTION state._lock_stream(stream text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'ds_lock_stream'
+LANGUAGE C VOLATILE STRICT;
+
 -- An upsert as an event (logged, notified, schema-checked like apply);
--- with a TTL the entity expires that long after the put.  Returns its offset.
+-- with a TTL the entity expires that long after the put (without one, the
+-- collection's default_ttl applies, if it has one).  With expected_version
+-- it is a compare-and-set: the entity's version must be that (0: absent),
+-- else nothing is written and the error is 40001.  Returns its offset.
 CREATE FUNCTION state.put(type text, key text, value jsonb, ttl interval DEFAULT NULL,
-                          stream text DEFAULT 'default')
+                          stream text DEFAULT 'default', expected_version bigint DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog
 AS $$
 DECLARE
     off text;
+    cur bigint;
 BEGIN
     IF ttl IS NOT NULL AND ttl <= interval '0' THEN
         RAISE EXCEPTION 'ttl must be positive, not %', ttl
@@ -900,15 +971,77 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'Use state.remove() to delete an entity.';
     END IF;
+    IF expected_version IS NOT NULL THEN
+        IF expected_version < 0 THEN
+            RAISE EXCEPTION 'expected_version must be 0 (absent) or a version, not %', expected_version
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        -- no batch of the stream commits between this read and the write
+        PERFORM state._lock_stream(put.stream);
+        cur := coalesce((SELECT g.version FROM state.get_versioned(put.type, put.key, put.stream) g), 0);
+        IF cur <> expected_version THEN
+            RAISE EXCEPTION 'version conflict on "%" of type "%": expected version %, found %',
+                            put.key, put.type, expected_version, cur
+                USING ERRCODE = 'serialization_failure',
+                      DETAIL = CASE WHEN cur = 0 THEN 'The entity does not exist.'
+                                    ELSE format('The entity is at version %s.', cur) END,
+                      HINT = 'Read the entity again (state.get_versioned) and retry with its version.';
+        END IF;
+    END IF;
     SELECT a.last_offset INTO off
       FROM state.apply(jsonb_build_object('type', put.type, 'key', put.key, 'value', put.value,
                                           'headers', jsonb_build_object('operation', 'upsert')),
                        put.stream) a;
-    -- the batch cleared any earlier TTL of the entity
+    -- the batch ended any earlier TTL of the entity (or set the default one)
     IF ttl IS NOT NULL THEN
         PERFORM state._ttl_set(put.stream, put.type, put.key, clock_timestamp() + ttl);
     END IF;
     RETURN off;
+END
+$$;
+
+-- Adds "by" to a numeric member of the entity (absent member or entity:
+-- from 0), as one logged upsert; returns the new number.  The stream's lock
+-- is taken before the read, so concurrent increments never lose one.
+CREATE FUNCTION state.increment(type text, key text, member text, by numeric DEFAULT 1,
+                                stream text DEFAULT 'default')
+RETURNS numeric
+LANGUAGE plpgsql
+SET search_path = pg_catalog
+AS $$
+DECLARE
+    v jsonb;
+    cur jsonb;
+    n numeric;
+BEGIN
+    IF member IS NULL OR by IS NULL THEN
+        RAISE EXCEPTION 'member and by must not be null'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM state._lock_stream(increment.stream);
+    v := state.get(increment.type, increment.key, increment.stream);
+    IF v IS NULL THEN
+        v := '{}';
+    ELSIF jsonb_typeof(v) <> 'object' THEN
+        RAISE EXCEPTION 'cannot increment "%" of "%" of type "%": the value is %, not an object',
+                        member, key, type, jsonb_typeof(v)
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    cur := v -> member;
+    IF cur IS NULL OR cur = 'null' THEN
+        n := by;
+    ELSIF jsonb_typeof(cur) = 'number' THEN
+        n := cur::numeric + by;
+    ELSE
+        RAISE EXCEPTION 'cannot increment "%" of "%" of type "%": it is %, not a number',
+                        member, key, type, jsonb_typeof(cur)
+            USING ERRCODE = 'wrong_object_type';
+    END IF;
+    PERFORM state.apply(jsonb_build_object('type', increment.type, 'key', increment.key,
+                                           'value', v || jsonb_build_object(member, n),
+                                           'headers', jsonb_build_object('operation', 'upsert')),
+                        increment.stream);
+    RETURN n;
 END
 $$;
 

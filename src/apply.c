@@ -992,6 +992,25 @@ form_row(DsBatch *b, DsCollState *cs, DsEvent *ev, Datum key, bool found)
 		}
 	}
 
+	/* the version: 1 when inserted, one more on every update */
+	if (ri->versioncol)
+	{
+		int			att = ri->versioncol->attnum - 1;
+		int64		version = 1;
+
+		if (found)
+		{
+			bool		isnull;
+			Datum		d = slot_getattr(cs->oldslot, att + 1, &isnull);
+
+			if (!isnull)
+				version = DatumGetInt64(d) + 1;
+		}
+		values[att] = Int64GetDatum(version);
+		nulls[att] = false;
+		cs->provided[att] = true;
+	}
+
 	/*
 	 * Members the value leaves out: a column with a default (or identity)
 	 * gets it on insert and keeps its value on update, as it would through
@@ -1359,7 +1378,10 @@ record_txids(DsBatch *b)
 	ExecClearTuple(slot);
 }
 
-/* Every entity a batch wrote or deleted loses its TTL (ttl.c). */
+/*
+ * Every entity a batch wrote or deleted loses its TTL; in a collection with
+ * a default TTL, every entity it wrote gets that one (ttl.c).
+ */
 static void
 clear_ttls(DsBatch *b)
 {
@@ -1367,16 +1389,23 @@ clear_ttls(DsBatch *b)
 	{
 		DsCollState *cs = &b->colls[c];
 		Datum	   *keys;
+		bool	   *deleted;
 		int			n = 0;
 
 		if (!cs->coll->has_ttl || cs->nevents == 0)
 			continue;
 		keys = palloc(sizeof(Datum) * cs->nevents);
+		deleted = palloc(sizeof(bool) * cs->nevents);
 		for (int i = 0; i < b->nevents; i++)
 			if (b->events[i].coll == cs)
-				keys[n++] = PointerGetDatum(cstring_to_text_with_len(b->events[i].key,
-																	 b->events[i].key_len));
+			{
+				keys[n] = PointerGetDatum(cstring_to_text_with_len(b->events[i].key,
+																   b->events[i].key_len));
+				deleted[n++] = b->events[i].op == DS_OP_DELETE;
+			}
 		ds_ttl_clear(cs->coll, keys, n);
+		if (cs->coll->default_ttl)
+			ds_ttl_default(cs->coll, keys, deleted, n);
 	}
 }
 

@@ -34,6 +34,7 @@
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
+#include "utils/timestamp.h"
 
 #include "durable_state.h"
 
@@ -171,6 +172,16 @@ cache_read(void)
 			Datum		d = slot_getattr(slot, get_attnum(slot->tts_tableOid, "extra_column"), &isnull);
 
 			c->extra_column = isnull ? NULL : pstrdup(NameStr(*DatumGetName(d)));
+			d = slot_getattr(slot, get_attnum(slot->tts_tableOid, "version_column"), &isnull);
+			c->version_column = isnull ? NULL : pstrdup(NameStr(*DatumGetName(d)));
+			d = slot_getattr(slot, get_attnum(slot->tts_tableOid, "default_ttl"), &isnull);
+			if (isnull)
+				c->default_ttl = NULL;
+			else
+			{
+				c->default_ttl = palloc(sizeof(Interval));
+				memcpy(c->default_ttl, DatumGetIntervalP(d), sizeof(Interval));
+			}
 		}
 		{
 			bool		isnull;
@@ -271,6 +282,16 @@ ds_catalog_stream(const char *name, bool missing_ok)
 		dst->name = pstrdup(src->name);
 		dst->type = pstrdup(src->type);
 		dst->primary_key = pstrdup(src->primary_key);
+		/* the cache may be rebuilt while the caller still uses its copy */
+		if (src->extra_column)
+			dst->extra_column = pstrdup(src->extra_column);
+		if (src->version_column)
+			dst->version_column = pstrdup(src->version_column);
+		if (src->default_ttl)
+		{
+			dst->default_ttl = palloc(sizeof(Interval));
+			memcpy(dst->default_ttl, src->default_ttl, sizeof(Interval));
+		}
 		if (src->schema)
 		{
 			dst->schema = palloc(VARSIZE(src->schema));
@@ -324,6 +345,7 @@ typedef struct DsRelMeta
 	MemoryContext cxt;
 	char	   *pkname;			/* column the entry was built for */
 	char	   *extraname;		/* its extra column, or NULL */
+	char	   *versionname;	/* its version column, or NULL */
 	DsKind		kind;			/* and the kind of collection */
 	Oid			pkindex;
 	DsRelInfo	info;			/* rel and pkrel unset */
@@ -390,6 +412,7 @@ relmeta_build(DsRelMeta *m, DsCollection *coll, Relation rel, const char *pkname
 	memset(ri, 0, sizeof(DsRelInfo));
 	m->pkname = pstrdup(pkname);
 	m->extraname = coll->extra_column ? pstrdup(coll->extra_column) : NULL;
+	m->versionname = coll->version_column ? pstrdup(coll->version_column) : NULL;
 	m->kind = coll->kind;
 	m->pkindex = pk;
 	ri->natts = desc->natts;
@@ -439,6 +462,18 @@ relmeta_build(DsRelMeta *m, DsCollection *coll, Relation rel, const char *pkname
 			ri->extracol = col;
 			continue;
 		}
+		/* so is the version column: the collection keeps it */
+		if (coll->version_column && strcmp(col->name, coll->version_column) == 0)
+		{
+			if (col->typid != INT8OID || col->attgenerated ||
+				col->attidentity == ATTRIBUTE_IDENTITY_ALWAYS)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+						 errmsg("version column \"%s\" of collection \"%s\" must be a plain bigint column",
+								col->name, coll->name)));
+			ri->versioncol = col;
+			continue;
+		}
 		ri->sorted[ri->nsorted++] = col;
 	}
 	qsort(ri->sorted, ri->nsorted, sizeof(DsColumn *), column_cmp);
@@ -471,6 +506,12 @@ relmeta_build(DsRelMeta *m, DsCollection *coll, Relation rel, const char *pkname
 				 errmsg("table \"%s\" of collection \"%s\" has no extra column \"%s\"",
 						RelationGetRelationName(rel), coll->name, coll->extra_column),
 				 errhint("The table was altered after state.create_collection(); restore the jsonb column.")));
+	if (coll->version_column && ri->versioncol == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
+				 errmsg("table \"%s\" of collection \"%s\" has no version column \"%s\"",
+						RelationGetRelationName(rel), coll->name, coll->version_column),
+				 errhint("The table was altered after state.create_collection(); restore the bigint column.")));
 	if (!RegProcedureIsValid(ri->pk_eqproc))
 		elog(ERROR, "no equality operator for the primary key of \"%s\"",
 			 RelationGetRelationName(rel));
@@ -526,6 +567,8 @@ ds_relinfo_open(DsRelInfo *ri, DsCollection *coll, LOCKMODE lockmode)
 	if (m->valid && (strcmp(m->pkname, pkname) != 0 || m->kind != coll->kind ||
 					 (m->extraname == NULL) != (coll->extra_column == NULL) ||
 					 (m->extraname && strcmp(m->extraname, coll->extra_column) != 0) ||
+					 (m->versionname == NULL) != (coll->version_column == NULL) ||
+					 (m->versionname && strcmp(m->versionname, coll->version_column) != 0) ||
 					 RelationGetPrimaryKeyIndex(rel) != m->pkindex))
 		m->valid = false;
 	if (!m->valid)

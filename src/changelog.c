@@ -149,6 +149,26 @@ log_tail(int32 stream_id, Snapshot snap)
 }
 
 /*
+ * state._lock_stream(stream text) RETURNS boolean: takes the row lock a
+ * batch takes (held to commit), for read-modify-write functions that must
+ * read after every earlier batch of the stream committed.  False if the
+ * stream does not exist.
+ */
+PG_FUNCTION_INFO_V1(ds_lock_stream);
+
+Datum
+ds_lock_stream(PG_FUNCTION_ARGS)
+{
+	DsStreamState st;
+
+	if (XactReadOnly)
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot write state events in a read-only transaction")));
+	PG_RETURN_BOOL(ds_stream_lock(text_to_cstring(PG_GETARG_TEXT_PP(0)), &st));
+}
+
+/*
  * Locks the stream's row and reads its state: what SELECT ... FOR UPDATE
  * does, without planning a query per batch.  The row is found with the
  * statement's snapshot and locked with table_tuple_lock; under READ

@@ -20,6 +20,8 @@
 
 #include "postgres.h"
 
+#include "datatype/timestamp.h"
+
 #include "access/relscan.h"
 #include "access/xlogdefs.h"
 #include "port/atomics.h"
@@ -122,6 +124,8 @@ typedef struct DsCollection
 	bool		assert_formats; /* "format" asserts date-time, uuid, email... */
 	bool		has_ttl;		/* some entity was ever put with a TTL */
 	char	   *extra_column;	/* jsonb column for extras and exact JSON, or NULL */
+	char	   *version_column; /* bigint column of entity versions, or NULL */
+	Interval   *default_ttl;	/* TTL of every write, or NULL */
 	Jsonb	   *schema;			/* its JSON Schema, or NULL */
 } DsCollection;
 
@@ -194,6 +198,7 @@ typedef struct DsRelInfo
 	DsColumn   *pkcol;
 	DsColumn   *valuecol;		/* document collections: the value column */
 	DsColumn   *extracol;		/* the extra column (not in sorted), or NULL */
+	DsColumn   *versioncol;		/* the version column (not in sorted), or NULL */
 	RegProcedure pk_eqproc;
 	Oid			pk_collation;
 	Expr	  **defaults;		/* column default expressions, by attnum - 1 */
@@ -374,6 +379,7 @@ extern char *ds_notice_payload(const char *stream, const DsNotice *n);
 extern char **ds_ttl_expired_keys(DsCollection *coll, int *n);
 extern bool ds_ttl_is_expired(char **keys, int n, const char *key, int len);
 extern void ds_ttl_clear(DsCollection *coll, Datum *keys, int nkeys);
+extern void ds_ttl_default(DsCollection *coll, Datum *keys, bool *deleted, int nkeys);
 
 extern void ds_worker_register(void);
 extern PGDLLEXPORT void ds_worker_main(Datum arg);

@@ -19,11 +19,13 @@
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
+#include "utils/tuplestore.h"
 
 #include "durable_state.h"
 
 PG_FUNCTION_INFO_V1(ds_get);
 PG_FUNCTION_INFO_V1(ds_get_many);
+PG_FUNCTION_INFO_V1(ds_get_versioned);
 PG_FUNCTION_INFO_V1(ds_get_type);
 PG_FUNCTION_INFO_V1(ds_catalog_changed);
 
@@ -109,6 +111,41 @@ ds_get(PG_FUNCTION_ARGS)
 	if (v == NULL)
 		PG_RETURN_NULL();
 	PG_RETURN_JSONB_P(v);
+}
+
+/* state.get_versioned(type text, key text, stream text): (value, version), or no row */
+Datum
+ds_get_versioned(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	DsReader	r;
+	text	   *key;
+	Jsonb	   *v;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+
+	InitMaterializedSRF(fcinfo, 0);
+	if (PG_ARGISNULL(1))
+		return (Datum) 0;
+	key = PG_GETARG_TEXT_PP(1);
+	reader_open(&r, fcinfo, 0, 2, 1);
+	if (r.ri.versioncol == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("collection \"%s\" keeps no versions", r.coll->name),
+				 errhint("Adopted tables keep versions in a bigint column named with state.create_collection(..., version_column => ...).")));
+	v = reader_get(&r, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
+	if (v != NULL)
+	{
+		bool		isnull;
+
+		values[0] = JsonbPGetDatum(v);
+		values[1] = slot_getattr(r.slot, r.ri.versioncol->attnum, &isnull);
+		nulls[1] = isnull;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	reader_close(&r);
+	return (Datum) 0;
 }
 
 /* state.get_many(type text, keys text[], stream text): {key: value} of those present */

@@ -37,6 +37,7 @@ static SPIPlanPtr clear_plan = NULL;
 static SPIPlanPtr set_plan = NULL;
 static SPIPlanPtr unset_plan = NULL;
 static SPIPlanPtr flag_plan = NULL;
+static SPIPlanPtr default_plan = NULL;
 
 static SPIPlanPtr
 keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
@@ -166,6 +167,45 @@ ds_ttl_clear(DsCollection *coll, Datum *keys, int nkeys)
 			  "AND e.key = ANY ($3)", 3, argtypes);
 	if (SPI_execute_plan(clear_plan, args, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "clearing TTLs failed");
+	restore_user(saved_user, saved_sec);
+}
+
+/*
+ * A batch wrote (or deleted) these keys of a collection with a default
+ * TTL: the entities it left in place expire that long from now.  A key may
+ * come more than once; its last event decides.
+ */
+void
+ds_ttl_default(DsCollection *coll, Datum *keys, bool *deleted, int nkeys)
+{
+	Oid			argtypes[5] = {INT4OID, TEXTOID, TEXTARRAYOID, BOOLARRAYOID, INTERVALOID};
+	Datum		args[5];
+	Datum	   *dels;
+	Oid			saved_user;
+	int			saved_sec;
+
+	if (nkeys == 0)
+		return;
+	dels = palloc(sizeof(Datum) * nkeys);
+	for (int i = 0; i < nkeys; i++)
+		dels[i] = BoolGetDatum(deleted[i]);
+	args[0] = Int32GetDatum(coll->stream_id);
+	args[1] = CStringGetTextDatum(coll->type);
+	args[2] = PointerGetDatum(construct_array(keys, nkeys, TEXTOID, -1, false, TYPALIGN_INT));
+	args[3] = PointerGetDatum(construct_array(dels, nkeys, BOOLOID, 1, true, TYPALIGN_CHAR));
+	args[4] = IntervalPGetDatum(coll->default_ttl);
+	become_owner(&saved_user, &saved_sec);
+	keep_plan(&default_plan,
+			  "INSERT INTO state._expiry AS e (stream_id, type, key, expires_at) "
+			  "SELECT $1, $2, s.k, pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) $5 "
+			  "  FROM (SELECT DISTINCT ON (u.k) u.k, u.d "
+			  "          FROM pg_catalog.unnest($3, $4) WITH ORDINALITY AS u(k, d, o) "
+			  "         ORDER BY u.k, u.o DESC) s "
+			  " WHERE NOT s.d "
+			  "ON CONFLICT (stream_id, type, key) DO UPDATE SET expires_at = EXCLUDED.expires_at",
+			  5, argtypes);
+	if (SPI_execute_plan(default_plan, args, NULL, false, 0) != SPI_OK_INSERT)
+		elog(ERROR, "setting default TTLs failed");
 	restore_user(saved_user, saved_sec);
 }
 

@@ -25,10 +25,15 @@ include $(PGXS)
 # every module includes the shared header: rebuild all when it changes
 $(OBJS): src/durable_state.h src/jsonschema.h
 
-.PHONY: test bench demo
+.PHONY: test bench bench-apply bench-notify demo
 test:
 	bash test/run.sh
-bench:
+# every benchmark: apply and schema checks (bench/run.sh), then notifications
+# and txid confirmation (bench/notify.sh)
+bench: bench-apply bench-notify
+bench-apply:
 	bash bench/run.sh
+bench-notify:
+	bash bench/notify.sh
 demo:
 	bash test/demo.sh

@@ -18,6 +18,7 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/ipc.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -35,6 +36,22 @@ typedef enum DsDurability
 } DsDurability;
 
 static SPIPlanPtr lookup_plan = NULL;
+
+/*
+ * This backend is counted in ds_shared->waiters.  PG_FINALLY gives the count
+ * back on an error, but a FATAL one (pg_terminate_backend) exits without
+ * unwinding, so an exit callback does it then.
+ */
+static bool counted_waiter = false;
+static bool exit_callback_registered = false;
+
+static void
+waiter_exit(int code, Datum arg)
+{
+	if (counted_waiter && ds_shared)
+		pg_atomic_fetch_sub_u32(&ds_shared->waiters, 1);
+	counted_waiter = false;
+}
 
 /*
  * Is a row naming txid visible now (to the latest snapshot)?
@@ -269,7 +286,13 @@ ds_await_txid(PG_FUNCTION_ARGS)
 		}
 	}
 
+	if (!exit_callback_registered)
+	{
+		before_shmem_exit(waiter_exit, 0);
+		exit_callback_registered = true;
+	}
 	pg_atomic_fetch_add_u32(&ds_shared->waiters, 1);
+	counted_waiter = true;
 	/* the worker polls the watermarks while someone waits for them */
 	if (d != DS_DUR_COMMITTED)
 		ds_wake_worker();
@@ -298,6 +321,7 @@ ds_await_txid(PG_FUNCTION_ARGS)
 	PG_FINALLY();
 	{
 		pg_atomic_fetch_sub_u32(&ds_shared->waiters, 1);
+		counted_waiter = false;
 	}
 	PG_END_TRY();
 	PG_RETURN_BOOL(result);

@@ -69,6 +69,9 @@ ds_missing_deps() {
     if compgen -G "$DS_ROOT/test/t/*.js" >/dev/null && ! command -v node >/dev/null 2>&1; then
         echo node
     fi
+    if [[ -f $DS_ROOT/clients/node/package-lock.json ]] && ! command -v npm >/dev/null 2>&1; then
+        echo npm
+    fi
     return 0
 }
 
@@ -85,6 +88,9 @@ ds_install_deps() {
                 make gcc libc6-dev)
     if grep -qx node <<<"$missing"; then
         pkgs+=(nodejs)
+    fi
+    if grep -qx npm <<<"$missing"; then
+        pkgs+=(npm)
     fi
     ds_log "missing: $(tr '\n' ' ' <<<"$missing")"
     if ! command -v apt-get >/dev/null 2>&1; then
@@ -112,6 +118,19 @@ ds_install_deps() {
         ds_err "still missing after apt-get install: $(tr '\n' ' ' <<<"$missing")"
         return 1
     fi
+}
+
+# Installs the Node client's dependencies (clients/node, from its lockfile)
+# when node_modules is missing or older than the lockfile.
+ds_npm_install() {
+    local dir=$DS_ROOT/clients/node
+    [[ -f $dir/package-lock.json ]] || return 0
+    if [[ -d $dir/node_modules && $dir/node_modules -nt $dir/package-lock.json ]]; then
+        return 0
+    fi
+    ds_log "npm ci in clients/node"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) || return 1
+    touch "$dir/node_modules"
 }
 
 # Builds and installs the extension against PG 15.

@@ -231,6 +231,9 @@ fi
 # ---------------------------------------------------------------------------
 if wants other; then
     banner "other tests (test/t)"
+    if ! ds_npm_install; then
+        record npm 0 1 "npm ci in clients/node failed"
+    fi
     mapfile -t files < <(compgen -G 'test/t/*.sh'; compgen -G 'test/t/*.js')
     mapfile -t files < <(printf '%s\n' "${files[@]}" | sed '/^$/d' | sort)
     op=0 of=0 ran=0 bad_files=()

@@ -1,0 +1,346 @@
+'use strict';
+/*
+ * durable-state: the Node client of the durable_state PostgreSQL extension.
+ *
+ * Every method is one SQL call through a pg.Pool (state.apply, state.get,
+ * state.put, ...); subscribe() keeps one dedicated connection that LISTENs
+ * on the stream's channel and reads state.changes() after every wake-up and
+ * every reconnect (the lossless protocol of the README).
+ */
+const { EventEmitter } = require('node:events');
+const pg = require('pg');
+
+const DEFAULT_STREAM = 'default';
+
+/* A TTL as an SQL interval: milliseconds (number) or interval text. */
+function ttlInterval(ttl) {
+  if (ttl === undefined || ttl === null) return null;
+  if (typeof ttl === 'number') {
+    if (!Number.isFinite(ttl) || ttl <= 0) throw new RangeError(`ttl must be a positive number of milliseconds, not ${ttl}`);
+    return `${ttl} milliseconds`;
+  }
+  return String(ttl);
+}
+
+/* The offset of the event after `offset` is greater: offsets are fixed-width decimal strings. */
+function offsetAfter(a, b) {
+  return a > b;
+}
+
+class DurableState {
+  /**
+   * @param {object} [options]
+   * @param {pg.Pool} [options.pool]         an existing pool (not closed by close())
+   * @param {string} [options.connectionString]
+   * @param {object} [options.pg]            pg.Pool / pg.Client options (host, port, user, ...)
+   * @param {string} [options.stream]        default stream of every call ('default')
+   * @param {number} [options.max]           pool size (10)
+   */
+  constructor(options = {}) {
+    this.stream = options.stream ?? DEFAULT_STREAM;
+    this._clientConfig = { ...(options.pg ?? {}) };
+    if (options.connectionString) this._clientConfig.connectionString = options.connectionString;
+    this._ownPool = !options.pool;
+    this.pool = options.pool ?? new pg.Pool({ max: options.max ?? 10, ...this._clientConfig });
+    this._subscriptions = new Set();
+  }
+
+  _stream(opts) {
+    return (opts && opts.stream) ?? this.stream;
+  }
+
+  async query(sql, params) {
+    return this.pool.query(sql, params);
+  }
+
+  /** Applies one event or an array of events atomically: {applied, skipped, lastOffset}. */
+  async apply(events, opts = {}) {
+    const r = await this.pool.query(
+      'SELECT applied, skipped, last_offset FROM state.apply($1::jsonb, $2, $3)',
+      [JSON.stringify(events), this._stream(opts), opts.sourceOffset ?? null]);
+    const row = r.rows[0];
+    return { applied: Number(row.applied), skipped: Number(row.skipped), lastOffset: row.last_offset };
+  }
+
+  /** The value of an entity, or undefined if absent (a stored JSON null is null). */
+  async get(type, key, opts = {}) {
+    const r = await this.pool.query(
+      'SELECT v, v IS NULL AS absent FROM state.get($1, $2, $3) v', [type, key, this._stream(opts)]);
+    return r.rows[0].absent ? undefined : r.rows[0].v;
+  }
+
+  /** {key: value} of those of keys present. */
+  async getMany(type, keys, opts = {}) {
+    const r = await this.pool.query('SELECT state.get_many($1, $2::text[], $3) AS m',
+      [type, keys, this._stream(opts)]);
+    return r.rows[0].m ?? {};
+  }
+
+  /** Every entity of a type, as a Map key -> value. */
+  async getType(type, opts = {}) {
+    const r = await this.pool.query('SELECT key, value FROM state.get_type($1, $2)',
+      [type, this._stream(opts)]);
+    return new Map(r.rows.map((row) => [row.key, row.value]));
+  }
+
+  /** {value, version} of an entity, or undefined if absent. */
+  async getVersioned(type, key, opts = {}) {
+    const r = await this.pool.query('SELECT value, version FROM state.get_versioned($1, $2, $3)',
+      [type, key, this._stream(opts)]);
+    if (r.rows.length === 0) return undefined;
+    return { value: r.rows[0].value, version: Number(r.rows[0].version) };
+  }
+
+  /**
+   * Upserts an entity as a logged event; returns its offset.
+   * opts.ttl: milliseconds or an interval ('5 minutes'); opts.expectedVersion:
+   * compare-and-set (0: must be absent), a mismatch rejects with code 40001.
+   */
+  async put(type, key, value, opts = {}) {
+    if (value === undefined) throw new TypeError('value must not be undefined (use remove())');
+    const r = await this.pool.query(
+      'SELECT state.put($1, $2, $3::jsonb, $4::interval, $5, $6) AS off',
+      [type, key, JSON.stringify(value), ttlInterval(opts.ttl), this._stream(opts),
+        opts.expectedVersion ?? null]);
+    return r.rows[0].off;
+  }
+
+  /** Deletes an entity as a logged event; false if it was absent. */
+  async remove(type, key, opts = {}) {
+    const r = await this.pool.query('SELECT state.remove($1, $2, $3) AS removed',
+      [type, key, this._stream(opts)]);
+    return r.rows[0].removed;
+  }
+
+  /** Adds `by` to a numeric member atomically; returns the new number. */
+  async increment(type, key, member, by = 1, opts = {}) {
+    const r = await this.pool.query('SELECT state.increment($1, $2, $3, $4::numeric, $5) AS n',
+      [type, key, member, String(by), this._stream(opts)]);
+    return Number(r.rows[0].n);
+  }
+
+  /** A transient message to the stream's subscribers, sent when the call commits. */
+  async publish(topic, message, opts = {}) {
+    await this.pool.query('SELECT state.publish($1, $2::jsonb, $3)',
+      [topic, JSON.stringify(message ?? null), this._stream(opts)]);
+  }
+
+  /** Waits until txid is committed / flushed / replicated; false on timeout. */
+  async awaitTxId(txid, opts = {}) {
+    const r = await this.pool.query('SELECT state.await_txid($1, $2, $3) AS ok',
+      [txid, opts.timeoutMs ?? 5000, opts.durability ?? 'committed']);
+    return r.rows[0].ok;
+  }
+
+  async txidStatus(txid) {
+    const r = await this.pool.query('SELECT state.txid_status($1) AS s', [txid]);
+    return r.rows[0].s;
+  }
+
+  async tail(opts = {}) {
+    const r = await this.pool.query('SELECT state.tail($1) AS t', [this._stream(opts)]);
+    return r.rows[0].t;
+  }
+
+  async channel(opts = {}) {
+    const r = await this.pool.query('SELECT state.channel($1) AS c', [this._stream(opts)]);
+    return r.rows[0].c;
+  }
+
+  /**
+   * One page of the log after `since` ('-1': from the start): protocol events
+   * with headers.offset, and the offset of the last one (or since).
+   */
+  async changes(opts = {}, client = this.pool) {
+    const since = opts.since ?? '-1';
+    const r = await client.query('SELECT "offset", event FROM state.changes($1, $2, $3)',
+      [this._stream(opts), since, opts.maxEvents ?? 1000]);
+    const events = r.rows.map((row) => row.event);
+    return { events, offset: r.rows.length ? r.rows[r.rows.length - 1].offset : since };
+  }
+
+  /**
+   * The stream's state as protocol events: snapshot-start, one insert per
+   * live entity, snapshot-end; offset is the tail the snapshot is at.
+   */
+  async snapshot(opts = {}, client = this.pool) {
+    const r = await client.query('SELECT s FROM state.snapshot($1) s', [this._stream(opts)]);
+    const events = r.rows.map((row) => row.s);
+    const end = events.find((e) => e.headers && e.headers.control === 'snapshot-end');
+    return { events, offset: end ? end.headers.offset : '-1' };
+  }
+
+  /**
+   * Subscribes to the stream: onEvents(events) gets every event after
+   * `since`, in order, exactly once, across notifications and reconnects.
+   * See Subscription.
+   */
+  subscribe(opts = {}) {
+    const sub = new Subscription(this, { ...opts, stream: this._stream(opts) });
+    this._subscriptions.add(sub);
+    sub.once('close', () => this._subscriptions.delete(sub));
+    sub.start();
+    return sub;
+  }
+
+  _newClient() {
+    return new pg.Client({ ...this._clientConfig });
+  }
+
+  async close() {
+    await Promise.all([...this._subscriptions].map((s) => s.close()));
+    if (this._ownPool) await this.pool.end();
+  }
+}
+
+/*
+ * The lossless subscriber: LISTEN first, then read changes(since => last)
+ * until empty; again on every notification; on a lost connection, reconnect
+ * and do the same from the last offset delivered.  If the log no longer
+ * has that offset (retention), the subscriber resyncs from a snapshot:
+ * onResync(snapshotEvents) then events after the snapshot's offset.
+ *
+ * Events: 'ready' (first catch-up done), 'events' (events, offset),
+ * 'notification' (parsed payload, channel), 'message' ({topic, message}),
+ * 'resync' (snapshot events, offset), 'reconnect' (error), 'error', 'close'.
+ */
+class Subscription extends EventEmitter {
+  constructor(ds, opts) {
+    super();
+    this.ds = ds;
+    this.stream = opts.stream;
+    this.lastOffset = opts.since ?? '-1';
+    this.pageSize = opts.pageSize ?? 1000;
+    this.reconnectDelayMs = opts.reconnectDelayMs ?? 100;
+    this.onEvents = opts.onEvents;
+    this.onMessage = opts.onMessage;
+    this.onResync = opts.onResync;
+    this.client = null;
+    this.closed = false;
+    this.reconnects = 0;
+    this.notifications = 0;
+    this._reading = null;
+    this._again = false;
+    this._readyOnce = false;
+    this._connecting = null;
+  }
+
+  start() {
+    this._connecting = this._connect().catch((err) => this._lost(err));
+  }
+
+  async _connect() {
+    if (this.closed) return;
+    const client = this.ds._newClient();
+    this.client = client;
+    client.on('error', (err) => this._lost(err, client));
+    client.on('end', () => this._lost(new Error('connection ended'), client));
+    client.on('notification', (n) => this._notified(n));
+    await client.connect();
+    const r = await client.query('SELECT state.channel($1) AS c', [this.stream]);
+    await client.query(`LISTEN ${client.escapeIdentifier(r.rows[0].c)}`);
+    await this._catchUp();
+    if (!this._readyOnce) {
+      this._readyOnce = true;
+      this.emit('ready', this.lastOffset);
+    }
+  }
+
+  _notified(n) {
+    this.notifications++;
+    let payload;
+    try {
+      payload = JSON.parse(n.payload);
+    } catch {
+      payload = null;
+    }
+    this.emit('notification', payload, n.channel);
+    if (payload && payload.topic !== undefined && payload.from === undefined) {
+      const msg = { topic: payload.topic, message: payload.message };
+      this.emit('message', msg);
+      if (this.onMessage) Promise.resolve().then(() => this.onMessage(msg)).catch((e) => this.emit('error', e));
+      return;
+    }
+    this._catchUp().catch((err) => this._lost(err));
+  }
+
+  /* Reads the log until empty; one reader at a time, re-run if woken meanwhile. */
+  _catchUp() {
+    if (this._reading) {
+      this._again = true;
+      return this._reading;
+    }
+    this._reading = (async () => {
+      try {
+        do {
+          this._again = false;
+          await this._readAll();
+        } while (this._again && !this.closed);
+      } finally {
+        this._reading = null;
+      }
+    })();
+    return this._reading;
+  }
+
+  async _readAll() {
+    const client = this.client;
+    for (;;) {
+      if (this.closed || client !== this.client) return;
+      let page;
+      try {
+        page = await this.ds.changes({ stream: this.stream, since: this.lastOffset, maxEvents: this.pageSize }, client);
+      } catch (err) {
+        if (err.code === '55000' && /retain/i.test(err.message)) {
+          await this._resync(client);
+          continue;
+        }
+        throw err;
+      }
+      if (page.events.length === 0) return;
+      if (this.onEvents) await this.onEvents(page.events, page.offset);
+      this.emit('events', page.events, page.offset);
+      this.lastOffset = page.offset;
+      if (page.events.length < this.pageSize) return;
+    }
+  }
+
+  async _resync(client) {
+    const snap = await this.ds.snapshot({ stream: this.stream }, client);
+    if (this.onResync) await this.onResync(snap.events, snap.offset);
+    this.emit('resync', snap.events, snap.offset);
+    this.lastOffset = snap.offset;
+  }
+
+  _lost(err, client = this.client) {
+    if (this.closed || client !== this.client) return;
+    this.client = null;
+    this.reconnects++;
+    this.emit('reconnect', err);
+    if (client) client.removeAllListeners('notification');
+    if (client) client.end().catch(() => {});
+    setTimeout(() => {
+      if (!this.closed) this._connecting = this._connect().catch((e) => this._lost(e));
+    }, this.reconnectDelayMs);
+  }
+
+  /** The backend pid of the subscriber's connection (for tests and monitoring). */
+  get pid() {
+    return this.client && this.client.processID;
+  }
+
+  async close() {
+    if (this.closed) return;
+    this.closed = true;
+    const client = this.client;
+    this.client = null;
+    if (client) {
+      client.removeAllListeners();
+      client.on('error', () => {});
+      await client.end().catch(() => {});
+    }
+    this.emit('close');
+  }
+}
+
+module.exports = { DurableState, Subscription, ttlInterval, offsetAfter };

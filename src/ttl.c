@@ -199,7 +199,8 @@ ds_ttl_default(DsCollection *coll, Datum *keys, bool *deleted, int nkeys)
 			  "INSERT INTO state._expiry AS e (stream_id, type, key, expires_at) "
 			  "SELECT $1, $2, s.k, pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) $5 "
 			  "  FROM (SELECT DISTINCT ON (u.k) u.k, u.d "
-			  "          FROM pg_catalog.unnest($3, $4) WITH ORDINALITY AS u(k, d, o) "
+			  "          FROM ROWS FROM (pg_catalog.unnest($3), pg_catalog.unnest($4)) "
+			  "               WITH ORDINALITY AS u(k, d, o) "
 			  "         ORDER BY u.k, u.o DESC) s "
 			  " WHERE NOT s.d "
 			  "ON CONFLICT (stream_id, type, key) DO UPDATE SET expires_at = EXCLUDED.expires_at",

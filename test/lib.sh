@@ -20,6 +20,8 @@
 #   DS_PORT=N          first TCP port to try (default 54329; the next free one is used)
 #   DS_CLUSTER_USER=u  OS user that runs the server when invoked as root (default dstest)
 #   DS_EXTRA_CONF=...  extra postgresql.conf lines (newline separated) for the cluster
+#   DS_PGBIN=dir       Postgres 15 binaries (default /usr/lib/postgresql/15/bin; a copy
+#                      of the installation lets two work trees install side by side)
 #
 # After ds_start_cluster these are exported (and written to $DS_TMP/env.sh):
 #   PGHOST PGPORT PGUSER PGDATABASE   the cluster (database ds_test)
@@ -28,7 +30,7 @@
 #   DS_CLUSTER_USER                   OS user the server runs as (see ds_as_owner)
 
 DS_PG_MAJOR=15
-DS_PGBIN=/usr/lib/postgresql/$DS_PG_MAJOR/bin
+DS_PGBIN=${DS_PGBIN:-/usr/lib/postgresql/$DS_PG_MAJOR/bin}
 DS_PG_CONFIG=$DS_PGBIN/pg_config
 DS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export DS_PG_MAJOR DS_PGBIN DS_PG_CONFIG DS_ROOT

@@ -17,7 +17,7 @@ BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS durable_state;
 
-SELECT plan(39);
+SELECT plan(47);
 
 SELECT has_extension('durable_state', 'extension durable_state is installed');
 SELECT has_schema('state', 'schema state exists');
@@ -31,12 +31,16 @@ SELECT has_function('state', 'get',               ARRAY['text', 'text', 'text'])
 SELECT has_function('state', 'get_many',          ARRAY['text', 'text[]', 'text']);
 SELECT has_function('state', 'get_type',          ARRAY['text', 'text']);
 SELECT has_function('state', 'create_collection',
-                    ARRAY['text', 'text', 'text', 'jsonb', 'regclass', 'text', 'text', 'boolean', 'boolean', 'name', 'boolean']);
+                    ARRAY['text', 'text', 'text', 'jsonb', 'regclass', 'text', 'text', 'boolean', 'boolean', 'name', 'boolean', 'name', 'interval']);
 SELECT has_function('state', 'drop_collection',   ARRAY['text', 'text', 'boolean']);
 SELECT has_function('state', 'changes',           ARRAY['text', 'text', 'integer']);
 SELECT has_function('state', 'snapshot',          ARRAY['text']);
 SELECT has_function('state', 'tail',              ARRAY['text']);
 SELECT has_function('state', 'channel',           ARRAY['text']);
+SELECT has_function('state', 'put',               ARRAY['text', 'text', 'jsonb', 'interval', 'text', 'bigint']);
+SELECT has_function('state', 'remove',            ARRAY['text', 'text', 'text']);
+SELECT has_function('state', 'increment',         ARRAY['text', 'text', 'text', 'numeric', 'text']);
+SELECT has_function('state', 'get_versioned',     ARRAY['text', 'text', 'text']);
 
 -- Return types.
 SELECT function_returns('state', 'apply',      ARRAY['jsonb', 'text', 'text'], 'setof record');
@@ -45,13 +49,17 @@ SELECT function_returns('state', 'get',        ARRAY['text', 'text', 'text'], 'j
 SELECT function_returns('state', 'get_many',   ARRAY['text', 'text[]', 'text'], 'jsonb');
 SELECT function_returns('state', 'get_type',   ARRAY['text', 'text'], 'setof record');
 SELECT function_returns('state', 'create_collection',
-                        ARRAY['text', 'text', 'text', 'jsonb', 'regclass', 'text', 'text', 'boolean', 'boolean', 'name', 'boolean'],
+                        ARRAY['text', 'text', 'text', 'jsonb', 'regclass', 'text', 'text', 'boolean', 'boolean', 'name', 'boolean', 'name', 'interval'],
                         'regclass');
 SELECT function_returns('state', 'drop_collection', ARRAY['text', 'text', 'boolean'], 'void');
 SELECT function_returns('state', 'changes',    ARRAY['text', 'text', 'integer'], 'setof record');
 SELECT function_returns('state', 'snapshot',   ARRAY['text'], 'setof jsonb');
 SELECT function_returns('state', 'tail',       ARRAY['text'], 'text');
 SELECT function_returns('state', 'channel',    ARRAY['text'], 'text');
+SELECT function_returns('state', 'put',        ARRAY['text', 'text', 'jsonb', 'interval', 'text', 'bigint'], 'text');
+SELECT function_returns('state', 'remove',     ARRAY['text', 'text', 'text'], 'boolean');
+SELECT function_returns('state', 'increment',  ARRAY['text', 'text', 'text', 'numeric', 'text'], 'numeric');
+SELECT function_returns('state', 'get_versioned', ARRAY['text', 'text', 'text'], 'setof record');
 
 -- The contract is names and order of the leading arguments (SPEC: "add
 -- optional arguments freely"), so callers can use named notation.

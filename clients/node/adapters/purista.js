@@ -5,26 +5,42 @@
  * the store's config, the call's options or the collection's default), and
  * removeState as a logged delete.  Needs @purista/core (a peer dependency).
  */
-const { StateStoreBaseClass } = require('@purista/core');
+const { StateStoreBaseClass, StatusCode, UnhandledError } = require('@purista/core');
 const { DurableState } = require('..');
 
 class DurableStateStore extends StateStoreBaseClass {
   /**
-   * @param {object} [config] StoreBaseConfig plus:
-   *   client: a DurableState (else one is made from connection and closed by destroy()),
-   *   connection: DurableState options, type: the collection's type ('purista_state'),
-   *   stream: its stream, ttl: default TTL of setState (milliseconds or interval)
+   * @param {object} [options] PURISTA's StoreBaseConfig: enableGet, enableSet,
+   *   enableRemove, logger, logLevel, and config (this store's own):
+   *   config.client: a DurableState (else one is made from config.connection,
+   *   and closed by destroy()), config.type: the collection's type
+   *   ('purista_state'), config.stream, config.ttl: default TTL of setState
+   *   (milliseconds or an interval)
    */
-  constructor(config = {}) {
-    super('DurableStateStore', { ...config });
-    this.ownClient = !config.client;
-    this.ds = config.client ?? new DurableState(config.connection ?? {});
-    this.type = config.type ?? 'purista_state';
-    this.stream = config.stream ?? this.ds.stream;
+  constructor(options = {}) {
+    super('DurableStateStore', { ...options });
+    const own = this.config.config ?? {};
+    this.ownClient = !own.client;
+    this.ds = own.client ?? new DurableState(own.connection ?? {});
+    this.type = own.type ?? 'purista_state';
+    this.stream = own.stream ?? this.ds.stream;
+    this.ttl = own.ttl;
+  }
+
+  /* Errors of the database become PURISTA's UnhandledError (500), logged. */
+  async _guard(what, name, fn) {
+    try {
+      return await fn();
+    } catch (err) {
+      const msg = `error in state store ${what} ${name}`;
+      this.logger.error({ err }, msg);
+      throw new UnhandledError(StatusCode.InternalServerError, msg);
+    }
   }
 
   async getStateImpl(...stateNames) {
-    const found = await this.ds.getMany(this.type, stateNames, { stream: this.stream });
+    const found = await this._guard('getting values', stateNames.join(', '),
+      () => this.ds.getMany(this.type, stateNames, { stream: this.stream }));
     const result = {};
     for (const name of stateNames) result[name] = found[name];
     return result;
@@ -41,13 +57,14 @@ class DurableStateStore extends StateStoreBaseClass {
   }
 
   async setStateImpl(stateName, stateValue) {
-    const ttl = this._setOpts?.ttl ?? this.config.ttl;
-    await this.ds.put(this.type, stateName, stateValue === undefined ? null : stateValue,
-      { stream: this.stream, ttl });
+    const ttl = this._setOpts?.ttl ?? this.ttl;
+    await this._guard('setting value', stateName, () => this.ds.put(this.type, stateName,
+      stateValue === undefined ? null : stateValue, { stream: this.stream, ttl }));
   }
 
   async removeStateImpl(stateName) {
-    await this.ds.remove(this.type, stateName, { stream: this.stream });
+    await this._guard('removing value', stateName,
+      () => this.ds.remove(this.type, stateName, { stream: this.stream }));
   }
 
   async destroy() {

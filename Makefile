@@ -25,15 +25,18 @@ include $(PGXS)
 # every module includes the shared header: rebuild all when it changes
 $(OBJS): src/durable_state.h src/jsonschema.h
 
-.PHONY: test bench bench-apply bench-notify demo
+.PHONY: test bench bench-apply bench-notify bench-kv demo
 test:
 	bash test/run.sh
 # every benchmark: apply and schema checks (bench/run.sh), then notifications
-# and txid confirmation (bench/notify.sh)
-bench: bench-apply bench-notify
+# and txid confirmation (bench/notify.sh), key/value round trips against
+# Redis (bench/kv.sh)
+bench: bench-apply bench-notify bench-kv
 bench-apply:
 	bash bench/run.sh
 bench-notify:
 	bash bench/notify.sh
+bench-kv:
+	bash bench/kv.sh
 demo:
 	bash test/demo.sh

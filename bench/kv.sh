@@ -51,17 +51,20 @@ SELECT state.create_collection('kvb_' || i, 'kv', stream => 'kvb_' || i, mode =>
 SQL
 
 port=56379
-start_redis() {  # label args...
+# start_redis ARGS...: a redis-server on the next free port; its URL in REDIS_URL
+start_redis() {
     while ds_port_in_use "$port"; do port=$((port + 1)); done
     redis-server --port "$port" --bind 127.0.0.1 --dir "$WORK" --dbfilename "r$port.rdb" \
         --appendfilename "r$port.aof" "$@" >"$WORK/redis$port.log" 2>&1 &
     REDIS_PIDS+=($!)
     for _ in $(seq 50); do ds_port_in_use "$port" && break; sleep 0.1; done
-    echo "redis://127.0.0.1:$port"
+    REDIS_URL="redis://127.0.0.1:$port"
     port=$((port + 1))
 }
-R1=$(start_redis)
-R2=$(start_redis --appendonly yes --appendfsync always)
+start_redis
+R1=$REDIS_URL
+start_redis --appendonly yes --appendfsync always
+R2=$REDIS_URL
 
 json=$(node "$HERE/kv_bench.mjs" "Redis (default: RDB, no AOF)=$R1" "Redis (appendfsync always)=$R2")
 

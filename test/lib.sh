@@ -71,7 +71,8 @@ ds_missing_deps() {
     if compgen -G "$DS_ROOT/test/t/*.js" >/dev/null && ! command -v node >/dev/null 2>&1; then
         echo node
     fi
-    if [[ -f $DS_ROOT/clients/node/package-lock.json ]] && ! command -v npm >/dev/null 2>&1; then
+    if [[ -f $DS_ROOT/clients/node/package-lock.json || -f $DS_ROOT/test/node/package.json ]] \
+        && ! command -v npm >/dev/null 2>&1; then
         echo npm
     fi
     return 0
@@ -122,15 +123,17 @@ ds_install_deps() {
     fi
 }
 
-# Installs the Node client's dependencies (clients/node, from its lockfile)
-# when node_modules is missing or older than the lockfile.
+# ds_npm_install DIR -- installs the dependencies of the npm package in DIR
+# (relative to the repo root: clients/node, the Node client; test/node, the
+# test scripts' pg) from its lockfile when node_modules is missing or older
+# than the lockfile.  Does nothing without a lockfile.
 ds_npm_install() {
-    local dir=$DS_ROOT/clients/node
+    local dir=$DS_ROOT/$1
     [[ -f $dir/package-lock.json ]] || return 0
     if [[ -d $dir/node_modules && $dir/node_modules -nt $dir/package-lock.json ]]; then
         return 0
     fi
-    ds_log "npm ci in clients/node"
+    ds_log "npm ci in $1"
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) || return 1
     touch "$dir/node_modules"
 }

@@ -313,7 +313,9 @@ class Subscription extends EventEmitter {
   }
 
   _lost(err, client = this.client) {
-    if (this.closed || client !== this.client) return;
+    // client is null when the connection was already given up (a read that
+    // fails after the 'error' event): one loss, one reconnect
+    if (this.closed || !client || client !== this.client) return;
     this.client = null;
     this.reconnects++;
     this.emit('reconnect', err);

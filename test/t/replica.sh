@@ -1,0 +1,628 @@
+#!/usr/bin/env bash
+#
+# test/t/replica.sh -- txid confirmation with a streaming standby, and the
+# background worker across SIGTERM, a crash and a clean restart.
+#
+# Runs against the test cluster of test/run.sh (PGHOST/PGPORT/PGUSER and
+# DS_DATA/DS_LOG/DS_CLUSTER_USER from the environment; by hand:
+# `source /tmp/ds-cluster.*/env.sh && ./test/t/replica.sh`).  It works in its
+# own database, ds_replica (DS_REPLICA_DB to change it; DS_REPLICA_KEEP=1
+# keeps it afterwards), stream "replica".  About 15 s on an idle machine.
+#
+#  1. standby: pg_basebackup -R of the cluster (as the cluster's owner, into
+#     its own temp dir, unix socket only), durable_state preloaded there too;
+#     pg_stat_replication shows it streaming, state.stats.standbys = 1
+#  2. 'replicated': an autocommit apply of txid r1, await_txid(r1, 5000,
+#     'replicated') is true and at that moment the row is visible on the
+#     standby (state.get, state.changes, txid_status there)
+#  2s. durable_state.replicated_standbys = sync: an async standby does not
+#     count (never replicated); named in synchronous_standby_names, it does
+#     (set with ALTER SYSTEM; the primary's postgresql.auto.conf is put back
+#     as it was afterwards, by the trap too)
+#  3. replay paused on the standby: 'replicated' times out (false, after the
+#     full timeout), 'flushed' is true, txid_status = flushed; a waiter
+#     started while paused returns true once replay resumes, and the row is
+#     then visible on the standby
+#  4. on the standby: 'committed' of a replicated txid is true, an unknown
+#     one false after the timeout; 'flushed' and writes are refused
+#  3b. standby stopped: standbys = 0, 'replicated' is never reached, not even
+#     for txids that were replicated before (documented: "with no standby
+#     connected it is never reached"); the standby is then removed
+#  5. worker SIGTERM: a new worker pid within a few seconds, worker_starts
+#     + 1, txids still confirm ('flushed')
+#  8. waiters (before 6 and 7, which reset shared memory): 3 concurrent
+#     await_txid(r9) are counted in txid_waiters and all return true at the
+#     commit; a cancelled waiter errors with 57014 and leaves txid_waiters 0,
+#     as does a waiter that times out, and one terminated with
+#     pg_terminate_backend (FATAL)
+#  6. worker crash (kill -9): the postmaster restarts every backend, the
+#     worker comes back, every committed event and txid is there and old
+#     txids confirm at once ('flushed' too)
+#  7. clean restart (pg_ctl restart): old txids confirm at once (< 100 ms
+#     measured in the server), 'flushed' too; an unknown txid is false after
+#     its timeout
+#
+# Whatever happens, the EXIT trap kills the psql clients it started, puts
+# the primary's postgresql.auto.conf back, stops and removes the standby,
+# starts the primary again if it is down, waits until it accepts
+# connections and drops the database.  A part that finds the primary gone
+# gives up (not ok) instead of timing out check after check.
+#
+# Prints `ok - ...` / `not ok - ...` per check, `# ...` notes (timings), and
+# finally `N passed, M failed`; exits 1 on failure.
+
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 1
+# shellcheck source=test/lib.sh
+source test/lib.sh
+
+DB=${DS_REPLICA_DB:-ds_replica}
+ADMIN_DB=${PGDATABASE:-postgres}
+STREAM=replica
+export PGCLIENTENCODING=UTF8
+
+PASS=0
+FAIL=0
+ok()     { PASS=$((PASS + 1)); echo "ok - $*"; }
+not_ok() { FAIL=$((FAIL + 1)); echo "not ok - $*"; }
+note()   { echo "# $*"; }
+# is DESCRIPTION GOT WANT
+is() {
+    if [[ $2 == "$3" ]]; then
+        ok "$1"
+    else
+        not_ok "$1 (got '$2', want '$3')"
+    fi
+}
+# check DESCRIPTION CONDITION-STATUS [DETAIL]: ok when the status is 0
+check() {
+    if (($2 == 0)); then ok "$1"; else not_ok "$1${3:+ ($3)}"; fi
+}
+# float comparison: cmp A OP B (awk), e.g. cmp "$ms" '<' 100
+cmp() { awk -v a="$1" -v b="$3" "BEGIN { exit !(a $2 b) }"; }
+
+for v in PGHOST PGPORT DS_DATA DS_LOG; do
+    if [[ -z ${!v:-} ]]; then
+        echo "not ok - $v is not set: run through test/run.sh or source the cluster's env.sh"
+        echo "0 passed, 1 failed"
+        exit 1
+    fi
+done
+
+# psql against the primary / the standby: unaligned, tuples only, errors to stderr
+PSQL=(psql -X -q -At -v ON_ERROR_STOP=1)
+P()  { "${PSQL[@]}" -d "$DB" "$@" </dev/null; }
+PA() { "${PSQL[@]}" -d "$ADMIN_DB" "$@" </dev/null; }
+S()  { "${PSQL[@]}" -h "$SB_DIR" -p "$SB_PORT" -d "$DB" "$@" </dev/null; }
+# pg_ctl as the cluster's owner; fds 7 and 8 (the script's own stdout and
+# stderr, see the traps) are closed so that a postmaster it starts does not
+# keep the caller's pipe open
+pg_owner() { ds_as_owner "$DS_PGBIN/pg_ctl" "$@" 7>&- 8>&-; }
+
+# apply_txid KEY TXID [VALUE]: one autocommit insert event carrying TXID
+apply_txid() {
+    local v=${3:-'{"k":"'$1'"}'}
+    P -c "SELECT applied FROM state.apply(
+            '{\"type\":\"thing\",\"key\":\"$1\",\"value\":$v,\"headers\":{\"operation\":\"insert\",\"txid\":\"$2\"}}',
+            '$STREAM')"
+}
+# timed_await TXID TIMEOUT DURABILITY [psql fn]: prints "t|12.3" (result|ms,
+# measured in the server, so connection setup does not count)
+timed_await() {
+    "${4:-P}" -c "SELECT * FROM pg_temp_timed_await('$1', $2, '$3')" 2>&1
+}
+sstat() { P -c "SELECT $1 FROM state.stats" 2>&1; }
+
+# wait_for SECONDS CMD... : until CMD succeeds (polls every 0.1 s)
+wait_for() {
+    local secs=$1 i
+    shift
+    for ((i = 0; i < secs * 10; i++)); do
+        "$@" && return 0
+        sleep 0.1
+    done
+    "$@"
+}
+# the primary answers queries (after a crash it restarts; wait for that)
+server_up() { PA -c 'SELECT 1' >/dev/null 2>&1; }
+# before each part: without a primary the rest cannot run (the trap then
+# tries to start it again)
+need_primary() {
+    wait_for 30 server_up && return 0
+    not_ok "the primary does not accept connections (before $1): giving up"
+    exit 1
+}
+# stat_is EXPR VALUE
+stat_is() { [[ $(sstat "$1") == "$2" ]]; }
+
+# Background psql clients (bg OUTFILE APPNAME SQL), killed by the trap if
+# still running; $LAST_BG is the psql process.
+BG_PIDS=()
+bg() {
+    PGAPPNAME=$2 "${PSQL[@]}" -v VERBOSITY=verbose -d "$DB" -c "$3" </dev/null >"$1" 2>&1 &
+    LAST_BG=$!
+    BG_PIDS+=("$LAST_BG")
+}
+# finished PID: the client has exited
+finished() { ! kill -0 "$1" 2>/dev/null; }
+
+SB_DIR=
+SB_PORT=
+SB_DATA=
+CREATED_DB=0
+SYNC_SET=0
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/ds-replica-work.XXXXXX") || exit 1
+
+# The primary's postgresql.auto.conf is saved before ALTER SYSTEM and put
+# back byte for byte afterwards (ALTER SYSTEM RESET would rewrite the file).
+save_primary_conf() {
+    ds_as_owner cp -p "$DS_DATA/postgresql.auto.conf" "$SB_DIR/primary.auto.conf"
+}
+restore_primary_conf() {
+    ds_as_owner cp "$SB_DIR/primary.auto.conf" "$DS_DATA/postgresql.auto.conf" &&
+        { ! server_up || PA -c 'SELECT pg_reload_conf()' >/dev/null; }
+}
+standby_running() { [[ -n $SB_DATA && -f $SB_DATA/postmaster.pid ]]; }
+
+cleanup() {
+    local p running
+    running=" $(jobs -p | tr '\n' ' ') "
+    for p in "${BG_PIDS[@]}"; do
+        [[ $running == *" $p "* ]] && kill "$p" 2>/dev/null
+    done
+    # synchronous replication must be off before the standby goes away
+    ((SYNC_SET == 1)) && restore_primary_conf
+    if standby_running; then
+        pg_owner -D "$SB_DATA" -m immediate -w -t 30 stop >/dev/null 2>&1
+    fi
+    [[ -n $SB_DIR ]] && rm -rf "$SB_DIR"
+    # the primary must be left running for the scripts after this one
+    if ! server_up; then
+        if ! pg_owner -D "$DS_DATA" status >/dev/null 2>&1; then
+            echo "# the primary is down: starting it again"
+            pg_owner -D "$DS_DATA" -l "$DS_LOG" -w -t 60 start >/dev/null 2>&1 ||
+                echo "# WARNING: the primary did not start; see $DS_LOG"
+        fi
+        wait_for 30 server_up || echo "# WARNING: the primary does not accept connections"
+    fi
+    if ((CREATED_DB == 1)) && [[ ${DS_REPLICA_KEEP:-} != 1 ]]; then
+        # cancel waiters first: DROP DATABASE ... WITH (FORCE) terminates
+        # them (FATAL), which leaked their txid_waiters count before e197a17
+        PA -c "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE datname = '$DB'" >/dev/null 2>&1 &&
+            sleep 0.2
+        PA -c "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null 2>&1
+    fi
+    rm -rf "$WORK"
+}
+finish() {
+    local rc=$1
+    trap - EXIT
+    # a trap may run inside a command whose output is redirected to a file
+    exec 1>&7 2>&8
+    cleanup
+    ((rc != 0 && FAIL == 0)) && not_ok "the script was interrupted or exited early (status $rc)"
+    note "$((SECONDS - START))s in all"
+    echo "$PASS passed, $FAIL failed"
+    ((FAIL == 0 && PASS > 0)) && exit 0
+    exit 1
+}
+# fds 7 and 8 keep the script's stdout and stderr for finish (pg_owner
+# closes them for pg_ctl)
+exec 7>&1 8>&2
+trap 'finish $?' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+START=$SECONDS
+
+# ---------------------------------------------------------------------------
+# Setup: a fresh database with a collection on stream "replica"
+# ---------------------------------------------------------------------------
+if ! wait_for 30 server_up; then
+    not_ok "the primary does not accept connections"
+    exit 1
+fi
+PA -c "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null 2>&1
+if ! PA -c "CREATE DATABASE \"$DB\"" >/dev/null; then
+    not_ok "CREATE DATABASE $DB"
+    exit 1
+fi
+CREATED_DB=1
+# pg_temp_timed_await is an ordinary function (a pg_temp one would not
+# exist in the next session); the name only says it is the test's own.
+if ! P -c "CREATE EXTENSION durable_state" \
+       -c "SELECT state.create_collection('things', 'thing', stream => '$STREAM')" \
+       -c "CREATE FUNCTION pg_temp_timed_await(txid text, t int, d text, OUT ok bool, OUT ms numeric)
+           LANGUAGE plpgsql AS \$\$
+           DECLARE s timestamptz := clock_timestamp();
+           BEGIN
+               ok := state.await_txid(txid, t, d);
+               ms := round((extract(epoch FROM clock_timestamp() - s) * 1000)::numeric, 1);
+           END \$\$" >/dev/null; then
+    not_ok "setup of database $DB"
+    exit 1
+fi
+is "preloaded, worker running" "$(sstat "preloaded, worker_state")" "t|running"
+# txid_waiters is cluster-wide: a count leaked before this script (see the
+# terminated waiter in 8.) stays until the next restart, so 2. to 8. count
+# from here
+W0=$(sstat txid_waiters)
+[[ $W0 == 0 ]] || note "txid_waiters is $W0 before any waiter of this script"
+
+# ---------------------------------------------------------------------------
+# 1. A streaming standby
+# ---------------------------------------------------------------------------
+SB_DIR=$(mktemp -d "${TMPDIR:-/tmp}/ds-standby.XXXXXX") || exit 1
+if [[ -n ${DS_CLUSTER_USER:-} && $DS_CLUSTER_USER != "$(id -un)" ]]; then
+    chown "$DS_CLUSTER_USER:" "$SB_DIR" || exit 1
+fi
+SB_DATA=$SB_DIR/data
+SB_PORT=$((PGPORT + 100))
+while ds_port_in_use "$SB_PORT" || [[ -e /tmp/.s.PGSQL.$SB_PORT ]]; do
+    SB_PORT=$((SB_PORT + 1))
+done
+t0=$(date +%s.%N)
+if ds_as_owner "$DS_PGBIN/pg_basebackup" -h "$PGHOST" -p "$PGPORT" -U postgres \
+        -D "$SB_DATA" -R -X stream -c fast >"$WORK/basebackup.log" 2>&1; then
+    ok "pg_basebackup -R of the primary"
+else
+    not_ok "pg_basebackup -R of the primary: $(tail -n 3 "$WORK/basebackup.log")"
+    exit 1
+fi
+# the copied postgresql.auto.conf has the primary's port and socket dir:
+# later lines win.  Unix socket only, so no TCP port can clash.
+ds_as_owner tee -a "$SB_DATA/postgresql.auto.conf" >/dev/null <<EOF
+# standby of test/t/replica.sh
+port = $SB_PORT
+listen_addresses = ''
+unix_socket_directories = '$SB_DIR'
+shared_preload_libraries = 'durable_state'
+hot_standby = on
+cluster_name = 'ds_replica_standby'
+EOF
+if pg_owner -D "$SB_DATA" -l "$SB_DIR/server.log" -w -t 60 start >/dev/null 2>&1; then
+    ok "standby started (port $SB_PORT, socket in $SB_DIR)"
+else
+    not_ok "standby did not start: $(tail -n 5 "$SB_DIR/server.log" 2>/dev/null)"
+    exit 1
+fi
+is "standby is in recovery" "$(S -c 'SELECT pg_is_in_recovery()' 2>&1)" t
+streaming() {
+    [[ $(PA -c "SELECT state FROM pg_stat_replication WHERE application_name = 'ds_replica_standby'" 2>/dev/null) == streaming ]]
+}
+wait_for 30 streaming
+is "pg_stat_replication on the primary shows the standby streaming" \
+    "$(PA -c "SELECT application_name, state FROM pg_stat_replication" 2>&1)" "ds_replica_standby|streaming"
+# A standby that has not reported its replay position yet counts, with
+# replicated_lsn NULL: wait for its first report too.  The walreceiver
+# reports when WAL arrives (else every wal_receiver_status_interval, 10 s),
+# so each poll writes a commit record.
+reported() {
+    PA -c 'SELECT txid_current()' >/dev/null 2>&1
+    stat_is "standbys, replicated_lsn IS NOT NULL" "1|t"
+}
+wait_for 20 reported
+is "state.stats: standbys = 1, replicated_lsn set, not past flushed_lsn" \
+    "$(sstat "standbys, replicated_lsn IS NOT NULL, replicated_lsn <= flushed_lsn")" "1|t|t"
+note "standby ready in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s"
+
+# ---------------------------------------------------------------------------
+# 2. 'replicated' means visible on the standby
+# ---------------------------------------------------------------------------
+is "apply txid r1 (autocommit)" "$(apply_txid k1 r1 '{"v":1}' 2>&1)" 1
+res=$(timed_await r1 5000 replicated)
+is "await_txid('r1', 5000, 'replicated') = true" "${res%%|*}" t
+note "replicated wait for r1: ${res#*|} ms"
+# immediately afterwards, on the standby
+is "r1's row is visible on the standby right after (state.get)" \
+    "$(S -c "SELECT state.get('thing', 'k1', '$STREAM')" 2>&1)" '{"v": 1}'
+is "state.changes works on the standby and has r1's event" \
+    "$(S -c "SELECT count(*), max(\"offset\"), max(event->'headers'->>'txid') FROM state.changes('$STREAM')" 2>&1)" \
+    "1|00000000000000000001|r1"
+is "state.get_type and state.snapshot work on the standby" \
+    "$(S -c "SELECT (SELECT count(*) FROM state.get_type('thing', '$STREAM')),
+                    (SELECT count(*) FROM state.snapshot('$STREAM'))" 2>&1)" "1|3"
+is "txid_status('r1') on the standby = committed" "$(S -c "SELECT state.txid_status('r1')" 2>&1)" committed
+is "txid_status('r1') on the primary = replicated" "$(P -c "SELECT state.txid_status('r1')" 2>&1)" replicated
+
+# ---------------------------------------------------------------------------
+# 2s. durable_state.replicated_standbys = sync: only synchronous standbys
+# count (none: never replicated)
+# ---------------------------------------------------------------------------
+need_primary "2s"
+save_primary_conf
+SYNC_SET=1
+PA -c "ALTER SYSTEM SET durable_state.replicated_standbys = 'sync'" -c "SELECT pg_reload_conf()" >/dev/null
+wait_for 10 stat_is standbys 0
+is "replicated_standbys = sync, the standby is async: standbys = 0" "$(sstat standbys)" 0
+is "apply txid r1s" "$(apply_txid ks r1s 2>&1)" 1
+res=$(timed_await r1s 500 replicated)
+is "sync mode, no synchronous standby: await_txid('r1s', 500, 'replicated') = false" "${res%%|*}" f
+PA -c "ALTER SYSTEM SET synchronous_standby_names = 'ds_replica_standby'" -c "SELECT pg_reload_conf()" >/dev/null
+sync_ready() {
+    [[ $(PA -c "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'ds_replica_standby'" 2>/dev/null) == sync ]] &&
+        stat_is standbys 1
+}
+wait_for 10 sync_ready
+is "synchronous_standby_names names the standby: sync_state = sync, standbys = 1" \
+    "$(PA -c "SELECT sync_state FROM pg_stat_replication" 2>&1)|$(sstat standbys)" "sync|1"
+res=$(timed_await r1s 5000 replicated)
+is "sync mode, synchronous standby: await_txid('r1s', 5000, 'replicated') = true" "${res%%|*}" t
+is "apply txid r1t (synchronous commit)" "$(apply_txid kt r1t 2>&1)" 1
+res=$(timed_await r1t 5000 replicated)
+is "sync mode: await_txid('r1t', 5000, 'replicated') = true" "${res%%|*}" t
+is "... and r1t is visible on the standby" "$(S -c "SELECT state.get('thing', 'kt', '$STREAM') IS NOT NULL" 2>&1)" t
+restore_primary_conf
+async_again() {
+    [[ $(PA -c "SELECT sync_state FROM pg_stat_replication WHERE application_name = 'ds_replica_standby'" 2>/dev/null) == async ]]
+}
+wait_for 10 async_again
+is "settings reset: the standby is async again" \
+    "$(PA -c "SELECT sync_state, current_setting('durable_state.replicated_standbys') FROM pg_stat_replication" 2>&1)" "async|all"
+SYNC_SET=0
+
+# ---------------------------------------------------------------------------
+# 3. Replay paused: not replicated until it resumes
+# ---------------------------------------------------------------------------
+need_primary "3"
+S -c 'SELECT pg_wal_replay_pause()' >/dev/null 2>&1
+# 'pause requested' becomes 'paused' when the next record arrives: either way
+# nothing after this point is replayed
+is "replay paused on the standby" \
+    "$(S -c "SELECT pg_get_wal_replay_pause_state() IN ('paused', 'pause requested')" 2>&1)" t
+is "apply txid r2" "$(apply_txid k2 r2 '{"v":2}' 2>&1)" 1
+res=$(timed_await r2 1500 replicated)
+is "await_txid('r2', 1500, 'replicated') = false while replay is paused" "${res%%|*}" f
+cmp "${res#*|}" '>=' 1490 2>/dev/null
+check "... after the full timeout (${res#*|} ms >= 1490)" $?
+res=$(timed_await r2 1000 flushed)
+is "await_txid('r2', 1000, 'flushed') = true" "${res%%|*}" t
+is "txid_status('r2') = flushed" "$(P -c "SELECT state.txid_status('r2')" 2>&1)" flushed
+is "r2's row is not visible on the paused standby" \
+    "$(S -c "SELECT coalesce(state.get('thing', 'k2', '$STREAM')::text, 'NULL')" 2>&1)" NULL
+bg "$WORK/r2.out" ds_replica_r2 "SELECT * FROM pg_temp_timed_await('r2', 10000, 'replicated')"
+w=$LAST_BG
+wait_for 5 stat_is txid_waiters $((W0 + 1))
+is "the background 'replicated' waiter is counted in txid_waiters" "$(sstat txid_waiters)" $((W0 + 1))
+sleep 0.5
+finished "$w"
+check "the waiter is still waiting 0.5 s later" $((!$?))
+S -c 'SELECT pg_wal_replay_resume()' >/dev/null 2>&1
+t0=$(date +%s.%N)
+wait_for 10 finished "$w"
+t1=$(date +%s.%N)
+res=$(cat "$WORK/r2.out")
+is "after resume, await_txid('r2', 10000, 'replicated') = true" "${res%%|*}" t
+note "r2 replicated within $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f", (b-a)*1000}') ms of pg_wal_replay_resume() (polled every 0.1 s; waited ${res#*|} ms in all)"
+is "r2's row is then visible on the standby" \
+    "$(S -c "SELECT state.get('thing', 'k2', '$STREAM')" 2>&1)" '{"v": 2}'
+is "txid_status('r2') = replicated" "$(P -c "SELECT state.txid_status('r2')" 2>&1)" replicated
+
+# ---------------------------------------------------------------------------
+# 4. await_txid on the standby
+# ---------------------------------------------------------------------------
+need_primary "4"
+res=$(timed_await r2 1000 committed S)
+is "on the standby: await_txid('r2', 1000, 'committed') = true" "${res%%|*}" t
+cmp "${res#*|}" '<' 100 2>/dev/null
+check "... at once (${res#*|} ms)" $?
+res=$(timed_await never-on-standby 300 committed S)
+is "on the standby: an unknown txid is false" "${res%%|*}" f
+cmp "${res#*|}" '>=' 290 2>/dev/null
+check "... after its timeout (${res#*|} ms)" $?
+is "on the standby: state.stats works, no worker runs there (it starts after recovery)" \
+    "$(S -c "SELECT preloaded, worker_state, standbys FROM state.stats" 2>&1)" "t|not started|0"
+out=$(S -v VERBOSITY=verbose -c "SELECT state.await_txid('r2', 100, 'flushed')" 2>&1)
+[[ $out == *"ERROR:  0A000:"*"can only be awaited on the primary"* ]]
+check "on the standby: 'flushed' is refused (0A000)" $? "$out"
+out=$(S -v VERBOSITY=verbose -c "SELECT * FROM state.apply('{\"type\":\"thing\",\"key\":\"k0\",\"value\":{},\"headers\":{\"operation\":\"insert\"}}', '$STREAM')" 2>&1)
+[[ $out == *"ERROR:  25006:"* ]]
+check "on the standby: state.apply fails with 25006 (read-only)" $? "$out"
+
+# ---------------------------------------------------------------------------
+# 3b. Standby stopped: 'replicated' is never reached
+# ---------------------------------------------------------------------------
+need_primary "3b"
+if pg_owner -D "$SB_DATA" -m fast -w -t 60 stop >/dev/null 2>&1; then
+    ok "standby stopped"
+else
+    not_ok "standby stopped"
+fi
+wait_for 10 stat_is standbys 0
+is "state.stats: standbys = 0, replicated_lsn NULL" \
+    "$(sstat "standbys, coalesce(replicated_lsn::text, 'NULL')")" "0|NULL"
+is "apply txid r3" "$(apply_txid k3 r3 2>&1)" 1
+res=$(timed_await r3 1000 replicated)
+is "no standby: await_txid('r3', 1000, 'replicated') = false" "${res%%|*}" f
+is "no standby: txid_status('r3') = flushed" "$(P -c "SELECT state.txid_status('r3')" 2>&1)" flushed
+# documented ("with no standby connected it is never reached"): this holds
+# for txids that were replicated while the standby was there, too
+res=$(timed_await r1 200 replicated)
+is "no standby: await_txid('r1', 200, 'replicated') = false although r1 was replicated" "${res%%|*}" f
+is "no standby: txid_status('r1') goes back to flushed" "$(P -c "SELECT state.txid_status('r1')" 2>&1)" flushed
+rm -rf "$SB_DIR"
+SB_DIR='' SB_DATA=''
+
+# ---------------------------------------------------------------------------
+# 5. Worker SIGTERM: restarted a second later
+# ---------------------------------------------------------------------------
+need_primary "5"
+read -r old_pid old_starts <<<"$(sstat "worker_pid, worker_starts" | tr '|' ' ')"
+if [[ $old_pid =~ ^[0-9]+$ ]] && kill -TERM "$old_pid"; then
+    ok "SIGTERM to the worker (pid $old_pid, starts $old_starts)"
+else
+    not_ok "SIGTERM to the worker (pid '$old_pid')"
+fi
+t0=$(date +%s.%N)
+new_worker() { [[ $(sstat "worker_state = 'running' AND worker_pid <> $old_pid") == t ]]; }
+wait_for 10 new_worker
+t1=$(date +%s.%N)
+read -r st new_pid new_starts <<<"$(sstat "worker_state, worker_pid, worker_starts" | tr '|' ' ')"
+is "worker running again with a new pid" "$st|$([[ $new_pid != "$old_pid" ]] && echo new)" "running|new"
+note "worker back $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s after SIGTERM (pid $old_pid -> $new_pid)"
+is "worker_starts grew by 1" "$new_starts" "$((old_starts + 1))"
+finished_pid() { ! kill -0 "$old_pid" 2>/dev/null; }
+wait_for 5 finished_pid
+check "the old worker process is gone" $?
+is "apply txid r5" "$(apply_txid k5 r5 2>&1)" 1
+res=$(timed_await r5 2000 flushed)
+is "after SIGTERM: await_txid('r5', 2000, 'flushed') = true" "${res%%|*}" t
+is "after SIGTERM: txid_status('r1') = flushed" "$(P -c "SELECT state.txid_status('r1')" 2>&1)" flushed
+
+# ---------------------------------------------------------------------------
+# 8. Waiters (before 6 and 7: they reset shared memory)
+# ---------------------------------------------------------------------------
+need_primary "8"
+is "txid_waiters back where it was before 2. (no leak so far)" "$(sstat txid_waiters)" "$W0"
+w9=()
+for i in 1 2 3; do
+    bg "$WORK/r9_$i.out" ds_replica_r9 "SELECT * FROM pg_temp_timed_await('r9', 10000, 'committed')"
+    w9+=("$LAST_BG")
+done
+wait_for 10 stat_is txid_waiters $((W0 + 3))
+is "3 concurrent await_txid('r9', 10000): txid_waiters = 3" "$(sstat txid_waiters)" $((W0 + 3))
+is "apply txid r9" "$(apply_txid k9 r9 2>&1)" 1
+t0=$(date +%s.%N)
+all_done() { local p; for p in "${w9[@]}"; do finished "$p" || return 1; done; }
+wait_for 5 all_done
+t1=$(date +%s.%N)
+for i in 1 2 3; do
+    res=$(cat "$WORK/r9_$i.out")
+    is "waiter $i on r9 returns true" "${res%%|*}" t
+done
+note "3 waiters on r9 all returned within $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f", (b-a)*1000}') ms of the apply"
+is "txid_waiters = 0 after they returned" "$(sstat txid_waiters)" "$W0"
+
+# cancelled waiter
+bg "$WORK/cancel.out" ds_replica_cancel "SELECT state.await_txid('never-cancel', 10000)"
+wc=$LAST_BG
+wait_for 10 stat_is txid_waiters $((W0 + 1))
+is "a waiter on a never-committed txid: txid_waiters = 1" "$(sstat txid_waiters)" $((W0 + 1))
+is "pg_cancel_backend of the waiter" \
+    "$(P -c "SELECT count(*) FILTER (WHERE pg_cancel_backend(pid)) FROM pg_stat_activity WHERE application_name = 'ds_replica_cancel'" 2>&1)" 1
+wait_for 5 finished "$wc"
+check "the cancelled waiter returned" $?
+out=$(cat "$WORK/cancel.out")
+[[ $out == *"ERROR:  57014: canceling statement due to user request"* ]]
+check "the cancelled waiter fails with 57014" $? "$out"
+wait_for 2 stat_is txid_waiters "$W0"
+is "txid_waiters = 0 after the cancel (no leaked slot)" "$(sstat txid_waiters)" "$W0"
+
+# timed-out waiter
+res=$(timed_await never-timeout 300 committed)
+is "await_txid('never-timeout', 300) = false" "${res%%|*}" f
+cmp "${res#*|}" '>=' 290 2>/dev/null
+check "... after its timeout (${res#*|} ms)" $?
+is "txid_waiters = 0 after the timeout" "$(sstat txid_waiters)" "$W0"
+res=$(timed_await never-timeout2 300 flushed)
+is "await_txid('never-timeout2', 300, 'flushed') = false, txid_waiters = 0" \
+    "${res%%|*}|$(sstat txid_waiters)" "f|$W0"
+
+# terminated waiter: FATAL does not unwind PG_TRY/PG_FINALLY; before
+# e197a17 a waiter killed with pg_terminate_backend (or by DROP DATABASE
+# ... WITH (FORCE)) never gave its count back, and the worker then polled
+# every millisecond until the next restart
+bg "$WORK/term.out" ds_replica_term "SELECT state.await_txid('never-term', 10000)"
+wt=$LAST_BG
+wait_for 10 stat_is txid_waiters $((W0 + 1))
+is "pg_terminate_backend of a waiter" \
+    "$(P -c "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE application_name = 'ds_replica_term'" 2>&1)" 1
+wait_for 5 finished "$wt"
+out=$(cat "$WORK/term.out")
+[[ $out == *"FATAL:  57P01: terminating connection due to administrator command"* ]]
+check "the terminated waiter got FATAL 57P01" $? "$out"
+wait_for 2 stat_is txid_waiters "$W0"
+n=$(sstat txid_waiters)
+[[ $n == "$W0" ]]
+check "txid_waiters = 0 after a waiter was terminated (FATAL)" $? "txid_waiters = $n, was $W0"
+
+# ---------------------------------------------------------------------------
+# 6. Worker crash: kill -9, the postmaster reinitializes
+# ---------------------------------------------------------------------------
+need_primary "6"
+before=$(P -c "SELECT state.tail('$STREAM'), (SELECT count(*) FROM state.changes('$STREAM')),
+                      (SELECT jsonb_object_agg(key, value ORDER BY key) FROM state.get_type('thing', '$STREAM'))" 2>&1)
+bg "$WORK/victim.out" ds_replica_victim "SELECT pg_sleep(60)"
+victim=$LAST_BG
+victim_connected() {
+    [[ $(P -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ds_replica_victim'" 2>/dev/null) == 1 ]]
+}
+wait_for 5 victim_connected
+log_from=$(($(stat -c %s "$DS_LOG" 2>/dev/null || echo 0) + 1))
+old_pid=$(sstat worker_pid)
+if [[ $old_pid =~ ^[0-9]+$ ]] && kill -KILL "$old_pid"; then
+    ok "SIGKILL to the worker (pid $old_pid)"
+else
+    not_ok "SIGKILL to the worker (pid '$old_pid')"
+fi
+t0=$(date +%s.%N)
+# the victim is killed by the crash restart; only then is "server up" news
+wait_for 20 finished "$victim"
+check "an unrelated session was terminated by the crash restart" $?
+wait_for 60 server_up || need_primary "the checks after the crash"
+t1=$(date +%s.%N)
+out=$(cat "$WORK/victim.out")
+[[ $out == *"terminating connection because of crash of another server process"* ]]
+check "... with 'terminating connection because of crash of another server process'" $? "$out"
+log=$(tail -c +"$log_from" "$DS_LOG" 2>/dev/null)
+[[ $log == *"(PID $old_pid) was terminated by signal 9"* && $log == *"all server processes terminated; reinitializing"* ]]
+check "server log: worker terminated by signal 9, all server processes reinitialized" $?
+note "accepting connections $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s after the SIGKILL"
+running_new() { [[ $(sstat "worker_state = 'running' AND worker_pid <> $old_pid") == t ]]; }
+wait_for 10 running_new
+is "worker running again after the crash, with a new pid" "$(sstat "worker_state, worker_pid <> $old_pid")" "running|t"
+note "after the crash restart (shared memory reinitialized): $(sstat "'worker_starts=' || worker_starts || ' events_applied=' || events_applied")"
+is "after the crash restart: txid_waiters = 0" "$(sstat txid_waiters)" 0
+is "every committed event and entity is still there" \
+    "$(P -c "SELECT state.tail('$STREAM'), (SELECT count(*) FROM state.changes('$STREAM')),
+                    (SELECT jsonb_object_agg(key, value ORDER BY key) FROM state.get_type('thing', '$STREAM'))" 2>&1)" \
+    "$before"
+res=$(timed_await r5 200 committed)
+is "after the crash: await_txid('r5', 200) = true" "${res%%|*}" t
+cmp "${res#*|}" '<' 100 2>/dev/null
+check "... at once (${res#*|} ms)" $?
+res=$(timed_await r9 200 flushed)
+is "after the crash: await_txid('r9', 200, 'flushed') = true" "${res%%|*}" t
+cmp "${res#*|}" '<' 100 2>/dev/null
+check "... at once (${res#*|} ms)" $?
+is "after the crash: txid_status of r1, r5, r9 = flushed" \
+    "$(P -c "SELECT string_agg(state.txid_status(t), ',') FROM unnest(ARRAY['r1','r5','r9']) t" 2>&1)" \
+    "flushed,flushed,flushed"
+is "after the crash: a new apply confirms ('flushed')" \
+    "$(apply_txid k6 r6 2>&1)|$(timed_await r6 2000 flushed | cut -d'|' -f1)" "1|t"
+
+# ---------------------------------------------------------------------------
+# 7. Clean restart
+# ---------------------------------------------------------------------------
+need_primary "7"
+started=$(PA -c "SELECT pg_postmaster_start_time()" 2>&1)
+t0=$(date +%s.%N)
+if pg_owner -D "$DS_DATA" -l "$DS_LOG" -m fast -w -t 60 restart >"$WORK/restart.log" 2>&1; then
+    ok "pg_ctl restart of the primary"
+else
+    not_ok "pg_ctl restart of the primary: $(tail -n 3 "$WORK/restart.log")"
+fi
+need_primary "the checks after the restart"
+t1=$(date +%s.%N)
+note "pg_ctl restart took $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s"
+is "the postmaster was restarted" "$(PA -c "SELECT pg_postmaster_start_time() > '$started'" 2>&1)" t
+# first thing after the restart, before anything else touches the txids
+res=$(timed_await r1 5000 committed)
+is "after restart: await_txid('r1') = true" "${res%%|*}" t
+cmp "${res#*|}" '<' 100 2>/dev/null
+check "... at once (${res#*|} ms < 100)" $?
+res=$(timed_await r6 5000 flushed)
+is "after restart: await_txid('r6', 5000, 'flushed') = true" "${res%%|*}" t
+cmp "${res#*|}" '<' 100 2>/dev/null
+check "... at once (${res#*|} ms < 100)" $?
+is "after restart: txid_status of r1, r2, r3, r5, r6, r9 = flushed" \
+    "$(P -c "SELECT string_agg(state.txid_status(t), ',') FROM unnest(ARRAY['r1','r2','r3','r5','r6','r9']) t" 2>&1)" \
+    "flushed,flushed,flushed,flushed,flushed,flushed"
+res=$(timed_await never-restart 500 committed)
+is "after restart: an unknown txid is false" "${res%%|*}" f
+cmp "${res#*|}" '>=' 490 2>/dev/null
+check "... after its timeout (${res#*|} ms)" $?
+wait_for 10 stat_is worker_state running
+is "after restart: worker running, txid_waiters = 0" "$(sstat "worker_state, txid_waiters")" "running|0"
+is "after restart: the data is intact" \
+    "$(P -c "SELECT state.tail('$STREAM'), (SELECT count(*) FROM state.get_type('thing', '$STREAM'))" 2>&1)" \
+    "00000000000000000008|8"

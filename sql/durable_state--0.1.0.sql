@@ -90,9 +90,10 @@ SELECT pg_catalog.pg_extension_config_dump('state.log', '');
 -- transaction: a txid is committed once a row naming it is visible.  They
 -- are kept as 64-bit hashes (the txids themselves are in the log): a GIN
 -- index over bigint[] costs a fraction of one over text[] on insert, which
--- matters for batches with a txid per event.  The index has no pending
--- list (fastupdate off): a look-up must not read through thousands of
--- recent inserts, and a txid is looked up soon after it was written.
+-- matters for batches with a txid per event.  New entries go to the GIN
+-- pending list (a batch does not wait for 100k index insertions); the
+-- worker merges it into the index every maintenance interval, so that a
+-- look-up never reads through more than about a second of recent txids.
 -- state.await_txid /
 -- state.txid_status find them through it; the worker prunes rows older
 -- than durable_state.txid_retention.
@@ -102,7 +103,7 @@ CREATE TABLE state._txids (
     hashes      bigint[] NOT NULL,
     applied_at  timestamptz NOT NULL
 );
-CREATE INDEX _txids_hashes_idx ON state._txids USING gin (hashes) WITH (fastupdate = off);
+CREATE INDEX _txids_hashes_idx ON state._txids USING gin (hashes);
 CREATE INDEX _txids_applied_at_idx ON state._txids USING brin (applied_at);
 SELECT pg_catalog.pg_extension_config_dump('state._txids', '');
 
@@ -902,6 +903,8 @@ BEGIN
     PERFORM state._expire();
     DELETE FROM state._txids
      WHERE applied_at < now() - make_interval(secs => txid_retention);
+    -- recent txids into the index proper (see state._txids)
+    PERFORM gin_clean_pending_list('state._txids_hashes_idx'::regclass);
     FOR s IN SELECT st.id, st.retention_age, st.retention_events FROM state._streams st
               WHERE st.retention_age IS NOT NULL OR st.retention_events IS NOT NULL LOOP
         cutoff := 0;

@@ -122,6 +122,22 @@ payload_count(const char *p)
  * listen
  * ------------------------------------------------------------------------ */
 
+/* Takes in what arrived: counts the notifications and the events they cover. */
+static void
+drain(PGconn *c, long *notifications, long *events)
+{
+	PGnotify   *n;
+
+	if (!PQconsumeInput(c))
+		die("listener lost its connection: %s", PQerrorMessage(c));
+	while ((n = PQnotifies(c)) != NULL)
+	{
+		(*notifications)++;
+		*events += payload_count(n->extra);
+		PQfreemem(n);
+	}
+}
+
 static int
 do_listen(int nchannels, char **channels)
 {
@@ -148,7 +164,6 @@ do_listen(int nchannels, char **channels)
 	for (;;)
 	{
 		struct pollfd fds[2];
-		PGnotify   *n;
 
 		fds[0].fd = PQsocket(c);
 		fds[0].events = POLLIN;
@@ -162,14 +177,7 @@ do_listen(int nchannels, char **channels)
 		}
 		if (fds[0].revents)
 		{
-			if (!PQconsumeInput(c))
-				die("listener lost its connection: %s", PQerrorMessage(c));
-			while ((n = PQnotifies(c)) != NULL)
-			{
-				notifications++;
-				events += payload_count(n->extra);
-				PQfreemem(n);
-			}
+			drain(c, &notifications, &events);
 		}
 		if (fds[1].revents)
 		{
@@ -186,14 +194,7 @@ do_listen(int nchannels, char **channels)
 				if (strcmp(line, "stat") == 0)
 				{
 					/* take in whatever already arrived first */
-					if (!PQconsumeInput(c))
-						die("listener lost its connection: %s", PQerrorMessage(c));
-					while ((n = PQnotifies(c)) != NULL)
-					{
-						notifications++;
-						events += payload_count(n->extra);
-						PQfreemem(n);
-					}
+					drain(c, &notifications, &events);
 					printf("%ld %ld\n", notifications, events);
 					fflush(stdout);
 				}

@@ -1,0 +1,255 @@
+#!/usr/bin/env bash
+#
+# test/t/crash.sh -- crash safety: writers apply large batches while the
+# whole server is killed with SIGKILL at random moments, KILLS times
+# (DS_CRASH_KILLS, default 20; `make stress` runs 100 kills of batches of
+# 200 events, DS_CRASH_BATCH, default 50).  After every
+# restart:
+#   - every batch a writer saw acknowledged (its autocommit apply returned)
+#     is in the log, complete; no batch is there in part (each batch is
+#     BATCH events carrying one txid);
+#   - the stream's offsets are 1..tail, gap-free, each batch's consecutive;
+#   - the collection's table is the fold of the log (every key's row is the
+#     value of its last logged event);
+#   - every txid in the log confirms at once (await_txid(t, 0)), and a
+#     batch that is not in the log has no confirmation;
+#   - the worker is back;
+#   - exactly-once resume: a consumer that tails an external stream with
+#     source_offset re-sends its last batches after the restart; those at or
+#     below the recorded source offset are skipped, the rest applied, and
+#     every source position is in the log exactly once.
+# The kill takes the postmaster and every backend at once (SIGKILL to all
+# of the cluster's processes), as a power cut would; fsync is on.
+#
+# Runs in its own database ds_crash of the test cluster (PGHOST/PGPORT,
+# DS_DATA, DS_LOG, DS_CLUSTER_USER from test/run.sh), which it drops; leaves
+# the cluster running.  Prints `ok`/`not ok` lines and `N passed, M failed`.
+
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 1
+# shellcheck source=test/lib.sh
+source test/lib.sh
+
+KILLS=${DS_CRASH_KILLS:-20}
+WRITERS=3
+BATCH=${DS_CRASH_BATCH:-50}
+DB=ds_crash
+ADMIN_DB=${PGDATABASE:-postgres}
+
+PASS=0
+FAIL=0
+ok()     { PASS=$((PASS + 1)); echo "ok - $*"; }
+not_ok() { FAIL=$((FAIL + 1)); echo "not ok - $*"; }
+note()   { echo "# $*"; }
+is() {
+    if [[ $2 == "$3" ]]; then ok "$1"; else not_ok "$1 (got '$2', want '$3')"; fi
+}
+
+for v in PGHOST PGPORT DS_DATA DS_LOG; do
+    if [[ -z ${!v:-} ]]; then
+        echo "not ok - $v is not set: run through test/run.sh or source the cluster's env.sh"
+        echo "0 passed, 1 failed"
+        exit 1
+    fi
+done
+
+PSQL=(psql -X -q -At -v ON_ERROR_STOP=1)
+P()  { "${PSQL[@]}" -d "$DB" "$@" </dev/null; }
+PA() { "${PSQL[@]}" -d "$ADMIN_DB" "$@" </dev/null; }
+# fds 7 and 8 (this script's stdout and stderr) are closed for pg_ctl, so
+# that the postmaster it starts does not hold run.sh's pipe open
+pg_owner() { ds_as_owner "$DS_PGBIN/pg_ctl" "$@" 7>&- 8>&-; }
+server_up() { PA -c 'SELECT 1' >/dev/null 2>&1; }
+wait_for() {
+    local secs=$1 i
+    shift
+    for ((i = 0; i < secs * 10; i++)); do
+        "$@" && return 0
+        sleep 0.1
+    done
+    "$@"
+}
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/ds-crash.XXXXXX") || exit 1
+WPIDS=()
+cleanup() {
+    local p
+    for p in "${WPIDS[@]}"; do kill "$p" 2>/dev/null; done
+    if ! server_up; then
+        pg_owner -D "$DS_DATA" status >/dev/null 2>&1 ||
+            pg_owner -D "$DS_DATA" -l "$DS_LOG" -w -t 60 start >/dev/null 2>&1
+        wait_for 30 server_up || echo "# WARNING: the server does not accept connections"
+    fi
+    PA -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1
+    rm -rf "$WORK"
+}
+finish() {
+    local rc=$1
+    trap - EXIT
+    exec 1>&7 2>&8
+    cleanup
+    ((rc != 0 && FAIL == 0)) && not_ok "the script was interrupted or exited early (status $rc)"
+    note "$((SECONDS - START))s in all"
+    echo "$PASS passed, $FAIL failed"
+    ((FAIL == 0 && PASS > 0)) && exit 0
+    exit 1
+}
+exec 7>&1 8>&2
+trap 'finish $?' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+START=$SECONDS
+
+PA -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1
+if ! PA -c "CREATE DATABASE $DB" >/dev/null || ! "${PSQL[@]}" -d "$DB" >/dev/null <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION durable_state;
+SELECT state.create_collection('items', 'item', stream => 'cr', mode => 'lenient');
+SELECT state.create_collection('feed', 'entry', stream => 'cr_src', mode => 'lenient');
+-- batch w/n: BATCH upserts of keys a writer shares with the others, one txid
+CREATE FUNCTION crash_batch(w int, n int, size int) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT jsonb_agg(jsonb_build_object(
+               'type', 'item', 'key', 'k' || ((n * 7919 + i * 104729 + w) % 500),
+               'value', jsonb_build_object('w', w, 'n', n, 'i', i, 'pad', repeat('x', 40)),
+               'headers', jsonb_build_object('operation', 'upsert', 'txid', 'w' || w || '-' || n))
+           ORDER BY i)
+      FROM generate_series(1, size) i
+$$;
+-- the external stream's entry at position n (exactly-once resume)
+CREATE FUNCTION src_batch(n int) RETURNS jsonb LANGUAGE sql AS $$
+    SELECT jsonb_build_array(jsonb_build_object('type', 'entry', 'key', 'e' || n,
+               'value', jsonb_build_object('n', n), 'headers', jsonb_build_object('operation', 'insert')))
+$$;
+SQL
+then
+    not_ok "setup of database $DB"
+    exit 1
+fi
+
+# writer W: batches N.. until killed; prints "ack W N" after each commit
+writer() {
+    local w=$1 from=$2 n
+    {
+        for ((n = from; n < from + 100000; n++)); do
+            echo "SELECT applied FROM state.apply(crash_batch($w, $n, $BATCH), 'cr');"
+            echo "\\echo ack $w $n"
+        done
+    } | "${PSQL[@]}" -d "$DB" >>"$WORK/acks.$w" 2>/dev/null
+}
+# the exactly-once consumer: source positions N.. with source_offset
+consumer() {
+    local from=$1 n
+    {
+        for ((n = from; n < from + 100000; n++)); do
+            printf "SELECT applied, skipped FROM state.apply(src_batch(%d), 'cr_src', source_offset => '%010d');\n" "$n" "$n"
+            echo "\\echo ack src $n"
+        done
+    } | "${PSQL[@]}" -d "$DB" >>"$WORK/acks.src" 2>/dev/null
+}
+
+# every process of the cluster, postmaster first
+kill_cluster() {
+    local pm kids
+    pm=$(head -n 1 "$DS_DATA/postmaster.pid" 2>/dev/null)
+    [[ -n $pm ]] || return 1
+    kids=$(ps -o pid= --ppid "$pm" | tr '\n' ' ')
+    # shellcheck disable=SC2086
+    ds_as_root kill -9 "$pm" $kids 2>/dev/null
+    wait_for 10 bash -c "! kill -0 $pm 2>/dev/null"
+}
+
+next_n() {  # the next batch number of writer W: past everything it ever sent
+    local last
+    last=$(awk -v w="$1" '$1 == "ack" && $2 == w { n = $3 } END { print n + 0 }' "$WORK/acks.$1" 2>/dev/null)
+    echo $((last + 50))
+}
+
+declare -A LAST_SRC=()
+src_from=1
+crash_ok=0 crash_bad=0
+for ((k = 1; k <= KILLS; k++)); do
+    WPIDS=()
+    for ((w = 1; w <= WRITERS; w++)); do
+        writer "$w" "$( [[ -f $WORK/acks.$w ]] && next_n "$w" || echo 1)" &
+        WPIDS+=($!)
+    done
+    consumer "$src_from" &
+    WPIDS+=($!)
+    # 0.2 .. 1 s of writes, then everything dies at once
+    sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.2f", 0.2 + (r % 800) / 1000 }')"
+    if ! kill_cluster; then
+        not_ok "kill $k: could not find the postmaster"
+        break
+    fi
+    for p in "${WPIDS[@]}"; do wait "$p" 2>/dev/null; done
+    WPIDS=()
+    if ! pg_owner -D "$DS_DATA" -l "$DS_LOG" -w -t 120 start >/dev/null 2>&1 || ! wait_for 30 server_up; then
+        not_ok "kill $k: the server came back"
+        break
+    fi
+
+    # --- checks after this restart (one line per kind of check at the end) ---
+    errs=()
+    acked=$(cat "$WORK"/acks.[0-9]* 2>/dev/null | awk '$1 == "ack" { printf "w%s-%s\n", $2, $3 }' | sort -u)
+    logged=$(P -c "SELECT event->'headers'->>'txid', count(*), max(seq) - min(seq) + 1
+                     FROM state.log_events WHERE stream = 'cr' GROUP BY 1" 2>&1) || errs+=("log query: $logged")
+    # complete batches only, each contiguous
+    bad=$(awk -F'|' -v b="$BATCH" '$2 != b || $3 != b' <<<"$logged" | head -n 3)
+    [[ -z $bad ]] || errs+=("partial or split batches: $bad")
+    # every acknowledged batch is there
+    missing=$(comm -23 <(echo "$acked") <(cut -d'|' -f1 <<<"$logged" | sort -u) | sed '/^$/d' | head -n 3)
+    [[ -z $missing ]] || errs+=("acknowledged batches missing: $missing")
+    # offsets 1..tail
+    off=$(P -c "SELECT count(*), coalesce(min(seq), 1), coalesce(max(seq), 0), state.tail('cr')::bigint
+                  FROM state.log_events WHERE stream = 'cr'")
+    IFS='|' read -r cnt mn mx tl <<<"$off"
+    [[ $mn == 1 && $cnt == "$mx" && $mx == "$tl" ]] || errs+=("offsets: count $cnt, min $mn, max $mx, tail $tl")
+    # the table is the fold of the log
+    diff=$(P -c "SELECT count(*) FROM (
+                   SELECT key, value FROM state.get_type('item', 'cr')
+                   EXCEPT
+                   (SELECT DISTINCT ON (event->>'key') event->>'key', event->'value'
+                      FROM state.log_events WHERE stream = 'cr' ORDER BY event->>'key', seq DESC)) d")
+    nrows=$(P -c "SELECT (SELECT count(*) FROM items) = (SELECT count(DISTINCT event->>'key') FROM state.log_events WHERE stream = 'cr')")
+    [[ $diff == 0 && $nrows == t ]] || errs+=("table vs log: $diff rows differ, same key count: $nrows")
+    # txids: every logged one confirms at once; a batch that is not there does not
+    unconf=$(P -c "SELECT count(*) FROM (SELECT DISTINCT event->'headers'->>'txid' t FROM state.log_events
+                                           WHERE stream = 'cr') x WHERE NOT state.await_txid(t, 0)")
+    [[ $unconf == 0 ]] || errs+=("$unconf logged txids do not confirm")
+    ghost=$(P -c "SELECT count(*) FROM (VALUES ('w1-99999'), ('w2-99999')) v(t) WHERE state.txid_status(t) <> 'unknown'")
+    [[ $ghost == 0 ]] || errs+=("txids never written confirm")
+    # the worker is back
+    wait_for 10 bash -c "[[ \$(psql -X -At -d $DB -c 'SELECT worker_state FROM state.stats' 2>/dev/null) == running ]]" ||
+        errs+=("worker not running")
+    # exactly-once resume: re-send from a few positions back
+    rec=$(P -c "SELECT coalesce(source_offset, '0')::bigint FROM state.streams WHERE stream = 'cr_src'" 2>/dev/null)
+    rec=${rec:-0}
+    last_ack=$(awk '$1 == "ack" && $2 == "src" { n = $3 } END { print n + 0 }' "$WORK/acks.src" 2>/dev/null)
+    ((rec >= last_ack)) || errs+=("source offset $rec behind the last acknowledged position $last_ack")
+    replay_from=$((rec > 3 ? rec - 3 : 1))
+    for ((n = replay_from; n <= rec + 1; n++)); do
+        r=$(P -c "SELECT applied || '/' || skipped FROM state.apply(src_batch($n), 'cr_src', source_offset => '$(printf %010d $n)')" 2>&1)
+        if ((n <= rec)); then want=0/1; else want=1/0; fi
+        [[ $r == "$want" ]] || errs+=("resume at $n (recorded $rec): applied/skipped $r, want $want")
+    done
+    src_from=$((rec + 2))
+    dup=$(P -c "SELECT count(*) - count(DISTINCT event->>'key'), count(*), max((event->'value'->>'n')::int)
+                  FROM state.log_events WHERE stream = 'cr_src'")
+    IFS='|' read -r dups srccount srcmax <<<"$dup"
+    [[ $dups == 0 && $srccount == "$srcmax" ]] || errs+=("source positions: $dups duplicates, $srccount events, max $srcmax")
+
+    if ((${#errs[@]} == 0)); then
+        crash_ok=$((crash_ok + 1))
+        ok "kill $k: $cnt events ($(wc -l <<<"$acked") batches acknowledged), source at $rec: consistent"
+    else
+        crash_bad=$((crash_bad + 1))
+        not_ok "kill $k: ${errs[*]}"
+    fi
+done
+
+is "the server was killed and restarted $KILLS times, consistent every time" "$crash_ok" "$KILLS"
+total=$(P -c "SELECT count(*) FROM state.log_events WHERE stream = 'cr'")
+srcn=$(P -c "SELECT count(*) FROM state.log_events WHERE stream = 'cr_src'")
+note "$total events in $((total / BATCH)) batches and $srcn source positions survived $KILLS kills"
+((total > 0 && srcn > 0))
+if (($? == 0)); then ok "writes went through between the kills"; else not_ok "writes went through between the kills"; fi

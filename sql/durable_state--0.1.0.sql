@@ -1021,6 +1021,10 @@ BEGIN
         RAISE EXCEPTION 'member and by must not be null'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    IF member = '' THEN
+        RAISE EXCEPTION 'member must be a non-empty name'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     PERFORM state._lock_stream(increment.stream);
     v := state.get(increment.type, increment.key, increment.stream);
     IF v IS NULL THEN

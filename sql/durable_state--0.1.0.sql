@@ -695,6 +695,41 @@ CREATE EVENT TRIGGER durable_state_sql_drop ON sql_drop
 -- The log and snapshots
 -- ---------------------------------------------------------------------------
 
+-- Who may read a stream's log: whoever may read every collection table of
+-- the stream, with no row-level security applying to them there (the log
+-- holds every row's events, so it may show nothing a policy would hide).
+-- Tenants that must not see each other's events use separate streams.
+-- state.log's policy and state.changes / snapshot / tail use it.
+CREATE FUNCTION state._can_read_stream(stream_id integer) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog
+RETURN NOT EXISTS (SELECT 1 FROM state._collections c
+                    WHERE c.stream_id = _can_read_stream.stream_id
+                      AND (NOT has_table_privilege(c.relid, 'SELECT')
+                           OR row_security_active(c.relid)));
+
+-- The stream's id if the caller may read its log; else a clear error.
+CREATE FUNCTION state._readable_stream_id(stream text) RETURNS integer
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog
+AS $$
+DECLARE
+    sid integer := state._stream_id(stream);
+BEGIN
+    IF NOT state._can_read_stream(sid) THEN
+        RAISE EXCEPTION 'permission denied for the log of stream "%"', stream
+            USING ERRCODE = 'insufficient_privilege',
+                  DETAIL = 'Reading a stream''s log needs SELECT on every collection table of the stream, with no row-level security applying to you.',
+                  HINT = 'Grant SELECT on the stream''s tables, or keep tenants in separate streams.';
+    END IF;
+    RETURN sid;
+END
+$$;
+
+ALTER TABLE state.log ENABLE ROW LEVEL SECURITY;
+CREATE POLICY log_readable_streams ON state.log FOR SELECT
+    USING (state._can_read_stream(stream_id));
+
 CREATE FUNCTION state.tail(stream text DEFAULT 'default') RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog
@@ -702,7 +737,7 @@ AS $$
 DECLARE
     t bigint;
 BEGIN
-    RETURN state.format_offset(state._tail(state._stream_id(stream)));
+    RETURN state.format_offset(state._tail(state._readable_stream_id(stream)));
 END
 $$;
 
@@ -716,10 +751,7 @@ DECLARE
     s         state._streams;
     since_seq bigint;
 BEGIN
-    SELECT * INTO s FROM state._streams st WHERE st.name = stream;
-    IF NOT FOUND THEN
-        PERFORM state._stream_id(stream);
-    END IF;
+    SELECT * INTO s FROM state._streams st WHERE st.id = state._readable_stream_id(stream);
     IF max_events IS NULL OR max_events < 0 THEN
         RAISE EXCEPTION 'max_events must be zero or positive'
             USING ERRCODE = 'invalid_parameter_value';
@@ -778,7 +810,7 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog
 AS $$
 BEGIN
-    PERFORM state._stream_id(stream);   -- a clear error for an unknown stream
+    PERFORM state._readable_stream_id(stream);   -- unknown or not readable: a clear error
     RETURN QUERY SELECT * FROM state._snapshot(stream);
 END
 $$;
@@ -799,8 +831,9 @@ SELECT c.name, c.type, s.name AS stream, c.relid AS table_name, c.primary_key,
   FROM state._collections c
   JOIN state._streams s ON s.id = c.stream_id;
 
--- The log, one row per event.
-CREATE VIEW state.log_events AS
+-- The log, one row per event (with the reader's rights: the log's policy
+-- shows only the streams the reader may read).
+CREATE VIEW state.log_events WITH (security_invoker = true) AS
 SELECT s.name AS stream, l.first_seq + e.ord - 1 AS seq,
        state.format_offset(l.first_seq + e.ord - 1) AS "offset",
        e.ev AS event, l.applied_at
@@ -1122,3 +1155,44 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION state._expire() FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Roles (SPEC §5): state_reader reads (get, changes, snapshot, await_txid);
+-- state_writer also writes (apply, put, remove, increment, publish).  Both
+-- still need privileges on the collection tables: every function runs with
+-- the caller's rights, and the log shows a role only the streams whose
+-- tables it may read.  Roles are cluster-wide: created once, kept on DROP
+-- EXTENSION.
+-- ---------------------------------------------------------------------------
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'state_reader') THEN
+        CREATE ROLE state_reader NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'state_writer') THEN
+        CREATE ROLE state_writer NOLOGIN;
+    END IF;
+    IF NOT pg_catalog.pg_has_role('state_writer', 'state_reader', 'MEMBER') THEN
+        GRANT state_reader TO state_writer;
+    END IF;
+END
+$$;
+GRANT USAGE ON SCHEMA state TO state_reader;
+GRANT SELECT ON state._streams, state._collections, state.log, state._txids,
+                state.log_events, state.collections, state.streams, state.stats
+   TO state_reader;
+-- writing functions: not for PUBLIC
+REVOKE EXECUTE ON FUNCTION state.apply(jsonb, text, text), state.apply_text(text, text, text),
+                          state.put(text, text, jsonb, interval, text, bigint),
+                          state.remove(text, text, text),
+                          state.increment(text, text, text, numeric, text),
+                          state.publish(text, jsonb, text), state._lock_stream(text),
+                          state._ttl_set(text, text, text, timestamptz)
+   FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION state.apply(jsonb, text, text), state.apply_text(text, text, text),
+                         state.put(text, text, jsonb, interval, text, bigint),
+                         state.remove(text, text, text),
+                         state.increment(text, text, text, numeric, text),
+                         state.publish(text, jsonb, text), state._lock_stream(text),
+                         state._ttl_set(text, text, text, timestamptz)
+   TO state_writer;

@@ -58,7 +58,7 @@ DROP FUNCTION rf_newtable();
 
 -- 6. a writer without privileges on the extension's tables can still use
 --    source offsets and snapshot control events
-CREATE ROLE regress_rf_writer;
+CREATE ROLE regress_rf_writer IN ROLE state_writer;
 GRANT USAGE ON SCHEMA state, t TO regress_rf_writer;
 CREATE TABLE rf_w (id text PRIMARY KEY, n int);
 SELECT state.create_collection('rf_w', 'rf_w', table_name => 'rf_w', stream => 'rf_w');

@@ -64,7 +64,7 @@ SELECT key FROM state._expiry WHERE stream_id = (SELECT id FROM state._streams W
 SELECT count(*) FILTER (WHERE key = 'due') AS due_left FROM tl_sess;
 
 -- privileges: a TTL (an expiry deletes) needs INSERT, UPDATE and DELETE on the table
-CREATE ROLE tl_writer;
+CREATE ROLE tl_writer IN ROLE state_writer;
 GRANT USAGE ON SCHEMA state, t TO tl_writer;
 GRANT SELECT, INSERT, UPDATE ON tl_sess TO tl_writer;
 SET ROLE tl_writer;

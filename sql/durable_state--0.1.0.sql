@@ -83,6 +83,8 @@ END
 $$;
 
 SELECT pg_catalog.pg_extension_config_dump('state._streams', '');
+-- and its id sequence: a restored database must not hand out ids again
+SELECT pg_catalog.pg_extension_config_dump('state._streams_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('state._collections', '');
 SELECT pg_catalog.pg_extension_config_dump('state.log', '');
 

@@ -1,5 +1,5 @@
 EXTENSION = durable_state
-EXTVERSION = 0.1.0
+EXTVERSION = 0.2.0
 
 MODULE_big = durable_state
 OBJS = src/init.o src/event.o src/catalog.o src/apply.o src/changelog.o src/convert.o src/reads.o \

@@ -46,11 +46,6 @@ CREATE TABLE state._collections (
     -- members without a column and the exact JSON of members whose column
     -- type would re-render them (see README, "Round trips")
     extra_column    name,
-    -- a bigint column counting the entity's changes (1 when inserted, +1 on
-    -- every update), or NULL: state.get_versioned and put's expected_version
-    version_column  name,
-    -- every write of an entity gives it this TTL (state.put may override)
-    default_ttl     interval CHECK (default_ttl > interval '0'),
     created_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (stream_id, type),
     UNIQUE (stream_id, name)
@@ -83,8 +78,6 @@ END
 $$;
 
 SELECT pg_catalog.pg_extension_config_dump('state._streams', '');
--- and its id sequence: a restored database must not hand out ids again
-SELECT pg_catalog.pg_extension_config_dump('state._streams_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('state._collections', '');
 SELECT pg_catalog.pg_extension_config_dump('state.log', '');
 
@@ -92,11 +85,7 @@ SELECT pg_catalog.pg_extension_config_dump('state.log', '');
 -- transaction: a txid is committed once a row naming it is visible.  They
 -- are kept as 64-bit hashes (the txids themselves are in the log): a GIN
 -- index over bigint[] costs a fraction of one over text[] on insert, which
--- matters for batches with a txid per event.  New entries go to the GIN
--- pending list (a batch does not wait for 100k index insertions); the
--- worker merges it into the index every maintenance interval, so that a
--- look-up never reads through more than about a second of recent txids.
--- state.await_txid /
+-- matters for batches with a txid per event.  state.await_txid /
 -- state.txid_status find them through it; the worker prunes rows older
 -- than durable_state.txid_retention.
 CREATE TABLE state._txids (
@@ -175,12 +164,6 @@ LANGUAGE C VOLATILE;
 CREATE FUNCTION state.get(type text, key text, stream text DEFAULT 'default')
 RETURNS jsonb
 AS 'MODULE_PATHNAME', 'ds_get'
-LANGUAGE C STABLE;
-
--- The value with its version (see version_column); no row if absent.
-CREATE FUNCTION state.get_versioned(type text, key text, stream text DEFAULT 'default')
-RETURNS TABLE (value jsonb, version bigint)
-AS 'MODULE_PATHNAME', 'ds_get_versioned'
 LANGUAGE C STABLE;
 
 CREATE FUNCTION state.get_many(type text, keys text[], stream text DEFAULT 'default')
@@ -358,9 +341,7 @@ CREATE FUNCTION state.create_collection(
     allow_extra boolean DEFAULT false,
     check_old_value boolean DEFAULT false,
     extra_column name DEFAULT NULL,
-    assert_formats boolean DEFAULT false,
-    version_column name DEFAULT NULL,
-    default_ttl interval DEFAULT NULL)
+    assert_formats boolean DEFAULT false)
 RETURNS regclass
 LANGUAGE plpgsql
 -- no pinned search_path: new tables go to the caller's current_schema();
@@ -378,7 +359,6 @@ DECLARE
     coltype   text;
     req       jsonb;
     extracol  name := create_collection.extra_column;
-    vercol    name := create_collection.version_column;
 BEGIN
     IF name IS NULL OR name = '' THEN
         RAISE EXCEPTION 'collection name must be a non-empty string'
@@ -395,11 +375,6 @@ BEGIN
     PERFORM state._check_mode(mode);
     IF schema IS NOT NULL THEN
         PERFORM state._check_schema(schema);
-    END IF;
-    IF default_ttl IS NOT NULL AND default_ttl <= interval '0' THEN
-        RAISE EXCEPTION 'default_ttl must be positive, not %', default_ttl
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Leave default_ttl NULL for entities that do not expire.';
     END IF;
 
     IF table_name IS NULL AND current_schema() IS NULL THEN
@@ -470,19 +445,6 @@ BEGIN
             RAISE EXCEPTION 'the extra column cannot be the primary key'
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
-        IF vercol IS NOT NULL AND NOT EXISTS (
-               SELECT 1 FROM pg_attribute a
-                WHERE a.attrelid = rel AND a.attname = vercol AND a.attnum > 0
-                  AND NOT a.attisdropped AND a.atttypid = 'bigint'::regtype
-                  AND a.attgenerated = '' AND a.attidentity <> 'a') THEN
-            RAISE EXCEPTION 'table % has no plain bigint column "%"', rel, vercol
-                USING ERRCODE = 'undefined_column',
-                      HINT = 'version_column => names a bigint column of the table that the collection keeps the entity''s version in.';
-        END IF;
-        IF vercol = primary_key OR vercol = extracol THEN
-            RAISE EXCEPTION 'the version column cannot be the primary key or the extra column'
-                USING ERRCODE = 'invalid_parameter_value';
-        END IF;
     ELSIF schema IS NOT NULL AND jsonb_typeof(schema) = 'object'
           AND jsonb_typeof(schema->'properties') = 'object' THEN
         -- typed, generated: one column per property
@@ -503,16 +465,6 @@ BEGIN
             RAISE EXCEPTION 'extra column "%" collides with a property of the schema', extracol
                 USING ERRCODE = 'duplicate_column';
         END IF;
-        -- the version column: "_version", or "_version_N" likewise
-        IF vercol IS NULL THEN
-            vercol := '_version';
-            WHILE (schema->'properties') ? vercol OR vercol IN (primary_key, extracol) LOOP
-                vercol := '_version_' || (coalesce(substring(vercol FROM '_(\d+)$')::int, 0) + 1);
-            END LOOP;
-        ELSIF (schema->'properties') ? vercol OR vercol IN (primary_key, extracol) THEN
-            RAISE EXCEPTION 'version column "%" collides with a property of the schema', vercol
-                USING ERRCODE = 'duplicate_column';
-        END IF;
         FOR prop IN SELECT p.key, p.value FROM jsonb_each(schema->'properties') p ORDER BY p.key LOOP
             IF cols <> '' THEN cols := cols || ', '; END IF;
             coltype := state._schema_column_type(prop.value);
@@ -526,7 +478,7 @@ BEGIN
                 cols := cols || ' NOT NULL';
             END IF;
         END LOOP;
-        cols := cols || format(', %I jsonb, %I bigint NOT NULL DEFAULT 1', extracol, vercol);
+        cols := cols || format(', %I jsonb', extracol);
         EXECUTE format('CREATE TABLE %I.%I (%s)', current_schema(), name, cols);
         rel := format('%I.%I', current_schema(), name)::regclass;
     ELSE
@@ -537,25 +489,18 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value',
                       HINT = 'Its value column keeps the whole value.';
         END IF;
-        IF vercol IS NOT NULL AND vercol <> 'version' THEN
-            RAISE EXCEPTION 'the version column of a document collection is "version"'
-                USING ERRCODE = 'invalid_parameter_value';
-        END IF;
-        vercol := 'version';
         -- keys are opaque ids: byte order (COLLATE "C") is their natural
         -- order, and it makes every key probe a memcmp
-        EXECUTE format('CREATE TABLE %I.%I (key text COLLATE "C" PRIMARY KEY, value jsonb NOT NULL, '
-                       'version bigint NOT NULL DEFAULT 1)',
+        EXECUTE format('CREATE TABLE %I.%I (key text COLLATE "C" PRIMARY KEY, value jsonb NOT NULL)',
                        current_schema(), name);
         rel := format('%I.%I', current_schema(), name)::regclass;
     END IF;
 
     INSERT INTO state._collections (stream_id, name, type, relid, primary_key, schema,
                                     kind, mode, allow_extra, check_old_value, extra_column,
-                                    assert_formats, version_column, default_ttl, has_ttl)
+                                    assert_formats)
     VALUES (sid, name, ctype, rel, primary_key, schema, ckind, mode,
-            allow_extra, check_old_value, extracol, coalesce(assert_formats, false),
-            vercol, default_ttl, default_ttl IS NOT NULL);
+            allow_extra, check_old_value, extracol, coalesce(assert_formats, false));
     PERFORM state._catalog_changed();
     RETURN rel;
 END
@@ -566,8 +511,7 @@ CREATE FUNCTION state.alter_collection(name text, stream text DEFAULT 'default',
                                        allow_extra boolean DEFAULT NULL,
                                        check_old_value boolean DEFAULT NULL,
                                        schema jsonb DEFAULT NULL,
-                                       assert_formats boolean DEFAULT NULL,
-                                       default_ttl interval DEFAULT NULL)
+                                       assert_formats boolean DEFAULT NULL)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog
@@ -594,10 +538,6 @@ BEGIN
     PERFORM state._check_owner(rel);
     IF mode IS NOT NULL THEN
         PERFORM state._check_mode(mode);
-    END IF;
-    IF default_ttl < interval '0' THEN
-        RAISE EXCEPTION 'default_ttl must be positive (or 0 for none), not %', default_ttl
-            USING ERRCODE = 'invalid_parameter_value';
     END IF;
     new_schema := coalesce(alter_collection.schema, old_schema);
     new_assert := coalesce(alter_collection.assert_formats, old_assert);
@@ -629,12 +569,7 @@ BEGIN
            allow_extra = coalesce(alter_collection.allow_extra, c.allow_extra),
            check_old_value = coalesce(alter_collection.check_old_value, c.check_old_value),
            schema = new_schema,
-           assert_formats = new_assert,
-           -- 0 turns the default TTL off; TTLs already set stay
-           default_ttl = CASE WHEN alter_collection.default_ttl IS NULL THEN c.default_ttl
-                              WHEN alter_collection.default_ttl = interval '0' THEN NULL
-                              ELSE alter_collection.default_ttl END,
-           has_ttl = c.has_ttl OR coalesce(alter_collection.default_ttl > interval '0', false)
+           assert_formats = new_assert
       FROM state._streams s
      WHERE s.id = c.stream_id AND s.name = alter_collection.stream
        AND c.name = alter_collection.name;
@@ -697,41 +632,6 @@ CREATE EVENT TRIGGER durable_state_sql_drop ON sql_drop
 -- The log and snapshots
 -- ---------------------------------------------------------------------------
 
--- Who may read a stream's log: whoever may read every collection table of
--- the stream, with no row-level security applying to them there (the log
--- holds every row's events, so it may show nothing a policy would hide).
--- Tenants that must not see each other's events use separate streams.
--- state.log's policy and state.changes / snapshot / tail use it.
-CREATE FUNCTION state._can_read_stream(stream_id integer) RETURNS boolean
-LANGUAGE sql STABLE
-SET search_path = pg_catalog
-RETURN NOT EXISTS (SELECT 1 FROM state._collections c
-                    WHERE c.stream_id = _can_read_stream.stream_id
-                      AND (NOT has_table_privilege(c.relid, 'SELECT')
-                           OR row_security_active(c.relid)));
-
--- The stream's id if the caller may read its log; else a clear error.
-CREATE FUNCTION state._readable_stream_id(stream text) RETURNS integer
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog
-AS $$
-DECLARE
-    sid integer := state._stream_id(stream);
-BEGIN
-    IF NOT state._can_read_stream(sid) THEN
-        RAISE EXCEPTION 'permission denied for the log of stream "%"', stream
-            USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = 'Reading a stream''s log needs SELECT on every collection table of the stream, with no row-level security applying to you.',
-                  HINT = 'Grant SELECT on the stream''s tables, or keep tenants in separate streams.';
-    END IF;
-    RETURN sid;
-END
-$$;
-
-ALTER TABLE state.log ENABLE ROW LEVEL SECURITY;
-CREATE POLICY log_readable_streams ON state.log FOR SELECT
-    USING (state._can_read_stream(stream_id));
-
 CREATE FUNCTION state.tail(stream text DEFAULT 'default') RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog
@@ -739,7 +639,7 @@ AS $$
 DECLARE
     t bigint;
 BEGIN
-    RETURN state.format_offset(state._tail(state._readable_stream_id(stream)));
+    RETURN state.format_offset(state._tail(state._stream_id(stream)));
 END
 $$;
 
@@ -753,7 +653,10 @@ DECLARE
     s         state._streams;
     since_seq bigint;
 BEGIN
-    SELECT * INTO s FROM state._streams st WHERE st.id = state._readable_stream_id(stream);
+    SELECT * INTO s FROM state._streams st WHERE st.name = stream;
+    IF NOT FOUND THEN
+        PERFORM state._stream_id(stream);
+    END IF;
     IF max_events IS NULL OR max_events < 0 THEN
         RAISE EXCEPTION 'max_events must be zero or positive'
             USING ERRCODE = 'invalid_parameter_value';
@@ -812,7 +715,7 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog
 AS $$
 BEGIN
-    PERFORM state._readable_stream_id(stream);   -- unknown or not readable: a clear error
+    PERFORM state._stream_id(stream);   -- a clear error for an unknown stream
     RETURN QUERY SELECT * FROM state._snapshot(stream);
 END
 $$;
@@ -829,13 +732,12 @@ RETURN CASE WHEN stream ~ '^[a-z0-9_]{1,48}$' THEN 'state_' || stream
 CREATE VIEW state.collections AS
 SELECT c.name, c.type, s.name AS stream, c.relid AS table_name, c.primary_key,
        c.kind, c.mode, c.allow_extra, c.check_old_value, c.assert_formats,
-       c.extra_column, c.schema, c.created_at, c.version_column, c.default_ttl
+       c.extra_column, c.schema, c.created_at
   FROM state._collections c
   JOIN state._streams s ON s.id = c.stream_id;
 
--- The log, one row per event (with the reader's rights: the log's policy
--- shows only the streams the reader may read).
-CREATE VIEW state.log_events WITH (security_invoker = true) AS
+-- The log, one row per event.
+CREATE VIEW state.log_events AS
 SELECT s.name AS stream, l.first_seq + e.ord - 1 AS seq,
        state.format_offset(l.first_seq + e.ord - 1) AS "offset",
        e.ev AS event, l.applied_at
@@ -938,8 +840,6 @@ BEGIN
     PERFORM state._expire();
     DELETE FROM state._txids
      WHERE applied_at < now() - make_interval(secs => txid_retention);
-    -- recent txids into the index proper (see state._txids)
-    PERFORM gin_clean_pending_list('state._txids_hashes_idx'::regclass);
     FOR s IN SELECT st.id, st.retention_age, st.retention_events FROM state._streams st
               WHERE st.retention_age IS NOT NULL OR st.retention_events IS NOT NULL LOOP
         cutoff := 0;
@@ -976,28 +876,16 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'ds_ttl_set'
 LANGUAGE C VOLATILE;
 
--- Locks a stream's row as a batch does (held to commit): read-modify-write
--- functions take it before reading, so that no batch of the stream commits
--- between their read and their write.  False if the stream does not exist.
-CREATE FUNCTION state._lock_stream(stream text)
-RETURNS boolean
-AS 'MODULE_PATHNAME', 'ds_lock_stream'
-LANGUAGE C VOLATILE STRICT;
-
 -- An upsert as an event (logged, notified, schema-checked like apply);
--- with a TTL the entity expires that long after the put (without one, the
--- collection's default_ttl applies, if it has one).  With expected_version
--- it is a compare-and-set: the entity's version must be that (0: absent),
--- else nothing is written and the error is 40001.  Returns its offset.
+-- with a TTL the entity expires that long after the put.  Returns its offset.
 CREATE FUNCTION state.put(type text, key text, value jsonb, ttl interval DEFAULT NULL,
-                          stream text DEFAULT 'default', expected_version bigint DEFAULT NULL)
+                          stream text DEFAULT 'default')
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog
 AS $$
 DECLARE
     off text;
-    cur bigint;
 BEGIN
     IF ttl IS NOT NULL AND ttl <= interval '0' THEN
         RAISE EXCEPTION 'ttl must be positive, not %', ttl
@@ -1009,81 +897,15 @@ BEGIN
             USING ERRCODE = 'null_value_not_allowed',
                   HINT = 'Use state.remove() to delete an entity.';
     END IF;
-    IF expected_version IS NOT NULL THEN
-        IF expected_version < 0 THEN
-            RAISE EXCEPTION 'expected_version must be 0 (absent) or a version, not %', expected_version
-                USING ERRCODE = 'invalid_parameter_value';
-        END IF;
-        -- no batch of the stream commits between this read and the write
-        PERFORM state._lock_stream(put.stream);
-        cur := coalesce((SELECT g.version FROM state.get_versioned(put.type, put.key, put.stream) g), 0);
-        IF cur <> expected_version THEN
-            RAISE EXCEPTION 'version conflict on "%" of type "%": expected version %, found %',
-                            put.key, put.type, expected_version, cur
-                USING ERRCODE = 'serialization_failure',
-                      DETAIL = CASE WHEN cur = 0 THEN 'The entity does not exist.'
-                                    ELSE format('The entity is at version %s.', cur) END,
-                      HINT = 'Read the entity again (state.get_versioned) and retry with its version.';
-        END IF;
-    END IF;
     SELECT a.last_offset INTO off
       FROM state.apply(jsonb_build_object('type', put.type, 'key', put.key, 'value', put.value,
                                           'headers', jsonb_build_object('operation', 'upsert')),
                        put.stream) a;
-    -- the batch ended any earlier TTL of the entity (or set the default one)
+    -- the batch cleared any earlier TTL of the entity
     IF ttl IS NOT NULL THEN
         PERFORM state._ttl_set(put.stream, put.type, put.key, clock_timestamp() + ttl);
     END IF;
     RETURN off;
-END
-$$;
-
--- Adds "by" to a numeric member of the entity (absent member or entity:
--- from 0), as one logged upsert; returns the new number.  The stream's lock
--- is taken before the read, so concurrent increments never lose one.
-CREATE FUNCTION state.increment(type text, key text, member text, by numeric DEFAULT 1,
-                                stream text DEFAULT 'default')
-RETURNS numeric
-LANGUAGE plpgsql
-SET search_path = pg_catalog
-AS $$
-DECLARE
-    v jsonb;
-    cur jsonb;
-    n numeric;
-BEGIN
-    IF member IS NULL OR by IS NULL THEN
-        RAISE EXCEPTION 'member and by must not be null'
-            USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    IF member = '' THEN
-        RAISE EXCEPTION 'member must be a non-empty name'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    PERFORM state._lock_stream(increment.stream);
-    v := state.get(increment.type, increment.key, increment.stream);
-    IF v IS NULL THEN
-        v := '{}';
-    ELSIF jsonb_typeof(v) <> 'object' THEN
-        RAISE EXCEPTION 'cannot increment "%" of "%" of type "%": the value is %, not an object',
-                        member, key, type, jsonb_typeof(v)
-            USING ERRCODE = 'wrong_object_type';
-    END IF;
-    cur := v -> member;
-    IF cur IS NULL OR cur = 'null' THEN
-        n := by;
-    ELSIF jsonb_typeof(cur) = 'number' THEN
-        n := cur::numeric + by;
-    ELSE
-        RAISE EXCEPTION 'cannot increment "%" of "%" of type "%": it is %, not a number',
-                        member, key, type, jsonb_typeof(cur)
-            USING ERRCODE = 'wrong_object_type';
-    END IF;
-    PERFORM state.apply(jsonb_build_object('type', increment.type, 'key', increment.key,
-                                           'value', v || jsonb_build_object(member, n),
-                                           'headers', jsonb_build_object('operation', 'upsert')),
-                        increment.stream);
-    RETURN n;
 END
 $$;
 
@@ -1157,44 +979,3 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION state._expire() FROM PUBLIC;
-
--- ---------------------------------------------------------------------------
--- Roles (SPEC §5): state_reader reads (get, changes, snapshot, await_txid);
--- state_writer also writes (apply, put, remove, increment, publish).  Both
--- still need privileges on the collection tables: every function runs with
--- the caller's rights, and the log shows a role only the streams whose
--- tables it may read.  Roles are cluster-wide: created once, kept on DROP
--- EXTENSION.
--- ---------------------------------------------------------------------------
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'state_reader') THEN
-        CREATE ROLE state_reader NOLOGIN;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = 'state_writer') THEN
-        CREATE ROLE state_writer NOLOGIN;
-    END IF;
-    IF NOT pg_catalog.pg_has_role('state_writer', 'state_reader', 'MEMBER') THEN
-        GRANT state_reader TO state_writer;
-    END IF;
-END
-$$;
-GRANT USAGE ON SCHEMA state TO state_reader;
-GRANT SELECT ON state._streams, state._collections, state.log, state._txids,
-                state.log_events, state.collections, state.streams, state.stats
-   TO state_reader;
--- writing functions: not for PUBLIC
-REVOKE EXECUTE ON FUNCTION state.apply(jsonb, text, text), state.apply_text(text, text, text),
-                          state.put(text, text, jsonb, interval, text, bigint),
-                          state.remove(text, text, text),
-                          state.increment(text, text, text, numeric, text),
-                          state.publish(text, jsonb, text), state._lock_stream(text),
-                          state._ttl_set(text, text, text, timestamptz)
-   FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION state.apply(jsonb, text, text), state.apply_text(text, text, text),
-                         state.put(text, text, jsonb, interval, text, bigint),
-                         state.remove(text, text, text),
-                         state.increment(text, text, text, numeric, text),
-                         state.publish(text, jsonb, text), state._lock_stream(text),
-                         state._ttl_set(text, text, text, timestamptz)
-   TO state_writer;

@@ -90,6 +90,24 @@ attr(TupleTableSlot *slot, const char *relname, const char *attname)
 	return d;
 }
 
+/*
+ * A column of a catalog row that an older version of the extension's tables
+ * does not have (the library is newer than the catalog until ALTER
+ * EXTENSION ... UPDATE): NULL then.
+ */
+static Datum
+optional_attr(TupleTableSlot *slot, const char *attname, bool *isnull)
+{
+	AttrNumber	att = get_attnum(slot->tts_tableOid, attname);
+
+	if (att == InvalidAttrNumber)
+	{
+		*isnull = true;
+		return (Datum) 0;
+	}
+	return slot_getattr(slot, att, isnull);
+}
+
 static char *
 text_attr(TupleTableSlot *slot, const char *relname, const char *attname)
 {
@@ -172,9 +190,10 @@ cache_read(void)
 			Datum		d = slot_getattr(slot, get_attnum(slot->tts_tableOid, "extra_column"), &isnull);
 
 			c->extra_column = isnull ? NULL : pstrdup(NameStr(*DatumGetName(d)));
-			d = slot_getattr(slot, get_attnum(slot->tts_tableOid, "version_column"), &isnull);
+			/* 0.2.0's columns: absent until ALTER EXTENSION UPDATE */
+			d = optional_attr(slot, "version_column", &isnull);
 			c->version_column = isnull ? NULL : pstrdup(NameStr(*DatumGetName(d)));
-			d = slot_getattr(slot, get_attnum(slot->tts_tableOid, "default_ttl"), &isnull);
+			d = optional_attr(slot, "default_ttl", &isnull);
 			if (isnull)
 				c->default_ttl = NULL;
 			else

@@ -36,16 +36,7 @@ function check(ok, what, detail) {
   if (ok) { passed++; console.log(`ok - ${what}`); } else { failed++; console.log(`not ok - ${what}${detail ? `\n    ${detail}` : ''}`); }
 }
 
-function rng(seed) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const { rng } = require(path.join(__dirname, '../node/prng.js'));
 const rand = rng(SEED);
 const pick = (a) => a[Math.floor(rand() * a.length)];
 const int = (n) => Math.floor(rand() * n);

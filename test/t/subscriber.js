@@ -80,17 +80,7 @@ function loadClient() {
   return require(path.join(__dirname, '../../clients/node'));
 }
 
-/* A seeded PRNG, so that a failure can be replayed. */
-function rng(seed) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const { rng } = require(path.join(__dirname, '../node/prng.js'));
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 async function until(cond, ms, step = 10) {

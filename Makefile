@@ -25,12 +25,15 @@ include $(PGXS)
 # every module includes the shared header: rebuild all when it changes
 $(OBJS): src/durable_state.h src/jsonschema.h
 
-.PHONY: test stress bench bench-apply bench-notify bench-kv demo
+.PHONY: test stress valgrind bench bench-apply bench-notify bench-kv demo
 test:
 	bash test/run.sh
 # the whole suite with the long crash loop (100 kills of larger batches)
 stress:
 	DS_CRASH_KILLS=100 DS_CRASH_BATCH=200 bash test/run.sh
+# the suites against a server under valgrind (test/valgrind.sh)
+valgrind:
+	bash test/valgrind.sh
 # every benchmark: apply and schema checks (bench/run.sh), then notifications
 # and txid confirmation (bench/notify.sh), key/value round trips against
 # Redis (bench/kv.sh)

@@ -43,9 +43,9 @@ test('StateBackend', async (t) => {
   await until(() => all.length === 5, 5000, 'the fifth delivery');
   assert.equal(got.length, 3, 'no delivery after unsubscribe');
   // set with a TTL
-  await backB.set('presence:ann', true, { ttl: 200 });
+  await backB.set('presence:ann', true, { ttl: 1500 });
   assert.equal(await backA.get('presence:ann'), true);
-  await new Promise((r) => setTimeout(r, 300));
+  await new Promise((r) => setTimeout(r, 1700));
   assert.equal(await backA.get('presence:ann'), undefined);
 });
 

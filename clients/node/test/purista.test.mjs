@@ -54,11 +54,11 @@ test('PURISTA state store', async (t) => {
   });
 
   await t.test('TTLs: per call and from the store config', async () => {
-    const store = new DurableStateStore({ config: { client, ttl: 250 }, logLevel: 'fatal' });
+    const store = new DurableStateStore({ config: { client, ttl: 1500 }, logLevel: 'fatal' });
     await store.setState('job:1', { status: 'running' });
     await store.setState('job:2', { status: 'queued' }, { ttl: '1 hour' });
     assert.deepStrictEqual(Object.keys(await store.getState('job:1', 'job:2')), ['job:1', 'job:2']);
-    await sleep(350);
+    await sleep(1700);
     assert.deepStrictEqual(await store.getState('job:1', 'job:2'), { 'job:1': undefined, 'job:2': { status: 'queued' } });
     await store.destroy();
   });

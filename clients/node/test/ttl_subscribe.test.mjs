@@ -7,19 +7,19 @@ import { spawn } from 'node:child_process';
 import { DurableState, setupStream, sleep, until } from './helpers.mjs';
 
 test('TTL entries vanish on time', async (t) => {
-  const { stream, drop } = await setupStream('t_ttl', [['sess', "mode => 'lenient'"], ['typing', "mode => 'lenient', default_ttl => '400 ms'"]]);
+  const { stream, drop } = await setupStream('t_ttl', [['sess', "mode => 'lenient'"], ['typing', "mode => 'lenient', default_ttl => '1500 ms'"]]);
   const ds = new DurableState({ stream });
   t.after(async () => {
     await ds.close();
     await drop();
   });
-  await ds.put('sess', 'short', { a: 1 }, { ttl: 300 });
+  await ds.put('sess', 'short', { a: 1 }, { ttl: 1500 });
   await ds.put('sess', 'long', { a: 2 }, { ttl: '1 hour' });
   await ds.put('sess', 'forever', { a: 3 });
   await ds.apply({ type: 'typing', key: 'u1', value: true, headers: { operation: 'upsert' } });
   assert.deepStrictEqual(await ds.get('sess', 'short'), { a: 1 });
   assert.equal(await ds.get('typing', 'u1'), true);
-  await sleep(450);
+  await sleep(1700);
   assert.equal(await ds.get('sess', 'short'), undefined, 'expired for reads');
   assert.equal(await ds.get('typing', 'u1'), undefined, 'default TTL expired for reads');
   assert.deepStrictEqual(await ds.getMany('sess', ['short', 'long', 'forever']), { long: { a: 2 }, forever: { a: 3 } });

@@ -338,3 +338,25 @@ ds_stop_cluster() {
     rm -rf "$DS_TMP"
     DS_TMP=
 }
+
+# ---------------------------------------------------------------------------
+# TAP-style checks for test/t/*.sh: ok, not_ok, note, is, check count into
+# PASS and FAIL; the script prints `$PASS passed, $FAIL failed` at the end.
+# ---------------------------------------------------------------------------
+PASS=0
+FAIL=0
+ok()     { PASS=$((PASS + 1)); echo "ok - $*"; }
+not_ok() { FAIL=$((FAIL + 1)); echo "not ok - $*"; }
+note()   { echo "# $*"; }
+# is DESCRIPTION GOT WANT
+is() {
+    if [[ $2 == "$3" ]]; then
+        ok "$1"
+    else
+        not_ok "$1 (got '$2', want '$3')"
+    fi
+}
+# check DESCRIPTION STATUS [DETAIL]: ok when STATUS is 0
+check() {
+    if (($2 == 0)); then ok "$1"; else not_ok "$1${3:+ ($3)}"; fi
+}

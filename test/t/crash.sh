@@ -36,14 +36,6 @@ BATCH=${DS_CRASH_BATCH:-50}
 DB=ds_crash
 ADMIN_DB=${PGDATABASE:-postgres}
 
-PASS=0
-FAIL=0
-ok()     { PASS=$((PASS + 1)); echo "ok - $*"; }
-not_ok() { FAIL=$((FAIL + 1)); echo "not ok - $*"; }
-note()   { echo "# $*"; }
-is() {
-    if [[ $2 == "$3" ]]; then ok "$1"; else not_ok "$1 (got '$2', want '$3')"; fi
-}
 
 for v in PGHOST PGPORT DS_DATA DS_LOG; do
     if [[ -z ${!v:-} ]]; then

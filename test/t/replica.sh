@@ -61,23 +61,6 @@ ADMIN_DB=${PGDATABASE:-postgres}
 STREAM=replica
 export PGCLIENTENCODING=UTF8
 
-PASS=0
-FAIL=0
-ok()     { PASS=$((PASS + 1)); echo "ok - $*"; }
-not_ok() { FAIL=$((FAIL + 1)); echo "not ok - $*"; }
-note()   { echo "# $*"; }
-# is DESCRIPTION GOT WANT
-is() {
-    if [[ $2 == "$3" ]]; then
-        ok "$1"
-    else
-        not_ok "$1 (got '$2', want '$3')"
-    fi
-}
-# check DESCRIPTION CONDITION-STATUS [DETAIL]: ok when the status is 0
-check() {
-    if (($2 == 0)); then ok "$1"; else not_ok "$1${3:+ ($3)}"; fi
-}
 # float comparison: cmp A OP B (awk), e.g. cmp "$ms" '<' 100
 cmp() { awk -v a="$1" -v b="$3" "BEGIN { exit !(a $2 b) }"; }
 

@@ -14,12 +14,9 @@
 # `N passed, M failed`.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 1
+# shellcheck source=test/lib.sh
+source test/lib.sh
 
-PASS=0
-FAIL=0
-ok()     { PASS=$((PASS + 1)); echo "ok - $*"; }
-not_ok() { FAIL=$((FAIL + 1)); echo "not ok - $*"; }
-is() { if [[ $2 == "$3" ]]; then ok "$1"; else not_ok "$1 (got '$2', want '$3')"; fi; }
 
 PSQL=(psql -X -q -At -v ON_ERROR_STOP=1)
 Q() { local db=$1; shift; "${PSQL[@]}" -d "$db" "$@" </dev/null 2>&1; }

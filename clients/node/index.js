@@ -257,8 +257,14 @@ class Subscription extends EventEmitter {
     this.emit('notification', payload, n.channel);
     if (payload && payload.topic !== undefined && payload.from === undefined) {
       const msg = { topic: payload.topic, message: payload.message };
-      this.emit('message', msg);
-      if (this.onMessage) Promise.resolve().then(() => this.onMessage(msg)).catch((e) => this.emit('error', e));
+      const deliver = () => {
+        this.emit('message', msg);
+        if (this.onMessage) Promise.resolve().then(() => this.onMessage(msg)).catch((e) => this.emit('error', e));
+      };
+      // after the changes whose notifications came before it: a message
+      // published after a write reaches handlers after that write
+      if (this._reading) this._reading.then(deliver, deliver);
+      else deliver();
       return;
     }
     this._catchUp().catch((err) => this._lost(err));

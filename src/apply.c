@@ -1403,9 +1403,7 @@ clear_ttls(DsBatch *b)
 																   b->events[i].key_len));
 				deleted[n++] = b->events[i].op == DS_OP_DELETE;
 			}
-		ds_ttl_clear(cs->coll, keys, n);
-		if (cs->coll->default_ttl)
-			ds_ttl_default(cs->coll, keys, deleted, n);
+		ds_ttl_after_batch(cs->coll, keys, deleted, n);
 	}
 }
 

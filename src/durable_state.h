@@ -27,6 +27,7 @@
 #include "port/atomics.h"
 #include "storage/condition_variable.h"
 #include "storage/lwlock.h"
+#include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
 #include "nodes/parsenodes.h"
@@ -378,8 +379,8 @@ extern char *ds_notice_payload(const char *stream, const DsNotice *n);
 
 extern char **ds_ttl_expired_keys(DsCollection *coll, int *n);
 extern bool ds_ttl_is_expired(char **keys, int n, const char *key, int len);
-extern void ds_ttl_clear(DsCollection *coll, Datum *keys, int nkeys);
-extern void ds_ttl_default(DsCollection *coll, Datum *keys, bool *deleted, int nkeys);
+extern SPIPlanPtr ds_keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes);
+extern void ds_ttl_after_batch(DsCollection *coll, Datum *keys, bool *deleted, int nkeys);
 
 extern void ds_worker_register(void);
 extern PGDLLEXPORT void ds_worker_main(Datum arg);

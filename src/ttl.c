@@ -39,8 +39,9 @@ static SPIPlanPtr unset_plan = NULL;
 static SPIPlanPtr flag_plan = NULL;
 static SPIPlanPtr default_plan = NULL;
 
-static SPIPlanPtr
-keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+/* *plan, prepared from sql the first time and kept for the backend's life. */
+SPIPlanPtr
+ds_keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 {
 	if (*plan == NULL)
 	{
@@ -103,7 +104,7 @@ ds_ttl_expired_keys(DsCollection *coll, int *n)
 	args[0] = Int32GetDatum(coll->stream_id);
 	args[1] = CStringGetTextDatum(coll->type);
 	become_owner(&saved_user, &saved_sec);
-	keep_plan(&expired_plan,
+	ds_keep_plan(&expired_plan,
 			  "SELECT e.key FROM state._expiry e WHERE e.stream_id = $1 AND e.type = $2 "
 			  "AND e.expires_at <= pg_catalog.clock_timestamp()", 2, argtypes);
 	if (SPI_execute_plan(expired_plan, args, NULL, true, 0) != SPI_OK_SELECT)
@@ -147,12 +148,17 @@ ds_ttl_is_expired(char **keys, int n, const char *key, int len)
 	return false;
 }
 
-/* A batch wrote or deleted these keys of a collection: their TTLs end. */
+/*
+ * A batch wrote or deleted these keys of a collection: their TTLs end, and
+ * in a collection with a default TTL the entities it left in place expire
+ * that long from now (a key may come more than once; its last event
+ * decides).  One switch to the owner for both statements.
+ */
 void
-ds_ttl_clear(DsCollection *coll, Datum *keys, int nkeys)
+ds_ttl_after_batch(DsCollection *coll, Datum *keys, bool *deleted, int nkeys)
 {
-	Oid			argtypes[3] = {INT4OID, TEXTOID, TEXTARRAYOID};
-	Datum		args[3];
+	Oid			argtypes[5] = {INT4OID, TEXTOID, TEXTARRAYOID, BOOLARRAYOID, INTERVALOID};
+	Datum		args[5];
 	Oid			saved_user;
 	int			saved_sec;
 
@@ -161,52 +167,36 @@ ds_ttl_clear(DsCollection *coll, Datum *keys, int nkeys)
 	args[0] = Int32GetDatum(coll->stream_id);
 	args[1] = CStringGetTextDatum(coll->type);
 	args[2] = PointerGetDatum(construct_array(keys, nkeys, TEXTOID, -1, false, TYPALIGN_INT));
+	if (coll->default_ttl)
+	{
+		Datum	   *dels = palloc(sizeof(Datum) * nkeys);
+
+		for (int i = 0; i < nkeys; i++)
+			dels[i] = BoolGetDatum(deleted[i]);
+		args[3] = PointerGetDatum(construct_array(dels, nkeys, BOOLOID, 1, true, TYPALIGN_CHAR));
+		args[4] = IntervalPGetDatum(coll->default_ttl);
+	}
 	become_owner(&saved_user, &saved_sec);
-	keep_plan(&clear_plan,
+	ds_keep_plan(&clear_plan,
 			  "DELETE FROM state._expiry e WHERE e.stream_id = $1 AND e.type = $2 "
 			  "AND e.key = ANY ($3)", 3, argtypes);
 	if (SPI_execute_plan(clear_plan, args, NULL, false, 0) != SPI_OK_DELETE)
 		elog(ERROR, "clearing TTLs failed");
-	restore_user(saved_user, saved_sec);
-}
-
-/*
- * A batch wrote (or deleted) these keys of a collection with a default
- * TTL: the entities it left in place expire that long from now.  A key may
- * come more than once; its last event decides.
- */
-void
-ds_ttl_default(DsCollection *coll, Datum *keys, bool *deleted, int nkeys)
-{
-	Oid			argtypes[5] = {INT4OID, TEXTOID, TEXTARRAYOID, BOOLARRAYOID, INTERVALOID};
-	Datum		args[5];
-	Datum	   *dels;
-	Oid			saved_user;
-	int			saved_sec;
-
-	if (nkeys == 0)
-		return;
-	dels = palloc(sizeof(Datum) * nkeys);
-	for (int i = 0; i < nkeys; i++)
-		dels[i] = BoolGetDatum(deleted[i]);
-	args[0] = Int32GetDatum(coll->stream_id);
-	args[1] = CStringGetTextDatum(coll->type);
-	args[2] = PointerGetDatum(construct_array(keys, nkeys, TEXTOID, -1, false, TYPALIGN_INT));
-	args[3] = PointerGetDatum(construct_array(dels, nkeys, BOOLOID, 1, true, TYPALIGN_CHAR));
-	args[4] = IntervalPGetDatum(coll->default_ttl);
-	become_owner(&saved_user, &saved_sec);
-	keep_plan(&default_plan,
-			  "INSERT INTO state._expiry AS e (stream_id, type, key, expires_at) "
-			  "SELECT $1, $2, s.k, pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) $5 "
-			  "  FROM (SELECT DISTINCT ON (u.k) u.k, u.d "
-			  "          FROM ROWS FROM (pg_catalog.unnest($3), pg_catalog.unnest($4)) "
-			  "               WITH ORDINALITY AS u(k, d, o) "
-			  "         ORDER BY u.k, u.o DESC) s "
-			  " WHERE NOT s.d "
-			  "ON CONFLICT (stream_id, type, key) DO UPDATE SET expires_at = EXCLUDED.expires_at",
-			  5, argtypes);
-	if (SPI_execute_plan(default_plan, args, NULL, false, 0) != SPI_OK_INSERT)
-		elog(ERROR, "setting default TTLs failed");
+	if (coll->default_ttl)
+	{
+		ds_keep_plan(&default_plan,
+				  "INSERT INTO state._expiry AS e (stream_id, type, key, expires_at) "
+				  "SELECT $1, $2, s.k, pg_catalog.clock_timestamp() OPERATOR(pg_catalog.+) $5 "
+				  "  FROM (SELECT DISTINCT ON (u.k) u.k, u.d "
+				  "          FROM ROWS FROM (pg_catalog.unnest($3), pg_catalog.unnest($4)) "
+				  "               WITH ORDINALITY AS u(k, d, o) "
+				  "         ORDER BY u.k, u.o DESC) s "
+				  " WHERE NOT s.d "
+				  "ON CONFLICT (stream_id, type, key) DO UPDATE SET expires_at = EXCLUDED.expires_at",
+				  5, argtypes);
+		if (SPI_execute_plan(default_plan, args, NULL, false, 0) != SPI_OK_INSERT)
+			elog(ERROR, "setting default TTLs failed");
+	}
 	restore_user(saved_user, saved_sec);
 }
 
@@ -253,7 +243,7 @@ ds_ttl_set(PG_FUNCTION_ARGS)
 	{
 		Oid			argtypes[3] = {INT4OID, TEXTOID, TEXTOID};
 
-		keep_plan(&unset_plan,
+		ds_keep_plan(&unset_plan,
 				  "DELETE FROM state._expiry e WHERE e.stream_id = $1 AND e.type = $2 "
 				  "AND e.key = $3", 3, argtypes);
 		if (SPI_execute_plan(unset_plan, args, NULL, false, 0) != SPI_OK_DELETE)
@@ -265,7 +255,7 @@ ds_ttl_set(PG_FUNCTION_ARGS)
 		Oid			flagtypes[2] = {INT4OID, TEXTOID};
 
 		args[3] = PG_GETARG_DATUM(3);
-		keep_plan(&set_plan,
+		ds_keep_plan(&set_plan,
 				  "INSERT INTO state._expiry AS e (stream_id, type, key, expires_at) "
 				  "VALUES ($1, $2, $3, $4) ON CONFLICT (stream_id, type, key) "
 				  "DO UPDATE SET expires_at = EXCLUDED.expires_at", 4, argtypes);
@@ -274,7 +264,7 @@ ds_ttl_set(PG_FUNCTION_ARGS)
 		/* the first TTL of a collection turns the checks on everywhere */
 		if (!coll->has_ttl)
 		{
-			keep_plan(&flag_plan,
+			ds_keep_plan(&flag_plan,
 					  "UPDATE state._collections c SET has_ttl = true "
 					  "WHERE c.stream_id = $1 AND c.type = $2 AND NOT c.has_ttl",
 					  2, flagtypes);

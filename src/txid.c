@@ -67,6 +67,7 @@ static bool
 txid_in_table(uint64 hash)
 {
 	Datum		arg = Int64GetDatum((int64) hash);
+	Oid			argtype = INT8OID;
 	bool		found;
 	int			save_nestlevel;
 
@@ -75,18 +76,8 @@ txid_in_table(uint64 hash)
 	save_nestlevel = NewGUCNestLevel();
 	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	if (lookup_plan == NULL)
-	{
-		Oid			argtype = INT8OID;
-		SPIPlanPtr	plan = SPI_prepare("SELECT 1 FROM state._txids "
-									   "WHERE hashes @> ARRAY[$1] LIMIT 1",
-									   1, &argtype);
-
-		if (plan == NULL)
-			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
-		SPI_keepplan(plan);
-		lookup_plan = plan;
-	}
+	ds_keep_plan(&lookup_plan, "SELECT 1 FROM state._txids WHERE hashes @> ARRAY[$1] LIMIT 1",
+				 1, &argtype);
 	/* a fresh snapshot, whatever the isolation level */
 	if (SPI_execute_snapshot(lookup_plan, &arg, NULL, GetLatestSnapshot(),
 							 InvalidSnapshot, true, false, 1) != SPI_OK_SELECT)

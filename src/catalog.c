@@ -90,10 +90,19 @@ attr(TupleTableSlot *slot, const char *relname, const char *attname)
 	return d;
 }
 
+static Interval *
+copy_interval(const Interval *src)
+{
+	Interval   *dst = palloc(sizeof(Interval));
+
+	memcpy(dst, src, sizeof(Interval));
+	return dst;
+}
+
 /*
- * A column of a catalog row that an older version of the extension's tables
- * does not have (the library is newer than the catalog until ALTER
- * EXTENSION ... UPDATE): NULL then.
+ * A nullable column of a catalog row, or one that an older version of the
+ * extension's tables does not have (the library is newer than the catalog
+ * until ALTER EXTENSION ... UPDATE): NULL then.
  */
 static Datum
 optional_attr(TupleTableSlot *slot, const char *attname, bool *isnull)
@@ -187,25 +196,16 @@ cache_read(void)
 		c->has_ttl = DatumGetBool(attr(slot, "_collections", "has_ttl"));
 		{
 			bool		isnull;
-			Datum		d = slot_getattr(slot, get_attnum(slot->tts_tableOid, "extra_column"), &isnull);
+			Datum		d;
 
+			d = optional_attr(slot, "extra_column", &isnull);
 			c->extra_column = isnull ? NULL : pstrdup(NameStr(*DatumGetName(d)));
 			/* 0.2.0's columns: absent until ALTER EXTENSION UPDATE */
 			d = optional_attr(slot, "version_column", &isnull);
 			c->version_column = isnull ? NULL : pstrdup(NameStr(*DatumGetName(d)));
 			d = optional_attr(slot, "default_ttl", &isnull);
-			if (isnull)
-				c->default_ttl = NULL;
-			else
-			{
-				c->default_ttl = palloc(sizeof(Interval));
-				memcpy(c->default_ttl, DatumGetIntervalP(d), sizeof(Interval));
-			}
-		}
-		{
-			bool		isnull;
-			Datum		d = slot_getattr(slot, get_attnum(slot->tts_tableOid, "schema"), &isnull);
-
+			c->default_ttl = isnull ? NULL : copy_interval(DatumGetIntervalP(d));
+			d = optional_attr(slot, "schema", &isnull);
 			c->schema = isnull ? NULL : DatumGetJsonbPCopy(d);
 		}
 	}
@@ -307,10 +307,7 @@ ds_catalog_stream(const char *name, bool missing_ok)
 		if (src->version_column)
 			dst->version_column = pstrdup(src->version_column);
 		if (src->default_ttl)
-		{
-			dst->default_ttl = palloc(sizeof(Interval));
-			memcpy(dst->default_ttl, src->default_ttl, sizeof(Interval));
-		}
+			dst->default_ttl = copy_interval(src->default_ttl);
 		if (src->schema)
 		{
 			dst->schema = palloc(VARSIZE(src->schema));

@@ -1,8 +1,8 @@
 EXTENSION = durable_state
-EXTVERSION = 0.2.0
+EXTVERSION = 0.3.0
 
 MODULE_big = durable_state
-OBJS = src/init.o src/event.o src/catalog.o src/apply.o src/changelog.o src/convert.o src/reads.o \
+OBJS = src/init.o src/event.o src/catalog.o src/apply.o src/changelog.o src/convert.o src/reads.o src/rls.o \
 	src/jsonschema.o src/schema_sql.o src/shared.o src/notify.o src/txid.o src/ttl.o src/worker.o
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)

@@ -43,6 +43,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/rls.h"
 #include "utils/datum.h"
 #include "utils/snapmgr.h"
 #include "utils/typcache.h"
@@ -71,6 +72,7 @@ typedef struct DsCollState
 	int			nevents;		/* change events of the batch for it */
 	struct DsKeyTable *keys;	/* bulk probe results, or NULL */
 	JsonSchema *schema;			/* compiled JSON Schema of the values, or NULL */
+	bool		rls;			/* row-level security applies to the caller */
 } DsCollState;
 
 /*
@@ -229,6 +231,7 @@ open_collections(DsBatch *b)
 		cs->rel = cs->ri.rel;
 		cs->pkrel = cs->ri.pkrel;
 		ds_check_table_access(cs->coll, cs->rel, cs->needed);
+		cs->rls = ds_rls_active(cs->rel);
 		rte = makeNode(RangeTblEntry);
 		rte->rtekind = RTE_RELATION;
 		rte->relid = cs->coll->relid;
@@ -1154,6 +1157,33 @@ check_old_value(DsCollState *cs, DsEvent *ev, bool found)
 				 errhint("Read the current value and retry.")));
 }
 
+/*
+ * Row-level security on a stored or a new row (rls.c).  A stored row the
+ * policies hide is an error, not a silent no-op as in UPDATE or DELETE: the
+ * event would be in the log without being in the table.
+ */
+static void
+rls_check(DsCollState *cs, DsEvent *ev, DsRlsCheck check, TupleTableSlot *slot)
+{
+	const char *rel = RelationGetRelationName(cs->rel);
+
+	if (ds_rls_passes(cs->rel, check, slot))
+		return;
+	if (check == DS_RLS_UPDATE_NEW || check == DS_RLS_INSERT_NEW)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("new row violates row-level security policy for table \"%s\"", rel),
+				 errdetail("The %s of this key would write a row the table's %s policies do not allow for the current user.",
+						   ds_op_name(ev->op), check == DS_RLS_INSERT_NEW ? "INSERT" : "UPDATE")));
+	ereport(ERROR,
+			(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+			 errmsg("row-level security policy for table \"%s\" does not allow this %s of the stored row",
+					rel, ds_op_name(ev->op)),
+			 errdetail("The key exists, but the table's %s and SELECT policies hide its row from the current user.",
+					   check == DS_RLS_DELETE_OLD ? "DELETE" : "UPDATE"),
+			 errhint("Write only keys whose rows your role may see and change.")));
+}
+
 static void
 apply_change(DsBatch *b, DsEvent *ev)
 {
@@ -1183,6 +1213,10 @@ apply_change(DsBatch *b, DsEvent *ev)
 		default:
 			break;
 	}
+	/* before anything reads the stored row into a message or a merge */
+	if (found && cs->rls)
+		rls_check(cs, ev, ev->op == DS_OP_DELETE ? DS_RLS_DELETE_OLD : DS_RLS_UPDATE_OLD,
+				  cs->oldslot);
 	check_old_value(cs, ev, found);
 
 	if (ev->op == DS_OP_DELETE)
@@ -1197,6 +1231,8 @@ apply_change(DsBatch *b, DsEvent *ev)
 	if (cs->schema)
 		check_schema(cs, ev);
 	form_row(b, cs, ev, key, found);
+	if (cs->rls)
+		rls_check(cs, ev, found ? DS_RLS_UPDATE_NEW : DS_RLS_INSERT_NEW, cs->newslot);
 	if (found)
 	{
 		EvalPlanQualSetSlot(&b->epq, cs->newslot);
@@ -1221,6 +1257,20 @@ apply_reset(DsBatch *b)
 
 	if (b->stream->ncolls == 0)
 		return;
+	/* DELETE would remove only the rows the caller sees; the log would say all */
+	for (int c = 0; c < b->stream->ncolls; c++)
+	{
+		DsCollection *coll = &b->stream->colls[c];
+
+		if (check_enable_rls(coll->relid, InvalidOid, false) == RLS_ENABLED)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("reset of stream \"%s\" is not allowed under row-level security",
+							ds_shorten(b->stream_name, strlen(b->stream_name))),
+					 errdetail("Row-level security applies to the current user on the table of collection \"%s\".",
+							   coll->name),
+					 errhint("A reset empties every collection of the stream; run it as a role that bypasses row-level security.")));
+	}
 	initStringInfo(&sql);
 	for (int c = 0; c < b->stream->ncolls; c++)
 	{

@@ -658,9 +658,8 @@ ds_key_datum(DsRelInfo *ri, const char *key, int len)
 
 /*
  * Functions run with the caller's rights: the caller needs the table
- * privileges the batch uses.  Row-level security is not yet enforced by the
- * direct apply path, so tables with RLS active for the caller are refused
- * rather than silently bypassed.
+ * privileges the batch uses.  Row-level security is the caller's too: see
+ * rls.c.
  */
 void
 ds_check_table_access(DsCollection *coll, Relation rel, AclMode mode)
@@ -668,10 +667,4 @@ ds_check_table_access(DsCollection *coll, Relation rel, AclMode mode)
 	/* every privilege in mode is needed (pg_class_aclcheck accepts any one) */
 	if (pg_class_aclmask(RelationGetRelid(rel), GetUserId(), mode, ACLMASK_ALL) != mode)
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, RelationGetRelationName(rel));
-	if (check_enable_rls(RelationGetRelid(rel), InvalidOid, false) == RLS_ENABLED)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("row-level security is enabled on table \"%s\" of collection \"%s\"",
-						RelationGetRelationName(rel), coll->name),
-				 errhint("durable_state does not yet apply or read through row-level security policies.")));
 }

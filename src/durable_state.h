@@ -10,6 +10,7 @@
  *	 changelog.c stream row locking, offsets, log appends
  *	 apply.c	 the apply engine (state.apply, state.apply_text)
  *	 reads.c	 state.get, state.get_many, state.get_type
+ *	 rls.c		 row-level security through the apply and read paths
  *	 shared.c	 shared memory: counters, txid ring, worker hand-over
  *	 notify.c	 notifications after commit, state.publish
  *	 txid.c	 state.await_txid, state.txid_status
@@ -210,6 +211,23 @@ extern void ds_relinfo_close(DsRelInfo *ri, LOCKMODE lockmode);
 extern DsColumn *ds_relinfo_column(DsRelInfo *ri, const char *name, int len);
 extern Datum ds_key_datum(DsRelInfo *ri, const char *key, int len);
 extern void ds_check_table_access(DsCollection *coll, Relation rel, AclMode mode);
+
+/* ------------------------------------------------------------------------
+ * Row-level security (rls.c)
+ * ------------------------------------------------------------------------ */
+
+typedef enum DsRlsCheck
+{
+	DS_RLS_SELECT,				/* SELECT USING on a stored row */
+	DS_RLS_UPDATE_OLD,			/* UPDATE USING and SELECT USING on a stored row */
+	DS_RLS_UPDATE_NEW,			/* UPDATE WITH CHECK and SELECT USING on a new row */
+	DS_RLS_DELETE_OLD,			/* DELETE USING and SELECT USING on a stored row */
+	DS_RLS_INSERT_NEW			/* INSERT WITH CHECK on a new row */
+} DsRlsCheck;
+
+extern void ds_rls_init(void);
+extern bool ds_rls_active(Relation rel);
+extern bool ds_rls_passes(Relation rel, DsRlsCheck check, TupleTableSlot *slot);
 
 /* ------------------------------------------------------------------------
  * Conversion (convert.c)

@@ -123,4 +123,5 @@ _PG_init(void)
 	ds_notify_init();
 	ds_catalog_init();
 	ds_changelog_init();
+	ds_rls_init();
 }

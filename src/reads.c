@@ -1,7 +1,8 @@
 /*
  * reads.c
  *		state.get, state.get_many and state.get_type: primary-key index reads
- *		under the statement's snapshot, values rebuilt as the JSON applied.
+ *		under the statement's snapshot, values rebuilt as the JSON applied;
+ *		rows hidden by the caller's row-level security policies are absent.
  */
 #include "postgres.h"
 
@@ -39,6 +40,7 @@ typedef struct DsReader
 	TupleTableSlot *slot;
 	char	  **expired;		/* keys whose TTL has passed (sorted) */
 	int			nexpired;
+	bool		rls;			/* row-level security applies: rows are checked */
 } DsReader;
 
 static void
@@ -60,6 +62,7 @@ reader_open(DsReader *r, FunctionCallInfo fcinfo, int typearg, int streamarg, in
 	r->rel = r->ri.rel;
 	r->pkrel = r->ri.pkrel;
 	ds_check_table_access(r->coll, r->rel, ACL_SELECT);
+	r->rls = ds_rls_active(r->rel);
 	r->slot = table_slot_create(r->rel, NULL);
 	r->scan = index_beginscan(r->rel, r->pkrel, GetActiveSnapshot(), nkeys, 0);
 	/* an expired entity is gone for readers, even before the worker deletes it */
@@ -88,6 +91,9 @@ reader_get(DsReader *r, const char *key, int len)
 						   ds_key_datum(&r->ri, key, len));
 	index_rescan(r->scan, &skey, 1, NULL, 0);
 	if (!index_getnext_slot(r->scan, ForwardScanDirection, r->slot))
+		return NULL;
+	/* a row the caller's policies hide is absent for the caller */
+	if (r->rls && !ds_rls_passes(r->rel, DS_RLS_SELECT, r->slot))
 		return NULL;
 	v = ds_slot_value(&r->ri, r->coll, r->slot);
 	/* a copy: a stored jsonb may point into the buffer, unpinned by the next probe */
@@ -219,6 +225,8 @@ ds_get_type(PG_FUNCTION_ARGS)
 		Jsonb	   *v;
 
 		if (r.nexpired > 0 && ds_ttl_is_expired(r.expired, r.nexpired, ktext, strlen(ktext)))
+			continue;
+		if (r.rls && !ds_rls_passes(r.rel, DS_RLS_SELECT, r.slot))
 			continue;
 		v = ds_slot_value(&r.ri, r.coll, r.slot);
 		values[0] = CStringGetTextDatum(ktext);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 #
-# test/t/upgrade.sh -- ALTER EXTENSION durable_state UPDATE from 0.1.0:
+# test/t/upgrade.sh -- ALTER EXTENSION durable_state UPDATE from 0.1.0 (and
+# from 0.2.0):
 #   - data and behaviour survive: collections made under 0.1.0 (document,
 #     generated, adopted) keep their entities, logs, offsets and txids; the
 #     new library serves the 0.1.0 catalog until the update; after it their
@@ -9,8 +10,9 @@
 #   - the updated extension is the fresh one: every function's definition,
 #     its privileges, every view, table column, index, policy and dumped
 #     configuration table of schema state equal those of a fresh
-#     CREATE EXTENSION (column order aside).
-# Databases ds_upgrade and ds_fresh of the test cluster.  Prints
+#     CREATE EXTENSION (column order aside), whether updated from 0.1.0 or
+#     from 0.2.0.
+# Databases ds_upgrade, ds_upgrade2 and ds_fresh of the test cluster.  Prints
 # `N passed, M failed`.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 1
@@ -22,7 +24,7 @@ PSQL=(psql -X -q -At -v ON_ERROR_STOP=1)
 Q() { local db=$1; shift; "${PSQL[@]}" -d "$db" "$@" </dev/null 2>&1; }
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ds-upgrade.XXXXXX") || exit 1
 cleanup() {
-    for db in ds_upgrade ds_fresh; do
+    for db in ds_upgrade ds_upgrade2 ds_fresh; do
         "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 </dev/null
     done
     rm -rf "$WORK"
@@ -30,7 +32,7 @@ cleanup() {
 trap cleanup EXIT
 cleanup
 mkdir -p "$WORK"
-Q postgres -c "CREATE DATABASE ds_upgrade" -c "CREATE DATABASE ds_fresh" >/dev/null
+Q postgres -c "CREATE DATABASE ds_upgrade" -c "CREATE DATABASE ds_upgrade2" -c "CREATE DATABASE ds_fresh" >/dev/null
 
 # 0.1.0, with data, used by the new library
 if out=$("${PSQL[@]}" -d ds_upgrade 2>&1 <<'SQL'
@@ -54,7 +56,7 @@ before=$(Q ds_upgrade -c "SELECT string_agg(format('%s %s %s', c.type, g.key, g.
                             FROM state.collections c, state.get_type(c.type, c.stream) g" -c "SELECT state.tail('up')")
 
 if out=$(Q ds_upgrade -c "ALTER EXTENSION durable_state UPDATE"); then ok "ALTER EXTENSION durable_state UPDATE"; else not_ok "ALTER EXTENSION UPDATE: $out"; fi
-is "updated version" "$(Q ds_upgrade -c "SELECT extversion FROM pg_extension WHERE extname = 'durable_state'")" 0.2.0
+is "updated version" "$(Q ds_upgrade -c "SELECT extversion FROM pg_extension WHERE extname = 'durable_state'")" 0.3.0
 after=$(Q ds_upgrade -c "SELECT string_agg(format('%s %s %s', c.type, g.key, g.value), '; ' ORDER BY c.type, g.key)
                            FROM state.collections c, state.get_type(c.type, c.stream) g" -c "SELECT state.tail('up')")
 is "entities and the tail are unchanged" "$after" "$before"
@@ -103,13 +105,27 @@ shape() {
                  FROM pg_extension e, unnest(e.extconfig) c WHERE e.extname = 'durable_state'" \
            -c "SELECT 'event trigger ' || evtname || ' ' || evtevent FROM pg_event_trigger ORDER BY 1"
 }
-shape ds_upgrade >"$WORK/upgraded.txt"
+# and from 0.2.0: a snapshot is open to a role whose policies filter it
+if out=$("${PSQL[@]}" -d ds_upgrade2 2>&1 <<'SQL'
+SET client_min_messages = warning;
+CREATE EXTENSION durable_state VERSION '0.2.0';
+SELECT state.create_collection('docs', 'doc', stream => 'up2');
+SELECT state.put('doc', 'a', '{"owner": "x"}', stream => 'up2');
+ALTER EXTENSION durable_state UPDATE;
+SQL
+); then ok "0.2.0 installed, used and updated"; else not_ok "0.2.0 installed, used and updated: $out"; fi
+is "updated version from 0.2.0" "$(Q ds_upgrade2 -c "SELECT extversion FROM pg_extension WHERE extname = 'durable_state'")" 0.3.0
+is "entities kept from 0.2.0" "$(Q ds_upgrade2 -c "SELECT value FROM state.get_versioned('doc', 'a', 'up2')")" '{"owner": "x"}'
+
 shape ds_fresh >"$WORK/fresh.txt"
-if diff -u "$WORK/fresh.txt" "$WORK/upgraded.txt" >"$WORK/diff.txt"; then
-    ok "the updated extension equals a fresh install ($(wc -l <"$WORK/fresh.txt") objects compared: functions, privileges, views, tables, columns, constraints, indexes, policies, dumped tables)"
-else
-    not_ok "the updated extension differs from a fresh install:
+for db in ds_upgrade ds_upgrade2; do
+    shape "$db" >"$WORK/$db.txt"
+    if diff -u "$WORK/fresh.txt" "$WORK/$db.txt" >"$WORK/diff.txt"; then
+        ok "$db: the updated extension equals a fresh install ($(wc -l <"$WORK/fresh.txt") objects compared: functions, privileges, views, tables, columns, constraints, indexes, policies, dumped tables)"
+    else
+        not_ok "$db: the updated extension differs from a fresh install:
 $(head -n 40 "$WORK/diff.txt")"
-fi
+    fi
+done
 echo "$PASS passed, $FAIL failed"
 ((FAIL == 0))

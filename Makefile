@@ -25,7 +25,7 @@ include $(PGXS)
 # every module includes the shared header: rebuild all when it changes
 $(OBJS): src/durable_state.h src/jsonschema.h
 
-.PHONY: test stress valgrind bench bench-apply bench-notify bench-kv demo
+.PHONY: test stress valgrind bench bench-apply bench-notify bench-kv bench-rls demo
 test:
 	bash test/run.sh
 # the whole suite with the long crash loop (100 kills of larger batches)
@@ -36,13 +36,15 @@ valgrind:
 	bash test/valgrind.sh
 # every benchmark: apply and schema checks (bench/run.sh), then notifications
 # and txid confirmation (bench/notify.sh), key/value round trips against
-# Redis (bench/kv.sh)
-bench: bench-apply bench-notify bench-kv
+# Redis (bench/kv.sh), row-level security (bench/rls.sh)
+bench: bench-apply bench-notify bench-kv bench-rls
 bench-apply:
 	bash bench/run.sh
 bench-notify:
 	bash bench/notify.sh
 bench-kv:
 	bash bench/kv.sh
+bench-rls:
+	bash bench/rls.sh
 demo:
 	bash test/demo.sh

@@ -8,16 +8,17 @@
  * PostgreSQL which quals a statement would get (get_row_security_policies:
  * the policies of the user's roles, permissive ones OR-ed, restrictive ones
  * AND-ed, the default deny, the extension hook) and evaluates them on one
- * row at a time:
+ * row at a time.  Quals without sub-selects are compiled once into an
+ * ExprState over the row's slot, as the executor evaluates a statement's
+ * quals.  Quals with sub-selects need the planner: they are deparsed (as
+ * pg_dump deparses them) into
  *
- *   SELECT COALESCE(q1 AND q2 ..., false) FROM (SELECT ($1::tbl).*) AS tbl
+ *   SELECT COALESCE((q1) AND (q2) ..., false) FROM (SELECT ($1::tbl).*) AS tbl
  *
- * where the quals are deparsed as pg_dump deparses them and $1 is the row.
- * Policies with sub-selects work as in a statement: the query is planned by
- * PostgreSQL.  The prepared plans are kept per table, user and check, and
- * dropped when the table's relcache entry is invalidated (CREATE / ALTER /
- * DROP POLICY, ALTER TABLE ... ROW LEVEL SECURITY) or role membership
- * changes.
+ * prepared once and run with the row as $1.  Either is kept per table, user
+ * and check, and rebuilt when the table's relcache entry is invalidated
+ * (CREATE / ALTER / DROP POLICY, ALTER TABLE ... ROW LEVEL SECURITY), role
+ * membership changes or a function is replaced.
  *
  * What each operation checks mirrors the statement it stands for:
  *   get / get_type (snapshot)      SELECT USING on the stored row
@@ -31,11 +32,13 @@
 
 #include "access/htup_details.h"
 #include "catalog/namespace.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/parsenodes.h"
+#include "optimizer/optimizer.h"
 #include "rewrite/rowsecurity.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -58,15 +61,41 @@ typedef struct DsRlsKey
 	int			check;
 } DsRlsKey;
 
+/*
+ * How one check is evaluated.  Quals without sub-selects are compiled once
+ * into an ExprState evaluated on the row's slot, as the executor evaluates
+ * a statement's quals; quals with sub-selects need the planner and run as
+ * a prepared query.  A state is replaced when invalidated, and freed once
+ * no evaluation is using it (a policy's function may read the same table
+ * through state.get while the outer check runs).
+ */
+typedef struct DsRlsState
+{
+	MemoryContext cxt;
+	bool		always;			/* no quals: every row passes */
+	ExprState  *qual;			/* quals without sub-selects, or NULL */
+	ExprContext *econtext;		/* for qual */
+	SPIPlanPtr	plan;			/* quals with sub-selects (saved), or NULL */
+	int			busy;			/* evaluations under way */
+	bool		orphan;			/* replaced: free when no longer busy */
+} DsRlsState;
+
 typedef struct DsRlsPlan
 {
 	DsRlsKey	key;
 	bool		valid;
-	bool		always;			/* no quals: every row passes */
-	SPIPlanPtr	plan;			/* saved; NULL if always */
+	DsRlsState *state;
 } DsRlsPlan;
 
 static HTAB *rls_plans = NULL;
+
+static void
+rls_state_free(DsRlsState *st)
+{
+	if (st->plan)
+		SPI_freeplan(st->plan);
+	MemoryContextDelete(st->cxt);
+}
 
 static void
 rls_invalidate(Oid relid)
@@ -79,7 +108,7 @@ rls_invalidate(Oid relid)
 	hash_seq_init(&seq, rls_plans);
 	while ((p = hash_seq_search(&seq)) != NULL)
 	{
-		/* freed at the next look-up: the plan may be running right now */
+		/* replaced at the next look-up: the state may be in use right now */
 		if (relid == InvalidOid || p->key.relid == relid)
 			p->valid = false;
 	}
@@ -103,6 +132,8 @@ ds_rls_init(void)
 	CacheRegisterRelcacheCallback(rls_relcache_callback, (Datum) 0);
 	/* which policies are the user's depends on role membership */
 	CacheRegisterSyscacheCallback(AUTHMEMROLEMEM, rls_syscache_callback, (Datum) 0);
+	/* compiled quals may have inlined a SQL function since replaced */
+	CacheRegisterSyscacheCallback(PROCOID, rls_syscache_callback, (Datum) 0);
 }
 
 /* Whether row-level security applies to the current user on rel. */
@@ -112,9 +143,12 @@ ds_rls_active(Relation rel)
 	return check_enable_rls(RelationGetRelid(rel), InvalidOid, false) == RLS_ENABLED;
 }
 
-/* The quals a statement of this kind would get for rel, as one SQL boolean. */
-static char *
-rls_condition(Relation rel, DsRlsCheck check)
+/*
+ * The quals a statement of this kind would get for rel (implicitly AND-ed,
+ * Vars of varno 1), and whether any has a sub-select.
+ */
+static List *
+rls_quals(Relation rel, DsRlsCheck check, bool *hasSubLinks)
 {
 	Query	   *query = makeNode(Query);
 	RangeTblEntry *rte = makeNode(RangeTblEntry);
@@ -122,9 +156,6 @@ rls_condition(Relation rel, DsRlsCheck check)
 	List	   *withCheckOptions = NIL;
 	List	   *quals = NIL;
 	bool		hasRowSecurity = false;
-	bool		hasSubLinks = false;
-	List	   *dpcontext;
-	StringInfoData buf;
 	ListCell   *lc;
 
 	rte->rtekind = RTE_RELATION;
@@ -158,8 +189,9 @@ rls_condition(Relation rel, DsRlsCheck check)
 		default:
 			elog(ERROR, "unknown row-level security check %d", (int) check);
 	}
+	*hasSubLinks = false;
 	get_row_security_policies(query, rte, 1, &securityQuals, &withCheckOptions,
-							  &hasRowSecurity, &hasSubLinks);
+							  &hasRowSecurity, hasSubLinks);
 	if (check == DS_RLS_UPDATE_NEW || check == DS_RLS_INSERT_NEW)
 	{
 		foreach(lc, withCheckOptions)
@@ -167,8 +199,19 @@ rls_condition(Relation rel, DsRlsCheck check)
 	}
 	else
 		quals = securityQuals;
-	if (quals == NIL)
-		return NULL;
+	return quals;
+}
+
+/*
+ * The quals as one SQL query over the row in $1:
+ *   SELECT COALESCE((q1) AND (q2) ..., false) FROM (SELECT ($1::tbl).*) AS tbl
+ */
+static char *
+rls_query(Relation rel, List *quals)
+{
+	List	   *dpcontext;
+	StringInfoData buf;
+	ListCell   *lc;
 
 	dpcontext = deparse_context_for(RelationGetRelationName(rel), RelationGetRelid(rel));
 	initStringInfo(&buf);
@@ -186,12 +229,86 @@ rls_condition(Relation rel, DsRlsCheck check)
 	return buf.data;
 }
 
-static DsRlsPlan *
-rls_plan(Relation rel, DsRlsCheck check)
+/* A new evaluation state for a check: compiled quals, or a prepared query. */
+static DsRlsState *
+rls_state_build(Relation rel, DsRlsCheck check)
+{
+	MemoryContext cxt = AllocSetContextCreate(CacheMemoryContext,
+											  "durable_state row-level security check",
+											  ALLOCSET_SMALL_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	DsRlsState *st = palloc0(sizeof(DsRlsState));
+	List	   *quals;
+	bool		hasSubLinks;
+
+	st->cxt = cxt;
+	PG_TRY();
+	{
+		quals = rls_quals(rel, check, &hasSubLinks);
+		if (quals == NIL)
+			st->always = true;
+		else if (!hasSubLinks)
+		{
+			/* as the planner leaves a qual: constants folded, operators looked up */
+			quals = (List *) expression_planner((Expr *) quals);
+			st->qual = ExecInitQual(quals, NULL);
+			st->econtext = CreateStandaloneExprContext();
+		}
+		else
+		{
+			/*
+			 * Deparsed and parsed again with only pg_catalog in the search
+			 * path, so that every other name is written schema-qualified and
+			 * means the same whatever the caller's search_path (our functions
+			 * pin it to pg_catalog; a policy's tables are elsewhere).  The
+			 * plan cache keeps this search path for re-planning.
+			 */
+			OverrideSearchPath *path = GetOverrideSearchPath(CurrentMemoryContext);
+
+			path->schemas = NIL;
+			path->addCatalog = true;
+			path->addTemp = false;
+			PushOverrideSearchPath(path);
+			PG_TRY();
+			{
+				Oid			argtype = rel->rd_rel->reltype;
+				char	   *sql = rls_query(rel, quals);
+
+				if (SPI_connect() != SPI_OK_CONNECT)
+					elog(ERROR, "SPI_connect failed");
+				st->plan = SPI_prepare(sql, 1, &argtype);
+				if (st->plan == NULL)
+					elog(ERROR, "could not prepare the row-level security check of \"%s\": %s",
+						 RelationGetRelationName(rel), SPI_result_code_string(SPI_result));
+				if (SPI_keepplan(st->plan) != 0)
+					elog(ERROR, "SPI_keepplan failed");
+				SPI_finish();
+			}
+			PG_FINALLY();
+			{
+				PopOverrideSearchPath();
+			}
+			PG_END_TRY();
+		}
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(old);
+		MemoryContextDelete(cxt);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(old);
+	return st;
+}
+
+static DsRlsState *
+rls_state(Relation rel, DsRlsCheck check)
 {
 	DsRlsKey	key;
 	DsRlsPlan  *p;
 	bool		found;
+	DsRlsState *st;
 
 	if (rls_plans == NULL)
 	{
@@ -200,7 +317,7 @@ rls_plan(Relation rel, DsRlsCheck check)
 		ctl.keysize = sizeof(DsRlsKey);
 		ctl.entrysize = sizeof(DsRlsPlan);
 		ctl.hcxt = CacheMemoryContext;
-		rls_plans = hash_create("durable_state row-level security plans", 32, &ctl,
+		rls_plans = hash_create("durable_state row-level security checks", 32, &ctl,
 								HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
 	}
 	memset(&key, 0, sizeof(key));
@@ -208,55 +325,25 @@ rls_plan(Relation rel, DsRlsCheck check)
 	key.userid = GetUserId();
 	key.check = (int) check;
 	p = hash_search(rls_plans, &key, HASH_ENTER, &found);
-	if (found && p->valid)
-		return p;
-	if (found && p->plan)
-		SPI_freeplan(p->plan);
-	p->valid = false;
-	p->always = false;
-	p->plan = NULL;
-
-	/*
-	 * Deparsed and parsed again with only pg_catalog in the search path, so
-	 * that every other name is written schema-qualified and means the same
-	 * whatever the caller's search_path (our functions pin it to
-	 * pg_catalog; a policy's tables are elsewhere).  The plan cache keeps
-	 * this search path for re-planning.
-	 */
+	if (!found)
 	{
-		OverrideSearchPath *path = GetOverrideSearchPath(CurrentMemoryContext);
-
-		path->schemas = NIL;
-		path->addCatalog = true;
-		path->addTemp = false;
-		PushOverrideSearchPath(path);
+		p->valid = false;
+		p->state = NULL;
 	}
-	PG_TRY();
+	if (p->valid)
+		return p->state;
+	/* build first: an error leaves the entry invalid, its old state in place */
+	st = rls_state_build(rel, check);
+	if (p->state)
 	{
-		char	   *sql = rls_condition(rel, check);
-
-		if (sql == NULL)
-			p->always = true;
+		if (p->state->busy > 0)
+			p->state->orphan = true;
 		else
-		{
-			Oid			argtype = rel->rd_rel->reltype;
-			SPIPlanPtr	plan = SPI_prepare(sql, 1, &argtype);
-
-			if (plan == NULL)
-				elog(ERROR, "could not prepare the row-level security check of \"%s\": %s",
-					 RelationGetRelationName(rel), SPI_result_code_string(SPI_result));
-			if (SPI_keepplan(plan) != 0)
-				elog(ERROR, "SPI_keepplan failed");
-			p->plan = plan;
-		}
+			rls_state_free(p->state);
 	}
-	PG_FINALLY();
-	{
-		PopOverrideSearchPath();
-	}
-	PG_END_TRY();
+	p->state = st;
 	p->valid = true;
-	return p;
+	return st;
 }
 
 /*
@@ -267,33 +354,50 @@ rls_plan(Relation rel, DsRlsCheck check)
 bool
 ds_rls_passes(Relation rel, DsRlsCheck check, TupleTableSlot *slot)
 {
-	DsRlsPlan  *p;
-	Datum		row;
+	DsRlsState *st = rls_state(rel, check);
 	bool		passes;
-	int			ret;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	p = rls_plan(rel, check);
-	if (p->always)
-	{
-		SPI_finish();
+	if (st->always)
 		return true;
-	}
-	row = ExecFetchSlotHeapTupleDatum(slot);
-	PushCopiedSnapshot(GetActiveSnapshot());
-	UpdateActiveSnapshotCommandId();
-	ret = SPI_execute_plan(p->plan, &row, NULL, true, 1);
-	PopActiveSnapshot();
-	if (ret != SPI_OK_SELECT || SPI_processed != 1)
-		elog(ERROR, "row-level security check of \"%s\" failed: %s",
-			 RelationGetRelationName(rel), SPI_result_code_string(ret));
+	st->busy++;
+	PG_TRY();
 	{
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (st->qual)
+		{
+			ResetExprContext(st->econtext);
+			st->econtext->ecxt_scantuple = slot;
+			/* a null result fails, as for a statement's quals */
+			passes = ExecQual(st->qual, st->econtext);
+			st->econtext->ecxt_scantuple = NULL;
+		}
+		else
+		{
+			Datum		row;
+			int			ret;
+			bool		isnull;
 
-		passes = !isnull && DatumGetBool(d);
+			if (SPI_connect() != SPI_OK_CONNECT)
+				elog(ERROR, "SPI_connect failed");
+			row = ExecFetchSlotHeapTupleDatum(slot);
+			PushCopiedSnapshot(GetActiveSnapshot());
+			UpdateActiveSnapshotCommandId();
+			ret = SPI_execute_plan(st->plan, &row, NULL, true, 1);
+			PopActiveSnapshot();
+			if (ret != SPI_OK_SELECT || SPI_processed != 1)
+				elog(ERROR, "row-level security check of \"%s\" failed: %s",
+					 RelationGetRelationName(rel), SPI_result_code_string(ret));
+			passes = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+												SPI_tuptable->tupdesc, 1, &isnull));
+			passes = passes && !isnull;
+			SPI_finish();
+		}
 	}
-	SPI_finish();
+	PG_FINALLY();
+	{
+		st->busy--;
+		if (st->orphan && st->busy == 0)
+			rls_state_free(st);
+	}
+	PG_END_TRY();
 	return passes;
 }

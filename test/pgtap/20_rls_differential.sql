@@ -3,7 +3,9 @@
 -- CHECK different from USING) must be accepted or refused exactly as the
 -- equivalent INSERT / UPDATE ... WHERE / DELETE ... WHERE statements on a
 -- twin table with the same policies, and leave the same rows; get must see
--- exactly the rows a SELECT sees.  Mapping (README, "Row-level security"):
+-- exactly the rows a SELECT sees.  Twice: with policies that have
+-- sub-selects (evaluated as a prepared query) and with policies that have
+-- none (compiled into an expression).  Mapping (README, "Row-level security"):
 -- an UPDATE or DELETE that skips a stored row is a refused event (42501);
 -- an insert of a stored key is 23505 first; a missing key is P0002 (no_data_found).
 
@@ -12,24 +14,27 @@ BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS durable_state;
 
-SELECT plan(9);
+SELECT plan(17);
 
 CREATE ROLE tap_rls_alice IN ROLE state_writer;
 CREATE TABLE members (role name, tenant text);
 INSERT INTO members VALUES ('tap_rls_alice', 'a'), ('tap_rls_alice', 'c');
 GRANT SELECT ON members TO tap_rls_alice;
-CREATE TABLE ours (id text PRIMARY KEY, tenant text NOT NULL, body text,
-                   locked boolean NOT NULL DEFAULT false);
-CREATE TABLE theirs (LIKE ours INCLUDING ALL);
-SELECT ok(state.create_collection('ours', 'note', table_name => 'ours', stream => 'rlsdiff') IS NOT NULL,
-          'a collection over the table');
+SET tap.tenants = 'a,c';
 
-DO $$
+-- twin tables ours_X (a collection, stream X) and theirs_X with the same
+-- policies, "mine" being the test of a row's tenant
+CREATE FUNCTION tap_twins(variant text, mine text) RETURNS void
+LANGUAGE plpgsql AS $$
 DECLARE
     t text;
-    mine text := 'tenant IN (SELECT m.tenant FROM members m WHERE m.role = current_user)';
 BEGIN
-    FOREACH t IN ARRAY ARRAY['ours', 'theirs'] LOOP
+    EXECUTE format('CREATE TABLE %I (id text PRIMARY KEY, tenant text NOT NULL, body text,
+                                     locked boolean NOT NULL DEFAULT false)', 'ours_' || variant);
+    EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING ALL)', 'theirs_' || variant, 'ours_' || variant);
+    PERFORM state.create_collection('ours_' || variant, 'note',
+                                    table_name => ('ours_' || variant)::regclass, stream => variant);
+    FOREACH t IN ARRAY ARRAY['ours_' || variant, 'theirs_' || variant] LOOP
         EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('CREATE POLICY sel ON %I FOR SELECT USING (%s OR tenant = %L)', t, mine, 'public');
         EXECUTE format('CREATE POLICY ins ON %I FOR INSERT WITH CHECK (%s AND coalesce(body, %L) NOT LIKE %L)',
@@ -43,6 +48,10 @@ BEGIN
     END LOOP;
 END
 $$;
+SELECT lives_ok($$SELECT tap_twins('sub', 'tenant IN (SELECT m.tenant FROM members m WHERE m.role = current_user)')$$,
+                'twins whose policies have sub-selects');
+SELECT lives_ok($$SELECT tap_twins('expr', 'tenant = ANY (string_to_array(current_setting(''tap.tenants''), '',''))')$$,
+                'twins whose policies have none');
 
 -- the same starting rows in both, written by the owner
 SELECT setseed(0.42);
@@ -52,12 +61,19 @@ SELECT 'k' || i AS id,
        (ARRAY['x', 'keep', 'bad1', NULL])[1 + floor(random() * 4)::int] AS body,
        random() < 0.25 AS locked
   FROM generate_series(0, 19) i;
-SELECT ok((SELECT applied FROM state.apply(
+CREATE FUNCTION tap_seed(variant text) RETURNS bigint
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('INSERT INTO %I SELECT id, tenant, body, locked FROM seed', 'theirs_' || variant);
+    RETURN (SELECT applied FROM state.apply(
               (SELECT jsonb_agg(jsonb_build_object('type', 'note', 'key', id,
                                                    'value', jsonb_build_object('tenant', tenant, 'body', body, 'locked', locked),
                                                    'headers', jsonb_build_object('operation', 'insert')))
-                 FROM seed), 'rlsdiff')) = 20, 'the owner seeds 20 rows');
-INSERT INTO theirs SELECT id, tenant, body, locked FROM seed;
+                 FROM seed), variant));
+END
+$$;
+SELECT is(tap_seed('sub'), 20::bigint, 'the owner seeds 20 rows (sub-selects)');
+SELECT is(tap_seed('expr'), 20::bigint, 'the owner seeds 20 rows (expressions)');
 
 -- what the owner sees of each table, past the policies
 CREATE FUNCTION tap_exists(tbl text, k text) RETURNS boolean
@@ -81,26 +97,27 @@ END
 $$;
 
 -- the statement a role would run instead of one event
-CREATE FUNCTION tap_statement(op text, k text, v jsonb) RETURNS text
+CREATE FUNCTION tap_statement(tbl text, op text, k text, v jsonb) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
     n bigint;
-    present boolean := tap_exists('theirs', k);
+    present boolean := tap_exists(tbl, k);
 BEGIN
     IF op = 'upsert' THEN
         op := CASE WHEN present THEN 'update' ELSE 'insert' END;
     END IF;
     IF op = 'insert' THEN
         IF present THEN RETURN '23505'; END IF;
-        INSERT INTO theirs VALUES (k, v->>'tenant', v->>'body', (v->>'locked')::boolean);
+        EXECUTE format('INSERT INTO %I VALUES ($1, $2, $3, $4)', tbl)
+          USING k, v->>'tenant', v->>'body', (v->>'locked')::boolean;
         RETURN 'ok';
     END IF;
     IF NOT present THEN RETURN 'P0002'; END IF;
     IF op = 'update' THEN
-        UPDATE theirs SET tenant = v->>'tenant', body = v->>'body', locked = (v->>'locked')::boolean
-         WHERE id = k;
+        EXECUTE format('UPDATE %I SET tenant = $2, body = $3, locked = $4 WHERE id = $1', tbl)
+          USING k, v->>'tenant', v->>'body', (v->>'locked')::boolean;
     ELSE
-        DELETE FROM theirs WHERE id = k;
+        EXECUTE format('DELETE FROM %I WHERE id = $1', tbl) USING k;
     END IF;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN CASE WHEN n = 1 THEN 'ok' ELSE '42501' END;   -- skipped: hidden
@@ -109,19 +126,32 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 
-CREATE FUNCTION tap_event(op text, k text, v jsonb) RETURNS text
+CREATE FUNCTION tap_event(stream text, op text, k text, v jsonb) RETURNS text
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM state.apply(jsonb_build_object('type', 'note', 'key', k, 'value', v,
-                                           'headers', jsonb_build_object('operation', op)), 'rlsdiff');
+                                           'headers', jsonb_build_object('operation', op)), stream);
     RETURN 'ok';
 EXCEPTION WHEN OTHERS THEN
     RETURN SQLSTATE;
 END
 $$;
 
-CREATE TEMP TABLE outcomes (i int, op text, k text, v jsonb, ours text, theirs text);
+CREATE TEMP TABLE outcomes (variant text, i int, op text, k text, v jsonb, ours text, theirs text);
 GRANT ALL ON outcomes TO tap_rls_alice;
+
+CREATE FUNCTION tap_visible(variant text) RETURNS text[]
+LANGUAGE plpgsql AS $$
+DECLARE
+    r text[];
+BEGIN
+    EXECUTE format('SELECT array_agg(id ORDER BY id) FROM %I', 'theirs_' || variant) INTO r;
+    RETURN ARRAY[(SELECT string_agg(k, ' ' ORDER BY k)
+                    FROM (SELECT 'k' || i AS k FROM generate_series(0, 25) i) keys
+                   WHERE state.get('note', k, variant) IS NOT NULL),
+                 array_to_string(r, ' ')];
+END
+$$;
 
 SET LOCAL ROLE tap_rls_alice;
 DO $$
@@ -129,36 +159,41 @@ DECLARE
     op text;
     k text;
     v jsonb;
+    variant text;
 BEGIN
-    FOR i IN 1..600 LOOP
-        op := (ARRAY['insert', 'update', 'upsert', 'delete'])[1 + floor(random() * 4)::int];
-        k := 'k' || floor(random() * 26)::int;
-        v := jsonb_build_object('tenant', (ARRAY['a', 'b', 'c', 'public'])[1 + floor(random() * 4)::int],
-                                'body', (ARRAY['x', 'keep', 'bad2', 'y'])[1 + floor(random() * 4)::int],
-                                'locked', random() < 0.2);
-        INSERT INTO outcomes VALUES (i, op, k, v, tap_event(op, k, v), tap_statement(op, k, v));
+    FOREACH variant IN ARRAY ARRAY['sub', 'expr'] LOOP
+        FOR i IN 1..500 LOOP
+            op := (ARRAY['insert', 'update', 'upsert', 'delete'])[1 + floor(random() * 4)::int];
+            k := 'k' || floor(random() * 26)::int;
+            v := jsonb_build_object('tenant', (ARRAY['a', 'b', 'c', 'public'])[1 + floor(random() * 4)::int],
+                                    'body', (ARRAY['x', 'keep', 'bad2', 'y'])[1 + floor(random() * 4)::int],
+                                    'locked', random() < 0.2);
+            INSERT INTO outcomes VALUES (variant, i, op, k, v, tap_event(variant, op, k, v),
+                                         tap_statement('theirs_' || variant, op, k, v));
+        END LOOP;
     END LOOP;
 END
 $$;
 
-SELECT is((SELECT count(*) FROM outcomes WHERE ours IS DISTINCT FROM theirs), 0::bigint,
-          'every event is accepted or refused as its statement is');
+SELECT is((SELECT count(*) FROM outcomes o WHERE o.variant = var AND ours IS DISTINCT FROM theirs), 0::bigint,
+          var || ': every event is accepted or refused as its statement is')
+  FROM unnest(ARRAY['sub', 'expr']) var;
 SELECT is((SELECT string_agg(format('#%s %s %s %s: ours %s, SQL %s', i, op, k, v, ours, theirs), E'\n' ORDER BY i)
-             FROM (SELECT * FROM outcomes WHERE ours IS DISTINCT FROM theirs ORDER BY i LIMIT 5) f),
-          NULL, 'no differing outcome (first five shown)');
-SELECT cmp_ok((SELECT count(*) FROM outcomes WHERE ours = 'ok'), '>=', 60::bigint,
-              'the generator has events accepted');
-SELECT cmp_ok((SELECT count(*) FROM outcomes WHERE ours = '42501'), '>=', 60::bigint,
-              'and refused by the policies');
-SELECT is((SELECT array_agg(DISTINCT ours ORDER BY ours) FROM outcomes),
-          ARRAY['23505', '42501', 'P0002', 'ok'], 'every kind of outcome occurs');
-SELECT is(tap_rows('ours'), tap_rows('theirs'), 'both tables hold the same rows');
-SELECT is((SELECT string_agg(k, ' ' ORDER BY k)
-             FROM (SELECT 'k' || i AS k FROM generate_series(0, 25) i) keys
-            WHERE state.get('note', k, 'rlsdiff') IS NOT NULL),
-          (SELECT string_agg(id, ' ' ORDER BY id) FROM theirs),
-          'get sees exactly the rows SELECT sees');
+             FROM (SELECT * FROM outcomes o WHERE o.variant = var AND ours IS DISTINCT FROM theirs ORDER BY i LIMIT 5) f),
+          NULL, var || ': no differing outcome (first five shown)')
+  FROM unnest(ARRAY['sub', 'expr']) var;
+SELECT cmp_ok((SELECT count(*) FROM outcomes o WHERE o.variant = var AND ours = 'ok'), '>=', 50::bigint,
+              var || ': the generator has events accepted')
+  FROM unnest(ARRAY['sub', 'expr']) var;
+SELECT is((SELECT array_agg(DISTINCT ours ORDER BY ours) FROM outcomes o WHERE o.variant = var),
+          ARRAY['23505', '42501', 'P0002', 'ok'], var || ': every kind of outcome occurs, refusals by policy too')
+  FROM unnest(ARRAY['sub', 'expr']) var;
+SELECT is(tap_rows('ours_' || var), tap_rows('theirs_' || var), var || ': both tables hold the same rows')
+  FROM unnest(ARRAY['sub', 'expr']) var;
+SELECT is((tap_visible(var))[1], (tap_visible(var))[2], var || ': get sees exactly the rows SELECT sees')
+  FROM unnest(ARRAY['sub', 'expr']) var;
 RESET ROLE;
+SELECT is((SELECT count(*) FROM outcomes), 1000::bigint, '500 events for each variant');
 
 SELECT * FROM finish();
 ROLLBACK;

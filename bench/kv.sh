@@ -37,14 +37,8 @@ trap cleanup EXIT
 if [[ -n ${PGHOST:-} ]] && psql -X -qAt -c "SHOW shared_preload_libraries" 2>/dev/null | grep -qw durable_state; then
     CLUSTER="existing (PGHOST=$PGHOST PGPORT=${PGPORT:-})"
 else
-    unset PGHOST PGPORT PGDATABASE
     export DS_PORT=${DS_PORT:-55400}
-    # as bench/notify.sh: fewer checkpoints during the timed runs
-    export DS_EXTRA_CONF="shared_buffers = 256MB
-max_wal_size = 4GB
-checkpoint_timeout = 30min
-${DS_EXTRA_CONF:-}"
-    DS_NO_TRAP=1 ds_start_cluster >&2
+    ds_bench_start
     STARTED=1
     CLUSTER="throwaway (test/lib.sh, port $PGPORT)"
 fi

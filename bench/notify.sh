@@ -165,14 +165,8 @@ else
     [[ -f "$("$DS_PG_CONFIG" --pkglibdir)/durable_state.so" ]] \
         || die "durable_state is not installed (make install, or BENCH_BUILD=1)"
     export DS_PORT=${DS_PORT:-55300}
-    # Fewer checkpoints during the timed runs; everything else as the tests
-    # run (fsync on, synchronous_commit on; durable_state.database = ds_test).
-    DS_EXTRA_CONF="shared_buffers = 256MB
-max_wal_size = 4GB
-checkpoint_timeout = 30min
-${DS_EXTRA_CONF:-}"
-    export DS_EXTRA_CONF
-    DS_NO_TRAP=1 ds_start_cluster >&2
+    # durable_state.database = ds_test, as the tests run
+    ds_bench_start
     CLEANUPS+=("ds_stop_cluster >/dev/null 2>&1")
     CLUSTER="throwaway (test/lib.sh ds_start_cluster, port $PGPORT)"
     ADMIN_DB=postgres

@@ -23,12 +23,8 @@ GETS=${BENCH_RLS_GETS:-20000}
 
 cleanup() { [[ ${STARTED:-0} == 1 ]] && ds_stop_cluster 0 >/dev/null 2>&1; true; }
 trap cleanup EXIT
-unset PGHOST PGPORT PGDATABASE
 export DS_PORT=${DS_PORT:-55500}
-export DS_EXTRA_CONF="shared_buffers = 256MB
-max_wal_size = 4GB
-${DS_EXTRA_CONF:-}"
-DS_NO_TRAP=1 ds_start_cluster >&2
+ds_bench_start
 STARTED=1
 
 psql -X -q -v ON_ERROR_STOP=1 >/dev/null <<'SQL'

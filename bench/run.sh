@@ -168,13 +168,7 @@ else
     SO_OK=0
     [[ $BUILD_OK == 1 && -f "$("$PG_CONFIG" --pkglibdir)/durable_state.so" ]] && SO_OK=1
     if (( HAVE_LIB && SO_OK )); then
-        # Fewer checkpoints during the timed runs; the rest as the tests run.
-        DS_EXTRA_CONF="shared_buffers = 256MB
-max_wal_size = 4GB
-checkpoint_timeout = 30min
-${DS_EXTRA_CONF:-}"
-        export DS_EXTRA_CONF
-        DS_NO_TRAP=1 ds_start_cluster >&2
+        ds_bench_start
         CLEANUPS+=("ds_stop_cluster >/dev/null")
         CLUSTER="throwaway (test/lib.sh ds_start_cluster)"
     else

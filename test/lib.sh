@@ -314,6 +314,45 @@ EOF
 # Stops the cluster and removes its temp dir.  $1 = exit status of the run:
 # when non-zero, the tail of the server log is printed first.  With KEEP=1
 # the cluster is left running.  Safe to call twice.
+# ds_finish_on_exit: for test/t scripts counting with ok / not_ok.  At exit
+# (also after INT, TERM or an early exit) it runs the script's cleanup
+# function, counts an early exit as a failure, notes the time, prints
+# `N passed, M failed` and exits 1 unless all passed.  fds 7 and 8 keep the
+# script's stdout and stderr, since the trap may fire inside a redirected
+# command; close them (7>&- 8>&-) for daemons the script starts.
+ds_finish_on_exit() {
+    exec 7>&1 8>&2
+    DS_T_START=$SECONDS
+    trap 'ds_t_finish $?' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+ds_t_finish() {
+    local rc=$1
+    trap - EXIT
+    exec 1>&7 2>&8
+    cleanup
+    ((rc != 0 && FAIL == 0)) && not_ok "the script was interrupted or exited early (status $rc)"
+    note "$((SECONDS - DS_T_START))s in all"
+    echo "$PASS passed, $FAIL failed"
+    ((FAIL == 0 && PASS > 0)) && exit 0
+    exit 1
+}
+
+# ds_bench_start: a throwaway cluster for a benchmark (ds_start_cluster, on
+# DS_PORT), with fewer checkpoints during the timed runs; fsync and
+# synchronous_commit stay as the tests run them.  The caller stops it with
+# ds_stop_cluster.
+ds_bench_start() {
+    unset PGHOST PGPORT PGDATABASE PGOPTIONS
+    DS_EXTRA_CONF="shared_buffers = 256MB
+max_wal_size = 4GB
+checkpoint_timeout = 30min
+${DS_EXTRA_CONF:-}"
+    export DS_EXTRA_CONF
+    DS_NO_TRAP=1 ds_start_cluster >&2
+}
+
 ds_stop_cluster() {
     local rc=${1:-0}
     if [[ -z ${DS_TMP:-} || ! -d $DS_TMP ]]; then

@@ -75,22 +75,7 @@ cleanup() {
     PA -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1
     rm -rf "$WORK"
 }
-finish() {
-    local rc=$1
-    trap - EXIT
-    exec 1>&7 2>&8
-    cleanup
-    ((rc != 0 && FAIL == 0)) && not_ok "the script was interrupted or exited early (status $rc)"
-    note "$((SECONDS - START))s in all"
-    echo "$PASS passed, $FAIL failed"
-    ((FAIL == 0 && PASS > 0)) && exit 0
-    exit 1
-}
-exec 7>&1 8>&2
-trap 'finish $?' EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-START=$SECONDS
+ds_finish_on_exit
 
 PA -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1
 if ! PA -c "CREATE DATABASE $DB" >/dev/null || ! "${PSQL[@]}" -d "$DB" >/dev/null <<'SQL'

@@ -30,11 +30,7 @@ const SEED = Number(process.env.DS_FUZZ_SEED || 20261125);
 const CONNS = 4;
 const DB = 'ds_fuzz';
 
-let passed = 0;
-let failed = 0;
-function check(ok, what, detail) {
-  if (ok) { passed++; console.log(`ok - ${what}`); } else { failed++; console.log(`not ok - ${what}${detail ? `\n    ${detail}` : ''}`); }
-}
+const { check, summary, counts } = require(path.join(__dirname, '../node/tap.js'));
 
 const { rng } = require(path.join(__dirname, '../node/prng.js'));
 const rand = rng(SEED);
@@ -228,6 +224,6 @@ async function main() {
 main().catch((err) => {
   check(false, 'the fuzzer ran to the end', err.stack);
 }).finally(() => {
-  console.log(`${passed} passed, ${failed} failed`);
-  process.exit(failed > 0 ? 1 : 0);
+  console.log(summary());
+  process.exit(counts.failed > 0 ? 1 : 0);
 });

@@ -177,25 +177,9 @@ cleanup() {
     fi
     rm -rf "$WORK"
 }
-finish() {
-    local rc=$1
-    trap - EXIT
-    # a trap may run inside a command whose output is redirected to a file
-    exec 1>&7 2>&8
-    cleanup
-    ((rc != 0 && FAIL == 0)) && not_ok "the script was interrupted or exited early (status $rc)"
-    note "$((SECONDS - START))s in all"
-    echo "$PASS passed, $FAIL failed"
-    ((FAIL == 0 && PASS > 0)) && exit 0
-    exit 1
-}
-# fds 7 and 8 keep the script's stdout and stderr for finish (pg_owner
+# fds 7 and 8 keep the script's stdout and stderr for the trap (pg_owner
 # closes them for pg_ctl)
-exec 7>&1 8>&2
-trap 'finish $?' EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-START=$SECONDS
+ds_finish_on_exit
 
 # ---------------------------------------------------------------------------
 # Setup: a fresh database with a collection on stream "replica"

@@ -52,27 +52,14 @@ const SUB_DB = 'ds_subscriber';
 const MAIN_DB = process.env.PGDATABASE || 'ds_test';
 
 let phase = 'starting'; // what the test is doing, for the watchdog
-let passed = 0;
-let failed = 0;
-function check(ok, what, detail) {
-  if (ok) {
-    passed++;
-    console.log(`ok - ${what}`);
-  } else {
-    failed++;
-    console.log(`not ok - ${what}`);
-    if (detail) console.log(`    ${String(detail).split('\n').join('\n    ')}`);
-  }
-  return ok;
-}
-const note = (s) => console.log(`# ${s}`);
+const { check, note, summary, counts } = require(path.join(__dirname, '../node/tap.js'));
 
 let pg;
 try {
   pg = require(path.join(__dirname, '../node/node_modules/pg'));
 } catch (e) {
   check(false, 'pg is installed in test/node', `${e.message}\n(run: cd test/node && npm ci)`);
-  console.log(`${passed} passed, ${failed} failed`);
+  console.log(summary());
   process.exit(1);
 }
 // The Node client (subscriber B); loaded per scenario so that its absence is one failed check.
@@ -660,7 +647,7 @@ async function scenario(mode, admin) {
 (async () => {
   const watchdog = setTimeout(() => {
     check(false, 'the test finished within 120 s', `still ${phase}`);
-    console.log(`${passed} passed, ${failed} failed`);
+    console.log(summary());
     process.exit(1);
   }, 120000);
   const admin = new pg.Client({ database: MAIN_DB });
@@ -679,6 +666,6 @@ async function scenario(mode, admin) {
   }
   await admin.end().catch(() => {});
   clearTimeout(watchdog);
-  console.log(`${passed} passed, ${failed} failed`);
-  process.exit(failed > 0 ? 1 : 0);
+  console.log(summary());
+  process.exit(counts.failed > 0 ? 1 : 0);
 })();

@@ -88,6 +88,7 @@ typedef struct DsRlsPlan
 } DsRlsPlan;
 
 static HTAB *rls_plans = NULL;
+static uint64 rls_invalidations = 0;	/* counts the callbacks below */
 
 static void
 rls_state_free(DsRlsState *st)
@@ -103,6 +104,7 @@ rls_invalidate(Oid relid)
 	HASH_SEQ_STATUS seq;
 	DsRlsPlan  *p;
 
+	rls_invalidations++;
 	if (rls_plans == NULL)
 		return;
 	hash_seq_init(&seq, rls_plans);
@@ -309,6 +311,7 @@ rls_state(Relation rel, DsRlsCheck check)
 	DsRlsPlan  *p;
 	bool		found;
 	DsRlsState *st;
+	uint64		seen;
 
 	if (rls_plans == NULL)
 	{
@@ -332,7 +335,12 @@ rls_state(Relation rel, DsRlsCheck check)
 	}
 	if (p->valid)
 		return p->state;
-	/* build first: an error leaves the entry invalid, its old state in place */
+	/*
+	 * Build first: an error leaves the entry invalid, its old state in
+	 * place.  An invalidation that arrives while building (the parser opens
+	 * relations) leaves the new state invalid too, to be built again.
+	 */
+	seen = rls_invalidations;
 	st = rls_state_build(rel, check);
 	if (p->state)
 	{
@@ -342,7 +350,7 @@ rls_state(Relation rel, DsRlsCheck check)
 			rls_state_free(p->state);
 	}
 	p->state = st;
-	p->valid = true;
+	p->valid = (seen == rls_invalidations);
 	return st;
 }
 

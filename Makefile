@@ -25,7 +25,7 @@ include $(PGXS)
 # every module includes the shared header: rebuild all when it changes
 $(OBJS): src/durable_state.h src/jsonschema.h
 
-.PHONY: test stress valgrind bench bench-apply bench-notify bench-kv bench-rls demo
+.PHONY: test stress valgrind sanitize bench bench-apply bench-notify bench-kv bench-rls demo
 test:
 	bash test/run.sh
 # the whole suite with the long crash loop (100 kills of larger batches)
@@ -34,6 +34,10 @@ stress:
 # the suites against a server under valgrind (test/valgrind.sh)
 valgrind:
 	bash test/valgrind.sh
+# the whole suite against PostgreSQL and the extension built with ASan and
+# UBSan (test/sanitize.sh; builds PostgreSQL from source the first time)
+sanitize:
+	bash test/sanitize.sh
 # every benchmark: apply and schema checks (bench/run.sh), then notifications
 # and txid confirmation (bench/notify.sh), key/value round trips against
 # Redis (bench/kv.sh), row-level security (bench/rls.sh)

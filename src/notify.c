@@ -260,6 +260,9 @@ after_commit(void)
 	{
 		DsTxnNote  *note = lfirst(lc);
 
+		/* a batch without txids has no array: memcpy from NULL is undefined */
+		if (note->nhashes == 0)
+			continue;
 		memcpy(hashes + n, note->hashes, sizeof(uint64) * note->nhashes);
 		n += note->nhashes;
 	}

@@ -12,7 +12,10 @@
  * state.apply (jsonb) or state.apply_text (raw NDJSON text, so that the
  * server parses what the generator wrote, invalid escapes included), on
  * four connections with durable_state.max_event_bytes = 64 kB and
- * max_batch_events = 50.  Checks:
+ * max_batch_events = 50.  One connection is a role under a row-level
+ * security policy on the typed collection (rows with n % 7 = 3 hidden), so
+ * the checks of src/rls.c see the mutants too; its refusals are 42501.
+ * Checks:
  *   - every call either applies its whole batch or fails with a clear
  *     error: an SQLSTATE of the data/constraint/limit classes, never
  *     XX000 (internal error) or a lost connection, and a message naming
@@ -102,7 +105,7 @@ function mutant(i) {
   return t(e);
 }
 
-const ALLOWED = /^(22|23|40001|54|55000|P0002|0A000|42704|42P01|25)/;
+const ALLOWED = /^(22|23|40001|54|55000|P0002|0A000|42704|42P01|25|42501)/;
 
 async function main() {
   const admin = new pg.Client();
@@ -119,7 +122,13 @@ async function main() {
     SELECT state.create_collection('fz_typed', stream => 'fz', mode => 'lenient', schema => '{"type": "object",
       "properties": {"id": {"type": "string"}, "n": {"type": "integer"}, "s": {"type": "string", "maxLength": 100},
                      "b": {"type": "boolean"}}, "additionalProperties": false}');
-    SELECT state.create_collection('fz_cas', stream => 'fz', mode => 'lenient', check_old_value => true);`);
+    SELECT state.create_collection('fz_cas', stream => 'fz', mode => 'lenient', check_old_value => true);
+    DO $$ BEGIN
+      IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'fz_tenant') THEN CREATE ROLE fz_tenant IN ROLE state_writer; END IF;
+    END $$;
+    GRANT SELECT, INSERT, UPDATE, DELETE ON fz_doc, fz_typed, fz_cas TO fz_tenant;
+    ALTER TABLE fz_typed ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY fz_some ON fz_typed USING (n IS NULL OR n % 7 <> 3);`);
   await setup.end();
 
   const counts = new Map();
@@ -135,6 +144,7 @@ async function main() {
     // (the expected errors are not written to the server log: 100k of them would bury it)
     await cl.query("SET durable_state.max_event_bytes = '64kB'; SET durable_state.max_batch_events = 50; " +
                    "SET durable_state.notify = off; SET log_min_messages = fatal; SET log_min_error_statement = panic");
+    if (c === 0) await cl.query('SET ROLE fz_tenant');
     conns.push(cl);
   }
   const started = Date.now();
@@ -187,6 +197,7 @@ async function main() {
   check(bad.length === 0, 'every failure is a clear error of an expected class (no XX000, no lost connection)', bad.slice(0, 5).join('\n    '));
   check(unnamed === 0, 'every error of the engine names the event (index, line, type, key) or the batch', `${unnamed} do not`);
   check((counts.get('applied') || 0) > 0 && counts.size > 5, `both outcomes happen (${counts.get('applied') || 0} batches applied, ${counts.size - 1} SQLSTATEs)`);
+  check((counts.get('42501') || 0) > 0, `the role under row-level security had events refused by the policy (${counts.get('42501') || 0})`);
 
   const v = new pg.Client({ database: DB });
   await v.connect();
@@ -217,7 +228,10 @@ async function main() {
   await v.end();
   const alive = await admin.query('SELECT 1 AS one');
   check(alive.rows[0].one === 1, 'the server is up');
-  if (!process.env.DS_FUZZ_KEEP) await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
+  if (!process.env.DS_FUZZ_KEEP) {
+    await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
+    await admin.query('DROP ROLE IF EXISTS fz_tenant');
+  }
   await admin.end();
 }
 

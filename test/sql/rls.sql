@@ -34,7 +34,10 @@ SET ROLE regress_rls_alice;
 SELECT state.get('note', 'a1', 'rls') AS own, state.get('note', 'b1', 'rls') AS other;
 SELECT state.get_many('note', ARRAY['a1', 'a2', 'b1'], 'rls');
 SELECT * FROM state.get_type('note', 'rls');
-SELECT s->'headers'->>'control' AS ctl, s->>'key' AS key FROM state.snapshot('rls') s;
+SELECT s->'headers'->>'control' AS ctl, s->'headers'->>'offset' AS "offset", s->>'key' AS key
+  FROM state.snapshot('rls') s;
+-- its offsets are the stream's true tail, as state.streams shows it
+SELECT tail, events_applied FROM state.streams WHERE stream = 'rls';
 -- the log holds every tenant's events: closed to a filtered role
 SELECT t.expect_error($$SELECT * FROM state.changes('rls')$$);
 SELECT t.expect_error($$SELECT state.tail('rls')$$);

@@ -69,6 +69,11 @@ CREATE TABLE state.log (
     last_seq    bigint NOT NULL,
     events      jsonb[] NOT NULL,
     applied_at  timestamptz NOT NULL,
+    -- for collections whose table has row-level security enabled, each
+    -- event's row before and after it, {"old": row, "new": row} (NULL for
+    -- other events; the column NULL if the segment has none): roles under
+    -- the policies follow the log through them (state.changes, src/rls.c)
+    images      jsonb[],
     -- last_seq = first_seq + cardinality(events) - 1, by construction (a
     -- CHECK here would be re-planned in every batch)
     PRIMARY KEY (stream_id, last_seq)
@@ -749,6 +754,20 @@ BEGIN
 END
 $$;
 
+-- The events after since that the caller may see, for a caller under the
+-- row-level security of a collection of the stream (state.changes).
+CREATE FUNCTION state._changes_filtered(stream text, since bigint, max_events integer)
+RETURNS TABLE (seq bigint, event jsonb, verdict text)
+AS 'MODULE_PATHNAME', 'ds_changes_filtered'
+LANGUAGE C STABLE STRICT;
+
+-- A role that may read the stream's log gets its events as they are.  A
+-- role under the row-level security of a collection of the stream (with
+-- SELECT on every collection table) gets the events of the rows its SELECT
+-- policies let it see: an event whose row it sees after it; as an insert
+-- (no old_value) if it could not see the row before; a delete when the row
+-- left its view; none of the rest (offsets then have gaps).  Folding them
+-- from a snapshot gives what state.get_type shows the role.
 CREATE FUNCTION state.changes(stream text DEFAULT 'default', since text DEFAULT '-1',
                               max_events integer DEFAULT 1000)
 RETURNS TABLE ("offset" text, event jsonb)
@@ -758,8 +777,10 @@ AS $$
 DECLARE
     s         state._streams;
     since_seq bigint;
+    full_log  boolean;
 BEGIN
-    SELECT * INTO s FROM state._streams st WHERE st.id = state._readable_stream_id(stream);
+    SELECT * INTO s FROM state._streams st WHERE st.id = state._stream_id(stream);
+    full_log := state._can_read_stream(s.id);
     IF max_events IS NULL OR max_events < 0 THEN
         RAISE EXCEPTION 'max_events must be zero or positive'
             USING ERRCODE = 'invalid_parameter_value';
@@ -771,6 +792,27 @@ BEGIN
                   DETAIL = format('The log of this stream starts after offset %s.',
                                   state.format_offset(s.retained_from - 1)),
                   HINT = 'Resync from state.snapshot(), then read changes after its snapshot-end offset.';
+    END IF;
+    IF NOT full_log THEN
+        IF EXISTS (SELECT 1 FROM state._collections c
+                    WHERE c.stream_id = s.id AND NOT has_table_privilege(c.relid, 'SELECT')) THEN
+            RAISE EXCEPTION 'permission denied for the changes of stream "%"', stream
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = 'Reading a stream''s changes needs SELECT on every collection table of the stream.',
+                      HINT = 'Grant SELECT on the stream''s tables, or keep tenants in separate streams.';
+        END IF;
+        RETURN QUERY
+            SELECT state.format_offset(f.seq),
+                   jsonb_set(CASE f.verdict
+                                 WHEN 'enter' THEN jsonb_set(f.event - 'old_value', '{headers,operation}',
+                                     CASE WHEN f.event->'headers'->>'operation' IN ('update', 'upsert')
+                                          THEN '"insert"' ELSE f.event->'headers'->'operation' END)
+                                 WHEN 'leave' THEN jsonb_build_object('type', f.event->'type', 'key', f.event->'key',
+                                     'headers', jsonb_build_object('operation', 'delete'))
+                                 ELSE f.event END,
+                             '{headers,offset}', to_jsonb(state.format_offset(f.seq)))
+              FROM state._changes_filtered(s.name, since_seq, max_events) f;
+        RETURN;
     END IF;
     RETURN QUERY
         SELECT state.format_offset(l.first_seq + e.ord - 1),

@@ -73,6 +73,7 @@ typedef struct DsCollState
 	struct DsKeyTable *keys;	/* bulk probe results, or NULL */
 	JsonSchema *schema;			/* compiled JSON Schema of the values, or NULL */
 	bool		rls;			/* row-level security applies to the caller */
+	bool		images;			/* the log keeps its rows' images (RLS enabled) */
 } DsCollState;
 
 /*
@@ -128,6 +129,12 @@ typedef struct DsBatch
 	int			nseg;
 	int64		seg_bytes;
 	int64		seg_first;
+	/* row images of the segment's events (see rls.c), if the log has them */
+	AttrNumber	log_imgatt;		/* state.log.images, or 0 (0.2.0 catalog) */
+	Datum	   *segimg;
+	bool	   *segimgnull;
+	bool		seg_has_img;
+	Jsonb	   *cur_img;		/* the current event's, or NULL */
 	MemoryContext evcxt;
 	int			active_slot;	/* our place in active_streams, or -1 */
 	volatile int current;		/* event being processed, for errors; see
@@ -201,6 +208,13 @@ open_collections(DsBatch *b)
 
 	/* the log first: it is always written */
 	b->logrel = table_open(ds_catalog_oids()->log, RowExclusiveLock);
+	for (int i = 0; i < RelationGetDescr(b->logrel)->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(RelationGetDescr(b->logrel), i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), "images") == 0)
+			b->log_imgatt = att->attnum;
+	}
 	rte = makeNode(RangeTblEntry);
 	rte->rtekind = RTE_RELATION;
 	rte->relid = RelationGetRelid(b->logrel);
@@ -232,6 +246,8 @@ open_collections(DsBatch *b)
 		cs->pkrel = cs->ri.pkrel;
 		ds_check_table_access(cs->coll, cs->rel, cs->needed);
 		cs->rls = ds_rls_active(cs->rel);
+		/* for whoever reads the log under the table's policies */
+		cs->images = cs->rel->rd_rel->relrowsecurity && b->log_imgatt != InvalidAttrNumber;
 		rte = makeNode(RangeTblEntry);
 		rte->rtekind = RTE_RELATION;
 		rte->relid = cs->coll->relid;
@@ -1184,6 +1200,39 @@ rls_check(DsCollState *cs, DsEvent *ev, DsRlsCheck check, TupleTableSlot *slot)
 			 errhint("Write only keys whose rows your role may see and change.")));
 }
 
+/* {"old": row or null, "new": row or null} (rls.c has the reader) */
+static Jsonb *
+row_images(Jsonb *old, Jsonb *new)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	k,
+				v;
+	const char *names[2] = {"new", "old"};	/* jsonb key order */
+	Jsonb	   *rows[2] = {new, old};
+
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	for (int i = 0; i < 2; i++)
+	{
+		k.type = jbvString;
+		k.val.string.val = (char *) names[i];
+		k.val.string.len = 3;
+		pushJsonbValue(&state, WJB_KEY, &k);
+		if (rows[i] == NULL)
+		{
+			v.type = jbvNull;
+			pushJsonbValue(&state, WJB_VALUE, &v);
+		}
+		else
+		{
+			v.type = jbvBinary;
+			v.val.binary.data = &rows[i]->root;
+			v.val.binary.len = VARSIZE(rows[i]) - VARHDRSZ;
+			pushJsonbValue(&state, WJB_VALUE, &v);
+		}
+	}
+	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+}
+
 static void
 apply_change(DsBatch *b, DsEvent *ev)
 {
@@ -1191,6 +1240,7 @@ apply_change(DsBatch *b, DsEvent *ev)
 	Datum		key = ev->ks ? ev->ks->datum : ds_key_datum(&cs->ri, ev->key, ev->key_len);
 	bool		strict = cs->coll->strict;
 	bool		found;
+	Jsonb	   *old_image = NULL;
 
 	found = find_row_known(cs, ev, key);
 	switch (ev->op)
@@ -1218,6 +1268,8 @@ apply_change(DsBatch *b, DsEvent *ev)
 		rls_check(cs, ev, ev->op == DS_OP_DELETE ? DS_RLS_DELETE_OLD : DS_RLS_UPDATE_OLD,
 				  cs->oldslot);
 	check_old_value(cs, ev, found);
+	if (cs->images && found)
+		old_image = ds_rls_row_image(&cs->ri, cs->oldslot);
 
 	if (ev->op == DS_OP_DELETE)
 	{
@@ -1226,6 +1278,8 @@ apply_change(DsBatch *b, DsEvent *ev)
 			ExecSimpleRelationDelete(cs->rri, b->estate, &b->epq, cs->oldslot);
 			key_applied(cs, ev, true);
 		}
+		if (cs->images)
+			b->cur_img = row_images(old_image, NULL);
 		return;
 	}
 	if (cs->schema)
@@ -1241,6 +1295,9 @@ apply_change(DsBatch *b, DsEvent *ev)
 	else
 		ExecSimpleRelationInsert(cs->rri, b->estate, cs->newslot);
 	key_applied(cs, ev, false);
+	/* after the write: stored generated columns are in the slot now */
+	if (cs->images)
+		b->cur_img = row_images(old_image, ds_rls_row_image(&cs->ri, cs->newslot));
 }
 
 /* reset: every collection of the stream is emptied (DELETE: triggers fire). */
@@ -1362,6 +1419,19 @@ log_flush(DsBatch *b)
 	slot->tts_values[3] = PointerGetDatum(arr);
 	slot->tts_values[4] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	memset(slot->tts_isnull, 0, sizeof(bool) * 5);
+	/* any other column of a newer catalog: null unless it is images */
+	for (int i = 5; i < slot->tts_tupleDescriptor->natts; i++)
+		slot->tts_isnull[i] = true;
+	if (b->log_imgatt != InvalidAttrNumber && b->seg_has_img)
+	{
+		int			dims[1] = {b->nseg};
+		int			lbs[1] = {1};
+
+		slot->tts_values[b->log_imgatt - 1] =
+			PointerGetDatum(construct_md_array(b->segimg, b->segimgnull, 1, dims, lbs,
+											   JSONBOID, -1, false, TYPALIGN_INT));
+		slot->tts_isnull[b->log_imgatt - 1] = false;
+	}
 	ExecStoreVirtualTuple(slot);
 	ExecSimpleRelationInsert(b->logrri, b->estate, slot);
 	ExecClearTuple(slot);
@@ -1370,6 +1440,7 @@ log_flush(DsBatch *b)
 	b->seg_first += b->nseg;
 	b->nseg = 0;
 	b->seg_bytes = 0;
+	b->seg_has_img = false;
 }
 
 static void
@@ -1377,6 +1448,17 @@ log_append(DsBatch *b, DsEvent *ev)
 {
 	MemoryContext old = MemoryContextSwitchTo(b->segcxt);
 
+	if (b->log_imgatt != InvalidAttrNumber)
+	{
+		b->segimgnull[b->nseg] = (b->cur_img == NULL);
+		b->segimg[b->nseg] = b->cur_img ? datumCopy(JsonbPGetDatum(b->cur_img), false, -1) : (Datum) 0;
+		if (b->cur_img)
+		{
+			b->seg_has_img = true;
+			b->seg_bytes += VARSIZE(b->cur_img);
+		}
+		b->cur_img = NULL;
+	}
 	b->seg[b->nseg++] = JsonbPGetDatum(ds_event_datum(ev));
 	b->seg_bytes += ev->root_len;
 	MemoryContextSwitchTo(old);
@@ -1558,6 +1640,8 @@ run_batch(DsBatch *b, const char *source_offset, int64 *applied, int64 *skipped)
 	b->segcxt = AllocSetContextCreate(batchcxt, "durable_state log segment",
 									  ALLOCSET_DEFAULT_SIZES);
 	b->seg = palloc(sizeof(Datum) * DS_SEGMENT_EVENTS);
+	b->segimg = palloc(sizeof(Datum) * DS_SEGMENT_EVENTS);
+	b->segimgnull = palloc(sizeof(bool) * DS_SEGMENT_EVENTS);
 	b->seg_first = b->st.tail + 1;
 
 	for (int i = 0; i < b->nevents; i++)

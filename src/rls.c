@@ -20,6 +20,10 @@
  * (CREATE / ALTER / DROP POLICY, ALTER TABLE ... ROW LEVEL SECURITY), role
  * membership changes or a function is replaced.
  *
+ * The log keeps row images of tables with row-level security enabled, so
+ * that a role under their policies can follow it (ds_changes_filtered, at
+ * the end of this file).
+ *
  * What each operation checks mirrors the statement it stands for:
  *   get / get_type (snapshot)      SELECT USING on the stored row
  *   update / upsert of a stored row UPDATE USING and SELECT USING on the
@@ -30,8 +34,12 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/table.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "funcapi.h"
 #include "executor/executor.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
@@ -41,6 +49,9 @@
 #include "optimizer/optimizer.h"
 #include "rewrite/rowsecurity.h"
 #include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/fmgroids.h"
+#include "utils/jsonb.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
@@ -408,4 +419,231 @@ ds_rls_passes(Relation rel, DsRlsCheck check, TupleTableSlot *slot)
 	}
 	PG_END_TRY();
 	return passes;
+}
+
+/* ------------------------------------------------------------------------
+ * Row images in the log, and the change feed of a role under row-level
+ * security
+ *
+ * For a table with row-level security enabled, each logged change carries
+ * the row before and after it, {"old": row, "new": row} with row
+ * {column: text or null}, so that a role whose policies filter the table
+ * can follow the log: it sees an event when its SELECT policies let it see
+ * the row after it ("as_is"; "enter" if it could not see the row before:
+ * the row came into its view), a delete when it could see the row before
+ * but not after ("leave"), and nothing else.  Policies are the reader's, as
+ * they are now, as for get.
+ * ------------------------------------------------------------------------ */
+
+/* {column: text or null} for every live column of the row in slot. */
+Jsonb *
+ds_rls_row_image(DsRelInfo *ri, TupleTableSlot *slot)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue *res;
+
+	slot_getallattrs(slot);
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	for (int i = 0; i < ri->natts; i++)
+	{
+		DsColumn   *col = &ri->cols[i];
+		JsonbValue	k,
+					v;
+
+		if (col->name == NULL)
+			continue;
+		k.type = jbvString;
+		k.val.string.val = (char *) col->name;
+		k.val.string.len = col->name_len;
+		pushJsonbValue(&state, WJB_KEY, &k);
+		if (slot->tts_isnull[i])
+			v.type = jbvNull;
+		else
+		{
+			char	   *s = OutputFunctionCall(&col->outfunc, slot->tts_values[i]);
+
+			v.type = jbvString;
+			v.val.string.val = s;
+			v.val.string.len = strlen(s);
+		}
+		pushJsonbValue(&state, WJB_VALUE, &v);
+	}
+	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return JsonbValueToJsonb(res);
+}
+
+/* The row of an image in a virtual slot of the table (missing columns null). */
+static void
+image_to_slot(DsRelInfo *ri, JsonbContainer *img, TupleTableSlot *slot)
+{
+	ExecClearTuple(slot);
+	for (int i = 0; i < ri->natts; i++)
+	{
+		DsColumn   *col = &ri->cols[i];
+		JsonbValue *v = NULL;
+
+		slot->tts_isnull[i] = true;
+		slot->tts_values[i] = (Datum) 0;
+		if (col->name != NULL)
+			v = getKeyJsonValueFromContainer(img, col->name, col->name_len, NULL);
+		if (v != NULL && v->type == jbvString)
+		{
+			slot->tts_values[i] = InputFunctionCall(&col->infunc,
+													pnstrdup(v->val.string.val, v->val.string.len),
+													col->ioparam, col->typmod);
+			slot->tts_isnull[i] = false;
+		}
+	}
+	ExecStoreVirtualTuple(slot);
+}
+
+/* Whether the reader's SELECT policies show the row of member which of img. */
+static bool
+image_visible(DsRelInfo *ri, JsonbContainer *img, const char *which, TupleTableSlot *slot)
+{
+	JsonbValue *v = getKeyJsonValueFromContainer(img, which, strlen(which), NULL);
+
+	if (v == NULL || v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+		return false;
+	image_to_slot(ri, v->val.binary.data, slot);
+	return ds_rls_passes(ri->rel, DS_RLS_SELECT, slot);
+}
+
+/*
+ * state._changes_filtered(stream text, since bigint, max_events integer):
+ * (seq, event, verdict) of the events after since that the caller may see,
+ * at most max_events; verdict is "as_is", "enter" or "leave" (above).  Reads
+ * state.log directly: the log's policy hides these streams from the caller,
+ * and this function is the caller's filter instead.  Needs SELECT on every
+ * collection table of the stream.
+ */
+PG_FUNCTION_INFO_V1(ds_changes_filtered);
+
+Datum
+ds_changes_filtered(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	int64		since = PG_GETARG_INT64(1);
+	int32		max = PG_GETARG_INT32(2);
+	DsStream   *s;
+	DsRelInfo  *ris;
+	bool	   *rls;
+	TupleTableSlot **slots;
+	Relation	log;
+	AttrNumber	imgatt = InvalidAttrNumber;
+	ScanKeyData keys[2];
+	SysScanDesc scan;
+	HeapTuple	tup;
+	int64		emitted = 0;
+	MemoryContext evcxt,
+				old;
+
+	InitMaterializedSRF(fcinfo, 0);
+	s = ds_catalog_stream(name, false);
+	ris = palloc0(sizeof(DsRelInfo) * Max(s->ncolls, 1));
+	rls = palloc0(sizeof(bool) * Max(s->ncolls, 1));
+	slots = palloc0(sizeof(TupleTableSlot *) * Max(s->ncolls, 1));
+	for (int c = 0; c < s->ncolls; c++)
+	{
+		ds_relinfo_open(&ris[c], &s->colls[c], AccessShareLock);
+		ds_check_table_access(&s->colls[c], ris[c].rel, ACL_SELECT);
+		rls[c] = ds_rls_active(ris[c].rel);
+		slots[c] = MakeSingleTupleTableSlot(RelationGetDescr(ris[c].rel), &TTSOpsVirtual);
+	}
+
+	log = table_open(ds_catalog_oids()->log, AccessShareLock);
+	for (int i = 0; i < RelationGetDescr(log)->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(RelationGetDescr(log), i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), "images") == 0)
+			imgatt = att->attnum;
+	}
+	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(s->id));
+	ScanKeyInit(&keys[1], 3, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(since));
+	scan = systable_beginscan(log, RelationGetPrimaryKeyIndex(log), true,
+							  GetActiveSnapshot(), 2, keys);
+	evcxt = AllocSetContextCreate(CurrentMemoryContext, "durable_state filtered changes",
+								  ALLOCSET_DEFAULT_SIZES);
+	while (emitted < max && HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		TupleDesc	desc = RelationGetDescr(log);
+		bool		isnull;
+		int64		first = DatumGetInt64(heap_getattr(tup, 2, desc, &isnull));
+		Datum	   *evs;
+		int			nevs;
+		Datum	   *imgs = NULL;
+		bool	   *imgnulls = NULL;
+		int			nimgs = 0;
+		Datum		d;
+
+		old = MemoryContextSwitchTo(evcxt);
+		deconstruct_array(DatumGetArrayTypeP(heap_getattr(tup, 4, desc, &isnull)),
+						  JSONBOID, -1, false, TYPALIGN_INT, &evs, NULL, &nevs);
+		if (imgatt != InvalidAttrNumber)
+		{
+			d = heap_getattr(tup, imgatt, desc, &isnull);
+			if (!isnull)
+				deconstruct_array(DatumGetArrayTypeP(d), JSONBOID, -1, false, TYPALIGN_INT,
+								  &imgs, &imgnulls, &nimgs);
+		}
+		for (int i = 0; i < nevs && emitted < max; i++)
+		{
+			int64		seq = first + i;
+			Jsonb	   *ev = DatumGetJsonbP(evs[i]);
+			JsonbValue *type;
+			const char *verdict = NULL;
+
+			if (seq <= since)
+				continue;
+			type = getKeyJsonValueFromContainer(&ev->root, "type", 4, NULL);
+			if (type == NULL || type->type != jbvString)
+				verdict = "as_is";	/* a control event: no row in it */
+			else
+			{
+				DsCollection *coll = ds_stream_collection(s, type->val.string.val,
+														  type->val.string.len, true);
+				int			c = coll ? coll - s->colls : -1;
+
+				if (c < 0)
+					verdict = NULL; /* its collection is gone: nothing to judge by */
+				else if (!rls[c])
+					verdict = "as_is";
+				else if (i < nimgs && !imgnulls[i])
+				{
+					Jsonb	   *img = DatumGetJsonbP(imgs[i]);
+					bool		was = image_visible(&ris[c], &img->root, "old", slots[c]);
+					bool		is = image_visible(&ris[c], &img->root, "new", slots[c]);
+
+					if (is)
+						verdict = was ? "as_is" : "enter";
+					else if (was)
+						verdict = "leave";
+				}
+				/* logged without images (before RLS was enabled): hidden */
+			}
+			if (verdict != NULL)
+			{
+				Datum		values[3];
+				bool		nulls[3] = {false, false, false};
+
+				values[0] = Int64GetDatum(seq);
+				values[1] = JsonbPGetDatum(ev);
+				values[2] = CStringGetTextDatum(verdict);
+				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+				emitted++;
+			}
+		}
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(evcxt);
+	}
+	systable_endscan(scan);
+	table_close(log, AccessShareLock);
+	for (int c = 0; c < s->ncolls; c++)
+	{
+		ExecDropSingleTupleTableSlot(slots[c]);
+		ds_relinfo_close(&ris[c], AccessShareLock);
+	}
+	return (Datum) 0;
 }

@@ -95,12 +95,13 @@ SET ROLE regress_ds_nobody;
 SELECT t.expect_error($$SELECT state.get('item', 'x', 'tenant a')$$);
 SELECT t.expect_error($$SELECT * FROM state.changes('tenant a')$$);
 RESET ROLE;
--- row-level security on a stream's table closes its log to roles it applies
--- to; a snapshot goes through the table's policies instead
+-- row-level security on a stream's table closes the raw log to roles it
+-- applies to; changes and snapshots go through the table's policies instead
+-- (here: none of its rows; rls.sql has the rest)
 ALTER TABLE priv_a ENABLE ROW LEVEL SECURITY;
 CREATE POLICY priv_a_none ON priv_a USING (false);
 SET ROLE regress_ds_reader;
-SELECT t.expect_error($$SELECT * FROM state.changes('tenant a')$$);
+SELECT count(*) AS events_seen FROM state.changes('tenant a');
 SELECT t.expect_error($$SELECT state.tail('tenant a')$$);
 SELECT count(*) AS rls_log_rows FROM state.log_events WHERE stream = 'tenant a';
 SELECT s->'headers'->>'control' AS ctl, s->>'key' AS key FROM state.snapshot('tenant a') s;

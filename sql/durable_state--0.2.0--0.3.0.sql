@@ -28,6 +28,13 @@ $$;
 ALTER FUNCTION state._tail(integer) SECURITY DEFINER;
 
 ALTER TABLE state.log ADD COLUMN images jsonb[];
+DO $$
+BEGIN
+    ALTER TABLE state.log ALTER COLUMN images SET COMPRESSION lz4;
+EXCEPTION WHEN feature_not_supported OR invalid_parameter_value THEN
+    NULL;
+END
+$$;
 
 -- The events after since that the caller may see, for a caller under the
 -- row-level security of a collection of the stream (state.changes).

@@ -70,9 +70,9 @@ CREATE TABLE state.log (
     events      jsonb[] NOT NULL,
     applied_at  timestamptz NOT NULL,
     -- for collections whose table has row-level security enabled, each
-    -- event's row before and after it, {"old": row, "new": row} (NULL for
-    -- other events; the column NULL if the segment has none): roles under
-    -- the policies follow the log through them (state.changes, src/rls.c)
+    -- event's row before and after it, [old, new] (NULL for other events;
+    -- the column NULL if the segment has none): roles under the policies
+    -- follow the log through them (state.changes, src/rls.c)
     images      jsonb[],
     -- last_seq = first_seq + cardinality(events) - 1, by construction (a
     -- CHECK here would be re-planned in every batch)
@@ -81,7 +81,8 @@ CREATE TABLE state.log (
 -- lz4 where the server has it: segments compress well and cheaply
 DO $$
 BEGIN
-    ALTER TABLE state.log ALTER COLUMN events SET COMPRESSION lz4;
+    ALTER TABLE state.log ALTER COLUMN events SET COMPRESSION lz4,
+                          ALTER COLUMN images SET COMPRESSION lz4;
 EXCEPTION WHEN feature_not_supported OR invalid_parameter_value THEN
     NULL;
 END

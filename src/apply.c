@@ -1200,39 +1200,6 @@ rls_check(DsCollState *cs, DsEvent *ev, DsRlsCheck check, TupleTableSlot *slot)
 			 errhint("Write only keys whose rows your role may see and change.")));
 }
 
-/* {"old": row or null, "new": row or null} (rls.c has the reader) */
-static Jsonb *
-row_images(Jsonb *old, Jsonb *new)
-{
-	JsonbParseState *state = NULL;
-	JsonbValue	k,
-				v;
-	const char *names[2] = {"new", "old"};	/* jsonb key order */
-	Jsonb	   *rows[2] = {new, old};
-
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	for (int i = 0; i < 2; i++)
-	{
-		k.type = jbvString;
-		k.val.string.val = (char *) names[i];
-		k.val.string.len = 3;
-		pushJsonbValue(&state, WJB_KEY, &k);
-		if (rows[i] == NULL)
-		{
-			v.type = jbvNull;
-			pushJsonbValue(&state, WJB_VALUE, &v);
-		}
-		else
-		{
-			v.type = jbvBinary;
-			v.val.binary.data = &rows[i]->root;
-			v.val.binary.len = VARSIZE(rows[i]) - VARHDRSZ;
-			pushJsonbValue(&state, WJB_VALUE, &v);
-		}
-	}
-	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
-}
-
 static void
 apply_change(DsBatch *b, DsEvent *ev)
 {
@@ -1240,7 +1207,6 @@ apply_change(DsBatch *b, DsEvent *ev)
 	Datum		key = ev->ks ? ev->ks->datum : ds_key_datum(&cs->ri, ev->key, ev->key_len);
 	bool		strict = cs->coll->strict;
 	bool		found;
-	Jsonb	   *old_image = NULL;
 
 	found = find_row_known(cs, ev, key);
 	switch (ev->op)
@@ -1268,18 +1234,16 @@ apply_change(DsBatch *b, DsEvent *ev)
 		rls_check(cs, ev, ev->op == DS_OP_DELETE ? DS_RLS_DELETE_OLD : DS_RLS_UPDATE_OLD,
 				  cs->oldslot);
 	check_old_value(cs, ev, found);
-	if (cs->images && found)
-		old_image = ds_rls_row_image(&cs->ri, cs->oldslot);
 
 	if (ev->op == DS_OP_DELETE)
 	{
+		if (cs->images)
+			b->cur_img = ds_rls_row_images(&cs->ri, found ? cs->oldslot : NULL, NULL);
 		if (found)
 		{
 			ExecSimpleRelationDelete(cs->rri, b->estate, &b->epq, cs->oldslot);
 			key_applied(cs, ev, true);
 		}
-		if (cs->images)
-			b->cur_img = row_images(old_image, NULL);
 		return;
 	}
 	if (cs->schema)
@@ -1297,7 +1261,7 @@ apply_change(DsBatch *b, DsEvent *ev)
 	key_applied(cs, ev, false);
 	/* after the write: stored generated columns are in the slot now */
 	if (cs->images)
-		b->cur_img = row_images(old_image, ds_rls_row_image(&cs->ri, cs->newslot));
+		b->cur_img = ds_rls_row_images(&cs->ri, found ? cs->oldslot : NULL, cs->newslot);
 }
 
 /* reset: every collection of the stream is emptied (DELETE: triggers fire). */

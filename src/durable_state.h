@@ -228,7 +228,7 @@ typedef enum DsRlsCheck
 extern void ds_rls_init(void);
 extern bool ds_rls_active(Relation rel);
 extern bool ds_rls_passes(Relation rel, DsRlsCheck check, TupleTableSlot *slot);
-extern Jsonb *ds_rls_row_image(DsRelInfo *ri, TupleTableSlot *slot);
+extern Jsonb *ds_rls_row_images(DsRelInfo *ri, TupleTableSlot *oldslot, TupleTableSlot *newslot);
 extern Datum ds_changes_filtered(PG_FUNCTION_ARGS);
 
 /* ------------------------------------------------------------------------

@@ -435,75 +435,92 @@ ds_rls_passes(Relation rel, DsRlsCheck check, TupleTableSlot *slot)
  * they are now, as for get.
  * ------------------------------------------------------------------------ */
 
-/* {column: text or null} for every live column of the row in slot. */
-Jsonb *
-ds_rls_row_image(DsRelInfo *ri, TupleTableSlot *slot)
+/* Pushes the row in slot as an array of column texts (or nulls) by attnum. */
+static void
+push_row(JsonbParseState **state, DsRelInfo *ri, TupleTableSlot *slot)
 {
-	JsonbParseState *state = NULL;
-	JsonbValue *res;
-
 	slot_getallattrs(slot);
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	pushJsonbValue(state, WJB_BEGIN_ARRAY, NULL);
 	for (int i = 0; i < ri->natts; i++)
 	{
-		DsColumn   *col = &ri->cols[i];
-		JsonbValue	k,
-					v;
+		JsonbValue	v;
 
-		if (col->name == NULL)
-			continue;
-		k.type = jbvString;
-		k.val.string.val = (char *) col->name;
-		k.val.string.len = col->name_len;
-		pushJsonbValue(&state, WJB_KEY, &k);
-		if (slot->tts_isnull[i])
-			v.type = jbvNull;
+		if (ri->cols[i].name == NULL || slot->tts_isnull[i])
+			v.type = jbvNull;	/* a dropped column, or null */
 		else
 		{
-			char	   *s = OutputFunctionCall(&col->outfunc, slot->tts_values[i]);
+			char	   *s = OutputFunctionCall(&ri->cols[i].outfunc, slot->tts_values[i]);
 
 			v.type = jbvString;
 			v.val.string.val = s;
 			v.val.string.len = strlen(s);
 		}
-		pushJsonbValue(&state, WJB_VALUE, &v);
+		pushJsonbValue(state, WJB_ELEM, &v);
 	}
-	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
-	return JsonbValueToJsonb(res);
+	pushJsonbValue(state, WJB_END_ARRAY, NULL);
+}
+
+/*
+ * The images of one change, [old, new]: each the row as an array of column
+ * texts by attnum (stable across ALTER TABLE: a dropped column stays a
+ * hole, an added one comes last, a changed type is read back through its
+ * text), or null where there is no row (before an insert, after a delete).
+ */
+Jsonb *
+ds_rls_row_images(DsRelInfo *ri, TupleTableSlot *oldslot, TupleTableSlot *newslot)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	null;
+
+	null.type = jbvNull;
+	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+	if (oldslot)
+		push_row(&state, ri, oldslot);
+	else
+		pushJsonbValue(&state, WJB_ELEM, &null);
+	if (newslot)
+		push_row(&state, ri, newslot);
+	else
+		pushJsonbValue(&state, WJB_ELEM, &null);
+	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_ARRAY, NULL));
 }
 
 /* The row of an image in a virtual slot of the table (missing columns null). */
 static void
-image_to_slot(DsRelInfo *ri, JsonbContainer *img, TupleTableSlot *slot)
+image_to_slot(DsRelInfo *ri, JsonbContainer *row, TupleTableSlot *slot)
 {
+	int			n = JsonContainerSize(row);
+
 	ExecClearTuple(slot);
 	for (int i = 0; i < ri->natts; i++)
 	{
-		DsColumn   *col = &ri->cols[i];
 		JsonbValue *v = NULL;
 
 		slot->tts_isnull[i] = true;
 		slot->tts_values[i] = (Datum) 0;
-		if (col->name != NULL)
-			v = getKeyJsonValueFromContainer(img, col->name, col->name_len, NULL);
+		if (ri->cols[i].name != NULL && i < n)
+			v = getIthJsonbValueFromContainer(row, i);
 		if (v != NULL && v->type == jbvString)
 		{
-			slot->tts_values[i] = InputFunctionCall(&col->infunc,
+			slot->tts_values[i] = InputFunctionCall(&ri->cols[i].infunc,
 													pnstrdup(v->val.string.val, v->val.string.len),
-													col->ioparam, col->typmod);
+													ri->cols[i].ioparam, ri->cols[i].typmod);
 			slot->tts_isnull[i] = false;
 		}
 	}
 	ExecStoreVirtualTuple(slot);
 }
 
-/* Whether the reader's SELECT policies show the row of member which of img. */
+/* Whether the reader's SELECT policies show row which (0 old, 1 new) of img. */
 static bool
-image_visible(DsRelInfo *ri, JsonbContainer *img, const char *which, TupleTableSlot *slot)
+image_visible(DsRelInfo *ri, JsonbContainer *img, int which, TupleTableSlot *slot)
 {
-	JsonbValue *v = getKeyJsonValueFromContainer(img, which, strlen(which), NULL);
+	JsonbValue *v;
 
-	if (v == NULL || v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+	if (!JsonContainerIsArray(img) || JsonContainerSize(img) != 2)
+		return false;
+	v = getIthJsonbValueFromContainer(img, which);
+	if (v == NULL || v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
 		return false;
 	image_to_slot(ri, v->val.binary.data, slot);
 	return ds_rls_passes(ri->rel, DS_RLS_SELECT, slot);
@@ -613,8 +630,8 @@ ds_changes_filtered(PG_FUNCTION_ARGS)
 				else if (i < nimgs && !imgnulls[i])
 				{
 					Jsonb	   *img = DatumGetJsonbP(imgs[i]);
-					bool		was = image_visible(&ris[c], &img->root, "old", slots[c]);
-					bool		is = image_visible(&ris[c], &img->root, "new", slots[c]);
+					bool		was = image_visible(&ris[c], &img->root, 0, slots[c]);
+					bool		is = image_visible(&ris[c], &img->root, 1, slots[c]);
 
 					if (is)
 						verdict = was ? "as_is" : "enter";

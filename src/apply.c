@@ -208,13 +208,8 @@ open_collections(DsBatch *b)
 
 	/* the log first: it is always written */
 	b->logrel = table_open(ds_catalog_oids()->log, RowExclusiveLock);
-	for (int i = 0; i < RelationGetDescr(b->logrel)->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(RelationGetDescr(b->logrel), i);
-
-		if (!att->attisdropped && strcmp(NameStr(att->attname), "images") == 0)
-			b->log_imgatt = att->attnum;
-	}
+	/* 0.3.0's column: absent until ALTER EXTENSION UPDATE */
+	b->log_imgatt = get_attnum(RelationGetRelid(b->logrel), "images");
 	rte = makeNode(RangeTblEntry);
 	rte->rtekind = RTE_RELATION;
 	rte->relid = RelationGetRelid(b->logrel);

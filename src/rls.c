@@ -548,7 +548,7 @@ ds_changes_filtered(PG_FUNCTION_ARGS)
 	bool	   *rls;
 	TupleTableSlot **slots;
 	Relation	log;
-	AttrNumber	imgatt = InvalidAttrNumber;
+	AttrNumber	imgatt;
 	ScanKeyData keys[2];
 	SysScanDesc scan;
 	HeapTuple	tup;
@@ -570,13 +570,7 @@ ds_changes_filtered(PG_FUNCTION_ARGS)
 	}
 
 	log = table_open(ds_catalog_oids()->log, AccessShareLock);
-	for (int i = 0; i < RelationGetDescr(log)->natts; i++)
-	{
-		Form_pg_attribute att = TupleDescAttr(RelationGetDescr(log), i);
-
-		if (!att->attisdropped && strcmp(NameStr(att->attname), "images") == 0)
-			imgatt = att->attnum;
-	}
+	imgatt = get_attnum(RelationGetRelid(log), "images");
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(s->id));
 	ScanKeyInit(&keys[1], 3, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(since));
 	scan = systable_beginscan(log, RelationGetPrimaryKeyIndex(log), true,

@@ -314,6 +314,19 @@ EOF
 # Stops the cluster and removes its temp dir.  $1 = exit status of the run:
 # when non-zero, the tail of the server log is printed first.  With KEEP=1
 # the cluster is left running.  Safe to call twice.
+# ds_t_need_cluster: for test/t scripts run against the test cluster; if its
+# variables are missing, one failure and out.
+ds_t_need_cluster() {
+    local v
+    for v in PGHOST PGPORT DS_DATA DS_LOG; do
+        if [[ -z ${!v:-} ]]; then
+            echo "not ok - $v is not set: run through test/run.sh or source the cluster's env.sh"
+            echo "0 passed, 1 failed"
+            exit 1
+        fi
+    done
+}
+
 # ds_finish_on_exit: for test/t scripts counting with ok / not_ok.  At exit
 # (also after INT, TERM or an early exit) it runs the script's cleanup
 # function, counts an early exit as a failure, notes the time, prints

@@ -37,13 +37,7 @@ DB=ds_crash
 ADMIN_DB=${PGDATABASE:-postgres}
 
 
-for v in PGHOST PGPORT DS_DATA DS_LOG; do
-    if [[ -z ${!v:-} ]]; then
-        echo "not ok - $v is not set: run through test/run.sh or source the cluster's env.sh"
-        echo "0 passed, 1 failed"
-        exit 1
-    fi
-done
+ds_t_need_cluster
 
 PSQL=(psql -X -q -At -v ON_ERROR_STOP=1)
 P()  { "${PSQL[@]}" -d "$DB" "$@" </dev/null; }

@@ -64,13 +64,7 @@ export PGCLIENTENCODING=UTF8
 # float comparison: cmp A OP B (awk), e.g. cmp "$ms" '<' 100
 cmp() { awk -v a="$1" -v b="$3" "BEGIN { exit !(a $2 b) }"; }
 
-for v in PGHOST PGPORT DS_DATA DS_LOG; do
-    if [[ -z ${!v:-} ]]; then
-        echo "not ok - $v is not set: run through test/run.sh or source the cluster's env.sh"
-        echo "0 passed, 1 failed"
-        exit 1
-    fi
-done
+ds_t_need_cluster
 
 # psql against the primary / the standby: unaligned, tuples only, errors to stderr
 PSQL=(psql -X -q -At -v ON_ERROR_STOP=1)
@@ -95,6 +89,15 @@ timed_await() {
     "${4:-P}" -c "SELECT * FROM pg_temp_timed_await('$1', $2, '$3')" 2>&1
 }
 sstat() { P -c "SELECT $1 FROM state.stats" 2>&1; }
+# await_check LABEL WANT OP MS TXID TIMEOUT DURABILITY [psql fn]: await_txid
+# returns WANT (checked as LABEL), and the time it took in ms is OP MS
+await_check() {
+    local res
+    res=$(timed_await "$5" "$6" "$7" "${8:-P}")
+    is "$1" "${res%%|*}" "$2"
+    cmp "${res#*|}" "$3" "$4" 2>/dev/null
+    check "... $([[ $3 == '<' ]] && echo 'at once' || echo 'after its timeout') (${res#*|} ms $3 $4)" $?
+}
 
 # wait_for SECONDS CMD... : until CMD succeeds (polls every 0.1 s)
 wait_for() {
@@ -337,10 +340,7 @@ S -c 'SELECT pg_wal_replay_pause()' >/dev/null 2>&1
 is "replay paused on the standby" \
     "$(S -c "SELECT pg_get_wal_replay_pause_state() IN ('paused', 'pause requested')" 2>&1)" t
 is "apply txid r2" "$(apply_txid k2 r2 '{"v":2}' 2>&1)" 1
-res=$(timed_await r2 1500 replicated)
-is "await_txid('r2', 1500, 'replicated') = false while replay is paused" "${res%%|*}" f
-cmp "${res#*|}" '>=' 1490 2>/dev/null
-check "... after the full timeout (${res#*|} ms >= 1490)" $?
+await_check "await_txid('r2', 1500, 'replicated') = false while replay is paused" f '>=' 1490 r2 1500 replicated
 res=$(timed_await r2 1000 flushed)
 is "await_txid('r2', 1000, 'flushed') = true" "${res%%|*}" t
 is "txid_status('r2') = flushed" "$(P -c "SELECT state.txid_status('r2')" 2>&1)" flushed
@@ -368,14 +368,8 @@ is "txid_status('r2') = replicated" "$(P -c "SELECT state.txid_status('r2')" 2>&
 # 4. await_txid on the standby
 # ---------------------------------------------------------------------------
 need_primary "4"
-res=$(timed_await r2 1000 committed S)
-is "on the standby: await_txid('r2', 1000, 'committed') = true" "${res%%|*}" t
-cmp "${res#*|}" '<' 100 2>/dev/null
-check "... at once (${res#*|} ms)" $?
-res=$(timed_await never-on-standby 300 committed S)
-is "on the standby: an unknown txid is false" "${res%%|*}" f
-cmp "${res#*|}" '>=' 290 2>/dev/null
-check "... after its timeout (${res#*|} ms)" $?
+await_check "on the standby: await_txid('r2', 1000, 'committed') = true" t '<' 100 r2 1000 committed S
+await_check "on the standby: an unknown txid is false" f '>=' 290 never-on-standby 300 committed S
 is "on the standby: state.stats works, no worker runs there (it starts after recovery)" \
     "$(S -c "SELECT preloaded, worker_state, standbys FROM state.stats" 2>&1)" "t|not started|0"
 out=$(S -v VERBOSITY=verbose -c "SELECT state.await_txid('r2', 100, 'flushed')" 2>&1)
@@ -475,10 +469,7 @@ wait_for 2 stat_is txid_waiters "$W0"
 is "txid_waiters = 0 after the cancel (no leaked slot)" "$(sstat txid_waiters)" "$W0"
 
 # timed-out waiter
-res=$(timed_await never-timeout 300 committed)
-is "await_txid('never-timeout', 300) = false" "${res%%|*}" f
-cmp "${res#*|}" '>=' 290 2>/dev/null
-check "... after its timeout (${res#*|} ms)" $?
+await_check "await_txid('never-timeout', 300) = false" f '>=' 290 never-timeout 300 committed
 is "txid_waiters = 0 after the timeout" "$(sstat txid_waiters)" "$W0"
 res=$(timed_await never-timeout2 300 flushed)
 is "await_txid('never-timeout2', 300, 'flushed') = false, txid_waiters = 0" \
@@ -543,14 +534,8 @@ is "every committed event and entity is still there" \
     "$(P -c "SELECT state.tail('$STREAM'), (SELECT count(*) FROM state.changes('$STREAM')),
                     (SELECT jsonb_object_agg(key, value ORDER BY key) FROM state.get_type('thing', '$STREAM'))" 2>&1)" \
     "$before"
-res=$(timed_await r5 200 committed)
-is "after the crash: await_txid('r5', 200) = true" "${res%%|*}" t
-cmp "${res#*|}" '<' 100 2>/dev/null
-check "... at once (${res#*|} ms)" $?
-res=$(timed_await r9 200 flushed)
-is "after the crash: await_txid('r9', 200, 'flushed') = true" "${res%%|*}" t
-cmp "${res#*|}" '<' 100 2>/dev/null
-check "... at once (${res#*|} ms)" $?
+await_check "after the crash: await_txid('r5', 200) = true" t '<' 100 r5 200 committed
+await_check "after the crash: await_txid('r9', 200, 'flushed') = true" t '<' 100 r9 200 flushed
 is "after the crash: txid_status of r1, r5, r9 = flushed" \
     "$(P -c "SELECT string_agg(state.txid_status(t), ',') FROM unnest(ARRAY['r1','r5','r9']) t" 2>&1)" \
     "flushed,flushed,flushed"
@@ -573,21 +558,12 @@ t1=$(date +%s.%N)
 note "pg_ctl restart took $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s"
 is "the postmaster was restarted" "$(PA -c "SELECT pg_postmaster_start_time() > '$started'" 2>&1)" t
 # first thing after the restart, before anything else touches the txids
-res=$(timed_await r1 5000 committed)
-is "after restart: await_txid('r1') = true" "${res%%|*}" t
-cmp "${res#*|}" '<' 100 2>/dev/null
-check "... at once (${res#*|} ms < 100)" $?
-res=$(timed_await r6 5000 flushed)
-is "after restart: await_txid('r6', 5000, 'flushed') = true" "${res%%|*}" t
-cmp "${res#*|}" '<' 100 2>/dev/null
-check "... at once (${res#*|} ms < 100)" $?
+await_check "after restart: await_txid('r1') = true" t '<' 100 r1 5000 committed
+await_check "after restart: await_txid('r6', 5000, 'flushed') = true" t '<' 100 r6 5000 flushed
 is "after restart: txid_status of r1, r2, r3, r5, r6, r9 = flushed" \
     "$(P -c "SELECT string_agg(state.txid_status(t), ',') FROM unnest(ARRAY['r1','r2','r3','r5','r6','r9']) t" 2>&1)" \
     "flushed,flushed,flushed,flushed,flushed,flushed"
-res=$(timed_await never-restart 500 committed)
-is "after restart: an unknown txid is false" "${res%%|*}" f
-cmp "${res#*|}" '>=' 490 2>/dev/null
-check "... after its timeout (${res#*|} ms)" $?
+await_check "after restart: an unknown txid is false" f '>=' 490 never-restart 500 committed
 wait_for 10 stat_is worker_state running
 is "after restart: worker running, txid_waiters = 0" "$(sstat "worker_state, txid_waiters")" "running|0"
 is "after restart: the data is intact" \

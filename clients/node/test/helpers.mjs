@@ -8,17 +8,8 @@ export const pg = require('pg');
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/* A seeded PRNG (mulberry32), so that a failing stream can be replayed. */
-export function rng(seed) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/* A seeded PRNG, so that a failing stream can be replayed (shared with test/t). */
+export const { rng } = require('../../../test/node/prng.js');
 
 /* Creates the collections ([name, type, options] with sql options text) on a fresh stream. */
 export async function setupStream(prefix, collections) {

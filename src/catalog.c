@@ -52,9 +52,6 @@ relcache_callback(Datum arg, Oid relid)
 	if (relid == InvalidOid || relid == oids.collections || relid == oids.log ||
 		relid == oids.streams || relid == oids.txids)
 		cache_valid = false;
-	/* the log may have been replaced (DROP and CREATE EXTENSION) */
-	if (relid == InvalidOid || relid == oids.log || relid == oids.streams)
-		ds_forget_tails();
 	relmeta_invalidate(relid);
 }
 
@@ -667,4 +664,20 @@ ds_check_table_access(DsCollection *coll, Relation rel, AclMode mode)
 	/* every privilege in mode is needed (pg_class_aclcheck accepts any one) */
 	if (pg_class_aclmask(RelationGetRelid(rel), GetUserId(), mode, ACLMASK_ALL) != mode)
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, RelationGetRelationName(rel));
+}
+
+/*
+ * state._catalog_changed(): every backend drops its cached catalog when
+ * this transaction commits (create_collection, drop_collection and
+ * alter_collection call it).
+ */
+PG_FUNCTION_INFO_V1(ds_catalog_changed);
+
+Datum
+ds_catalog_changed(PG_FUNCTION_ARGS)
+{
+	Oid			nsp = get_namespace_oid("state", false);
+
+	CacheInvalidateRelcacheByRelid(get_relname_relid("_collections", nsp));
+	PG_RETURN_VOID();
 }

@@ -18,6 +18,11 @@
  * The row itself is only rewritten, directly, when the source offset or
  * the snapshot state changes, so a transaction that applies many batches
  * does not pile up row versions.
+ *
+ * The log writer (DsLogWriter) appends a batch's events to state.log in
+ * segments: one row per DS_SEGMENT_EVENTS events or DS_SEGMENT_BYTES
+ * bytes, each row an array of events (and, for tables under row-level
+ * security, of their rows' images: see rls.c).
  */
 #include "postgres.h"
 
@@ -31,8 +36,13 @@
 #include "executor/executor.h"
 #include "executor/tuptable.h"
 #include "nodes/makefuncs.h"
+#include "utils/array.h"
+#include "utils/datum.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -57,15 +67,12 @@ typedef struct TailCacheEntry
 static TailCacheEntry tail_cache[DS_TAIL_CACHE];
 static int	tail_cache_n = 0;
 
+/* the log and stream tables the cached tails were read from */
+static Oid	tail_log_relid = InvalidOid;
+static Oid	tail_streams_relid = InvalidOid;
+
 static void
 tail_cache_xact(XactEvent event, void *arg)
-{
-	tail_cache_n = 0;
-}
-
-/* Forgets every remembered tail (the next batch reads it from the log). */
-void
-ds_forget_tails(void)
 {
 	tail_cache_n = 0;
 }
@@ -78,17 +85,35 @@ tail_cache_subxact(SubXactEvent event, SubTransactionId mySubid,
 		tail_cache_n = 0;
 }
 
+/*
+ * Forget every remembered tail when the log or the stream table may have
+ * been replaced (DROP and CREATE EXTENSION in one transaction): the next
+ * batch reads the tail from the log.
+ */
+static void
+tail_cache_relcache(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == tail_log_relid || relid == tail_streams_relid)
+		tail_cache_n = 0;
+}
+
+/* Registers the tail cache's transaction and relcache callbacks. */
 void
 ds_changelog_init(void)
 {
 	RegisterXactCallback(tail_cache_xact, NULL);
 	RegisterSubXactCallback(tail_cache_subxact, NULL);
+	CacheRegisterRelcacheCallback(tail_cache_relcache, (Datum) 0);
 }
 
 /* Records the tail of a stream after a batch of this transaction. */
 void
 ds_stream_set_tail(int32 stream_id, int64 tail)
 {
+	const DsCatalogOids *oids = ds_catalog_oids();
+
+	tail_log_relid = oids->log;
+	tail_streams_relid = oids->streams;
 	for (int i = 0; i < tail_cache_n; i++)
 	{
 		if (tail_cache[i].stream_id == stream_id)
@@ -105,6 +130,7 @@ ds_stream_set_tail(int32 stream_id, int64 tail)
 	}
 }
 
+/* An offset as the protocol writes it: the seq as 20 zero-padded digits. */
 char *
 ds_format_offset(int64 seq)
 {
@@ -354,4 +380,114 @@ ds_stream_update(DsStreamState *st, const char *source_offset)
 	ExecResetTupleTable(estate->es_tupleTable, false);
 	FreeExecutorState(estate);
 	table_close(rel, NoLock);
+}
+
+/* ------------------------------------------------------------------------
+ * The log writer
+ * ------------------------------------------------------------------------ */
+
+#define DS_SEGMENT_EVENTS 1000
+#define DS_SEGMENT_BYTES (1024 * 1024)
+
+/*
+ * Prepare w to append a batch's events to the log, rel (state.log, locked
+ * RowExclusiveLock by the caller, at range table index rti of estate), for
+ * stream stream_id, the first event getting seq first.  The segment's
+ * memory is a context under the current one.
+ */
+void
+ds_log_writer_open(DsLogWriter *w, EState *estate, Relation rel, Index rti,
+				   int32 stream_id, int64 first)
+{
+	memset(w, 0, sizeof(*w));
+	w->rel = rel;
+	w->estate = estate;
+	w->rri = makeNode(ResultRelInfo);
+	InitResultRelInfo(w->rri, rel, rti, NULL, 0);
+	ExecOpenIndices(w->rri, false);
+	estate->es_opened_result_relations =
+		lappend(estate->es_opened_result_relations, w->rri);
+	w->slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(rel), &TTSOpsVirtual);
+	/* 0.3.0's column: absent until ALTER EXTENSION UPDATE */
+	w->imgatt = get_attnum(RelationGetRelid(rel), "images");
+	w->stream_id = stream_id;
+	w->first = first;
+	w->cxt = AllocSetContextCreate(CurrentMemoryContext, "durable_state log segment",
+								   ALLOCSET_DEFAULT_SIZES);
+	w->events = palloc(sizeof(Datum) * DS_SEGMENT_EVENTS);
+	w->images = palloc(sizeof(Datum) * DS_SEGMENT_EVENTS);
+	w->imgnull = palloc(sizeof(bool) * DS_SEGMENT_EVENTS);
+}
+
+/*
+ * Insert the events collected so far as one log row (stream, first seq,
+ * last seq, events, time, and the images if any event has one), and start
+ * a new segment.  Does nothing if the segment is empty.
+ */
+void
+ds_log_writer_flush(DsLogWriter *w)
+{
+	TupleTableSlot *slot = w->slot;
+	MemoryContext old;
+
+	if (w->n == 0)
+		return;
+	old = MemoryContextSwitchTo(w->cxt);
+	ExecClearTuple(slot);
+	slot->tts_values[0] = Int32GetDatum(w->stream_id);
+	slot->tts_values[1] = Int64GetDatum(w->first);
+	slot->tts_values[2] = Int64GetDatum(w->first + w->n - 1);
+	slot->tts_values[3] = PointerGetDatum(construct_array(w->events, w->n, JSONBOID,
+														  -1, false, TYPALIGN_INT));
+	slot->tts_values[4] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	memset(slot->tts_isnull, 0, sizeof(bool) * 5);
+	/* any other column of a newer catalog: null unless it is images */
+	for (int i = 5; i < slot->tts_tupleDescriptor->natts; i++)
+		slot->tts_isnull[i] = true;
+	if (w->imgatt != InvalidAttrNumber && w->has_img)
+	{
+		int			dims[1] = {w->n};
+		int			lbs[1] = {1};
+
+		slot->tts_values[w->imgatt - 1] =
+			PointerGetDatum(construct_md_array(w->images, w->imgnull, 1, dims, lbs,
+											   JSONBOID, -1, false, TYPALIGN_INT));
+		slot->tts_isnull[w->imgatt - 1] = false;
+	}
+	ExecStoreVirtualTuple(slot);
+	ExecSimpleRelationInsert(w->rri, w->estate, slot);
+	ExecClearTuple(slot);
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(w->cxt);
+	w->first += w->n;
+	w->n = 0;
+	w->bytes = 0;
+	w->has_img = false;
+}
+
+/*
+ * Append one event and its row images (img, or NULL) to the segment,
+ * copying both into the segment's memory; flush the segment when it is
+ * full.
+ */
+void
+ds_log_writer_append(DsLogWriter *w, DsEvent *ev, Jsonb *img)
+{
+	MemoryContext old = MemoryContextSwitchTo(w->cxt);
+
+	if (w->imgatt != InvalidAttrNumber)
+	{
+		w->imgnull[w->n] = (img == NULL);
+		w->images[w->n] = img ? datumCopy(JsonbPGetDatum(img), false, -1) : (Datum) 0;
+		if (img)
+		{
+			w->has_img = true;
+			w->bytes += VARSIZE(img);
+		}
+	}
+	w->events[w->n++] = JsonbPGetDatum(ds_event_datum(ev));
+	w->bytes += ev->root_len;
+	MemoryContextSwitchTo(old);
+	if (w->n >= DS_SEGMENT_EVENTS || w->bytes >= DS_SEGMENT_BYTES)
+		ds_log_writer_flush(w);
 }

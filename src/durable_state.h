@@ -3,18 +3,10 @@
  *		Shared declarations of the durable_state extension.
  *
  * The extension is split by responsibility:
- *	 init.c		 module load, GUCs
- *	 event.c	 protocol event parsing and validation
- *	 catalog.c	 collection catalog, its backend cache and relation metadata
- *	 convert.c	 JSON value <-> column datum conversion
- *	 changelog.c stream row locking, offsets, log appends
- *	 apply.c	 the apply engine (state.apply, state.apply_text)
- *	 reads.c	 state.get, state.get_many, state.get_type
- *	 rls.c		 row-level security through the apply and read paths
- *	 shared.c	 shared memory: counters, txid ring, worker hand-over
- *	 notify.c	 notifications after commit, state.publish
- *	 txid.c	 state.await_txid, state.txid_status
- *	 worker.c	 the background worker
+ * What every module shares.  The extension is split by responsibility (the
+ * README's "How it works" names each file's one concern); the apply engine
+ * (apply.c, probe.c, row.c) shares apply.h, the files that use shared
+ * memory share shmem.h, the JSON Schema validator has jsonschema.h.
  */
 #ifndef DURABLE_STATE_H
 #define DURABLE_STATE_H
@@ -24,13 +16,10 @@
 #include "datatype/timestamp.h"
 
 #include "access/relscan.h"
-#include "access/xlogdefs.h"
-#include "port/atomics.h"
-#include "storage/condition_variable.h"
-#include "storage/lwlock.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "fmgr.h"
+#include "nodes/execnodes.h"
 #include "nodes/parsenodes.h"
 #include "nodes/primnodes.h"
 #include "storage/lockdefs.h"
@@ -38,11 +27,10 @@
 #include "utils/relcache.h"
 #include "utils/snapshot.h"
 
-/* GUCs (init.c) */
-extern int	ds_max_event_bytes;
-extern int	ds_max_batch_events;
-extern int	ds_bulk_probe_min_keys;
-extern int	ds_bulk_probe_keys_per_block;
+/* Every module's init function, called by _PG_init (init.c). */
+extern void ds_event_init(void);
+extern void ds_apply_init(void);
+extern void ds_probe_init(void);
 
 /* ------------------------------------------------------------------------
  * Events (event.c)
@@ -65,8 +53,6 @@ typedef enum DsControl
 	DS_CTL_RESET
 } DsControl;
 
-struct DsCollState;
-
 /*
  * One parsed event.  Strings point into the event's jsonb and are not
  * NUL-terminated; the jsonb outlives the batch.
@@ -87,9 +73,10 @@ typedef struct DsEvent
 	bool		has_old_value;
 	JsonbValue	value;
 	JsonbValue	old_value;
-	struct DsCollState *coll;	/* resolved collection (apply.c) */
-	struct DsKeyState *ks;		/* bulk probe state of its key (apply.c) */
 } DsEvent;
+
+/* durable_state.max_event_bytes (event.c) */
+extern int	ds_max_event_bytes;
 
 extern void ds_parse_event(JsonbValue *v, int index, DsEvent *ev);
 extern Jsonb *ds_event_datum(DsEvent *ev);
@@ -229,7 +216,6 @@ extern void ds_rls_init(void);
 extern bool ds_rls_active(Relation rel);
 extern bool ds_rls_passes(Relation rel, DsRlsCheck check, TupleTableSlot *slot);
 extern Jsonb *ds_rls_row_images(DsRelInfo *ri, TupleTableSlot *oldslot, TupleTableSlot *newslot);
-extern Datum ds_changes_filtered(PG_FUNCTION_ARGS);
 
 /* ------------------------------------------------------------------------
  * Conversion (convert.c)
@@ -265,39 +251,44 @@ typedef struct DsStreamState
 extern bool ds_stream_lock(const char *name, DsStreamState *st);
 extern void ds_stream_update(DsStreamState *st, const char *source_offset);
 extern void ds_stream_set_tail(int32 stream_id, int64 tail);
-extern void ds_forget_tails(void);
 extern void ds_changelog_init(void);
 extern char *ds_format_offset(int64 seq);
 
+/* A batch's appends to state.log: the segment being filled. */
+typedef struct DsLogWriter
+{
+	Relation	rel;			/* state.log */
+	ResultRelInfo *rri;
+	TupleTableSlot *slot;
+	EState	   *estate;
+	int32		stream_id;
+	AttrNumber	imgatt;			/* state.log.images, or 0 (0.2.0 catalog) */
+	MemoryContext cxt;			/* the segment's memory, reset per flush */
+	Datum	   *events;			/* the segment's events (jsonb) */
+	Datum	   *images;			/* their row images, if imgatt */
+	bool	   *imgnull;
+	bool		has_img;		/* some event of the segment has images */
+	int			n;				/* events in the segment */
+	int64		bytes;			/* their size */
+	int64		first;			/* seq of its first event */
+} DsLogWriter;
+
+extern void ds_log_writer_open(DsLogWriter *w, EState *estate, Relation rel, Index rti,
+							   int32 stream_id, int64 first);
+extern void ds_log_writer_append(DsLogWriter *w, DsEvent *ev, Jsonb *img);
+extern void ds_log_writer_flush(DsLogWriter *w);
+
 /* ------------------------------------------------------------------------
- * Apply (apply.c) and reads (reads.c)
+ * Apply (apply.c)
  * ------------------------------------------------------------------------ */
 
 extern bool ds_batch_in_progress(void);
-extern Datum ds_apply(PG_FUNCTION_ARGS);
-extern Datum ds_apply_text(PG_FUNCTION_ARGS);
-extern Datum ds_get(PG_FUNCTION_ARGS);
-extern Datum ds_get_many(PG_FUNCTION_ARGS);
-extern Datum ds_get_type(PG_FUNCTION_ARGS);
-extern Datum ds_catalog_changed(PG_FUNCTION_ARGS);
 
 /* ------------------------------------------------------------------------
- * Shared memory (shared.c), notifications (notify.c), txids (txid.c),
- * the background worker (worker.c)
+ * Counters (shared.c), notifications (notify.c), TTLs (ttl.c), the
+ * background worker (worker.c).  The shared-memory structures themselves
+ * are in shmem.h, for the files that use them.
  * ------------------------------------------------------------------------ */
-
-#define DS_TXID_RING 16384		/* recently committed txids kept in memory */
-#define DS_NOTIFY_SLOTS 64		/* streams with notifications for the worker */
-#define DS_NOTIFY_LIST 8		/* types / txids named per notification */
-#define DS_NOTIFY_ITEM 64		/* longest type or txid named (bytes + 1) */
-#define DS_STREAM_NAME_MAX 256	/* longest stream name the worker notifies for */
-
-typedef enum DsNotifyMode
-{
-	DS_NOTIFY_OFF,
-	DS_NOTIFY_COMMIT,
-	DS_NOTIFY_WORKER
-} DsNotifyMode;
 
 typedef enum DsCounter
 {
@@ -311,97 +302,20 @@ typedef enum DsCounter
 	DS_NCOUNTERS
 } DsCounter;
 
-/* What one notification says about one stream. */
-typedef struct DsNotice
-{
-	int64		from;
-	int64		to;
-	int64		count;
-	int			ntypes;
-	int			ntxids;
-	bool		more_types;
-	bool		more_txids;
-	char		types[DS_NOTIFY_LIST][DS_NOTIFY_ITEM];
-	char		txids[DS_NOTIFY_LIST][DS_NOTIFY_ITEM];
-} DsNotice;
-
-typedef struct DsNotifySlot
-{
-	Oid			dbid;
-	int32		stream_id;
-	int			reserved;		/* transactions between pre-commit and end */
-	bool		pending;		/* notice has something to send */
-	char		stream[DS_STREAM_NAME_MAX];
-	DsNotice	notice;
-} DsNotifySlot;
-
-typedef struct DsTxidEntry
-{
-	uint64		hash;
-	Oid			dbid;
-	XLogRecPtr	lsn;			/* end of the commit record */
-} DsTxidEntry;
-
-typedef struct DsShared
-{
-	LWLock	   *lock;
-	ConditionVariable cv;		/* txid committed, or a watermark moved */
-	pg_atomic_uint32 waiters;
-	pg_atomic_uint64 counters[DS_NCOUNTERS];
-	/* the worker (under lock) */
-	pid_t		worker_pid;
-	Oid			worker_dbid;
-	struct Latch *worker_latch;
-	TimestampTz worker_started_at;
-	TimestampTz worker_last_loop_at;
-	int32		worker_starts;
-	XLogRecPtr	startup_lsn;	/* WAL insert position when it started */
-	XLogRecPtr	flushed_lsn;	/* watermarks it last published */
-	XLogRecPtr	replicated_lsn;
-	int			standbys;		/* standbys counted for replicated_lsn */
-	/* txids (under lock) */
-	uint64		ring_next;
-	XLogRecPtr	evicted_max_lsn;
-	DsTxidEntry ring[DS_TXID_RING];
-	DsNotifySlot slots[DS_NOTIFY_SLOTS];
-} DsShared;
-
-extern DsShared *ds_shared;		/* NULL unless preloaded */
-extern int	ds_notify_mode;
-extern char *ds_worker_database;
-extern int	ds_txid_retention;
-extern int	ds_worker_naptime;
-extern int	ds_notify_coalesce;
-extern int	ds_replicated_standbys;
-extern int	ds_maintenance_interval;
-
 extern void ds_shared_init(void);
 extern void ds_count(DsCounter c, uint64 n);
 extern uint64 ds_txid_hash(const char *txid, int len);
-extern void ds_wake_worker(void);
-extern bool ds_worker_serves_this_database(void);
-extern void ds_publish_txids(uint64 *hashes, int n, XLogRecPtr lsn);
-extern bool ds_ring_lookup(uint64 hash, uint64 since, XLogRecPtr *lsn, uint64 *next);
-extern XLogRecPtr ds_forgotten_lsn_bound(void);
-extern void ds_notice_add_type(DsNotice *n, const char *s, int len);
-extern void ds_notice_add_txid(DsNotice *n, const char *s, int len);
-extern void ds_notice_merge(DsNotice *dst, const DsNotice *src);
-extern int	ds_slot_reserve(int32 stream_id, const char *stream);
-extern void ds_slot_fill(int slot, const DsNotice *notice);
-extern void ds_slot_release(int slot);
-extern int	ds_slots_take(DsNotice *out, char (*names)[DS_STREAM_NAME_MAX], int max);
 
 extern void ds_notify_init(void);
 extern void ds_note_batch(int32 stream_id, const char *stream, int64 from, int64 to,
 						  DsEvent *events, int nevents);
-extern char *ds_channel_name(const char *stream);
-extern char *ds_notice_payload(const char *stream, const DsNotice *n);
 
 extern char **ds_ttl_expired_keys(DsCollection *coll, int *n);
 extern bool ds_ttl_is_expired(char **keys, int n, const char *key, int len);
 extern SPIPlanPtr ds_keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes);
 extern void ds_ttl_after_batch(DsCollection *coll, Datum *keys, bool *deleted, int nkeys);
 
+extern void ds_worker_init(void);
 extern void ds_worker_register(void);
 extern PGDLLEXPORT void ds_worker_main(Datum arg);
 

@@ -11,9 +11,27 @@
 
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/jsonb.h"
+#include "utils/memutils.h"
 
 #include "durable_state.h"
+
+/* durable_state.max_event_bytes: the largest event state.apply accepts */
+int			ds_max_event_bytes = 16 * 1024 * 1024;
+
+/* Registers the settings of event parsing. */
+void
+ds_event_init(void)
+{
+	DefineCustomIntVariable("durable_state.max_event_bytes",
+							"Largest event, in bytes, that state.apply accepts.",
+							NULL,
+							&ds_max_event_bytes,
+							16 * 1024 * 1024, 64, MaxAllocSize / 4,
+							PGC_USERSET, GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+}
 
 /* Looks up a member of an object container by name. */
 static JsonbValue *

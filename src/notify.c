@@ -25,13 +25,23 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
 #include "durable_state.h"
+#include "shmem.h"
 
-int			ds_notify_mode = DS_NOTIFY_COMMIT;
+typedef enum DsNotifyMode
+{
+	DS_NOTIFY_OFF,
+	DS_NOTIFY_COMMIT,
+	DS_NOTIFY_WORKER
+} DsNotifyMode;
+
+/* durable_state.notify */
+static int	ds_notify_mode = DS_NOTIFY_COMMIT;
 
 /* One batch's record, or (after coalescing) one stream's. */
 typedef struct DsTxnNote
@@ -347,9 +357,24 @@ notify_subxact(SubXactEvent event, SubTransactionId mySubid,
 	}
 }
 
+static const struct config_enum_entry notify_options[] = {
+	{"off", DS_NOTIFY_OFF, false},
+	{"commit", DS_NOTIFY_COMMIT, false},
+	{"worker", DS_NOTIFY_WORKER, false},
+	{NULL, 0, false}
+};
+
+/* Registers durable_state.notify and the transaction callbacks. */
 void
 ds_notify_init(void)
 {
+	DefineCustomEnumVariable("durable_state.notify",
+							 "How subscribers hear of committed events: commit (NOTIFY in the writing transaction), worker (coalesced by the background worker) or off.",
+							 NULL,
+							 &ds_notify_mode,
+							 DS_NOTIFY_COMMIT, notify_options,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
 	RegisterXactCallback(notify_xact, NULL);
 	RegisterSubXactCallback(notify_subxact, NULL);
 }

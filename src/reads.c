@@ -24,12 +24,6 @@
 
 #include "durable_state.h"
 
-PG_FUNCTION_INFO_V1(ds_get);
-PG_FUNCTION_INFO_V1(ds_get_many);
-PG_FUNCTION_INFO_V1(ds_get_versioned);
-PG_FUNCTION_INFO_V1(ds_get_type);
-PG_FUNCTION_INFO_V1(ds_catalog_changed);
-
 typedef struct DsReader
 {
 	DsCollection *coll;
@@ -101,6 +95,8 @@ reader_get(DsReader *r, const char *key, int len)
 }
 
 /* state.get(type text, key text, stream text) */
+PG_FUNCTION_INFO_V1(ds_get);
+
 Datum
 ds_get(PG_FUNCTION_ARGS)
 {
@@ -120,6 +116,8 @@ ds_get(PG_FUNCTION_ARGS)
 }
 
 /* state.get_versioned(type text, key text, stream text): (value, version), or no row */
+PG_FUNCTION_INFO_V1(ds_get_versioned);
+
 Datum
 ds_get_versioned(PG_FUNCTION_ARGS)
 {
@@ -155,6 +153,8 @@ ds_get_versioned(PG_FUNCTION_ARGS)
 }
 
 /* state.get_many(type text, keys text[], stream text): {key: value} of those present */
+PG_FUNCTION_INFO_V1(ds_get_many);
+
 Datum
 ds_get_many(PG_FUNCTION_ARGS)
 {
@@ -205,6 +205,8 @@ ds_get_many(PG_FUNCTION_ARGS)
 }
 
 /* state.get_type(type text, stream text): every entity, in key order */
+PG_FUNCTION_INFO_V1(ds_get_type);
+
 Datum
 ds_get_type(PG_FUNCTION_ARGS)
 {
@@ -236,14 +238,4 @@ ds_get_type(PG_FUNCTION_ARGS)
 	}
 	reader_close(&r);
 	return (Datum) 0;
-}
-
-/* state._catalog_changed(): every backend drops its cached catalog at commit */
-Datum
-ds_catalog_changed(PG_FUNCTION_ARGS)
-{
-	Oid			nsp = get_namespace_oid("state", false);
-
-	CacheInvalidateRelcacheByRelid(get_relname_relid("_collections", nsp));
-	PG_RETURN_VOID();
 }

@@ -23,6 +23,7 @@
 #include "utils/timestamp.h"
 
 #include "durable_state.h"
+#include "shmem.h"
 
 DsShared   *ds_shared = NULL;
 

@@ -27,6 +27,7 @@
 #include "utils/wait_event.h"
 
 #include "durable_state.h"
+#include "shmem.h"
 
 typedef enum DsDurability
 {

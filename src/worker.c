@@ -39,13 +39,71 @@
 #include "utils/wait_event.h"
 
 #include "durable_state.h"
+#include "shmem.h"
 
-char	   *ds_worker_database = NULL;
-int			ds_txid_retention = 86400;
-int			ds_worker_naptime = 1000;
-int			ds_notify_coalesce = 1;
-int			ds_replicated_standbys = 0; /* 0: all, 1: synchronous ones */
-int			ds_maintenance_interval = 1000;
+static char *ds_worker_database = NULL;
+static int	ds_txid_retention = 86400;
+static int	ds_worker_naptime = 1000;
+static int	ds_notify_coalesce = 1;
+static int	ds_replicated_standbys = 0; /* 0: all, 1: synchronous ones */
+static int	ds_maintenance_interval = 1000;
+
+static const struct config_enum_entry standby_options[] = {
+	{"all", 0, false},
+	{"sync", 1, false},
+	{NULL, 0, false}
+};
+
+/*
+ * Registers the worker's settings.  They exist in every backend (so that
+ * SHOW and ALTER SYSTEM know them), whether or not the worker runs.
+ */
+void
+ds_worker_init(void)
+{
+	DefineCustomStringVariable("durable_state.database",
+							   "Database the durable_state background worker connects to.",
+							   "Worker-mode notifications and maintenance happen in this database.",
+							   &ds_worker_database,
+							   "postgres",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("durable_state.txid_retention",
+							"How long txids are kept for state.await_txid and state.txid_status.",
+							NULL,
+							&ds_txid_retention,
+							86400, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("durable_state.worker_naptime",
+							"How long the background worker sleeps when nothing wakes it.",
+							NULL,
+							&ds_worker_naptime,
+							1000, 1, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("durable_state.notify_coalesce",
+							"How long the background worker lets commits gather after it sent notifications (notify = worker).",
+							"0 sends every hand-over at once.",
+							&ds_notify_coalesce,
+							1, 0, 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("durable_state.maintenance_interval",
+							"How often the background worker expires TTLs and prunes txids and logs.",
+							NULL,
+							&ds_maintenance_interval,
+							1000, 10, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomEnumVariable("durable_state.replicated_standbys",
+							 "Standbys that must have replayed a commit for it to count as replicated: all streaming ones, or the synchronous ones.",
+							 NULL,
+							 &ds_replicated_standbys,
+							 0, standby_options,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+}
 
 void
 ds_worker_register(void)

@@ -192,17 +192,17 @@ SELECT is((SELECT count(*) FROM tap_adopted), 0::bigint, 'no row of the refused 
 SELECT pg_temp.unchanged('a member with no column');
 
 SELECT throws_ok($$SELECT * FROM state.apply('{"type": "tap_typed", "key": "t2", "value": {"name": "x", "n": "7"}, "headers": {"operation": "insert"}}', 'tap')$$,
-                 '23514', 'event 0 (type "tap_typed", key "t2"): value violates the schema of collection "tap_typed" at "/n" (keyword "type"): expected integer, got string',
+                 '23514', 'event 0 (type "tap_typed", key "t2"): value violates the schema of collection "tap_typed" at "/n" (keyword "type")',
                  'a string for an integer member (the schema says integer)');
 SELECT pg_temp.unchanged('a wrong JSON type');
 
 SELECT throws_ok($$SELECT * FROM state.apply('{"type": "tap_typed", "key": "t2", "value": ["x"], "headers": {"operation": "insert"}}', 'tap')$$,
-                 '23514', 'event 0 (type "tap_typed", key "t2"): value violates the schema of collection "tap_typed" at the top level (keyword "type"): expected object, got array',
+                 '23514', 'event 0 (type "tap_typed", key "t2"): value violates the schema of collection "tap_typed" at the top level (keyword "type")',
                  'a typed value that is not an object');
 SELECT pg_temp.unchanged('a non-object typed value');
 
 SELECT throws_ok($$SELECT * FROM state.apply('{"type": "tap_typed", "key": "t2", "value": {"n": 2}, "headers": {"operation": "insert"}}', 'tap')$$,
-                 '23514', 'event 0 (type "tap_typed", key "t2"): value violates the schema of collection "tap_typed" at the top level (keyword "required"): missing required property "name"',
+                 '23514', 'event 0 (type "tap_typed", key "t2"): value violates the schema of collection "tap_typed" at the top level (keyword "required")',
                  'a required member left out');
 SELECT pg_temp.unchanged('a NOT NULL violation');
 

@@ -4,16 +4,20 @@ CREATE EXTENSION IF NOT EXISTS durable_state;
 \set SHOW_CONTEXT never
 SET timezone = 'UTC';
 
--- Applies to stream 'sem'; returns "applied N" or "SQLSTATE: message".
+-- Applies to stream 'sem'; returns "applied N" or "SQLSTATE: message" (with
+-- the DETAIL of a schema violation, where the validator explains it).
 CREATE FUNCTION pg_temp.sem(events jsonb) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
     n bigint;
+    d text;
 BEGIN
     SELECT applied INTO n FROM state.apply(events, 'sem');
     RETURN 'applied ' || n;
 EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
+    GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
+    RETURN SQLSTATE || ': ' || SQLERRM
+        || CASE WHEN SQLERRM LIKE '%violates the schema%' THEN E'\nDETAIL: ' || d ELSE '' END;
 END
 $$;
 

@@ -74,7 +74,7 @@ SELECT state.put('kv_docs', 'str', '{"hits": "many"}', stream => 'kv') IS NOT NU
 SELECT t.expect_error($$SELECT state.increment('kv_docs', 'str', 'hits', stream => 'kv')$$);
 SELECT t.expect_error($$SELECT state.increment('kv_docs', 'arr', 'hits', stream => 'kv')$$);
 SELECT t.expect_error($$SELECT state.increment('kv_docs', 'ctr', NULL, stream => 'kv')$$);
-SELECT t.expect_error($$SELECT state.increment('kv_typed', 't', 'n', 0.5, 'kv')$$);
+SELECT t.expect_error_verbose($$SELECT state.increment('kv_typed', 't', 'n', 0.5, 'kv')$$);
 SELECT t.expect_error($$SELECT state.increment('kv_docs', 'ctr', 'hits', stream => 'kv_nope')$$);
 SELECT state.get('kv_typed', 't', 'kv') AS typed_unchanged;
 SELECT event->'value' AS logged FROM state.changes('kv') WHERE event->>'key' = 'ctr' ORDER BY "offset";

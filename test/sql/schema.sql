@@ -23,8 +23,8 @@ SELECT count(*) AS bad_left FROM state.collections WHERE name = 'sc_bad';
 -- a document collection with a non-object schema
 SELECT state.create_collection('sc_tags', 'tag', stream => 'sc', schema => '{"type": "string", "maxLength": 5}');
 SELECT applied FROM state.apply(t.ev('tag', 't1', 'insert', '"short"'), 'sc');
-SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('tag', 't2', 'insert', '"far too long"'), 'sc')$$);
-SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('tag', 't2', 'insert', '42'), 'sc')$$);
+SELECT t.expect_error_verbose($$SELECT * FROM state.apply(t.ev('tag', 't2', 'insert', '"far too long"'), 'sc')$$);
+SELECT t.expect_error_verbose($$SELECT * FROM state.apply(t.ev('tag', 't2', 'insert', '42'), 'sc')$$);
 
 -- a generated typed collection: formats are annotations, patterns and
 -- required members are checked; the key fills in a missing "id"
@@ -42,14 +42,14 @@ SELECT applied FROM state.apply(t.ev('user', 'u1', 'insert', '{"handle": "@ada",
 SELECT state.get('user', 'u1', 'sc');
 SELECT (SELECT count(*) FROM sc_users) AS rows_before, state.tail('sc') AS tail_before;
 -- one bad event rejects the whole batch, naming the event, path and keyword
-SELECT t.expect_error($$SELECT * FROM state.apply(jsonb_build_array(
+SELECT t.expect_error_verbose($$SELECT * FROM state.apply(jsonb_build_array(
     t.ev('user', 'u2', 'insert', '{"handle": "@bob"}'),
     t.ev('user', 'u3', 'insert', '{"handle": "carol"}')), 'sc')$$);
-SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('user', 'u4', 'insert', '{"handle": "@dan", "age": -1}'), 'sc')$$);
-SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('user', 'u4', 'insert', '{"handle": "@dan", "tags": ["a", "a"]}'), 'sc')$$);
-SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('user', 'x4', 'insert', '{"handle": "@dan"}'), 'sc')$$);
-SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('user', 'u4', 'insert', '{"handle": "@dan", "nickname": "d"}'), 'sc')$$);
-SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('user', 'u1', 'update', '{"handle": null}'), 'sc')$$);
+SELECT t.expect_error_verbose($$SELECT * FROM state.apply(t.ev('user', 'u4', 'insert', '{"handle": "@dan", "age": -1}'), 'sc')$$);
+SELECT t.expect_error_verbose($$SELECT * FROM state.apply(t.ev('user', 'u4', 'insert', '{"handle": "@dan", "tags": ["a", "a"]}'), 'sc')$$);
+SELECT t.expect_error_verbose($$SELECT * FROM state.apply(t.ev('user', 'x4', 'insert', '{"handle": "@dan"}'), 'sc')$$);
+SELECT t.expect_error_verbose($$SELECT * FROM state.apply(t.ev('user', 'u4', 'insert', '{"handle": "@dan", "nickname": "d"}'), 'sc')$$);
+SELECT t.expect_error_verbose($$SELECT * FROM state.apply(t.ev('user', 'u1', 'update', '{"handle": null}'), 'sc')$$);
 SELECT (SELECT count(*) FROM sc_users) AS rows_after, state.tail('sc') AS tail_after;
 -- deletes carry no value to check
 SELECT applied FROM state.apply(t.ev('user', 'u1', 'delete'), 'sc');
@@ -60,7 +60,7 @@ SELECT state.create_collection('sc_orders', 'order', table_name => 'sc_orders', 
     "type": "object", "required": ["id", "total"],
     "properties": {"id": {"type": "integer"}, "total": {"type": "number", "exclusiveMinimum": 0}}}$$);
 SELECT applied FROM state.apply(t.ev('order', '7', 'insert', '{"total": 9.5}'), 'sc');
-SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('order', '8', 'insert', '{"total": 0}'), 'sc')$$);
+SELECT t.expect_error_verbose($$SELECT * FROM state.apply(t.ev('order', '8', 'insert', '{"total": 0}'), 'sc')$$);
 SELECT state.get('order', '7', 'sc');
 
 SELECT state.drop_collection(c.name, 'sc', drop_table => true)
@@ -75,7 +75,7 @@ SELECT schema FROM state.collections WHERE name = 'sc_notes';
 SELECT t.expect_error($$SELECT state.alter_collection('sc_notes', 'sc2', schema => '{"type": 3}')$$);
 SELECT state.alter_collection('sc_notes', 'sc2', schema => '{"type": "string", "maxLength": 20}');
 SELECT schema FROM state.collections WHERE name = 'sc_notes';
-SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('note', 'n3', 'insert', '"this note is far too long"'), 'sc2')$$);
+SELECT t.expect_error_verbose($$SELECT * FROM state.apply(t.ev('note', 'n3', 'insert', '"this note is far too long"'), 'sc2')$$);
 SELECT applied FROM state.apply(t.ev('note', 'n3', 'insert', '"short"'), 'sc2');
 SELECT state.drop_collection('sc_notes', 'sc2', drop_table => true);
 -- an invalid schema is refused even when there is nothing to check
@@ -94,14 +94,14 @@ SELECT assert_formats FROM state.collections WHERE name = 'sc_contacts';
 SELECT applied FROM state.apply(t.ev('contact', 'c1', 'delete'), 'sc3');
 SELECT state.alter_collection('sc_contacts', 'sc3', assert_formats => true);
 SELECT assert_formats FROM state.collections WHERE name = 'sc_contacts';
-SELECT t.expect_error($$SELECT * FROM state.apply(jsonb_build_array(
+SELECT t.expect_error_verbose($$SELECT * FROM state.apply(jsonb_build_array(
     t.ev('contact', 'c2', 'insert', '{"email": "a@example.com"}'),
     t.ev('contact', 'c3', 'insert', '{"email": "a@example.com", "ref": "12345"}')), 'sc3')$$);
 SELECT count(*) AS no_rows FROM sc_contacts;
 SELECT applied FROM state.apply(t.ev('contact', 'c2', 'insert', '{"email": "a@example.com", "ref": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"}'), 'sc3');
 SELECT state.create_collection('sc_strict_fmt', 'fmt', stream => 'sc3', assert_formats => true,
                                schema => '{"type": "string", "format": "date-time"}');
-SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('fmt', 'f1', 'insert', '"yesterday"'), 'sc3')$$);
+SELECT t.expect_error_verbose($$SELECT * FROM state.apply(t.ev('fmt', 'f1', 'insert', '"yesterday"'), 'sc3')$$);
 SELECT applied FROM state.apply(t.ev('fmt', 'f1', 'insert', '"2024-02-29T10:00:00Z"'), 'sc3');
 
 -- a batch holds its compiled schemas while nested batches (here: a trigger
@@ -140,7 +140,7 @@ CREATE FUNCTION sc_fan_out_body(id text, n bigint) RETURNS void LANGUAGE sql AS 
 $$;
 DROP TRIGGER sc_fan_out ON sc_outer;
 CREATE TRIGGER sc_fan_out BEFORE INSERT ON sc_outer FOR EACH ROW EXECUTE FUNCTION sc_fan_out_before();
-SELECT t.expect_error($$SELECT * FROM state.apply(jsonb_build_array(t.ev('outer', 'o3', 'insert', '{"n": 3}'),
+SELECT t.expect_error_verbose($$SELECT * FROM state.apply(jsonb_build_array(t.ev('outer', 'o3', 'insert', '{"n": 3}'),
                                                   t.ev('outer', 'o4', 'insert', '{"n": 4}'),
                                                   t.ev('outer', 'o5', 'insert', '{"n": 11}')), 'sc_outer')$$);
 SELECT applied FROM state.apply(jsonb_build_array(t.ev('outer', 'o3', 'insert', '{"n": 3}'),

@@ -1,0 +1,120 @@
+/*
+ * apply.h
+ *		The apply engine's batch, shared by its three files:
+ *	 apply.c	 the batch: state.apply and state.apply_text, opening the
+ *				 collections, applying each event in order, the end of the
+ *				 batch (log, txids, TTLs, triggers)
+ *	 probe.c	 finding the stored row of a key: the per-event index probe
+ *				 and the bulk probe of a whole batch's keys
+ *	 row.c		 the row an event writes: formed from its value and
+ *				 checked against the key, the schema and old_value
+ *
+ * Only these files include it; everything else sees the engine through
+ * durable_state.h.
+ */
+#ifndef DS_APPLY_H
+#define DS_APPLY_H
+
+#include "access/genam.h"
+#include "nodes/execnodes.h"
+
+#include "durable_state.h"
+#include "jsonschema.h"
+
+/* settings (probe.c) */
+extern int	ds_bulk_probe_min_keys;
+extern int	ds_bulk_probe_keys_per_block;
+
+/*
+ * What the bulk probe knows of one key of the batch: its datum, and, if
+ * known, whether a row has it and where.  Each key's state follows the
+ * batch's own changes (ds_key_applied).
+ */
+typedef struct DsKeyState
+{
+	uint32		hash;
+	const char *data;			/* key bytes; NULL: empty slot */
+	int			len;
+	Datum		datum;			/* the key as a column datum */
+	bool		known;			/* existence and tid are known */
+	bool		exists;
+	ItemPointerData tid;
+} DsKeyState;
+
+/* The distinct keys of one collection in a batch (open addressing). */
+typedef struct DsKeyTable
+{
+	DsKeyState *slots;
+	uint32		mask;
+	int			n;
+} DsKeyTable;
+
+/* Per-collection state for one batch. */
+typedef struct DsCollState
+{
+	DsCollection *coll;
+	bool		opened;
+	AclMode		needed;			/* privileges the batch's events need */
+	Relation	rel;
+	Relation	pkrel;
+	Index		rti;
+	ResultRelInfo *rri;
+	DsRelInfo	ri;
+	IndexScanDesc scan;
+	SnapshotData dirty;
+	ScanKeyData skey;
+	TupleTableSlot *oldslot;	/* the stored row, once found */
+	TupleTableSlot *newslot;	/* the row an event writes */
+	ExprState **defaults;		/* by attnum - 1; NULL if none */
+	bool	   *provided;		/* scratch: members given by the event */
+	int			nevents;		/* change events of the batch for it */
+	DsKeyTable *keys;			/* bulk probe results, or NULL */
+	JsonSchema *schema;			/* compiled JSON Schema of the values, or NULL */
+	bool		rls;			/* row-level security applies to the caller */
+	bool		images;			/* the log keeps its rows' images (RLS enabled) */
+} DsCollState;
+
+/* What the batch knows of one event while applying it. */
+typedef struct DsEventState
+{
+	DsCollState *cs;			/* its collection; NULL for control events */
+	DsKeyState *ks;				/* its key in the bulk probe, or NULL */
+} DsEventState;
+
+typedef struct DsBatch
+{
+	const char *stream_name;
+	DsStream   *stream;
+	DsStreamState st;
+	int			nevents;
+	DsEvent    *events;
+	DsEventState *evstate;		/* by event index */
+	int		   *lines;			/* NDJSON line numbers, or NULL */
+	DsCollState *colls;			/* one per collection of the stream */
+	EState	   *estate;
+	EPQState	epq;
+	DsLogWriter log;			/* the log segment being filled */
+	Jsonb	   *cur_img;		/* the current event's row images, or NULL */
+	int			ntxids;			/* events with a txid header */
+	Relation	txidrel;		/* state._txids, if ntxids > 0 */
+	ResultRelInfo *txidrri;
+	MemoryContext evcxt;		/* reset after every event */
+	int			active_slot;	/* our place in active_streams, or -1 */
+	volatile int current;		/* event being processed, for errors; see
+								 * DS_END_OF_BATCH */
+} DsBatch;
+
+/* probe.c */
+extern bool ds_find_row(DsCollState *cs, Datum key, bool lock);
+extern void ds_bulk_probe(DsBatch *b, DsCollState *cs);
+extern bool ds_find_row_known(DsCollState *cs, DsKeyState *ks, Datum key);
+extern void ds_key_applied(DsCollState *cs, DsKeyState *ks, bool deleted);
+extern void ds_probe_forget(DsBatch *b);
+
+/* row.c */
+extern void ds_form_row(EState *estate, DsCollState *cs, DsEvent *ev, Datum key,
+						bool found);
+extern void ds_check_schema(DsCollState *cs, DsEvent *ev);
+extern void ds_check_old_value(DsCollState *cs, DsEvent *ev, bool found);
+
+#endif							/* DS_APPLY_H */

@@ -1,0 +1,99 @@
+/*
+ * shmem.h
+ *		The extension's shared memory (shared.c), for the files that use it:
+ *		notify.c hands notifications to the worker through its slots, txid.c
+ *		and notify.c use the txid ring and the watermarks, worker.c publishes
+ *		them.  Every structure is of fixed size: nothing in it grows with
+ *		the data.
+ */
+#ifndef DS_SHMEM_H
+#define DS_SHMEM_H
+
+#include "access/xlogdefs.h"
+#include "port/atomics.h"
+#include "storage/condition_variable.h"
+#include "storage/lwlock.h"
+
+#include "durable_state.h"
+
+#define DS_TXID_RING 16384		/* recently committed txids kept in memory */
+#define DS_NOTIFY_SLOTS 64		/* streams with notifications for the worker */
+#define DS_NOTIFY_LIST 8		/* types / txids named per notification */
+#define DS_NOTIFY_ITEM 64		/* longest type or txid named (bytes + 1) */
+#define DS_STREAM_NAME_MAX 256	/* longest stream name the worker notifies for */
+
+/* What one notification says about one stream. */
+typedef struct DsNotice
+{
+	int64		from;
+	int64		to;
+	int64		count;
+	int			ntypes;
+	int			ntxids;
+	bool		more_types;
+	bool		more_txids;
+	char		types[DS_NOTIFY_LIST][DS_NOTIFY_ITEM];
+	char		txids[DS_NOTIFY_LIST][DS_NOTIFY_ITEM];
+} DsNotice;
+
+typedef struct DsNotifySlot
+{
+	Oid			dbid;
+	int32		stream_id;
+	int			reserved;		/* transactions between pre-commit and end */
+	bool		pending;		/* notice has something to send */
+	char		stream[DS_STREAM_NAME_MAX];
+	DsNotice	notice;
+} DsNotifySlot;
+
+typedef struct DsTxidEntry
+{
+	uint64		hash;
+	Oid			dbid;
+	XLogRecPtr	lsn;			/* end of the commit record */
+} DsTxidEntry;
+
+typedef struct DsShared
+{
+	LWLock	   *lock;
+	ConditionVariable cv;		/* txid committed, or a watermark moved */
+	pg_atomic_uint32 waiters;
+	pg_atomic_uint64 counters[DS_NCOUNTERS];
+	/* the worker (under lock) */
+	pid_t		worker_pid;
+	Oid			worker_dbid;
+	struct Latch *worker_latch;
+	TimestampTz worker_started_at;
+	TimestampTz worker_last_loop_at;
+	int32		worker_starts;
+	XLogRecPtr	startup_lsn;	/* WAL insert position when it started */
+	XLogRecPtr	flushed_lsn;	/* watermarks it last published */
+	XLogRecPtr	replicated_lsn;
+	int			standbys;		/* standbys counted for replicated_lsn */
+	/* txids (under lock) */
+	uint64		ring_next;
+	XLogRecPtr	evicted_max_lsn;
+	DsTxidEntry ring[DS_TXID_RING];
+	DsNotifySlot slots[DS_NOTIFY_SLOTS];
+} DsShared;
+
+extern DsShared *ds_shared;		/* NULL unless preloaded */
+
+extern void ds_wake_worker(void);
+extern bool ds_worker_serves_this_database(void);
+extern void ds_publish_txids(uint64 *hashes, int n, XLogRecPtr lsn);
+extern bool ds_ring_lookup(uint64 hash, uint64 since, XLogRecPtr *lsn, uint64 *next);
+extern XLogRecPtr ds_forgotten_lsn_bound(void);
+extern void ds_notice_add_type(DsNotice *n, const char *s, int len);
+extern void ds_notice_add_txid(DsNotice *n, const char *s, int len);
+extern void ds_notice_merge(DsNotice *dst, const DsNotice *src);
+extern int	ds_slot_reserve(int32 stream_id, const char *stream);
+extern void ds_slot_fill(int slot, const DsNotice *notice);
+extern void ds_slot_release(int slot);
+extern int	ds_slots_take(DsNotice *out, char (*names)[DS_STREAM_NAME_MAX], int max);
+
+/* notify.c: what the worker sends for the notices it takes */
+extern char *ds_channel_name(const char *stream);
+extern char *ds_notice_payload(const char *stream, const DsNotice *n);
+
+#endif							/* DS_SHMEM_H */

@@ -25,7 +25,7 @@ include $(PGXS)
 # every module includes the shared header: rebuild all when it changes
 $(OBJS): src/durable_state.h src/jsonschema.h
 
-.PHONY: test stress valgrind sanitize bench bench-apply bench-notify bench-kv bench-rls demo
+.PHONY: test stress valgrind sanitize bench bench-apply bench-notify bench-kv bench-rls demo meta
 test:
 	bash test/run.sh
 # the whole suite with the long crash loop (100 kills of larger batches)
@@ -52,3 +52,8 @@ bench-rls:
 	bash bench/rls.sh
 demo:
 	bash test/demo.sh
+# rebuild the embedded meta-schemas (src/jsonschema_meta.h) from the JSON
+# files in src/jsonschema/meta/ (needs node)
+meta:
+	node src/jsonschema/meta/gen_meta.js > src/jsonschema_meta.h.tmp
+	mv src/jsonschema_meta.h.tmp src/jsonschema_meta.h

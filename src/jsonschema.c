@@ -37,15 +37,7 @@
 
 #include "jsonschema.h"
 #include "jsonschema_meta.h"
-
-/* JSON types as a bit mask ("integer" is a refinement of "number") */
-#define JT_NULL		0x01
-#define JT_BOOLEAN	0x02
-#define JT_OBJECT	0x04
-#define JT_ARRAY	0x08
-#define JT_NUMBER	0x10
-#define JT_STRING	0x20
-#define JT_INTEGER	0x40
+#include "jsonutil.h"
 
 typedef enum JsDraft
 {
@@ -356,49 +348,6 @@ expand_value(JsonbValue *v)
 	return v;
 }
 
-static uint32
-json_kind(JsonbValue *v)
-{
-	switch (v->type)
-	{
-		case jbvNull:
-			return JT_NULL;
-		case jbvBool:
-			return JT_BOOLEAN;
-		case jbvNumeric:
-			return JT_NUMBER;
-		case jbvString:
-			return JT_STRING;
-		case jbvArray:
-			return JT_ARRAY;
-		case jbvObject:
-			return JT_OBJECT;
-		default:
-			elog(ERROR, "unexpected jsonb value type %d", (int) v->type);
-	}
-	return 0;					/* keep compiler quiet */
-}
-
-static const char *
-kind_name(JsonbValue *v)
-{
-	switch (v->type)
-	{
-		case jbvNull:
-			return "null";
-		case jbvBool:
-			return "boolean";
-		case jbvNumeric:
-			return "number";
-		case jbvString:
-			return "string";
-		case jbvArray:
-			return "array";
-		default:
-			return "object";
-	}
-}
-
 static JsonbValue *
 member(JsonbValue *obj, const char *key)
 {
@@ -415,23 +364,6 @@ member(JsonbValue *obj, const char *key)
 			return &obj->val.object.pairs[i].value;
 	}
 	return NULL;
-}
-
-/* jsonb's key order: shorter first, then bytewise */
-static inline int
-key_cmp(const char *a, int alen, const char *b, int blen)
-{
-	if (alen != blen)
-		return alen < blen ? -1 : 1;
-	/* member names are short: a byte loop beats a call to memcmp */
-	if (alen <= 16)
-	{
-		for (int i = 0; i < alen; i++)
-			if (a[i] != b[i])
-				return (unsigned char) a[i] < (unsigned char) b[i] ? -1 : 1;
-		return 0;
-	}
-	return memcmp(a, b, alen);
 }
 
 static int
@@ -482,15 +414,8 @@ json_equal(JsonbValue *a, JsonbValue *b)
 		return false;
 	switch (a->type)
 	{
-		case jbvNull:
-			return true;
-		case jbvBool:
-			return a->val.boolean == b->val.boolean;
 		case jbvNumeric:
 			return num_cmp(a->val.numeric, b->val.numeric) == 0;
-		case jbvString:
-			return a->val.string.len == b->val.string.len &&
-				memcmp(a->val.string.val, b->val.string.val, a->val.string.len) == 0;
 		case jbvArray:
 			if (a->val.array.nElems != b->val.array.nElems)
 				return false;
@@ -508,13 +433,13 @@ json_equal(JsonbValue *a, JsonbValue *b)
 				int			j;
 
 				/* both come from jsonb, so the same index is the likely match */
-				if (key_cmp(pa->key.val.string.val, pa->key.val.string.len,
+				if (ds_jsonb_key_cmp(pa->key.val.string.val, pa->key.val.string.len,
 							b->val.object.pairs[i].key.val.string.val,
 							b->val.object.pairs[i].key.val.string.len) == 0)
 					pb = &b->val.object.pairs[i];
 				else
 					for (j = 0; j < b->val.object.nPairs; j++)
-						if (key_cmp(pa->key.val.string.val, pa->key.val.string.len,
+						if (ds_jsonb_key_cmp(pa->key.val.string.val, pa->key.val.string.len,
 									b->val.object.pairs[j].key.val.string.val,
 									b->val.object.pairs[j].key.val.string.len) == 0)
 						{
@@ -526,7 +451,7 @@ json_equal(JsonbValue *a, JsonbValue *b)
 			}
 			return true;
 		default:
-			return false;
+			return ds_scalar_equals(a, b);
 	}
 }
 
@@ -2024,9 +1949,9 @@ type_bit(JsNode *node, JsonbValue *v)
 		const char *name;
 		uint32		bit;
 	}			types[] = {
-		{"null", JT_NULL}, {"boolean", JT_BOOLEAN}, {"object", JT_OBJECT},
-		{"array", JT_ARRAY}, {"number", JT_NUMBER}, {"string", JT_STRING},
-		{"integer", JT_INTEGER}
+		{"null", DS_JSON_NULL}, {"boolean", DS_JSON_BOOLEAN}, {"object", DS_JSON_OBJECT},
+		{"array", DS_JSON_ARRAY}, {"number", DS_JSON_NUMBER}, {"string", DS_JSON_STRING},
+		{"integer", DS_JSON_INTEGER}
 	};
 	int			i;
 
@@ -2044,7 +1969,7 @@ prop_cmp(const void *a, const void *b)
 	const JsProp *pa = a;
 	const JsProp *pb = b;
 
-	return key_cmp(pa->key, pa->keylen, pb->key, pb->keylen);
+	return ds_jsonb_key_cmp(pa->key, pa->keylen, pb->key, pb->keylen);
 }
 
 static JsProp *
@@ -2172,8 +2097,8 @@ compile_node(JsCompiler *c, JsNode *node)
 				k->u.types |= type_bit(node, &v->val.array.elems[i]);
 		else
 			k->u.types = type_bit(node, v);
-		if (k->u.types & JT_NUMBER)
-			k->u.types |= JT_INTEGER;
+		if (k->u.types & DS_JSON_NUMBER)
+			k->u.types |= DS_JSON_INTEGER;
 	}
 	if (val && (v = member(raw, "enum")) != NULL)
 	{
@@ -2721,117 +2646,34 @@ static const char *
 types_text(uint32 types)
 {
 	StringInfoData s;
-	static const char *const names[] = {"null", "boolean", "object", "array",
-	"number", "string", "integer"};
 	int			i;
 
 	initStringInfo(&s);
-	if (types & JT_NUMBER)
-		types &= ~JT_INTEGER;
-	for (i = 0; i < 7; i++)
+	if (types & DS_JSON_NUMBER)
+		types &= ~DS_JSON_INTEGER;
+	for (i = 0; i < DS_JSON_NTYPES; i++)
 		if (types & (1 << i))
-			appendStringInfo(&s, "%s%s", s.len ? " or " : "", names[i]);
+			appendStringInfo(&s, "%s%s", s.len ? " or " : "",
+							 ds_json_type_name(1 << i));
 	return s.data;
 }
 
 /* formats (asserted only on request) */
 
+/*
+ * Is s an RFC 3339 full-time (part) or date-time whose leap second, if it
+ * has one, falls at 23:59:60 UTC?
+ */
 static bool
-digits(const char *s, int n)
+valid_time(const char *s, int len, DsRfc3339Part part)
 {
-	int			i;
+	DsRfc3339	tm;
 
-	for (i = 0; i < n; i++)
-		if (!isdigit((unsigned char) s[i]))
-			return false;
-	return true;
-}
-
-static int
-dnum(const char *s, int n)
-{
-	int			v = 0,
-				i;
-
-	for (i = 0; i < n; i++)
-		v = v * 10 + (s[i] - '0');
-	return v;
-}
-
-static bool
-valid_date(const char *s, int len)
-{
-	int			y,
-				m,
-				d,
-				mdays;
-	static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-
-	if (len != 10 || !digits(s, 4) || s[4] != '-' || !digits(s + 5, 2) ||
-		s[7] != '-' || !digits(s + 8, 2))
+	if (!ds_parse_rfc3339(s, len, part, &tm))
 		return false;
-	y = dnum(s, 4);
-	m = dnum(s + 5, 2);
-	d = dnum(s + 8, 2);
-	if (m < 1 || m > 12 || d < 1)
-		return false;
-	mdays = days[m - 1];
-	if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
-		mdays = 29;
-	return d <= mdays;
-}
-
-static bool
-valid_time(const char *s, int len)
-{
-	int			h,
-				mi,
-				sec,
-				i = 8,
-				oh = 0,
-				om = 0,
-				sign = 0;
-
-	if (len < 9 || !digits(s, 2) || s[2] != ':' || !digits(s + 3, 2) ||
-		s[5] != ':' || !digits(s + 6, 2))
-		return false;
-	h = dnum(s, 2);
-	mi = dnum(s + 3, 2);
-	sec = dnum(s + 6, 2);
-	if (i < len && s[i] == '.')
-	{
-		i++;
-		if (i >= len || !isdigit((unsigned char) s[i]))
-			return false;
-		while (i < len && isdigit((unsigned char) s[i]))
-			i++;
-	}
-	if (i >= len)
-		return false;
-	if ((s[i] == 'Z' || s[i] == 'z') && i + 1 == len)
-		sign = 0;
-	else if ((s[i] == '+' || s[i] == '-') && len - i == 6 && digits(s + i + 1, 2) &&
-			 s[i + 3] == ':' && digits(s + i + 4, 2))
-	{
-		sign = s[i] == '+' ? 1 : -1;
-		oh = dnum(s + i + 1, 2);
-		om = dnum(s + i + 4, 2);
-		if (oh > 23 || om > 59)
-			return false;
-	}
-	else
-		return false;
-	if (h > 23 || mi > 59 || sec > 60)
-		return false;
-	if (sec == 60)
-	{
-		/* a leap second is only at 23:59:60 UTC */
-		int			utc = ((h * 60 + mi) - sign * (oh * 60 + om) + 1440) % 1440;
-
-		if (utc != 23 * 60 + 59)
-			return false;
-	}
-	return true;
+	/* a leap second is only at 23:59:60 UTC */
+	return tm.second < 60 ||
+		(tm.hour * 60 + tm.minute - tm.offset + 1440) % 1440 == 23 * 60 + 59;
 }
 
 /* the inside of an e-mail domain literal: dotted-quad IPv4 or "IPv6:..." */
@@ -2872,12 +2714,11 @@ check_format(const char *format, const char *s, int len)
 	int			i;
 
 	if (strcmp(format, "date-time") == 0)
-		return len > 11 && (s[10] == 'T' || s[10] == 't') &&
-			valid_date(s, 10) && valid_time(s + 11, len - 11);
+		return valid_time(s, len, DS_RFC3339_DATE_TIME);
 	if (strcmp(format, "date") == 0)
-		return valid_date(s, len);
+		return ds_parse_rfc3339(s, len, DS_RFC3339_DATE, NULL);
 	if (strcmp(format, "time") == 0)
-		return valid_time(s, len);
+		return valid_time(s, len, DS_RFC3339_TIME);
 	if (strcmp(format, "uuid") == 0)
 	{
 		if (len != 36)
@@ -2939,7 +2780,7 @@ has_member(JsonbValue *obj, const char *key, int keylen)
 	while (lo <= hi)
 	{
 		int			mid = (lo + hi) / 2;
-		int			c = key_cmp(key, keylen, pairs[mid].key.val.string.val,
+		int			c = ds_jsonb_key_cmp(key, keylen, pairs[mid].key.val.string.val,
 								pairs[mid].key.val.string.len);
 
 		if (c == 0)
@@ -2964,10 +2805,10 @@ eval_kw(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind, JsAnn *ann)
 		case KW_TYPE:
 			if (k->u.types & kind)
 				return true;
-			if ((k->u.types & JT_INTEGER) && kind == JT_NUMBER && num_is_integer(inst))
+			if ((k->u.types & DS_JSON_INTEGER) && kind == DS_JSON_NUMBER && num_is_integer(inst))
 				return true;
 			report(ctx, k->name, "expected %s, got %s", types_text(k->u.types),
-				   kind_name(inst));
+				   ds_json_type_name(kind));
 			return false;
 		case KW_ENUM:
 			for (i = 0; i < k->u.vals.n; i++)
@@ -2981,7 +2822,7 @@ eval_kw(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind, JsAnn *ann)
 			report(ctx, k->name, "value does not equal the constant");
 			return false;
 		case KW_MULTIPLEOF:
-			if (kind != JT_NUMBER)
+			if (kind != DS_JSON_NUMBER)
 				return true;
 			{
 				Numeric		rem = DatumGetNumeric(DirectFunctionCall2(numeric_mod,
@@ -2998,7 +2839,7 @@ eval_kw(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind, JsAnn *ann)
 		case KW_EXMAXIMUM:
 		case KW_MINIMUM:
 		case KW_EXMINIMUM:
-			if (kind != JT_NUMBER)
+			if (kind != DS_JSON_NUMBER)
 				return true;
 			{
 				int			c = num_cmp(inst->val.numeric, k->u.num);
@@ -3032,42 +2873,42 @@ eval_kw(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind, JsAnn *ann)
 				return false;
 			}
 		case KW_MAXLENGTH:
-			if (kind != JT_STRING || inst->val.string.len <= k->u.count ||
+			if (kind != DS_JSON_STRING || inst->val.string.len <= k->u.count ||
 				json_length(inst) <= k->u.count)
 				return true;
 			report(ctx, k->name, "string is longer than %lld characters",
 				   (long long) k->u.count);
 			return false;
 		case KW_MINLENGTH:
-			if (kind != JT_STRING || json_length(inst) >= k->u.count)
+			if (kind != DS_JSON_STRING || json_length(inst) >= k->u.count)
 				return true;
 			report(ctx, k->name, "string is shorter than %lld characters",
 				   (long long) k->u.count);
 			return false;
 		case KW_PATTERN:
-			if (kind != JT_STRING ||
+			if (kind != DS_JSON_STRING ||
 				regex_match(k->u.re, inst->val.string.val, inst->val.string.len))
 				return true;
 			report(ctx, k->name, "string does not match pattern \"%s\"", k->u.re->source);
 			return false;
 		case KW_FORMAT:
-			if (!ctx->assert_formats || kind != JT_STRING ||
+			if (!ctx->assert_formats || kind != DS_JSON_STRING ||
 				check_format(k->u.format, inst->val.string.val, inst->val.string.len))
 				return true;
 			report(ctx, k->name, "string is not a valid \"%s\"", k->u.format);
 			return false;
 		case KW_MAXITEMS:
-			if (kind != JT_ARRAY || inst->val.array.nElems <= k->u.count)
+			if (kind != DS_JSON_ARRAY || inst->val.array.nElems <= k->u.count)
 				return true;
 			report(ctx, k->name, "array has more than %lld items", (long long) k->u.count);
 			return false;
 		case KW_MINITEMS:
-			if (kind != JT_ARRAY || inst->val.array.nElems >= k->u.count)
+			if (kind != DS_JSON_ARRAY || inst->val.array.nElems >= k->u.count)
 				return true;
 			report(ctx, k->name, "array has fewer than %lld items", (long long) k->u.count);
 			return false;
 		case KW_UNIQUEITEMS:
-			if (kind != JT_ARRAY)
+			if (kind != DS_JSON_ARRAY)
 				return true;
 			n = inst->val.array.nElems;
 			for (i = 0; i < n; i++)
@@ -3079,13 +2920,13 @@ eval_kw(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind, JsAnn *ann)
 					}
 			return true;
 		case KW_MAXPROPS:
-			if (kind != JT_OBJECT || inst->val.object.nPairs <= k->u.count)
+			if (kind != DS_JSON_OBJECT || inst->val.object.nPairs <= k->u.count)
 				return true;
 			report(ctx, k->name, "object has more than %lld properties",
 				   (long long) k->u.count);
 			return false;
 		case KW_MINPROPS:
-			if (kind != JT_OBJECT || inst->val.object.nPairs >= k->u.count)
+			if (kind != DS_JSON_OBJECT || inst->val.object.nPairs >= k->u.count)
 				return true;
 			report(ctx, k->name, "object has fewer than %lld properties",
 				   (long long) k->u.count);
@@ -3094,7 +2935,7 @@ eval_kw(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind, JsAnn *ann)
 			{
 				bool		ok = true;
 
-				if (kind != JT_OBJECT)
+				if (kind != DS_JSON_OBJECT)
 					return true;
 				for (i = 0; i < k->u.vals.n; i++)
 				{
@@ -3115,7 +2956,7 @@ eval_kw(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind, JsAnn *ann)
 			{
 				bool		ok = true;
 
-				if (kind != JT_OBJECT)
+				if (kind != DS_JSON_OBJECT)
 					return true;
 				for (i = 0; i < k->u.props.n; i++)
 				{
@@ -3241,7 +3082,7 @@ eval_kw(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind, JsAnn *ann)
 			{
 				bool		ok = true;
 
-				if (kind != JT_OBJECT)
+				if (kind != DS_JSON_OBJECT)
 					return true;
 				for (i = 0; i < k->u.props.n; i++)
 				{
@@ -3261,7 +3102,7 @@ eval_kw(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind, JsAnn *ann)
 			{
 				bool		ok = true;
 
-				if (kind != JT_ARRAY)
+				if (kind != DS_JSON_ARRAY)
 					return true;
 				n = Min(inst->val.array.nElems, k->u.list.n);
 				for (i = 0; i < n; i++)
@@ -3280,7 +3121,7 @@ eval_kw(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind, JsAnn *ann)
 			{
 				bool		ok = true;
 
-				if (kind != JT_ARRAY)
+				if (kind != DS_JSON_ARRAY)
 					return true;
 				n = inst->val.array.nElems;
 				for (i = k->u.items.start; i < n; i++)
@@ -3301,7 +3142,7 @@ eval_kw(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind, JsAnn *ann)
 			{
 				int			matches = 0;
 
-				if (kind != JT_ARRAY)
+				if (kind != DS_JSON_ARRAY)
 					return true;
 				n = inst->val.array.nElems;
 				for (i = 0; i < n; i++)
@@ -3340,7 +3181,7 @@ eval_kw(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind, JsAnn *ann)
 			{
 				bool		ok = true;
 
-				if (kind != JT_OBJECT)
+				if (kind != DS_JSON_OBJECT)
 					return true;
 				/* members and properties are both in jsonb key order: merge */
 				j = 0;
@@ -3351,7 +3192,7 @@ eval_kw(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind, JsAnn *ann)
 					int			c = 1;
 
 					while (j < k->u.props.n &&
-						   (c = key_cmp(pair->key.val.string.val, pair->key.val.string.len,
+						   (c = ds_jsonb_key_cmp(pair->key.val.string.val, pair->key.val.string.len,
 										k->u.props.props[j].key,
 										k->u.props.props[j].keylen)) > 0)
 						j++;
@@ -3375,7 +3216,7 @@ eval_kw(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind, JsAnn *ann)
 			{
 				bool		ok = true;
 
-				if (kind != JT_OBJECT)
+				if (kind != DS_JSON_OBJECT)
 					return true;
 				for (i = 0; i < inst->val.object.nPairs; i++)
 				{
@@ -3408,7 +3249,7 @@ eval_kw(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind, JsAnn *ann)
 
 				int			pj = 0;
 
-				if (kind != JT_OBJECT)
+				if (kind != DS_JSON_OBJECT)
 					return true;
 				for (i = 0; i < inst->val.object.nPairs; i++)
 				{
@@ -3420,7 +3261,7 @@ eval_kw(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind, JsAnn *ann)
 
 					/* members and properties are both in jsonb key order */
 					while (pj < k->u.addl.nprops &&
-						   (c = key_cmp(key, keylen, k->u.addl.props[pj].key,
+						   (c = ds_jsonb_key_cmp(key, keylen, k->u.addl.props[pj].key,
 										k->u.addl.props[pj].keylen)) > 0)
 						pj++;
 					if (pj < k->u.addl.nprops && c == 0)
@@ -3449,7 +3290,7 @@ eval_kw(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind, JsAnn *ann)
 			{
 				bool		ok = true;
 
-				if (kind != JT_OBJECT)
+				if (kind != DS_JSON_OBJECT)
 					return true;
 				for (i = 0; i < inst->val.object.nPairs; i++)
 				{
@@ -3472,7 +3313,7 @@ eval_kw(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind, JsAnn *ann)
 			{
 				bool		ok = true;
 
-				if (kind != JT_ARRAY)
+				if (kind != DS_JSON_ARRAY)
 					return true;
 				if (ann == NULL || !ann->all_items)
 					for (i = ann ? ann->items_upto : 0; i < inst->val.array.nElems; i++)
@@ -3502,7 +3343,7 @@ eval_kw(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind, JsAnn *ann)
 			{
 				bool		ok = true;
 
-				if (kind != JT_OBJECT)
+				if (kind != DS_JSON_OBJECT)
 					return true;
 				if (ann == NULL || !ann->all_props)
 					for (i = 0; i < inst->val.object.nPairs; i++)
@@ -3569,7 +3410,9 @@ eval_node(JsCtx *ctx, JsNode *node, JsonbValue *inst, JsAnn *ann)
 		pushed = true;
 	}
 
-	kind = json_kind(inst);
+	kind = ds_json_type(inst);
+	if (unlikely(kind == 0))
+		elog(ERROR, "unexpected jsonb value type %d", (int) inst->type);
 	for (i = 0; i < node->nkw; i++)
 	{
 		if (!eval_kw(ctx, &node->kw[i], inst, kind, la))

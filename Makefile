@@ -3,11 +3,14 @@ EXTVERSION = 0.3.0
 
 MODULE_big = durable_state
 OBJS = src/init.o src/event.o src/catalog.o src/apply.o src/changelog.o src/convert.o src/reads.o src/rls.o \
-	src/jsonschema.o src/schema_sql.o src/jsonutil.o src/shared.o src/notify.o src/txid.o src/ttl.o src/worker.o
+	src/jsonschema/cache.o src/jsonschema/compile.o src/jsonschema/format.o src/jsonschema/regex.o \
+	src/jsonschema/uri.o src/jsonschema/validate.o src/jsonschema/value.o src/schema_sql.o src/jsonutil.o src/shared.o src/notify.o src/txid.o src/ttl.o src/worker.o
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
 PG_CFLAGS += -Wall -Werror -Wmissing-prototypes
+# the files in src/jsonschema/ include the headers in src/
+PG_CPPFLAGS += -Isrc
 
 # pg_regress tests: test/sql/*.sql with expected output in expected/
 # (test/expected is a symlink to ../expected so pg_regress finds it).
@@ -23,7 +26,7 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # every module includes the shared header: rebuild all when it changes
-$(OBJS): src/durable_state.h src/jsonschema.h src/jsonutil.h
+$(OBJS): src/durable_state.h src/jsonschema.h src/jsonutil.h src/jsonschema/jsonschema_int.h
 
 .PHONY: test stress valgrind sanitize bench bench-apply bench-notify bench-kv bench-rls demo meta
 test:

@@ -24,6 +24,10 @@ PG_FUNCTION_INFO_V1(ds_json_schema_validate);
 PG_FUNCTION_INFO_V1(ds_json_schema_errors);
 PG_FUNCTION_INFO_V1(ds_json_schema_register);
 
+/*
+ * Point v at the root of jb: the scalar itself for a scalar document,
+ * otherwise the container, as ds_schema_validate takes it.
+ */
 static void
 root_value(Jsonb *jb, JsonbValue *v)
 {
@@ -37,6 +41,10 @@ root_value(Jsonb *jb, JsonbValue *v)
 	}
 }
 
+/*
+ * state.json_schema_validate(schema, value, assert_formats): is value valid?
+ * Stops at the first failure.
+ */
 Datum
 ds_json_schema_validate(PG_FUNCTION_ARGS)
 {
@@ -50,6 +58,10 @@ ds_json_schema_validate(PG_FUNCTION_ARGS)
 									  assert_formats, NULL));
 }
 
+/*
+ * state.json_schema_errors(schema, value, assert_formats): one row (path,
+ * keyword, message) per failure, none when value is valid.
+ */
 Datum
 ds_json_schema_errors(PG_FUNCTION_ARGS)
 {

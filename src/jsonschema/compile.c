@@ -25,18 +25,21 @@
 #include "jsonschema_int.h"
 #include "jsonschema_meta.h"
 
+/* a resource by one of its URIs */
 typedef struct JsUriEntry
 {
 	const char *uri;
 	JsResource *res;
 } JsUriEntry;
 
+/* the node of a schema object, by the address of its expanded JSON */
 typedef struct JsNodeMapEntry
 {
 	JsonbValue *raw;			/* hash key */
 	JsNode	   *node;
 } JsNodeMapEntry;
 
+/* the state of one compilation; all but schema is freed at its end */
 typedef struct JsCompiler
 {
 	JsonSchema *schema;
@@ -81,12 +84,14 @@ schema_error(JsNode *node, const char *keyword, const char *fmt,...)
 					   node ? node->location : "", what.data)));
 }
 
+/* A JSON string's text as a palloc'd C string. */
 static char *
 jstr(JsonbValue *v)
 {
 	return pnstrdup(v->val.string.val, v->val.string.len);
 }
 
+/* The resource with absolute URI uri (without fragment), or NULL. */
 static JsResource *
 find_resource(JsCompiler *c, const char *uri)
 {
@@ -102,6 +107,10 @@ find_resource(JsCompiler *c, const char *uri)
 	return NULL;
 }
 
+/*
+ * Make res reachable by uri as well; the first resource registered under a
+ * URI keeps it.
+ */
 static void
 add_uri(JsCompiler *c, const char *uri, JsResource *res)
 {
@@ -115,6 +124,7 @@ add_uri(JsCompiler *c, const char *uri, JsResource *res)
 	c->uris = lappend(c->uris, e);
 }
 
+/* Record that name ("$anchor", or "$dynamicAnchor" if dynamic) in res is node. */
 static void
 add_anchor(JsResource *res, const char *name, JsNode *node, bool dynamic)
 {
@@ -186,6 +196,10 @@ static JsNode *scan_schema(JsCompiler *c, JsonbValue *raw, const char *base,
 						   JsDraft draft, bool validation, JsResource *res,
 						   const char *location, bool doc_root);
 
+/*
+ * Scan the subschemas of node that its keywords declare: single schemas,
+ * arrays of schemas and maps of schemas, in both drafts' spellings.
+ */
 static void
 scan_children(JsCompiler *c, JsNode *node, JsonbValue *raw)
 {
@@ -359,7 +373,11 @@ scan_schema(JsCompiler *c, JsonbValue *raw, const char *base, JsDraft draft,
 	return node;
 }
 
-/* Fetch a registered or built-in document and scan it as a new resource. */
+/*
+ * If uri names a registered document or a built-in meta-schema, copy it
+ * into the schema, scan it as a new resource (under draft unless it says
+ * otherwise) and return the resource.  Return NULL otherwise.
+ */
 static JsResource *
 load_document(JsCompiler *c, const char *uri, JsDraft draft)
 {
@@ -403,7 +421,12 @@ load_document(JsCompiler *c, const char *uri, JsDraft draft)
 	return res;
 }
 
-/* Resolve a "$ref"-style reference from node to a target node. */
+/*
+ * Resolve the reference ref of node's keyword to its target node: a whole
+ * resource, a JSON Pointer into one, or an anchor.  When the target is an
+ * anchor, *anchor is set to it (else NULL).  An unresolvable reference
+ * raises ERROR.
+ */
 static JsNode *
 resolve_ref(JsCompiler *c, JsNode *node, const char *keyword, const char *ref,
 			JsAnchor **anchor)
@@ -494,6 +517,11 @@ resolve_ref(JsCompiler *c, JsNode *node, const char *keyword, const char *ref,
 
 /* keyword-argument helpers */
 
+/*
+ * The node of subschema v of node's keyword kw (a path relative to node,
+ * for its location), scanning it if no keyword declared it.  v must be an
+ * object or a boolean.
+ */
 static JsNode *
 sub_node(JsCompiler *c, JsNode *node, const char *kw, JsonbValue *v)
 {
@@ -508,6 +536,10 @@ sub_node(JsCompiler *c, JsNode *node, const char *kw, JsonbValue *v)
 					   psprintf("%s/%s", node->location, kw), false);
 }
 
+/*
+ * The argument of a count keyword (maxLength...): a non-negative integer,
+ * clamped to PG_INT32_MAX since no JSON value is that large.
+ */
 static int64
 kw_count(JsNode *node, const char *kw, JsonbValue *v)
 {
@@ -524,6 +556,7 @@ kw_count(JsNode *node, const char *kw, JsonbValue *v)
 	return DatumGetInt64(DirectFunctionCall1(numeric_int8, NumericGetDatum(n)));
 }
 
+/* The argument of a keyword that must be a number. */
 static Numeric
 kw_number(JsNode *node, const char *kw, JsonbValue *v)
 {
@@ -532,6 +565,7 @@ kw_number(JsNode *node, const char *kw, JsonbValue *v)
 	return v->val.numeric;
 }
 
+/* The argument of keyword kw, which must be an array of strings, as *n and *names. */
 static void
 kw_string_array(JsNode *node, const char *kw, JsonbValue *v, int *n, JsonbValue **names)
 {
@@ -546,6 +580,7 @@ kw_string_array(JsNode *node, const char *kw, JsonbValue *v, int *n, JsonbValue 
 	*names = v->val.array.elems;
 }
 
+/* The DS_JSON_* bit of the type name v; anything else is an invalid "type". */
 static uint32
 type_bit(JsNode *node, JsonbValue *v)
 {
@@ -568,6 +603,7 @@ type_bit(JsNode *node, JsonbValue *v)
 	schema_error(node, "type", "must be a type name or an array of type names");
 }
 
+/* qsort comparator: JsProps in jsonb key order */
 static int
 prop_cmp(const void *a, const void *b)
 {
@@ -577,6 +613,11 @@ prop_cmp(const void *a, const void *b)
 	return ds_jsonb_key_cmp(pa->key, pa->keylen, pb->key, pb->keylen);
 }
 
+/*
+ * The argument of keyword kw, an object of schemas, as *n JsProps sorted in
+ * jsonb key order (so that validation can merge them with an object's
+ * members).
+ */
 static JsProp *
 kw_schema_map(JsCompiler *c, JsNode *node, const char *kw, JsonbValue *v, int *n)
 {
@@ -599,6 +640,7 @@ kw_schema_map(JsCompiler *c, JsNode *node, const char *kw, JsonbValue *v, int *n
 	return props;
 }
 
+/* The argument of keyword kw, a non-empty array of schemas, as *n nodes. */
 static JsNode **
 kw_schema_list(JsCompiler *c, JsNode *node, const char *kw, JsonbValue *v, int *n)
 {
@@ -614,6 +656,7 @@ kw_schema_list(JsCompiler *c, JsNode *node, const char *kw, JsonbValue *v, int *
 	return subs;
 }
 
+/* the growing keyword array of the node being compiled */
 typedef struct KwBuf
 {
 	JsKw	   *kw;
@@ -621,6 +664,10 @@ typedef struct KwBuf
 	int			cap;
 } KwBuf;
 
+/*
+ * Append a zeroed keyword of the kind to b.  The result is valid until the
+ * next kw_add, which may move the array.
+ */
 static JsKw *
 kw_add(KwBuf *b, JsKwKind kind, const char *name)
 {
@@ -635,6 +682,10 @@ kw_add(KwBuf *b, JsKwKind kind, const char *name)
 	return &b->kw[b->n++];
 }
 
+/*
+ * The argument of "patternProperties" as *n pairs of compiled regex and
+ * node, in the schema's order.
+ */
 static JsPatProp *
 kw_patterns(JsCompiler *c, JsNode *node, JsonbValue *v, int *n)
 {
@@ -1094,6 +1145,11 @@ compile_node(JsCompiler *c, JsNode *node)
 	node->nkw = b.n;
 }
 
+/*
+ * See jsonschema.h.  The document is expanded and scanned from its root
+ * (base URI ""), then every node found is compiled, including those of
+ * documents that references loaded on the way.
+ */
 JsonSchema *
 ds_schema_compile(Jsonb *schema, MemoryContext cxt)
 {
@@ -1146,6 +1202,7 @@ ds_schema_compile(Jsonb *schema, MemoryContext cxt)
 	return s;
 }
 
+/* Release a compiled schema and everything it points to. */
 void
 ds_schema_free(JsonSchema *s)
 {

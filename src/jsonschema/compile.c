@@ -261,6 +261,53 @@ scan_children(JsCompiler *c, JsNode *node, JsonbValue *raw)
 	}
 }
 
+/* A new resource: uri (absolute, without fragment) with root node root. */
+static JsResource *
+new_resource(const char *uri, JsonbValue *raw, JsNode *root)
+{
+	JsResource *res = palloc0(sizeof(JsResource));
+
+	res->uri = uri;
+	res->raw = raw;
+	res->root = root;
+	return res;
+}
+
+/*
+ * Apply node's "$id" id.  In draft-07 an id "#name" is a plain-name anchor.
+ * Otherwise id gives node a new base URI and makes it a resource of its
+ * own, unless node is the root of a document being loaded, whose $id is an
+ * alias of the URI it was loaded by.
+ */
+static void
+scan_id(JsCompiler *c, JsNode *node, const char *id, bool doc_root)
+{
+	JsResource *res = node->res;
+	char	   *uri;
+	char	   *frag;
+
+	if (node->draft == JS_DRAFT7 && id[0] == '#')
+	{
+		if (res)
+			add_anchor(res, id + 1, node, false);
+		return;
+	}
+	js_uri_split(js_uri_resolve(node->base, id), &uri, &frag);
+	node->base = uri;
+	if (doc_root && res)
+	{
+		add_uri(c, uri, res);
+		res->root = node;
+	}
+	else
+	{
+		node->res = new_resource(uri, node->raw, node);
+		add_uri(c, uri, node->res);
+	}
+	if (frag[0] && node->draft == JS_DRAFT7)
+		add_anchor(node->res, frag, node, false);
+}
+
 /*
  * First pass over a schema (sub)tree: create a JsNode per schema object,
  * track base URIs, register resources ($id) and anchors.  Keywords are
@@ -308,52 +355,11 @@ scan_schema(JsCompiler *c, JsonbValue *raw, const char *base, JsDraft draft,
 	v = js_member(raw, "$id");
 	if (v && v->type == jbvString &&
 		!(node->draft == JS_DRAFT7 && js_member(raw, "$ref")))
-	{
-		char	   *id = jstr(v);
-
-		if (node->draft == JS_DRAFT7 && id[0] == '#')
-		{
-			if (res)
-				add_anchor(res, id + 1, node, false);
-		}
-		else
-		{
-			char	   *abs = js_uri_resolve(base, id);
-			char	   *uri;
-			char	   *frag;
-
-			js_uri_split(abs, &uri, &frag);
-			node->base = uri;
-			if (doc_root && res)
-			{
-				/* a document's own $id is an alias of its retrieval URI */
-				add_uri(c, uri, res);
-				res->root = node;
-			}
-			else
-			{
-				JsResource *nres = palloc0(sizeof(JsResource));
-
-				nres->uri = uri;
-				nres->raw = raw;
-				nres->root = node;
-				if (!find_resource(c, uri))
-					add_uri(c, uri, nres);
-				node->res = nres;
-			}
-			if (frag[0] && node->draft == JS_DRAFT7)
-				add_anchor(node->res, frag, node, false);
-		}
-	}
+		scan_id(c, node, jstr(v), doc_root);
 	if (node->res == NULL)
 	{
-		JsResource *nres = palloc0(sizeof(JsResource));
-
-		nres->uri = base;
-		nres->raw = raw;
-		nres->root = node;
-		add_uri(c, base, nres);
-		node->res = nres;
+		node->res = new_resource(base, raw, node);
+		add_uri(c, base, node->res);
 	}
 	else if (doc_root && node->res->root == NULL)
 		node->res->root = node;
@@ -422,6 +428,86 @@ load_document(JsCompiler *c, const char *uri, JsDraft draft)
 }
 
 /*
+ * The next reference token of a JSON Pointer, from p up to slash (or the
+ * end), with ~1 and ~0 decoded.
+ */
+static char *
+pointer_token(const char *p, const char *slash)
+{
+	StringInfoData tok;
+	const char *q;
+
+	initStringInfo(&tok);
+	for (q = p; *q && q != slash; q++)
+	{
+		if (q[0] == '~' && q[1] == '1')
+		{
+			appendStringInfoChar(&tok, '/');
+			q++;
+		}
+		else if (q[0] == '~' && q[1] == '0')
+		{
+			appendStringInfoChar(&tok, '~');
+			q++;
+		}
+		else
+			appendStringInfoChar(&tok, *q);
+	}
+	return tok.data;
+}
+
+/*
+ * The node at the JSON Pointer frag ("/...") in resource res, the target of
+ * reference ref of node's keyword.  A location that no keyword declares as
+ * a schema is scanned now; a pointer to nothing raises ERROR.
+ */
+static JsNode *
+resolve_pointer(JsCompiler *c, JsNode *node, const char *keyword,
+				const char *ref, JsResource *res, const char *frag)
+{
+	JsonbValue *cur = res->raw;
+	const char *p = frag + 1;
+	StringInfoData loc;
+	JsNodeMapEntry *ent;
+
+	initStringInfo(&loc);
+	appendStringInfoString(&loc, res->root->location);
+	for (;;)
+	{
+		const char *slash = strchr(p, '/');
+		char	   *tok = pointer_token(p, slash);
+
+		if (cur->type == jbvObject)
+			cur = js_member(cur, tok);
+		else if (cur->type == jbvArray)
+		{
+			char	   *end;
+			long		idx = strtol(tok, &end, 10);
+
+			if (*end || tok[0] == '\0' || idx < 0 || idx >= cur->val.array.nElems)
+				cur = NULL;
+			else
+				cur = &cur->val.array.elems[idx];
+		}
+		else
+			cur = NULL;
+		if (cur == NULL)
+			schema_error(node, keyword,
+						 "cannot resolve reference \"%s\"", ref);
+		appendStringInfo(&loc, "/%s", tok);
+		if (slash == NULL)
+			break;
+		p = slash + 1;
+	}
+	ent = hash_search(c->nodes, &cur, HASH_FIND, NULL);
+	if (ent)
+		return ent->node;
+	/* a location no keyword we know of declares as a schema */
+	return scan_schema(c, cur, res->root->base, res->root->draft,
+					   res->root->validation, res, loc.data, false);
+}
+
+/*
  * Resolve the reference ref of node's keyword to its target node: a whole
  * resource, a JSON Pointer into one, or an anchor.  When the target is an
  * anchor, *anchor is set to it (else NULL).  An unresolvable reference
@@ -448,65 +534,7 @@ resolve_ref(JsCompiler *c, JsNode *node, const char *keyword, const char *ref,
 	if (frag[0] == '\0')
 		return res->root;
 	if (frag[0] == '/')
-	{
-		JsonbValue *cur = res->raw;
-		char	   *p = frag + 1;
-		StringInfoData loc;
-		JsNodeMapEntry *ent;
-
-		initStringInfo(&loc);
-		appendStringInfoString(&loc, res->root->location);
-		for (;;)
-		{
-			char	   *slash = strchr(p, '/');
-			StringInfoData tok;
-			char	   *q;
-
-			initStringInfo(&tok);
-			for (q = p; *q && q != slash; q++)
-			{
-				if (q[0] == '~' && q[1] == '1')
-				{
-					appendStringInfoChar(&tok, '/');
-					q++;
-				}
-				else if (q[0] == '~' && q[1] == '0')
-				{
-					appendStringInfoChar(&tok, '~');
-					q++;
-				}
-				else
-					appendStringInfoChar(&tok, *q);
-			}
-			if (cur->type == jbvObject)
-				cur = js_member(cur, tok.data);
-			else if (cur->type == jbvArray)
-			{
-				char	   *end;
-				long		idx = strtol(tok.data, &end, 10);
-
-				if (*end || tok.len == 0 || idx < 0 || idx >= cur->val.array.nElems)
-					cur = NULL;
-				else
-					cur = &cur->val.array.elems[idx];
-			}
-			else
-				cur = NULL;
-			if (cur == NULL)
-				schema_error(node, keyword,
-							 "cannot resolve reference \"%s\"", ref);
-			appendStringInfo(&loc, "/%s", tok.data);
-			if (slash == NULL)
-				break;
-			p = slash + 1;
-		}
-		ent = hash_search(c->nodes, &cur, HASH_FIND, NULL);
-		if (ent)
-			return ent->node;
-		/* a location no keyword we know of declares as a schema */
-		return scan_schema(c, cur, res->root->base, res->root->draft,
-						   res->root->validation, res, loc.data, false);
-	}
+		return resolve_pointer(c, node, keyword, ref, res, frag);
 	*anchor = js_find_anchor(res, frag, false);
 	if (*anchor == NULL)
 		schema_error(node, keyword,

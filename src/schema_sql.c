@@ -101,11 +101,11 @@ ds_json_schema_register(PG_FUNCTION_ARGS)
 	char	   *uri = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	Jsonb	   *doc = PG_GETARG_JSONB_P(1);
 
-	/* registering drops the compiled schemas a running batch may be using */
 	if (ds_batch_in_progress())
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("state.json_schema_register cannot run inside state.apply")));
+				 errmsg("state.json_schema_register cannot run inside state.apply"),
+				 errdetail("Registering a document drops the compiled schemas that the running batch may be using.")));
 
 	ds_schema_register_document(uri, doc);
 	PG_RETURN_VOID();

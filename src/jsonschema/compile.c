@@ -49,39 +49,24 @@ typedef struct JsCompiler
 	int			loading;		/* nesting of external document loads */
 } JsCompiler;
 
-static void schema_error(JsNode *node, const char *keyword, const char *fmt,...)
-			pg_attribute_printf(3, 4) pg_attribute_noreturn();
-
 /*
- * Raise the ERROR for an invalid schema.  fmt says what is wrong with
+ * Raise the ERROR for an invalid schema.  what says what is wrong with
  * keyword of node (or with node itself when keyword is NULL), as the
  * predicate of a sentence: "must be a string".
  */
-static void
-schema_error(JsNode *node, const char *keyword, const char *fmt,...)
+static void pg_attribute_noreturn()
+schema_error(JsNode *node, const char *keyword, const char *what)
 {
-	StringInfoData what;
-
-	initStringInfo(&what);
-	for (;;)
-	{
-		va_list		args;
-		int			needed;
-
-		va_start(args, fmt);
-		needed = appendStringInfoVA(&what, fmt, args);
-		va_end(args);
-		if (needed == 0)
-			break;
-		enlargeStringInfo(&what, needed);
-	}
+	if (keyword)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("invalid JSON Schema"),
+				 errdetail("Keyword \"%s\" at \"#%s\" %s.",
+						   keyword, node->location, what)));
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("invalid JSON Schema"),
-			 errdetail("%s%s%s at \"#%s\": %s",
-					   keyword ? "keyword \"" : "", keyword ? keyword : "",
-					   keyword ? "\"" : "",
-					   node ? node->location : "", what.data)));
+			 errdetail("The schema at \"#%s\" %s.", node->location, what)));
 }
 
 /* A JSON string's text as a palloc'd C string. */
@@ -343,7 +328,7 @@ scan_schema(JsCompiler *c, JsonbValue *raw, const char *base, JsDraft draft,
 		return node;
 	}
 	if (raw->type != jbvObject)
-		schema_error(node, NULL, "a schema must be an object or a boolean");
+		schema_error(node, NULL, "must be an object or a boolean");
 
 	v = js_member(raw, "$schema");
 	if (v && v->type == jbvString)
@@ -493,7 +478,7 @@ resolve_pointer(JsCompiler *c, JsNode *node, const char *keyword,
 			cur = NULL;
 		if (cur == NULL)
 			schema_error(node, keyword,
-						 "cannot resolve reference \"%s\"", ref);
+						 psprintf("refers to \"%s\", which does not exist", ref));
 		appendStringInfo(&loc, "/%s", tok);
 		if (slash == NULL)
 			break;
@@ -529,8 +514,8 @@ resolve_ref(JsCompiler *c, JsNode *node, const char *keyword, const char *ref,
 		res = load_document(c, uri, node->draft);
 	if (res == NULL)
 		schema_error(node, keyword,
-					 "cannot resolve reference \"%s\" (no schema with URI \"%s\")",
-					 ref, uri);
+					 psprintf("refers to \"%s\", but no schema has the URI \"%s\"",
+							  ref, uri));
 	if (frag[0] == '\0')
 		return res->root;
 	if (frag[0] == '/')
@@ -538,8 +523,8 @@ resolve_ref(JsCompiler *c, JsNode *node, const char *keyword, const char *ref,
 	*anchor = js_find_anchor(res, frag, false);
 	if (*anchor == NULL)
 		schema_error(node, keyword,
-					 "cannot resolve reference \"%s\" (no anchor \"%s\")",
-					 ref, frag);
+					 psprintf("refers to \"%s\", but there is no anchor \"%s\"",
+							  ref, frag));
 	return (*anchor)->node;
 }
 
@@ -733,8 +718,8 @@ kw_patterns(JsCompiler *c, JsNode *node, JsonbValue *v, int *n)
 								   p->key.val.string.len, &err);
 		if (pats[i].re == NULL)
 			schema_error(node, "patternProperties",
-						 "invalid regular expression \"%s\": %s",
-						 jstr(&p->key), err);
+						 psprintf("has an invalid regular expression \"%s\": %s",
+								  jstr(&p->key), err));
 		pats[i].node = sub_node(c, node,
 								psprintf("patternProperties/%s", jstr(&p->key)),
 								&p->value);
@@ -771,7 +756,8 @@ compile_pattern(JsCompiler *c, JsNode *node, KwBuf *b, JsonbValue *v)
 	k->u.re = js_compile_regex(c->schema, v->val.string.val, v->val.string.len, &err);
 	if (k->u.re == NULL)
 		schema_error(node, "pattern",
-					 "invalid regular expression \"%s\": %s", jstr(v), err);
+					 psprintf("has an invalid regular expression \"%s\": %s",
+							  jstr(v), err));
 }
 
 /* "dependentRequired": per property name, the names it requires */

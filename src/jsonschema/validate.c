@@ -209,7 +209,7 @@ eval_ref(JsCtx *ctx, JsNode *target, JsonbValue *inst, JsAnn *ann)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("invalid JSON Schema"),
-					 errdetail("reference to \"#%s\" loops without consuming any input",
+					 errdetail("The reference to \"#%s\" loops without consuming any input.",
 							   target->location)));
 	if (ctx->nrefs >= ctx->refs_cap)
 	{

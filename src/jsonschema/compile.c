@@ -109,7 +109,7 @@ add_uri(JsCompiler *c, const char *uri, JsResource *res)
 	c->uris = lappend(c->uris, e);
 }
 
-/* Record that name ("$anchor", or "$dynamicAnchor" if dynamic) in res is node. */
+/* Record that anchor name of res ("$dynamicAnchor" if dynamic) is node. */
 static void
 add_anchor(JsResource *res, const char *name, JsNode *node, bool dynamic)
 {
@@ -578,7 +578,7 @@ kw_number(JsNode *node, const char *kw, JsonbValue *v)
 	return v->val.numeric;
 }
 
-/* The argument of keyword kw, which must be an array of strings, as *n and *names. */
+/* The argument of keyword kw, an array of strings, as *n and *names. */
 static void
 kw_string_array(JsNode *node, const char *kw, JsonbValue *v, int *n, JsonbValue **names)
 {

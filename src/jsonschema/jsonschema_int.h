@@ -33,6 +33,7 @@
 #include "jsonschema.h"
 #include "jsonutil.h"
 
+/* the dialect a schema object is read in (its "$schema", else its parent's) */
 typedef enum JsDraft
 {
 	JS_DRAFT7 = 7,
@@ -97,6 +98,7 @@ typedef struct JsResource JsResource;
  */
 #define JS_SIMPLE_MAX_ITEMS 32
 
+/* one class with its repetition bounds */
 typedef struct JsSimpleItem
 {
 	uint8		set[16];		/* ASCII code points in the class */
@@ -105,6 +107,7 @@ typedef struct JsSimpleItem
 	int			max;			/* -1: unbounded */
 } JsSimpleItem;
 
+/* a whole simple pattern: items in sequence, perhaps anchored */
 typedef struct JsSimplePat
 {
 	bool		anchored_start;
@@ -113,6 +116,7 @@ typedef struct JsSimplePat
 	JsSimpleItem items[JS_SIMPLE_MAX_ITEMS];
 } JsSimplePat;
 
+/* a compiled "pattern" or "patternProperties" key */
 typedef struct JsRegex
 {
 	regex_t		re;
@@ -130,12 +134,14 @@ typedef struct JsProp
 	JsonbValue *names;
 } JsProp;
 
+/* a "patternProperties" pattern with its schema */
 typedef struct JsPatProp
 {
 	JsRegex    *re;
 	JsNode	   *node;
 } JsPatProp;
 
+/* a compiled keyword: its kind and its argument, ready for validation */
 typedef struct JsKw
 {
 	JsKwKind	kind;
@@ -202,6 +208,10 @@ typedef struct JsKw
 	}			u;
 } JsKw;
 
+/*
+ * A compiled schema object (or boolean schema).  kw is empty until the
+ * node is compiled; raw, base and location are what compilation needs.
+ */
 struct JsNode
 {
 	bool		is_bool;
@@ -217,6 +227,7 @@ struct JsNode
 	JsResource *res;			/* schema resource the node belongs to */
 };
 
+/* a "$anchor" (or "$dynamicAnchor") of a resource */
 typedef struct JsAnchor
 {
 	const char *name;
@@ -224,6 +235,7 @@ typedef struct JsAnchor
 	bool		dynamic;
 } JsAnchor;
 
+/* a schema resource: a document, or a subschema with an "$id" of its own */
 struct JsResource
 {
 	const char *uri;			/* absolute URI without fragment */
@@ -232,6 +244,7 @@ struct JsResource
 	List	   *anchors;		/* JsAnchor * */
 };
 
+/* a compiled schema: the public header's opaque JsonSchema */
 struct JsonSchema
 {
 	MemoryContext cxt;

@@ -27,6 +27,7 @@ include $(PGXS)
 
 # every module includes the shared header: rebuild all when it changes
 $(OBJS): src/durable_state.h src/jsonschema.h src/jsonutil.h src/jsonschema/jsonschema_int.h
+src/jsonschema/compile.o: src/jsonschema_meta.h
 
 .PHONY: test stress valgrind sanitize bench bench-apply bench-notify bench-kv bench-rls demo meta
 test:

@@ -2,12 +2,16 @@ EXTENSION = durable_state
 EXTVERSION = 0.3.0
 
 MODULE_big = durable_state
-OBJS = src/init.o src/event.o src/catalog.o src/apply.o src/probe.o src/row.o src/changelog.o src/convert.o src/reads.o src/rls.o \
-	src/jsonschema.o src/schema_sql.o src/shared.o src/notify.o src/txid.o src/ttl.o src/worker.o
+OBJS = src/init.o src/event.o src/catalog.o src/apply.o src/probe.o src/row.o src/changelog.o src/convert.o \
+	src/reads.o src/rls.o src/shared.o src/notify.o src/txid.o src/ttl.o src/worker.o src/jsonutil.o \
+	src/jsonschema/cache.o src/jsonschema/compile.o src/jsonschema/format.o src/jsonschema/regex.o \
+	src/jsonschema/uri.o src/jsonschema/validate.o src/jsonschema/value.o src/schema_sql.o
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
 PG_CFLAGS += -Wall -Werror -Wmissing-prototypes
+# the files in src/jsonschema/ include the headers in src/
+PG_CPPFLAGS += -Isrc
 
 # pg_regress tests: test/sql/*.sql with expected output in expected/
 # (test/expected is a symlink to ../expected so pg_regress finds it).
@@ -23,9 +27,12 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # every module includes the shared header: rebuild all when it changes
-$(OBJS): src/durable_state.h src/jsonschema.h src/apply.h src/shmem.h
+OBJS = src/init.o src/event.o src/catalog.o src/apply.o src/probe.o src/row.o src/changelog.o src/convert.o \
+	src/reads.o src/rls.o src/shared.o src/notify.o src/txid.o src/ttl.o src/worker.o src/jsonutil.o \
+	src/jsonschema/cache.o src/jsonschema/compile.o src/jsonschema/format.o src/jsonschema/regex.o \
+	src/jsonschema/uri.o src/jsonschema/validate.o src/jsonschema/value.o src/schema_sql.o
 
-.PHONY: test stress valgrind sanitize bench bench-apply bench-notify bench-kv bench-rls demo
+.PHONY: test stress valgrind sanitize bench bench-apply bench-notify bench-kv bench-rls demo meta
 test:
 	bash test/run.sh
 # the whole suite with the long crash loop (100 kills of larger batches)
@@ -52,3 +59,8 @@ bench-rls:
 	bash bench/rls.sh
 demo:
 	bash test/demo.sh
+# rebuild the embedded meta-schemas (src/jsonschema_meta.h) from the JSON
+# files in src/jsonschema/meta/ (needs node)
+meta:
+	node src/jsonschema/meta/gen_meta.js > src/jsonschema_meta.h.tmp
+	mv src/jsonschema_meta.h.tmp src/jsonschema_meta.h

@@ -386,22 +386,13 @@ relmeta_invalidate(Oid relid)
 		m->valid = false;
 }
 
-/* jsonb orders object keys by length, then bytes; so do we. */
-static int
-jsonb_key_cmp(const char *a, int alen, const char *b, int blen)
-{
-	if (alen != blen)
-		return alen < blen ? -1 : 1;
-	return memcmp(a, b, alen);
-}
-
 static int
 column_cmp(const void *a, const void *b)
 {
 	const DsColumn *ca = *(DsColumn *const *) a;
 	const DsColumn *cb = *(DsColumn *const *) b;
 
-	return jsonb_key_cmp(ca->name, ca->name_len, cb->name, cb->name_len);
+	return ds_jsonb_key_cmp(ca->name, ca->name_len, cb->name, cb->name_len);
 }
 
 /* Builds the facts about rel into m (in m->cxt). */
@@ -630,7 +621,7 @@ ds_relinfo_column(DsRelInfo *ri, const char *name, int len)
 	{
 		int			mid = (lo + hi) / 2;
 		DsColumn   *c = ri->sorted[mid];
-		int			cmp = jsonb_key_cmp(name, len, c->name, c->name_len);
+		int			cmp = ds_jsonb_key_cmp(name, len, c->name, c->name_len);
 
 		if (cmp == 0)
 			return c;

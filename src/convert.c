@@ -293,33 +293,6 @@ ds_datum_to_jsonbvalue(DsColumn *col, Datum d, JsonbValue *jv)
 	}
 }
 
-/* Are two JSON values the same, text for text (1.0 is not 1)? */
-bool
-ds_scalar_equals(JsonbValue *a, JsonbValue *b)
-{
-	if (a->type != b->type)
-		return false;
-	switch (a->type)
-	{
-		case jbvNull:
-			return true;
-		case jbvBool:
-			return a->val.boolean == b->val.boolean;
-		case jbvString:
-			return a->val.string.len == b->val.string.len &&
-				memcmp(a->val.string.val, b->val.string.val, a->val.string.len) == 0;
-		case jbvNumeric:
-			return strcmp(DatumGetCString(DirectFunctionCall1(numeric_out,
-															  NumericGetDatum(a->val.numeric))),
-						  DatumGetCString(DirectFunctionCall1(numeric_out,
-															  NumericGetDatum(b->val.numeric)))) == 0;
-		case jbvBinary:
-			return compareJsonbContainers(a->val.binary.data, b->val.binary.data) == 0;
-		default:
-			return false;
-	}
-}
-
 /*
  * Does the column value d (converted from member value v) read back as
  * exactly v?  If not, *canonical is what it reads back as (JSON null for

@@ -27,6 +27,8 @@
 #include "utils/relcache.h"
 #include "utils/snapshot.h"
 
+#include "jsonutil.h"
+
 /* Every module's init function, called by _PG_init (init.c). */
 extern void ds_event_init(void);
 extern void ds_apply_init(void);
@@ -81,9 +83,6 @@ extern int	ds_max_event_bytes;
 extern void ds_parse_event(JsonbValue *v, int index, DsEvent *ev);
 extern Jsonb *ds_event_datum(DsEvent *ev);
 extern const char *ds_op_name(DsOperation op);
-extern const char *ds_json_kind(JsonbValue *v);
-extern char *ds_shorten(const char *s, int len);
-extern bool ds_valid_rfc3339(const char *s, int len);
 extern void ds_check_source_offset(const char *off);
 
 /* ------------------------------------------------------------------------
@@ -226,7 +225,6 @@ extern Jsonb *ds_row_to_jsonb(DsRelInfo *ri, TupleTableSlot *slot);
 extern void ds_datum_to_jsonbvalue(DsColumn *col, Datum d, JsonbValue *jv);
 extern bool ds_renders_exactly(DsColumn *col, JsonbValue *v, Datum d, bool isnull,
 							   JsonbValue *canonical);
-extern bool ds_scalar_equals(JsonbValue *a, JsonbValue *b);
 extern bool ds_stored_extra_member(DsRelInfo *ri, TupleTableSlot *slot,
 								   const char *name, int len, JsonbValue *out);
 extern Jsonb *ds_slot_value(DsRelInfo *ri, DsCollection *coll, TupleTableSlot *slot);

@@ -9,7 +9,6 @@
  */
 #include "postgres.h"
 
-#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/jsonb.h"
@@ -38,46 +37,6 @@ static JsonbValue *
 member(JsonbContainer *obj, const char *name, JsonbValue *out)
 {
 	return getKeyJsonValueFromContainer(obj, name, strlen(name), out);
-}
-
-/* "a string", "an object"...: the JSON type of a value, for messages */
-const char *
-ds_json_kind(JsonbValue *v)
-{
-	switch (v->type)
-	{
-		case jbvNull:
-			return "null";
-		case jbvString:
-			return "a string";
-		case jbvNumeric:
-			return "a number";
-		case jbvBool:
-			return "a boolean";
-		case jbvBinary:
-			return JsonContainerIsArray(v->val.binary.data) ? "an array" : "an object";
-		case jbvArray:
-			return "an array";
-		case jbvObject:
-			return "an object";
-		default:
-			return "unknown";
-	}
-}
-
-/* A shortened, printable copy of a string for error messages. */
-char *
-ds_shorten(const char *s, int len)
-{
-	if (s == NULL)
-		return pstrdup("?");
-	if (len > 64)
-	{
-		int			cut = pg_mbcliplen(s, len, 61);
-
-		return psprintf("%.*s...", cut, s);
-	}
-	return pnstrdup(s, len);
 }
 
 const char *
@@ -169,83 +128,6 @@ optional_string_header(JsonbContainer *headers, const char *name, bool nonempty,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("header \"%s\" must not be empty", name)));
 	return true;
-}
-
-static int
-digits(const char *s, int n)
-{
-	int			r = 0;
-
-	for (int i = 0; i < n; i++)
-	{
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		r = r * 10 + (s[i] - '0');
-	}
-	return r;
-}
-
-/*
- * RFC 3339 date-time: YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM), with
- * 'T'/'t' and 'Z'/'z' accepted as the RFC allows.  Calendar-checked.
- */
-bool
-ds_valid_rfc3339(const char *s, int len)
-{
-	static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-	int			y,
-				mo,
-				d,
-				h,
-				mi,
-				sec,
-				p;
-
-	if (len < 20)
-		return false;
-	y = digits(s, 4);
-	mo = digits(s + 5, 2);
-	d = digits(s + 8, 2);
-	if (y < 0 || s[4] != '-' || mo < 1 || mo > 12 || s[7] != '-' || d < 1)
-		return false;
-	if (d > mdays[mo - 1])
-		return false;
-	if (mo == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
-		return false;
-	if (s[10] != 'T' && s[10] != 't')
-		return false;
-	h = digits(s + 11, 2);
-	mi = digits(s + 14, 2);
-	sec = digits(s + 17, 2);
-	if (h < 0 || h > 23 || s[13] != ':' || mi < 0 || mi > 59 || s[16] != ':' ||
-		sec < 0 || sec > 60)
-		return false;
-	p = 19;
-	if (p < len && s[p] == '.')
-	{
-		int			start = ++p;
-
-		while (p < len && s[p] >= '0' && s[p] <= '9')
-			p++;
-		if (p == start)
-			return false;
-	}
-	if (p == len)
-		return false;
-	if (s[p] == 'Z' || s[p] == 'z')
-		return p + 1 == len;
-	if (s[p] == '+' || s[p] == '-')
-	{
-		int			oh,
-					om;
-
-		if (len - p != 6 || s[p + 3] != ':')
-			return false;
-		oh = digits(s + p + 1, 2);
-		om = digits(s + p + 4, 2);
-		return oh >= 0 && oh <= 23 && om >= 0 && om <= 59;
-	}
-	return false;
 }
 
 static const char *const change_members[] = {"type", "key", "value", "old_value", "headers", NULL};
@@ -415,7 +297,8 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 	if (optional_string_header(headers, "timestamp", false, &tmp))
 	{
 		hknown++;
-		if (!ds_valid_rfc3339(tmp.val.string.val, tmp.val.string.len))
+		if (!ds_parse_rfc3339(tmp.val.string.val, tmp.val.string.len,
+							  DS_RFC3339_DATE_TIME, NULL))
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
 					 errmsg("header \"timestamp\" is not an RFC 3339 date-time: \"%s\"",

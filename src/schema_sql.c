@@ -24,6 +24,10 @@ PG_FUNCTION_INFO_V1(ds_json_schema_validate);
 PG_FUNCTION_INFO_V1(ds_json_schema_errors);
 PG_FUNCTION_INFO_V1(ds_json_schema_register);
 
+/*
+ * Point v at the root of jb: the scalar itself for a scalar document,
+ * otherwise the container, as ds_schema_validate takes it.
+ */
 static void
 root_value(Jsonb *jb, JsonbValue *v)
 {
@@ -37,6 +41,10 @@ root_value(Jsonb *jb, JsonbValue *v)
 	}
 }
 
+/*
+ * state.json_schema_validate(schema, value, assert_formats): is value valid?
+ * Stops at the first failure.
+ */
 Datum
 ds_json_schema_validate(PG_FUNCTION_ARGS)
 {
@@ -50,6 +58,10 @@ ds_json_schema_validate(PG_FUNCTION_ARGS)
 									  assert_formats, NULL));
 }
 
+/*
+ * state.json_schema_errors(schema, value, assert_formats): one row (path,
+ * keyword, message) per failure, none when value is valid.
+ */
 Datum
 ds_json_schema_errors(PG_FUNCTION_ARGS)
 {
@@ -89,11 +101,11 @@ ds_json_schema_register(PG_FUNCTION_ARGS)
 	char	   *uri = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	Jsonb	   *doc = PG_GETARG_JSONB_P(1);
 
-	/* registering drops the compiled schemas a running batch may be using */
 	if (ds_batch_in_progress())
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("state.json_schema_register cannot run inside state.apply")));
+				 errmsg("state.json_schema_register cannot run inside state.apply"),
+				 errdetail("Registering a document drops the compiled schemas that the running batch may be using.")));
 
 	ds_schema_register_document(uri, doc);
 	PG_RETURN_VOID();

@@ -146,3 +146,9 @@ SELECT t.expect_error_verbose($$SELECT * FROM state.apply(jsonb_build_array(t.ev
 SELECT applied FROM state.apply(jsonb_build_array(t.ev('outer', 'o3', 'insert', '{"n": 3}'),
                                                   t.ev('outer', 'o4', 'insert', '{"n": 10}')), 'sc_outer');
 SELECT count(*) AS outer_rows FROM sc_outer;
+-- a document registered again under the same URI replaces the first (the
+-- copy of the jsonb must be by length: it has zero bytes)
+SELECT state.json_schema_register('https://example.com/reg.json', '{"type": "integer"}');
+SELECT state.json_schema_register('https://example.com/reg.json#', '{"type": "string", "minLength": 2, "maxLength": 40}');
+SELECT state.json_schema_validate('{"$ref": "https://example.com/reg.json"}', '"ab"') AS string_ok,
+       state.json_schema_validate('{"$ref": "https://example.com/reg.json"}', '1') AS integer_refused;

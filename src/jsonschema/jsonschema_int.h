@@ -1,0 +1,282 @@
+/*
+ * jsonschema_int.h
+ *		Private header of the JSON Schema validator (src/jsonschema/):
+ *		the compiled form of a schema and the functions the files share.
+ *
+ * A schema compiles (compile.c) into a graph of JsNode: one per schema
+ * object, each with an ordered array of JsKw (keyword + pre-digested
+ * argument).  "$ref" targets are resolved to JsNode pointers at compile
+ * time (cycles are fine: nodes are created before their keywords are
+ * compiled), regular expressions are compiled once (regex.c), and
+ * const/enum values are kept as expanded JsonbValue trees (value.c).
+ * validate.c walks that graph over an expanded value; format.c checks the
+ * formats it asserts; uri.c resolves references and holds the registered
+ * documents; cache.c keeps compiled schemas per backend.
+ *
+ * Everything a compiled schema points to lives in its JsonSchema's memory
+ * context, except the regex_t of its regular expressions, which a reset
+ * callback on that context frees.
+ *
+ * Portions: the embedded meta-schemas (src/jsonschema_meta.h) are
+ * copyright the JSON Schema specification authors, see the notice there.
+ */
+#ifndef DS_JSONSCHEMA_INT_H
+#define DS_JSONSCHEMA_INT_H
+
+#include "postgres.h"
+
+#include "nodes/pg_list.h"
+#include "regex/regex.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+
+#include "jsonschema.h"
+#include "jsonutil.h"
+
+/* the dialect a schema object is read in (its "$schema", else its parent's) */
+typedef enum JsDraft
+{
+	JS_DRAFT7 = 7,
+	JS_DRAFT2020 = 2020
+} JsDraft;
+
+/*
+ * Keyword kinds.  A node's keywords are evaluated in this order: "type"
+ * first because it fails fastest, the unevaluated* keywords last because
+ * they consume the annotations of everything before them.
+ */
+typedef enum JsKwKind
+{
+	KW_TYPE,
+	KW_ENUM,
+	KW_CONST,
+	KW_MULTIPLEOF,
+	KW_MAXIMUM,
+	KW_EXMAXIMUM,
+	KW_MINIMUM,
+	KW_EXMINIMUM,
+	KW_MAXLENGTH,
+	KW_MINLENGTH,
+	KW_PATTERN,
+	KW_FORMAT,
+	KW_MAXITEMS,
+	KW_MINITEMS,
+	KW_UNIQUEITEMS,
+	KW_MAXPROPS,
+	KW_MINPROPS,
+	KW_REQUIRED,
+	KW_DEPREQUIRED,
+	KW_REF,
+	KW_DYNREF,
+	KW_ALLOF,
+	KW_ANYOF,
+	KW_ONEOF,
+	KW_NOT,
+	KW_IF,
+	KW_DEPSCHEMAS,
+	KW_PREFIXITEMS,
+	KW_ITEMS,
+	KW_CONTAINS,
+	KW_PROPERTIES,
+	KW_PATTERNPROPS,
+	KW_ADDITIONALPROPS,
+	KW_PROPNAMES,
+	KW_UNEVALITEMS,
+	KW_UNEVALPROPS
+} JsKwKind;
+
+typedef struct JsNode JsNode;
+typedef struct JsResource JsResource;
+
+/*
+ * Most patterns in real schemas are a run of literal characters and ASCII
+ * character classes with quantifiers, anchored or not (^[a-z0-9_]{2,30}$).
+ * PostgreSQL's regex engine pays a large setup cost per match for those
+ * (a bounded repetition becomes that many NFA states), so such patterns are
+ * also compiled to this small form and matched by a backtracking loop; any
+ * other syntax, or a match that backtracks too much, uses the regex.
+ */
+#define JS_SIMPLE_MAX_ITEMS 32
+
+/* one class with its repetition bounds */
+typedef struct JsSimpleItem
+{
+	uint8		set[16];		/* ASCII code points in the class */
+	bool		negated;		/* [^...]: also matches every non-ASCII */
+	int			min;
+	int			max;			/* -1: unbounded */
+} JsSimpleItem;
+
+/* a whole simple pattern: items in sequence, perhaps anchored */
+typedef struct JsSimplePat
+{
+	bool		anchored_start;
+	bool		anchored_end;
+	int			nitems;
+	JsSimpleItem items[JS_SIMPLE_MAX_ITEMS];
+} JsSimplePat;
+
+/* a compiled "pattern" or "patternProperties" key */
+typedef struct JsRegex
+{
+	regex_t		re;
+	const char *source;
+	JsSimplePat *simple;		/* the fast form, or NULL */
+} JsRegex;
+
+/* a property name with its schema (properties, dependentSchemas) */
+typedef struct JsProp
+{
+	const char *key;
+	int			keylen;
+	JsNode	   *node;
+	int			nnames;			/* dependentRequired: required names */
+	JsonbValue *names;
+} JsProp;
+
+/* a "patternProperties" pattern with its schema */
+typedef struct JsPatProp
+{
+	JsRegex    *re;
+	JsNode	   *node;
+} JsPatProp;
+
+/* a compiled keyword: its kind and its argument, ready for validation */
+typedef struct JsKw
+{
+	JsKwKind	kind;
+	const char *name;			/* keyword as spelled in the schema */
+	union
+	{
+		uint32		types;
+		JsNode	   *sub;
+		Numeric		num;
+		int64		count;
+		JsonbValue *value;
+		JsRegex    *re;
+		const char *format;
+		struct
+		{
+			int			n;
+			JsNode	  **subs;
+		}			list;
+		struct
+		{
+			int			n;
+			JsonbValue *vals;
+		}			vals;
+		struct
+		{
+			int			n;
+			JsProp	   *props;
+		}			props;
+		struct
+		{
+			int			n;
+			JsPatProp  *pats;
+		}			pats;
+		struct
+		{
+			JsNode	   *sub;
+			int			nprops;
+			JsProp	   *props;
+			int			npats;
+			JsPatProp  *pats;
+		}			addl;
+		struct
+		{
+			JsNode	   *sub;
+			int			start;	/* first index "items" applies to */
+		}			items;
+		struct
+		{
+			JsNode	   *sub;
+			int64		min;
+			int64		max;	/* -1: no maximum */
+		}			contains;
+		struct
+		{
+			JsNode	   *ifs;
+			JsNode	   *thens;
+			JsNode	   *elses;
+		}			cond;
+		struct
+		{
+			JsNode	   *target;
+			const char *anchor; /* $dynamicRef to a $dynamicAnchor */
+		}			ref;
+	}			u;
+} JsKw;
+
+/*
+ * A compiled schema object (or boolean schema).  kw is empty until the
+ * node is compiled; raw, base and location are what compilation needs.
+ */
+struct JsNode
+{
+	bool		is_bool;
+	bool		bool_value;
+	bool		compiled;
+	bool		validation;		/* validation vocabulary enabled */
+	JsDraft		draft;
+	int			nkw;
+	JsKw	   *kw;
+	JsonbValue *raw;			/* the schema JSON (expanded) */
+	const char *base;			/* base URI, without fragment */
+	const char *location;		/* JSON Pointer of the node in its document */
+	JsResource *res;			/* schema resource the node belongs to */
+};
+
+/* a "$anchor" (or "$dynamicAnchor") of a resource */
+typedef struct JsAnchor
+{
+	const char *name;
+	JsNode	   *node;
+	bool		dynamic;
+} JsAnchor;
+
+/* a schema resource: a document, or a subschema with an "$id" of its own */
+struct JsResource
+{
+	const char *uri;			/* absolute URI without fragment */
+	JsonbValue *raw;
+	JsNode	   *root;
+	List	   *anchors;		/* JsAnchor * */
+};
+
+/* a compiled schema: the public header's opaque JsonSchema */
+struct JsonSchema
+{
+	MemoryContext cxt;
+	JsNode	   *root;
+	bool		has_unevaluated;	/* collect annotations? */
+	List	   *regexes;		/* JsRegex *, freed by a reset callback */
+};
+
+/* value.c: expanded JSON trees and comparisons on them */
+extern JsonbValue *js_expand_container(JsonbContainer *c);
+extern JsonbValue *js_expand_value(JsonbValue *v);
+extern JsonbValue *js_member(JsonbValue *obj, const char *key);
+extern int	js_num_cmp(Numeric a, Numeric b);
+extern int	js_num_sign(Numeric n);
+extern bool js_num_is_integral(Numeric n);
+extern bool js_json_equal(JsonbValue *a, JsonbValue *b);
+
+/* uri.c: RFC 3986 references and the registered documents */
+extern char *js_uri_resolve(const char *base, const char *ref);
+extern void js_uri_split(const char *abs, char **uri, char **frag);
+extern Jsonb *js_registered_document(const char *uri);
+
+/* regex.c: ECMA-262 regular expressions */
+extern JsRegex *js_compile_regex(JsonSchema *s, const char *src, int len,
+								 char **err);
+extern bool js_regex_match(JsRegex *r, const char *str, int len);
+
+/* compile.c: what validation needs of a resource's anchors */
+extern JsAnchor *js_find_anchor(JsResource *res, const char *name,
+								bool dynamic_only);
+
+/* format.c: the "format" assertions */
+extern bool js_check_format(const char *format, const char *s, int len);
+
+#endif							/* DS_JSONSCHEMA_INT_H */

@@ -1,0 +1,217 @@
+/*
+ * jsonutil.c
+ *		JSON helpers shared by the apply engine and the JSON Schema
+ *		validator (see jsonutil.h).
+ *
+ * Everything here is a pure function of its arguments: no state, no
+ * catalog access, nothing that depends on the extension's other modules.
+ */
+#include "postgres.h"
+
+#include "mb/pg_wchar.h"
+#include "port/pg_bitutils.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+
+#include "jsonutil.h"
+
+/* the names of the DS_JSON_* types, by bit position: bare and in a phrase */
+static const char *const json_type_names[DS_JSON_NTYPES][2] = {
+	{"null", "null"},
+	{"boolean", "a boolean"},
+	{"object", "an object"},
+	{"array", "an array"},
+	{"number", "a number"},
+	{"string", "a string"},
+	{"integer", "an integer"},
+};
+
+/*
+ * The name of one DS_JSON_* type as JSON Schema spells it ("string").
+ * type must be exactly one of the bits.
+ */
+const char *
+ds_json_type_name(uint32 type)
+{
+	Assert(type != 0 && (type & (type - 1)) == 0);
+	return json_type_names[pg_rightmost_one_pos32(type)][0];
+}
+
+/*
+ * The JSON type of a value as a noun phrase for messages ("a string", "an
+ * object", "null"); "unknown" for the non-JSON jsonb types.
+ */
+const char *
+ds_json_kind(JsonbValue *v)
+{
+	uint32		type = ds_json_type(v);
+
+	if (type == 0)
+		return "unknown";
+	return json_type_names[pg_rightmost_one_pos32(type)][1];
+}
+
+/*
+ * Are two scalars (or two binary containers) the same JSON, text for text?
+ * Numbers are equal only when they print the same (1.0 is not 1): the
+ * engine asks whether a value survives a round trip unchanged.  Callers
+ * that want numbers compared by value compare them before calling this.
+ */
+bool
+ds_scalar_equals(JsonbValue *a, JsonbValue *b)
+{
+	if (a->type != b->type)
+		return false;
+	switch (a->type)
+	{
+		case jbvNull:
+			return true;
+		case jbvBool:
+			return a->val.boolean == b->val.boolean;
+		case jbvString:
+			return a->val.string.len == b->val.string.len &&
+				memcmp(a->val.string.val, b->val.string.val, a->val.string.len) == 0;
+		case jbvNumeric:
+			return strcmp(DatumGetCString(DirectFunctionCall1(numeric_out,
+															  NumericGetDatum(a->val.numeric))),
+						  DatumGetCString(DirectFunctionCall1(numeric_out,
+															  NumericGetDatum(b->val.numeric)))) == 0;
+		case jbvBinary:
+			return compareJsonbContainers(a->val.binary.data, b->val.binary.data) == 0;
+		default:
+			return false;
+	}
+}
+
+/* The n ASCII digits at s as a number, or -1 if one is not a digit. */
+static int
+rfc3339_digits(const char *s, int n)
+{
+	int			r = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		r = r * 10 + (s[i] - '0');
+	}
+	return r;
+}
+
+/*
+ * If s is exactly a full-date (YYYY-MM-DD) that exists in the proleptic
+ * Gregorian calendar, store it in tm and return true.
+ */
+static bool
+rfc3339_date(const char *s, int len, DsRfc3339 *tm)
+{
+	static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	int			y,
+				mo,
+				d;
+
+	if (len != 10 || s[4] != '-' || s[7] != '-')
+		return false;
+	y = rfc3339_digits(s, 4);
+	mo = rfc3339_digits(s + 5, 2);
+	d = rfc3339_digits(s + 8, 2);
+	if (y < 0 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1])
+		return false;
+	if (mo == 2 && d == 29 && !((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+		return false;
+	tm->year = y;
+	tm->month = mo;
+	tm->day = d;
+	return true;
+}
+
+/*
+ * If s is exactly a full-time (HH:MM:SS, optional fraction, then "Z" or a
+ * numeric offset), store it in tm and return true.  Second 60 is accepted
+ * at any minute: whether a leap second can fall there is the caller's
+ * question.
+ */
+static bool
+rfc3339_time(const char *s, int len, DsRfc3339 *tm)
+{
+	int			i = 8;
+
+	if (len < 9 || s[2] != ':' || s[5] != ':')
+		return false;
+	tm->hour = rfc3339_digits(s, 2);
+	tm->minute = rfc3339_digits(s + 3, 2);
+	tm->second = rfc3339_digits(s + 6, 2);
+	if (tm->hour < 0 || tm->hour > 23 || tm->minute < 0 || tm->minute > 59 ||
+		tm->second < 0 || tm->second > 60)
+		return false;
+	if (s[i] == '.')
+	{
+		int			start = ++i;
+
+		while (i < len && s[i] >= '0' && s[i] <= '9')
+			i++;
+		if (i == start)
+			return false;
+	}
+	if (i >= len)
+		return false;
+	if (s[i] == 'Z' || s[i] == 'z')
+	{
+		tm->offset = 0;
+		return i + 1 == len;
+	}
+	if ((s[i] == '+' || s[i] == '-') && len - i == 6 && s[i + 3] == ':')
+	{
+		int			oh = rfc3339_digits(s + i + 1, 2);
+		int			om = rfc3339_digits(s + i + 4, 2);
+
+		if (oh < 0 || oh > 23 || om < 0 || om > 59)
+			return false;
+		tm->offset = (s[i] == '+' ? 1 : -1) * (oh * 60 + om);
+		return true;
+	}
+	return false;
+}
+
+/*
+ * If s is exactly the requested part of RFC 3339 (section 5.6), store its
+ * fields in *tm (when tm is not NULL) and return true.  "T"/"t" and
+ * "Z"/"z" are accepted as the RFC allows; dates are calendar-checked.
+ */
+bool
+ds_parse_rfc3339(const char *s, int len, DsRfc3339Part part, DsRfc3339 *tm)
+{
+	DsRfc3339	scratch;
+
+	if (tm == NULL)
+		tm = &scratch;
+	switch (part)
+	{
+		case DS_RFC3339_DATE:
+			return rfc3339_date(s, len, tm);
+		case DS_RFC3339_TIME:
+			return rfc3339_time(s, len, tm);
+		case DS_RFC3339_DATE_TIME:
+			return len > 11 && (s[10] == 'T' || s[10] == 't') &&
+				rfc3339_date(s, 10, tm) && rfc3339_time(s + 11, len - 11, tm);
+	}
+	return false;
+}
+
+/*
+ * A printable copy of a string for a message, cut (at a character
+ * boundary) to 61 bytes and "..." when longer than 64; "?" for NULL.
+ */
+char *
+ds_shorten(const char *s, int len)
+{
+	if (s == NULL)
+		return pstrdup("?");
+	if (len > 64)
+	{
+		int			cut = pg_mbcliplen(s, len, 61);
+
+		return psprintf("%.*s...", cut, s);
+	}
+	return pnstrdup(s, len);
+}

@@ -1,0 +1,110 @@
+/*
+ * jsonutil.h
+ *		JSON helpers shared by the apply engine and the JSON Schema
+ *		validator: type names, jsonb's key order, scalar equality, RFC 3339
+ *		date/time parsing, and strings shortened for messages.
+ *
+ * A leaf: it depends on PostgreSQL's headers only, so both sides can use it
+ * without knowing about each other.
+ */
+#ifndef DS_JSONUTIL_H
+#define DS_JSONUTIL_H
+
+#include "postgres.h"
+
+#include "utils/jsonb.h"
+
+/*
+ * JSON types as bits, so that a set of types (a schema's "type") is a mask.
+ * DS_JSON_INTEGER is never the type of a value: it is the refinement of
+ * "number" that a schema may ask for.
+ */
+#define DS_JSON_NULL		0x01
+#define DS_JSON_BOOLEAN		0x02
+#define DS_JSON_OBJECT		0x04
+#define DS_JSON_ARRAY		0x08
+#define DS_JSON_NUMBER		0x10
+#define DS_JSON_STRING		0x20
+#define DS_JSON_INTEGER		0x40
+#define DS_JSON_NTYPES		7
+
+/*
+ * The JSON type of a value as one DS_JSON_* bit (a jbvBinary container is
+ * an array or an object), or 0 for the non-JSON jsonb types.
+ */
+static inline uint32
+ds_json_type(const JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			return DS_JSON_NULL;
+		case jbvBool:
+			return DS_JSON_BOOLEAN;
+		case jbvNumeric:
+			return DS_JSON_NUMBER;
+		case jbvString:
+			return DS_JSON_STRING;
+		case jbvArray:
+			return DS_JSON_ARRAY;
+		case jbvObject:
+			return DS_JSON_OBJECT;
+		case jbvBinary:
+			return JsonContainerIsArray(v->val.binary.data) ?
+				DS_JSON_ARRAY : DS_JSON_OBJECT;
+		default:
+			return 0;
+	}
+}
+
+/*
+ * jsonb's order of object keys: shorter first, then bytewise.  Expanded
+ * objects and binary containers keep their members in this order, so a
+ * sorted list of names can be merged with them or binary-searched.
+ */
+static inline int
+ds_jsonb_key_cmp(const char *a, int alen, const char *b, int blen)
+{
+	if (alen != blen)
+		return alen < blen ? -1 : 1;
+	/* member names are short: a byte loop beats a call to memcmp */
+	if (alen <= 16)
+	{
+		for (int i = 0; i < alen; i++)
+			if (a[i] != b[i])
+				return (unsigned char) a[i] < (unsigned char) b[i] ? -1 : 1;
+		return 0;
+	}
+	return memcmp(a, b, alen);
+}
+
+/*
+ * The parts of an RFC 3339 full-date, full-time or date-time.  offset is
+ * in minutes east of UTC; second may be 60 (a leap second).
+ */
+typedef struct DsRfc3339
+{
+	int			year;
+	int			month;
+	int			day;
+	int			hour;
+	int			minute;
+	int			second;
+	int			offset;
+} DsRfc3339;
+
+typedef enum DsRfc3339Part
+{
+	DS_RFC3339_DATE,			/* YYYY-MM-DD */
+	DS_RFC3339_TIME,			/* HH:MM:SS[.frac](Z|+HH:MM|-HH:MM) */
+	DS_RFC3339_DATE_TIME		/* date "T" time */
+} DsRfc3339Part;
+
+extern const char *ds_json_type_name(uint32 type);
+extern const char *ds_json_kind(JsonbValue *v);
+extern bool ds_scalar_equals(JsonbValue *a, JsonbValue *b);
+extern bool ds_parse_rfc3339(const char *s, int len, DsRfc3339Part part,
+							 DsRfc3339 *tm);
+extern char *ds_shorten(const char *s, int len);
+
+#endif							/* DS_JSONUTIL_H */

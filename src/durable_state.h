@@ -27,7 +27,7 @@
 #include "utils/relcache.h"
 #include "utils/snapshot.h"
 
-#include "jsonutil.h"
+#include "util.h"
 
 /* Every module's init function, called by _PG_init (init.c). */
 extern void ds_event_init(void);
@@ -310,7 +310,6 @@ extern void ds_note_batch(int32 stream_id, const char *stream, int64 from, int64
 
 extern char **ds_ttl_expired_keys(DsCollection *coll, int *n);
 extern bool ds_ttl_is_expired(char **keys, int n, const char *key, int len);
-extern SPIPlanPtr ds_keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes);
 extern void ds_ttl_after_batch(DsCollection *coll, Datum *keys, bool *deleted, int nkeys);
 
 extern void ds_worker_init(void);

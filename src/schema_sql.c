@@ -14,16 +14,6 @@
 #include "durable_state.h"
 #include "jsonschema.h"
 
-
-/* prototypes for -Wmissing-prototypes */
-extern Datum ds_json_schema_validate(PG_FUNCTION_ARGS);
-extern Datum ds_json_schema_errors(PG_FUNCTION_ARGS);
-extern Datum ds_json_schema_register(PG_FUNCTION_ARGS);
-
-PG_FUNCTION_INFO_V1(ds_json_schema_validate);
-PG_FUNCTION_INFO_V1(ds_json_schema_errors);
-PG_FUNCTION_INFO_V1(ds_json_schema_register);
-
 /*
  * Point v at the root of jb: the scalar itself for a scalar document,
  * otherwise the container, as ds_schema_validate takes it.
@@ -45,6 +35,8 @@ root_value(Jsonb *jb, JsonbValue *v)
  * state.json_schema_validate(schema, value, assert_formats): is value valid?
  * Stops at the first failure.
  */
+PG_FUNCTION_INFO_V1(ds_json_schema_validate);
+
 Datum
 ds_json_schema_validate(PG_FUNCTION_ARGS)
 {
@@ -62,6 +54,8 @@ ds_json_schema_validate(PG_FUNCTION_ARGS)
  * state.json_schema_errors(schema, value, assert_formats): one row (path,
  * keyword, message) per failure, none when value is valid.
  */
+PG_FUNCTION_INFO_V1(ds_json_schema_errors);
+
 Datum
 ds_json_schema_errors(PG_FUNCTION_ARGS)
 {
@@ -95,6 +89,8 @@ ds_json_schema_errors(PG_FUNCTION_ARGS)
  * what a validator that cannot fetch over the network needs for remote
  * references.
  */
+PG_FUNCTION_INFO_V1(ds_json_schema_register);
+
 Datum
 ds_json_schema_register(PG_FUNCTION_ARGS)
 {

@@ -39,23 +39,6 @@ static SPIPlanPtr unset_plan = NULL;
 static SPIPlanPtr flag_plan = NULL;
 static SPIPlanPtr default_plan = NULL;
 
-/* *plan, prepared from sql the first time and kept for the backend's life. */
-SPIPlanPtr
-ds_keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
-{
-	if (*plan == NULL)
-	{
-		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
-
-		if (p == NULL)
-			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
-				 SPI_result_code_string(SPI_result));
-		SPI_keepplan(p);
-		*plan = p;
-	}
-	return *plan;
-}
-
 /* Runs SPI as the owner of state._expiry; saves what to restore. */
 static void
 become_owner(Oid *saved_user, int *saved_sec)

@@ -59,6 +59,19 @@ ds_schema_cache_reset(void)
 }
 
 /*
+ * Make a document available to "$ref" by absolute URI (uri.c keeps it for
+ * the backend's life), and forget every compiled schema, since some may
+ * have resolved references to a document registered before under the same
+ * URI.
+ */
+void
+ds_schema_register_document(const char *uri, Jsonb *doc)
+{
+	js_register_document(uri, doc);
+	ds_schema_cache_reset();
+}
+
+/*
  * The compiled form of schema, from the cache or compiled into it (an
  * invalid schema raises ERROR and caches nothing).  With pin, the entry is
  * not evicted until the current transaction ends; if every entry is so

@@ -5,7 +5,7 @@
  *
  * A format is an annotation unless the caller asks for assertions
  * (ds_schema_validate's assert_formats); the formats not known here always
- * pass.  Dates and times are RFC 3339 as jsonutil.c parses them.
+ * pass.  Dates and times are RFC 3339 as util.c parses them.
  */
 #include "postgres.h"
 

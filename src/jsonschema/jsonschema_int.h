@@ -31,7 +31,7 @@
 #include "utils/numeric.h"
 
 #include "jsonschema.h"
-#include "jsonutil.h"
+#include "util.h"
 
 /* the dialect a schema object is read in (its "$schema", else its parent's) */
 typedef enum JsDraft
@@ -265,6 +265,7 @@ extern bool js_json_equal(JsonbValue *a, JsonbValue *b);
 /* uri.c: RFC 3986 references and the registered documents */
 extern char *js_uri_resolve(const char *base, const char *ref);
 extern void js_uri_split(const char *abs, char **uri, char **frag);
+extern void js_register_document(const char *uri, Jsonb *doc);
 extern Jsonb *js_registered_document(const char *uri);
 
 /* regex.c: ECMA-262 regular expressions */

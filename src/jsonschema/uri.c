@@ -241,12 +241,13 @@ typedef struct JsDocument
 static List *registered_docs = NIL;	/* JsDocument *, in TopMemoryContext */
 
 /*
- * Register doc under uri (its fragment ignored), replacing a document
- * registered under the same URI.  Compiled schemas may have resolved
- * references to the old document, so the compiled-schema cache is reset.
+ * Register a copy of doc under uri (its fragment ignored), replacing a
+ * document registered under the same URI.  Compiled schemas may have
+ * resolved references to the old document: the caller resets the cache
+ * (ds_schema_register_document).
  */
 void
-ds_schema_register_document(const char *uri, Jsonb *doc)
+js_register_document(const char *uri, Jsonb *doc)
 {
 	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
 	char	   *u;
@@ -274,7 +275,6 @@ ds_schema_register_document(const char *uri, Jsonb *doc)
 	d->doc = palloc(VARSIZE(doc));
 	memcpy(d->doc, doc, VARSIZE(doc));
 	MemoryContextSwitchTo(old);
-	ds_schema_cache_reset();
 }
 
 /*

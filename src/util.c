@@ -1,19 +1,20 @@
 /*
- * jsonutil.c
- *		JSON helpers shared by the apply engine and the JSON Schema
- *		validator (see jsonutil.h).
+ * util.c
+ *		Helpers shared by the apply engine and the JSON Schema validator
+ *		(see util.h).
  *
- * Everything here is a pure function of its arguments: no state, no
- * catalog access, nothing that depends on the extension's other modules.
+ * A leaf: nothing here depends on the extension's other modules.  All but
+ * ds_keep_plan are pure functions of their arguments.
  */
 #include "postgres.h"
 
 #include "mb/pg_wchar.h"
 #include "port/pg_bitutils.h"
+#include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 
-#include "jsonutil.h"
+#include "util.h"
 
 /* the names of the DS_JSON_* types, by bit position: bare and in a phrase */
 static const char *const json_type_names[DS_JSON_NTYPES][2] = {
@@ -214,4 +215,26 @@ ds_shorten(const char *s, int len)
 		return psprintf("%.*s...", cut, s);
 	}
 	return pnstrdup(s, len);
+}
+
+/*
+ * Return *plan, preparing it from sql (with nargs parameters of argtypes)
+ * the first time and keeping it for the backend's life (SPI_keepplan).
+ * The caller must be connected to SPI; a statement that does not prepare
+ * is an internal error.
+ */
+SPIPlanPtr
+ds_keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare(sql, nargs, argtypes);
+
+		if (p == NULL)
+			elog(ERROR, "SPI_prepare failed for \"%s\": %s", sql,
+				 SPI_result_code_string(SPI_result));
+		SPI_keepplan(p);
+		*plan = p;
+	}
+	return *plan;
 }

@@ -1,17 +1,19 @@
 /*
- * jsonutil.h
- *		JSON helpers shared by the apply engine and the JSON Schema
- *		validator: type names, jsonb's key order, scalar equality, RFC 3339
- *		date/time parsing, and strings shortened for messages.
+ * util.h
+ *		Helpers shared by the apply engine and the JSON Schema validator:
+ *		JSON type names, jsonb's key order, scalar equality, RFC 3339
+ *		date/time parsing, strings shortened for messages, and SPI plans
+ *		kept for the backend's life.
  *
  * A leaf: it depends on PostgreSQL's headers only, so both sides can use it
  * without knowing about each other.
  */
-#ifndef DS_JSONUTIL_H
-#define DS_JSONUTIL_H
+#ifndef DS_UTIL_H
+#define DS_UTIL_H
 
 #include "postgres.h"
 
+#include "executor/spi.h"
 #include "utils/jsonb.h"
 
 /*
@@ -107,4 +109,7 @@ extern bool ds_parse_rfc3339(const char *s, int len, DsRfc3339Part part,
 							 DsRfc3339 *tm);
 extern char *ds_shorten(const char *s, int len);
 
-#endif							/* DS_JSONUTIL_H */
+/* SPI plans prepared once per backend */
+extern SPIPlanPtr ds_keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes);
+
+#endif							/* DS_UTIL_H */

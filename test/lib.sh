@@ -148,10 +148,20 @@ ds_build_install() {
     local libdir sharedir
     libdir=$("$DS_PG_CONFIG" --pkglibdir)
     sharedir=$("$DS_PG_CONFIG" --sharedir)
+    # make install leaves the scripts of an older build that this tree does
+    # not ship (such as the full install scripts of 0.2.0 and 0.3.0), and
+    # CREATE EXTENSION would run such a script instead of 0.1.0's and the
+    # updates: remove them.
+    local f stale=()
+    for f in "$sharedir"/extension/durable_state--*.sql; do
+        [[ -e $f && ! -e $DS_ROOT/sql/${f##*/} ]] && stale+=("$f")
+    done
     if [[ -w $libdir && -w $sharedir/extension ]]; then
-        make -C "$DS_ROOT" install PG_CONFIG="$DS_PG_CONFIG" >/dev/null || return 1
+        rm -f "${stale[@]}" &&
+            make -C "$DS_ROOT" install PG_CONFIG="$DS_PG_CONFIG" >/dev/null || return 1
     else
-        ds_as_root make -C "$DS_ROOT" install PG_CONFIG="$DS_PG_CONFIG" >/dev/null || return 1
+        ds_as_root rm -f "${stale[@]}" &&
+            ds_as_root make -C "$DS_ROOT" install PG_CONFIG="$DS_PG_CONFIG" >/dev/null || return 1
     fi
 }
 

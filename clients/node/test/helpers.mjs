@@ -8,8 +8,8 @@ export const pg = require('pg');
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/* A seeded PRNG, so that a failing stream can be replayed (shared with test/t). */
-export const { rng } = require('../../../test/node/prng.js');
+/* A seeded PRNG, so that a failing stream can be replayed. */
+export const { rng } = require('./helpers/prng.js');
 
 /* Creates the collections ([name, type, options] with sql options text) on a fresh stream. */
 export async function setupStream(prefix, collections) {

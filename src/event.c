@@ -20,7 +20,7 @@
 /* durable_state.max_event_bytes: the largest event state.apply accepts */
 int			ds_max_event_bytes = 16 * 1024 * 1024;
 
-/* Registers the settings of event parsing. */
+/* Defines durable_state.max_event_bytes; at load. */
 void
 ds_event_init(void)
 {
@@ -33,14 +33,20 @@ ds_event_init(void)
 							NULL, NULL, NULL);
 }
 
-/* Looks up a member of an object container by name. */
+/*
+ * Looks up member name of object container obj.  If found, fills *out and
+ * returns out; returns NULL otherwise.
+ */
 static JsonbValue *
 member(JsonbContainer *obj, const char *name, JsonbValue *out)
 {
 	return getKeyJsonValueFromContainer(obj, name, strlen(name), out);
 }
 
-/* "a string", "an object"...: the JSON type of a value, for messages */
+/*
+ * The JSON type of v as a message names it: "null", "a string", "an
+ * object"...  A static string.
+ */
 const char *
 ds_json_kind(JsonbValue *v)
 {
@@ -65,7 +71,11 @@ ds_json_kind(JsonbValue *v)
 	}
 }
 
-/* A shortened, printable copy of a string for error messages. */
+/*
+ * A palloc'd copy of s (len bytes, not necessarily NUL-terminated) for error
+ * messages: cut on a character boundary to at most 61 bytes plus "..." if
+ * longer than 64 bytes; "?" if s is NULL.
+ */
 char *
 ds_shorten(const char *s, int len)
 {
@@ -80,6 +90,7 @@ ds_shorten(const char *s, int len)
 	return pnstrdup(s, len);
 }
 
+/* The operation's name as headers.operation spells it; a static string. */
 const char *
 ds_op_name(DsOperation op)
 {
@@ -98,7 +109,12 @@ ds_op_name(DsOperation op)
 	}
 }
 
-/* Reports the first member of obj whose name is not in allowed[]. */
+/*
+ * Raises ERRCODE_INVALID_PARAMETER_VALUE naming the first member of obj
+ * whose name is not in allowed[] (NULL-terminated); where names obj and
+ * allowed_text lists the allowed names, both for the message.  Returns if
+ * every member is allowed.
+ */
 static void
 reject_unknown_member(JsonbContainer *obj, const char *const *allowed,
 					  const char *where, const char *allowed_text)
@@ -132,7 +148,10 @@ reject_unknown_member(JsonbContainer *obj, const char *const *allowed,
 	}
 }
 
-/* Fetches a required non-empty string member. */
+/*
+ * Sets *s and *len to member name of obj, pointing into obj.  Raises
+ * ERRCODE_INVALID_PARAMETER_VALUE if it is absent or not a non-empty string.
+ */
 static void
 required_string(JsonbContainer *obj, const char *name, const char **s, int *len)
 {
@@ -152,7 +171,11 @@ required_string(JsonbContainer *obj, const char *name, const char **s, int *len)
 	*len = v.val.string.len;
 }
 
-/* Checks an optional string header; returns false if absent. */
+/*
+ * Looks up header name.  Returns false if it is absent; otherwise fills
+ * *out and returns true.  Raises ERRCODE_INVALID_PARAMETER_VALUE if it is
+ * not a string, or is empty and nonempty is set.
+ */
 static bool
 optional_string_header(JsonbContainer *headers, const char *name, bool nonempty,
 					   JsonbValue *out)
@@ -171,6 +194,7 @@ optional_string_header(JsonbContainer *headers, const char *name, bool nonempty,
 	return true;
 }
 
+/* The value of the n decimal digits at s, or -1 if any is not a digit. */
 static int
 digits(const char *s, int n)
 {
@@ -186,8 +210,10 @@ digits(const char *s, int n)
 }
 
 /*
- * RFC 3339 date-time: YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM), with
- * 'T'/'t' and 'Z'/'z' accepted as the RFC allows.  Calendar-checked.
+ * Returns true if s (len bytes) is an RFC 3339 date-time,
+ * YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM), with 'T'/'t' and 'Z'/'z'
+ * accepted as the RFC allows and the date calendar-checked (leap years
+ * included; a leap second is accepted).  Returns false otherwise.
  */
 bool
 ds_valid_rfc3339(const char *s, int len)
@@ -252,6 +278,13 @@ static const char *const change_members[] = {"type", "key", "value", "old_value"
 static const char *const change_headers[] = {"operation", "txid", "timestamp", "offset", "from", NULL};
 static const char *const control_headers[] = {"control", "offset", NULL};
 
+/*
+ * Fills ev->control from control event root, whose headers object is
+ * headers and whose "control" header is ctl.  Raises
+ * ERRCODE_INVALID_PARAMETER_VALUE if the event also has change members or
+ * an "operation" header, if the control is not a known one, or if a header
+ * other than "control" and "offset" is present.
+ */
 static void
 parse_control(JsonbContainer *root, JsonbContainer *headers, JsonbValue *ctl,
 			  DsEvent *ev)
@@ -296,8 +329,14 @@ parse_control(JsonbContainer *root, JsonbContainer *headers, JsonbValue *ctl,
 }
 
 /*
- * Parses and validates one event.  v is an element of the batch: it must be
- * an object (jbvBinary).  Raises an error naming the rule on any violation.
+ * Parses and validates one event into ev, whose strings and values point
+ * into v.  v is an element of the batch: it must be an object (jbvBinary).
+ * Raises an error naming the broken rule on any violation:
+ * ERRCODE_INVALID_PARAMETER_VALUE for the shape,
+ * ERRCODE_INVALID_TEXT_REPRESENTATION for a malformed timestamp header,
+ * ERRCODE_PROGRAM_LIMIT_EXCEEDED for an event over
+ * durable_state.max_event_bytes.  ev->type and ev->key are set before any
+ * error that can follow them, so that the caller can name the event.
  */
 void
 ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
@@ -432,7 +471,9 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 	(void) index;
 }
 
-/* A copy of the event as a standalone jsonb datum, for the log. */
+/*
+ * A palloc'd copy of the event as a standalone jsonb datum, for the log.
+ */
 Jsonb *
 ds_event_datum(DsEvent *ev)
 {
@@ -444,8 +485,9 @@ ds_event_datum(DsEvent *ev)
 }
 
 /*
- * Source offsets are opaque strings compared bytewise.  The protocol's
- * sentinels and the URL-reserved characters are refused.
+ * Raises ERRCODE_INVALID_PARAMETER_VALUE unless off can be a source offset.
+ * Source offsets are opaque strings compared bytewise; the protocol's
+ * sentinels ("", "-1", "now") and the URL-reserved characters are refused.
  */
 void
 ds_check_source_offset(const char *off)

@@ -317,7 +317,8 @@ ds_worker_main(Datum arg)
 	/* every commit before now ended before this point */
 	ds_shared->startup_lsn = GetXLogInsertRecPtr();
 	LWLockRelease(ds_shared->lock);
-	elog(LOG, "durable_state worker started (database \"%s\")", dbname);
+	ereport(LOG,
+			(errmsg("durable_state worker started (database \"%s\")", dbname)));
 
 	for (;;)
 	{
@@ -344,8 +345,9 @@ ds_worker_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 			if (strcmp(dbname, ds_worker_database) != 0)
 			{
-				elog(LOG, "durable_state worker restarting for database \"%s\"",
-					 ds_worker_database);
+				ereport(LOG,
+						(errmsg("durable_state worker restarting for database \"%s\"",
+								ds_worker_database)));
 				proc_exit(1);
 			}
 		}

@@ -435,7 +435,11 @@ relmeta_invalidate(Oid relid)
 		m->valid = false;
 }
 
-/* jsonb orders object keys by length, then bytes; so do we. */
+/*
+ * Compares keys a (alen bytes) and b (blen bytes) as jsonb orders object
+ * keys, by length, then bytes: negative, zero or positive as a sorts
+ * before, with or after b.
+ */
 static int
 jsonb_key_cmp(const char *a, int alen, const char *b, int blen)
 {

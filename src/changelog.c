@@ -71,7 +71,10 @@ static int	tail_cache_n = 0;
 static Oid	tail_log_relid = InvalidOid;
 static Oid	tail_streams_relid = InvalidOid;
 
-/* Transaction callback: forgets every remembered tail when a transaction ends. */
+/*
+ * Transaction callback: forgets every remembered tail at any transaction
+ * event (pre-commit, commit, abort, prepare): the transaction is ending.
+ */
 static void
 tail_cache_xact(XactEvent event, void *arg)
 {

@@ -346,11 +346,12 @@ ds_scalar_equals(JsonbValue *a, JsonbValue *b)
 }
 
 /*
- * Does the column value d (converted from member value v) read back as
- * exactly v?  If not, *canonical is what it reads back as (JSON null for
- * SQL NULL: an absent member).  Text, booleans, JSON and unconstrained
- * numerics always do; integers do unless v had a fraction part (1.0);
- * timestamps, uuids and the like do when v was in their output format.
+ * Returns true if column value d (converted from member value v) reads back
+ * as exactly v.  If not, returns false and sets *canonical to what it reads
+ * back as (JSON null for SQL NULL: an absent member).  Text, booleans, JSON
+ * and unconstrained numerics always do; integers do unless v had a fraction
+ * part (1.0); timestamps, uuids and the like do when v was in their output
+ * format.
  */
 bool
 ds_renders_exactly(DsColumn *col, JsonbValue *v, Datum d, bool isnull,

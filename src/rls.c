@@ -133,7 +133,10 @@ rls_invalidate(Oid relid)
 	}
 }
 
-/* Relcache callback: a table's policies or its RLS settings may have changed. */
+/*
+ * Relcache callback: relid's policies or row-level security settings may
+ * have changed, so its cached checks are marked stale.
+ */
 static void
 rls_relcache_callback(Datum arg, Oid relid)
 {

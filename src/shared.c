@@ -87,7 +87,10 @@ ds_count(DsCounter c, uint64 n)
 		pg_atomic_fetch_add_u64(&ds_shared->counters[c], n);
 }
 
-/* The hash a txid is known by (in state._txids and the shared ring). */
+/*
+ * The 64-bit hash txid (len bytes) is known by in state._txids and the
+ * shared ring.
+ */
 uint64
 ds_txid_hash(const char *txid, int len)
 {

@@ -1,6 +1,7 @@
 /*
  * notify.c
- *		Notifications after commit, and the txids a commit confirms.
+ *		Notifications after commit, the txids a commit confirms, and
+ *		state.publish.
  *
  * Each batch leaves a record in the transaction (stream, offsets, types,
  * txids).  A subtransaction that aborts takes its records with it.  At

@@ -1,8 +1,9 @@
 /*
  * reads.c
- *		state.get, state.get_many and state.get_type: primary-key index reads
- *		under the statement's snapshot, values rebuilt as the JSON applied;
- *		rows hidden by the caller's row-level security policies are absent.
+ *		state.get, state.get_versioned, state.get_many and state.get_type:
+ *		primary-key index reads under the statement's snapshot, values
+ *		rebuilt as the JSON applied; rows hidden by the caller's row-level
+ *		security policies, and entities whose TTL has passed, are absent.
  */
 #include "postgres.h"
 

@@ -480,7 +480,7 @@ relmeta_build(DsRelMeta *m, DsCollection *coll, Relation rel, const char *pkname
 				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
 				 errmsg("table \"%s\" of collection \"%s\" has no primary key",
 						RelationGetRelationName(rel), coll->name),
-				 errhint("The table needs PRIMARY KEY (%s).", pkname)));
+				 errhint("Add PRIMARY KEY (%s) to the table.", pkname)));
 
 	memset(ri, 0, sizeof(DsRelInfo));
 	m->pkname = pstrdup(pkname);
@@ -571,20 +571,22 @@ relmeta_build(DsRelMeta *m, DsCollection *coll, Relation rel, const char *pkname
 				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
 				 errmsg("primary key of table \"%s\" is not (%s)",
 						RelationGetRelationName(rel), pkname),
-				 errhint("The table was altered after state.create_collection(); restore PRIMARY KEY (%s).",
-						 pkname)));
+				 errdetail("The table was altered after state.create_collection()."),
+				 errhint("Restore PRIMARY KEY (%s).", pkname)));
 	if (coll->extra_column && ri->extracol == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
 				 errmsg("table \"%s\" of collection \"%s\" has no extra column \"%s\"",
 						RelationGetRelationName(rel), coll->name, coll->extra_column),
-				 errhint("The table was altered after state.create_collection(); restore the jsonb column.")));
+				 errdetail("The table was altered after state.create_collection()."),
+				 errhint("Restore the jsonb column.")));
 	if (coll->version_column && ri->versioncol == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
 				 errmsg("table \"%s\" of collection \"%s\" has no version column \"%s\"",
 						RelationGetRelationName(rel), coll->name, coll->version_column),
-				 errhint("The table was altered after state.create_collection(); restore the bigint column.")));
+				 errdetail("The table was altered after state.create_collection()."),
+				 errhint("Restore the bigint column.")));
 	if (!RegProcedureIsValid(ri->pk_eqproc))
 		elog(ERROR, "no equality operator for the primary key of \"%s\"",
 			 RelationGetRelationName(rel));

@@ -73,7 +73,7 @@ type_mismatch(DsColumn *col, JsonbValue *v, const char *want)
 			 errmsg("member \"%s\" must be %s, not %s", col->name, want, ds_json_kind(v)),
 			 errdetail("Column \"%s\" has type %s.", col->name, format_type_be(col->typid)),
 			 v->type == jbvBinary ?
-			 errhint("Objects and arrays are stored in json or jsonb columns.") : 0));
+			 errhint("Store objects and arrays in a json or jsonb column.") : 0));
 }
 
 /*

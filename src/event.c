@@ -381,7 +381,7 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("event has no \"headers\""),
-				 errhint("Change events carry headers.operation; control events carry headers.control.")));
+				 errhint("Give a change event headers.operation, or a control event headers.control.")));
 	if (hv.type != jbvBinary || !JsonContainerIsObject(hv.val.binary.data))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -403,7 +403,7 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("change event has no header \"operation\""),
-				 errhint("headers.operation is \"insert\", \"update\", \"delete\" or \"upsert\".")));
+				 errhint("Set headers.operation to \"insert\", \"update\", \"delete\" or \"upsert\".")));
 	if (opv.type != jbvString)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -423,7 +423,7 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown operation \"%s\"",
 						ds_shorten(opv.val.string.val, opv.val.string.len)),
-				 errhint("headers.operation is \"insert\", \"update\", \"delete\" or \"upsert\".")));
+				 errhint("Set headers.operation to \"insert\", \"update\", \"delete\" or \"upsert\".")));
 #undef OP_IS
 
 	if (member(root, "value", &ev->value))
@@ -435,7 +435,7 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s event has no \"value\"", ds_op_name(ev->op)),
-				 errhint("insert, update and upsert events carry the new value; only delete may omit it.")));
+				 errdetail("Insert, update and upsert events carry the new value; only a delete may omit it.")));
 	if (member(root, "old_value", &ev->old_value))
 	{
 		ev->has_old_value = true;
@@ -496,7 +496,7 @@ ds_check_source_offset(const char *off)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid source_offset \"%s\"", ds_shorten(off, strlen(off))),
-				 errdetail("\"-1\", \"now\" and the empty string are sentinels, not offsets.")));
+				 errdetail("The empty string, \"-1\" and \"now\" are sentinels, not offsets.")));
 	if (strpbrk(off, ",&=?/") != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

@@ -358,7 +358,7 @@ notify_xact(XactEvent event, void *arg)
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("cannot PREPARE a transaction that applied state events"),
-						 errdetail("Its notifications and txid confirmations happen at commit.")));
+						 errdetail("The notifications and txid confirmations of state events happen at commit.")));
 			break;
 		case XACT_EVENT_COMMIT:
 			if (txn_notes != NIL)

@@ -162,7 +162,7 @@ ds_get_versioned(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("collection \"%s\" keeps no versions", r.coll->name),
-				 errhint("Adopted tables keep versions in a bigint column named with state.create_collection(..., version_column => ...).")));
+				 errhint("Re-create the collection with state.create_collection(..., version_column => ...) naming a bigint column of the table.")));
 	v = reader_get(&r, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
 	if (v != NULL)
 	{

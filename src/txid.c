@@ -138,7 +138,7 @@ need_worker(DsDurability d)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("durability \"%s\" can only be awaited on the primary",
 						d == DS_DUR_FLUSHED ? "flushed" : "replicated"),
-				 errhint("On a standby, a committed (visible) txid has been replicated to it.")));
+				 errhint("On a standby, await durability \"committed\": a txid visible there has been replicated to it.")));
 }
 
 /*

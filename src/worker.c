@@ -266,8 +266,9 @@ send_notices(void)
 /*
  * Runs state._maintain(durable_state.txid_retention) in this database (it
  * expires TTLs and prunes old txids and logs) if the extension is installed
- * here; does nothing otherwise.  Runs inside in_transaction, as the worker's
- * user; raises an error if the SQL fails.
+ * here; does nothing otherwise.  Runs inside in_transaction, as the
+ * bootstrap superuser the worker connects as; raises an error if the SQL
+ * fails.
  */
 static void
 maintain(void)

@@ -435,11 +435,7 @@ relmeta_invalidate(Oid relid)
 		m->valid = false;
 }
 
-/*
- * Compares keys a (alen bytes) and b (blen bytes) as jsonb orders object
- * keys, by length, then bytes: negative, zero or positive as a sorts
- * before, with or after b.
- */
+/* jsonb orders object keys by length, then bytes; so do we. */
 static int
 jsonb_key_cmp(const char *a, int alen, const char *b, int blen)
 {
@@ -448,7 +444,6 @@ jsonb_key_cmp(const char *a, int alen, const char *b, int blen)
 	return memcmp(a, b, alen);
 }
 
-/* qsort comparator of DsColumn pointers, in jsonb key order of their names. */
 static int
 column_cmp(const void *a, const void *b)
 {

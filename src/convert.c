@@ -315,10 +315,7 @@ ds_datum_to_jsonbvalue(DsColumn *col, Datum d, JsonbValue *jv)
 	}
 }
 
-/*
- * Returns true if JSON values a and b are the same, text for text: 1.0 is
- * not 1, but objects and arrays compare as jsonb does.
- */
+/* Are two JSON values the same, text for text (1.0 is not 1)? */
 bool
 ds_scalar_equals(JsonbValue *a, JsonbValue *b)
 {

@@ -43,10 +43,7 @@ member(JsonbContainer *obj, const char *name, JsonbValue *out)
 	return getKeyJsonValueFromContainer(obj, name, strlen(name), out);
 }
 
-/*
- * The JSON type of v as a message names it: "null", "a string", "an
- * object"...  A static string.
- */
+/* "a string", "an object"...: the JSON type of a value, for messages */
 const char *
 ds_json_kind(JsonbValue *v)
 {
@@ -71,11 +68,7 @@ ds_json_kind(JsonbValue *v)
 	}
 }
 
-/*
- * A palloc'd copy of s (len bytes, not necessarily NUL-terminated) for error
- * messages: cut on a character boundary to at most 61 bytes plus "..." if
- * longer than 64 bytes; "?" if s is NULL.
- */
+/* A shortened, printable copy of a string for error messages. */
 char *
 ds_shorten(const char *s, int len)
 {
@@ -90,7 +83,6 @@ ds_shorten(const char *s, int len)
 	return pnstrdup(s, len);
 }
 
-/* The operation's name as headers.operation spells it; a static string. */
 const char *
 ds_op_name(DsOperation op)
 {
@@ -194,7 +186,6 @@ optional_string_header(JsonbContainer *headers, const char *name, bool nonempty,
 	return true;
 }
 
-/* The value of the n decimal digits at s, or -1 if any is not a digit. */
 static int
 digits(const char *s, int n)
 {
@@ -210,10 +201,8 @@ digits(const char *s, int n)
 }
 
 /*
- * Returns true if s (len bytes) is an RFC 3339 date-time,
- * YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM), with 'T'/'t' and 'Z'/'z'
- * accepted as the RFC allows and the date calendar-checked (leap years
- * included; a leap second is accepted).  Returns false otherwise.
+ * RFC 3339 date-time: YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM), with
+ * 'T'/'t' and 'Z'/'z' accepted as the RFC allows.  Calendar-checked.
  */
 bool
 ds_valid_rfc3339(const char *s, int len)

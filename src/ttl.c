@@ -39,12 +39,7 @@ static SPIPlanPtr unset_plan = NULL;
 static SPIPlanPtr flag_plan = NULL;
 static SPIPlanPtr default_plan = NULL;
 
-/*
- * Returns *plan, first preparing it from sql (with nargs argument types
- * argtypes) and keeping it for the backend's life if it is NULL.  The
- * caller is connected to SPI.  A failure to prepare (a syntax error, an
- * unknown name) is raised as an internal error with the SPI result code.
- */
+/* *plan, prepared from sql the first time and kept for the backend's life. */
 SPIPlanPtr
 ds_keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 {
@@ -61,13 +56,7 @@ ds_keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 	return *plan;
 }
 
-/*
- * Switches the current user to the owner of state._expiry, in a security
- * restricted operation, and connects to SPI; the previous user and
- * security context are saved in *saved_user and *saved_sec for
- * restore_user.  An error in between is undone by transaction abort, which
- * resets both.
- */
+/* Runs SPI as the owner of state._expiry; saves what to restore. */
 static void
 become_owner(Oid *saved_user, int *saved_sec)
 {

@@ -46,6 +46,12 @@ static DsCatalogOids oids;
 
 static void relmeta_invalidate(Oid relid);
 
+/*
+ * Relcache invalidation callback.  Marks the catalog cache stale when relid
+ * is one of the extension's tables (or InvalidOid, a reset of the whole
+ * relcache), and marks relid's cached relation facts stale.  Frees nothing:
+ * the next reader rebuilds.
+ */
 static void
 relcache_callback(Datum arg, Oid relid)
 {
@@ -55,12 +61,18 @@ relcache_callback(Datum arg, Oid relid)
 	relmeta_invalidate(relid);
 }
 
+/* Registers the relcache callback that keeps the caches valid; at load. */
 void
 ds_catalog_init(void)
 {
 	CacheRegisterRelcacheCallback(relcache_callback, (Datum) 0);
 }
 
+/*
+ * The OID of relation relname in schema state.  Raises
+ * ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE if there is no such relation,
+ * that is, if the extension is not installed in this database.
+ */
 static Oid
 state_relid(const char *relname)
 {
@@ -75,7 +87,10 @@ state_relid(const char *relname)
 	return relid;
 }
 
-/* A NOT NULL column of a catalog row. */
+/*
+ * The value of NOT NULL column attname of a catalog row of state.relname.
+ * A null is corruption: elog(ERROR).
+ */
 static Datum
 attr(TupleTableSlot *slot, const char *relname, const char *attname)
 {
@@ -87,6 +102,7 @@ attr(TupleTableSlot *slot, const char *relname, const char *attname)
 	return d;
 }
 
+/* A palloc'd copy of src in the current memory context. */
 static Interval *
 copy_interval(const Interval *src)
 {
@@ -114,6 +130,10 @@ optional_attr(TupleTableSlot *slot, const char *attname, bool *isnull)
 	return slot_getattr(slot, att, isnull);
 }
 
+/*
+ * The value of NOT NULL text column attname, as a palloc'd C string in the
+ * current memory context.
+ */
 static char *
 text_attr(TupleTableSlot *slot, const char *relname, const char *attname)
 {
@@ -121,9 +141,11 @@ text_attr(TupleTableSlot *slot, const char *relname, const char *attname)
 }
 
 /*
- * Reads state._streams and state._collections with plain table scans (not
- * SQL: the caller needs no privileges on the extension's own tables for
- * this, and nothing is planned).
+ * Fills cache_streams and cache_nstreams (which must be empty) from
+ * state._streams and state._collections, read with the latest snapshot,
+ * allocating in the current memory context.  Plain table scans, not SQL:
+ * the caller needs no privileges on the extension's own tables for this,
+ * and nothing is planned.  Collections of an unknown stream are skipped.
  */
 static void
 cache_read(void)
@@ -212,6 +234,14 @@ cache_read(void)
 	UnregisterSnapshot(snap);
 }
 
+/*
+ * Rebuilds the catalog cache: looks up the OIDs and attribute numbers of
+ * the extension's tables, then reads every stream and collection into
+ * cache_cxt (a child of CacheMemoryContext, reset first).  On error the
+ * cache is left empty and invalid, and the error is re-thrown; it is
+ * ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE if the extension is not
+ * installed.
+ */
 static void
 cache_load(void)
 {
@@ -255,8 +285,10 @@ cache_load(void)
 }
 
 /*
- * The stream and its collections, copied into the current memory context.
- * NULL if the stream does not exist and missing_ok.
+ * Return stream name and its collections, deep-copied into the current
+ * memory context (loading the catalog cache first if it is stale).  If the
+ * stream does not exist, return NULL when missing_ok, else raise
+ * ERRCODE_UNDEFINED_OBJECT.
  */
 DsStream *
 ds_catalog_stream(const char *name, bool missing_ok)
@@ -314,6 +346,11 @@ ds_catalog_stream(const char *name, bool missing_ok)
 	return copy;
 }
 
+/*
+ * Return stream's collection of event type type (type_len bytes, not
+ * necessarily NUL-terminated), pointing into stream.  If there is none,
+ * return NULL when missing_ok, else raise ERRCODE_UNDEFINED_OBJECT.
+ */
 DsCollection *
 ds_stream_collection(DsStream *stream, const char *type, int type_len, bool missing_ok)
 {
@@ -333,6 +370,13 @@ ds_stream_collection(DsStream *stream, const char *type, int type_len, bool miss
 	return NULL;
 }
 
+/*
+ * The OIDs and attribute numbers of the extension's tables, loading the
+ * catalog cache first if it is stale.  The result points into static
+ * memory, valid until the next cache load; raises
+ * ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE if the extension is not
+ * installed.
+ */
 const DsCatalogOids *
 ds_catalog_oids(void)
 {
@@ -366,6 +410,11 @@ typedef struct DsRelMeta
 
 static HTAB *relmeta = NULL;
 
+/*
+ * Marks relid's cached relation facts stale, or every entry's if relid is
+ * InvalidOid.  Frees nothing: the memory may still be in use (see
+ * DsRelMeta); ds_relinfo_open rebuilds the entry on next use.
+ */
 static void
 relmeta_invalidate(Oid relid)
 {
@@ -395,7 +444,13 @@ column_cmp(const void *a, const void *b)
 	return ds_jsonb_key_cmp(ca->name, ca->name_len, cb->name, cb->name_len);
 }
 
-/* Builds the facts about rel into m (in m->cxt). */
+/*
+ * Builds the facts about rel, the table of collection coll keyed by column
+ * pkname, into m, allocating in m->cxt (and switching back to the caller's
+ * context on success only).  Raises ERRCODE_INVALID_TABLE_DEFINITION if the
+ * table no longer fits the collection: no primary key, a primary key that
+ * is not (pkname), a missing or mistyped extra, version or value column.
+ */
 static void
 relmeta_build(DsRelMeta *m, DsCollection *coll, Relation rel, const char *pkname)
 {
@@ -411,7 +466,7 @@ relmeta_build(DsRelMeta *m, DsCollection *coll, Relation rel, const char *pkname
 				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
 				 errmsg("table \"%s\" of collection \"%s\" has no primary key",
 						RelationGetRelationName(rel), coll->name),
-				 errhint("The table needs PRIMARY KEY (%s).", pkname)));
+				 errhint("Add PRIMARY KEY (%s) to the table.", pkname)));
 
 	memset(ri, 0, sizeof(DsRelInfo));
 	m->pkname = pstrdup(pkname);
@@ -502,20 +557,22 @@ relmeta_build(DsRelMeta *m, DsCollection *coll, Relation rel, const char *pkname
 				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
 				 errmsg("primary key of table \"%s\" is not (%s)",
 						RelationGetRelationName(rel), pkname),
-				 errhint("The table was altered after state.create_collection(); restore PRIMARY KEY (%s).",
-						 pkname)));
+				 errdetail("The table was altered after state.create_collection()."),
+				 errhint("Restore PRIMARY KEY (%s).", pkname)));
 	if (coll->extra_column && ri->extracol == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
 				 errmsg("table \"%s\" of collection \"%s\" has no extra column \"%s\"",
 						RelationGetRelationName(rel), coll->name, coll->extra_column),
-				 errhint("The table was altered after state.create_collection(); restore the jsonb column.")));
+				 errdetail("The table was altered after state.create_collection()."),
+				 errhint("Restore the jsonb column.")));
 	if (coll->version_column && ri->versioncol == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_TABLE_DEFINITION),
 				 errmsg("table \"%s\" of collection \"%s\" has no version column \"%s\"",
 						RelationGetRelationName(rel), coll->name, coll->version_column),
-				 errhint("The table was altered after state.create_collection(); restore the bigint column.")));
+				 errdetail("The table was altered after state.create_collection()."),
+				 errhint("Restore the bigint column.")));
 	if (!RegProcedureIsValid(ri->pk_eqproc))
 		elog(ERROR, "no equality operator for the primary key of \"%s\"",
 			 RelationGetRelationName(rel));
@@ -533,8 +590,13 @@ relmeta_build(DsRelMeta *m, DsCollection *coll, Relation rel, const char *pkname
 }
 
 /*
- * Opens a collection's table and its primary key index and fills ri with
- * the cached facts about them.
+ * Opens collection coll's table and its primary key index, both with
+ * lockmode, and fills ri with the cached facts about them, (re)building
+ * the cache entry if it is stale or was built for a different collection
+ * of the same table.  The facts live in CacheMemoryContext; a replaced
+ * entry's memory is handed to TopTransactionContext.  Raises
+ * ERRCODE_UNDEFINED_TABLE if the table was dropped, and the errors of
+ * relmeta_build.  The caller closes both with ds_relinfo_close.
  */
 void
 ds_relinfo_open(DsRelInfo *ri, DsCollection *coll, LOCKMODE lockmode)
@@ -603,6 +665,10 @@ ds_relinfo_open(DsRelInfo *ri, DsCollection *coll, LOCKMODE lockmode)
 	ri->pkrel = index_open(m->pkindex, lockmode);
 }
 
+/*
+ * Closes the index and the table ds_relinfo_open opened, releasing
+ * lockmode (which must be the mode they were opened with).
+ */
 void
 ds_relinfo_close(DsRelInfo *ri, LOCKMODE lockmode)
 {
@@ -610,7 +676,10 @@ ds_relinfo_close(DsRelInfo *ri, LOCKMODE lockmode)
 	table_close(ri->rel, lockmode);
 }
 
-/* Column by name (binary search in jsonb key order), or NULL. */
+/*
+ * The column of ri named name (len bytes), found by binary search in jsonb
+ * key order, or NULL.  The extra and version columns are not found.
+ */
 DsColumn *
 ds_relinfo_column(DsRelInfo *ri, const char *name, int len)
 {
@@ -633,7 +702,12 @@ ds_relinfo_column(DsRelInfo *ri, const char *name, int len)
 	return NULL;
 }
 
-/* The event key as a datum of the primary key column's type. */
+/*
+ * The event key key (len bytes) as a datum of the primary key column's
+ * type (in the current memory context if the type is passed by reference).
+ * The type's input function raises its own error if the key is not valid
+ * input.
+ */
 Datum
 ds_key_datum(DsRelInfo *ri, const char *key, int len)
 {
@@ -645,9 +719,11 @@ ds_key_datum(DsRelInfo *ri, const char *key, int len)
 }
 
 /*
- * Functions run with the caller's rights: the caller needs the table
- * privileges the batch uses.  Row-level security is the caller's too: see
- * rls.c.
+ * Raises the usual "permission denied for table" error
+ * (ERRCODE_INSUFFICIENT_PRIVILEGE) unless the current user holds every
+ * privilege in mode on rel.  Functions run with the caller's rights: the
+ * caller needs the table privileges the batch uses.  Row-level security is
+ * the caller's too: see rls.c.
  */
 void
 ds_check_table_access(DsCollection *coll, Relation rel, AclMode mode)

@@ -1,7 +1,7 @@
 /*
  * changelog.c
- *		Stream rows: the per-stream lock that orders the log, offsets, and
- *		the bookkeeping written back after a batch.
+ *		Writing a stream's log: the per-stream lock that orders it, offsets,
+ *		the bookkeeping written back after a batch, and the segment writer.
  *
  * A batch locks its stream's row in state._streams before it applies
  * anything, as SELECT ... FOR UPDATE would but without planning a query,
@@ -71,12 +71,20 @@ static int	tail_cache_n = 0;
 static Oid	tail_log_relid = InvalidOid;
 static Oid	tail_streams_relid = InvalidOid;
 
+/*
+ * Transaction callback: forgets every remembered tail at any transaction
+ * event (pre-commit, commit, abort, prepare): the transaction is ending.
+ */
 static void
 tail_cache_xact(XactEvent event, void *arg)
 {
 	tail_cache_n = 0;
 }
 
+/*
+ * Subtransaction callback: forgets every remembered tail when a
+ * subtransaction aborts, since the segments it wrote are gone.
+ */
 static void
 tail_cache_subxact(SubXactEvent event, SubTransactionId mySubid,
 				   SubTransactionId parentSubid, void *arg)
@@ -106,7 +114,12 @@ ds_changelog_init(void)
 	CacheRegisterRelcacheCallback(tail_cache_relcache, (Datum) 0);
 }
 
-/* Records the tail of a stream after a batch of this transaction. */
+/*
+ * Remembers tail as stream stream_id's tail until this transaction ends or
+ * a subtransaction aborts; the caller holds the stream's lock.  If the
+ * cache is full the tail is not remembered and the next batch scans the
+ * log instead.
+ */
 void
 ds_stream_set_tail(int32 stream_id, int64 tail)
 {
@@ -177,8 +190,9 @@ log_tail(int32 stream_id, Snapshot snap)
 /*
  * state._lock_stream(stream text) RETURNS boolean: takes the row lock a
  * batch takes (held to commit), for read-modify-write functions that must
- * read after every earlier batch of the stream committed.  False if the
- * stream does not exist.
+ * read after every earlier batch of the stream committed.  Returns false if
+ * the stream does not exist.  Raises ERRCODE_READ_ONLY_SQL_TRANSACTION in a
+ * read-only transaction, and the errors of ds_stream_lock.
  */
 PG_FUNCTION_INFO_V1(ds_lock_stream);
 
@@ -201,7 +215,13 @@ ds_lock_stream(PG_FUNCTION_ARGS)
  * COMMITTED a newer committed version is followed and locked (as the
  * executor's LockRows does), under REPEATABLE READ or SERIALIZABLE a
  * concurrent update is a serialization failure.  Returns false if the
- * stream does not exist.
+ * stream does not exist.  Otherwise fills st with the row's TID, id,
+ * offsets and snapshot state, st->tail being the highest seq logged so far
+ * (this transaction's own segments included).  Raises
+ * ERRCODE_T_R_SERIALIZATION_FAILURE when the stream was applied to after
+ * the transaction snapshot was taken, or its row updated, under REPEATABLE
+ * READ or SERIALIZABLE, and ERRCODE_UNDEFINED_OBJECT when the stream was
+ * dropped concurrently.
  */
 bool
 ds_stream_lock(const char *name, DsStreamState *st)
@@ -312,9 +332,12 @@ ds_stream_lock(const char *name, DsStreamState *st)
 }
 
 /*
- * Writes the stream's row after a batch, if anything kept there changed.
- * Directly, like the log: this is the extension's own bookkeeping, which
- * the caller's table privileges do not govern.
+ * Writes the stream's row after a batch if anything kept there changed: the
+ * new source_offset (if not NULL) or the snapshot state, and updated_at.
+ * The caller holds the row's lock (ds_stream_lock); st->tid is moved to the
+ * new row version.  Directly, like the log: this is the extension's own
+ * bookkeeping, which the caller's table privileges do not govern.  Fires
+ * the foreign key's triggers.
  */
 void
 ds_stream_update(DsStreamState *st, const char *source_offset)

@@ -23,7 +23,11 @@
 
 #include "durable_state.h"
 
-/* Text of a JSON scalar, as its input function should see it. */
+/*
+ * The text of JSON value v as a type's input function should see it: a
+ * string unquoted, a number, boolean or null as JSON writes it, an object or
+ * array as JSON text.  Returns a palloc'd string, its length in *len.
+ */
 char *
 ds_jsonb_value_text(JsonbValue *v, int *len)
 {
@@ -56,6 +60,11 @@ ds_jsonb_value_text(JsonbValue *v, int *len)
 	return s;
 }
 
+/*
+ * Raises ERRCODE_DATATYPE_MISMATCH: member value v does not have the JSON
+ * type want ("a string", "a number", ...) that column col takes.  Does not
+ * return.
+ */
 static void
 type_mismatch(DsColumn *col, JsonbValue *v, const char *want)
 {
@@ -64,10 +73,15 @@ type_mismatch(DsColumn *col, JsonbValue *v, const char *want)
 			 errmsg("member \"%s\" must be %s, not %s", col->name, want, ds_json_kind(v)),
 			 errdetail("Column \"%s\" has type %s.", col->name, format_type_be(col->typid)),
 			 v->type == jbvBinary ?
-			 errhint("Objects and arrays are stored in json or jsonb columns.") : 0));
+			 errhint("Store objects and arrays in a json or jsonb column.") : 0));
 }
 
-/* A JSON number as an integer, if it is one (1.0 is; 1.5 is not). */
+/*
+ * JSON number v converted with conv (numeric_int2, _int4 or _int8) to
+ * column col's integer type.  Raises ERRCODE_DATATYPE_MISMATCH if v has a
+ * fraction (1.0 is an integer; 1.5 is not), and conv raises
+ * ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE if it does not fit.
+ */
 static Datum
 numeric_to_integer(DsColumn *col, JsonbValue *v, PGFunction conv)
 {
@@ -83,15 +97,19 @@ numeric_to_integer(DsColumn *col, JsonbValue *v, PGFunction conv)
 	return DirectFunctionCall1(conv, n);
 }
 
-/*
- * Converts a JSON member value to a datum for col.  JSON null is SQL NULL.
- * The JSON type must fit the column's type category: strings for string
- * types, numbers for numeric types, booleans for boolean; json and jsonb
- * take anything; every other type (timestamps, uuid, enums, domains over
- * them...) takes a string through its input function.
- */
 static Datum json_to_base_datum(DsColumn *col, JsonbValue *v);
 
+/*
+ * Converts JSON member value v to a datum for column col, allocated in the
+ * current memory context; JSON null is SQL NULL (*isnull).  The JSON type
+ * must fit the column's type category: strings for string types, numbers
+ * for numeric types, booleans for boolean; json and jsonb take anything;
+ * every other type (timestamps, uuid, enums...) takes a string through its
+ * input function.  A domain's constraints are checked (its state cached in
+ * CacheMemoryContext).  Raises ERRCODE_DATATYPE_MISMATCH on a JSON type
+ * that does not fit, and whatever the type's input function or the domain
+ * check raises.
+ */
 Datum
 ds_json_to_datum(DsColumn *col, JsonbValue *v, bool *isnull)
 {
@@ -106,7 +124,10 @@ ds_json_to_datum(DsColumn *col, JsonbValue *v, bool *isnull)
 	return d;
 }
 
-/* Converts a non-null JSON value to a datum of the column's base type. */
+/*
+ * Converts non-null JSON value v to a datum of column col's base type; the
+ * errors are those of ds_json_to_datum.
+ */
 static Datum
 json_to_base_datum(DsColumn *col, JsonbValue *v)
 {
@@ -183,10 +204,11 @@ json_to_base_datum(DsColumn *col, JsonbValue *v)
 }
 
 /*
- * A column value as a JSON value, rendered by its base type: a string for
- * text and for types without a JSON counterpart, a number for numeric types
- * (NaN and infinities as strings), RFC 3339 text for timestamps.  jsonb
- * objects and arrays come back as jbvBinary.
+ * Fills jv with non-null column value d rendered as a JSON value by col's
+ * base type: a string for text and for types without a JSON counterpart, a
+ * number for numeric types (NaN and infinities as strings), RFC 3339 text
+ * for timestamps.  jsonb objects and arrays come back as jbvBinary.  jv may
+ * point into d; anything new is palloc'd in the current memory context.
  */
 void
 ds_datum_to_jsonbvalue(DsColumn *col, Datum d, JsonbValue *jv)
@@ -294,11 +316,12 @@ ds_datum_to_jsonbvalue(DsColumn *col, Datum d, JsonbValue *jv)
 }
 
 /*
- * Does the column value d (converted from member value v) read back as
- * exactly v?  If not, *canonical is what it reads back as (JSON null for
- * SQL NULL: an absent member).  Text, booleans, JSON and unconstrained
- * numerics always do; integers do unless v had a fraction part (1.0);
- * timestamps, uuids and the like do when v was in their output format.
+ * Returns true if column value d (converted from member value v) reads back
+ * as exactly v.  If not, returns false and sets *canonical to what it reads
+ * back as (JSON null for SQL NULL: an absent member).  Text, booleans, JSON
+ * and unconstrained numerics always do; integers do unless v had a fraction
+ * part (1.0); timestamps, uuids and the like do when v was in their output
+ * format.
  */
 bool
 ds_renders_exactly(DsColumn *col, JsonbValue *v, Datum d, bool isnull,
@@ -327,7 +350,7 @@ ds_renders_exactly(DsColumn *col, JsonbValue *v, Datum d, bool isnull,
 	return ds_scalar_equals(v, canonical);
 }
 
-/* Pushes one column value as a JSON value. */
+/* Pushes non-null column value d onto state as an object member's value. */
 static void
 push_datum(JsonbParseState **state, DsColumn *col, Datum d)
 {
@@ -337,6 +360,7 @@ push_datum(JsonbParseState **state, DsColumn *col, Datum d)
 	pushJsonbValue(state, WJB_VALUE, &jv);
 }
 
+/* Pushes name (len bytes, not copied) onto state as an object key. */
 static void
 push_key(JsonbParseState **state, const char *name, int len)
 {
@@ -348,14 +372,22 @@ push_key(JsonbParseState **state, const char *name, int len)
 	pushJsonbValue(state, WJB_KEY, &k);
 }
 
-/* Member name of an object container, as a JsonbValue (or false). */
+/*
+ * Looks up member name (len bytes) of object container c, which may be NULL.
+ * If found, fills *out and returns true; returns false otherwise.
+ */
 static bool
 container_member(JsonbContainer *c, const char *name, int len, JsonbValue *out)
 {
 	return c != NULL && getKeyJsonValueFromContainer(c, name, len, out) != NULL;
 }
 
-/* The "exact" and "members" objects of a row's extra column. */
+/*
+ * Sets *exact and *members to the "exact" and "members" objects of the
+ * extra column of the row in slot (whose attributes the caller has
+ * deformed), each NULL when the collection has no extra column, it is null,
+ * or it lacks that object.
+ */
 static void
 extra_parts(DsRelInfo *ri, TupleTableSlot *slot, JsonbContainer **exact,
 			JsonbContainer **members)
@@ -378,8 +410,10 @@ extra_parts(DsRelInfo *ri, TupleTableSlot *slot, JsonbContainer **exact,
 }
 
 /*
- * A stored member without a column of its own (in the extra column's
- * "members"); false if there is none.
+ * Looks up member name (len bytes) among the members without a column of
+ * their own that the row in slot keeps in its extra column's "members".
+ * If found, fills *out (pointing into the slot's tuple) and returns true;
+ * returns false otherwise.
  */
 bool
 ds_stored_extra_member(DsRelInfo *ri, TupleTableSlot *slot, const char *name,
@@ -394,7 +428,8 @@ ds_stored_extra_member(DsRelInfo *ri, TupleTableSlot *slot, const char *name,
 }
 
 /*
- * A typed row as a JSON object: one member per non-null column, plus what
+ * The row in slot as a jsonb object, palloc'd in the current memory
+ * context: one member per non-null column (in jsonb key order), plus what
  * the extra column keeps: members without a column, and the exact JSON of
  * members a column would re-render ("2024-01-01T00:00:00Z" in a timestamptz
  * column, 1.0 in a bigint, an explicit null) as long as the column still
@@ -465,7 +500,11 @@ ds_row_to_jsonb(DsRelInfo *ri, TupleTableSlot *slot)
 	return JsonbValueToJsonb(res);
 }
 
-/* The entity value stored in a slot of a collection's table. */
+/*
+ * The entity value of the row in slot of collection coll's table: a
+ * document collection's "value" column (NULL if null, detoasted but not
+ * copied), or the row as a JSON object (ds_row_to_jsonb).
+ */
 Jsonb *
 ds_slot_value(DsRelInfo *ri, DsCollection *coll, TupleTableSlot *slot)
 {
@@ -481,7 +520,7 @@ ds_slot_value(DsRelInfo *ri, DsCollection *coll, TupleTableSlot *slot)
 	return ds_row_to_jsonb(ri, slot);
 }
 
-/* Does JSON value a equal jsonb b? */
+/* Returns true if JSON value a equals jsonb b, as jsonb compares them. */
 bool
 ds_jsonb_value_equals(JsonbValue *a, Jsonb *b)
 {

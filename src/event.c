@@ -19,7 +19,7 @@
 /* durable_state.max_event_bytes: the largest event state.apply accepts */
 int			ds_max_event_bytes = 16 * 1024 * 1024;
 
-/* Registers the settings of event parsing. */
+/* Defines durable_state.max_event_bytes; at load. */
 void
 ds_event_init(void)
 {
@@ -32,7 +32,10 @@ ds_event_init(void)
 							NULL, NULL, NULL);
 }
 
-/* Looks up a member of an object container by name. */
+/*
+ * Looks up member name of object container obj.  If found, fills *out and
+ * returns out; returns NULL otherwise.
+ */
 static JsonbValue *
 member(JsonbContainer *obj, const char *name, JsonbValue *out)
 {
@@ -57,7 +60,12 @@ ds_op_name(DsOperation op)
 	}
 }
 
-/* Reports the first member of obj whose name is not in allowed[]. */
+/*
+ * Raises ERRCODE_INVALID_PARAMETER_VALUE naming the first member of obj
+ * whose name is not in allowed[] (NULL-terminated); where names obj and
+ * allowed_text lists the allowed names, both for the message.  Returns if
+ * every member is allowed.
+ */
 static void
 reject_unknown_member(JsonbContainer *obj, const char *const *allowed,
 					  const char *where, const char *allowed_text)
@@ -91,7 +99,10 @@ reject_unknown_member(JsonbContainer *obj, const char *const *allowed,
 	}
 }
 
-/* Fetches a required non-empty string member. */
+/*
+ * Sets *s and *len to member name of obj, pointing into obj.  Raises
+ * ERRCODE_INVALID_PARAMETER_VALUE if it is absent or not a non-empty string.
+ */
 static void
 required_string(JsonbContainer *obj, const char *name, const char **s, int *len)
 {
@@ -111,7 +122,11 @@ required_string(JsonbContainer *obj, const char *name, const char **s, int *len)
 	*len = v.val.string.len;
 }
 
-/* Checks an optional string header; returns false if absent. */
+/*
+ * Looks up header name.  Returns false if it is absent; otherwise fills
+ * *out and returns true.  Raises ERRCODE_INVALID_PARAMETER_VALUE if it is
+ * not a string, or is empty and nonempty is set.
+ */
 static bool
 optional_string_header(JsonbContainer *headers, const char *name, bool nonempty,
 					   JsonbValue *out)
@@ -134,6 +149,13 @@ static const char *const change_members[] = {"type", "key", "value", "old_value"
 static const char *const change_headers[] = {"operation", "txid", "timestamp", "offset", "from", NULL};
 static const char *const control_headers[] = {"control", "offset", NULL};
 
+/*
+ * Fills ev->control from control event root, whose headers object is
+ * headers and whose "control" header is ctl.  Raises
+ * ERRCODE_INVALID_PARAMETER_VALUE if the event also has change members or
+ * an "operation" header, if the control is not a known one, or if a header
+ * other than "control" and "offset" is present.
+ */
 static void
 parse_control(JsonbContainer *root, JsonbContainer *headers, JsonbValue *ctl,
 			  DsEvent *ev)
@@ -178,8 +200,14 @@ parse_control(JsonbContainer *root, JsonbContainer *headers, JsonbValue *ctl,
 }
 
 /*
- * Parses and validates one event.  v is an element of the batch: it must be
- * an object (jbvBinary).  Raises an error naming the rule on any violation.
+ * Parses and validates one event into ev, whose strings and values point
+ * into v.  v is an element of the batch: it must be an object (jbvBinary).
+ * Raises an error naming the broken rule on any violation:
+ * ERRCODE_INVALID_PARAMETER_VALUE for the shape,
+ * ERRCODE_INVALID_TEXT_REPRESENTATION for a malformed timestamp header,
+ * ERRCODE_PROGRAM_LIMIT_EXCEEDED for an event over
+ * durable_state.max_event_bytes.  ev->type and ev->key are set before any
+ * error that can follow them, so that the caller can name the event.
  */
 void
 ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
@@ -224,7 +252,7 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("event has no \"headers\""),
-				 errhint("Change events carry headers.operation; control events carry headers.control.")));
+				 errhint("Give a change event headers.operation, or a control event headers.control.")));
 	if (hv.type != jbvBinary || !JsonContainerIsObject(hv.val.binary.data))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -246,7 +274,7 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("change event has no header \"operation\""),
-				 errhint("headers.operation is \"insert\", \"update\", \"delete\" or \"upsert\".")));
+				 errhint("Set headers.operation to \"insert\", \"update\", \"delete\" or \"upsert\".")));
 	if (opv.type != jbvString)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -266,7 +294,7 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown operation \"%s\"",
 						ds_shorten(opv.val.string.val, opv.val.string.len)),
-				 errhint("headers.operation is \"insert\", \"update\", \"delete\" or \"upsert\".")));
+				 errhint("Set headers.operation to \"insert\", \"update\", \"delete\" or \"upsert\".")));
 #undef OP_IS
 
 	if (member(root, "value", &ev->value))
@@ -278,7 +306,7 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s event has no \"value\"", ds_op_name(ev->op)),
-				 errhint("insert, update and upsert events carry the new value; only delete may omit it.")));
+				 errdetail("Insert, update and upsert events carry the new value; only a delete may omit it.")));
 	if (member(root, "old_value", &ev->old_value))
 	{
 		ev->has_old_value = true;
@@ -315,7 +343,9 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 	(void) index;
 }
 
-/* A copy of the event as a standalone jsonb datum, for the log. */
+/*
+ * A palloc'd copy of the event as a standalone jsonb datum, for the log.
+ */
 Jsonb *
 ds_event_datum(DsEvent *ev)
 {
@@ -327,8 +357,9 @@ ds_event_datum(DsEvent *ev)
 }
 
 /*
- * Source offsets are opaque strings compared bytewise.  The protocol's
- * sentinels and the URL-reserved characters are refused.
+ * Raises ERRCODE_INVALID_PARAMETER_VALUE unless off can be a source offset.
+ * Source offsets are opaque strings compared bytewise; the protocol's
+ * sentinels ("", "-1", "now") and the URL-reserved characters are refused.
  */
 void
 ds_check_source_offset(const char *off)
@@ -337,7 +368,7 @@ ds_check_source_offset(const char *off)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("invalid source_offset \"%s\"", ds_shorten(off, strlen(off))),
-				 errdetail("\"-1\", \"now\" and the empty string are sentinels, not offsets.")));
+				 errdetail("The empty string, \"-1\" and \"now\" are sentinels, not offsets.")));
 	if (strpbrk(off, ",&=?/") != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

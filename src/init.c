@@ -18,6 +18,11 @@ PG_MODULE_MAGIC;
 
 void		_PG_init(void);
 
+/*
+ * Module load: defines every GUC and registers the caches' and
+ * transactions' callbacks; while shared_preload_libraries is processed,
+ * also requests shared memory and registers the background worker.
+ */
 void
 _PG_init(void)
 {

@@ -1,6 +1,7 @@
 /*
  * notify.c
- *		Notifications after commit, and the txids a commit confirms.
+ *		Notifications after commit, the txids a commit confirms, and
+ *		state.publish.
  *
  * Each batch leaves a record in the transaction (stream, offsets, types,
  * txids).  A subtransaction that aborts takes its records with it.  At
@@ -58,7 +59,11 @@ typedef struct DsTxnNote
 static List *txn_notes = NIL;	/* in TopTransactionContext */
 static List *txn_streams = NIL; /* coalesced at pre-commit */
 
-/* The NOTIFY channel of a stream (as state.channel()). */
+/*
+ * The NOTIFY channel of a stream, palloc'd (state.channel() computes the
+ * same): "state_" followed by the name if it is 1 to 48 characters of
+ * [a-z0-9_], else by the name's MD5 in hex.
+ */
 char *
 ds_channel_name(const char *stream)
 {
@@ -77,6 +82,11 @@ ds_channel_name(const char *stream)
 	return psprintf("state_%s", hex);
 }
 
+/*
+ * Appends ,"name":[items...] to buf, as JSON strings, stopping before the
+ * item that would take the payload past 7000 bytes.  Sets *truncated if an
+ * item was left out here or before (more).
+ */
 static void
 append_list(StringInfo buf, const char *name, char items[][DS_NOTIFY_ITEM], int n,
 			bool more, bool *truncated)
@@ -100,8 +110,10 @@ append_list(StringInfo buf, const char *name, char items[][DS_NOTIFY_ITEM], int 
 }
 
 /*
+ * The NOTIFY payload of notice n for stream, palloc'd:
  * {"stream":…,"from":…,"to":…,"count":…,"types":[…],"txids":[…]} with
- * "more":true when a list was cut; always under 8000 bytes.
+ * "more":true when a list was cut (or the stream name, over 2000 bytes,
+ * left null); always under NOTIFY's 8000 bytes.
  */
 char *
 ds_notice_payload(const char *stream, const DsNotice *n)
@@ -133,7 +145,12 @@ ds_notice_payload(const char *stream, const DsNotice *n)
 	return buf.data;
 }
 
-/* Records what a batch that just succeeded did (called by apply.c). */
+/*
+ * Records what a batch that just succeeded did (called by apply.c): stream
+ * stream_id wrote offsets from..to, events[0..nevents-1].  The record, in
+ * TopTransactionContext, belongs to the current subtransaction level and
+ * is acted on at commit (see notify_xact).
+ */
 void
 ds_note_batch(int32 stream_id, const char *stream, int64 from, int64 to,
 			  DsEvent *events, int nevents)
@@ -172,7 +189,10 @@ ds_note_batch(int32 stream_id, const char *stream, int64 from, int64 to,
 	MemoryContextSwitchTo(old);
 }
 
-/* Coalesces the batches' records per stream, in first-batch order. */
+/*
+ * Coalesces the batches' records into one per stream, in first-batch order,
+ * in TopTransactionContext.  The txid hashes stay in the batches' records.
+ */
 static List *
 coalesce_notes(void)
 {
@@ -207,6 +227,10 @@ coalesce_notes(void)
 	return streams;
 }
 
+/*
+ * Queues the stream's NOTIFY in the current transaction (Async_Notify), so
+ * Postgres delivers it at commit.
+ */
 static void
 send_now(DsTxnNote *st)
 {
@@ -214,6 +238,12 @@ send_now(DsTxnNote *st)
 	ds_count(DS_CNT_NOTIFICATIONS_SENT, 1);
 }
 
+/*
+ * At pre-commit: coalesces the transaction's records per stream and, as
+ * durable_state.notify says, queues a NOTIFY per stream or reserves a
+ * worker slot per stream in shared memory (queueing the NOTIFY instead when
+ * no slot can be had).  Errors here abort the transaction.
+ */
 static void
 pre_commit(void)
 {
@@ -241,6 +271,12 @@ pre_commit(void)
 	}
 }
 
+/*
+ * After commit: fills the reserved slots (which wakes the worker), then
+ * publishes every txid of the transaction to the shared ring with the end
+ * of the commit record, waking their waiters.  Without shared memory there
+ * are neither slots nor ring, and nothing is done.
+ */
 static void
 after_commit(void)
 {
@@ -280,6 +316,10 @@ after_commit(void)
 	ds_count(DS_CNT_TXIDS_COMMITTED, n);
 }
 
+/*
+ * At abort: gives back the worker slots pre_commit reserved (an error
+ * after pre-commit aborts the transaction with them still reserved).
+ */
 static void
 release_slots(void)
 {
@@ -297,6 +337,13 @@ release_slots(void)
 	}
 }
 
+/*
+ * Transaction callback: acts on the records at pre-commit and after commit,
+ * gives reserved slots back at abort, and forgets the records (freed with
+ * TopTransactionContext) when the transaction ends.  Refuses PREPARE
+ * TRANSACTION of a transaction that applied events
+ * (ERRCODE_FEATURE_NOT_SUPPORTED).
+ */
 static void
 notify_xact(XactEvent event, void *arg)
 {
@@ -311,7 +358,7 @@ notify_xact(XactEvent event, void *arg)
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("cannot PREPARE a transaction that applied state events"),
-						 errdetail("Its notifications and txid confirmations happen at commit.")));
+						 errdetail("The notifications and txid confirmations of state events happen at commit.")));
 			break;
 		case XACT_EVENT_COMMIT:
 			if (txn_notes != NIL)
@@ -327,7 +374,10 @@ notify_xact(XactEvent event, void *arg)
 	}
 }
 
-/* A subtransaction that aborts takes its batches' records with it. */
+/*
+ * Subtransaction callback: a subtransaction that aborts takes its batches'
+ * records with it; one that commits hands them to its parent.
+ */
 static void
 notify_subxact(SubXactEvent event, SubTransactionId mySubid,
 			   SubTransactionId parentSubid, void *arg)
@@ -383,6 +433,15 @@ ds_notify_init(void)
  * state.publish(topic text, message jsonb, stream text)
  * ------------------------------------------------------------------------ */
 
+/*
+ * Sends message (NULL: JSON null) on topic to the subscribers of stream, as
+ * a NOTIFY on the stream's channel queued in the current transaction, so it
+ * is delivered at commit.  Raises ERRCODE_NULL_VALUE_NOT_ALLOWED for a null
+ * topic or stream, ERRCODE_INVALID_PARAMETER_VALUE for an empty topic,
+ * ERRCODE_UNDEFINED_OBJECT for an unknown stream, and
+ * ERRCODE_PROGRAM_LIMIT_EXCEEDED if the notification would be 8000 bytes
+ * or more.
+ */
 PG_FUNCTION_INFO_V1(ds_publish);
 
 Datum

@@ -1,8 +1,9 @@
 /*
  * reads.c
- *		state.get, state.get_many and state.get_type: primary-key index reads
- *		under the statement's snapshot, values rebuilt as the JSON applied;
- *		rows hidden by the caller's row-level security policies are absent.
+ *		state.get, state.get_versioned, state.get_many and state.get_type:
+ *		primary-key index reads under the statement's snapshot, values
+ *		rebuilt as the JSON applied; rows hidden by the caller's row-level
+ *		security policies, and entities whose TTL has passed, are absent.
  */
 #include "postgres.h"
 
@@ -37,6 +38,16 @@ typedef struct DsReader
 	bool		rls;			/* row-level security applies: rows are checked */
 } DsReader;
 
+/*
+ * Prepares r to read the collection named by the calling function's
+ * arguments typearg (the type) and streamarg (the stream): opens its table
+ * and primary key index with AccessShareLock and begins an index scan with
+ * nkeys keys under the active snapshot.  Raises
+ * ERRCODE_NULL_VALUE_NOT_ALLOWED for a null type or stream,
+ * ERRCODE_INSUFFICIENT_PRIVILEGE without SELECT on the table, and the
+ * errors of ds_catalog_stream, ds_stream_collection and ds_relinfo_open.
+ * The caller ends with reader_close.
+ */
 static void
 reader_open(DsReader *r, FunctionCallInfo fcinfo, int typearg, int streamarg, int nkeys)
 {
@@ -63,6 +74,7 @@ reader_open(DsReader *r, FunctionCallInfo fcinfo, int typearg, int streamarg, in
 	r->expired = ds_ttl_expired_keys(r->coll, &r->nexpired);
 }
 
+/* Ends r's scan and closes what reader_open opened, releasing the locks. */
 static void
 reader_close(DsReader *r)
 {
@@ -71,7 +83,12 @@ reader_close(DsReader *r)
 	ds_relinfo_close(&r->ri, AccessShareLock);
 }
 
-/* The value stored under key, or NULL. */
+/*
+ * The value stored under key (len bytes), palloc'd in the current memory
+ * context; NULL if there is no such row, its TTL has passed, the caller's
+ * row-level security policies hide it, or a document's value is null.
+ * Leaves the row in r->slot when one was returned.
+ */
 static Jsonb *
 reader_get(DsReader *r, const char *key, int len)
 {
@@ -94,7 +111,10 @@ reader_get(DsReader *r, const char *key, int len)
 	return v ? DatumGetJsonbPCopy(JsonbPGetDatum(v)) : NULL;
 }
 
-/* state.get(type text, key text, stream text) */
+/*
+ * state.get(type text, key text, stream text) RETURNS jsonb: the entity's
+ * value, or NULL if it is absent (or key is null).
+ */
 PG_FUNCTION_INFO_V1(ds_get);
 
 Datum
@@ -115,7 +135,12 @@ ds_get(PG_FUNCTION_ARGS)
 	PG_RETURN_JSONB_P(v);
 }
 
-/* state.get_versioned(type text, key text, stream text): (value, version), or no row */
+/*
+ * state.get_versioned(type text, key text, stream text) RETURNS TABLE
+ * (value jsonb, version bigint): one row for an entity that is present,
+ * none otherwise.  Raises ERRCODE_FEATURE_NOT_SUPPORTED if the collection
+ * has no version column.
+ */
 PG_FUNCTION_INFO_V1(ds_get_versioned);
 
 Datum
@@ -137,7 +162,7 @@ ds_get_versioned(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("collection \"%s\" keeps no versions", r.coll->name),
-				 errhint("Adopted tables keep versions in a bigint column named with state.create_collection(..., version_column => ...).")));
+				 errhint("Re-create the collection with state.create_collection(..., version_column => ...) naming a bigint column of the table.")));
 	v = reader_get(&r, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
 	if (v != NULL)
 	{
@@ -152,7 +177,11 @@ ds_get_versioned(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
-/* state.get_many(type text, keys text[], stream text): {key: value} of those present */
+/*
+ * state.get_many(type text, keys text[], stream text) RETURNS jsonb:
+ * {key: value} of the keys whose entities are present (null keys are
+ * skipped), or NULL if keys is null.
+ */
 PG_FUNCTION_INFO_V1(ds_get_many);
 
 Datum
@@ -204,7 +233,10 @@ ds_get_many(PG_FUNCTION_ARGS)
 	PG_RETURN_JSONB_P(JsonbValueToJsonb(res));
 }
 
-/* state.get_type(type text, stream text): every entity, in key order */
+/*
+ * state.get_type(type text, stream text) RETURNS TABLE (key text, value
+ * jsonb): every entity present, in primary key order.
+ */
 PG_FUNCTION_INFO_V1(ds_get_type);
 
 Datum

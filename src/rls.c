@@ -101,6 +101,7 @@ typedef struct DsRlsPlan
 static HTAB *rls_plans = NULL;
 static uint64 rls_invalidations = 0;	/* counts the callbacks below */
 
+/* Frees st: its saved plan, if any, and its memory context. */
 static void
 rls_state_free(DsRlsState *st)
 {
@@ -109,6 +110,11 @@ rls_state_free(DsRlsState *st)
 	MemoryContextDelete(st->cxt);
 }
 
+/*
+ * Marks the cached checks of relid (or of every table, if relid is
+ * InvalidOid) stale, and counts the invalidation.  Frees nothing: a state
+ * may be in use, and is replaced at its next look-up.
+ */
 static void
 rls_invalidate(Oid relid)
 {
@@ -127,18 +133,27 @@ rls_invalidate(Oid relid)
 	}
 }
 
+/*
+ * Relcache callback: relid's policies or row-level security settings may
+ * have changed, so its cached checks are marked stale.
+ */
 static void
 rls_relcache_callback(Datum arg, Oid relid)
 {
 	rls_invalidate(relid);
 }
 
+/*
+ * Syscache callback for role membership and functions: marks every cached
+ * check stale.
+ */
 static void
 rls_syscache_callback(Datum arg, int cacheid, uint32 hashvalue)
 {
 	rls_invalidate(InvalidOid);
 }
 
+/* Registers the invalidation callbacks of the check cache; at load. */
 void
 ds_rls_init(void)
 {
@@ -149,7 +164,11 @@ ds_rls_init(void)
 	CacheRegisterSyscacheCallback(PROCOID, rls_syscache_callback, (Datum) 0);
 }
 
-/* Whether row-level security applies to the current user on rel. */
+/*
+ * Returns true if row-level security applies to the current user on rel
+ * (enabled, and the user neither owns the table without FORCE nor bypasses
+ * it); false otherwise.
+ */
 bool
 ds_rls_active(Relation rel)
 {
@@ -157,8 +176,10 @@ ds_rls_active(Relation rel)
 }
 
 /*
- * The quals a statement of this kind would get for rel (implicitly AND-ed,
- * Vars of varno 1), and whether any has a sub-select.
+ * The quals a statement of check's kind would get for rel from the current
+ * user's policies (implicitly AND-ed, Vars of varno 1; NIL if none), and in
+ * *hasSubLinks whether any has a sub-select.  USING quals for the checks of
+ * a stored row, WITH CHECK quals for those of a new row.
  */
 static List *
 rls_quals(Relation rel, DsRlsCheck check, bool *hasSubLinks)
@@ -216,8 +237,9 @@ rls_quals(Relation rel, DsRlsCheck check, bool *hasSubLinks)
 }
 
 /*
- * The quals as one SQL query over the row in $1:
+ * The quals as the text of one SQL query over the row in $1, palloc'd:
  *   SELECT COALESCE((q1) AND (q2) ..., false) FROM (SELECT ($1::tbl).*) AS tbl
+ * Names are deparsed as the current search path requires.
  */
 static char *
 rls_query(Relation rel, List *quals)
@@ -242,7 +264,11 @@ rls_query(Relation rel, List *quals)
 	return buf.data;
 }
 
-/* A new evaluation state for a check: compiled quals, or a prepared query. */
+/*
+ * A new evaluation state for check on rel, in its own context under
+ * CacheMemoryContext: no quals, compiled quals, or a query prepared and
+ * kept with SPI.  On error nothing is left allocated.
+ */
 static DsRlsState *
 rls_state_build(Relation rel, DsRlsCheck check)
 {
@@ -315,6 +341,12 @@ rls_state_build(Relation rel, DsRlsCheck check)
 	return st;
 }
 
+/*
+ * The evaluation state of check on rel for the current user, from the cache
+ * or built (rls_state_build) if missing or stale.  A replaced state is freed
+ * at once, or when its last evaluation ends.  Raises whatever building the
+ * check raises, leaving the cache entry stale.
+ */
 static DsRlsState *
 rls_state(Relation rel, DsRlsCheck check)
 {
@@ -366,9 +398,11 @@ rls_state(Relation rel, DsRlsCheck check)
 }
 
 /*
- * Whether the row in slot (of rel's row type) passes the check for the
- * current user.  Call only when ds_rls_active(rel).  Sub-selects of the
- * policies see the changes of the current command so far.
+ * Returns true if the row in slot (of rel's row type) passes check for the
+ * current user, false if it fails (a null result fails, as for a
+ * statement's quals).  Call only when ds_rls_active(rel).  Sub-selects of
+ * the policies see the changes of the current command so far.  Errors the
+ * policies' expressions raise propagate.
  */
 bool
 ds_rls_passes(Relation rel, DsRlsCheck check, TupleTableSlot *slot)
@@ -435,7 +469,10 @@ ds_rls_passes(Relation rel, DsRlsCheck check, TupleTableSlot *slot)
  * they are now, as for get.
  * ------------------------------------------------------------------------ */
 
-/* Pushes the row in slot as an array of column texts (or nulls) by attnum. */
+/*
+ * Pushes the row in slot onto state as an array of column texts by attnum,
+ * null for a null or dropped column.
+ */
 static void
 push_row(JsonbParseState **state, DsRelInfo *ri, TupleTableSlot *slot)
 {
@@ -465,6 +502,7 @@ push_row(JsonbParseState **state, DsRelInfo *ri, TupleTableSlot *slot)
  * texts by attnum (stable across ALTER TABLE: a dropped column stays a
  * hole, an added one comes last, a changed type is read back through its
  * text), or null where there is no row (before an insert, after a delete).
+ * Returns a palloc'd jsonb array.
  */
 Jsonb *
 ds_rls_row_images(DsRelInfo *ri, TupleTableSlot *oldslot, TupleTableSlot *newslot)
@@ -485,7 +523,12 @@ ds_rls_row_images(DsRelInfo *ri, TupleTableSlot *oldslot, TupleTableSlot *newslo
 	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_ARRAY, NULL));
 }
 
-/* The row of an image in a virtual slot of the table (missing columns null). */
+/*
+ * Stores the row of an image (an array of column texts) in virtual slot of
+ * the table, through the columns' input functions; a column the image
+ * lacks, a non-string, or a dropped column is null.  The input functions
+ * raise their errors if a text no longer fits its column's type.
+ */
 static void
 image_to_slot(DsRelInfo *ri, JsonbContainer *row, TupleTableSlot *slot)
 {
@@ -511,7 +554,11 @@ image_to_slot(DsRelInfo *ri, JsonbContainer *row, TupleTableSlot *slot)
 	ExecStoreVirtualTuple(slot);
 }
 
-/* Whether the reader's SELECT policies show row which (0 old, 1 new) of img. */
+/*
+ * Returns true if the reader's SELECT policies show row which (0 old, 1
+ * new) of image img, using slot; false if they do not or there is no such
+ * row.
+ */
 static bool
 image_visible(DsRelInfo *ri, JsonbContainer *img, int which, TupleTableSlot *slot)
 {
@@ -531,8 +578,11 @@ image_visible(DsRelInfo *ri, JsonbContainer *img, int which, TupleTableSlot *slo
  * (seq, event, verdict) of the events after since that the caller may see,
  * at most max_events; verdict is "as_is", "enter" or "leave" (above).  Reads
  * state.log directly: the log's policy hides these streams from the caller,
- * and this function is the caller's filter instead.  Needs SELECT on every
- * collection table of the stream.
+ * and this function is the caller's filter instead.  Events of a dropped
+ * collection, and events of a table under row-level security logged
+ * without images, are left out.  Raises ERRCODE_INSUFFICIENT_PRIVILEGE
+ * without SELECT on every collection table of the stream, and the errors
+ * of ds_catalog_stream.
  */
 PG_FUNCTION_INFO_V1(ds_changes_filtered);
 

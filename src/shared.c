@@ -1,8 +1,9 @@
 /*
  * shared.c
  *		Shared memory (with shared_preload_libraries only): counters, the
- *		background worker's state, the ring of recently committed txids and
- *		the notifications handed to the worker.
+ *		background worker's state, the ring of recently committed txids,
+ *		the notifications handed to the worker, and state._shared_stats()
+ *		that shows them.
  *
  * Everything here is fixed-size: a ring of DS_TXID_RING txids (older ones
  * are looked up in state._txids) and DS_NOTIFY_SLOTS streams with pending
@@ -30,6 +31,7 @@ DsShared   *ds_shared = NULL;
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
+/* shmem_request_hook: asks for DsShared and its LWLock. */
 static void
 ds_shmem_request(void)
 {
@@ -39,6 +41,10 @@ ds_shmem_request(void)
 	RequestNamedLWLockTranche("durable_state", 1);
 }
 
+/*
+ * shmem_startup_hook: attaches ds_shared, initializing it (all zero, no
+ * worker, empty ring and slots) in the first process to get there.
+ */
 static void
 ds_shmem_startup(void)
 {
@@ -60,7 +66,10 @@ ds_shmem_startup(void)
 	LWLockRelease(AddinShmemInitLock);
 }
 
-/* Called from _PG_init when the library is preloaded. */
+/*
+ * Installs the shared memory hooks; called from _PG_init only when the
+ * library is preloaded.
+ */
 void
 ds_shared_init(void)
 {
@@ -70,6 +79,7 @@ ds_shared_init(void)
 	shmem_startup_hook = ds_shmem_startup;
 }
 
+/* Adds n to shared counter c; does nothing without shared memory. */
 void
 ds_count(DsCounter c, uint64 n)
 {
@@ -77,14 +87,17 @@ ds_count(DsCounter c, uint64 n)
 		pg_atomic_fetch_add_u64(&ds_shared->counters[c], n);
 }
 
-/* The hash a txid is known by (in state._txids and the shared ring). */
+/*
+ * The 64-bit hash txid (len bytes) is known by in state._txids and the
+ * shared ring.
+ */
 uint64
 ds_txid_hash(const char *txid, int len)
 {
 	return hash_bytes_extended((const unsigned char *) txid, len, 0);
 }
 
-/* Wakes the worker, if it is running. */
+/* Sets the worker's latch, if it is running and shared memory exists. */
 void
 ds_wake_worker(void)
 {
@@ -98,7 +111,7 @@ ds_wake_worker(void)
 		SetLatch(latch);
 }
 
-/* Is the worker running and connected to this database? */
+/* Returns true if the worker is running and connected to this database. */
 bool
 ds_worker_serves_this_database(void)
 {
@@ -107,8 +120,11 @@ ds_worker_serves_this_database(void)
 }
 
 /*
- * Publishes the txids of a transaction that just committed, with the end
- * of its commit record, and wakes their waiters.
+ * Publishes the n txid hashes of a transaction of this database that just
+ * committed, with lsn, the end of its commit record, and wakes their
+ * waiters.  Takes the shared lock exclusively; the oldest entries fall out
+ * of the ring (their highest LSN is kept as evicted_max_lsn).  Does nothing
+ * without shared memory.
  */
 void
 ds_publish_txids(uint64 *hashes, int n, XLogRecPtr lsn)
@@ -134,10 +150,12 @@ ds_publish_txids(uint64 *hashes, int n, XLogRecPtr lsn)
 }
 
 /*
- * The commit LSN of a recently committed txid, if the ring has it among the
- * entries published after position "since" (0: the whole ring).  *next is
- * set to the ring position, so that a waiter's next look only reads what
- * was published since.
+ * Looks up the txid hashed as hash among this database's entries published
+ * at or after ring position "since" (0: the whole ring).  If found, sets
+ * *lsn to its commit LSN and returns true; returns false otherwise.  Either
+ * way *next is set to the current ring position, so that a waiter's next
+ * look only reads what was published since.  Requires shared memory; takes
+ * the shared lock in shared mode.
  */
 bool
 ds_ring_lookup(uint64 hash, uint64 since, XLogRecPtr *lsn, uint64 *next)
@@ -169,7 +187,8 @@ ds_ring_lookup(uint64 hash, uint64 since, XLogRecPtr *lsn, uint64 *next)
 /*
  * An upper bound of the commit LSN of any committed txid the ring does not
  * have: it fell out of the ring, or committed before the worker started
- * (before a restart, say).
+ * (before a restart, say).  Before the worker has started, the current WAL
+ * insert position.  Requires shared memory.
  */
 XLogRecPtr
 ds_forgotten_lsn_bound(void)
@@ -191,6 +210,10 @@ ds_forgotten_lsn_bound(void)
  * Notification slots (durable_state.notify = worker)
  * ------------------------------------------------------------------------ */
 
+/*
+ * Adds s (len bytes) to items[0..*n-1] unless it is there already.  Sets
+ * *more instead if s is too long for an item or the list is full.
+ */
 static void
 list_add(char items[][DS_NOTIFY_ITEM], int *n, bool *more, const char *s, int len)
 {
@@ -212,19 +235,25 @@ list_add(char items[][DS_NOTIFY_ITEM], int *n, bool *more, const char *s, int le
 	(*n)++;
 }
 
+/* Adds event type s (len bytes) to notice n's types; see list_add. */
 void
 ds_notice_add_type(DsNotice *n, const char *s, int len)
 {
 	list_add(n->types, &n->ntypes, &n->more_types, s, len);
 }
 
+/* Adds txid s (len bytes) to notice n's txids; see list_add. */
 void
 ds_notice_add_txid(DsNotice *n, const char *s, int len)
 {
 	list_add(n->txids, &n->ntxids, &n->more_txids, s, len);
 }
 
-/* Adds what src says to dst (same stream). */
+/*
+ * Merges notice src into dst, of the same stream: the union of their
+ * offset ranges, types and txids, and the sum of their counts.  An empty
+ * dst (count 0) takes src's range.
+ */
 void
 ds_notice_merge(DsNotice *dst, const DsNotice *src)
 {
@@ -242,9 +271,11 @@ ds_notice_merge(DsNotice *dst, const DsNotice *src)
 }
 
 /*
- * Reserves the slot of a stream for a committing transaction; -1 if the
- * worker does not serve this database, the name is too long to hand over,
- * or every slot is taken.
+ * Reserves a slot for stream stream_id for a committing transaction, the
+ * slot already holding that stream's pending notice if there is one, and
+ * returns its index.  Returns -1 if the worker does not serve this
+ * database, the name is too long to hand over, or every slot is taken.
+ * The caller must fill (ds_slot_fill) or release (ds_slot_release) it.
  */
 int
 ds_slot_reserve(int32 stream_id, const char *stream)
@@ -283,7 +314,10 @@ ds_slot_reserve(int32 stream_id, const char *stream)
 	return found;
 }
 
-/* A committed transaction's notice goes into its reserved slot. */
+/*
+ * Merges a committed transaction's notice into the slot it reserved, marks
+ * the slot pending, drops the reservation and wakes the worker.
+ */
 void
 ds_slot_fill(int slot, const DsNotice *notice)
 {
@@ -298,7 +332,7 @@ ds_slot_fill(int slot, const DsNotice *notice)
 	ds_wake_worker();
 }
 
-/* An aborted transaction gives its reservation back. */
+/* Drops an aborted transaction's reservation of slot, sending nothing. */
 void
 ds_slot_release(int slot)
 {
@@ -308,8 +342,10 @@ ds_slot_release(int slot)
 }
 
 /*
- * The worker takes the pending notices of its database (up to max), with
- * their stream names.
+ * Moves up to max pending notices of this database into out, their stream
+ * names into names, and empties those slots (reservations held by
+ * transactions still committing stay).  Returns how many.  Called by the
+ * worker.
  */
 int
 ds_slots_take(DsNotice *out, char (*names)[DS_STREAM_NAME_MAX], int max)
@@ -337,6 +373,12 @@ ds_slots_take(DsNotice *out, char (*names)[DS_STREAM_NAME_MAX], int max)
  * state._shared_stats()
  * ------------------------------------------------------------------------ */
 
+/*
+ * One row: whether shared memory exists, the worker's status, pid, start
+ * and last loop times, start count, published watermarks, standbys,
+ * txid waiters, pending slots, and every counter.  All but the first two
+ * are NULL when the library was not preloaded.
+ */
 PG_FUNCTION_INFO_V1(ds_shared_stats);
 
 Datum

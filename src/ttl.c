@@ -54,6 +54,7 @@ become_owner(Oid *saved_user, int *saved_sec)
 		elog(ERROR, "SPI_connect failed");
 }
 
+/* Undoes become_owner: disconnects from SPI and restores the saved user. */
 static void
 restore_user(Oid saved_user, int saved_sec)
 {
@@ -61,6 +62,7 @@ restore_user(Oid saved_user, int saved_sec)
 	SetUserIdAndSecContext(saved_user, saved_sec);
 }
 
+/* qsort comparator of C string pointers, bytewise. */
 static int
 cstring_cmp(const void *a, const void *b)
 {
@@ -68,8 +70,10 @@ cstring_cmp(const void *a, const void *b)
 }
 
 /*
- * The keys of a collection's entities that have expired (sorted bytewise,
- * allocated in the caller's context); NULL with *n = 0 if none.
+ * The keys of a collection's entities that have expired by the clock now
+ * (sorted bytewise, allocated in the caller's context), their number in *n;
+ * NULL with *n = 0 if none, or at once if the collection never had a TTL.
+ * Reads state._expiry as its owner: the caller needs no privileges on it.
  */
 char	  **
 ds_ttl_expired_keys(DsCollection *coll, int *n)
@@ -107,7 +111,10 @@ ds_ttl_expired_keys(DsCollection *coll, int *n)
 	return keys;
 }
 
-/* Is key among the expired keys (from ds_ttl_expired_keys)? */
+/*
+ * Returns true if key (len bytes) is among keys[0..n-1], the sorted output
+ * of ds_ttl_expired_keys; false otherwise.
+ */
 bool
 ds_ttl_is_expired(char **keys, int n, const char *key, int len)
 {
@@ -135,7 +142,10 @@ ds_ttl_is_expired(char **keys, int n, const char *key, int len)
  * A batch wrote or deleted these keys of a collection: their TTLs end, and
  * in a collection with a default TTL the entities it left in place expire
  * that long from now (a key may come more than once; its last event
- * decides).  One switch to the owner for both statements.
+ * decides).  keys are text datums, deleted[i] says whether keys[i]'s last
+ * event deleted it.  Writes state._expiry as its owner, with one switch to
+ * the owner for both statements.  Does nothing for a collection that never
+ * had a TTL.
  */
 void
 ds_ttl_after_batch(DsCollection *coll, Datum *keys, bool *deleted, int nkeys)
@@ -185,8 +195,12 @@ ds_ttl_after_batch(DsCollection *coll, Datum *keys, bool *deleted, int nkeys)
 
 /*
  * state._ttl_set(stream text, type text, key text, expires_at timestamptz):
- * the entity expires then (NULL: never).  The caller must be able to write
- * and delete in the collection's table (an expiry deletes the entity).
+ * the entity expires then (NULL: never).  The first TTL of a collection
+ * sets its has_ttl and invalidates every backend's catalog cache at commit.
+ * Raises ERRCODE_NULL_VALUE_NOT_ALLOWED for a null stream, type or key,
+ * the errors of ds_catalog_stream and ds_stream_collection, and
+ * ERRCODE_INSUFFICIENT_PRIVILEGE unless the caller may insert, update and
+ * delete in the collection's table (an expiry deletes the entity).
  */
 PG_FUNCTION_INFO_V1(ds_ttl_set);
 

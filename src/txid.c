@@ -1,6 +1,7 @@
 /*
  * txid.c
- *		state.await_txid and state.txid_status.
+ *		state.await_txid and state.txid_status: whether a client
+ *		transaction's events are committed, flushed or replicated.
  *
  * A txid is committed once a row of state._txids naming it is visible;
  * each batch writes that row in its own transaction.  With the library
@@ -46,6 +47,7 @@ static SPIPlanPtr lookup_plan = NULL;
 static bool counted_waiter = false;
 static bool exit_callback_registered = false;
 
+/* before_shmem_exit callback: gives back this backend's waiter count. */
 static void
 waiter_exit(int code, Datum arg)
 {
@@ -55,7 +57,10 @@ waiter_exit(int code, Datum arg)
 }
 
 /*
- * Is a row naming txid visible now (to the latest snapshot)?
+ * Returns true if a row of state._txids naming the txid hashed as hash is
+ * visible to the latest snapshot, whatever the isolation level; false
+ * otherwise.  Runs a kept SPI plan (prepared on first use), so the caller
+ * needs no SPI connection of its own.
  *
  * The look-up must go through the GIN index whatever the statistics say: on
  * a table that was never analyzed the planner guesses hundreds of matches
@@ -89,6 +94,10 @@ txid_in_table(uint64 hash)
 	return found;
 }
 
+/*
+ * The durability level t names.  Raises ERRCODE_INVALID_PARAMETER_VALUE if
+ * it is not "committed", "flushed" or "replicated".
+ */
 static DsDurability
 parse_durability(text *t)
 {
@@ -107,6 +116,12 @@ parse_durability(text *t)
 	return DS_DUR_COMMITTED;	/* keep the compiler quiet */
 }
 
+/*
+ * Raises an error unless durability d can be awaited here: "flushed" and
+ * "replicated" need the library preloaded
+ * (ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE) and a primary
+ * (ERRCODE_FEATURE_NOT_SUPPORTED); "committed" can always be awaited.
+ */
 static void
 need_worker(DsDurability d)
 {
@@ -123,9 +138,14 @@ need_worker(DsDurability d)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("durability \"%s\" can only be awaited on the primary",
 						d == DS_DUR_FLUSHED ? "flushed" : "replicated"),
-				 errhint("On a standby, a committed (visible) txid has been replicated to it.")));
+				 errhint("On a standby, await durability \"committed\": a txid visible there has been replicated to it.")));
 }
 
+/*
+ * The txid argument (the first) of the calling SQL function.  Raises
+ * ERRCODE_NULL_VALUE_NOT_ALLOWED if it is null and
+ * ERRCODE_INVALID_PARAMETER_VALUE if it is empty.
+ */
 static text *
 txid_arg(FunctionCallInfo fcinfo)
 {
@@ -152,8 +172,10 @@ typedef struct TxidLook
 } TxidLook;
 
 /*
- * Is the txid committed?  If so, *lsn is its commit record's end (exact if
- * the ring has it) or an upper bound of it.
+ * Returns true if the txid hashed as hash is committed, setting *lsn to its
+ * commit record's end (exact if the ring has it) or an upper bound of it
+ * (InvalidXLogRecPtr without shared memory or on a standby); returns false
+ * otherwise.  look carries what this waiter has read across calls.
  *
  * The table decides: a txid is committed while a visible row of
  * state._txids names it (its row may be pruned or deleted, the ring does
@@ -189,6 +211,12 @@ txid_known(uint64 hash, XLogRecPtr *lsn, TxidLook *look)
 	return txid_in_table(hash);
 }
 
+/*
+ * Returns true if a commit ending at lsn meets durability d: always for
+ * "committed", once WAL is flushed past lsn for "flushed", once the
+ * replicated watermark the worker published is past lsn for "replicated".
+ * Requires shared memory for "replicated".
+ */
 static bool
 satisfied(DsDurability d, XLogRecPtr lsn)
 {
@@ -209,7 +237,12 @@ satisfied(DsDurability d, XLogRecPtr lsn)
 	return false;
 }
 
-/* state.txid_status(txid text) RETURNS text */
+/*
+ * state.txid_status(txid text) RETURNS text: "unknown" if the txid is not
+ * committed, else the strongest of "replicated", "flushed" and "committed"
+ * that holds now ("committed" without the preload or on a standby).  Does
+ * not wait.
+ */
 PG_FUNCTION_INFO_V1(ds_txid_status);
 
 Datum
@@ -234,7 +267,16 @@ ds_txid_status(PG_FUNCTION_ARGS)
 	PG_RETURN_TEXT_P(cstring_to_text(status));
 }
 
-/* state.await_txid(txid text, timeout_ms int, durability text) RETURNS boolean */
+/*
+ * state.await_txid(txid text, timeout_ms int, durability text) RETURNS
+ * boolean: waits up to timeout_ms (default 5000) until the txid is
+ * committed and meets durability (default "committed"), and returns true
+ * then, false on timeout.  With shared memory on a primary it sleeps on the
+ * shared condition variable, counted in ds_shared->waiters; otherwise it
+ * polls the table every 10 ms.  Raises ERRCODE_INVALID_PARAMETER_VALUE for
+ * a negative timeout or unknown durability, and the errors of txid_arg and
+ * need_worker.  Interruptible.
+ */
 PG_FUNCTION_INFO_V1(ds_await_txid);
 
 Datum

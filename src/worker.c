@@ -105,6 +105,11 @@ ds_worker_init(void)
 							 NULL, NULL, NULL);
 }
 
+/*
+ * Registers the background worker with the postmaster; called from
+ * _PG_init only while shared_preload_libraries is processed.  It starts
+ * once recovery has finished and is restarted a second after it exits.
+ */
 void
 ds_worker_register(void)
 {
@@ -121,6 +126,10 @@ ds_worker_register(void)
 	RegisterBackgroundWorker(&bgw);
 }
 
+/*
+ * before_shmem_exit callback: clears the worker's pid and latch in shared
+ * memory, unless a newer worker has already taken its place.
+ */
 static void
 worker_exit(int code, Datum arg)
 {
@@ -176,7 +185,11 @@ update_watermarks(void)
 		ConditionVariableBroadcast(&ds_shared->cv);
 }
 
-/* Runs fn in a transaction; an error is logged and the worker goes on. */
+/*
+ * Runs fn in a transaction of its own, reporting what as the worker's
+ * activity, and commits.  An error is logged and the transaction aborted;
+ * the worker goes on.  Returns in the caller's memory context.
+ */
 static void
 in_transaction(void (*fn) (void), const char *what)
 {
@@ -206,6 +219,11 @@ static DsNotice *taken;
 static char (*taken_names)[DS_STREAM_NAME_MAX];
 static int	ntaken;
 
+/*
+ * Queues one NOTIFY per notice taken from the slots (taken[0..ntaken-1]),
+ * to be sent when in_transaction commits, with synchronous_commit off for
+ * this transaction.
+ */
 static void
 notify_taken(void)
 {
@@ -223,8 +241,10 @@ notify_taken(void)
 }
 
 /*
- * Sends what committing transactions handed over, one NOTIFY per stream.
- * Returns whether it sent anything.
+ * Takes what committing transactions handed over in the slots and sends it,
+ * one NOTIFY per stream, in a transaction of its own.  Returns true if
+ * there was anything to send (even if sending failed and was logged),
+ * false otherwise.
  */
 static bool
 send_notices(void)
@@ -243,6 +263,13 @@ send_notices(void)
 	return true;
 }
 
+/*
+ * Runs state._maintain(durable_state.txid_retention) in this database (it
+ * expires TTLs and prunes old txids and logs) if the extension is installed
+ * here; does nothing otherwise.  Runs inside in_transaction, as the
+ * bootstrap superuser the worker connects as; raises an error if the SQL
+ * fails.
+ */
 static void
 maintain(void)
 {
@@ -262,6 +289,12 @@ maintain(void)
 	PopActiveSnapshot();
 }
 
+/*
+ * The worker's entry point.  Connects to durable_state.database, records
+ * itself in shared memory, and loops as the file's header describes until
+ * SIGTERM or postmaster death.  Exits with status 1, to be restarted, when
+ * durable_state.database changes.  Never returns.
+ */
 void
 ds_worker_main(Datum arg)
 {
@@ -285,7 +318,8 @@ ds_worker_main(Datum arg)
 	/* every commit before now ended before this point */
 	ds_shared->startup_lsn = GetXLogInsertRecPtr();
 	LWLockRelease(ds_shared->lock);
-	elog(LOG, "durable_state worker started (database \"%s\")", dbname);
+	ereport(LOG,
+			(errmsg("durable_state worker started (database \"%s\")", dbname)));
 
 	for (;;)
 	{
@@ -312,8 +346,9 @@ ds_worker_main(Datum arg)
 			ProcessConfigFile(PGC_SIGHUP);
 			if (strcmp(dbname, ds_worker_database) != 0)
 			{
-				elog(LOG, "durable_state worker restarting for database \"%s\"",
-					 ds_worker_database);
+				ereport(LOG,
+						(errmsg("durable_state worker restarting for database \"%s\"",
+								ds_worker_database)));
 				proc_exit(1);
 			}
 		}

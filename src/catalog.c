@@ -435,6 +435,10 @@ relmeta_invalidate(Oid relid)
 		m->valid = false;
 }
 
+/*
+ * qsort comparator of DsColumn pointers in jsonb's key order (shorter names
+ * first, then bytewise), the order in which a row is rendered as JSON.
+ */
 static int
 column_cmp(const void *a, const void *b)
 {

@@ -42,6 +42,7 @@ member(JsonbContainer *obj, const char *name, JsonbValue *out)
 	return getKeyJsonValueFromContainer(obj, name, strlen(name), out);
 }
 
+/* The protocol's name of an operation ("insert", ...), for messages. */
 const char *
 ds_op_name(DsOperation op)
 {

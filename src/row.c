@@ -501,13 +501,6 @@ typed_old_value_matches(DsCollState *cs, DsEvent *ev)
 				return false;
 			continue;
 		}
-		if (col->attgenerated || col->attidentity == ATTRIBUTE_IDENTITY_ALWAYS)
-			ereport(ERROR,
-					(errcode(ERRCODE_GENERATED_ALWAYS),
-					 errmsg("value member \"%s\" sets column \"%s\", which is %s",
-							col->name, col->name,
-							col->attgenerated ? "generated" : "GENERATED ALWAYS AS IDENTITY"),
-					 errhint("Leave the member out of the value.")));
 		d = ds_json_to_datum(col, &v, &isnull);
 		stored = slot_getattr(cs->oldslot, col->attnum, &snull);
 		if (isnull || snull)

@@ -107,3 +107,16 @@ CREATE EXTENSION durable_state;
 SELECT state.create_collection('rf_x', 'rf_x', stream => 'rf_x');
 SELECT last_offset FROM state.apply(t.ev('rf_x', 'c', 'insert', '3'), 'rf_x');
 ROLLBACK;
+
+-- 9. old_value may name a generated column: it is compared with the stored
+-- value (only the new value may not set one)
+CREATE TABLE rf_gen (id text PRIMARY KEY, n bigint NOT NULL,
+                     twice bigint GENERATED ALWAYS AS (n * 2) STORED);
+SELECT state.create_collection('rf_gen', 'rf_gen', table_name => 'rf_gen', stream => 'rf_gen',
+                               check_old_value => true);
+SELECT applied FROM state.apply(t.ev('rf_gen', 'a', 'insert', '{"n": 1}'), 'rf_gen');
+SELECT applied FROM state.apply(t.ev('rf_gen', 'a', 'update', '{"n": 2}', '{"n": 1, "twice": 2}'), 'rf_gen');
+SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('rf_gen', 'a', 'update', '{"n": 3}', '{"n": 2, "twice": 5}'), 'rf_gen')$$);
+SELECT t.expect_error($$SELECT * FROM state.apply(t.ev('rf_gen', 'a', 'update', '{"n": 3, "twice": 6}'), 'rf_gen')$$);
+SELECT * FROM rf_gen;
+SELECT state.drop_collection('rf_gen', 'rf_gen', drop_table => true);

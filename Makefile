@@ -1,9 +1,9 @@
 EXTENSION = durable_state
-EXTVERSION = 0.3.0
+EXTVERSION = 0.4.0
 
 MODULE_big = durable_state
 OBJS = src/init.o src/event.o src/catalog.o src/apply.o src/changelog.o src/convert.o src/reads.o src/rls.o \
-	src/jsonschema.o src/schema_sql.o src/shared.o src/notify.o src/txid.o src/ttl.o src/worker.o
+	src/jsonschema.o src/schema_sql.o src/shared.o src/notify.o src/txid.o src/ttl.o src/worker.o src/standbys.o
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 
@@ -23,7 +23,7 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # every module includes the shared header: rebuild all when it changes
-$(OBJS): src/durable_state.h src/jsonschema.h
+$(OBJS): src/durable_state.h src/jsonschema.h src/standbys.h
 
 .PHONY: test stress valgrind sanitize bench bench-apply bench-notify bench-kv bench-rls demo
 test:

@@ -358,7 +358,7 @@ typedef struct DsShared
 	XLogRecPtr	startup_lsn;	/* WAL insert position when it started */
 	XLogRecPtr	flushed_lsn;	/* watermarks it last published */
 	XLogRecPtr	replicated_lsn;
-	int			standbys;		/* standbys counted for replicated_lsn */
+	int			standbys;		/* standbys that count for it (standbys.c) */
 	/* txids (under lock) */
 	uint64		ring_next;
 	XLogRecPtr	evicted_max_lsn;
@@ -372,7 +372,6 @@ extern char *ds_worker_database;
 extern int	ds_txid_retention;
 extern int	ds_worker_naptime;
 extern int	ds_notify_coalesce;
-extern int	ds_replicated_standbys;
 extern int	ds_maintenance_interval;
 
 extern void ds_shared_init(void);

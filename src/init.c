@@ -11,6 +11,7 @@
 #include "utils/inval.h"
 
 #include "durable_state.h"
+#include "standbys.h"
 
 PG_MODULE_MAGIC;
 
@@ -25,12 +26,6 @@ static const struct config_enum_entry notify_options[] = {
 	{"off", DS_NOTIFY_OFF, false},
 	{"commit", DS_NOTIFY_COMMIT, false},
 	{"worker", DS_NOTIFY_WORKER, false},
-	{NULL, 0, false}
-};
-
-static const struct config_enum_entry standby_options[] = {
-	{"all", 0, false},
-	{"sync", 1, false},
 	{NULL, 0, false}
 };
 
@@ -107,13 +102,7 @@ _PG_init(void)
 							1000, 10, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
-	DefineCustomEnumVariable("durable_state.replicated_standbys",
-							 "Standbys that must have replayed a commit for it to count as replicated: all streaming ones, or the synchronous ones.",
-							 NULL,
-							 &ds_replicated_standbys,
-							 0, standby_options,
-							 PGC_SIGHUP, 0,
-							 NULL, NULL, NULL);
+	ds_standbys_init();
 	MarkGUCPrefixReserved("durable_state");
 	if (process_shared_preload_libraries_in_progress)
 	{

@@ -23,6 +23,7 @@
 #include "utils/timestamp.h"
 
 #include "durable_state.h"
+#include "standbys.h"
 
 DsShared   *ds_shared = NULL;
 
@@ -35,6 +36,7 @@ ds_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(DsShared)));
+	RequestAddinShmemSpace(ds_standbys_shmem_size());
 	RequestNamedLWLockTranche("durable_state", 1);
 }
 
@@ -56,6 +58,7 @@ ds_shmem_startup(void)
 		for (int i = 0; i < DS_NCOUNTERS; i++)
 			pg_atomic_init_u64(&ds_shared->counters[i], 0);
 	}
+	ds_standbys_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 }
 

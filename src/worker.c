@@ -4,8 +4,8 @@
  *
  * One worker per cluster, connected to durable_state.database.  Each loop:
  *	 - publishes the flushed and replicated watermarks (the replicated one
- *	   is what every streaming standby, or every synchronous one, has
- *	   replayed) and wakes txid waiters when they move;
+ *	   is what the standbys durable_state.replicated_standbys chooses have
+ *	   replayed, see standbys.c) and wakes txid waiters when they move;
  *	 - sends the notifications committing transactions handed over
  *	   (durable_state.notify = worker), one NOTIFY per stream per loop;
  *	 - every durable_state.maintenance_interval, prunes old txids and the
@@ -26,11 +26,8 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
-#include "replication/walsender.h"
-#include "replication/walsender_private.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
-#include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -39,12 +36,12 @@
 #include "utils/wait_event.h"
 
 #include "durable_state.h"
+#include "standbys.h"
 
 char	   *ds_worker_database = NULL;
 int			ds_txid_retention = 86400;
 int			ds_worker_naptime = 1000;
 int			ds_notify_coalesce = 1;
-int			ds_replicated_standbys = 0; /* 0: all, 1: synchronous ones */
 int			ds_maintenance_interval = 1000;
 
 void
@@ -75,44 +72,19 @@ worker_exit(int code, Datum arg)
 	LWLockRelease(ds_shared->lock);
 }
 
-/* The flushed and replicated positions; waiters are woken if they moved. */
+/*
+ * The flushed and replicated positions (which standbys count, and how far
+ * they replayed, is standbys.c's); waiters are woken if they moved.
+ */
 static void
 update_watermarks(void)
 {
 	XLogRecPtr	flushed = GetFlushRecPtr(NULL);
-	XLogRecPtr	replicated = InvalidXLogRecPtr;
-	int			standbys = 0;
-	bool		moved;
-
-	for (int i = 0; WalSndCtl != NULL && i < max_wal_senders; i++)
-	{
-		WalSnd	   *w = &WalSndCtl->walsnds[i];
-		pid_t		pid;
-		WalSndState state;
-		XLogRecPtr	apply;
-		int			priority;
-
-		SpinLockAcquire(&w->mutex);
-		pid = w->pid;
-		state = w->state;
-		apply = w->apply;
-		priority = w->sync_standby_priority;
-		SpinLockRelease(&w->mutex);
-		if (pid == 0 || state != WALSNDSTATE_STREAMING)
-			continue;
-		if (ds_replicated_standbys == 1 && priority == 0)
-			continue;
-		/* replayed, so visible there, not only flushed */
-		if (standbys == 0 || apply < replicated)
-			replicated = apply;
-		standbys++;
-	}
+	bool		moved = ds_standbys_advance();
 
 	LWLockAcquire(ds_shared->lock, LW_EXCLUSIVE);
-	moved = flushed != ds_shared->flushed_lsn || replicated != ds_shared->replicated_lsn;
+	moved |= flushed != ds_shared->flushed_lsn;
 	ds_shared->flushed_lsn = flushed;
-	ds_shared->replicated_lsn = replicated;
-	ds_shared->standbys = standbys;
 	LWLockRelease(ds_shared->lock);
 	if (moved && pg_atomic_read_u32(&ds_shared->waiters) > 0)
 		ConditionVariableBroadcast(&ds_shared->cv);

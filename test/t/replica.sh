@@ -25,11 +25,11 @@
 #     then visible on the standby
 #  4. on the standby: 'committed' of a replicated txid is true, an unknown
 #     one false after the timeout; 'flushed' and writes are refused
-#  3b. standby stopped: standbys = 0, 'replicated' is never reached, not even
-#     for txids that were replicated before (documented: "with no standby
-#     connected it is never reached"); the standby is then removed
+#  3b. standby stopped: standbys = 0, 'replicated' is never reached for new
+#     txids, while those replicated before stay so (the watermark does not
+#     move back); the standby is then removed
 #  5. worker SIGTERM: a new worker pid within a few seconds, worker_starts
-#     + 1, txids still confirm ('flushed')
+#     + 1, txids still confirm ('flushed'), a replicated one stays so
 #  8. waiters (before 6 and 7, which reset shared memory): 3 concurrent
 #     await_txid(r9) are counted in txid_waiters and all return true at the
 #     commit; a cancelled waiter errors with 57014 and leaves txid_waiters 0,
@@ -37,13 +37,15 @@
 #     pg_terminate_backend (FATAL)
 #  6. worker crash (kill -9): the postmaster restarts every backend, the
 #     worker comes back, every committed event and txid is there and old
-#     txids confirm at once ('flushed' too)
+#     txids confirm at once ('flushed' too; the replicated watermark is in
+#     shared memory, which the crash resets: documented)
 #  7. clean restart (pg_ctl restart): old txids confirm at once (< 100 ms
 #     measured in the server), 'flushed' too; an unknown txid is false after
 #     its timeout
 #
-# Whatever happens, the EXIT trap kills the psql clients it started, puts
-# the primary's postgresql.auto.conf back, stops and removes the standby,
+# Whatever happens, the EXIT trap kills the psql clients and pg_receivewal
+# it started, puts the primary's postgresql.auto.conf back, stops and
+# removes the standbys,
 # starts the primary again if it is down, waits until it accepts
 # connections and drops the database.  A part that finds the primary gone
 # gives up (not ok) instead of timing out check after check.
@@ -71,6 +73,7 @@ PSQL=(psql -X -q -At -v ON_ERROR_STOP=1)
 P()  { "${PSQL[@]}" -d "$DB" "$@" </dev/null; }
 PA() { "${PSQL[@]}" -d "$ADMIN_DB" "$@" </dev/null; }
 S()  { "${PSQL[@]}" -h "$SB_DIR" -p "$SB_PORT" -d "$DB" "$@" </dev/null; }
+S2() { "${PSQL[@]}" -h "$SB_DIR" -p "$SB2_PORT" -d "$DB" "$@" </dev/null; }
 # pg_ctl as the cluster's owner; fds 7 and 8 (the script's own stdout and
 # stderr, see the traps) are closed so that a postmaster it starts does not
 # keep the caller's pipe open
@@ -135,6 +138,9 @@ finished() { ! kill -0 "$1" 2>/dev/null; }
 SB_DIR=
 SB_PORT=
 SB_DATA=
+SB2_PORT=
+SB2_DATA=
+RECEIVEWAL_PID=
 CREATED_DB=0
 SYNC_SET=0
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ds-replica-work.XXXXXX") || exit 1
@@ -148,7 +154,12 @@ restore_primary_conf() {
     ds_as_owner cp "$SB_DIR/primary.auto.conf" "$DS_DATA/postgresql.auto.conf" &&
         { ! server_up || PA -c 'SELECT pg_reload_conf()' >/dev/null; }
 }
-standby_running() { [[ -n $SB_DATA && -f $SB_DATA/postmaster.pid ]]; }
+# standby_running [DATA]: the standby (by default the first one) is up
+standby_running() { [[ -n ${1-$SB_DATA} && -f ${1-$SB_DATA}/postmaster.pid ]]; }
+# end_walsenders APPNAME: terminates the primary's walsenders of that name
+end_walsenders() {
+    PA -c "SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name = '$1'" >/dev/null 2>&1
+}
 
 cleanup() {
     local p running
@@ -156,10 +167,19 @@ cleanup() {
     for p in "${BG_PIDS[@]}"; do
         [[ $running == *" $p "* ]] && kill "$p" 2>/dev/null
     done
+    # pg_receivewal and pg_basebackup run under ds_as_owner's subshell:
+    # ending their connections ends them
+    if server_up; then
+        end_walsenders ds_replica_receivewal
+        end_walsenders pg_basebackup
+    fi
     # synchronous replication must be off before the standby goes away
     ((SYNC_SET == 1)) && restore_primary_conf
     if standby_running; then
         pg_owner -D "$SB_DATA" -m immediate -w -t 30 stop >/dev/null 2>&1
+    fi
+    if standby_running "$SB2_DATA"; then
+        pg_owner -D "$SB2_DATA" -m immediate -w -t 30 stop >/dev/null 2>&1
     fi
     [[ -n $SB_DIR ]] && rm -rf "$SB_DIR"
     # the primary must be left running for the scripts after this one
@@ -211,6 +231,7 @@ if ! P -c "CREATE EXTENSION durable_state" \
     not_ok "setup of database $DB"
     exit 1
 fi
+wait_for 10 stat_is "preloaded, worker_state" "t|running"
 is "preloaded, worker running" "$(sstat "preloaded, worker_state")" "t|running"
 # txid_waiters is cluster-wide: a count leaked before this script (see the
 # terminated waiter in 8.) stays until the next restart, so 2. to 8. count
@@ -238,23 +259,35 @@ else
     not_ok "pg_basebackup -R of the primary: $(tail -n 3 "$WORK/basebackup.log")"
     exit 1
 fi
-# the copied postgresql.auto.conf has the primary's port and socket dir:
-# later lines win.  Unix socket only, so no TCP port can clash.
-ds_as_owner tee -a "$SB_DATA/postgresql.auto.conf" >/dev/null <<EOF
+# start_standby DATA PORT NAME: configures and starts a standby made by
+# pg_basebackup -R.  The copied postgresql.auto.conf has the primary's port
+# and socket dir: later lines win.  Unix socket only, so no TCP port can
+# clash.  Its cluster_name is its application_name on the primary.
+start_standby() {
+    ds_as_owner tee -a "$1/postgresql.auto.conf" >/dev/null <<EOF
 # standby of test/t/replica.sh
-port = $SB_PORT
+port = $2
 listen_addresses = ''
 unix_socket_directories = '$SB_DIR'
 shared_preload_libraries = 'durable_state'
 hot_standby = on
-cluster_name = 'ds_replica_standby'
+cluster_name = '$3'
 EOF
-if pg_owner -D "$SB_DATA" -l "$SB_DIR/server.log" -w -t 60 start >/dev/null 2>&1; then
-    ok "standby started (port $SB_PORT, socket in $SB_DIR)"
-else
-    not_ok "standby did not start: $(tail -n 5 "$SB_DIR/server.log" 2>/dev/null)"
-    exit 1
-fi
+    if pg_owner -D "$1" -l "$1.log" -w -t 60 start >/dev/null 2>&1; then
+        ok "standby $3 started (port $2, socket in $SB_DIR)"
+    else
+        not_ok "standby $3 did not start: $(tail -n 5 "$1.log" 2>/dev/null)"
+        exit 1
+    fi
+}
+free_port() {
+    local port=$1
+    while ds_port_in_use "$port" || [[ -e /tmp/.s.PGSQL.$port || -e $SB_DIR/.s.PGSQL.$port ]]; do
+        port=$((port + 1))
+    done
+    echo "$port"
+}
+start_standby "$SB_DATA" "$SB_PORT" ds_replica_standby
 is "standby is in recovery" "$(S -c 'SELECT pg_is_in_recovery()' 2>&1)" t
 streaming() {
     [[ $(PA -c "SELECT state FROM pg_stat_replication WHERE application_name = 'ds_replica_standby'" 2>/dev/null) == streaming ]]
@@ -383,23 +416,28 @@ check "on the standby: state.apply fails with 25006 (read-only)" $? "$out"
 # 3b. Standby stopped: 'replicated' is never reached
 # ---------------------------------------------------------------------------
 need_primary "3b"
+lsn_before_stop=$(sstat replicated_lsn)
 if pg_owner -D "$SB_DATA" -m fast -w -t 60 stop >/dev/null 2>&1; then
     ok "standby stopped"
 else
     not_ok "standby stopped"
 fi
 wait_for 10 stat_is standbys 0
-is "state.stats: standbys = 0, replicated_lsn NULL" \
-    "$(sstat "standbys, coalesce(replicated_lsn::text, 'NULL')")" "0|NULL"
+lsn0=$(sstat replicated_lsn)
+is "state.stats: standbys = 0, replicated_lsn kept (it never moves back)" \
+    "$(sstat "standbys, replicated_lsn >= '$lsn_before_stop'")" "0|t"
+is "state.standbys is empty" "$(P -c "SELECT count(*) FROM state.standbys" 2>&1)" 0
 is "apply txid r3" "$(apply_txid k3 r3 2>&1)" 1
 res=$(timed_await r3 1000 replicated)
 is "no standby: await_txid('r3', 1000, 'replicated') = false" "${res%%|*}" f
 is "no standby: txid_status('r3') = flushed" "$(P -c "SELECT state.txid_status('r3')" 2>&1)" flushed
-# documented ("with no standby connected it is never reached"): this holds
-# for txids that were replicated while the standby was there, too
-res=$(timed_await r1 200 replicated)
-is "no standby: await_txid('r1', 200, 'replicated') = false although r1 was replicated" "${res%%|*}" f
-is "no standby: txid_status('r1') goes back to flushed" "$(P -c "SELECT state.txid_status('r1')" 2>&1)" flushed
+# a txid replicated while the standby was there stays so (before 0.4.0 it
+# went back to flushed)
+await_check "no standby: await_txid('r1', 1000, 'replicated') = true at once, r1 was replicated" t '<' 100 r1 1000 replicated
+is "no standby: txid_status of r1, r2 = replicated still" \
+    "$(P -c "SELECT string_agg(state.txid_status(t), ',') FROM unnest(ARRAY['r1','r2']) t" 2>&1)" \
+    "replicated,replicated"
+is "no standby: replicated_lsn has not moved" "$(sstat replicated_lsn)" "$lsn0"
 rm -rf "$SB_DIR"
 SB_DIR='' SB_DATA=''
 
@@ -427,7 +465,8 @@ check "the old worker process is gone" $?
 is "apply txid r5" "$(apply_txid k5 r5 2>&1)" 1
 res=$(timed_await r5 2000 flushed)
 is "after SIGTERM: await_txid('r5', 2000, 'flushed') = true" "${res%%|*}" t
-is "after SIGTERM: txid_status('r1') = flushed" "$(P -c "SELECT state.txid_status('r1')" 2>&1)" flushed
+is "after SIGTERM (shared memory stays): txid_status('r1') = replicated, r3 = flushed" \
+    "$(P -c "SELECT state.txid_status('r1'), state.txid_status('r3')" 2>&1)" "replicated|flushed"
 
 # ---------------------------------------------------------------------------
 # 8. Waiters (before 6 and 7: they reset shared memory)
@@ -536,6 +575,9 @@ is "every committed event and entity is still there" \
     "$before"
 await_check "after the crash: await_txid('r5', 200) = true" t '<' 100 r5 200 committed
 await_check "after the crash: await_txid('r9', 200, 'flushed') = true" t '<' 100 r9 200 flushed
+# the crash reset shared memory, and with it the replicated watermark
+# (README: a restart of the primary forgets it until the standbys replay
+# past the restart)
 is "after the crash: txid_status of r1, r5, r9 = flushed" \
     "$(P -c "SELECT string_agg(state.txid_status(t), ',') FROM unnest(ARRAY['r1','r5','r9']) t" 2>&1)" \
     "flushed,flushed,flushed"
@@ -547,6 +589,7 @@ is "after the crash: a new apply confirms ('flushed')" \
 # ---------------------------------------------------------------------------
 need_primary "7"
 started=$(PA -c "SELECT pg_postmaster_start_time()" 2>&1)
+data_before=$(P -c "SELECT state.tail('$STREAM'), (SELECT count(*) FROM state.get_type('thing', '$STREAM'))" 2>&1)
 t0=$(date +%s.%N)
 if pg_owner -D "$DS_DATA" -l "$DS_LOG" -m fast -w -t 60 restart >"$WORK/restart.log" 2>&1; then
     ok "pg_ctl restart of the primary"
@@ -566,6 +609,9 @@ is "after restart: txid_status of r1, r2, r3, r5, r6, r9 = flushed" \
 await_check "after restart: an unknown txid is false" f '>=' 490 never-restart 500 committed
 wait_for 10 stat_is worker_state running
 is "after restart: worker running, txid_waiters = 0" "$(sstat "worker_state, txid_waiters")" "running|0"
-is "after restart: the data is intact" \
+# every apply of this script inserted a new key: as many entities as events
+is "after restart: the data is intact (tail = entities, as before the restart)" \
     "$(P -c "SELECT state.tail('$STREAM'), (SELECT count(*) FROM state.get_type('thing', '$STREAM'))" 2>&1)" \
-    "00000000000000000008|8"
+    "$data_before"
+[[ $data_before =~ ^0*([0-9]+)\|([0-9]+)$ && ${BASH_REMATCH[1]} == "${BASH_REMATCH[2]}" && ${BASH_REMATCH[2]} -ge 8 ]]
+check "... that is one event per entity, 8 or more ($data_before)" $?

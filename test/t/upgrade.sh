@@ -56,7 +56,7 @@ before=$(Q ds_upgrade -c "SELECT string_agg(format('%s %s %s', c.type, g.key, g.
                             FROM state.collections c, state.get_type(c.type, c.stream) g" -c "SELECT state.tail('up')")
 
 if out=$(Q ds_upgrade -c "ALTER EXTENSION durable_state UPDATE"); then ok "ALTER EXTENSION durable_state UPDATE"; else not_ok "ALTER EXTENSION UPDATE: $out"; fi
-is "updated version" "$(Q ds_upgrade -c "SELECT extversion FROM pg_extension WHERE extname = 'durable_state'")" 0.3.0
+is "updated version" "$(Q ds_upgrade -c "SELECT extversion FROM pg_extension WHERE extname = 'durable_state'")" 0.4.0
 after=$(Q ds_upgrade -c "SELECT string_agg(format('%s %s %s', c.type, g.key, g.value), '; ' ORDER BY c.type, g.key)
                            FROM state.collections c, state.get_type(c.type, c.stream) g" -c "SELECT state.tail('up')")
 is "entities and the tail are unchanged" "$after" "$before"
@@ -114,7 +114,7 @@ SELECT state.put('doc', 'a', '{"owner": "x"}', stream => 'up2');
 ALTER EXTENSION durable_state UPDATE;
 SQL
 ); then ok "0.2.0 installed, used and updated"; else not_ok "0.2.0 installed, used and updated: $out"; fi
-is "updated version from 0.2.0" "$(Q ds_upgrade2 -c "SELECT extversion FROM pg_extension WHERE extname = 'durable_state'")" 0.3.0
+is "updated version from 0.2.0" "$(Q ds_upgrade2 -c "SELECT extversion FROM pg_extension WHERE extname = 'durable_state'")" 0.4.0
 is "entities kept from 0.2.0" "$(Q ds_upgrade2 -c "SELECT value FROM state.get_versioned('doc', 'a', 'up2')")" '{"owner": "x"}'
 
 shape ds_fresh >"$WORK/fresh.txt"

@@ -27,9 +27,13 @@
  *	3. The published watermark never moves backwards: a standby that
  *	   attaches behind, or a new setting, holds it until the chosen
  *	   standbys pass it, so a txid once 'replicated' stays so while the
- *	   server runs.  (Shared memory does not outlive a restart: txids from
- *	   before it are bounded by the worker's start position, which the
- *	   standbys pass as soon as they replay again; see txid.c.)
+ *	   server runs.  (Two gaps, documented in the README: shared memory
+ *	   does not outlive a restart, and txids from before it are bounded
+ *	   by the worker's start position, which the standbys pass as soon as
+ *	   they replay again; and a txid the shared ring forgot is bounded by
+ *	   the newest commit it forgot, which may be past the watermark if
+ *	   more than DS_TXID_RING txids commit while the standbys lag.  Closing
+ *	   them needs each txid's commit position kept with it; see txid.c.)
  *	4. Application names come from the backend status array, read only
  *	   when the set of walsender pids changed: the worker looks every
  *	   millisecond while someone waits.
@@ -195,12 +199,11 @@ next_token(Lexer *lx)
 	resetStringInfo(&lx->text);
 	if (*p == '\0')
 		lx->kind = TOK_END;
-	else if (*p == ',')
-		lx->kind = TOK_COMMA, p++;
-	else if (*p == '(')
-		lx->kind = TOK_OPEN, p++;
-	else if (*p == ')')
-		lx->kind = TOK_CLOSE, p++;
+	else if (*p == ',' || *p == '(' || *p == ')')
+	{
+		lx->kind = *p == ',' ? TOK_COMMA : *p == '(' ? TOK_OPEN : TOK_CLOSE;
+		p++;
+	}
 	else if (*p == '*')
 	{
 		appendStringInfoChar(&lx->text, *p++);

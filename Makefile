@@ -1,9 +1,9 @@
 EXTENSION = durable_state
-EXTVERSION = 0.3.0
+EXTVERSION = 0.4.0
 
 MODULE_big = durable_state
 OBJS = src/init.o src/event.o src/catalog.o src/apply.o src/probe.o src/row.o src/changelog.o src/convert.o \
-	src/reads.o src/rls.o src/shared.o src/notify.o src/txid.o src/ttl.o src/worker.o src/util.o \
+	src/reads.o src/rls.o src/shared.o src/notify.o src/txid.o src/ttl.o src/worker.o src/standbys.o src/util.o \
 	src/jsonschema/cache.o src/jsonschema/compile.o src/jsonschema/format.o src/jsonschema/regex.o \
 	src/jsonschema/uri.o src/jsonschema/validate.o src/jsonschema/value.o src/schema_sql.o
 
@@ -27,10 +27,8 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # every module includes the shared header: rebuild all when it changes
-OBJS = src/init.o src/event.o src/catalog.o src/apply.o src/probe.o src/row.o src/changelog.o src/convert.o \
-	src/reads.o src/rls.o src/shared.o src/notify.o src/txid.o src/ttl.o src/worker.o src/util.o \
-	src/jsonschema/cache.o src/jsonschema/compile.o src/jsonschema/format.o src/jsonschema/regex.o \
-	src/jsonschema/uri.o src/jsonschema/validate.o src/jsonschema/value.o src/schema_sql.o
+$(OBJS): src/durable_state.h src/jsonschema.h src/util.h src/apply.h src/shmem.h src/standbys.h \
+	src/jsonschema/jsonschema_int.h
 
 .PHONY: test stress valgrind sanitize bench bench-apply bench-notify bench-kv bench-rls demo meta
 test:

@@ -13,6 +13,7 @@
 #include "utils/guc.h"
 
 #include "durable_state.h"
+#include "standbys.h"
 
 PG_MODULE_MAGIC;
 
@@ -31,10 +32,12 @@ _PG_init(void)
 	ds_probe_init();
 	ds_notify_init();
 	ds_worker_init();
+	ds_standbys_init();
 	MarkGUCPrefixReserved("durable_state");
 	if (process_shared_preload_libraries_in_progress)
 	{
 		ds_shared_init();
+		ds_standbys_shmem_init();
 		ds_worker_register();
 	}
 	ds_catalog_init();

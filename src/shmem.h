@@ -69,7 +69,7 @@ typedef struct DsShared
 	XLogRecPtr	startup_lsn;	/* WAL insert position when it started */
 	XLogRecPtr	flushed_lsn;	/* watermarks it last published */
 	XLogRecPtr	replicated_lsn;
-	int			standbys;		/* standbys counted for replicated_lsn */
+	int			standbys;		/* standbys that count for it (standbys.c) */
 	/* txids (under lock) */
 	uint64		ring_next;
 	XLogRecPtr	evicted_max_lsn;

@@ -4,8 +4,8 @@
  *
  * One worker per cluster, connected to durable_state.database.  Each loop:
  *	 - publishes the flushed and replicated watermarks (the replicated one
- *	   is what every streaming standby, or every synchronous one, has
- *	   replayed) and wakes txid waiters when they move;
+ *	   is what the standbys durable_state.replicated_standbys chooses have
+ *	   replayed, see standbys.c) and wakes txid waiters when they move;
  *	 - sends the notifications committing transactions handed over
  *	   (durable_state.notify = worker), one NOTIFY per stream per loop;
  *	 - every durable_state.maintenance_interval, prunes old txids and the
@@ -26,11 +26,8 @@
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
-#include "replication/walsender.h"
-#include "replication/walsender_private.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
-#include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -40,19 +37,13 @@
 
 #include "durable_state.h"
 #include "shmem.h"
+#include "standbys.h"
 
 static char *ds_worker_database = NULL;
 static int	ds_txid_retention = 86400;
 static int	ds_worker_naptime = 1000;
 static int	ds_notify_coalesce = 1;
-static int	ds_replicated_standbys = 0; /* 0: all, 1: synchronous ones */
 static int	ds_maintenance_interval = 1000;
-
-static const struct config_enum_entry standby_options[] = {
-	{"all", 0, false},
-	{"sync", 1, false},
-	{NULL, 0, false}
-};
 
 /*
  * Registers the worker's settings.  They exist in every backend (so that
@@ -96,13 +87,6 @@ ds_worker_init(void)
 							1000, 10, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
-	DefineCustomEnumVariable("durable_state.replicated_standbys",
-							 "Standbys that must have replayed a commit for it to count as replicated: all streaming ones, or the synchronous ones.",
-							 NULL,
-							 &ds_replicated_standbys,
-							 0, standby_options,
-							 PGC_SIGHUP, 0,
-							 NULL, NULL, NULL);
 }
 
 /*
@@ -142,44 +126,19 @@ worker_exit(int code, Datum arg)
 	LWLockRelease(ds_shared->lock);
 }
 
-/* The flushed and replicated positions; waiters are woken if they moved. */
+/*
+ * The flushed and replicated positions (which standbys count, and how far
+ * they replayed, is standbys.c's); waiters are woken if they moved.
+ */
 static void
 update_watermarks(void)
 {
 	XLogRecPtr	flushed = GetFlushRecPtr(NULL);
-	XLogRecPtr	replicated = InvalidXLogRecPtr;
-	int			standbys = 0;
-	bool		moved;
-
-	for (int i = 0; WalSndCtl != NULL && i < max_wal_senders; i++)
-	{
-		WalSnd	   *w = &WalSndCtl->walsnds[i];
-		pid_t		pid;
-		WalSndState state;
-		XLogRecPtr	apply;
-		int			priority;
-
-		SpinLockAcquire(&w->mutex);
-		pid = w->pid;
-		state = w->state;
-		apply = w->apply;
-		priority = w->sync_standby_priority;
-		SpinLockRelease(&w->mutex);
-		if (pid == 0 || state != WALSNDSTATE_STREAMING)
-			continue;
-		if (ds_replicated_standbys == 1 && priority == 0)
-			continue;
-		/* replayed, so visible there, not only flushed */
-		if (standbys == 0 || apply < replicated)
-			replicated = apply;
-		standbys++;
-	}
+	bool		moved = ds_standbys_advance();
 
 	LWLockAcquire(ds_shared->lock, LW_EXCLUSIVE);
-	moved = flushed != ds_shared->flushed_lsn || replicated != ds_shared->replicated_lsn;
+	moved |= flushed != ds_shared->flushed_lsn;
 	ds_shared->flushed_lsn = flushed;
-	ds_shared->replicated_lsn = replicated;
-	ds_shared->standbys = standbys;
 	LWLockRelease(ds_shared->lock);
 	if (moved && pg_atomic_read_u32(&ds_shared->waiters) > 0)
 		ConditionVariableBroadcast(&ds_shared->cv);

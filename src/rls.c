@@ -64,6 +64,7 @@
 #include "utils/syscache.h"
 
 #include "durable_state.h"
+#include "compat.h"
 
 typedef struct DsRlsKey
 {
@@ -164,47 +165,43 @@ static List *
 rls_quals(Relation rel, DsRlsCheck check, bool *hasSubLinks)
 {
 	Query	   *query = makeNode(Query);
-	RangeTblEntry *rte = makeNode(RangeTblEntry);
+	DsRangeTable rt = {0};
+	AclMode		perms;
 	List	   *securityQuals = NIL;
 	List	   *withCheckOptions = NIL;
 	List	   *quals = NIL;
 	bool		hasRowSecurity = false;
 	ListCell   *lc;
 
-	rte->rtekind = RTE_RELATION;
-	rte->relid = RelationGetRelid(rel);
-	rte->relkind = rel->rd_rel->relkind;
-	rte->rellockmode = AccessShareLock;
-	rte->checkAsUser = InvalidOid;
-	query->rtable = list_make1(rte);
 	switch (check)
 	{
 		case DS_RLS_SELECT:
 			query->commandType = CMD_SELECT;
-			rte->requiredPerms = ACL_SELECT;
+			perms = ACL_SELECT;
 			break;
 		case DS_RLS_UPDATE_OLD:
 		case DS_RLS_UPDATE_NEW:
 			query->commandType = CMD_UPDATE;
 			query->resultRelation = 1;
-			rte->requiredPerms = ACL_UPDATE | ACL_SELECT;
+			perms = ACL_UPDATE | ACL_SELECT;
 			break;
 		case DS_RLS_DELETE_OLD:
 			query->commandType = CMD_DELETE;
 			query->resultRelation = 1;
-			rte->requiredPerms = ACL_DELETE | ACL_SELECT;
+			perms = ACL_DELETE | ACL_SELECT;
 			break;
 		case DS_RLS_INSERT_NEW:
 			query->commandType = CMD_INSERT;
 			query->resultRelation = 1;
-			rte->requiredPerms = ACL_INSERT;
+			perms = ACL_INSERT;
 			break;
 		default:
 			elog(ERROR, "unknown row-level security check %d", (int) check);
 	}
+	ds_rt_add(&rt, rel, AccessShareLock, perms);
 	*hasSubLinks = false;
-	get_row_security_policies(query, rte, 1, &securityQuals, &withCheckOptions,
-							  &hasRowSecurity, hasSubLinks);
+	ds_get_row_security_policies(query, &rt, 1, &securityQuals, &withCheckOptions,
+								 &hasRowSecurity, hasSubLinks);
 	if (check == DS_RLS_UPDATE_NEW || check == DS_RLS_INSERT_NEW)
 	{
 		foreach(lc, withCheckOptions)

@@ -187,7 +187,7 @@ init_collection(DsBatch *b, DsCollState *cs)
 	/* so AFTER triggers find it instead of opening the table again */
 	estate->es_opened_result_relations =
 		lappend(estate->es_opened_result_relations, cs->rri);
-	CheckValidResultRel(cs->rri, CMD_INSERT);
+	ds_check_valid_result_rel(cs->rri, CMD_INSERT);
 	ExecOpenIndices(cs->rri, false);
 
 	cs->oldslot = table_slot_create(cs->rel, &estate->es_tupleTable);

@@ -147,7 +147,7 @@ static int64
 log_tail(int32 stream_id, Snapshot snap)
 {
 	Relation	rel = table_open(ds_catalog_oids()->log, AccessShareLock);
-	Relation	idx = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
+	Relation	idx = index_open(ds_primary_key_index(rel), AccessShareLock);
 	SnapshotData dirty;
 	ScanKeyData key;
 	IndexScanDesc scan;

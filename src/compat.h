@@ -15,7 +15,13 @@
  *					of unpruned entries.  DsRangeTable keeps both lists.
  *	 RLS			get_row_security_policies finds the privileges in the
  *					query's permission infos from PG16 on.
+ *	 search path	PG17 removed PushOverrideSearchPath: a GUC nest level with
+ *					search_path = 'pg_catalog, pg_temp' does the same.
  *	 EPQ			EvalPlanQualInit takes the result relations from PG16 on.
+ *	 result rels	CheckValidResultRel takes MERGE actions from PG17 on and
+ *					an ON CONFLICT action from PG18 on.
+ *	 primary keys	RelationGetPrimaryKeyIndex asks from PG18 on whether a
+ *					deferrable one will do.
  *	 index scans	index_beginscan takes scan instrumentation from PG18 on.
  *	 proc			MyProc's local transaction id is in vxid from PG17 on.
  *	 noreturn		pg_noreturn (a declaration specifier) replaces
@@ -29,6 +35,7 @@
 #include "postgres.h"
 
 #include "access/genam.h"
+#include "catalog/namespace.h"
 #include "executor/executor.h"
 #include "nodes/bitmapset.h"
 #include "nodes/parsenodes.h"
@@ -36,7 +43,9 @@
 #include "parser/parsetree.h"
 #include "rewrite/rowsecurity.h"
 #include "storage/proc.h"
+#include "utils/guc.h"
 #include "utils/rel.h"
+#include "utils/relcache.h"
 
 #if PG_VERSION_NUM < 150000
 #error "durable_state needs PostgreSQL 15 or later"
@@ -150,6 +159,66 @@ ds_epq_init(EPQState *epq, EState *estate)
 	EvalPlanQualInit(epq, estate, NULL, NIL, -1, NIL);
 #else
 	EvalPlanQualInit(epq, estate, NULL, NIL, -1);
+#endif
+}
+
+/* CheckValidResultRel for a plain INSERT, UPDATE or DELETE. */
+static inline void
+ds_check_valid_result_rel(ResultRelInfo *rri, CmdType operation)
+{
+#if PG_VERSION_NUM >= 180000
+	CheckValidResultRel(rri, operation, ONCONFLICT_NONE, NIL);
+#elif PG_VERSION_NUM >= 170000
+	CheckValidResultRel(rri, operation, NIL);
+#else
+	CheckValidResultRel(rri, operation);
+#endif
+}
+
+/* The OID of rel's primary key index if it is not deferrable, else InvalidOid. */
+static inline Oid
+ds_primary_key_index(Relation rel)
+{
+#if PG_VERSION_NUM >= 180000
+	return RelationGetPrimaryKeyIndex(rel, false);
+#else
+	return RelationGetPrimaryKeyIndex(rel);
+#endif
+}
+
+/*
+ * Until ds_pop_catalog_search_path(returned value), names are looked up in
+ * pg_catalog only (and temporary relations after it from PG17 on), whatever
+ * the caller's search_path; a plan prepared meanwhile keeps that path.
+ */
+static inline int
+ds_push_catalog_search_path(void)
+{
+#if PG_VERSION_NUM >= 170000
+	int			nestlevel = NewGUCNestLevel();
+
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET,
+							 PGC_S_SESSION, GUC_ACTION_SAVE, true, 0, false);
+	return nestlevel;
+#else
+	OverrideSearchPath *path = GetOverrideSearchPath(CurrentMemoryContext);
+
+	path->schemas = NIL;
+	path->addCatalog = true;
+	path->addTemp = false;
+	PushOverrideSearchPath(path);
+	return 0;
+#endif
+}
+
+static inline void
+ds_pop_catalog_search_path(int nestlevel)
+{
+#if PG_VERSION_NUM >= 170000
+	AtEOXact_GUC(false, nestlevel);
+#else
+	(void) nestlevel;
+	PopOverrideSearchPath();
 #endif
 }
 

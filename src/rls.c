@@ -273,12 +273,8 @@ rls_state_build(Relation rel, DsRlsCheck check)
 			 * pin it to pg_catalog; a policy's tables are elsewhere).  The
 			 * plan cache keeps this search path for re-planning.
 			 */
-			OverrideSearchPath *path = GetOverrideSearchPath(CurrentMemoryContext);
+			int			pathlevel = ds_push_catalog_search_path();
 
-			path->schemas = NIL;
-			path->addCatalog = true;
-			path->addTemp = false;
-			PushOverrideSearchPath(path);
 			PG_TRY();
 			{
 				Oid			argtype = rel->rd_rel->reltype;
@@ -296,7 +292,7 @@ rls_state_build(Relation rel, DsRlsCheck check)
 			}
 			PG_FINALLY();
 			{
-				PopOverrideSearchPath();
+				ds_pop_catalog_search_path(pathlevel);
 			}
 			PG_END_TRY();
 		}
@@ -570,7 +566,7 @@ ds_changes_filtered(PG_FUNCTION_ARGS)
 	imgatt = get_attnum(RelationGetRelid(log), "images");
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(s->id));
 	ScanKeyInit(&keys[1], 3, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(since));
-	scan = systable_beginscan(log, RelationGetPrimaryKeyIndex(log), true,
+	scan = systable_beginscan(log, ds_primary_key_index(log), true,
 							  GetActiveSnapshot(), 2, keys);
 	evcxt = AllocSetContextCreate(CurrentMemoryContext, "durable_state filtered changes",
 								  ALLOCSET_DEFAULT_SIZES);

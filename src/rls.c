@@ -239,6 +239,44 @@ rls_query(Relation rel, List *quals)
 	return buf.data;
 }
 
+/*
+ * The quals as a prepared, kept plan (rls_query), deparsed and parsed again
+ * with only pg_catalog in the search path, so that every other name is
+ * written schema-qualified and means the same whatever the caller's
+ * search_path (our functions pin it to pg_catalog; a policy's tables are
+ * elsewhere).  The plan cache keeps this search path for re-planning.
+ * (Its own function: PG_TRY blocks do not nest in one function from 16 on,
+ * whose -Wshadow=compatible-local sees the second one's locals.)
+ */
+static SPIPlanPtr
+rls_prepare(Relation rel, List *quals)
+{
+	int			pathlevel = ds_push_catalog_search_path();
+	SPIPlanPtr	plan = NULL;
+
+	PG_TRY();
+	{
+		Oid			argtype = rel->rd_rel->reltype;
+		char	   *sql = rls_query(rel, quals);
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		plan = SPI_prepare(sql, 1, &argtype);
+		if (plan == NULL)
+			elog(ERROR, "could not prepare the row-level security check of \"%s\": %s",
+				 RelationGetRelationName(rel), SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		ds_pop_catalog_search_path(pathlevel);
+	}
+	PG_END_TRY();
+	return plan;
+}
+
 /* A new evaluation state for a check: compiled quals, or a prepared query. */
 static DsRlsState *
 rls_state_build(Relation rel, DsRlsCheck check)
@@ -265,37 +303,7 @@ rls_state_build(Relation rel, DsRlsCheck check)
 			st->econtext = CreateStandaloneExprContext();
 		}
 		else
-		{
-			/*
-			 * Deparsed and parsed again with only pg_catalog in the search
-			 * path, so that every other name is written schema-qualified and
-			 * means the same whatever the caller's search_path (our functions
-			 * pin it to pg_catalog; a policy's tables are elsewhere).  The
-			 * plan cache keeps this search path for re-planning.
-			 */
-			int			pathlevel = ds_push_catalog_search_path();
-
-			PG_TRY();
-			{
-				Oid			argtype = rel->rd_rel->reltype;
-				char	   *sql = rls_query(rel, quals);
-
-				if (SPI_connect() != SPI_OK_CONNECT)
-					elog(ERROR, "SPI_connect failed");
-				st->plan = SPI_prepare(sql, 1, &argtype);
-				if (st->plan == NULL)
-					elog(ERROR, "could not prepare the row-level security check of \"%s\": %s",
-						 RelationGetRelationName(rel), SPI_result_code_string(SPI_result));
-				if (SPI_keepplan(st->plan) != 0)
-					elog(ERROR, "SPI_keepplan failed");
-				SPI_finish();
-			}
-			PG_FINALLY();
-			{
-				ds_pop_catalog_search_path(pathlevel);
-			}
-			PG_END_TRY();
-		}
+			st->plan = rls_prepare(rel, quals);
 	}
 	PG_CATCH();
 	{

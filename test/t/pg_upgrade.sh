@@ -126,26 +126,7 @@ else
     exit 1
 fi
 "$OLD_BIN/psql" "${PSQL[@]}" -p "$OLD_PORT" -d postgres -c "CREATE DATABASE $DB" </dev/null >/dev/null
-"$OLD_BIN/psql" "${PSQL[@]}" -p "$OLD_PORT" -d "$DB" >"$WORK/setup.out" 2>&1 <<'SQL'
-SET client_min_messages = warning;
-CREATE EXTENSION durable_state;
-CREATE TABLE accounts (id text PRIMARY KEY, owner text NOT NULL, balance numeric, ver bigint NOT NULL DEFAULT 0);
-SELECT state.create_collection('docs', 'doc', stream => 'main', mode => 'lenient');
-SELECT state.create_collection('tasks', 'task', stream => 'main', schema => '{"type": "object",
-    "properties": {"id": {"type": "string"}, "title": {"type": "string"}, "due": {"type": "string", "format": "date-time"}}}');
-SELECT state.create_collection('accounts', 'account', table_name => 'accounts', stream => 'bank', version_column => 'ver');
-SELECT state.create_collection('typing', 'typing', stream => 'main', mode => 'lenient', default_ttl => '1 hour');
-SELECT applied FROM state.apply('[
-  {"type": "doc", "key": "a", "value": {"x": [1, 2.50, "ü"]}, "headers": {"operation": "insert", "txid": "t-1"}},
-  {"type": "task", "key": "t1", "value": {"title": "write", "due": "2026-01-01T00:00:00Z"}, "headers": {"operation": "insert", "txid": "t-1"}},
-  {"type": "doc", "key": "b", "value": "plain", "headers": {"operation": "upsert", "txid": "t-2"}},
-  {"type": "typing", "key": "ann", "value": true, "headers": {"operation": "upsert"}}]', 'main');
-SELECT applied FROM state.apply('{"type": "doc", "key": "b", "headers": {"operation": "delete"}}', 'main');
-SELECT applied FROM state.apply('{"type": "account", "key": "acc1", "value": {"owner": "ann", "balance": 10}, "headers": {"operation": "insert"}}', 'bank', 'src-0007');
-SELECT state.increment('account', 'acc1', 'balance', 5, 'bank');
-SELECT state.put('doc', 'session', '{"s": 1}', ttl => '2 hours', stream => 'main');
-SELECT state.set_retention('bank', max_events => 1000);
-SQL
+"$OLD_BIN/psql" "${PSQL[@]}" -p "$OLD_PORT" -d "$DB" -f test/fixtures/sample_state.sql </dev/null >"$WORK/setup.out" 2>&1
 check "collections, events, txids and TTLs in the $OLD_MAJOR cluster" $? "$(grep -m 3 ERROR "$WORK/setup.out")"
 is "txids confirm before the upgrade" "$(Q "$OLD_PORT" -c "SELECT state.await_txid('t-1', 5000) AND state.await_txid('t-2', 5000)" 2>&1)" t
 

@@ -45,6 +45,7 @@
 #                              (objects get a unique name; dropped at the end,
 #                              the stream's log rows stay)
 #   BENCH_BUILD=1              make && make install first (test/lib.sh)
+#   DS_PG_MAJOR=15             the PostgreSQL major: 15 (Debian), 17 or 18 (/opt/postgresql-N)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -82,9 +83,15 @@ for s in $SYNCS; do
     case "$s" in on|off|local|remote_write|remote_apply) ;; *) die "bad synchronous_commit value '$s'" ;; esac
 done
 
-PGBIN=/usr/lib/postgresql/15/bin
+# DS_PG_MAJOR (default 15): Debian's 15, or 17/18 in /opt (test/pgbuild.sh)
+if [[ ${DS_PG_MAJOR:-15} == 15 ]]; then
+    PGBIN=/usr/lib/postgresql/15/bin
+else
+    PGBIN=/opt/postgresql-$DS_PG_MAJOR/bin
+    [[ -x $PGBIN/pgbench ]] || bash "$ROOT/test/pgbuild.sh" "$DS_PG_MAJOR" >&2 || die "could not build PostgreSQL $DS_PG_MAJOR"
+fi
 [[ -x $PGBIN/pgbench ]] || PGBIN=$(dirname "$(command -v pgbench || echo /nonexistent/pgbench)")
-[[ -x $PGBIN/pgbench ]] || die "pgbench not found (install postgresql-15)"
+[[ -x $PGBIN/pgbench ]] || die "pgbench not found (install postgresql-${DS_PG_MAJOR:-15})"
 PG_CONFIG=${PG_CONFIG:-$PGBIN/pg_config}
 [[ -x $PG_CONFIG ]] || PG_CONFIG=pg_config
 export PATH="$PGBIN:$PATH"

@@ -16,6 +16,7 @@
 #   BENCH_TXID=event      txid header: event (one per event) | batch | none
 #   BENCH_MODE=lenient    collection mode for the C path (strict also works)
 #   BENCH_NO_BUILD=1      do not build/install the extension before running
+#   DS_PG_MAJOR=15        the PostgreSQL major: 15 (Debian), 17 or 18 (/opt/postgresql-N)
 #   BENCH_KEEP_DB=1       keep the benchmark database
 set -euo pipefail
 
@@ -31,7 +32,10 @@ TXID=${BENCH_TXID:-event}
 MODE=${BENCH_MODE:-lenient}
 
 if [[ -z "${PG_CONFIG:-}" ]]; then
-    if [[ -x /usr/lib/postgresql/15/bin/pg_config ]]; then
+    # DS_PG_MAJOR (default 15): Debian's 15, or 17/18 in /opt (test/pgbuild.sh)
+    if [[ ${DS_PG_MAJOR:-15} != 15 ]]; then
+        PG_CONFIG=/opt/postgresql-$DS_PG_MAJOR/bin/pg_config
+    elif [[ -x /usr/lib/postgresql/15/bin/pg_config ]]; then
         PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
     else
         PG_CONFIG=pg_config

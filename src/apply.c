@@ -45,6 +45,7 @@
 #include "utils/timestamp.h"
 
 #include "apply.h"
+#include "compat.h"
 
 /* durable_state.max_batch_events: the most events one call accepts */
 static int	ds_max_batch_events = 1000000;
@@ -116,19 +117,6 @@ describe_event(DsBatch *b, int i)
  * Opening and closing the batch's tables
  * ------------------------------------------------------------------------ */
 
-/* A range table entry for rel, written with RowExclusiveLock. */
-static RangeTblEntry *
-result_rte(Relation rel)
-{
-	RangeTblEntry *rte = makeNode(RangeTblEntry);
-
-	rte->rtekind = RTE_RELATION;
-	rte->relid = RelationGetRelid(rel);
-	rte->relkind = rel->rd_rel->relkind;
-	rte->rellockmode = RowExclusiveLock;
-	return rte;
-}
-
 /*
  * Open the log, the txid table (if the batch has txids) and the table of
  * every collection the batch writes, check the caller's privileges on
@@ -138,21 +126,19 @@ result_rte(Relation rel)
 static void
 open_relations(DsBatch *b)
 {
-	List	   *rtable = NIL;
+	DsRangeTable rt = {0};
 	Relation	logrel;
 
 	logrel = table_open(ds_catalog_oids()->log, RowExclusiveLock);
-	rtable = lappend(rtable, result_rte(logrel));
+	ds_rt_add(&rt, logrel, RowExclusiveLock, ACL_INSERT);
 	if (b->ntxids > 0)
 	{
 		b->txidrel = table_open(ds_catalog_oids()->txids, RowExclusiveLock);
-		rtable = lappend(rtable, result_rte(b->txidrel));
+		ds_rt_add(&rt, b->txidrel, RowExclusiveLock, ACL_INSERT);
 	}
 	for (int c = 0; c < b->stream->ncolls; c++)
 	{
 		DsCollState *cs = &b->colls[c];
-		RangeTblEntry *rte;
-		TupleDesc	desc;
 
 		if (cs->needed == 0)
 			continue;
@@ -170,21 +156,10 @@ open_relations(DsBatch *b)
 		 * An event sets the whole row, so every column counts as inserted
 		 * and updated (UPDATE OF triggers, error details use these).
 		 */
-		rte = result_rte(cs->rel);
-		desc = RelationGetDescr(cs->rel);
-		for (int i = 0; i < desc->natts; i++)
-		{
-			if (TupleDescAttr(desc, i)->attisdropped)
-				continue;
-			rte->insertedCols = bms_add_member(rte->insertedCols,
-											   i + 1 - FirstLowInvalidHeapAttributeNumber);
-			rte->updatedCols = bms_add_member(rte->updatedCols,
-											  i + 1 - FirstLowInvalidHeapAttributeNumber);
-		}
-		rtable = lappend(rtable, rte);
-		cs->rti = list_length(rtable);
+		cs->rti = ds_rt_add(&rt, cs->rel, RowExclusiveLock, cs->needed);
+		ds_rt_all_columns_written(&rt, cs->rti, RelationGetDescr(cs->rel));
 	}
-	ExecInitRangeTable(b->estate, rtable);
+	ds_exec_init_range_table(b->estate, &rt);
 	ds_log_writer_open(&b->log, b->estate, logrel, 1, b->st.id, b->st.tail + 1);
 	if (b->txidrel)
 	{
@@ -212,7 +187,7 @@ init_collection(DsBatch *b, DsCollState *cs)
 	/* so AFTER triggers find it instead of opening the table again */
 	estate->es_opened_result_relations =
 		lappend(estate->es_opened_result_relations, cs->rri);
-	CheckValidResultRel(cs->rri, CMD_INSERT);
+	ds_check_valid_result_rel(cs->rri, CMD_INSERT);
 	ExecOpenIndices(cs->rri, false);
 
 	cs->oldslot = table_slot_create(cs->rel, &estate->es_tupleTable);
@@ -226,7 +201,7 @@ init_collection(DsBatch *b, DsCollState *cs)
 	}
 
 	InitDirtySnapshot(cs->dirty);
-	cs->scan = index_beginscan(cs->rel, cs->pkrel, &cs->dirty, 1, 0);
+	cs->scan = ds_index_beginscan(cs->rel, cs->pkrel, &cs->dirty, 1, 0);
 	/* for whoever reads the log under the table's policies */
 	cs->images = cs->rel->rd_rel->relrowsecurity && b->log.imgatt != InvalidAttrNumber;
 	cs->opened = true;
@@ -279,7 +254,7 @@ open_collections(DsBatch *b)
 		if (b->colls[c].needed != 0)
 			init_collection(b, &b->colls[c]);
 	}
-	EvalPlanQualInit(&b->epq, b->estate, NULL, NIL, -1);
+	ds_epq_init(&b->epq, b->estate);
 	AfterTriggerBeginQuery();
 	for (int c = 0; c < b->stream->ncolls; c++)
 	{

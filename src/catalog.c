@@ -37,6 +37,7 @@
 #include "utils/timestamp.h"
 
 #include "durable_state.h"
+#include "compat.h"
 
 static MemoryContext cache_cxt = NULL;
 static bool cache_valid = false;
@@ -463,7 +464,7 @@ relmeta_build(DsRelMeta *m, DsCollection *coll, Relation rel, const char *pkname
 	MemoryContext old = MemoryContextSwitchTo(m->cxt);
 	Relation	idx;
 	bool		ok;
-	Oid			pk = RelationGetPrimaryKeyIndex(rel);
+	Oid			pk = ds_primary_key_index(rel);
 
 	if (!OidIsValid(pk))
 		ereport(ERROR,
@@ -639,7 +640,7 @@ ds_relinfo_open(DsRelInfo *ri, DsCollection *coll, LOCKMODE lockmode)
 					 (m->extraname && strcmp(m->extraname, coll->extra_column) != 0) ||
 					 (m->versionname == NULL) != (coll->version_column == NULL) ||
 					 (m->versionname && strcmp(m->versionname, coll->version_column) != 0) ||
-					 RelationGetPrimaryKeyIndex(rel) != m->pkindex))
+					 ds_primary_key_index(rel) != m->pkindex))
 		m->valid = false;
 	if (!m->valid)
 	{

@@ -48,6 +48,7 @@
 #include "utils/timestamp.h"
 
 #include "durable_state.h"
+#include "compat.h"
 
 
 /*
@@ -159,7 +160,7 @@ static int64
 log_tail(int32 stream_id, Snapshot snap)
 {
 	Relation	rel = table_open(ds_catalog_oids()->log, AccessShareLock);
-	Relation	idx = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
+	Relation	idx = index_open(ds_primary_key_index(rel), AccessShareLock);
 	SnapshotData dirty;
 	ScanKeyData key;
 	IndexScanDesc scan;
@@ -172,7 +173,7 @@ log_tail(int32 stream_id, Snapshot snap)
 		snap = &dirty;
 	}
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(stream_id));
-	scan = index_beginscan(rel, idx, snap, 1, 0);
+	scan = ds_index_beginscan(rel, idx, snap, 1, 0);
 	index_rescan(scan, &key, 1, NULL, 0);
 	if (index_getnext_slot(scan, BackwardScanDirection, slot))
 	{
@@ -250,7 +251,7 @@ ds_stream_lock(const char *name, DsStreamState *st)
 
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(name));
 	key.sk_collation = idx->rd_indcollation[0];
-	scan = index_beginscan(rel, idx, snap, 1, 0);
+	scan = ds_index_beginscan(rel, idx, snap, 1, 0);
 	index_rescan(scan, &key, 1, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
 	index_endscan(scan);
@@ -345,7 +346,7 @@ ds_stream_update(DsStreamState *st, const char *source_offset)
 	const DsCatalogOids *oids = ds_catalog_oids();
 	Relation	rel;
 	EState	   *estate;
-	RangeTblEntry *rte;
+	DsRangeTable rt = {0};
 	ResultRelInfo *rri;
 	TupleTableSlot *oldslot;
 	TupleTableSlot *newslot;
@@ -357,12 +358,8 @@ ds_stream_update(DsStreamState *st, const char *source_offset)
 
 	rel = table_open(oids->streams, RowExclusiveLock);
 	estate = CreateExecutorState();
-	rte = makeNode(RangeTblEntry);
-	rte->rtekind = RTE_RELATION;
-	rte->relid = RelationGetRelid(rel);
-	rte->relkind = RELKIND_RELATION;
-	rte->rellockmode = RowExclusiveLock;
-	ExecInitRangeTable(estate, list_make1(rte));
+	ds_rt_add(&rt, rel, RowExclusiveLock, ACL_UPDATE);
+	ds_exec_init_range_table(estate, &rt);
 	rri = makeNode(ResultRelInfo);
 	InitResultRelInfo(rri, rel, 1, NULL, 0);
 	ExecOpenIndices(rri, false);
@@ -392,7 +389,7 @@ ds_stream_update(DsStreamState *st, const char *source_offset)
 
 	/* the foreign key of state._collections has an update trigger here */
 	AfterTriggerBeginQuery();
-	EvalPlanQualInit(&epq, estate, NULL, NIL, -1);
+	ds_epq_init(&epq, estate);
 	ExecSimpleRelationUpdate(rri, estate, &epq, oldslot, newslot);
 	EvalPlanQualEnd(&epq);
 	AfterTriggerEndQuery(estate);

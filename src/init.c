@@ -38,7 +38,9 @@ _PG_init(void)
 	{
 		ds_shared_init();
 		ds_standbys_shmem_init();
-		ds_worker_register();
+		/* not under pg_upgrade: it restores the databases the worker uses */
+		if (!IsBinaryUpgrade)
+			ds_worker_register();
 	}
 	ds_catalog_init();
 	ds_changelog_init();

@@ -35,6 +35,7 @@
 #include "utils/snapmgr.h"
 
 #include "apply.h"
+#include "compat.h"
 
 int			ds_bulk_probe_min_keys = 1000;
 int			ds_bulk_probe_keys_per_block = 16;
@@ -306,7 +307,7 @@ ds_bulk_probe(DsBatch *b, DsCollState *cs)
 
 	elog(DEBUG1, "durable_state: bulk probe of %d keys of collection \"%s\" (%u index blocks)",
 		 kt->n, cs->coll->name, blocks);
-	scan = index_beginscan(cs->rel, cs->pkrel, SnapshotAny, 0, 0);
+	scan = ds_index_beginscan(cs->rel, cs->pkrel, SnapshotAny, 0, 0);
 	scan->xs_want_itup = true;
 	index_rescan(scan, NULL, 0, NULL, 0);
 	fetch = table_index_fetch_begin(cs->rel);

@@ -24,6 +24,7 @@
 #include "utils/tuplestore.h"
 
 #include "durable_state.h"
+#include "compat.h"
 
 typedef struct DsReader
 {
@@ -69,7 +70,7 @@ reader_open(DsReader *r, FunctionCallInfo fcinfo, int typearg, int streamarg, in
 	ds_check_table_access(r->coll, r->rel, ACL_SELECT);
 	r->rls = ds_rls_active(r->rel);
 	r->slot = table_slot_create(r->rel, NULL);
-	r->scan = index_beginscan(r->rel, r->pkrel, GetActiveSnapshot(), nkeys, 0);
+	r->scan = ds_index_beginscan(r->rel, r->pkrel, GetActiveSnapshot(), nkeys, 0);
 	/* an expired entity is gone for readers, even before the worker deletes it */
 	r->expired = ds_ttl_expired_keys(r->coll, &r->nexpired);
 }

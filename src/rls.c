@@ -64,6 +64,7 @@
 #include "utils/syscache.h"
 
 #include "durable_state.h"
+#include "compat.h"
 
 typedef struct DsRlsKey
 {
@@ -185,47 +186,43 @@ static List *
 rls_quals(Relation rel, DsRlsCheck check, bool *hasSubLinks)
 {
 	Query	   *query = makeNode(Query);
-	RangeTblEntry *rte = makeNode(RangeTblEntry);
+	DsRangeTable rt = {0};
+	AclMode		perms;
 	List	   *securityQuals = NIL;
 	List	   *withCheckOptions = NIL;
 	List	   *quals = NIL;
 	bool		hasRowSecurity = false;
 	ListCell   *lc;
 
-	rte->rtekind = RTE_RELATION;
-	rte->relid = RelationGetRelid(rel);
-	rte->relkind = rel->rd_rel->relkind;
-	rte->rellockmode = AccessShareLock;
-	rte->checkAsUser = InvalidOid;
-	query->rtable = list_make1(rte);
 	switch (check)
 	{
 		case DS_RLS_SELECT:
 			query->commandType = CMD_SELECT;
-			rte->requiredPerms = ACL_SELECT;
+			perms = ACL_SELECT;
 			break;
 		case DS_RLS_UPDATE_OLD:
 		case DS_RLS_UPDATE_NEW:
 			query->commandType = CMD_UPDATE;
 			query->resultRelation = 1;
-			rte->requiredPerms = ACL_UPDATE | ACL_SELECT;
+			perms = ACL_UPDATE | ACL_SELECT;
 			break;
 		case DS_RLS_DELETE_OLD:
 			query->commandType = CMD_DELETE;
 			query->resultRelation = 1;
-			rte->requiredPerms = ACL_DELETE | ACL_SELECT;
+			perms = ACL_DELETE | ACL_SELECT;
 			break;
 		case DS_RLS_INSERT_NEW:
 			query->commandType = CMD_INSERT;
 			query->resultRelation = 1;
-			rte->requiredPerms = ACL_INSERT;
+			perms = ACL_INSERT;
 			break;
 		default:
 			elog(ERROR, "unknown row-level security check %d", (int) check);
 	}
+	ds_rt_add(&rt, rel, AccessShareLock, perms);
 	*hasSubLinks = false;
-	get_row_security_policies(query, rte, 1, &securityQuals, &withCheckOptions,
-							  &hasRowSecurity, hasSubLinks);
+	ds_get_row_security_policies(query, &rt, 1, &securityQuals, &withCheckOptions,
+								 &hasRowSecurity, hasSubLinks);
 	if (check == DS_RLS_UPDATE_NEW || check == DS_RLS_INSERT_NEW)
 	{
 		foreach(lc, withCheckOptions)
@@ -265,6 +262,44 @@ rls_query(Relation rel, List *quals)
 }
 
 /*
+ * The quals as a prepared, kept plan (rls_query), deparsed and parsed again
+ * with only pg_catalog in the search path, so that every other name is
+ * written schema-qualified and means the same whatever the caller's
+ * search_path (our functions pin it to pg_catalog; a policy's tables are
+ * elsewhere).  The plan cache keeps this search path for re-planning.
+ * (Its own function: PG_TRY blocks do not nest in one function from 16 on,
+ * whose -Wshadow=compatible-local sees the second one's locals.)
+ */
+static SPIPlanPtr
+rls_prepare(Relation rel, List *quals)
+{
+	int			pathlevel = ds_push_catalog_search_path();
+	SPIPlanPtr	plan = NULL;
+
+	PG_TRY();
+	{
+		Oid			argtype = rel->rd_rel->reltype;
+		char	   *sql = rls_query(rel, quals);
+
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		plan = SPI_prepare(sql, 1, &argtype);
+		if (plan == NULL)
+			elog(ERROR, "could not prepare the row-level security check of \"%s\": %s",
+				 RelationGetRelationName(rel), SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		SPI_finish();
+	}
+	PG_FINALLY();
+	{
+		ds_pop_catalog_search_path(pathlevel);
+	}
+	PG_END_TRY();
+	return plan;
+}
+
+/*
  * A new evaluation state for check on rel, in its own context under
  * CacheMemoryContext: no quals, compiled quals, or a query prepared and
  * kept with SPI.  On error nothing is left allocated.
@@ -294,41 +329,7 @@ rls_state_build(Relation rel, DsRlsCheck check)
 			st->econtext = CreateStandaloneExprContext();
 		}
 		else
-		{
-			/*
-			 * Deparsed and parsed again with only pg_catalog in the search
-			 * path, so that every other name is written schema-qualified and
-			 * means the same whatever the caller's search_path (our functions
-			 * pin it to pg_catalog; a policy's tables are elsewhere).  The
-			 * plan cache keeps this search path for re-planning.
-			 */
-			OverrideSearchPath *path = GetOverrideSearchPath(CurrentMemoryContext);
-
-			path->schemas = NIL;
-			path->addCatalog = true;
-			path->addTemp = false;
-			PushOverrideSearchPath(path);
-			PG_TRY();
-			{
-				Oid			argtype = rel->rd_rel->reltype;
-				char	   *sql = rls_query(rel, quals);
-
-				if (SPI_connect() != SPI_OK_CONNECT)
-					elog(ERROR, "SPI_connect failed");
-				st->plan = SPI_prepare(sql, 1, &argtype);
-				if (st->plan == NULL)
-					elog(ERROR, "could not prepare the row-level security check of \"%s\": %s",
-						 RelationGetRelationName(rel), SPI_result_code_string(SPI_result));
-				if (SPI_keepplan(st->plan) != 0)
-					elog(ERROR, "SPI_keepplan failed");
-				SPI_finish();
-			}
-			PG_FINALLY();
-			{
-				PopOverrideSearchPath();
-			}
-			PG_END_TRY();
-		}
+			st->plan = rls_prepare(rel, quals);
 	}
 	PG_CATCH();
 	{
@@ -623,7 +624,7 @@ ds_changes_filtered(PG_FUNCTION_ARGS)
 	imgatt = get_attnum(RelationGetRelid(log), "images");
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(s->id));
 	ScanKeyInit(&keys[1], 3, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(since));
-	scan = systable_beginscan(log, RelationGetPrimaryKeyIndex(log), true,
+	scan = systable_beginscan(log, ds_primary_key_index(log), true,
 							  GetActiveSnapshot(), 2, keys);
 	evcxt = AllocSetContextCreate(CurrentMemoryContext, "durable_state filtered changes",
 								  ALLOCSET_DEFAULT_SIZES);

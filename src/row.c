@@ -21,6 +21,7 @@
 #include "utils/typcache.h"
 
 #include "apply.h"
+#include "compat.h"
 
 /*
  * A validator message (lower case, no period) as the start of a sentence:
@@ -56,7 +57,7 @@ member_matches_key(JsonbValue *v, DsEvent *ev)
 }
 
 /* Raise the error of a primary-key member v that is not the event key. */
-static void pg_attribute_noreturn()
+static pg_noreturn void
 pk_mismatch(DsCollState *cs, DsEvent *ev, JsonbValue *v)
 {
 	int			len;

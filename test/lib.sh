@@ -3,8 +3,8 @@
 # test/lib.sh -- shared helpers for test/run.sh, test/demo.sh and test/t/*.sh.
 #
 #   source test/lib.sh
-#   ds_install_deps      # apt-get install Postgres 15, headers, pgTAP, pg_prove (only if missing)
-#   ds_build_install     # make && make install against PG 15 (warnings are errors)
+#   ds_install_deps      # Postgres $DS_PG_MAJOR, headers, pgTAP, pg_prove (only if missing)
+#   ds_build_install     # make && make install against it (warnings are errors)
 #   ds_start_cluster     # throwaway cluster with durable_state preloaded; exports PG* env
 #   ...                  # psql, pg_regress, pg_prove now connect to it
 #   ds_stop_cluster      # also runs automatically on EXIT (trap set by ds_start_cluster)
@@ -20,23 +20,38 @@
 #   DS_PORT=N          first TCP port to try (default 54329; the next free one is used)
 #   DS_CLUSTER_USER=u  OS user that runs the server when invoked as root (default dstest)
 #   DS_EXTRA_CONF=...  extra postgresql.conf lines (newline separated) for the cluster
-#   DS_PGBIN=dir       Postgres 15 binaries (default /usr/lib/postgresql/15/bin; a copy
-#                      of the installation lets two work trees install side by side)
+#   DS_PG_MAJOR=N      the PostgreSQL major to test against (default 15): 15 is
+#                      Debian 12's packages (/usr/lib/postgresql/15); 17 and 18 are
+#                      built from Debian's source packages into /opt/postgresql-N
+#                      by test/pgbuild.sh, once per machine, when missing
+#   DS_PGBIN=dir       that major's binaries (default /usr/lib/postgresql/15/bin or
+#                      /opt/postgresql-N/bin; a copy of the installation lets two
+#                      work trees install side by side)
 #
 # After ds_start_cluster these are exported (and written to $DS_TMP/env.sh):
 #   PGHOST PGPORT PGUSER PGDATABASE   the cluster (database ds_test)
-#   DS_ROOT DS_PGBIN DS_PG_CONFIG     repo root, /usr/lib/postgresql/15/bin, its pg_config
+#   DS_ROOT DS_PGBIN DS_PG_CONFIG     repo root, the major's bin directory, its pg_config
 #   DS_TMP DS_DATA DS_LOG             temp dir, data directory, server log
 #   DS_CLUSTER_USER                   OS user the server runs as (see ds_as_owner)
 
-DS_PG_MAJOR=15
-DS_PGBIN=${DS_PGBIN:-/usr/lib/postgresql/$DS_PG_MAJOR/bin}
+# The majors the suite supports; test/run.sh tests every one of them.
+DS_PG_MAJORS_SUPPORTED="15 17 18"
+DS_PG_MAJOR=${DS_PG_MAJOR:-15}
+# ds_pg_prefix N: where major N is installed
+ds_pg_prefix() {
+    if [[ $1 == 15 ]]; then
+        echo "/usr/lib/postgresql/$1"
+    else
+        echo "/opt/postgresql-$1"
+    fi
+}
+DS_PGBIN=${DS_PGBIN:-$(ds_pg_prefix "$DS_PG_MAJOR")/bin}
 DS_PG_CONFIG=$DS_PGBIN/pg_config
 DS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export DS_PG_MAJOR DS_PGBIN DS_PG_CONFIG DS_ROOT
 
-# Always the PG 15 binaries first (plain `psql` on Debian is a version wrapper,
-# and other tools named pg_ctl/initdb may be on PATH).
+# Always the binaries of that major first (plain `psql` on Debian is a version
+# wrapper, and other tools named pg_ctl/initdb may be on PATH).
 case ":$PATH:" in
     *":$DS_PGBIN:"*) ;;
     *) export PATH="$DS_PGBIN:$PATH" ;;
@@ -60,11 +75,15 @@ ds_as_root() {
 # Lists what ds_install_deps would install (one missing item per line).
 ds_missing_deps() {
     [[ -x $DS_PG_CONFIG ]] || echo "$DS_PG_CONFIG"
-    [[ -f /usr/include/postgresql/$DS_PG_MAJOR/server/postgres.h ]] \
-        || echo "/usr/include/postgresql/$DS_PG_MAJOR/server/postgres.h"
     [[ -x $DS_PGBIN/postgres ]] || echo "$DS_PGBIN/postgres"
-    [[ -f /usr/share/postgresql/$DS_PG_MAJOR/extension/pgtap.control ]] \
-        || echo "/usr/share/postgresql/$DS_PG_MAJOR/extension/pgtap.control"
+    if [[ $DS_PG_MAJOR == 15 ]]; then
+        [[ -f /usr/include/postgresql/$DS_PG_MAJOR/server/postgres.h ]] \
+            || echo "/usr/include/postgresql/$DS_PG_MAJOR/server/postgres.h"
+        [[ -f /usr/share/postgresql/$DS_PG_MAJOR/extension/pgtap.control ]] \
+            || echo "/usr/share/postgresql/$DS_PG_MAJOR/extension/pgtap.control"
+    else
+        bash "$DS_ROOT/test/pgbuild.sh" --check "$DS_PG_MAJOR" || echo "$(ds_pg_prefix "$DS_PG_MAJOR") (test/pgbuild.sh)"
+    fi
     command -v pg_prove >/dev/null 2>&1 || echo pg_prove
     command -v make >/dev/null 2>&1 || echo make
     command -v gcc >/dev/null 2>&1 || echo gcc
@@ -78,17 +97,22 @@ ds_missing_deps() {
     return 0
 }
 
-# Installs Postgres 15, its server headers, pgTAP and pg_prove with apt-get
-# (Debian 12).  Idempotent: does nothing when everything is already there.
+# Installs what the suite needs: for 15, Postgres 15, its server headers and
+# pgTAP from Debian 12's packages; for 17 and 18, PostgreSQL and pgTAP built
+# from Debian's source packages (test/pgbuild.sh, once per machine); pg_prove,
+# make, gcc, node and npm with apt-get.  Idempotent: does nothing when
+# everything is already there.
 ds_install_deps() {
     local missing
     missing=$(ds_missing_deps)
     if [[ -z $missing ]]; then
         return 0
     fi
-    local pkgs=("postgresql-$DS_PG_MAJOR" "postgresql-server-dev-$DS_PG_MAJOR"
-                "postgresql-$DS_PG_MAJOR-pgtap" libtap-parser-sourcehandler-pgtap-perl
-                make gcc libc6-dev)
+    local pkgs=(libtap-parser-sourcehandler-pgtap-perl make gcc libc6-dev)
+    if [[ $DS_PG_MAJOR == 15 ]]; then
+        pkgs+=("postgresql-$DS_PG_MAJOR" "postgresql-server-dev-$DS_PG_MAJOR"
+               "postgresql-$DS_PG_MAJOR-pgtap")
+    fi
     if grep -qx node <<<"$missing"; then
         pkgs+=(nodejs)
     fi
@@ -107,7 +131,7 @@ ds_install_deps() {
     # On a machine without Postgres, tell postgresql-common not to create and
     # start a default "main" cluster on port 5432: the tests use their own.
     local nomain=/etc/postgresql-common/createcluster.d/50-durable-state-no-main-cluster.conf
-    if [[ ! -x $DS_PGBIN/postgres && ! -e /etc/postgresql-common/createcluster.conf && ! -e $nomain ]]; then
+    if [[ ! -e /etc/postgresql-common/createcluster.conf && ! -e $nomain ]]; then
         ds_as_root mkdir -p "$(dirname "$nomain")" &&
             printf '%s\n' '# written by durable_state test/lib.sh' 'create_main_cluster = false' \
                 | ds_as_root tee "$nomain" >/dev/null
@@ -116,6 +140,9 @@ ds_install_deps() {
     ds_as_root apt-get update || return 1
     ds_as_root env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y --no-install-recommends "${pkgs[@]}" || return 1
+    if [[ $DS_PG_MAJOR != 15 ]]; then
+        ds_as_root bash "$DS_ROOT/test/pgbuild.sh" "$DS_PG_MAJOR" || return 1
+    fi
     missing=$(ds_missing_deps)
     if [[ -n $missing ]]; then
         ds_err "still missing after apt-get install: $(tr '\n' ' ' <<<"$missing")"
@@ -138,10 +165,15 @@ ds_npm_install() {
     touch "$dir/node_modules"
 }
 
-# Builds and installs the extension against PG 15.
+# Builds and installs the extension against DS_PG_MAJOR.  The objects of a
+# build against another major are removed first (PGXS does not notice).
 ds_build_install() {
-    local jobs
+    local jobs built=$DS_ROOT/.ds-built-for
     jobs=$(nproc 2>/dev/null || echo 2)
+    if [[ $(cat "$built" 2>/dev/null) != "$DS_PG_CONFIG" ]]; then
+        make -C "$DS_ROOT" -s clean PG_CONFIG="$DS_PG_CONFIG" >/dev/null 2>&1
+        echo "$DS_PG_CONFIG" >"$built"
+    fi
     ds_log "make (PG_CONFIG=$DS_PG_CONFIG)"
     make -C "$DS_ROOT" -j"$jobs" PG_CONFIG="$DS_PG_CONFIG" || return 1
     ds_log "make install"
@@ -163,6 +195,26 @@ ds_build_install() {
         ds_as_root rm -f "${stale[@]}" &&
             ds_as_root make -C "$DS_ROOT" install PG_CONFIG="$DS_PG_CONFIG" >/dev/null || return 1
     fi
+}
+
+# ds_compile_check INCLUDEDIR: compiles every source file (syntax and
+# warnings, no objects) against the server headers in INCLUDEDIR with the
+# warnings PostgreSQL 16+ builds extensions with, as errors; for a major that
+# cannot be built here (test/pgbuild.sh --headers).
+ds_compile_check() {
+    local inc=$1 f rc=0 n=0
+    local flags=(-fsyntax-only -Wall -Werror -Wmissing-prototypes -Wpointer-arith
+                 -Wdeclaration-after-statement -Werror=vla -Wendif-labels
+                 -Wmissing-format-attribute -Wimplicit-fallthrough=3 -Wcast-function-type
+                 -Wshadow=compatible-local -Wformat-security -fno-strict-aliasing -fwrapv
+                 -D_GNU_SOURCE -I"$DS_ROOT/src" -I"$DS_ROOT" -I"$inc" -I"$inc/../../internal")
+    ds_log "compiling against $(awk '/define PG_VERSION_STR/ { print $4 }' "$inc/pg_config.h" | tr -d '"') headers ($inc)"
+    for f in "$DS_ROOT"/src/*.c "$DS_ROOT"/src/jsonschema/*.c; do
+        n=$((n + 1))
+        gcc "${flags[@]}" "$f" || rc=1
+    done
+    ((rc == 0)) && ds_log "$n files compiled with -Werror"
+    return "$rc"
 }
 
 # Runs a command as the OS user that owns the cluster (from "/", so a cwd the

@@ -3,9 +3,21 @@
 # test/run.sh -- THE command that runs the whole durable_state test suite.
 # (.ci/run calls it; `make test` too.)
 #
-#   bash test/run.sh                 # every layer
+#   bash test/run.sh                 # every layer on 15, then the majors' layers on 17, 18
 #   bash test/run.sh pgtap other     # only some layers: regress isolation pgtap other
+#   DS_PG_MAJOR=18 bash test/run.sh  # every layer against PostgreSQL 18 only
 #   KEEP=1 bash test/run.sh          # leave the throwaway cluster running afterwards
+#
+# Majors: without DS_PG_MAJOR, the suite runs on 15 (Debian 12's packages),
+# then, in a child run each, on every other major of DS_PG_MAJORS (default
+# "17 18") with the layers regress, isolation and pgtap and, of test/t, the
+# scripts in DS_MAJOR_T_SCRIPTS (default: crash.sh replica.sh upgrade.sh
+# pg_upgrade.sh); a child's layers are named layer@N (regress@18).
+# PostgreSQL 17 and 18 are built from Debian's source packages into
+# /opt/postgresql-N the first time (test/pgbuild.sh); a major whose source
+# package cannot be downloaded (17 here) is compiled against its server
+# headers instead (layer build@N).  test/t/pg_upgrade.sh upgrades a 15
+# cluster to the major under test, so it does not run on 15.
 #
 # Steps: install missing deps (apt, Debian 12), build with -Werror, install,
 # start a throwaway cluster (test/lib.sh), then run each layer and count:
@@ -35,8 +47,12 @@
 set -uo pipefail
 exec 2>&1
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+# no DS_PG_MAJOR: every major (see above)
+ALL_MAJORS=$([[ -z ${DS_PG_MAJOR:-} ]] && echo 1)
 # shellcheck source=test/lib.sh
 source test/lib.sh
+# a layer of another major than 15 is counted as layer@major
+AT=$([[ $DS_PG_MAJOR != 15 ]] && echo "@$DS_PG_MAJOR")
 
 TIMEOUT=${DS_TEST_TIMEOUT:-600}   # seconds per command (a hung test must not hang CI)
 ALL_LAYERS=(regress isolation pgtap other)
@@ -61,7 +77,7 @@ WORK=$(mktemp -d /tmp/ds-run.XXXXXX)
 record() {
     TOTAL_PASS=$((TOTAL_PASS + $2))
     TOTAL_FAIL=$((TOTAL_FAIL + $3))
-    SUBTOTALS+=("$(printf '  %-10s %4d passed, %4d failed%s' "$1" "$2" "$3" "${4:+  ($4)}")")
+    SUBTOTALS+=("$(printf '  %-12s %4d passed, %4d failed%s' "$1$AT" "$2" "$3" "${4:+  ($4)}")")
 }
 
 finish() {
@@ -105,12 +121,15 @@ if ! ds_start_cluster; then
 fi
 
 # count_pg_regress OUTPUT_FILE -> "passed failed"
-# PG15 prints `test name ... ok   12 ms` (serial) or `     name ... FAILED` (parallel).
+# PG15 prints `test name ... ok   12 ms` (serial) or `     name ... FAILED` (parallel);
+# PG16 and later print TAP: `ok 1         - name   12 ms`, `not ok 2     - name ...`.
 count_pg_regress() {
     awk '
         /^(test )? *[^ ]+ +\.\.\. +ok/        { p++ }
         /^(test )? *[^ ]+ +\.\.\. +FAILED/    { f++ }
         /^(test )? *[^ ]+ +\.\.\. +failed \(ignored\)/ { p++ }
+        /^ok [0-9]+ +[-+] /                    { p++ }
+        /^not ok [0-9]+ +[-+] /                { f++ }
         END { printf "%d %d\n", p, f }' "$1"
 }
 
@@ -241,6 +260,15 @@ if wants other; then
     done
     mapfile -t files < <(compgen -G 'test/t/*.sh'; compgen -G 'test/t/*.js')
     mapfile -t files < <(printf '%s\n' "${files[@]}" | sed '/^$/d' | sort)
+    # DS_T_SCRIPTS: only these (names in test/t); pg_upgrade.sh needs a major above 15
+    mapfile -t files < <(for f in "${files[@]}"; do
+        b=${f##*/}
+        if [[ -n ${DS_T_SCRIPTS:-} && " $DS_T_SCRIPTS " != *" $b "* ]]; then
+            continue
+        fi
+        [[ $b == pg_upgrade.sh && $DS_PG_MAJOR == 15 ]] && continue
+        echo "$f"
+    done)
     op=0 of=0 ran=0 bad_files=()
     for file in "${files[@]}"; do
         case $file in
@@ -281,6 +309,54 @@ if wants other; then
     note="$ran scripts"
     ((${#bad_files[@]} > 0)) && note+=", failing: ${bad_files[*]}"
     record other "$op" "$of" "$note"
+fi
+
+# ---------------------------------------------------------------------------
+# the other majors: a child run each, counted here (layer@N)
+# ---------------------------------------------------------------------------
+if [[ -n $ALL_MAJORS ]]; then
+    ds_stop_cluster "$( ((TOTAL_FAIL > 0)) && echo 1 || echo 0)"
+    child_layers=()
+    for l in regress isolation pgtap other; do
+        wants "$l" && child_layers+=("$l")
+    done
+    for major in ${DS_PG_MAJORS:-17 18}; do
+        [[ $major == 15 ]] && continue
+        banner "PostgreSQL $major: ${child_layers[*]}"
+        out=$WORK/major_$major.out
+        start=$SECONDS
+        if ! bash test/pgbuild.sh --check "$major"; then
+            ds_as_root bash test/pgbuild.sh "$major"
+            rc=$?
+            if ((rc == 3)); then
+                # no source to build a server from: compile against its headers
+                echo "PostgreSQL $major cannot be built here; compiling against its server headers instead"
+                if inc=$(ds_as_root bash test/pgbuild.sh --headers "$major") && ds_compile_check "$inc"; then
+                    record "build@$major" 1 0 "-Werror against $major's headers only: its source package cannot be downloaded"
+                else
+                    record "build@$major" 0 1 "-Werror against $major's headers"
+                fi
+                continue
+            elif ((rc != 0)); then
+                record "deps@$major" 0 1 "test/pgbuild.sh $major failed"
+                continue
+            fi
+        fi
+        env -u DS_PGBIN -u DS_PG_CONFIG -u DS_TMP -u DS_DATA -u DS_LOG -u PGHOST -u PGPORT \
+            -u PGDATABASE -u PGUSER DS_PG_MAJOR="$major" \
+            DS_T_SCRIPTS="${DS_MAJOR_T_SCRIPTS:-crash.sh replica.sh upgrade.sh pg_upgrade.sh}" \
+            bash test/run.sh "${child_layers[@]}" </dev/null 2>&1 | tee "$out"
+        line=$(tail -n 1 "$out")
+        if [[ $line =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+            TOTAL_PASS=$((TOTAL_PASS + BASH_REMATCH[1]))
+            TOTAL_FAIL=$((TOTAL_FAIL + BASH_REMATCH[2]))
+            mapfile -t sub < <(sed -n '/^==== summary ====$/,$p' "$out" | sed '1d;$d')
+            SUBTOTALS+=("${sub[@]}")
+        else
+            record "suite@$major" 0 1 "the run against PostgreSQL $major did not finish"
+        fi
+        echo "==== PostgreSQL $major: $((SECONDS - start))s"
+    done
 fi
 
 finish

@@ -21,6 +21,7 @@
 #include "utils/memutils.h"
 
 #include "jsonschema_int.h"
+#include "compat.h"
 
 #define DS_SCHEMA_CACHE_SIZE 64
 
@@ -49,7 +50,7 @@ void
 ds_schema_cache_reset(void)
 {
 	for (int i = 0; i < cache_n; i++)
-		if (cache[i].pinned == MyProc->lxid)
+		if (cache[i].pinned == ds_my_lxid())
 			MemoryContextSetParent(cache[i].schema->cxt, TopTransactionContext);
 	if (cache_cxt)
 		MemoryContextDelete(cache_cxt);
@@ -113,7 +114,7 @@ cache_lookup(Jsonb *schema, bool pin, MemoryContext private_cxt)
 		/* the least recently used entry that no batch of ours holds */
 		victim = -1;
 		for (i = 0; i < cache_n; i++)
-			if (cache[i].pinned != MyProc->lxid &&
+			if (cache[i].pinned != ds_my_lxid() &&
 				(victim < 0 || cache[i].last_used < cache[victim].last_used))
 				victim = i;
 		if (victim < 0)
@@ -137,7 +138,7 @@ cache_lookup(Jsonb *schema, bool pin, MemoryContext private_cxt)
 hit:
 	cache[i].last_used = ++cache_clock;
 	if (pin)
-		cache[i].pinned = MyProc->lxid;
+		cache[i].pinned = ds_my_lxid();
 	cache_last = i;
 	return cache[i].schema;
 }

@@ -23,6 +23,7 @@
 #include "utils/memutils.h"
 
 #include "jsonschema_int.h"
+#include "compat.h"
 #include "jsonschema_meta.h"
 
 /* a resource by one of its URIs */
@@ -54,7 +55,7 @@ typedef struct JsCompiler
  * keyword of node (or with node itself when keyword is NULL), as the
  * predicate of a sentence: "must be a string".
  */
-static void pg_attribute_noreturn()
+static pg_noreturn void
 schema_error(JsNode *node, const char *keyword, const char *what)
 {
 	if (keyword)

@@ -29,26 +29,7 @@ cleanup
 mkdir -p "$WORK"
 
 Q postgres -c "CREATE DATABASE ds_dump_src" >/dev/null || { not_ok "create ds_dump_src"; echo "$PASS passed, $FAIL failed"; exit 1; }
-"${PSQL[@]}" -d ds_dump_src >/dev/null <<'SQL' || not_ok "setup"
-SET client_min_messages = warning;
-CREATE EXTENSION durable_state;
-CREATE TABLE accounts (id text PRIMARY KEY, owner text NOT NULL, balance numeric, ver bigint NOT NULL DEFAULT 0);
-SELECT state.create_collection('docs', 'doc', stream => 'main', mode => 'lenient');
-SELECT state.create_collection('tasks', 'task', stream => 'main', schema => '{"type": "object",
-    "properties": {"id": {"type": "string"}, "title": {"type": "string"}, "due": {"type": "string", "format": "date-time"}}}');
-SELECT state.create_collection('accounts', 'account', table_name => 'accounts', stream => 'bank', version_column => 'ver');
-SELECT state.create_collection('typing', 'typing', stream => 'main', mode => 'lenient', default_ttl => '1 hour');
-SELECT applied FROM state.apply('[
-  {"type": "doc", "key": "a", "value": {"x": [1, 2.50, "ü"]}, "headers": {"operation": "insert", "txid": "t-1"}},
-  {"type": "task", "key": "t1", "value": {"title": "write", "due": "2026-01-01T00:00:00Z"}, "headers": {"operation": "insert", "txid": "t-1"}},
-  {"type": "doc", "key": "b", "value": "plain", "headers": {"operation": "upsert", "txid": "t-2"}},
-  {"type": "typing", "key": "ann", "value": true, "headers": {"operation": "upsert"}}]', 'main');
-SELECT applied FROM state.apply('{"type": "doc", "key": "b", "headers": {"operation": "delete"}}', 'main');
-SELECT applied FROM state.apply('{"type": "account", "key": "acc1", "value": {"owner": "ann", "balance": 10}, "headers": {"operation": "insert"}}', 'bank', 'src-0007');
-SELECT state.increment('account', 'acc1', 'balance', 5, 'bank');
-SELECT state.put('doc', 'session', '{"s": 1}', ttl => '2 hours', stream => 'main');
-SELECT state.set_retention('bank', max_events => 1000);
-SQL
+"${PSQL[@]}" -d ds_dump_src -f test/fixtures/sample_state.sql </dev/null >/dev/null || not_ok "setup"
 
 snapshot() {  # everything that must survive, as text
     Q "$1" -c "SELECT name, type, stream, table_name::text, kind, mode, version_column, default_ttl FROM state.collections ORDER BY name" \

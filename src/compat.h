@@ -234,4 +234,37 @@ ds_index_beginscan(Relation heap, Relation index, Snapshot snapshot,
 #endif
 }
 
+/*
+ * Memory a string GUC's "extra" may hold (guc_malloc from 16 on; plain
+ * malloc before, which the GUC machinery frees with free()).  NULL when
+ * out of memory.
+ */
+static inline void *
+ds_guc_malloc(Size size)
+{
+#if PG_VERSION_NUM >= 160000
+	return guc_malloc(LOG, size);
+#else
+	return malloc(size);
+#endif
+}
+
+/* The i-th (1-based) entry of this backend's snapshot of backend status. */
+#if PG_VERSION_NUM >= 170000
+#define ds_local_beentry(i) pgstat_get_local_beentry_by_index(i)
+#else
+#define ds_local_beentry(i) pgstat_fetch_stat_local_beentry(i)
+#endif
+
+/*
+ * Is walsender slot w (WalSnd *, its mutex held) a logical one?  WalSnd
+ * says so from 16 on; before, the caller must find out otherwise (a
+ * logical walsender is connected to a database).
+ */
+#if PG_VERSION_NUM >= 160000
+#define DS_WALSND_IS_LOGICAL(w) ((w)->kind == REPLICATION_KIND_LOGICAL)
+#else
+#define DS_WALSND_IS_LOGICAL(w) ((void) (w), false)
+#endif
+
 #endif							/* DS_COMPAT_H */

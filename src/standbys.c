@@ -65,6 +65,7 @@
 #include "utils/pg_lsn.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "durable_state.h"
 #include "shmem.h"
 #include "standbys.h"
@@ -425,11 +426,7 @@ parse_setting(const char *value, bool keywords, void *(*alloc) (Size), char **de
 static void *
 alloc_guc(Size size)
 {
-#if PG_VERSION_NUM >= 160000
-	return guc_malloc(LOG, size);
-#else
-	return malloc(size);
-#endif
+	return ds_guc_malloc(size);
 }
 
 static void *
@@ -545,11 +542,7 @@ ds_standbys_shmem_init(void)
 static LocalPgBackendStatus *
 local_beentry(int i)
 {
-#if PG_VERSION_NUM >= 170000
-	return pgstat_get_local_beentry_by_index(i);
-#else
-	return pgstat_fetch_stat_local_beentry(i);
-#endif
+	return ds_local_beentry(i);
 }
 
 /*
@@ -721,9 +714,7 @@ ds_standbys_advance(void)
 		e->pid = w->pid;
 		e->state = w->state;
 		e->replay = w->apply;
-#if PG_VERSION_NUM >= 160000
-		logical = w->kind == REPLICATION_KIND_LOGICAL;
-#endif
+		logical = DS_WALSND_IS_LOGICAL(w);
 		SpinLockRelease(&w->mutex);
 		if (seen[i].pid != e->pid)
 		{

@@ -163,11 +163,7 @@ open_relations(DsBatch *b)
 	ds_log_writer_open(&b->log, b->estate, logrel, 1, b->st.id, b->st.tail + 1);
 	if (b->txidrel)
 	{
-		b->txidrri = makeNode(ResultRelInfo);
-		InitResultRelInfo(b->txidrri, b->txidrel, 2, NULL, 0);
-		ExecOpenIndices(b->txidrri, false);
-		b->estate->es_opened_result_relations =
-			lappend(b->estate->es_opened_result_relations, b->txidrri);
+		b->txidrri = ds_result_rel_open(b->estate, b->txidrel, 2);
 	}
 }
 
@@ -182,13 +178,9 @@ init_collection(DsBatch *b, DsCollState *cs)
 	EState	   *estate = b->estate;
 	TupleDesc	desc = RelationGetDescr(cs->rel);
 
-	cs->rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(cs->rri, cs->rel, cs->rti, NULL, 0);
-	/* so AFTER triggers find it instead of opening the table again */
-	estate->es_opened_result_relations =
-		lappend(estate->es_opened_result_relations, cs->rri);
+	/* listed in the estate, so AFTER triggers find it instead of opening it again */
+	cs->rri = ds_result_rel_open(estate, cs->rel, cs->rti);
 	ds_check_valid_result_rel(cs->rri, CMD_INSERT);
-	ExecOpenIndices(cs->rri, false);
 
 	cs->oldslot = table_slot_create(cs->rel, &estate->es_tupleTable);
 	cs->newslot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
@@ -882,9 +874,7 @@ ds_apply(PG_FUNCTION_ARGS)
 	if (JB_ROOT_IS_OBJECT(jb))
 	{
 		elems = palloc(sizeof(JsonbValue));
-		elems[0].type = jbvBinary;
-		elems[0].val.binary.data = &jb->root;
-		elems[0].val.binary.len = VARSIZE(jb) - VARHDRSZ;
+		ds_jsonb_root_value(jb, &elems[0]);
 		n = 1;
 	}
 	else
@@ -941,17 +931,8 @@ parse_ndjson_line(FunctionCallInfo fcinfo, char *q, int n, int lineno, JsonbValu
 		ReThrowError(edata);
 	}
 	PG_END_TRY();
-	if (JB_ROOT_IS_SCALAR(jb))
-	{
-		elem->type = jbvNull;	/* rejected by the parser as not an object */
-		JsonbExtractScalar(&jb->root, elem);
-	}
-	else
-	{
-		elem->type = jbvBinary;
-		elem->val.binary.data = &jb->root;
-		elem->val.binary.len = VARSIZE(jb) - VARHDRSZ;
-	}
+	/* a scalar stays one, for ds_parse_event to refuse as not an object */
+	ds_jsonb_root_value(jb, elem);
 }
 
 /*

@@ -360,10 +360,7 @@ ds_stream_update(DsStreamState *st, const char *source_offset)
 	estate = CreateExecutorState();
 	ds_rt_add(&rt, rel, RowExclusiveLock, ACL_UPDATE);
 	ds_exec_init_range_table(estate, &rt);
-	rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(rri, rel, 1, NULL, 0);
-	ExecOpenIndices(rri, false);
-	estate->es_opened_result_relations = list_make1(rri);
+	rri = ds_result_rel_open(estate, rel, 1);
 	estate->es_output_cid = GetCurrentCommandId(true);
 
 	oldslot = table_slot_create(rel, &estate->es_tupleTable);
@@ -422,11 +419,7 @@ ds_log_writer_open(DsLogWriter *w, EState *estate, Relation rel, Index rti,
 	memset(w, 0, sizeof(*w));
 	w->rel = rel;
 	w->estate = estate;
-	w->rri = makeNode(ResultRelInfo);
-	InitResultRelInfo(w->rri, rel, rti, NULL, 0);
-	ExecOpenIndices(w->rri, false);
-	estate->es_opened_result_relations =
-		lappend(estate->es_opened_result_relations, w->rri);
+	w->rri = ds_result_rel_open(estate, rel, rti);
 	w->slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(rel), &TTSOpsVirtual);
 	/* 0.3.0's column: absent until ALTER EXTENSION UPDATE */
 	w->imgatt = get_attnum(RelationGetRelid(rel), "images");

@@ -26,6 +26,10 @@
  *	 proc			MyProc's local transaction id is in vxid from PG17 on.
  *	 noreturn		pg_noreturn (a declaration specifier) replaces
  *					pg_attribute_noreturn() in PG18.
+ *	 GUC extra		a check hook's "extra" comes from guc_malloc from PG16 on.
+ *	 backend status	pgstat_fetch_stat_local_beentry became
+ *					pgstat_get_local_beentry_by_index in PG17.
+ *	 walsenders		WalSnd says whether it is logical from PG16 on.
  *
  *-------------------------------------------------------------------------
  */

@@ -219,16 +219,7 @@ ds_datum_to_jsonbvalue(DsColumn *col, Datum d, JsonbValue *jv)
 	{
 		case JSONBOID:
 			{
-				Jsonb	   *jb = DatumGetJsonbP(d);
-
-				if (JB_ROOT_IS_SCALAR(jb))
-					JsonbExtractScalar(&jb->root, jv);
-				else
-				{
-					jv->type = jbvBinary;
-					jv->val.binary.data = &jb->root;
-					jv->val.binary.len = VARSIZE(jb) - VARHDRSZ;
-				}
+				ds_jsonb_root_value(DatumGetJsonbP(d), jv);
 				return;
 			}
 		case JSONOID:

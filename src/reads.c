@@ -219,14 +219,7 @@ ds_get_many(PG_FUNCTION_ARGS)
 		jk.val.string.val = VARDATA_ANY(k);
 		jk.val.string.len = VARSIZE_ANY_EXHDR(k);
 		pushJsonbValue(&state, WJB_KEY, &jk);
-		if (JB_ROOT_IS_SCALAR(v))
-			JsonbExtractScalar(&v->root, &jv);
-		else
-		{
-			jv.type = jbvBinary;
-			jv.val.binary.data = &v->root;
-			jv.val.binary.len = VARSIZE(v) - VARHDRSZ;
-		}
+		ds_jsonb_root_value(v, &jv);
 		pushJsonbValue(&state, WJB_VALUE, &jv);
 	}
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);

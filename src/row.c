@@ -148,9 +148,7 @@ value_with_key(DsCollState *cs, DsEvent *ev)
 							 tok == WJB_KEY || tok == WJB_VALUE ? &v : NULL);
 	}
 	jb = JsonbValueToJsonb(res);
-	checked.type = jbvBinary;
-	checked.val.binary.data = &jb->root;
-	checked.val.binary.len = VARSIZE(jb) - VARHDRSZ;
+	ds_jsonb_root_value(jb, &checked);
 	return checked;
 }
 
@@ -192,12 +190,9 @@ ds_check_schema(DsCollState *cs, DsEvent *ev)
 static void
 push_object(JsonbParseState **state, JsonbValue *obj)
 {
-	Jsonb	   *jb = JsonbValueToJsonb(obj);
 	JsonbValue	jv;
 
-	jv.type = jbvBinary;
-	jv.val.binary.data = &jb->root;
-	jv.val.binary.len = VARSIZE(jb) - VARHDRSZ;
+	ds_jsonb_root_value(JsonbValueToJsonb(obj), &jv);
 	pushJsonbValue(state, WJB_VALUE, &jv);
 }
 

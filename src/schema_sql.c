@@ -15,23 +15,6 @@
 #include "jsonschema.h"
 
 /*
- * Point v at the root of jb: the scalar itself for a scalar document,
- * otherwise the container, as ds_schema_validate takes it.
- */
-static void
-root_value(Jsonb *jb, JsonbValue *v)
-{
-	if (JB_ROOT_IS_SCALAR(jb))
-		JsonbExtractScalar(&jb->root, v);
-	else
-	{
-		v->type = jbvBinary;
-		v->val.binary.data = &jb->root;
-		v->val.binary.len = VARSIZE(jb) - VARHDRSZ;
-	}
-}
-
-/*
  * state.json_schema_validate(schema, value, assert_formats): is value valid?
  * Stops at the first failure.
  */
@@ -45,7 +28,7 @@ ds_json_schema_validate(PG_FUNCTION_ARGS)
 	bool		assert_formats = PG_GETARG_BOOL(2);
 	JsonbValue	v;
 
-	root_value(value, &v);
+	ds_jsonb_root_value(value, &v);
 	PG_RETURN_BOOL(ds_schema_validate(ds_schema_get(schema), &v,
 									  assert_formats, NULL));
 }
@@ -68,7 +51,7 @@ ds_json_schema_errors(PG_FUNCTION_ARGS)
 	ListCell   *lc;
 
 	InitMaterializedSRF(fcinfo, 0);
-	root_value(value, &v);
+	ds_jsonb_root_value(value, &v);
 	ds_schema_validate(ds_schema_get(schema), &v, assert_formats, &errors);
 	foreach(lc, errors)
 	{

@@ -424,12 +424,6 @@ parse_setting(const char *value, bool keywords, void *(*alloc) (Size), char **de
 }
 
 static void *
-alloc_guc(Size size)
-{
-	return ds_guc_malloc(size);
-}
-
-static void *
 alloc_top(Size size)
 {
 	return MemoryContextAlloc(TopMemoryContext, size);
@@ -439,7 +433,7 @@ static bool
 check_standbys(char **newval, void **extra, GucSource source)
 {
 	char	   *detail;
-	DsStandbysConfig *c = parse_setting(*newval ? *newval : "", true, alloc_guc, &detail);
+	DsStandbysConfig *c = parse_setting(*newval ? *newval : "", true, ds_guc_malloc, &detail);
 
 	if (c == NULL)
 	{
@@ -539,12 +533,6 @@ ds_standbys_shmem_init(void)
  * The worker: which walsenders count, and the watermark
  * ------------------------------------------------------------------------ */
 
-static LocalPgBackendStatus *
-local_beentry(int i)
-{
-	return ds_local_beentry(i);
-}
-
 /*
  * Reads the application names (and whether they are logical) of the
  * walsenders the cache does not know yet from the backend status array.
@@ -558,7 +546,7 @@ resolve_names(void)
 	n = pgstat_fetch_stat_numbackends();
 	for (int b = 1; b <= n; b++)
 	{
-		LocalPgBackendStatus *l = local_beentry(b);
+		LocalPgBackendStatus *l = ds_local_beentry(b);
 		PgBackendStatus *st;
 
 		if (l == NULL)

@@ -10,6 +10,7 @@
 
 #include "mb/pg_wchar.h"
 #include "port/pg_bitutils.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
@@ -237,4 +238,40 @@ ds_keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes)
 		*plan = p;
 	}
 	return *plan;
+}
+
+/*
+ * Point v at the whole of jb as one value: the scalar itself for a scalar
+ * document, otherwise its root container (jbvBinary), as the validator and
+ * the event parser take values.
+ */
+void
+ds_jsonb_root_value(Jsonb *jb, JsonbValue *v)
+{
+	if (JB_ROOT_IS_SCALAR(jb))
+		JsonbExtractScalar(&jb->root, v);
+	else
+	{
+		v->type = jbvBinary;
+		v->val.binary.data = &jb->root;
+		v->val.binary.len = VARSIZE(jb) - VARHDRSZ;
+	}
+}
+
+/*
+ * Open rel (at range table index rti of estate) as a result relation that
+ * ExecSimpleRelationInsert/Update/Delete can write: a ResultRelInfo with
+ * its indexes open, listed in estate->es_opened_result_relations so that
+ * ExecCloseResultRelations closes them and AFTER triggers find it.
+ */
+ResultRelInfo *
+ds_result_rel_open(EState *estate, Relation rel, Index rti)
+{
+	ResultRelInfo *rri = makeNode(ResultRelInfo);
+
+	InitResultRelInfo(rri, rel, rti, NULL, 0);
+	ExecOpenIndices(rri, false);
+	estate->es_opened_result_relations =
+		lappend(estate->es_opened_result_relations, rri);
+	return rri;
 }

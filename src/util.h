@@ -14,6 +14,7 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "nodes/execnodes.h"
 #include "utils/jsonb.h"
 
 /*
@@ -109,7 +110,12 @@ extern bool ds_parse_rfc3339(const char *s, int len, DsRfc3339Part part,
 							 DsRfc3339 *tm);
 extern char *ds_shorten(const char *s, int len);
 
+extern void ds_jsonb_root_value(Jsonb *jb, JsonbValue *v);
+
 /* SPI plans prepared once per backend */
 extern SPIPlanPtr ds_keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes);
+
+/* the executor */
+extern ResultRelInfo *ds_result_rel_open(EState *estate, Relation rel, Index rti);
 
 #endif							/* DS_UTIL_H */

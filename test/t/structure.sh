@@ -17,6 +17,16 @@ if ((${#objs[@]} == 0)); then
     exit 1
 fi
 
+# none DESCRIPTION FINDINGS: ok when FINDINGS is empty, else not ok with them
+none() {
+    if [[ -z $2 ]]; then
+        ok "$1"
+    else
+        not_ok "$1"
+        printf '%s\n' "$2" | sed 's/^/#   /'
+    fi
+}
+
 # -- call cycles ------------------------------------------------------------
 # edges "A B": A uses a symbol defined in B
 edges=$(for o in "${objs[@]}"; do nm "$o" | awk -v f="$o" '$2 ~ /^[TDBR]$/ { print "D", f, $3 } $1 == "U" { print "U", f, $2 }'; done |
@@ -37,19 +47,9 @@ long=$(awk '
     /^\{/ { start = FNR }
     /^\}/ && start { if (FNR - start + 1 > 150) printf "%s:%d %s (%d lines)\n", FILENAME, start, fn, FNR - start + 1; start = 0 }
 ' "${srcs[@]}")
-if [[ -z $long ]]; then
-    ok "no C function longer than 150 lines"
-else
-    not_ok "no C function longer than 150 lines"
-    printf '%s\n' "$long" | sed 's/^/#   /'
-fi
+none "no C function longer than 150 lines" "$long"
 big=$(wc -l "${srcs[@]}" | awk '$2 != "total" && $1 > 2000 { print $2 " (" $1 " lines)" }')
-if [[ -z $big ]]; then
-    ok "no source file over 2,000 lines"
-else
-    not_ok "no source file over 2,000 lines"
-    printf '%s\n' "$big" | sed 's/^/#   /'
-fi
+none "no source file over 2,000 lines" "$big"
 
 # -- PG_FUNCTION_INFO_V1 just above its function ----------------------------
 astray=$(awk '
@@ -58,12 +58,7 @@ astray=$(awk '
     want != "" && /^Datum$/ { next }
     want != "" { if (index($0, want "(") != 1) printf "%s:%d %s\n", FILENAME, line, want; want = "" }
 ' "${srcs[@]}")
-if [[ -z $astray ]]; then
-    ok "every PG_FUNCTION_INFO_V1 stands just above its function"
-else
-    not_ok "every PG_FUNCTION_INFO_V1 stands just above its function"
-    printf '%s\n' "$astray" | sed 's/^/#   /'
-fi
+none "every PG_FUNCTION_INFO_V1 stands just above its function" "$astray"
 
 echo "$PASS passed, $FAIL failed"
 ((FAIL == 0))

@@ -2,8 +2,9 @@
  * util.h
  *		Helpers shared by the apply engine and the JSON Schema validator:
  *		JSON type names, jsonb's key order, scalar equality, RFC 3339
- *		date/time parsing, strings shortened for messages, and SPI plans
- *		kept for the backend's life.
+ *		date/time parsing, strings shortened for messages, a jsonb as one
+ *		value, SPI plans kept for the backend's life, and result relations
+ *		opened for ExecSimpleRelation*.
  *
  * A leaf: it depends on PostgreSQL's headers only, so both sides can use it
  * without knowing about each other.

@@ -160,7 +160,7 @@ open_relations(DsBatch *b)
 		ds_rt_all_columns_written(&rt, cs->rti, RelationGetDescr(cs->rel));
 	}
 	ds_exec_init_range_table(b->estate, &rt);
-	ds_log_writer_open(&b->log, b->estate, logrel, 1, b->st.id, b->st.tail + 1);
+	ds_log_writer_open(&b->log, b->estate, logrel, 1, b->st.id, b->nevents);
 	if (b->txidrel)
 	{
 		b->txidrri = ds_result_rel_open(b->estate, b->txidrel, 2);
@@ -194,6 +194,8 @@ init_collection(DsBatch *b, DsCollState *cs)
 
 	InitDirtySnapshot(cs->dirty);
 	cs->scan = ds_index_beginscan(cs->rel, cs->pkrel, &cs->dirty, 1, 0);
+	/* side by side with other batches: the snapshot must see what we change */
+	cs->rr_check = !b->st.exclusive && IsolationUsesXactSnapshot();
 	/* for whoever reads the log under the table's policies */
 	cs->images = cs->rel->rd_rel->relrowsecurity && b->log.imgatt != InvalidAttrNumber;
 	cs->opened = true;
@@ -502,7 +504,7 @@ apply_control(DsBatch *b, DsEvent *ev)
  * state.txid_status know them after the commit and after a restart.
  */
 static void
-record_txids(DsBatch *b)
+record_txids(DsBatch *b, int64 last)
 {
 	TupleTableSlot *slot;
 	Datum	   *txids;
@@ -529,7 +531,7 @@ record_txids(DsBatch *b)
 	}
 	slot = ExecInitExtraTupleSlot(b->estate, RelationGetDescr(b->txidrel), &TTSOpsVirtual);
 	values[0] = Int32GetDatum(b->st.id);
-	values[1] = Int64GetDatum(b->st.tail + b->nevents);
+	values[1] = Int64GetDatum(last);
 	values[2] = PointerGetDatum(construct_array(txids, n, INT8OID, sizeof(int64),
 												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	values[3] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
@@ -592,13 +594,53 @@ op_privileges(DsOperation op, bool strict)
 }
 
 /*
- * Lock the batch's stream (b->st), refusing a stream that does not exist
+ * Whether the batch needs its whole stream (see changelog.c): a control
+ * event, a source offset, or more distinct keys than it may lock one by
+ * one.  Otherwise fills b->keyhashes with the hashes its key locks are
+ * taken on.
+ */
+static bool
+needs_whole_stream(DsBatch *b, const char *source_offset)
+{
+	int			n = 0;
+
+	if (source_offset != NULL)
+		return true;
+	b->keyhashes = palloc(sizeof(uint32) * Max(b->nevents, 1));
+	for (int i = 0; i < b->nevents; i++)
+	{
+		DsEvent    *ev = &b->events[i];
+
+		if (ev->control != DS_CTL_NONE)
+			return true;
+		b->keyhashes[n++] = ds_key_lock_hash(ev->type, ev->type_len, ev->key, ev->key_len);
+	}
+	if (n > ds_max_key_locks)
+	{
+		int			distinct = 0;
+
+		qsort(b->keyhashes, n, sizeof(uint32), ds_cmp_uint32);
+		for (int i = 0; i < n; i++)
+			if (i == 0 || b->keyhashes[i] != b->keyhashes[i - 1])
+				distinct++;
+		if (distinct > ds_max_key_locks)
+			return true;
+	}
+	b->nkeyhashes = n;
+	return false;
+}
+
+/*
+ * Lock the batch's stream (b->st), and its keys if it runs side by side
+ * with other batches of the stream, refusing a stream that does not exist
  * and a batch nested inside another batch of the same stream.
  */
 static void
-lock_stream(DsBatch *b)
+lock_stream(DsBatch *b, const char *source_offset)
 {
-	if (!ds_stream_lock(b->stream_name, &b->st))
+	bool		whole = needs_whole_stream(b, source_offset);
+
+	if (!ds_stream_open(b->stream_name, &b->st, whole))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("stream \"%s\" does not exist",
@@ -618,6 +660,8 @@ lock_stream(DsBatch *b)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("state.apply nested too deeply")));
+	if (!b->st.exclusive)
+		ds_lock_keys(b->st.id, b->keyhashes, b->nkeyhashes);
 }
 
 /*
@@ -696,11 +740,13 @@ apply_all(DsBatch *b)
 static void
 run_batch(DsBatch *b, const char *source_offset, int64 *applied, int64 *skipped)
 {
+	int64		first;
+
 	/* we write tables directly, so the executor's read-only check is ours */
 	PreventCommandIfReadOnly("state.apply");
 	if (source_offset)
 		ds_check_source_offset(source_offset);
-	lock_stream(b);
+	lock_stream(b, source_offset);
 
 	/* exactly-once resume: a batch at or before the recorded offset is skipped */
 	if (source_offset && b->st.source_offset &&
@@ -722,19 +768,19 @@ run_batch(DsBatch *b, const char *source_offset, int64 *applied, int64 *skipped)
 	}
 	apply_all(b);
 
-	ds_log_writer_flush(&b->log);
-	record_txids(b);
+	/* every lock is held now: the batch gets its offsets, its rows log */
 	b->current = DS_END_OF_BATCH;
+	first = ds_log_assign(&b->st, b->nevents);
+	ds_log_writer_write(&b->log, first, b->st.stable);
+	record_txids(b, b->st.tail);
+	ds_log_release(&b->st);
 	clear_ttls(b);
 	close_collections(b);
 	b->current = -1;
-	ds_note_batch(b->st.id, b->stream_name, b->st.tail + 1, b->st.tail + b->nevents,
-				  b->events, b->nevents);
-	b->st.tail += b->nevents;
+	ds_note_batch(b->st.id, b->stream_name, first, b->st.tail, b->events, b->nevents);
 	nactive = b->active_slot;
 	b->active_slot = -1;
 	ds_stream_update(&b->st, source_offset);
-	ds_stream_set_tail(b->st.id, b->st.tail);
 	ds_count(DS_CNT_EVENTS_APPLIED, b->nevents);
 	ds_count(DS_CNT_BATCHES_APPLIED, 1);
 	*applied = b->nevents;

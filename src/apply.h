@@ -72,6 +72,7 @@ typedef struct DsCollState
 	JsonSchema *schema;			/* compiled JSON Schema of the values, or NULL */
 	bool		rls;			/* row-level security applies to the caller */
 	bool		images;			/* the log keeps its rows' images (RLS enabled) */
+	bool		rr_check;		/* a row must be one the transaction snapshot sees */
 } DsCollState;
 
 /* What the batch knows of one event while applying it. */
@@ -95,6 +96,8 @@ typedef struct DsBatch
 	EPQState	epq;
 	DsLogWriter log;			/* the log segment being filled */
 	Jsonb	   *cur_img;		/* the current event's row images, or NULL */
+	uint32	   *keyhashes;		/* what its key locks are taken on */
+	int			nkeyhashes;
 	int			ntxids;			/* events with a txid header */
 	Relation	txidrel;		/* state._txids, if ntxids > 0 */
 	ResultRelInfo *txidrri;

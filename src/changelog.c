@@ -1,28 +1,39 @@
 /*
  * changelog.c
- *		Writing a stream's log: the per-stream lock that orders it, offsets,
- *		the bookkeeping written back after a batch, and the segment writer.
+ *		Writing a stream's log: the locks that order its writers, offsets,
+ *		the bookkeeping written back after a batch, and the log writer.
  *
- * A batch locks its stream's row in state._streams before it applies
- * anything, as SELECT ... FOR UPDATE would but without planning a query,
- * and keeps the lock to commit.  Seq numbers are therefore handed out in
- * commit order: a reader whose snapshot sees a batch also sees every batch
- * with smaller offsets, so "everything after offset X" never misses a
- * later-committing smaller offset.
+ * Writers of one stream run side by side.  A batch takes, as heavyweight
+ * locks held to commit (shown in pg_locks as advisory locks of the
+ * database with objsubid 25715 to 25717):
  *
- * The tail is read from state.log itself (the highest last_seq, found by a
- * backward scan of its primary key) after the lock is granted, with a dirty
- * snapshot: that sees the segments of the writer we may have waited for,
- * and our own.  No other writer of the stream can be in progress while we
- * hold the lock.  Within a transaction the tail is remembered (tail_cache).
- * The row itself is only rewritten, directly, when the source offset or
- * the snapshot state changes, so a transaction that applies many batches
- * does not pile up row versions.
+ *	 - the stream's lock: in ROW EXCLUSIVE mode for an ordinary batch, so
+ *	   they do not wait for each other; in EXCLUSIVE mode for what needs
+ *	   the whole stream (reset, snapshot-start/-end, source_offset, a batch
+ *	   with more keys than durable_state.max_key_locks, and every batch
+ *	   without the preload or with durable_state.concurrent_writes off);
+ *	 - in EXCLUSIVE mode, one lock per key it changes (type and key,
+ *	   hashed), in hash order before it applies anything: two batches that
+ *	   touch one key are applied one after the other, including a delete of
+ *	   a missing key racing its insert, which no row lock covers.
  *
- * The log writer (DsLogWriter) appends a batch's events to state.log in
- * segments: one row per DS_SEGMENT_EVENTS events or DS_SEGMENT_BYTES
- * bytes, each row an array of events (and, for tables under row-level
- * security, of their rows' images: see rls.c).
+ * Offsets are handed out only at the end of a batch, when it holds every
+ * lock it needs, under the stream's append lock: the tail is read from
+ * the log (its highest last_seq, found by a backward scan of its primary
+ * key with a dirty snapshot, so rows of batches in flight count), the
+ * batch's rows are inserted, the lock is released.  So rows enter the log
+ * and the WAL in offset order, and a later batch on the same key gets
+ * later offsets.  Commits may still come in another order: readers stop
+ * at the stable offset (stable.c).
+ *
+ * The stream's row in state._streams is only locked and rewritten by the
+ * batches that need the whole stream (it keeps the source offset and the
+ * snapshot state).
+ *
+ * The log writer (DsLogWriter) collects a batch's events and writes them
+ * to state.log in segments: one row per DS_SEGMENT_EVENTS events or
+ * DS_SEGMENT_BYTES bytes, each row an array of events (and, for tables
+ * under row-level security, of their rows' images: see rls.c).
  */
 #include "postgres.h"
 
@@ -33,14 +44,18 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "common/hashfn.h"
 #include "executor/executor.h"
 #include "executor/tuptable.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "storage/lmgr.h"
+#include "storage/lock.h"
 #include "utils/array.h"
 #include "utils/datum.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
-#include "utils/inval.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -50,98 +65,100 @@
 #include "durable_state.h"
 #include "compat.h"
 
+/* the kinds of the extension's heavyweight locks (LOCKTAG field4) */
+#define DS_LOCK_STREAM 25715
+#define DS_LOCK_APPEND 25716
+#define DS_LOCK_KEY 25717
 
-/*
- * The tail each stream had after this transaction's last batch to it.  We
- * hold those streams' locks until the transaction ends, so nobody else can
- * move their tails: later batches of the transaction need not scan the
- * log.  Forgotten when the transaction ends or any subtransaction aborts
- * (its segments are gone then).  A few entries; a miss just scans the log.
- */
-#define DS_TAIL_CACHE 8
-typedef struct TailCacheEntry
-{
-	int32		stream_id;
-	int64		tail;
-} TailCacheEntry;
+bool		ds_concurrent_writes = true;
+int			ds_max_key_locks = 64;
 
-static TailCacheEntry tail_cache[DS_TAIL_CACHE];
-static int	tail_cache_n = 0;
-
-/* the log and stream tables the cached tails were read from */
-static Oid	tail_log_relid = InvalidOid;
-static Oid	tail_streams_relid = InvalidOid;
-
-/*
- * Transaction callback: forgets every remembered tail at any transaction
- * event (pre-commit, commit, abort, prepare): the transaction is ending.
- */
-static void
-tail_cache_xact(XactEvent event, void *arg)
-{
-	tail_cache_n = 0;
-}
-
-/*
- * Subtransaction callback: forgets every remembered tail when a
- * subtransaction aborts, since the segments it wrote are gone.
- */
-static void
-tail_cache_subxact(SubXactEvent event, SubTransactionId mySubid,
-				   SubTransactionId parentSubid, void *arg)
-{
-	if (event == SUBXACT_EVENT_ABORT_SUB)
-		tail_cache_n = 0;
-}
-
-/*
- * Forget every remembered tail when the log or the stream table may have
- * been replaced (DROP and CREATE EXTENSION in one transaction): the next
- * batch reads the tail from the log.
- */
-static void
-tail_cache_relcache(Datum arg, Oid relid)
-{
-	if (relid == InvalidOid || relid == tail_log_relid || relid == tail_streams_relid)
-		tail_cache_n = 0;
-}
-
-/* Registers the tail cache's transaction and relcache callbacks. */
+/* Registers the writers' settings. */
 void
 ds_changelog_init(void)
 {
-	RegisterXactCallback(tail_cache_xact, NULL);
-	RegisterSubXactCallback(tail_cache_subxact, NULL);
-	CacheRegisterRelcacheCallback(tail_cache_relcache, (Datum) 0);
+	DefineCustomBoolVariable("durable_state.concurrent_writes",
+							 "Lets batches of one stream run side by side (with the preload).",
+							 "Off: every batch locks its whole stream until it commits, and offsets are in commit order.",
+							 &ds_concurrent_writes,
+							 true,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("durable_state.max_key_locks",
+							"Most distinct keys a batch locks one by one; a batch with more locks its whole stream.",
+							"Each key lock is an entry of the shared lock table (see max_locks_per_transaction).",
+							&ds_max_key_locks,
+							64, 0, 100000,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+}
+
+static void
+ds_lock_tag(LOCKTAG *tag, int32 stream_id, uint32 sub, uint16 kind)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) stream_id, sub, kind);
+}
+
+/* Takes stream stream_id's lock in mode (held to commit unless released). */
+void
+ds_stream_lock_acquire(int32 stream_id, LOCKMODE mode)
+{
+	LOCKTAG		tag;
+
+	ds_lock_tag(&tag, stream_id, 0, DS_LOCK_STREAM);
+	(void) LockAcquire(&tag, mode, false, false);
+}
+
+/* Releases stream stream_id's lock in mode before the transaction ends. */
+void
+ds_stream_lock_release(int32 stream_id, LOCKMODE mode)
+{
+	LOCKTAG		tag;
+
+	ds_lock_tag(&tag, stream_id, 0, DS_LOCK_STREAM);
+	LockRelease(&tag, mode, false);
+}
+
+/* The hash a key lock is taken on: of the type and the key. */
+uint32
+ds_key_lock_hash(const char *type, int type_len, const char *key, int key_len)
+{
+	return hash_combine(hash_bytes((const unsigned char *) type, type_len),
+						hash_bytes((const unsigned char *) key, key_len));
 }
 
 /*
- * Remembers tail as stream stream_id's tail until this transaction ends or
- * a subtransaction aborts; the caller holds the stream's lock.  If the
- * cache is full the tail is not remembered and the next batch scans the
- * log instead.
+ * Locks the n keys (hashes, sorted in place) of stream stream_id, each
+ * once, in hash order, so that two batches never wait for each other in a
+ * cycle.  Held to commit.
  */
 void
-ds_stream_set_tail(int32 stream_id, int64 tail)
+ds_lock_keys(int32 stream_id, uint32 *hashes, int n)
 {
-	const DsCatalogOids *oids = ds_catalog_oids();
+	qsort(hashes, n, sizeof(uint32), ds_cmp_uint32);
+	for (int i = 0; i < n; i++)
+	{
+		LOCKTAG		tag;
 
-	tail_log_relid = oids->log;
-	tail_streams_relid = oids->streams;
-	for (int i = 0; i < tail_cache_n; i++)
-	{
-		if (tail_cache[i].stream_id == stream_id)
-		{
-			tail_cache[i].tail = tail;
-			return;
-		}
+		if (i > 0 && hashes[i] == hashes[i - 1])
+			continue;
+		ds_lock_tag(&tag, stream_id, hashes[i], DS_LOCK_KEY);
+		(void) LockAcquire(&tag, ExclusiveLock, false, false);
 	}
-	if (tail_cache_n < DS_TAIL_CACHE)
-	{
-		tail_cache[tail_cache_n].stream_id = stream_id;
-		tail_cache[tail_cache_n].tail = tail;
-		tail_cache_n++;
-	}
+}
+
+/*
+ * Whether batches of stream stream_id may run side by side with others in
+ * this session and transaction: the preload's flights exist, the setting
+ * allows it, the log records stable offsets (ALTER EXTENSION UPDATE done)
+ * and this transaction can list one more stream.
+ */
+bool
+ds_stream_concurrent(int32 stream_id)
+{
+	return ds_concurrent_writes && ds_flights_available() &&
+		ds_catalog_oids()->log_att_stable != InvalidAttrNumber &&
+		ds_flight_room(stream_id);
 }
 
 /* An offset as the protocol writes it: the seq as 20 zero-padded digits. */
@@ -188,12 +205,22 @@ log_tail(int32 stream_id, Snapshot snap)
 	return tail;
 }
 
+/* Refuses writing in a read-only transaction (the functions below write). */
+static void
+check_writable(void)
+{
+	if (XactReadOnly)
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot write state events in a read-only transaction")));
+}
+
 /*
- * state._lock_stream(stream text) RETURNS boolean: takes the row lock a
- * batch takes (held to commit), for read-modify-write functions that must
- * read after every earlier batch of the stream committed.  Returns false if
- * the stream does not exist.  Raises ERRCODE_READ_ONLY_SQL_TRANSACTION in a
- * read-only transaction, and the errors of ds_stream_lock.
+ * state._lock_stream(stream text) RETURNS boolean: takes the lock a batch
+ * that needs the whole stream takes (held to commit): no other batch of
+ * the stream runs until the transaction ends.  Returns false if the stream
+ * does not exist.  Raises ERRCODE_READ_ONLY_SQL_TRANSACTION in a read-only
+ * transaction, and the errors of ds_stream_open.
  */
 PG_FUNCTION_INFO_V1(ds_lock_stream);
 
@@ -202,69 +229,76 @@ ds_lock_stream(PG_FUNCTION_ARGS)
 {
 	DsStreamState st;
 
-	if (XactReadOnly)
-		ereport(ERROR,
-				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
-				 errmsg("cannot write state events in a read-only transaction")));
-	PG_RETURN_BOOL(ds_stream_lock(text_to_cstring(PG_GETARG_TEXT_PP(0)), &st));
+	check_writable();
+	PG_RETURN_BOOL(ds_stream_open(text_to_cstring(PG_GETARG_TEXT_PP(0)), &st, true));
 }
 
 /*
- * Locks the stream's row and reads its state: what SELECT ... FOR UPDATE
- * does, without planning a query per batch.  The row is found with the
- * statement's snapshot and locked with table_tuple_lock; under READ
- * COMMITTED a newer committed version is followed and locked (as the
- * executor's LockRows does), under REPEATABLE READ or SERIALIZABLE a
- * concurrent update is a serialization failure.  Returns false if the
- * stream does not exist.  Otherwise fills st with the row's TID, id,
- * offsets and snapshot state, st->tail being the highest seq logged so far
- * (this transaction's own segments included).  Raises
- * ERRCODE_T_R_SERIALIZATION_FAILURE when the stream was applied to after
- * the transaction snapshot was taken, or its row updated, under REPEATABLE
- * READ or SERIALIZABLE, and ERRCODE_UNDEFINED_OBJECT when the stream was
- * dropped concurrently.
+ * state._lock_key(stream text, type text, key text) RETURNS boolean: takes
+ * the locks a batch changing that key takes (held to commit), for
+ * read-modify-write functions (state.increment, state.put with
+ * expected_version): no other batch changes the key until the transaction
+ * ends, and every earlier one has committed.  Batches on other keys go on.
+ * Returns false if the stream does not exist.
  */
-bool
-ds_stream_lock(const char *name, DsStreamState *st)
-{
-	const DsCatalogOids *oids = ds_catalog_oids();
-	Relation	rel = table_open(oids->streams, RowShareLock);
-	Relation	idx = index_open(oids->streams_name_idx, AccessShareLock);
-	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	Snapshot	snap;
-	IndexScanDesc scan;
-	ScanKeyData key;
-	TM_FailureData tmfd;
-	TM_Result	res;
-	bool		found;
-	bool		isnull;
-	Datum		d;
+PG_FUNCTION_INFO_V1(ds_lock_key);
 
-	/*
-	 * Find the row with the statement's snapshot as of now: an earlier batch
-	 * of this very statement may have rewritten it.
-	 */
-	CommandCounterIncrement();
-	PushCopiedSnapshot(GetActiveSnapshot());
-	UpdateActiveSnapshotCommandId();
-	snap = GetActiveSnapshot();
+Datum
+ds_lock_key(PG_FUNCTION_ARGS)
+{
+	DsStreamState st;
+	text	   *type = PG_GETARG_TEXT_PP(1);
+	text	   *key = PG_GETARG_TEXT_PP(2);
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	uint32		hash;
+
+	check_writable();
+	if (!ds_stream_open(name, &st, false))
+		PG_RETURN_BOOL(false);
+	if (!st.exclusive)
+	{
+		hash = ds_key_lock_hash(VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type),
+								VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
+		ds_lock_keys(st.id, &hash, 1);
+	}
+	PG_RETURN_BOOL(true);
+}
+
+/*
+ * Finds stream name's row with the statement's snapshot as of now (an
+ * earlier batch of this very statement may have rewritten it) into slot.
+ */
+static bool
+find_stream_row(Relation rel, const char *name, TupleTableSlot *slot)
+{
+	Relation	idx = index_open(ds_catalog_oids()->streams_name_idx, AccessShareLock);
+	ScanKeyData key;
+	IndexScanDesc scan;
+	bool		found;
 
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(name));
 	key.sk_collation = idx->rd_indcollation[0];
-	scan = ds_index_beginscan(rel, idx, snap, 1, 0);
+	scan = ds_index_beginscan(rel, idx, GetActiveSnapshot(), 1, 0);
 	index_rescan(scan, &key, 1, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
 	index_endscan(scan);
 	index_close(idx, AccessShareLock);
-	if (!found)
-	{
-		PopActiveSnapshot();
-		ExecDropSingleTupleTableSlot(slot);
-		table_close(rel, NoLock);
-		return false;
-	}
+	return found;
+}
 
-	res = table_tuple_lock(rel, &slot->tts_tid, snap, slot,
+/*
+ * Locks the stream's row found in slot, as SELECT ... FOR UPDATE does:
+ * under READ COMMITTED a newer committed version is followed and locked
+ * (as the executor's LockRows does), under REPEATABLE READ or SERIALIZABLE
+ * a concurrent update is a serialization failure.
+ */
+static void
+lock_stream_row(Relation rel, const char *name, TupleTableSlot *slot)
+{
+	TM_FailureData tmfd;
+	TM_Result	res;
+
+	res = table_tuple_lock(rel, &slot->tts_tid, GetActiveSnapshot(), slot,
 						   GetCurrentCommandId(false), LockTupleExclusive,
 						   LockWaitBlock,
 						   TUPLE_LOCK_FLAG_LOCK_UPDATE_IN_PROGRESS |
@@ -288,9 +322,47 @@ ds_stream_lock(const char *name, DsStreamState *st)
 		default:
 			elog(ERROR, "unexpected table_tuple_lock status: %u", res);
 	}
+}
+
+/*
+ * Opens a stream for a batch: finds its row (returns false if the stream
+ * does not exist) and takes its lock, in ROW EXCLUSIVE mode or, with
+ * exclusive or when batches of the stream cannot run side by side
+ * (ds_stream_concurrent), in EXCLUSIVE mode together with its row's lock.
+ * Fills st with the row's TID, id, offsets and snapshot state; st->tail is
+ * the stream's floor in ROW EXCLUSIVE mode (ds_log_assign reads the log),
+ * the highest seq logged so far (our own included) in EXCLUSIVE mode.
+ * Raises ERRCODE_T_R_SERIALIZATION_FAILURE when, under REPEATABLE READ or
+ * SERIALIZABLE, an exclusive batch's stream was applied to after the
+ * transaction snapshot was taken or its row updated, and
+ * ERRCODE_UNDEFINED_OBJECT when the stream was dropped concurrently.
+ */
+bool
+ds_stream_open(const char *name, DsStreamState *st, bool exclusive)
+{
+	const DsCatalogOids *oids = ds_catalog_oids();
+	Relation	rel = table_open(oids->streams, RowShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	bool		isnull;
+	Datum		d;
+
+	CommandCounterIncrement();
+	PushCopiedSnapshot(GetActiveSnapshot());
+	UpdateActiveSnapshotCommandId();
+	if (!find_stream_row(rel, name, slot))
+	{
+		PopActiveSnapshot();
+		ExecDropSingleTupleTableSlot(slot);
+		table_close(rel, NoLock);
+		return false;
+	}
+	st->id = DatumGetInt32(slot_getattr(slot, oids->streams_att_id, &isnull));
+	st->exclusive = exclusive || !ds_stream_concurrent(st->id);
+	ds_stream_lock_acquire(st->id, st->exclusive ? ExclusiveLock : RowExclusiveLock);
+	if (st->exclusive)
+		lock_stream_row(rel, name, slot);
 
 	st->tid = slot->tts_tid;
-	st->id = DatumGetInt32(slot_getattr(slot, oids->streams_att_id, &isnull));
 	st->tail = DatumGetInt64(slot_getattr(slot, oids->streams_att_tail, &isnull));
 	st->retained_from = DatumGetInt64(slot_getattr(slot, oids->streams_att_retained_from, &isnull));
 	d = slot_getattr(slot, oids->streams_att_source_offset, &isnull);
@@ -300,16 +372,7 @@ ds_stream_lock(const char *name, DsStreamState *st)
 	ExecDropSingleTupleTableSlot(slot);
 	table_close(rel, NoLock);
 
-	for (int i = 0; i < tail_cache_n; i++)
-	{
-		if (tail_cache[i].stream_id == st->id)
-		{
-			st->tail = Max(st->tail, tail_cache[i].tail);
-			PopActiveSnapshot();
-			return true;
-		}
-	}
-
+	if (st->exclusive)
 	{
 		int64		tail = log_tail(st->id, NULL);
 
@@ -320,7 +383,7 @@ ds_stream_lock(const char *name, DsStreamState *st)
 		 * strict insert that cannot see their key) would not be
 		 * serializable.
 		 */
-		if (IsolationUsesXactSnapshot() && tail > log_tail(st->id, snap))
+		if (IsolationUsesXactSnapshot() && tail > log_tail(st->id, GetActiveSnapshot()))
 			ereport(ERROR,
 					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 					 errmsg("could not serialize access due to concurrent apply to stream \"%s\"",
@@ -330,6 +393,51 @@ ds_stream_lock(const char *name, DsStreamState *st)
 	}
 	PopActiveSnapshot();
 	return true;
+}
+
+/*
+ * Hands out n offsets to the batch, the first returned: at the end of the
+ * batch, once it holds every lock it needs.  A batch running side by side
+ * with others takes the stream's append lock (released by ds_log_release
+ * once its rows are in the log), reads the tail from the log and is listed
+ * as in flight until its transaction ends; an exclusive batch already has
+ * the tail.  Sets st->stable, the offset below which every batch had ended.
+ */
+int64
+ds_log_assign(DsStreamState *st, int n)
+{
+	int64		first;
+
+	if (st->exclusive)
+	{
+		first = st->tail + 1;
+		st->stable = st->tail;
+	}
+	else
+	{
+		LOCKTAG		tag;
+
+		ds_lock_tag(&tag, st->id, 0, DS_LOCK_APPEND);
+		(void) LockAcquire(&tag, ExclusiveLock, false, false);
+		st->tail = Max(st->tail, log_tail(st->id, NULL));
+		first = st->tail + 1;
+		st->stable = ds_flight_begin(st->id, first, true);
+	}
+	st->tail += n;
+	return first;
+}
+
+/* Ends what ds_log_assign began: the batch's rows are in the log. */
+void
+ds_log_release(DsStreamState *st)
+{
+	if (!st->exclusive)
+	{
+		LOCKTAG		tag;
+
+		ds_lock_tag(&tag, st->id, 0, DS_LOCK_APPEND);
+		LockRelease(&tag, ExclusiveLock, false);
+	}
 }
 
 /*
@@ -407,100 +515,138 @@ ds_stream_update(DsStreamState *st, const char *source_offset)
 #define DS_SEGMENT_BYTES (1024 * 1024)
 
 /*
- * Prepare w to append a batch's events to the log, rel (state.log, locked
- * RowExclusiveLock by the caller, at range table index rti of estate), for
- * stream stream_id, the first event getting seq first.  The segment's
- * memory is a context under the current one.
+ * Prepare w to collect up to capacity events of a batch for the log, rel
+ * (state.log, locked RowExclusiveLock by the caller, at range table index
+ * rti of estate), for stream stream_id.  The events are written once the
+ * batch has its offsets (ds_log_writer_write); the images are copied into
+ * a context under the current one.
  */
 void
 ds_log_writer_open(DsLogWriter *w, EState *estate, Relation rel, Index rti,
-				   int32 stream_id, int64 first)
+				   int32 stream_id, int capacity)
 {
 	memset(w, 0, sizeof(*w));
 	w->rel = rel;
 	w->estate = estate;
 	w->rri = ds_result_rel_open(estate, rel, rti);
 	w->slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(rel), &TTSOpsVirtual);
-	/* 0.3.0's column: absent until ALTER EXTENSION UPDATE */
+	/* 0.3.0's and 0.5.0's columns: absent until ALTER EXTENSION UPDATE */
 	w->imgatt = get_attnum(RelationGetRelid(rel), "images");
+	w->stableatt = get_attnum(RelationGetRelid(rel), "stable_seq");
 	w->stream_id = stream_id;
-	w->first = first;
-	w->cxt = AllocSetContextCreate(CurrentMemoryContext, "durable_state log segment",
+	w->cxt = AllocSetContextCreate(CurrentMemoryContext, "durable_state log images",
 								   ALLOCSET_DEFAULT_SIZES);
-	w->events = palloc(sizeof(Datum) * DS_SEGMENT_EVENTS);
-	w->images = palloc(sizeof(Datum) * DS_SEGMENT_EVENTS);
-	w->imgnull = palloc(sizeof(bool) * DS_SEGMENT_EVENTS);
+	w->segcxt = AllocSetContextCreate(CurrentMemoryContext, "durable_state log segment",
+									  ALLOCSET_DEFAULT_SIZES);
+	w->events = palloc(sizeof(DsEvent *) * Max(capacity, 1));
+	w->images = palloc0(sizeof(Jsonb *) * Max(capacity, 1));
 }
 
 /*
- * Insert the events collected so far as one log row (stream, first seq,
- * last seq, events, time, and the images if any event has one), and start
- * a new segment.  Does nothing if the segment is empty.
+ * Insert events [from, to) of the batch as one log row (stream, first seq,
+ * last seq, events, time, the images if any event has one, the stable
+ * offset), the first getting offset first.
  */
-void
-ds_log_writer_flush(DsLogWriter *w)
+static void
+write_segment(DsLogWriter *w, int from, int to, int64 first, int64 stable)
 {
 	TupleTableSlot *slot = w->slot;
-	MemoryContext old;
+	int			n = to - from;
+	Datum	   *events;
+	Datum	   *images = NULL;
+	bool	   *imgnull = NULL;
+	bool		has_img = false;
+	MemoryContext old = MemoryContextSwitchTo(w->segcxt);
 
-	if (w->n == 0)
-		return;
-	old = MemoryContextSwitchTo(w->cxt);
+	events = palloc(sizeof(Datum) * n);
+	if (w->imgatt != InvalidAttrNumber)
+	{
+		images = palloc(sizeof(Datum) * n);
+		imgnull = palloc(sizeof(bool) * n);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		events[i] = JsonbPGetDatum(ds_event_datum(w->events[from + i]));
+		if (images)
+		{
+			Jsonb	   *img = w->images[from + i];
+
+			imgnull[i] = (img == NULL);
+			images[i] = PointerGetDatum(img);
+			has_img |= (img != NULL);
+		}
+	}
 	ExecClearTuple(slot);
 	slot->tts_values[0] = Int32GetDatum(w->stream_id);
-	slot->tts_values[1] = Int64GetDatum(w->first);
-	slot->tts_values[2] = Int64GetDatum(w->first + w->n - 1);
-	slot->tts_values[3] = PointerGetDatum(construct_array(w->events, w->n, JSONBOID,
+	slot->tts_values[1] = Int64GetDatum(first);
+	slot->tts_values[2] = Int64GetDatum(first + n - 1);
+	slot->tts_values[3] = PointerGetDatum(construct_array(events, n, JSONBOID,
 														  -1, false, TYPALIGN_INT));
 	slot->tts_values[4] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
 	memset(slot->tts_isnull, 0, sizeof(bool) * 5);
-	/* any other column of a newer catalog: null unless it is images */
+	/* any other column of a newer catalog: null unless it is ours */
 	for (int i = 5; i < slot->tts_tupleDescriptor->natts; i++)
 		slot->tts_isnull[i] = true;
-	if (w->imgatt != InvalidAttrNumber && w->has_img)
+	if (has_img)
 	{
-		int			dims[1] = {w->n};
+		int			dims[1] = {n};
 		int			lbs[1] = {1};
 
 		slot->tts_values[w->imgatt - 1] =
-			PointerGetDatum(construct_md_array(w->images, w->imgnull, 1, dims, lbs,
+			PointerGetDatum(construct_md_array(images, imgnull, 1, dims, lbs,
 											   JSONBOID, -1, false, TYPALIGN_INT));
 		slot->tts_isnull[w->imgatt - 1] = false;
+	}
+	if (w->stableatt != InvalidAttrNumber)
+	{
+		slot->tts_values[w->stableatt - 1] = Int64GetDatum(stable);
+		slot->tts_isnull[w->stableatt - 1] = false;
 	}
 	ExecStoreVirtualTuple(slot);
 	ExecSimpleRelationInsert(w->rri, w->estate, slot);
 	ExecClearTuple(slot);
 	MemoryContextSwitchTo(old);
-	MemoryContextReset(w->cxt);
-	w->first += w->n;
-	w->n = 0;
-	w->bytes = 0;
-	w->has_img = false;
+	MemoryContextReset(w->segcxt);
 }
 
 /*
- * Append one event and its row images (img, or NULL) to the segment,
- * copying both into the segment's memory; flush the segment when it is
- * full.
+ * Write the collected events to the log in segments of up to
+ * DS_SEGMENT_EVENTS events or DS_SEGMENT_BYTES bytes, the first event
+ * getting offset first, each row recording stable (see stable.c).
+ */
+void
+ds_log_writer_write(DsLogWriter *w, int64 first, int64 stable)
+{
+	int			from = 0;
+	int64		bytes = 0;
+
+	for (int i = 0; i < w->n; i++)
+	{
+		bytes += w->events[i]->root_len + (w->images[i] ? VARSIZE(w->images[i]) : 0);
+		if (i + 1 - from >= DS_SEGMENT_EVENTS || bytes >= DS_SEGMENT_BYTES || i + 1 == w->n)
+		{
+			write_segment(w, from, i + 1, first + from, stable);
+			from = i + 1;
+			bytes = 0;
+		}
+	}
+}
+
+/*
+ * Collect one event and its row images (img, or NULL, copied) for the
+ * log.  The event's own memory outlives the batch.
  */
 void
 ds_log_writer_append(DsLogWriter *w, DsEvent *ev, Jsonb *img)
 {
-	MemoryContext old = MemoryContextSwitchTo(w->cxt);
-
-	if (w->imgatt != InvalidAttrNumber)
+	w->events[w->n] = ev;
+	w->images[w->n] = NULL;
+	if (img)
 	{
-		w->imgnull[w->n] = (img == NULL);
-		w->images[w->n] = img ? datumCopy(JsonbPGetDatum(img), false, -1) : (Datum) 0;
-		if (img)
-		{
-			w->has_img = true;
-			w->bytes += VARSIZE(img);
-		}
+		MemoryContext old = MemoryContextSwitchTo(w->cxt);
+
+		w->images[w->n] = (Jsonb *) DatumGetPointer(datumCopy(JsonbPGetDatum(img), false, -1));
+		MemoryContextSwitchTo(old);
 	}
-	w->events[w->n++] = JsonbPGetDatum(ds_event_datum(ev));
-	w->bytes += ev->root_len;
-	MemoryContextSwitchTo(old);
-	if (w->n >= DS_SEGMENT_EVENTS || w->bytes >= DS_SEGMENT_BYTES)
-		ds_log_writer_flush(w);
+	w->n++;
 }

@@ -23,7 +23,8 @@
  *	 primary keys	RelationGetPrimaryKeyIndex asks from PG18 on whether a
  *					deferrable one will do.
  *	 index scans	index_beginscan takes scan instrumentation from PG18 on.
- *	 proc			MyProc's local transaction id is in vxid from PG17 on.
+ *	 proc			MyProc's local transaction id is in vxid from PG17 on, and
+ *					a backend's PGPROC number is MyProcNumber.
  *	 noreturn		pg_noreturn (a declaration specifier) replaces
  *					pg_attribute_noreturn() in PG18.
  *	 GUC extra		a check hook's "extra" comes from guc_malloc from PG16 on.
@@ -65,6 +66,13 @@
 #define ds_my_lxid() (MyProc->vxid.lxid)
 #else
 #define ds_my_lxid() (MyProc->lxid)
+#endif
+
+/* This backend's index among the PGPROCs (below MaxBackends for backends). */
+#if PG_VERSION_NUM >= 170000
+#define ds_my_proc_number() ((int) MyProcNumber)
+#else
+#define ds_my_proc_number() (MyProc ? MyProc->pgprocno : -1)
 #endif
 
 /* A range table being built: its entries and their permission infos. */

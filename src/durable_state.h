@@ -15,6 +15,7 @@
 
 #include "datatype/timestamp.h"
 
+#include "access/genam.h"
 #include "access/relscan.h"
 #include "executor/spi.h"
 #include "executor/tuptable.h"
@@ -135,6 +136,7 @@ typedef struct DsCatalogOids
 	Oid			collections;
 	Oid			streams;
 	Oid			streams_name_idx;
+	Oid			streams_pkey;
 	Oid			log;
 	Oid			txids;
 	Oid			expiry;
@@ -144,6 +146,7 @@ typedef struct DsCatalogOids
 	AttrNumber	streams_att_source_offset;
 	AttrNumber	streams_att_in_snapshot;
 	AttrNumber	streams_att_updated_at;
+	AttrNumber	log_att_stable; /* state.log.stable_seq, or 0 before 0.5.0 */
 } DsCatalogOids;
 
 extern const DsCatalogOids *ds_catalog_oids(void);
@@ -237,22 +240,34 @@ extern bool ds_jsonb_value_equals(JsonbValue *a, Jsonb *b);
 
 typedef struct DsStreamState
 {
-	ItemPointerData tid;		/* the locked row version */
+	ItemPointerData tid;		/* the row version (locked if exclusive) */
 	int32		id;
+	bool		exclusive;		/* the batch has the whole stream to itself */
 	int64		tail;
+	int64		stable;			/* every batch at or below it had ended */
 	int64		retained_from;
 	char	   *source_offset;	/* NULL if none */
 	bool		in_snapshot;
 	bool		was_in_snapshot;	/* as stored in the row */
 } DsStreamState;
 
-extern bool ds_stream_lock(const char *name, DsStreamState *st);
+/* durable_state.concurrent_writes, durable_state.max_key_locks */
+extern bool ds_concurrent_writes;
+extern int	ds_max_key_locks;
+
+extern bool ds_stream_open(const char *name, DsStreamState *st, bool exclusive);
+extern bool ds_stream_concurrent(int32 stream_id);
+extern void ds_stream_lock_acquire(int32 stream_id, LOCKMODE mode);
+extern void ds_stream_lock_release(int32 stream_id, LOCKMODE mode);
+extern uint32 ds_key_lock_hash(const char *type, int type_len, const char *key, int key_len);
+extern void ds_lock_keys(int32 stream_id, uint32 *hashes, int n);
+extern int64 ds_log_assign(DsStreamState *st, int n);
+extern void ds_log_release(DsStreamState *st);
 extern void ds_stream_update(DsStreamState *st, const char *source_offset);
-extern void ds_stream_set_tail(int32 stream_id, int64 tail);
 extern void ds_changelog_init(void);
 extern char *ds_format_offset(int64 seq);
 
-/* A batch's appends to state.log: the segment being filled. */
+/* A batch's events for state.log, written once it has its offsets. */
 typedef struct DsLogWriter
 {
 	Relation	rel;			/* state.log */
@@ -261,20 +276,52 @@ typedef struct DsLogWriter
 	EState	   *estate;
 	int32		stream_id;
 	AttrNumber	imgatt;			/* state.log.images, or 0 (0.2.0 catalog) */
-	MemoryContext cxt;			/* the segment's memory, reset per flush */
-	Datum	   *events;			/* the segment's events (jsonb) */
-	Datum	   *images;			/* their row images, if imgatt */
-	bool	   *imgnull;
-	bool		has_img;		/* some event of the segment has images */
-	int			n;				/* events in the segment */
-	int64		bytes;			/* their size */
-	int64		first;			/* seq of its first event */
+	AttrNumber	stableatt;		/* state.log.stable_seq, or 0 (before 0.5.0) */
+	MemoryContext cxt;			/* the images, for the batch */
+	MemoryContext segcxt;		/* a segment's arrays, reset per row */
+	DsEvent   **events;			/* the batch's events */
+	Jsonb	  **images;			/* their row images, or NULL */
+	int			n;
 } DsLogWriter;
 
 extern void ds_log_writer_open(DsLogWriter *w, EState *estate, Relation rel, Index rti,
-							   int32 stream_id, int64 first);
+							   int32 stream_id, int capacity);
 extern void ds_log_writer_append(DsLogWriter *w, DsEvent *ev, Jsonb *img);
-extern void ds_log_writer_flush(DsLogWriter *w);
+extern void ds_log_writer_write(DsLogWriter *w, int64 first, int64 stable);
+
+/* ------------------------------------------------------------------------
+ * The stable offset (stable.c)
+ * ------------------------------------------------------------------------ */
+
+/* Reading a stream's log in offset order, stopping where readers must. */
+typedef struct DsLogReader
+{
+	int32		stream_id;
+	Snapshot	snap;
+	Relation	rel;
+	Relation	idx;
+	IndexScanDesc scan;
+	TupleTableSlot *slot;		/* the current row */
+	IndexScanDesc gapscan;		/* rows the snapshot does not see */
+	TupleTableSlot *gapslot;
+	AttrNumber	stable_att;
+	int64		first;			/* the current row's offsets */
+	int64		last;
+	int64		next;			/* the offset after the last row read */
+	bool		blocked;		/* stopped before rows snap cannot see yet */
+	TransactionId blocker;		/* their transaction */
+} DsLogReader;
+
+extern void ds_stable_init(void);
+extern bool ds_flights_available(void);
+extern bool ds_flight_room(int32 stream_id);
+extern int64 ds_flight_begin(int32 stream_id, int64 first, bool register_it);
+extern void ds_log_reader_begin(DsLogReader *r, int32 stream_id, int64 since, Snapshot snap);
+extern bool ds_log_reader_next(DsLogReader *r);
+extern void ds_log_reader_end(DsLogReader *r);
+extern int64 ds_log_cap(int32 stream_id, int64 since, int64 max_events, Snapshot snap);
+extern int64 ds_stable_tail(int32 stream_id, Snapshot snap, int64 *newest,
+							TransactionId *blocker);
 
 /* ------------------------------------------------------------------------
  * Apply (apply.c)

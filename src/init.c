@@ -44,5 +44,6 @@ _PG_init(void)
 	}
 	ds_catalog_init();
 	ds_changelog_init();
+	ds_stable_init();
 	ds_rls_init();
 }

@@ -61,6 +61,44 @@ ds_probe_init(void)
 }
 
 /*
+ * Under REPEATABLE READ or SERIALIZABLE, a batch running side by side with
+ * others must not change a row its transaction snapshot does not see as it
+ * is (changed or deleted by a transaction that committed after the
+ * snapshot), nor act on a missing key the snapshot still sees: like
+ * UPDATE, it fails with ERRCODE_T_R_SERIALIZATION_FAILURE.  Returns found.
+ * (An exclusive batch checked the whole stream when it locked it.)
+ */
+static bool
+rr_checked(DsCollState *cs, Datum key, bool found)
+{
+	Snapshot	snap;
+	bool		conflict;
+
+	if (!cs->rr_check)
+		return found;
+	snap = GetTransactionSnapshot();
+	if (found)
+		conflict = !table_tuple_satisfies_snapshot(cs->rel, cs->oldslot, snap);
+	else
+	{
+		IndexScanDesc scan = ds_index_beginscan(cs->rel, cs->pkrel, snap, 1, 0);
+		TupleTableSlot *slot = table_slot_create(cs->rel, NULL);
+
+		index_rescan(scan, &cs->skey, 1, NULL, 0);
+		conflict = index_getnext_slot(scan, ForwardScanDirection, slot);
+		index_endscan(scan);
+		ExecDropSingleTupleTableSlot(slot);
+	}
+	if (conflict)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to concurrent update"),
+				 errdetail("The key was changed by a transaction that committed after this transaction's snapshot was taken."),
+				 errhint("Retry the transaction.")));
+	return found;
+}
+
+/*
  * Search the collection's primary key index for the row with this key, as
  * logical replication does (RelationFindReplTupleByIndex): a dirty
  * snapshot sees rows of in-progress transactions, whose end we wait for
@@ -106,7 +144,7 @@ retry:
 		}
 	}
 	if (!found || !lock)
-		return found;
+		return rr_checked(cs, key, found);
 
 	PushActiveSnapshot(GetLatestSnapshot());
 	res = table_tuple_lock(cs->rel, &(cs->oldslot->tts_tid), GetLatestSnapshot(),
@@ -128,7 +166,7 @@ retry:
 			elog(ERROR, "unexpected table_tuple_lock status: %u", res);
 			break;
 	}
-	return true;
+	return rr_checked(cs, key, true);
 }
 
 /* ------------------------------------------------------------------------

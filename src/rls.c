@@ -600,9 +600,7 @@ ds_changes_filtered(PG_FUNCTION_ARGS)
 	TupleTableSlot **slots;
 	Relation	log;
 	AttrNumber	imgatt;
-	ScanKeyData keys[2];
-	SysScanDesc scan;
-	HeapTuple	tup;
+	DsLogReader reader;
 	int64		emitted = 0;
 	MemoryContext evcxt,
 				old;
@@ -622,17 +620,16 @@ ds_changes_filtered(PG_FUNCTION_ARGS)
 
 	log = table_open(ds_catalog_oids()->log, AccessShareLock);
 	imgatt = get_attnum(RelationGetRelid(log), "images");
-	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(s->id));
-	ScanKeyInit(&keys[1], 3, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(since));
-	scan = systable_beginscan(log, ds_primary_key_index(log), true,
-							  GetActiveSnapshot(), 2, keys);
+	/* in offset order, never past a batch the snapshot cannot see yet */
+	ds_log_reader_begin(&reader, s->id, since, GetActiveSnapshot());
 	evcxt = AllocSetContextCreate(CurrentMemoryContext, "durable_state filtered changes",
 								  ALLOCSET_DEFAULT_SIZES);
-	while (emitted < max && HeapTupleIsValid(tup = systable_getnext(scan)))
+	while (emitted < max && ds_log_reader_next(&reader))
 	{
 		TupleDesc	desc = RelationGetDescr(log);
 		bool		isnull;
-		int64		first = DatumGetInt64(heap_getattr(tup, 2, desc, &isnull));
+		HeapTuple	tup = ExecFetchSlotHeapTuple(reader.slot, false, NULL);
+		int64		first = reader.first;
 		Datum	   *evs;
 		int			nevs;
 		Datum	   *imgs = NULL;
@@ -700,7 +697,7 @@ ds_changes_filtered(PG_FUNCTION_ARGS)
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(evcxt);
 	}
-	systable_endscan(scan);
+	ds_log_reader_end(&reader);
 	table_close(log, AccessShareLock);
 	for (int c = 0; c < s->ncolls; c++)
 	{

@@ -275,3 +275,13 @@ ds_result_rel_open(EState *estate, Relation rel, Index rti)
 		lappend(estate->es_opened_result_relations, rri);
 	return rri;
 }
+
+/* qsort comparator of uint32s, in increasing order. */
+int
+ds_cmp_uint32(const void *a, const void *b)
+{
+	uint32		x = *(const uint32 *) a;
+	uint32		y = *(const uint32 *) b;
+
+	return x < y ? -1 : (x > y ? 1 : 0);
+}

@@ -65,11 +65,6 @@
 #include "durable_state.h"
 #include "compat.h"
 
-/* the kinds of the extension's heavyweight locks (LOCKTAG field4) */
-#define DS_LOCK_STREAM 25715
-#define DS_LOCK_APPEND 25716
-#define DS_LOCK_KEY 25717
-
 bool		ds_concurrent_writes = true;
 int			ds_max_key_locks = 64;
 
@@ -91,60 +86,6 @@ ds_changelog_init(void)
 							64, 0, 100000,
 							PGC_USERSET, 0,
 							NULL, NULL, NULL);
-}
-
-static void
-ds_lock_tag(LOCKTAG *tag, int32 stream_id, uint32 sub, uint16 kind)
-{
-	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) stream_id, sub, kind);
-}
-
-/* Takes stream stream_id's lock in mode (held to commit unless released). */
-void
-ds_stream_lock_acquire(int32 stream_id, LOCKMODE mode)
-{
-	LOCKTAG		tag;
-
-	ds_lock_tag(&tag, stream_id, 0, DS_LOCK_STREAM);
-	(void) LockAcquire(&tag, mode, false, false);
-}
-
-/* Releases stream stream_id's lock in mode before the transaction ends. */
-void
-ds_stream_lock_release(int32 stream_id, LOCKMODE mode)
-{
-	LOCKTAG		tag;
-
-	ds_lock_tag(&tag, stream_id, 0, DS_LOCK_STREAM);
-	LockRelease(&tag, mode, false);
-}
-
-/* The hash a key lock is taken on: of the type and the key. */
-uint32
-ds_key_lock_hash(const char *type, int type_len, const char *key, int key_len)
-{
-	return hash_combine(hash_bytes((const unsigned char *) type, type_len),
-						hash_bytes((const unsigned char *) key, key_len));
-}
-
-/*
- * Locks the n keys (hashes, sorted in place) of stream stream_id, each
- * once, in hash order, so that two batches never wait for each other in a
- * cycle.  Held to commit.
- */
-void
-ds_lock_keys(int32 stream_id, uint32 *hashes, int n)
-{
-	qsort(hashes, n, sizeof(uint32), ds_cmp_uint32);
-	for (int i = 0; i < n; i++)
-	{
-		LOCKTAG		tag;
-
-		if (i > 0 && hashes[i] == hashes[i - 1])
-			continue;
-		ds_lock_tag(&tag, stream_id, hashes[i], DS_LOCK_KEY);
-		(void) LockAcquire(&tag, ExclusiveLock, false, false);
-	}
 }
 
 /*
@@ -415,10 +356,7 @@ ds_log_assign(DsStreamState *st, int n)
 	}
 	else
 	{
-		LOCKTAG		tag;
-
-		ds_lock_tag(&tag, st->id, 0, DS_LOCK_APPEND);
-		(void) LockAcquire(&tag, ExclusiveLock, false, false);
+		ds_append_lock(st->id, true);
 		st->tail = Max(st->tail, log_tail(st->id, NULL));
 		first = st->tail + 1;
 		st->stable = ds_flight_begin(st->id, first, true);
@@ -432,12 +370,7 @@ void
 ds_log_release(DsStreamState *st)
 {
 	if (!st->exclusive)
-	{
-		LOCKTAG		tag;
-
-		ds_lock_tag(&tag, st->id, 0, DS_LOCK_APPEND);
-		LockRelease(&tag, ExclusiveLock, false);
-	}
+		ds_append_lock(st->id, false);
 }
 
 /*

@@ -257,10 +257,6 @@ extern int	ds_max_key_locks;
 
 extern bool ds_stream_open(const char *name, DsStreamState *st, bool exclusive);
 extern bool ds_stream_concurrent(int32 stream_id);
-extern void ds_stream_lock_acquire(int32 stream_id, LOCKMODE mode);
-extern void ds_stream_lock_release(int32 stream_id, LOCKMODE mode);
-extern uint32 ds_key_lock_hash(const char *type, int type_len, const char *key, int key_len);
-extern void ds_lock_keys(int32 stream_id, uint32 *hashes, int n);
 extern int64 ds_log_assign(DsStreamState *st, int n);
 extern void ds_log_release(DsStreamState *st);
 extern void ds_stream_update(DsStreamState *st, const char *source_offset);
@@ -290,6 +286,21 @@ extern void ds_log_writer_append(DsLogWriter *w, DsEvent *ev, Jsonb *img);
 extern void ds_log_writer_write(DsLogWriter *w, int64 first, int64 stable);
 
 /* ------------------------------------------------------------------------
+ * Writers side by side: their locks, the batches in flight (inflight.c)
+ * ------------------------------------------------------------------------ */
+
+extern void ds_inflight_init(void);
+extern void ds_stream_lock_acquire(int32 stream_id, LOCKMODE mode);
+extern void ds_stream_lock_release(int32 stream_id, LOCKMODE mode);
+extern void ds_append_lock(int32 stream_id, bool acquire);
+extern uint32 ds_key_lock_hash(const char *type, int type_len, const char *key, int key_len);
+extern void ds_lock_keys(int32 stream_id, uint32 *hashes, int n);
+extern bool ds_flights_available(void);
+extern bool ds_flight_room(int32 stream_id);
+extern int64 ds_flight_begin(int32 stream_id, int64 first, bool register_it);
+extern TransactionId ds_flight_xid(int32 stream_id);
+
+/* ------------------------------------------------------------------------
  * The stable offset (stable.c)
  * ------------------------------------------------------------------------ */
 
@@ -313,9 +324,6 @@ typedef struct DsLogReader
 } DsLogReader;
 
 extern void ds_stable_init(void);
-extern bool ds_flights_available(void);
-extern bool ds_flight_room(int32 stream_id);
-extern int64 ds_flight_begin(int32 stream_id, int64 first, bool register_it);
 extern void ds_log_reader_begin(DsLogReader *r, int32 stream_id, int64 since, Snapshot snap);
 extern bool ds_log_reader_next(DsLogReader *r);
 extern void ds_log_reader_end(DsLogReader *r);

@@ -45,5 +45,6 @@ _PG_init(void)
 	ds_catalog_init();
 	ds_changelog_init();
 	ds_stable_init();
+	ds_inflight_init();
 	ds_rls_init();
 }

@@ -772,8 +772,8 @@ run_batch(DsBatch *b, const char *source_offset, int64 *applied, int64 *skipped)
 	b->current = DS_END_OF_BATCH;
 	first = ds_log_assign(&b->st, b->nevents);
 	ds_log_writer_write(&b->log, first, b->st.stable);
-	record_txids(b, b->st.tail);
 	ds_log_release(&b->st);
+	record_txids(b, b->st.tail);
 	clear_ttls(b);
 	close_collections(b);
 	b->current = -1;

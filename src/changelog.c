@@ -5,7 +5,7 @@
  *
  * Writers of one stream run side by side.  A batch takes, as heavyweight
  * locks held to commit (shown in pg_locks as advisory locks of the
- * database with objsubid 25715 to 25717):
+ * database with objsubid 25715 and 25717, see inflight.c):
  *
  *	 - the stream's lock: in ROW EXCLUSIVE mode for an ordinary batch, so
  *	   they do not wait for each other; in EXCLUSIVE mode for what needs
@@ -18,8 +18,9 @@
  *	   a missing key racing its insert, which no row lock covers.
  *
  * Offsets are handed out only at the end of a batch, when it holds every
- * lock it needs, under the stream's append lock: the tail is read from
- * the log (its highest last_seq, found by a backward scan of its primary
+ * lock it needs, under the stream's append lock (a short LWLock): the tail
+ * is the last offset handed out (remembered by the lock, else read from
+ * the log: its highest last_seq, found by a backward scan of its primary
  * key with a dirty snapshot, so rows of batches in flight count), the
  * batch's rows are inserted, the lock is released.  So rows enter the log
  * and the WAL in offset order, and a later batch on the same key gets
@@ -338,29 +339,29 @@ ds_stream_open(const char *name, DsStreamState *st, bool exclusive)
 
 /*
  * Hands out n offsets to the batch, the first returned: at the end of the
- * batch, once it holds every lock it needs.  A batch running side by side
- * with others takes the stream's append lock (released by ds_log_release
- * once its rows are in the log), reads the tail from the log and is listed
- * as in flight until its transaction ends; an exclusive batch already has
- * the tail.  Sets st->stable, the offset below which every batch had ended.
+ * batch, once it holds every lock it needs, under the stream's append lock
+ * (inflight.c), which ds_log_release releases once the batch's rows are in
+ * the log.  The tail is the last offset the append lock remembers handing
+ * out, else read from the log (the highest last_seq with a dirty snapshot:
+ * rows of batches in flight count).  A batch running side by side with
+ * others is listed as in flight until its transaction ends.  Sets
+ * st->stable, the offset below which every batch had ended.
  */
 int64
 ds_log_assign(DsStreamState *st, int n)
 {
+	int64		remembered = ds_append_begin(st->id, ds_catalog_oids()->log);
 	int64		first;
 
-	if (st->exclusive)
-	{
-		first = st->tail + 1;
-		st->stable = st->tail;
-	}
-	else
-	{
-		ds_append_lock(st->id, true);
+	if (remembered >= 0)
+		st->tail = Max(st->tail, remembered);
+	else if (!st->exclusive)
 		st->tail = Max(st->tail, log_tail(st->id, NULL));
-		first = st->tail + 1;
+	first = st->tail + 1;
+	if (st->exclusive)
+		st->stable = st->tail;
+	else
 		st->stable = ds_flight_begin(st->id, first, true);
-	}
 	st->tail += n;
 	return first;
 }
@@ -369,8 +370,7 @@ ds_log_assign(DsStreamState *st, int n)
 void
 ds_log_release(DsStreamState *st)
 {
-	if (!st->exclusive)
-		ds_append_lock(st->id, false);
+	ds_append_end(st->id, ds_catalog_oids()->log, st->tail);
 }
 
 /*

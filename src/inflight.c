@@ -3,12 +3,13 @@
  *		What writers of a stream hold while they run side by side: the
  *		stream's, keys' and append locks, and the batches in flight.
  *
- * The locks are heavyweight locks, held to commit unless said otherwise,
- * shown in pg_locks as advisory locks of the database whose objsubid says
- * which: 25715 the stream (ROW EXCLUSIVE for ordinary batches, EXCLUSIVE
- * for what needs the whole stream, SHARE for a snapshot's barrier), 25716
- * its append lock (held while a batch gets its offsets and writes its log
- * rows), 25717 a key (objid is the hash of its type and key).  changelog.c
+ * The stream's and the keys' locks are heavyweight locks, held to commit
+ * unless said otherwise, shown in pg_locks as advisory locks of the
+ * database whose objsubid says which: 25715 the stream (ROW EXCLUSIVE for
+ * ordinary batches, EXCLUSIVE for what needs the whole stream, SHARE for a
+ * snapshot's barrier), 25717 a key (objid is the hash of its type and
+ * key).  The append lock, held while a batch gets its offsets and writes
+ * its log rows, is one of a few LWLocks in shared memory.  changelog.c
  * says who takes which.
  *
  * The flights are the batches whose offsets are handed out and whose
@@ -23,6 +24,7 @@
 #include "access/xact.h"
 #include "common/hashfn.h"
 #include "miscadmin.h"
+#include "port/atomics.h"
 #include "storage/ipc.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
@@ -35,7 +37,6 @@
 
 /* the kinds of the extension's heavyweight locks (LOCKTAG field4) */
 #define DS_LOCK_STREAM 25715
-#define DS_LOCK_APPEND 25716
 #define DS_LOCK_KEY 25717
 
 /* ------------------------------------------------------------------------
@@ -96,19 +97,6 @@ ds_lock_keys(int32 stream_id, uint32 *hashes, int n)
 	}
 }
 
-/* Takes (acquire) or releases stream stream_id's append lock. */
-void
-ds_append_lock(int32 stream_id, bool acquire)
-{
-	LOCKTAG		tag;
-
-	ds_lock_tag(&tag, stream_id, 0, DS_LOCK_APPEND);
-	if (acquire)
-		(void) LockAcquire(&tag, ExclusiveLock, false, false);
-	else
-		LockRelease(&tag, ExclusiveLock, false);
-}
-
 /* ------------------------------------------------------------------------
  * Flights: the batches whose offsets are assigned and whose transaction
  * has not ended, per backend.
@@ -130,9 +118,31 @@ typedef struct DsFlightSlot
 	DsFlight	f[DS_FLIGHTS];
 } DsFlightSlot;
 
+/*
+ * The append locks: a partition of them per stream (by hash), each keeping
+ * the tails of a few streams it saw last, so that a batch need not read
+ * the tail from the log.  LWLocks, not heavyweight locks: held a few
+ * microseconds by a running backend, they must not be granted to a waiter
+ * that is not yet running (a convoy when backends outnumber cores).
+ */
+#define DS_APPEND_PARTITIONS 64
+#define DS_TAILS_PER_PARTITION 8
+
+typedef struct DsTail
+{
+	Oid			dbid;
+	Oid			logrelid;		/* state.log: a new one after DROP EXTENSION */
+	int32		stream_id;
+	int64		tail;			/* the last offset handed out */
+	uint64		used;			/* for replacing the least recently used */
+} DsTail;
+
 typedef struct DsFlights
 {
 	LWLock	   *lock;
+	LWLockPadded *append;		/* DS_APPEND_PARTITIONS of them */
+	pg_atomic_uint64 clock;		/* for the tails' last use */
+	DsTail		tails[DS_APPEND_PARTITIONS][DS_TAILS_PER_PARTITION];
 	int			nslots;
 	DsFlightSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } DsFlights;
@@ -159,6 +169,7 @@ flights_shmem_request(void)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(flights_shmem_size());
 	RequestNamedLWLockTranche("durable_state flights", 1);
+	RequestNamedLWLockTranche("durable_state append", DS_APPEND_PARTITIONS);
 }
 
 /* shmem_startup_hook: attaches the flights, empty in the first process. */
@@ -175,8 +186,10 @@ flights_shmem_startup(void)
 	{
 		memset(flights, 0, flights_shmem_size());
 		flights->nslots = MaxBackends;
+		pg_atomic_init_u64(&flights->clock, 0);
 		flights->lock = &(GetNamedLWLockTranche("durable_state flights"))->lock;
 	}
+	flights->append = GetNamedLWLockTranche("durable_state append");
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -354,3 +367,75 @@ ds_flights_available(void)
 	return flights != NULL;
 }
 
+
+/* ------------------------------------------------------------------------
+ * Append locks and the tails they keep
+ * ------------------------------------------------------------------------ */
+
+static int
+append_partition(int32 stream_id)
+{
+	uint32		h = hash_combine(hash_bytes_uint32(MyDatabaseId), hash_bytes_uint32((uint32) stream_id));
+
+	return h % DS_APPEND_PARTITIONS;
+}
+
+/*
+ * Takes stream stream_id's append lock (exclusively: one batch of the
+ * stream gets offsets and writes its log rows at a time) and returns the
+ * last offset handed out in the stream that it remembers, or -1 if it does
+ * not remember one (the caller reads the log).  Does nothing and returns
+ * -1 without the preload.  An error releases it (LWLockReleaseAll).
+ */
+int64
+ds_append_begin(int32 stream_id, Oid logrelid)
+{
+	int			p = append_partition(stream_id);
+
+	if (flights == NULL)
+		return -1;
+	LWLockAcquire(&flights->append[p].lock, LW_EXCLUSIVE);
+	for (int i = 0; i < DS_TAILS_PER_PARTITION; i++)
+	{
+		DsTail	   *t = &flights->tails[p][i];
+
+		if (t->stream_id == stream_id && t->dbid == MyDatabaseId && t->logrelid == logrelid)
+		{
+			t->used = pg_atomic_fetch_add_u64(&flights->clock, 1);
+			return t->tail;
+		}
+	}
+	return -1;
+}
+
+/*
+ * Remembers tail as the last offset handed out in stream stream_id and
+ * releases its append lock.
+ */
+void
+ds_append_end(int32 stream_id, Oid logrelid, int64 tail)
+{
+	int			p = append_partition(stream_id);
+	DsTail	   *victim = NULL;
+
+	if (flights == NULL)
+		return;
+	for (int i = 0; i < DS_TAILS_PER_PARTITION; i++)
+	{
+		DsTail	   *t = &flights->tails[p][i];
+
+		if (t->stream_id == stream_id && t->dbid == MyDatabaseId && t->logrelid == logrelid)
+		{
+			victim = t;
+			break;
+		}
+		if (victim == NULL || t->used < victim->used)
+			victim = t;
+	}
+	victim->dbid = MyDatabaseId;
+	victim->logrelid = logrelid;
+	victim->stream_id = stream_id;
+	victim->tail = tail;
+	victim->used = pg_atomic_fetch_add_u64(&flights->clock, 1);
+	LWLockRelease(&flights->append[p].lock);
+}

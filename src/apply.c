@@ -593,10 +593,13 @@ op_privileges(DsOperation op, bool strict)
 	}
 }
 
+/* the most events a batch writes beside others (its log rows hold a lock) */
+#define DS_MAX_SIDE_BY_SIDE_EVENTS 1000
+
 /*
  * Whether the batch needs its whole stream (see changelog.c): a control
- * event, a source offset, or more distinct keys than it may lock one by
- * one.  Otherwise fills b->keyhashes with the hashes its key locks are
+ * event, a source offset, more than DS_MAX_SIDE_BY_SIDE_EVENTS events, or
+ * more distinct keys than it may lock one by one.  Otherwise fills b->keyhashes with the hashes its key locks are
  * taken on.
  */
 static bool
@@ -604,7 +607,8 @@ needs_whole_stream(DsBatch *b, const char *source_offset)
 {
 	int			n = 0;
 
-	if (source_offset != NULL)
+	/* its log rows are written under the append lock: keep that short */
+	if (source_offset != NULL || b->nevents > DS_MAX_SIDE_BY_SIDE_EVENTS)
 		return true;
 	b->keyhashes = palloc(sizeof(uint32) * Max(b->nevents, 1));
 	for (int i = 0; i < b->nevents; i++)

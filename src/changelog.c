@@ -358,11 +358,15 @@ ds_log_assign(DsStreamState *st, int n)
 	else if (!st->exclusive)
 		st->tail = Max(st->tail, log_tail(st->id, NULL));
 	first = st->tail + 1;
-	if (st->exclusive)
-		st->stable = st->tail;
-	else
-		st->stable = ds_flight_begin(st->id, first, true);
+	st->stable = st->exclusive ? st->tail : ds_flight_begin(st->id, first, true);
 	st->tail += n;
+
+	/*
+	 * No other batch of the stream runs beside an exclusive one: it need
+	 * not hold the lock (nor keep interrupts off) while it writes its rows.
+	 */
+	if (st->exclusive)
+		ds_append_end(st->id, ds_catalog_oids()->log, st->tail);
 	return first;
 }
 
@@ -370,7 +374,8 @@ ds_log_assign(DsStreamState *st, int n)
 void
 ds_log_release(DsStreamState *st)
 {
-	ds_append_end(st->id, ds_catalog_oids()->log, st->tail);
+	if (!st->exclusive)
+		ds_append_end(st->id, ds_catalog_oids()->log, st->tail);
 }
 
 /*

@@ -113,7 +113,9 @@ ds_format_offset(int64 seq)
 /*
  * The highest seq logged for a stream, or 0: as a dirty snapshot sees it
  * (snap NULL: committed and in-progress rows, our own included), or as snap
- * sees it.
+ * sees it (SnapshotAny: rows of aborted batches too, and of batches a crash
+ * cut short, whose offsets were returned by state.apply: never handed out
+ * again while their rows are there).
  */
 static int64
 log_tail(int32 stream_id, Snapshot snap)
@@ -316,7 +318,7 @@ ds_stream_open(const char *name, DsStreamState *st, bool exclusive)
 
 	if (st->exclusive)
 	{
-		int64		tail = log_tail(st->id, NULL);
+		st->tail = Max(st->tail, log_tail(st->id, SnapshotAny));
 
 		/*
 		 * Under REPEATABLE READ or SERIALIZABLE, events another transaction
@@ -325,13 +327,13 @@ ds_stream_open(const char *name, DsStreamState *st, bool exclusive)
 		 * strict insert that cannot see their key) would not be
 		 * serializable.
 		 */
-		if (IsolationUsesXactSnapshot() && tail > log_tail(st->id, GetActiveSnapshot()))
+		if (IsolationUsesXactSnapshot() &&
+			log_tail(st->id, NULL) > log_tail(st->id, GetActiveSnapshot()))
 			ereport(ERROR,
 					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 					 errmsg("could not serialize access due to concurrent apply to stream \"%s\"",
 							ds_shorten(name, strlen(name))),
 					 errhint("Retry the transaction.")));
-		st->tail = Max(st->tail, tail);
 	}
 	PopActiveSnapshot();
 	return true;
@@ -356,7 +358,7 @@ ds_log_assign(DsStreamState *st, int n)
 	if (remembered >= 0)
 		st->tail = Max(st->tail, remembered);
 	else if (!st->exclusive)
-		st->tail = Max(st->tail, log_tail(st->id, NULL));
+		st->tail = Max(st->tail, log_tail(st->id, SnapshotAny));
 	first = st->tail + 1;
 	st->stable = st->exclusive ? st->tail : ds_flight_begin(st->id, first, true);
 	st->tail += n;

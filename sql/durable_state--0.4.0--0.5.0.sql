@@ -152,16 +152,19 @@ END;
 -- snapshot-end offset.  A snapshot taken while a batch below a visible one
 -- is in flight would not be; under READ COMMITTED it waits for that batch
 -- and takes another (a few times, then with a short barrier: new batches of
--- the stream wait until the snapshot is taken).  Under REPEATABLE READ or
--- SERIALIZABLE the transaction's snapshot cannot move: 40001.
+-- the stream wait until the snapshot is taken; on a hot standby, which
+-- cannot hold the primary's writers back, it keeps waiting for the batches
+-- in flight a while longer).  Under REPEATABLE READ or SERIALIZABLE the
+-- transaction's snapshot cannot move: 40001.
 CREATE OR REPLACE FUNCTION state.snapshot(stream text DEFAULT 'default') RETURNS SETOF jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog
 AS $$
 DECLARE
     sid integer := state._stream_id(stream);   -- an unknown stream: a clear error
+    standby boolean := pg_is_in_recovery();
 BEGIN
-    FOR attempt IN 1..4 LOOP
+    FOR attempt IN 1..CASE WHEN standby THEN 50 ELSE 4 END LOOP
         BEGIN
             RETURN QUERY SELECT * FROM state._snapshot(stream);
             RETURN;
@@ -170,7 +173,7 @@ BEGIN
                 RAISE;
             END IF;
         END;
-        PERFORM state._snapshot_settle(sid, attempt >= 3);
+        PERFORM state._snapshot_settle(sid, attempt >= 3 AND NOT standby);
     END LOOP;
     RAISE EXCEPTION 'could not take an exact snapshot of stream "%"', stream
         USING ERRCODE = 'serialization_failure',

@@ -149,6 +149,22 @@ log_tail(int32 stream_id, Snapshot snap)
 	return tail;
 }
 
+/*
+ * Whether the transaction's snapshot sees every batch of the stream that
+ * committed (the caller has the stream to itself, so none is in flight):
+ * none beyond the newest it sees, and none in a gap below it (a batch that
+ * was in flight below a visible one when the snapshot was taken).
+ */
+static bool
+snapshot_sees_stream(int32 stream_id)
+{
+	int64		newest;
+	TransactionId blocker;
+
+	(void) ds_stable_tail(stream_id, GetActiveSnapshot(), &newest, &blocker);
+	return !TransactionIdIsValid(blocker) && log_tail(stream_id, NULL) <= newest;
+}
+
 /* Refuses writing in a read-only transaction (the functions below write). */
 static void
 check_writable(void)
@@ -327,8 +343,7 @@ ds_stream_open(const char *name, DsStreamState *st, bool exclusive)
 		 * strict insert that cannot see their key) would not be
 		 * serializable.
 		 */
-		if (IsolationUsesXactSnapshot() &&
-			log_tail(st->id, NULL) > log_tail(st->id, GetActiveSnapshot()))
+		if (IsolationUsesXactSnapshot() && !snapshot_sees_stream(st->id))
 			ereport(ERROR,
 					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 					 errmsg("could not serialize access due to concurrent apply to stream \"%s\"",

@@ -180,8 +180,13 @@ if [[ " $MODES " == *" worker "* ]]; then
     fi
 fi
 
-server_info=$(psql_db -At -F '|' -c "SELECT current_setting('server_version'), current_setting('fsync'), current_setting('wal_sync_method'), current_setting('shared_buffers')")
-IFS='|' read -r PGVER FSYNC WALSYNC SBUF <<<"$server_info"
+server_info=$(psql_db -At -F '|' -c "SELECT current_setting('server_version'), current_setting('fsync'), current_setting('wal_sync_method'), current_setting('shared_buffers'),
+                                             (SELECT extversion FROM pg_extension WHERE extname = 'durable_state')")
+IFS='|' read -r PGVER FSYNC WALSYNC SBUF EXTVER <<<"$server_info"
+# which build runs: the server's library directory and the .so's checksum
+# (several builds may be installed into one PostgreSQL in turn)
+SO_PATH="$(psql_db -At -c "SELECT setting FROM pg_config WHERE name = 'PKGLIBDIR'" 2>/dev/null || echo '?')/durable_state.so"
+SO_SUM=$( { md5sum <"$SO_PATH" | cut -c1-12; } 2>/dev/null || echo '?')
 
 # --------------------------------------------------------------------------
 # Runs
@@ -246,7 +251,7 @@ elapsed=$(( $(date +%s) - start_all ))
 
 echo
 echo "durable_state counters: state.increment() of $CLIENTS counters on one stream vs on $CLIENTS streams"
-echo "  PostgreSQL $PGVER, fsync=$FSYNC, wal_sync_method=$WALSYNC, shared_buffers=$SBUF, $(nproc 2>/dev/null || echo '?') CPUs;"
+echo "  durable_state $EXTVER ($SO_PATH, md5 $SO_SUM), PostgreSQL $PGVER, fsync=$FSYNC, wal_sync_method=$WALSYNC, shared_buffers=$SBUF, $(nproc 2>/dev/null || echo '?') CPUs;"
 echo "  cluster: $CLUSTER; database $DB; worker serves '$WORKER_DB'${WORKER_NOTE:+ -- NOTE: $WORKER_NOTE}"
 echo "  pgbench -M prepared -c $CLIENTS -j $THREADS -T $SECONDS_PER_RUN; a transaction = one state.increment() by 1;"
 echo "  $REPS runs per layout, mode and synchronous_commit, interleaved (the layouts of a mode back to back);"

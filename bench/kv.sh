@@ -96,6 +96,11 @@ SELECT state.create_collection(s, 'kv', stream => s, mode => 'lenient')
  WHERE NOT EXISTS (SELECT 1 FROM state.collections c WHERE c.name = x.s AND c.stream = x.s);
 SQL
 WORKER_DB=$(psql -X -qAt -c "SHOW durable_state.database")
+EXTVER=$(psql -X -qAt -c "SELECT extversion FROM pg_extension WHERE extname = 'durable_state'")
+# which build runs: the server's library directory and the .so's checksum
+# (several builds may be installed into one PostgreSQL in turn)
+SO_PATH="$(psql -X -qAt -c "SELECT setting FROM pg_config WHERE name = 'PKGLIBDIR'" 2>/dev/null || echo '?')/durable_state.so"
+SO_SUM=$( { md5sum <"$SO_PATH" | cut -c1-12; } 2>/dev/null || echo '?')
 DB=$(psql -X -qAt -c "SELECT current_database()")
 WORKER_NOTE=""
 [[ $WORKER_DB == "$DB" ]] || WORKER_NOTE="the worker serves '$WORKER_DB', not '$DB': with notify=worker the writers notify themselves"
@@ -134,7 +139,7 @@ R_ALWAYS=$REDIS_URL
 
 echo
 echo "durable_state vs Redis: key/value round trips through Node, $CLIENTS concurrent callers"
-echo "  $(redis-server --version | cut -d' ' -f1-3); PostgreSQL $(psql -X -qAt -c 'SHOW server_version'), fsync $(psql -X -qAt -c 'SHOW fsync'); $(nproc) CPUs; cluster: $CLUSTER"
+echo "  durable_state $EXTVER ($SO_PATH, md5 $SO_SUM); $(redis-server --version | cut -d' ' -f1-3); PostgreSQL $(psql -X -qAt -c 'SHOW server_version'), fsync $(psql -X -qAt -c 'SHOW fsync'); $(nproc) CPUs; cluster: $CLUSTER"
 echo "  Redis as shipped: $SHIPPED_DESC (${redis_settings[shipped]});"
 echo "  Redis appendfsync always: the same plus --appendonly yes --appendfsync always (${redis_settings[always]})"
 echo "  streams: 'kvb' (one, shared) and 'kvb_0'..'kvb_$(( CLIENTS - 1 ))' (one per caller); worker serves '$WORKER_DB'${WORKER_NOTE:+ -- NOTE: $WORKER_NOTE}"

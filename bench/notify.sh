@@ -225,8 +225,13 @@ elif [[ "$WORKER_STATE" != running ]]; then
     [[ "$WORKER_STATE" == running ]] || die "the durable_state worker is not running (state: $WORKER_STATE)"
 fi
 
-server_info=$(psql_db -At -F '|' -c "SELECT current_setting('server_version'), current_setting('fsync'), current_setting('synchronous_commit'), current_setting('wal_sync_method'), current_setting('shared_buffers')")
-IFS='|' read -r PGVER FSYNC SCOMMIT WALSYNC SBUF <<<"$server_info"
+server_info=$(psql_db -At -F '|' -c "SELECT current_setting('server_version'), current_setting('fsync'), current_setting('synchronous_commit'), current_setting('wal_sync_method'), current_setting('shared_buffers'),
+                                             (SELECT extversion FROM pg_extension WHERE extname = 'durable_state')")
+IFS='|' read -r PGVER FSYNC SCOMMIT WALSYNC SBUF EXTVER <<<"$server_info"
+# which build runs: the server's library directory and the .so's checksum
+# (several builds may be installed into one PostgreSQL in turn)
+SO_PATH="$(psql_db -At -c "SELECT setting FROM pg_config WHERE name = 'PKGLIBDIR'" 2>/dev/null || echo '?')/durable_state.so"
+SO_SUM=$( { md5sum <"$SO_PATH" | cut -c1-12; } 2>/dev/null || echo '?')
 
 ERRORS=()
 start_all=$(date +%s)
@@ -410,7 +415,7 @@ elapsed=$(( $(date +%s) - start_all ))
 
 echo
 echo "durable_state notification benchmark"
-echo "  PostgreSQL $PGVER, fsync=$FSYNC, synchronous_commit=$SCOMMIT (server default), wal_sync_method=$WALSYNC,"
+echo "  durable_state $EXTVER ($SO_PATH, md5 $SO_SUM), PostgreSQL $PGVER, fsync=$FSYNC, synchronous_commit=$SCOMMIT (server default), wal_sync_method=$WALSYNC,"
 echo "  shared_buffers=$SBUF, $(nproc 2>/dev/null || echo '?') CPUs; cluster: $CLUSTER; database $DB,"
 echo "  streams: '$STREAM' (shared) and '${STREAM}_c0'..'${STREAM}_c$(( CLIENTS - 1 ))' (one per client);"
 echo "  worker serves '$WORKER_DB'${WORKER_NOTE:+ -- NOTE: $WORKER_NOTE}"

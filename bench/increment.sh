@@ -268,13 +268,16 @@ if [[ -s $RESULTS ]]; then
             return (n % 2) ? s[(n+1)/2] : (s[n/2] + s[n/2+1]) / 2
         }
         # ratio(NAME, A, B, TARGET): median A / median B of (sync, mode), and within each repetition
-        function ratio(name, a, b, target, s, m,   ka, kb, r, reps, t) {
+        function ratio(name, a, b, target, s, m,   ka, kb, r, reps, t, nr, pr) {
             ka = a SUBSEP s SUBSEP m; kb = b SUBSEP s SUBSEP m
             if (!(ka in med) || !(kb in med) || med[kb] <= 0) return
-            reps = ""
+            reps = ""; nr = 0
             for (r = 1; r <= maxrep; r++)
-                if (((ka, r) in byrep) && ((kb, r) in byrep) && byrep[kb, r] > 0)
-                    reps = reps sprintf(" %.2f", byrep[ka, r] / byrep[kb, r])
+                if (((ka, r) in byrep) && ((kb, r) in byrep) && byrep[kb, r] > 0) {
+                    pr[++nr] = byrep[ka, r] / byrep[kb, r]
+                    reps = reps sprintf(" %.2f", pr[nr])
+                }
+            if (nr > 1) reps = reps sprintf(", median %.2f", median(pr, nr))
             t = target > 0 ? sprintf("; target >= %.2f %s", target, (med[ka] / med[kb] >= target ? "met" : "NOT met")) : ""
             printf "  ratio %s notify=%s sync=%s: %.2fx  (%.1f / %.1f tps; per repetition:%s%s)\n", name, m, s, med[ka] / med[kb], med[ka], med[kb], reps, t
         }

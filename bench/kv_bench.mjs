@@ -160,10 +160,11 @@ for (const v of variants) {
 const ratio = (name, a, b, target) => {
   if (!(a in med) || !(b in med) || !(med[b] > 0)) return;
   const r = med[a] / med[b];
-  const per = runs[a].map((ra) => {
+  const pairs = runs[a].map((ra) => {
     const rb = runs[b].find((x) => x.rep === ra.rep);
-    return rb && rb.ops > 0 ? (ra.ops / rb.ops).toFixed(3) : '?';
-  }).join(' ');
+    return rb && rb.ops > 0 ? ra.ops / rb.ops : null;
+  }).filter((x) => x !== null);
+  const per = pairs.map((x) => x.toFixed(3)).join(' ') + (pairs.length > 1 ? `, median ${median(pairs).toFixed(3)}` : '');
   const t = target ? `; target >= ${target.toFixed(2)} ${r >= target ? 'met' : 'NOT met'}` : '';
   out.push(`  ratio ${name}: ${r.toFixed(3)}x  (${med[a].toFixed(0)} / ${med[b].toFixed(0)} ops/s; per repetition: ${per}${t})`);
 };

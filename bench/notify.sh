@@ -499,10 +499,13 @@ if [[ -s $RESULTS ]]; then
                     for (i = 1; i <= cnt[kp]; i++) x[i] = tps[kp, i]
                     mp = median(x, cnt[kp])
                     if (mp <= 0) continue
-                    reps = ""
+                    reps = ""; nr = 0
                     for (r = 1; r <= maxrep; r++)
-                        if (((ks, r) in byrep) && ((kp, r) in byrep) && byrep[kp, r] > 0)
-                            reps = reps sprintf(" %.2f", byrep[ks, r] / byrep[kp, r])
+                        if (((ks, r) in byrep) && ((kp, r) in byrep) && byrep[kp, r] > 0) {
+                            pr[++nr] = byrep[ks, r] / byrep[kp, r]
+                            reps = reps sprintf(" %.2f", pr[nr])
+                        }
+                    if (nr > 1) reps = reps sprintf(", median %.2f", median(pr, nr))
                     tgt = (m == "off" || m == "worker") ? sprintf("; target >= 0.90 %s", (ms / mp >= 0.9 ? "met" : "NOT met")) : ""
                     printf "  ratio one-stream/%d-streams notify=%s sync=%s: %.2fx  (%.1f / %.1f tps; per repetition:%s%s)\n", clients, m, s, ms / mp, ms, mp, reps, tgt
                 }

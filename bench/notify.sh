@@ -15,11 +15,17 @@
 # 2. Throughput: pgbench, 8 clients (-c 8 -j 2), one transaction = one
 #    state.apply() of one upsert event with a txid (bench/notify_apply.sql),
 #    for durable_state.notify = off, commit and worker, while one subscriber
-#    LISTENs on every channel and counts notifications; rotated order,
-#    several runs per mode; with synchronous_commit = on and = off; with a
-#    stream per client (writers do not wait for each other, so the global
-#    notify lock is what serializes commits) and with one stream shared by
-#    all clients (its row lock already serializes the writers).
+#    LISTENs on every channel and counts notifications; with
+#    synchronous_commit = on and = off; with a stream per client (writers do
+#    not wait for each other, so the global notify lock is what serializes
+#    commits) and with one stream shared by all clients (on main before
+#    issue 13 its row lock serializes the writers through their commits).
+#    Runs are interleaved: per synchronous_commit value and repetition, the
+#    modes in rotated order, each with both layouts back to back (the first
+#    alternates).  The report gives, per mode and synchronous_commit, the
+#    ratio one-stream/N-streams of the median tps (issue 13's target:
+#    >= 0.90 for notify off and worker), and the ratio within each
+#    repetition.
 # 3. await_txid latency again, now that state._txids holds every txid of the
 #    throughput runs.
 #
@@ -219,8 +225,13 @@ elif [[ "$WORKER_STATE" != running ]]; then
     [[ "$WORKER_STATE" == running ]] || die "the durable_state worker is not running (state: $WORKER_STATE)"
 fi
 
-server_info=$(psql_db -At -F '|' -c "SELECT current_setting('server_version'), current_setting('fsync'), current_setting('synchronous_commit'), current_setting('wal_sync_method'), current_setting('shared_buffers')")
-IFS='|' read -r PGVER FSYNC SCOMMIT WALSYNC SBUF <<<"$server_info"
+server_info=$(psql_db -At -F '|' -c "SELECT current_setting('server_version'), current_setting('fsync'), current_setting('synchronous_commit'), current_setting('wal_sync_method'), current_setting('shared_buffers'),
+                                             (SELECT extversion FROM pg_extension WHERE extname = 'durable_state')")
+IFS='|' read -r PGVER FSYNC SCOMMIT WALSYNC SBUF EXTVER <<<"$server_info"
+# which build runs: the server's library directory and the .so's checksum
+# (several builds may be installed into one PostgreSQL in turn)
+SO_PATH="$(psql_db -At -c "SELECT setting FROM pg_config WHERE name = 'PKGLIBDIR'" 2>/dev/null || echo '?')/durable_state.so"
+SO_SUM=$( { md5sum <"$SO_PATH" | cut -c1-12; } 2>/dev/null || echo '?')
 
 ERRORS=()
 start_all=$(date +%s)
@@ -308,66 +319,78 @@ EOF
     IFS= read -r -t 15 ready <&"${LISTENER[0]}" || ready=""
     [[ $ready == ready ]] || die "the subscriber did not start: $(cat "$WORK/listener.err")"
 
+    # tps_run LAYOUT SYNC MODE REP: one pgbench run; a line in RESULTS
+    tps_run() {
+        local layout=$1 sync=$2 mode=$3 rep=$4 streams pgb_stream per_client
+        local rc=0 tps txns sent0 handed0 tail0 sent1 handed1 tail1 n0 e0 n1 e1 applied deadline notes covered
+        if [[ $layout == shared ]]; then
+            streams=$SHARED_STREAMS; pgb_stream=$STREAM; per_client=0
+        else
+            streams=$PER_CLIENT_STREAMS; pgb_stream=${STREAM}_c; per_client=1
+        fi
+        run_no=$(( run_no + 1 ))
+        psql_db -c 'CHECKPOINT' >/dev/null
+        read -r sent0 handed0 tail0 <<<"$(stats "$streams")"
+        read -r n0 e0 <<<"$(listener_stat)"
+        PGOPTIONS="-c durable_state.notify=$mode -c synchronous_commit=$sync" \
+            "$PGBIN/pgbench" -n -M prepared -c "$CLIENTS" -j "$THREADS" -T "$SECONDS_PER_RUN" \
+            -D keys="$KEYS" -D stream="$pgb_stream" -D per_client="$per_client" -D type="$COLL" \
+            -f "$HERE/notify_apply.sql" "$DB" >"$WORK/pgbench.out" 2>&1 || rc=$?
+        tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$WORK/pgbench.out")
+        txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$WORK/pgbench.out")
+        if (( rc != 0 )) || [[ -z $tps || -z $txns ]] || grep -q 'error' "$WORK/pgbench.out"; then
+            ERRORS+=("pgbench, $layout, notify=$mode, synchronous_commit=$sync: $(grep -m 5 -i 'error' "$WORK/pgbench.out" || tail -n 5 "$WORK/pgbench.out")")
+            say "bench/notify: run $run_no/$total_runs $layout sync=$sync notify=$mode FAILED"
+            return 0
+        fi
+        read -r sent1 handed1 tail1 <<<"$(stats "$streams")"
+        applied=$(( tail1 - tail0 ))
+        # wait for the last notifications (the worker sends them after the commits)
+        deadline=$(( $(date +%s) + 10 ))
+        while :; do
+            read -r n1 e1 <<<"$(listener_stat)"
+            if [[ $mode == off ]]; then
+                sleep 0.3
+                read -r n1 e1 <<<"$(listener_stat)"
+                break
+            fi
+            (( e1 - e0 >= applied )) && break
+            (( $(date +%s) >= deadline )) && break
+            sleep 0.05
+        done
+        notes=$(( n1 - n0 ))
+        covered=$(( e1 - e0 ))
+        echo "$layout $sync $mode $rep $tps $txns $applied $notes $covered $(( sent1 - sent0 )) $(( handed1 - handed0 ))" >>"$RESULTS"
+        say "$(printf 'bench/notify: run %2d/%d %-10s sync=%-3s notify=%-6s %8.1f tps %7d txns %7d notifications covering %7d events' \
+            "$run_no" "$total_runs" "$layout" "$sync" "$mode" "$tps" "$txns" "$notes" "$covered")"
+        if [[ $mode == off ]]; then
+            (( notes == 0 )) || ERRORS+=("$layout, notify=off, synchronous_commit=$sync run $rep: the subscriber got $notes notifications")
+        else
+            (( covered == applied )) || ERRORS+=("$layout, notify=$mode, synchronous_commit=$sync run $rep: notifications cover $covered events, $applied were applied")
+            (( notes > 0 )) || ERRORS+=("$layout, notify=$mode, synchronous_commit=$sync run $rep: no notification at all")
+        fi
+        (( applied == txns )) || ERRORS+=("$layout, notify=$mode, synchronous_commit=$sync run $rep: pgbench counted $txns transactions, the stream grew by $applied events")
+    }
+
+    # Interleaved: for each synchronous_commit value and repetition, every
+    # mode (in rotated order) runs with both layouts back to back (which one
+    # goes first alternates), so that the shared/per-client ratio of a mode
+    # compares runs seconds apart, not minutes apart on a noisy machine.
     read -r -a mode_order <<<"$MODES"
+    read -r -a layout_order <<<"$LAYOUTS"
     nmodes=${#mode_order[@]}
+    nlayouts=${#layout_order[@]}
     run_no=0
-    total_runs=$(( REPS * nmodes * $(wc -w <<<"$SYNCS") * $(wc -w <<<"$LAYOUTS") ))
-    for layout in $LAYOUTS; do
-      if [[ $layout == shared ]]; then
-          streams=$SHARED_STREAMS; pgb_stream=$STREAM; per_client=0
-      else
-          streams=$PER_CLIENT_STREAMS; pgb_stream=${STREAM}_c; per_client=1
-      fi
-      for sync in $SYNCS; do
+    total_runs=$(( REPS * nmodes * $(wc -w <<<"$SYNCS") * nlayouts ))
+    for sync in $SYNCS; do
         for (( rep = 1; rep <= REPS; rep++ )); do
             for (( k = 0; k < nmodes; k++ )); do
                 mode=${mode_order[$(( (k + rep - 1) % nmodes ))]}
-                run_no=$(( run_no + 1 ))
-                psql_db -c 'CHECKPOINT' >/dev/null
-                read -r sent0 handed0 tail0 <<<"$(stats "$streams")"
-                read -r n0 e0 <<<"$(listener_stat)"
-                rc=0
-                PGOPTIONS="-c durable_state.notify=$mode -c synchronous_commit=$sync" \
-                    "$PGBIN/pgbench" -n -M prepared -c "$CLIENTS" -j "$THREADS" -T "$SECONDS_PER_RUN" \
-                    -D keys="$KEYS" -D stream="$pgb_stream" -D per_client="$per_client" -D type="$COLL" \
-                    -f "$HERE/notify_apply.sql" "$DB" >"$WORK/pgbench.out" 2>&1 || rc=$?
-                tps=$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' "$WORK/pgbench.out")
-                txns=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$WORK/pgbench.out")
-                if (( rc != 0 )) || [[ -z $tps || -z $txns ]] || grep -q 'error' "$WORK/pgbench.out"; then
-                    ERRORS+=("pgbench, $layout, notify=$mode, synchronous_commit=$sync: $(grep -m 5 -i 'error' "$WORK/pgbench.out" || tail -n 5 "$WORK/pgbench.out")")
-                    say "bench/notify: run $run_no/$total_runs $layout sync=$sync notify=$mode FAILED"
-                    continue
-                fi
-                read -r sent1 handed1 tail1 <<<"$(stats "$streams")"
-                applied=$(( tail1 - tail0 ))
-                # wait for the last notifications (the worker sends them after the commits)
-                deadline=$(( $(date +%s) + 10 ))
-                while :; do
-                    read -r n1 e1 <<<"$(listener_stat)"
-                    if [[ $mode == off ]]; then
-                        sleep 0.3
-                        read -r n1 e1 <<<"$(listener_stat)"
-                        break
-                    fi
-                    (( e1 - e0 >= applied )) && break
-                    (( $(date +%s) >= deadline )) && break
-                    sleep 0.05
+                for (( l = 0; l < nlayouts; l++ )); do
+                    tps_run "${layout_order[$(( (l + rep - 1) % nlayouts ))]}" "$sync" "$mode" "$rep"
                 done
-                notes=$(( n1 - n0 ))
-                covered=$(( e1 - e0 ))
-                echo "$layout $sync $mode $rep $tps $txns $applied $notes $covered $(( sent1 - sent0 )) $(( handed1 - handed0 ))" >>"$RESULTS"
-                say "$(printf 'bench/notify: run %2d/%d %-10s sync=%-3s notify=%-6s %8.1f tps %7d txns %7d notifications covering %7d events' \
-                    "$run_no" "$total_runs" "$layout" "$sync" "$mode" "$tps" "$txns" "$notes" "$covered")"
-                if [[ $mode == off ]]; then
-                    (( notes == 0 )) || ERRORS+=("$layout, notify=off, synchronous_commit=$sync run $rep: the subscriber got $notes notifications")
-                else
-                    (( covered == applied )) || ERRORS+=("$layout, notify=$mode, synchronous_commit=$sync run $rep: notifications cover $covered events, $applied were applied")
-                    (( notes > 0 )) || ERRORS+=("$layout, notify=$mode, synchronous_commit=$sync run $rep: no notification at all")
-                fi
-                (( applied == txns )) || ERRORS+=("$layout, notify=$mode, synchronous_commit=$sync run $rep: pgbench counted $txns transactions, the stream grew by $applied events")
             done
         done
-      done
     done
     { echo quit 1>&"${LISTENER[1]}"; } 2>/dev/null || true
 fi
@@ -392,7 +415,7 @@ elapsed=$(( $(date +%s) - start_all ))
 
 echo
 echo "durable_state notification benchmark"
-echo "  PostgreSQL $PGVER, fsync=$FSYNC, synchronous_commit=$SCOMMIT (server default), wal_sync_method=$WALSYNC,"
+echo "  durable_state $EXTVER ($SO_PATH, md5 $SO_SUM), PostgreSQL $PGVER, fsync=$FSYNC, synchronous_commit=$SCOMMIT (server default), wal_sync_method=$WALSYNC,"
 echo "  shared_buffers=$SBUF, $(nproc 2>/dev/null || echo '?') CPUs; cluster: $CLUSTER; database $DB,"
 echo "  streams: '$STREAM' (shared) and '${STREAM}_c0'..'${STREAM}_c$(( CLIENTS - 1 ))' (one per client);"
 echo "  worker serves '$WORKER_DB'${WORKER_NOTE:+ -- NOTE: $WORKER_NOTE}"
@@ -401,7 +424,8 @@ if [[ -s $RESULTS ]]; then
     echo
     echo "Throughput: pgbench -M prepared -c $CLIENTS -j $THREADS -T $SECONDS_PER_RUN; a transaction = one state.apply() of one"
     echo "upsert event with a txid (random key of $KEYS); one subscriber LISTENs on all $(( CLIENTS + 1 )) channels throughout."
-    echo "tps excludes connection time; $REPS runs per mode, modes in rotated order; the median is the headline,"
+    echo "tps excludes connection time; $REPS runs per mode and layout, modes in rotated order, the layouts of a"
+    echo "mode back to back (interleaved); the median is the headline,"
     echo "the best is shown.  Counts are those of the median run: notifications the subscriber received, the"
     echo "events they cover (their count members; = transactions), notifications_handed_to_worker."
     for layout in $LAYOUTS; do
@@ -452,6 +476,41 @@ if [[ -s $RESULTS ]]; then
             }' "$RESULTS"
       done
     done
+    if grep -q '^shared ' "$RESULTS" && grep -q '^per-client ' "$RESULTS"; then
+        echo
+        echo "  One stream shared by the $CLIENTS clients vs a stream per client (issue 13): median tps of the"
+        echo "  shared layout / median tps of the per-client layout; in brackets the ratio within each repetition"
+        echo "  (the two layouts ran back to back); target >= 0.90 for notify off and worker."
+        awk -v syncs="$SYNCS" -v modes="$MODES" -v clients="$CLIENTS" '
+            function median(arr, n,   i, j, t, s) {
+                for (i = 1; i <= n; i++) s[i] = arr[i]
+                for (i = 2; i <= n; i++) for (j = i; j > 1 && s[j-1] > s[j]; j--) { t = s[j]; s[j] = s[j-1]; s[j-1] = t }
+                return (n % 2) ? s[(n+1)/2] : (s[n/2] + s[n/2+1]) / 2
+            }
+            { k = $1 SUBSEP $2 SUBSEP $3; n = ++cnt[k]; tps[k, n] = $5; byrep[k, $4] = $5; if ($4 > maxrep) maxrep = $4 }
+            END {
+                ns = split(syncs, sl, " "); nm = split(modes, ml, " ")
+                for (a = 1; a <= ns; a++) for (b = 1; b <= nm; b++) {
+                    s = sl[a]; m = ml[b]
+                    ks = "shared" SUBSEP s SUBSEP m; kp = "per-client" SUBSEP s SUBSEP m
+                    if (!cnt[ks] || !cnt[kp]) continue
+                    for (i = 1; i <= cnt[ks]; i++) x[i] = tps[ks, i]
+                    ms = median(x, cnt[ks])
+                    for (i = 1; i <= cnt[kp]; i++) x[i] = tps[kp, i]
+                    mp = median(x, cnt[kp])
+                    if (mp <= 0) continue
+                    reps = ""; nr = 0
+                    for (r = 1; r <= maxrep; r++)
+                        if (((ks, r) in byrep) && ((kp, r) in byrep) && byrep[kp, r] > 0) {
+                            pr[++nr] = byrep[ks, r] / byrep[kp, r]
+                            reps = reps sprintf(" %.2f", pr[nr])
+                        }
+                    if (nr > 1) reps = reps sprintf(", median %.2f", median(pr, nr))
+                    tgt = (m == "off" || m == "worker") ? sprintf("; target >= 0.90 %s", (ms / mp >= 0.9 ? "met" : "NOT met")) : ""
+                    printf "  ratio one-stream/%d-streams notify=%s sync=%s: %.2fx  (%.1f / %.1f tps; per repetition:%s%s)\n", clients, m, s, ms / mp, ms, mp, reps, tgt
+                }
+            }' "$RESULTS"
+    fi
     echo
     echo "  every run (tps):"
     awk '{ k = $1 " sync=" $2 " notify=" $3; if (!(k in line)) { order[++n] = k; line[k] = "" } line[k] = line[k] sprintf(" %9.1f", $5) }

@@ -280,8 +280,8 @@ ds_flight_room(int32 stream_id)
  * of now: the offset below the first of every other backend's flight in
  * the stream (every batch at or below it has ended), or first - 1.  With
  * register, lists the batch as a flight of this backend until its
- * transaction ends (an earlier flight of the same stream stays, with its
- * smaller first offset).
+ * transaction ends (one flight per stream, from the lowest offset any of
+ * the transaction's batches got).
  */
 int64
 ds_flight_begin(int32 stream_id, int64 first, bool register_it)
@@ -306,9 +306,17 @@ ds_flight_begin(int32 stream_id, int64 first, bool register_it)
 	{
 		bool		listed = false;
 
+		/*
+		 * A later batch of the transaction may get lower offsets than an
+		 * earlier one (whose rows a rolled-back savepoint took, and whose
+		 * offsets were handed out again): the flight starts at the lowest.
+		 */
 		for (int i = 0; i < mine->n; i++)
 			if (mine->f[i].stream_id == stream_id && mine->f[i].dbid == MyDatabaseId)
+			{
+				mine->f[i].first = Min(mine->f[i].first, first);
 				listed = true;
+			}
 		if (!listed)
 		{
 			Assert(mine->n < DS_FLIGHTS);

@@ -30,7 +30,7 @@ include $(PGXS)
 $(OBJS): src/durable_state.h src/jsonschema.h src/util.h src/apply.h src/shmem.h src/standbys.h \
 	src/jsonschema/jsonschema_int.h
 
-.PHONY: test stress valgrind sanitize bench bench-apply bench-notify bench-kv bench-rls demo meta
+.PHONY: test stress valgrind sanitize bench bench-apply bench-notify bench-kv bench-increment bench-rls demo meta
 test:
 	bash test/run.sh
 # the whole suite with the long crash loop (100 kills of larger batches)
@@ -45,14 +45,17 @@ sanitize:
 	bash test/sanitize.sh
 # every benchmark: apply and schema checks (bench/run.sh), then notifications
 # and txid confirmation (bench/notify.sh), key/value round trips against
-# Redis (bench/kv.sh), row-level security (bench/rls.sh)
-bench: bench-apply bench-notify bench-kv bench-rls
+# Redis (bench/kv.sh), counters on one stream (bench/increment.sh),
+# row-level security (bench/rls.sh)
+bench: bench-apply bench-notify bench-kv bench-increment bench-rls
 bench-apply:
 	bash bench/run.sh
 bench-notify:
 	bash bench/notify.sh
 bench-kv:
 	bash bench/kv.sh
+bench-increment:
+	bash bench/increment.sh
 bench-rls:
 	bash bench/rls.sh
 demo:

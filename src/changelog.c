@@ -56,7 +56,6 @@
 #include "utils/datum.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
-#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -65,29 +64,6 @@
 
 #include "durable_state.h"
 #include "compat.h"
-
-bool		ds_concurrent_writes = true;
-int			ds_max_key_locks = 64;
-
-/* Registers the writers' settings. */
-void
-ds_changelog_init(void)
-{
-	DefineCustomBoolVariable("durable_state.concurrent_writes",
-							 "Lets batches of one stream run side by side (with the preload).",
-							 "Off: every batch locks its whole stream until it commits, and offsets are in commit order.",
-							 &ds_concurrent_writes,
-							 true,
-							 PGC_USERSET, 0,
-							 NULL, NULL, NULL);
-	DefineCustomIntVariable("durable_state.max_key_locks",
-							"Most distinct keys a batch locks one by one; a batch with more locks its whole stream.",
-							"Each key lock is an entry of the shared lock table (see max_locks_per_transaction).",
-							&ds_max_key_locks,
-							64, 0, 100000,
-							PGC_USERSET, 0,
-							NULL, NULL, NULL);
-}
 
 /*
  * Whether batches of stream stream_id may run side by side with others in

@@ -251,7 +251,7 @@ typedef struct DsStreamState
 	bool		was_in_snapshot;	/* as stored in the row */
 } DsStreamState;
 
-/* durable_state.concurrent_writes, durable_state.max_key_locks */
+/* durable_state.concurrent_writes, durable_state.max_key_locks (inflight.c) */
 extern bool ds_concurrent_writes;
 extern int	ds_max_key_locks;
 
@@ -260,7 +260,6 @@ extern bool ds_stream_concurrent(int32 stream_id);
 extern int64 ds_log_assign(DsStreamState *st, int n);
 extern void ds_log_release(DsStreamState *st);
 extern void ds_stream_update(DsStreamState *st, const char *source_offset);
-extern void ds_changelog_init(void);
 extern char *ds_format_offset(int64 seq);
 
 /* A batch's events for state.log, written once it has its offsets. */

@@ -31,6 +31,7 @@
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 #include "storage/shmem.h"
+#include "utils/guc.h"
 
 #include "durable_state.h"
 #include "compat.h"
@@ -42,6 +43,29 @@
 /* ------------------------------------------------------------------------
  * Locks
  * ------------------------------------------------------------------------ */
+
+bool		ds_concurrent_writes = true;
+int			ds_max_key_locks = 64;
+
+/* Registers the settings of writers side by side. */
+static void
+inflight_gucs(void)
+{
+	DefineCustomBoolVariable("durable_state.concurrent_writes",
+							 "Lets batches of one stream run side by side (with the preload).",
+							 "Off: every batch locks its whole stream until it commits, and offsets are in commit order.",
+							 &ds_concurrent_writes,
+							 true,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+	DefineCustomIntVariable("durable_state.max_key_locks",
+							"Most distinct keys a batch locks one by one; a batch with more locks its whole stream.",
+							"Each key lock is an entry of the shared lock table (see max_locks_per_transaction).",
+							&ds_max_key_locks,
+							64, 0, 100000,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+}
 
 static void
 ds_lock_tag(LOCKTAG *tag, int32 stream_id, uint32 sub, uint16 kind)
@@ -243,6 +267,7 @@ flights_exit(int code, Datum arg)
 void
 ds_inflight_init(void)
 {
+	inflight_gucs();
 	RegisterXactCallback(flights_xact, NULL);
 	if (process_shared_preload_libraries_in_progress)
 	{

@@ -43,7 +43,6 @@ _PG_init(void)
 			ds_worker_register();
 	}
 	ds_catalog_init();
-	ds_changelog_init();
 	ds_stable_init();
 	ds_inflight_init();
 	ds_rls_init();

@@ -17,9 +17,10 @@
 #     part (each logged txid has its batch's size, at consecutive offsets);
 #     nothing rolled back is there;
 #   - the stream's offsets are strictly increasing: no two logged events
-#     share one; state.tail is the highest; changes() from the start returns
-#     exactly the log, in offset order (gaps, from rolled-back batches and
-#     batches the kill cut, are allowed);
+#     share one; state.tail is the highest; a reader that read up to the
+#     tail before the round gets, from there, exactly the log above it, in
+#     offset order (gaps, from rolled-back batches and batches the kill cut,
+#     are allowed);
 #   - writers after a restart get offsets above every committed offset: no
 #     event appears later at or below the highest offset committed when the
 #     previous restart was checked;
@@ -225,14 +226,18 @@ for ((k = 1; k <= KILLS; k++)); do
     [[ $cnt == "$dcnt" && $mx == "$tl" ]] || errs+=("offsets: $cnt events at $dcnt distinct offsets, max $mx, tail $tl")
     [[ $below == "$prev_count" ]] ||
         errs+=("$((below - prev_count)) events appeared at or below $prev_max, the highest offset committed before this round")
-    # a reader from the start gets exactly the log, in offset order
-    rd=$(P -c "SELECT count(*), count(*) FILTER (WHERE bad) FROM (
-                   SELECT l.seq IS NULL OR c.event #- '{headers,offset}' <> l.event
-                          OR c.\"offset\" <= lag(c.\"offset\") OVER (ORDER BY c.ord) AS bad
-                     FROM state.changes('cr', '-1', 100000000) WITH ORDINALITY AS c(\"offset\", event, ord)
-                     LEFT JOIN state.log_events l ON l.stream = 'cr' AND l.seq = c.\"offset\"::bigint) x" 2>&1)
-    IFS='|' read -r rdn rdbad <<<"$rd"
-    [[ $rdn == "$cnt" && $rdbad == 0 ]] || errs+=("changes() from the start: $rd (of $cnt logged)")
+    # a reader that had read up to the tail before this round goes on from
+    # there (from the start the first time) and gets exactly the log above
+    # it, in offset order
+    rd=$(P -c "WITH c AS (SELECT \"offset\"::bigint AS o, event #- '{headers,offset}' AS e, ord
+                            FROM state.changes('cr', '$(printf %020d "$prev_max")', 100000000)
+                                 WITH ORDINALITY AS c(\"offset\", event, ord)),
+                    l AS (SELECT seq AS o, event AS e, row_number() OVER (ORDER BY seq) AS ord
+                            FROM state.log_events WHERE stream = 'cr' AND seq > $prev_max)
+               SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM l),
+                      (SELECT count(*) FROM c FULL JOIN l USING (ord) WHERE c.o IS DISTINCT FROM l.o OR c.e IS DISTINCT FROM l.e)" 2>&1)
+    IFS='|' read -r rdn rdl rdbad <<<"$rd"
+    [[ $rdn == "$rdl" && $rdbad == 0 ]] || errs+=("changes() after $prev_max: $rd (returned|logged|differing)")
     # the table is the fold of the log
     diff=$(P -c "SELECT count(*) FROM (
                    SELECT key, value FROM state.get_type('item', 'cr')

@@ -33,9 +33,12 @@ $(OBJS): src/durable_state.h src/jsonschema.h src/util.h src/apply.h src/shmem.h
 .PHONY: test stress valgrind sanitize bench bench-apply bench-notify bench-kv bench-increment bench-rls demo meta
 test:
 	bash test/run.sh
-# the whole suite with the long crash loop (100 kills of larger batches)
+# the whole suite with the long crash loop (100 kills of larger batches) and
+# 5 minutes of 8 writers on one stream (test/t/stress_one_stream.js); the
+# crash loop alone takes about 10 minutes on 2 cores, over the default
+# 600 s per test
 stress:
-	DS_CRASH_KILLS=100 DS_CRASH_BATCH=200 bash test/run.sh
+	DS_CRASH_KILLS=100 DS_CRASH_BATCH=200 DS_STRESS_SECONDS=300 DS_TEST_TIMEOUT=1500 bash test/run.sh
 # the suites against a server under valgrind (test/valgrind.sh)
 valgrind:
 	bash test/valgrind.sh

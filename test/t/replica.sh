@@ -15,6 +15,14 @@
 #  2. 'replicated': an autocommit apply of txid r1, await_txid(r1, 5000,
 #     'replicated') is true and at that moment the row is visible on the
 #     standby (state.get, state.changes, txid_status there)
+#  2c. concurrent writers of one stream on the primary (4, with rollbacks
+#     and late commits, for DS_REPLICA_CONC_SECONDS, default 5), a reader
+#     polling state.changes(since) and a snapshotter on the standby
+#     (test/node/replica_readers.js): the reader reads strictly increasing
+#     offsets, every committed event exactly once in offset order (never one
+#     at or below what it read already); its fold is the standby's table
+#     after catch-up; state.tail there is its last offset; every snapshot
+#     taken there is exact
 #  2w. a WAL-only client next to the standby: pg_receivewal streams too
 #     (state.standbys shows it, 'no replay position', not counted), and
 #     'replicated' still confirms at once with standbys = 1
@@ -342,6 +350,26 @@ is "state.get_type and state.snapshot work on the standby" \
                     (SELECT count(*) FROM state.snapshot('$STREAM'))" 2>&1)" "1|3"
 is "txid_status('r1') on the standby = committed" "$(S -c "SELECT state.txid_status('r1')" 2>&1)" committed
 is "txid_status('r1') on the primary = replicated" "$(P -c "SELECT state.txid_status('r1')" 2>&1)" replicated
+
+# ---------------------------------------------------------------------------
+# 2c. Concurrent writers of one stream; a reader and snapshots on the standby
+# ---------------------------------------------------------------------------
+need_primary "2c"
+if [[ -d test/node/node_modules/pg ]]; then
+    DS_STANDBY_HOST=$SB_DIR DS_STANDBY_PORT=$SB_PORT DS_REPLICA_DB=$DB \
+        timeout 300 node test/node/replica_readers.js >"$WORK/readers.out" 2>&1
+    while IFS= read -r line; do
+        case $line in
+            "ok - "*) ok "2c: ${line#ok - }" ;;
+            "not ok - "*) not_ok "2c: ${line#not ok - }" ;;
+            "#"*|"    "*) echo "$line" ;;
+        esac
+    done <"$WORK/readers.out"
+    grep -q '^[0-9]* passed, 0 failed$' "$WORK/readers.out" ||
+        not_ok "2c: test/node/replica_readers.js ended cleanly ($(tail -n 1 "$WORK/readers.out"))"
+else
+    not_ok "2c: pg is installed in test/node (cd test/node && npm ci)"
+fi
 
 # ---------------------------------------------------------------------------
 # 2w. A WAL-only client next to the standby does not stall 'replicated'

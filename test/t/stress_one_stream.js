@@ -24,11 +24,15 @@
  *     statement with state.tail();
  *   - a snapshotter takes state.snapshot() every ~0.5 s (READ COMMITTED),
  *     every third one in REPEATABLE READ (where 40001 is allowed).
- * Before the run, one deterministic case (reusedOffsets): a transaction's
- * batch after ROLLBACK TO SAVEPOINT reuses offsets below those of its
+ * Before the run, two deterministic cases (reusedOffsets): a transaction's
+ * batch after ROLLBACK TO SAVEPOINT gets offsets below those of its
  * rolled-back batch: state.tail must stay below it while it is in flight,
  * a snapshot meanwhile must be exact, and changes() after that tail must
- * return it once committed.
+ * return it once committed.  In the second case the offsets really are
+ * handed out again: VACUUM removes the rolled-back rows and batches on 8
+ * other streams of the same append partition evict the stream's remembered
+ * tail (the bug fixed in 856e883: the flight started at the first batch's
+ * offsets, and the tail passed over the later batch's lower ones).
  * Checks:
  *   - the writers met no error but the expected ones: no deadlock (every
  *     transaction holds one batch's key locks, taken in hash order), the
@@ -356,14 +360,22 @@ function mapDiff(got, want) {
 /* ---------------------------------------------------------------------------
  * Offsets reused under a transaction's flight (deterministic, before the
  * run): batch y of transaction Y takes 2-3, batch x of transaction A takes
- * 4-5 in a savepoint; Y rolls back, A rolls back to the savepoint, so its
- * next batch b reuses 2-3 (the log's tail is 1 again); C commits 4.  While
- * A is open, state.tail must stay below 2, and a snapshot must wait for A
- * (or leave b's offsets after its end); after A commits, changes() after
- * that tail must return b's events.
+ * 4-5 in a savepoint; Y rolls back, A rolls back to the savepoint; its next
+ * batch b gets offsets after a tail read again (with evict: VACUUM
+ * state.log removes the rows of y and x, and one batch on each of 8 other
+ * streams whose append lock is the same partition makes the lock forget
+ * this stream's tail, so the tail is read from the log, 1, and b gets 2-3,
+ * below x); C commits after b.  While A is open, state.tail must stay below
+ * b, and a snapshot must wait for A (or leave b's offsets after its end);
+ * after A commits, changes() after that tail must return b's events.
  * ------------------------------------------------------------------------- */
-async function reusedOffsets() {
-  const S = 'reuse';
+const TAILS_PER_PARTITION = 8; // DS_TAILS_PER_PARTITION in src/inflight.c
+/* The append partition of a stream id (append_partition() in src/inflight.c:
+ * hash_combine of hash_bytes_uint32 of the database oid and of the id, mod 64). */
+const PARTITION_SQL = `SELECT ((h.a # ((h.b + 2654435769 + ((h.a << 6) & 4294967295) + (h.a >> 2)) & 4294967295)) % 64)::int AS p
+  FROM (SELECT (hashint4((SELECT oid FROM pg_database WHERE datname = current_database())::int)::bigint & 4294967295) AS a,
+               (hashint4($1::int)::bigint & 4294967295) AS b) h`;
+async function reusedOffsets(S, evict) {
   const cl = [];
   const conn = async () => {
     const x = new pg.Client({ database: DB });
@@ -373,12 +385,12 @@ async function reusedOffsets() {
     return x;
   };
   const evs = (k, n) => JSON.stringify(Array.from({ length: n }, (_, i) => ({
-    type: 'ritem', key: `${k}${i}`, value: { k, i }, headers: { operation: 'upsert' } })));
+    type: `${S}_item`, key: `${k}${i}`, value: { k, i }, headers: { operation: 'upsert' } })));
   const apply = async (x, k, n) => Number((await x.query('SELECT last_offset FROM state.apply($1::jsonb, $2)',
     [evs(k, n), S])).rows[0].last_offset);
   try {
     const [setup, Y, A, C, R] = [await conn(), await conn(), await conn(), await conn(), await conn()];
-    await setup.query("SELECT state.create_collection('ritems', 'ritem', stream => $1, mode => 'lenient')", [S]);
+    await setup.query("SELECT state.create_collection($1 || '_items', $1 || '_item', stream => $1, mode => 'lenient')", [S]);
     await apply(setup, 'z', 1);
     await Y.query('BEGIN');
     const y = await apply(Y, 'y', 2);
@@ -387,16 +399,43 @@ async function reusedOffsets() {
     const x = await apply(A, 'x', 2);
     await Y.query('ROLLBACK');
     await A.query('ROLLBACK TO SAVEPOINT s');
+    if (evict) {
+      // streams whose append lock is this stream's partition: as many as it
+      // remembers tails, each created with the id it needs
+      const partOf = async (id) => (await setup.query(PARTITION_SQL, [id])).rows[0].p;
+      const sid = (await setup.query('SELECT id FROM state._streams WHERE name = $1', [S])).rows[0].id;
+      const p = await partOf(sid);
+      const others = [];
+      for (let id = sid + 1; others.length < TAILS_PER_PARTITION; id++) {
+        if (await partOf(id) !== p) continue;
+        await setup.query("SELECT setval(pg_get_serial_sequence('state._streams', 'id'), $1 - 1)", [id]);
+        const name = `${S}_o${id}`;
+        await setup.query("SELECT state.create_collection($1, $1 || 't', stream => $1, mode => 'lenient')", [name]);
+        const got = (await setup.query('SELECT id FROM state._streams WHERE name = $1', [name])).rows[0].id;
+        if (got !== id) throw new Error(`stream ${name} got id ${got}, not ${id}`);
+        others.push(name);
+      }
+      await setup.query('VACUUM state.log');
+      for (const o of others) {
+        await setup.query('SELECT state.apply($1::jsonb, $2)',
+          [JSON.stringify([{ type: `${o}t`, key: 'o', value: {}, headers: { operation: 'upsert' } }]), o]);
+      }
+      note(`${S}: VACUUM state.log, then a batch on each of ${others.length} other streams of append partition ${p}`);
+    }
     const b = await apply(A, 'b', 2);
+    if (evict) {
+      check(b <= y, `${S}: once the rolled-back rows are vacuumed and the remembered tail evicted, b's offsets ` +
+        `are handed out again, below x's (the case under test happened)`, `y ${y - 1}..${y}, x ${x - 1}..${x}, b ${b - 1}..${b}`);
+    }
     const c = await apply(C, 'c', 1);
-    note(`reused offsets: y ${y - 1}..${y} rolled back, x ${x - 1}..${x} rolled back to a savepoint, ` +
+    note(`${S}: y ${y - 1}..${y} rolled back, x ${x - 1}..${x} rolled back to a savepoint, ` +
       `then b of the same transaction got ${b - 1}..${b}, c committed ${c}`);
     // the tail, and what a reader sees up to it, in one statement
     const r = (await R.query(`SELECT state.tail($1)::bigint AS t,
         (SELECT coalesce(jsonb_agg(c."offset"), '[]') FROM state.changes($1, '-1') c) AS seen`, [S])).rows[0];
     const tail = Number(r.t);
     const seen = new Set(r.seen.map(Number));
-    check(tail < b - 1, `while b (${b - 1}..${b}) is in flight, state.tail stays below it, even though its ` +
+    check(tail < b - 1, `${S}: while b (${b - 1}..${b}) is in flight, state.tail stays below it, even though its ` +
       'transaction registered a higher offset first (x, rolled back to a savepoint)', `state.tail = ${tail}`);
     const snap = takeSnapshot(R, false, S);
     await sleep(300);
@@ -406,13 +445,13 @@ async function reusedOffsets() {
     const fold = new Map();
     for (const e of log) if (Number(e.seq) <= sn.end) foldStep(fold, e.event);
     const d = mapDiff(sn.rows, fold);
-    check(sn.start === sn.end && d.length === 0, `a snapshot taken meanwhile is exact (snapshot-end ${sn.end})`, d.join('; '));
+    check(sn.start === sn.end && d.length === 0, `${S}: a snapshot taken meanwhile is exact (snapshot-end ${sn.end})`, d.join('; '));
     const late = log.map((e) => Number(e.seq)).filter((o) => o <= tail && !seen.has(o));
-    check(late.length === 0, `no event committed after the reader was told the tail (${tail}) is at or below it`,
+    check(late.length === 0, `${S}: no event committed after the reader was told the tail (${tail}) is at or below it`,
       `committed later at ${canon(late)}`);
     const after = (await R.query('SELECT "offset" FROM state.changes($1, $2)', [S, fmt(tail)])).rows.map((x) => Number(x.offset));
     const want = log.map((e) => Number(e.seq)).filter((o) => o > tail);
-    check(canon(after) === canon(want), `after A commits, changes() after that tail returns every event logged above it`,
+    check(canon(after) === canon(want), `${S}: after A commits, changes() after that tail returns every event logged above it`,
       `got ${canon(after)}, logged ${canon(want)}`);
   } finally {
     for (const x of cl) await x.end().catch(() => {});
@@ -439,7 +478,9 @@ async function main() {
     if (!check(mode === 'concurrent', 'writers of one stream run side by side here (state._write_mode() = concurrent)',
       `write mode ${mode}`)) return;
     phase = 'offsets reused under a flight';
-    await reusedOffsets();
+    await reusedOffsets('reuse', false);
+    phase = 'offsets handed out again after eviction and VACUUM';
+    await reusedOffsets('evict', true);
 
     // --- the run ---------------------------------------------------------
     phase = 'writing';

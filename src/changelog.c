@@ -21,8 +21,8 @@
  * lock it needs, under the stream's append lock (a short LWLock): the tail
  * is the last offset handed out (remembered by the lock, else read from
  * the log: its highest last_seq, found by a backward scan of its primary
- * key with a dirty snapshot, so rows of batches in flight count), the
- * batch's rows are inserted, the lock is released.  So rows enter the log
+ * key with SnapshotAny, so rows of batches in flight or rolled back
+ * count), the batch's rows are inserted, the lock is released.  So rows enter the log
  * and the WAL in offset order, and a later batch on the same key gets
  * later offsets.  Commits may still come in another order: readers stop
  * at the stable offset (stable.c).
@@ -87,45 +87,6 @@ ds_format_offset(int64 seq)
 }
 
 /*
- * The highest seq logged for a stream, or 0: as a dirty snapshot sees it
- * (snap NULL: committed and in-progress rows, our own included), or as snap
- * sees it (SnapshotAny: rows of aborted batches too, and of batches a crash
- * cut short, whose offsets were returned by state.apply: never handed out
- * again while their rows are there).
- */
-static int64
-log_tail(int32 stream_id, Snapshot snap)
-{
-	Relation	rel = table_open(ds_catalog_oids()->log, AccessShareLock);
-	Relation	idx = index_open(ds_primary_key_index(rel), AccessShareLock);
-	SnapshotData dirty;
-	ScanKeyData key;
-	IndexScanDesc scan;
-	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	int64		tail = 0;
-
-	if (snap == NULL)
-	{
-		InitDirtySnapshot(dirty);
-		snap = &dirty;
-	}
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(stream_id));
-	scan = ds_index_beginscan(rel, idx, snap, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
-	if (index_getnext_slot(scan, BackwardScanDirection, slot))
-	{
-		bool		isnull;
-
-		tail = DatumGetInt64(slot_getattr(slot, 3, &isnull));
-	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(idx, AccessShareLock);
-	table_close(rel, AccessShareLock);
-	return tail;
-}
-
-/*
  * Whether the transaction's snapshot sees every batch of the stream that
  * committed (the caller has the stream to itself, so none is in flight):
  * none beyond the newest it sees, and none in a gap below it (a batch that
@@ -138,7 +99,7 @@ snapshot_sees_stream(int32 stream_id)
 	TransactionId blocker;
 
 	(void) ds_stable_tail(stream_id, GetActiveSnapshot(), &newest, &blocker);
-	return !TransactionIdIsValid(blocker) && log_tail(stream_id, NULL) <= newest;
+	return !TransactionIdIsValid(blocker) && ds_log_newest(stream_id, NULL, NULL, NULL) <= newest;
 }
 
 /* Refuses writing in a read-only transaction (the functions below write). */
@@ -310,7 +271,7 @@ ds_stream_open(const char *name, DsStreamState *st, bool exclusive)
 
 	if (st->exclusive)
 	{
-		st->tail = Max(st->tail, log_tail(st->id, SnapshotAny));
+		st->tail = Max(st->tail, ds_log_newest(st->id, SnapshotAny, NULL, NULL));
 
 		/*
 		 * Under REPEATABLE READ or SERIALIZABLE, events another transaction
@@ -335,8 +296,9 @@ ds_stream_open(const char *name, DsStreamState *st, bool exclusive)
  * batch, once it holds every lock it needs, under the stream's append lock
  * (inflight.c), which ds_log_release releases once the batch's rows are in
  * the log.  The tail is the last offset the append lock remembers handing
- * out, else read from the log (the highest last_seq with a dirty snapshot:
- * rows of batches in flight count).  A batch running side by side with
+ * out, else read from the log (the highest last_seq with SnapshotAny: rows
+ * of batches in flight count, and of rolled-back ones while they are there,
+ * so their offsets are not handed out again).  A batch running side by side with
  * others is listed as in flight until its transaction ends.  Sets
  * st->stable, the offset below which every batch had ended.
  */
@@ -349,7 +311,7 @@ ds_log_assign(DsStreamState *st, int n)
 	if (remembered >= 0)
 		st->tail = Max(st->tail, remembered);
 	else if (!st->exclusive)
-		st->tail = Max(st->tail, log_tail(st->id, SnapshotAny));
+		st->tail = Max(st->tail, ds_log_newest(st->id, SnapshotAny, NULL, NULL));
 	first = st->tail + 1;
 	st->stable = st->exclusive ? st->tail : ds_flight_begin(st->id, first, true);
 	st->tail += n;
@@ -374,8 +336,8 @@ ds_log_release(DsStreamState *st)
 /*
  * Writes the stream's row after a batch if anything kept there changed: the
  * new source_offset (if not NULL) or the snapshot state, and updated_at.
- * The caller holds the row's lock (ds_stream_lock); st->tid is moved to the
- * new row version.  Directly, like the log: this is the extension's own
+ * The caller holds the row's lock (an exclusive ds_stream_open); st->tid
+ * is moved to the new row version.  Directly, like the log: this is the extension's own
  * bookkeeping, which the caller's table privileges do not govern.  Fires
  * the foreign key's triggers.
  */
@@ -463,7 +425,7 @@ ds_log_writer_open(DsLogWriter *w, EState *estate, Relation rel, Index rti,
 	w->slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(rel), &TTSOpsVirtual);
 	/* 0.3.0's and 0.5.0's columns: absent until ALTER EXTENSION UPDATE */
 	w->imgatt = get_attnum(RelationGetRelid(rel), "images");
-	w->stableatt = get_attnum(RelationGetRelid(rel), "stable_seq");
+	w->stableatt = ds_catalog_oids()->log_att_stable;
 	w->stream_id = stream_id;
 	w->cxt = AllocSetContextCreate(CurrentMemoryContext, "durable_state log images",
 								   ALLOCSET_DEFAULT_SIZES);

@@ -315,7 +315,6 @@ typedef struct DsLogReader
 	TupleTableSlot *slot;		/* the current row */
 	IndexScanDesc gapscan;		/* rows the snapshot does not see */
 	TupleTableSlot *gapslot;
-	AttrNumber	stable_att;
 	int64		first;			/* the current row's offsets */
 	int64		last;
 	int64		next;			/* the offset after the last row read */
@@ -327,6 +326,7 @@ extern void ds_stable_init(void);
 extern void ds_log_reader_begin(DsLogReader *r, int32 stream_id, int64 since, Snapshot snap);
 extern bool ds_log_reader_next(DsLogReader *r);
 extern void ds_log_reader_end(DsLogReader *r);
+extern int64 ds_log_newest(int32 stream_id, Snapshot snap, int64 *first, int64 *stable);
 extern int64 ds_log_cap(int32 stream_id, int64 since, int64 max_events, Snapshot snap);
 extern int64 ds_stable_tail(int32 stream_id, Snapshot snap, int64 *newest,
 							TransactionId *blocker);

@@ -154,7 +154,6 @@ ds_log_reader_begin(DsLogReader *r, int32 stream_id, int64 since, Snapshot snap)
 	r->next = since + 1;
 	r->rel = table_open(ds_catalog_oids()->log, AccessShareLock);
 	r->idx = index_open(ds_primary_key_index(r->rel), AccessShareLock);
-	r->stable_att = ds_catalog_oids()->log_att_stable;
 	r->slot = table_slot_create(r->rel, NULL);
 	ScanKeyInit(&keys[0], 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(stream_id));
 	ScanKeyInit(&keys[1], 2, BTGreaterStrategyNumber, F_INT8GT, Int64GetDatum(since));
@@ -251,6 +250,55 @@ stream_floor(int32 stream_id, Snapshot snap)
 }
 
 /*
+ * The newest log row of stream stream_id that snap sees (NULL: a dirty
+ * snapshot, which sees rows of batches in progress, our own included):
+ * returns its last offset, or 0 if there is none.  If first is not NULL,
+ * sets *first to its first offset and *stable to its stable_seq (first
+ * offset - 1 for a row written before 0.5.0, in commit order).
+ */
+int64
+ds_log_newest(int32 stream_id, Snapshot snap, int64 *first, int64 *stable)
+{
+	const DsCatalogOids *oids = ds_catalog_oids();
+	Relation	rel = table_open(oids->log, AccessShareLock);
+	Relation	idx = index_open(ds_primary_key_index(rel), AccessShareLock);
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	SnapshotData dirty;
+	ScanKeyData key;
+	IndexScanDesc scan;
+	int64		last = 0;
+
+	if (snap == NULL)
+	{
+		InitDirtySnapshot(dirty);
+		snap = &dirty;
+	}
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(stream_id));
+	scan = ds_index_beginscan(rel, idx, snap, 1, 0);
+	index_rescan(scan, &key, 1, NULL, 0);
+	if (index_getnext_slot(scan, BackwardScanDirection, slot))
+	{
+		bool		isnull;
+
+		last = DatumGetInt64(slot_getattr(slot, 3, &isnull));
+		if (first != NULL)
+		{
+			*first = DatumGetInt64(slot_getattr(slot, 2, &isnull));
+			isnull = true;
+			if (oids->log_att_stable != InvalidAttrNumber)
+				*stable = DatumGetInt64(slot_getattr(slot, oids->log_att_stable, &isnull));
+			if (isnull)
+				*stable = *first - 1;
+		}
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	index_close(idx, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return last;
+}
+
+/*
  * The stable tail of stream stream_id for snapshot snap: the highest
  * offset a reader with snap may read up to.  *newest is set to the
  * highest offset snap sees: if they differ, snap sees batches beyond a
@@ -261,42 +309,19 @@ stream_floor(int32 stream_id, Snapshot snap)
 int64
 ds_stable_tail(int32 stream_id, Snapshot snap, int64 *newest, TransactionId *blocker)
 {
-	const DsCatalogOids *oids = ds_catalog_oids();
-	Relation	rel = table_open(oids->log, AccessShareLock);
-	Relation	idx = index_open(ds_primary_key_index(rel), AccessShareLock);
-	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	ScanKeyData key;
-	IndexScanDesc scan;
 	int64		floor = stream_floor(stream_id, snap);
 	int64		tail = floor;
-	int64		from = -1;
+	int64		first;
+	int64		from;
+	int64		last = ds_log_newest(stream_id, snap, &first, &from);
 
-	*newest = floor;
+	*newest = Max(floor, last);
 	*blocker = InvalidTransactionId;
-	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT4EQ, Int32GetDatum(stream_id));
-	scan = ds_index_beginscan(rel, idx, snap, 1, 0);
-	index_rescan(scan, &key, 1, NULL, 0);
-	if (index_getnext_slot(scan, BackwardScanDirection, slot))
-	{
-		bool		isnull;
-		Datum		d = (Datum) 0;
-		int64		first = DatumGetInt64(slot_getattr(slot, 2, &isnull));
-
-		*newest = Max(floor, DatumGetInt64(slot_getattr(slot, 3, &isnull)));
-		isnull = true;
-		if (oids->log_att_stable != InvalidAttrNumber)
-			d = slot_getattr(slot, oids->log_att_stable, &isnull);
-		from = isnull ? first - 1 : DatumGetInt64(d);
-	}
-	index_endscan(scan);
-	ExecDropSingleTupleTableSlot(slot);
-	index_close(idx, AccessShareLock);
-	table_close(rel, AccessShareLock);
-
-	if (from >= 0)
+	if (last > 0)
 	{
 		DsLogReader r;
 
+		/* every batch at or below from had ended: read on from there */
 		ds_log_reader_begin(&r, stream_id, from, snap);
 		tail = Max(tail, from);
 		while (ds_log_reader_next(&r))

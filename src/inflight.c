@@ -212,8 +212,8 @@ flights_shmem_startup(void)
 		flights->nslots = MaxBackends;
 		pg_atomic_init_u64(&flights->clock, 0);
 		flights->lock = &(GetNamedLWLockTranche("durable_state flights"))->lock;
+		flights->append = GetNamedLWLockTranche("durable_state append");
 	}
-	flights->append = GetNamedLWLockTranche("durable_state append");
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -226,6 +226,13 @@ my_slot(void)
 	if (flights == NULL || i < 0 || i >= flights->nslots)
 		return NULL;
 	return &flights->slots[i];
+}
+
+/* Whether flight f is of stream stream_id of this database. */
+static inline bool
+flight_of(const DsFlight *f, int32 stream_id)
+{
+	return f->stream_id == stream_id && f->dbid == MyDatabaseId;
 }
 
 /* Forgets this backend's flights: its transaction ended (and is visible). */
@@ -294,7 +301,7 @@ ds_flight_room(int32 stream_id)
 	if (my_nflights < DS_FLIGHTS)
 		return true;
 	for (int i = 0; i < my_nflights; i++)
-		if (slot->f[i].dbid == MyDatabaseId && slot->f[i].stream_id == stream_id)
+		if (flight_of(&slot->f[i], stream_id))
 			return true;
 	return false;
 }
@@ -324,7 +331,7 @@ ds_flight_begin(int32 stream_id, int64 first, bool register_it)
 		if (slot == mine)
 			continue;
 		for (int i = 0; i < slot->n; i++)
-			if (slot->f[i].stream_id == stream_id && slot->f[i].dbid == MyDatabaseId)
+			if (flight_of(&slot->f[i], stream_id))
 				stable = Min(stable, slot->f[i].first - 1);
 	}
 	if (register_it && mine != NULL)
@@ -337,7 +344,7 @@ ds_flight_begin(int32 stream_id, int64 first, bool register_it)
 		 * offsets were handed out again): the flight starts at the lowest.
 		 */
 		for (int i = 0; i < mine->n; i++)
-			if (mine->f[i].stream_id == stream_id && mine->f[i].dbid == MyDatabaseId)
+			if (flight_of(&mine->f[i], stream_id))
 			{
 				mine->f[i].first = Min(mine->f[i].first, first);
 				listed = true;
@@ -386,7 +393,7 @@ ds_flight_xid(int32 stream_id)
 		if (slot == mine)
 			continue;
 		for (int i = 0; i < slot->n; i++)
-			if (slot->f[i].stream_id == stream_id && slot->f[i].dbid == MyDatabaseId)
+			if (flight_of(&slot->f[i], stream_id))
 				xid = slot->f[i].xid;
 	}
 	LWLockRelease(flights->lock);
@@ -404,6 +411,13 @@ ds_flights_available(void)
 /* ------------------------------------------------------------------------
  * Append locks and the tails they keep
  * ------------------------------------------------------------------------ */
+
+/* Whether t remembers the tail of stream stream_id of this database. */
+static inline bool
+tail_of(const DsTail *t, int32 stream_id, Oid logrelid)
+{
+	return t->stream_id == stream_id && t->dbid == MyDatabaseId && t->logrelid == logrelid;
+}
 
 static int
 append_partition(int32 stream_id)
@@ -432,7 +446,7 @@ ds_append_begin(int32 stream_id, Oid logrelid)
 	{
 		DsTail	   *t = &flights->tails[p][i];
 
-		if (t->stream_id == stream_id && t->dbid == MyDatabaseId && t->logrelid == logrelid)
+		if (tail_of(t, stream_id, logrelid))
 		{
 			t->used = pg_atomic_fetch_add_u64(&flights->clock, 1);
 			return t->tail;
@@ -457,7 +471,7 @@ ds_append_end(int32 stream_id, Oid logrelid, int64 tail)
 	{
 		DsTail	   *t = &flights->tails[p][i];
 
-		if (t->stream_id == stream_id && t->dbid == MyDatabaseId && t->logrelid == logrelid)
+		if (tail_of(t, stream_id, logrelid))
 		{
 			victim = t;
 			break;

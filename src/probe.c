@@ -69,7 +69,7 @@ ds_probe_init(void)
  * (An exclusive batch checked the whole stream when it locked it.)
  */
 static bool
-rr_checked(DsCollState *cs, Datum key, bool found)
+rr_checked(DsCollState *cs, bool found)
 {
 	Snapshot	snap;
 	bool		conflict;
@@ -144,7 +144,7 @@ retry:
 		}
 	}
 	if (!found || !lock)
-		return rr_checked(cs, key, found);
+		return rr_checked(cs, found);
 
 	PushActiveSnapshot(GetLatestSnapshot());
 	res = table_tuple_lock(cs->rel, &(cs->oldslot->tts_tid), GetLatestSnapshot(),
@@ -166,7 +166,7 @@ retry:
 			elog(ERROR, "unexpected table_tuple_lock status: %u", res);
 			break;
 	}
-	return rr_checked(cs, key, true);
+	return rr_checked(cs, true);
 }
 
 /* ------------------------------------------------------------------------

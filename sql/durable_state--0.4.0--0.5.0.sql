@@ -119,17 +119,22 @@ END
 $$;
 
 -- The events of a snapshot in one statement, so one MVCC snapshot: the
--- inserts and the offsets agree, and state._snapshot_tail refuses a
--- snapshot that sees a batch beyond one it cannot see yet.
+-- inserts and the offsets agree, and state._snapshot_tail (computed once,
+-- for the start and the end) refuses a snapshot that sees a batch beyond
+-- one it cannot see yet.
 CREATE OR REPLACE FUNCTION state._snapshot(stream text) RETURNS SETOF jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog
 BEGIN ATOMIC
+    WITH tl AS MATERIALIZED (
+        SELECT state.format_offset(state._snapshot_tail(s.id)) AS tail
+          FROM state._streams s WHERE s.name = _snapshot.stream
+    )
     SELECT ev FROM (
         SELECT 0 AS part, ''::text AS t, ''::text AS k,
                jsonb_build_object('headers', jsonb_build_object(
-                   'control', 'snapshot-start', 'offset', state.format_offset(state._snapshot_tail(s.id)))) AS ev
-          FROM state._streams s WHERE s.name = _snapshot.stream
+                   'control', 'snapshot-start', 'offset', tl.tail)) AS ev
+          FROM tl
         UNION ALL
         SELECT 1, c.type, g.key,
                jsonb_build_object('type', c.type, 'key', g.key, 'value', g.value,
@@ -141,8 +146,8 @@ BEGIN ATOMIC
         UNION ALL
         SELECT 2, '', '',
                jsonb_build_object('headers', jsonb_build_object(
-                   'control', 'snapshot-end', 'offset', state.format_offset(state._snapshot_tail(s.id))))
-          FROM state._streams s WHERE s.name = _snapshot.stream
+                   'control', 'snapshot-end', 'offset', tl.tail))
+          FROM tl
     ) x
     ORDER BY part, t COLLATE "C", k COLLATE "C";
 END;

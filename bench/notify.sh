@@ -169,17 +169,8 @@ else
     [[ -f $ROOT/test/lib.sh ]] || die "test/lib.sh is missing; point PGHOST/PGPORT to a cluster with durable_state preloaded"
     # shellcheck source=/dev/null
     source "$ROOT/test/lib.sh"
-    if [[ -n "$(ds_missing_deps | grep -v -e pgtap -e pg_prove -e node || true)" ]]; then
-        ds_install_deps >&2
-    fi
-    if [[ "${BENCH_BUILD:-0}" == 1 ]]; then
-        ds_build_install >&2 || die "building the extension failed"
-    fi
-    [[ -f "$("$DS_PG_CONFIG" --pkglibdir)/durable_state.so" ]] \
-        || die "durable_state is not installed (make install, or BENCH_BUILD=1)"
-    export DS_PORT=${DS_PORT:-55300}
     # durable_state.database = ds_test, as the tests run
-    ds_bench_start
+    ds_bench_throwaway 55300 || die "no throwaway cluster"
     CLEANUPS+=("ds_stop_cluster >/dev/null 2>&1")
     CLUSTER="throwaway (test/lib.sh ds_start_cluster, port $PGPORT)"
     ADMIN_DB=postgres

@@ -414,6 +414,28 @@ ds_t_finish() {
     exit 1
 }
 
+# ds_bench_throwaway PORT: what a benchmark without a cluster of its own
+# needs: the missing dependencies (tests' own left out), the extension
+# (built first with BENCH_BUILD=1, else it must be installed), and a
+# ds_bench_start cluster on DS_PORT (default PORT).  Prints why and returns
+# 1 if the extension cannot be had.
+ds_bench_throwaway() {
+    unset PGHOST PGPORT PGDATABASE PGOPTIONS
+    if [[ -n "$(ds_missing_deps | grep -v -e pgtap -e pg_prove -e node || true)" ]]; then
+        ds_install_deps >&2
+    fi
+    if [[ "${BENCH_BUILD:-0}" == 1 ]] && ! ds_build_install >&2; then
+        ds_err "building the extension failed"
+        return 1
+    fi
+    if [[ ! -f "$("$DS_PG_CONFIG" --pkglibdir)/durable_state.so" ]]; then
+        ds_err "durable_state is not installed (make install, or BENCH_BUILD=1)"
+        return 1
+    fi
+    export DS_PORT=${DS_PORT:-$1}
+    ds_bench_start
+}
+
 # ds_bench_start: a throwaway cluster for a benchmark (ds_start_cluster, on
 # DS_PORT), with fewer checkpoints during the timed runs; fsync and
 # synchronous_commit stay as the tests run them.  The caller stops it with

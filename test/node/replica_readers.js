@@ -36,6 +36,7 @@
  */
 const path = require('node:path');
 const { check, note, summary, counts } = require(path.join(__dirname, 'tap.js'));
+const { canon, bare } = require(path.join(__dirname, 'events.js'));
 const { rng } = require(path.join(__dirname, 'prng.js'));
 const pg = require(path.join(__dirname, 'node_modules/pg'));
 
@@ -50,18 +51,6 @@ const PAGE = 200;
 const RETRYABLE = ['40P01', '40001'];
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-function canon(v) {
-  if (Array.isArray(v)) return `[${v.map(canon).join(',')}]`;
-  if (v && typeof v === 'object') {
-    return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canon(v[k])}`).join(',')}}`;
-  }
-  return JSON.stringify(v);
-}
-function bare(ev) {
-  const h = { ...ev.headers };
-  delete h.offset;
-  return { ...ev, headers: h };
-}
 function foldStep(map, ev) {
   const h = ev.headers || {};
   if (h.control === 'reset') map.clear();

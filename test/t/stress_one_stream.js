@@ -64,6 +64,7 @@
  */
 const path = require('node:path');
 const { check, note, summary, counts } = require(path.join(__dirname, '../node/tap.js'));
+const { canon, bare } = require(path.join(__dirname, '../node/events.js'));
 const { rng } = require(path.join(__dirname, '../node/prng.js'));
 
 let pg;
@@ -88,20 +89,6 @@ const PAGE = 1000; // the reader's max_events
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const fmt = (n) => String(n).padStart(20, '0');
-/* JSON with sorted object keys (jsonb does not keep member order). */
-function canon(v) {
-  if (Array.isArray(v)) return `[${v.map(canon).join(',')}]`;
-  if (v && typeof v === 'object') {
-    return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canon(v[k])}`).join(',')}}`;
-  }
-  return JSON.stringify(v);
-}
-/* The event as the log keeps it: without the offset header changes() adds. */
-function bare(ev) {
-  const h = { ...ev.headers };
-  delete h.offset;
-  return { ...ev, headers: h };
-}
 
 let phase = 'starting';
 let stop = false; // the writers and the snapshotter stop at the deadline

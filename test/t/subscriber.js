@@ -63,6 +63,7 @@ const MAIN_DB = process.env.PGDATABASE || 'ds_test';
 
 let phase = 'starting'; // what the test is doing, for the watchdog
 const { check, note, summary, counts } = require(path.join(__dirname, '../node/tap.js'));
+const { canon } = require(path.join(__dirname, '../node/events.js'));
 
 let pg;
 try {
@@ -92,14 +93,6 @@ const fmt = (n) => String(n).padStart(20, '0');
 const now = () => performance.now();
 // a transaction that failed on a lock: a deadlock (40P01) or a serialization failure (40001)
 const RETRYABLE = ['40P01', '40001'];
-/* JSON with sorted object keys (jsonb does not keep member order). */
-function canon(v) {
-  if (Array.isArray(v)) return `[${v.map(canon).join(',')}]`;
-  if (v && typeof v === 'object') {
-    return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canon(v[k])}`).join(',')}}`;
-  }
-  return JSON.stringify(v);
-}
 
 /*
  * Subscriber A: the README's protocol on a plain pg.Client.

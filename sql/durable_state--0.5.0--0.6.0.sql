@@ -10,3 +10,11 @@
 -- == changes: the log read in C, pruning under load ==
 
 -- == txids: registration position, replicated horizon, WAL cost ==
+
+-- The transaction that wrote the row: whether a txid is replicated is
+-- decided by it (src/horizon.c), so that the answer never moves back once
+-- the in-memory ring of recent commits has forgotten the txid or the
+-- server restarted.  NULL in rows written before 0.6.0.
+ALTER TABLE state._txids ADD COLUMN xid xid8;
+COMMENT ON COLUMN state._txids.xid IS
+    'The top-level transaction that committed these txids (NULL: written before 0.6.0).';

@@ -43,6 +43,7 @@
 #include "utils/rls.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+#include "utils/xid8.h"
 
 #include "apply.h"
 #include "compat.h"
@@ -510,8 +511,7 @@ record_txids(DsBatch *b, int64 last)
 	Datum	   *txids;
 	DsEvent    *prev = NULL;
 	int			n = 0;
-	Datum		values[4];
-	bool		nulls[4] = {false, false, false, false};
+	AttrNumber	xidatt = ds_catalog_oids()->txids_att_xid;
 
 	if (b->ntxids == 0)
 		return;
@@ -530,13 +530,21 @@ record_txids(DsBatch *b, int64 last)
 		txids[n++] = Int64GetDatum((int64) ds_txid_hash(ev->txid, ev->txid_len));
 	}
 	slot = ExecInitExtraTupleSlot(b->estate, RelationGetDescr(b->txidrel), &TTSOpsVirtual);
-	values[0] = Int32GetDatum(b->st.id);
-	values[1] = Int64GetDatum(last);
-	values[2] = PointerGetDatum(construct_array(txids, n, INT8OID, sizeof(int64),
-												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	values[3] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	memcpy(slot->tts_values, values, sizeof(values));
-	memcpy(slot->tts_isnull, nulls, sizeof(nulls));
+	for (int a = 0; a < slot->tts_tupleDescriptor->natts; a++)
+		slot->tts_isnull[a] = true;
+	slot->tts_values[0] = Int32GetDatum(b->st.id);
+	slot->tts_values[1] = Int64GetDatum(last);
+	slot->tts_values[2] = PointerGetDatum(construct_array(txids, n, INT8OID, sizeof(int64),
+														  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	slot->tts_values[3] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
+	for (int a = 0; a < 4; a++)
+		slot->tts_isnull[a] = false;
+	/* the transaction decides when the txids are replicated (horizon.c) */
+	if (xidatt > 0)
+	{
+		slot->tts_values[xidatt - 1] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+		slot->tts_isnull[xidatt - 1] = false;
+	}
 	ExecStoreVirtualTuple(slot);
 	ExecSimpleRelationInsert(b->txidrri, b->estate, slot);
 	ExecClearTuple(slot);

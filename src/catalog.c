@@ -267,6 +267,7 @@ cache_load(void)
 		oids.streams_name_idx = state_relid("_streams_name_key");
 		oids.streams_pkey = state_relid("_streams_pkey");
 		oids.log_att_stable = get_attnum(oids.log, "stable_seq");
+		oids.txids_att_xid = get_attnum(oids.txids, "xid");
 		oids.streams_att_id = get_attnum(oids.streams, "id");
 		oids.streams_att_tail = get_attnum(oids.streams, "tail");
 		oids.streams_att_retained_from = get_attnum(oids.streams, "retained_from");

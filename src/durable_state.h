@@ -147,6 +147,7 @@ typedef struct DsCatalogOids
 	AttrNumber	streams_att_in_snapshot;
 	AttrNumber	streams_att_updated_at;
 	AttrNumber	log_att_stable; /* state.log.stable_seq, or 0 before 0.5.0 */
+	AttrNumber	txids_att_xid;	/* state._txids.xid, or 0 before 0.6.0 */
 } DsCatalogOids;
 
 extern const DsCatalogOids *ds_catalog_oids(void);

@@ -13,6 +13,7 @@
 #include "utils/guc.h"
 
 #include "durable_state.h"
+#include "shmem.h"
 #include "standbys.h"
 
 PG_MODULE_MAGIC;
@@ -37,6 +38,7 @@ _PG_init(void)
 	if (process_shared_preload_libraries_in_progress)
 	{
 		ds_shared_init();
+		ds_horizon_shmem_init();
 		ds_standbys_shmem_init();
 		/* not under pg_upgrade: it restores the databases the worker uses */
 		if (!IsBinaryUpgrade)

@@ -312,7 +312,8 @@ after_commit(void)
 		memcpy(hashes + n, note->hashes, sizeof(uint64) * note->nhashes);
 		n += note->nhashes;
 	}
-	ds_publish_txids(hashes, n, XactLastCommitEnd);
+	/* still this transaction's until the commit's last callback */
+	ds_publish_txids(hashes, n, XactLastCommitEnd, GetTopFullTransactionIdIfAny());
 	ds_count(DS_CNT_TXIDS_COMMITTED, n);
 }
 

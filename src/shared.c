@@ -121,13 +121,14 @@ ds_worker_serves_this_database(void)
 
 /*
  * Publishes the n txid hashes of a transaction of this database that just
- * committed, with lsn, the end of its commit record, and wakes their
+ * committed, with lsn, the end of its commit record, and xid, its
+ * transaction id (what decides "replicated", horizon.c), and wakes their
  * waiters.  Takes the shared lock exclusively; the oldest entries fall out
  * of the ring (their highest LSN is kept as evicted_max_lsn).  Does nothing
  * without shared memory.
  */
 void
-ds_publish_txids(uint64 *hashes, int n, XLogRecPtr lsn)
+ds_publish_txids(uint64 *hashes, int n, XLogRecPtr lsn, FullTransactionId xid)
 {
 	if (ds_shared == NULL || n == 0)
 		return;
@@ -142,6 +143,7 @@ ds_publish_txids(uint64 *hashes, int n, XLogRecPtr lsn)
 		e->hash = hashes[i];
 		e->dbid = MyDatabaseId;
 		e->lsn = lsn;
+		e->xid = xid;
 		ds_shared->ring_next++;
 	}
 	LWLockRelease(ds_shared->lock);
@@ -152,13 +154,14 @@ ds_publish_txids(uint64 *hashes, int n, XLogRecPtr lsn)
 /*
  * Looks up the txid hashed as hash among this database's entries published
  * at or after ring position "since" (0: the whole ring).  If found, sets
- * *lsn to its commit LSN and returns true; returns false otherwise.  Either
+ * *lsn to its commit LSN and *xid to its transaction and returns true; returns false otherwise.  Either
  * way *next is set to the current ring position, so that a waiter's next
  * look only reads what was published since.  Requires shared memory; takes
  * the shared lock in shared mode.
  */
 bool
-ds_ring_lookup(uint64 hash, uint64 since, XLogRecPtr *lsn, uint64 *next)
+ds_ring_lookup(uint64 hash, uint64 since, XLogRecPtr *lsn, FullTransactionId *xid,
+			   uint64 *next)
 {
 	bool		found = false;
 	uint64		pos;
@@ -176,12 +179,25 @@ ds_ring_lookup(uint64 hash, uint64 since, XLogRecPtr *lsn, uint64 *next)
 		if (e->hash == hash && e->dbid == MyDatabaseId)
 		{
 			*lsn = e->lsn;
+			*xid = e->xid;
 			found = true;
 			break;
 		}
 	}
 	LWLockRelease(ds_shared->lock);
 	return found;
+}
+
+/* How many txids were ever published to the ring (since the server started). */
+uint64
+ds_ring_position(void)
+{
+	uint64		pos;
+
+	LWLockAcquire(ds_shared->lock, LW_SHARED);
+	pos = ds_shared->ring_next;
+	LWLockRelease(ds_shared->lock);
+	return pos;
 }
 
 /*

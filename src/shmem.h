@@ -9,6 +9,7 @@
 #ifndef DS_SHMEM_H
 #define DS_SHMEM_H
 
+#include "access/transam.h"
 #include "access/xlogdefs.h"
 #include "port/atomics.h"
 #include "storage/condition_variable.h"
@@ -51,6 +52,7 @@ typedef struct DsTxidEntry
 	uint64		hash;
 	Oid			dbid;
 	XLogRecPtr	lsn;			/* end of the commit record */
+	FullTransactionId xid;		/* the transaction that committed it */
 } DsTxidEntry;
 
 typedef struct DsShared
@@ -81,9 +83,17 @@ extern DsShared *ds_shared;		/* NULL unless preloaded */
 
 extern void ds_wake_worker(void);
 extern bool ds_worker_serves_this_database(void);
-extern void ds_publish_txids(uint64 *hashes, int n, XLogRecPtr lsn);
-extern bool ds_ring_lookup(uint64 hash, uint64 since, XLogRecPtr *lsn, uint64 *next);
+extern void ds_publish_txids(uint64 *hashes, int n, XLogRecPtr lsn, FullTransactionId xid);
+extern bool ds_ring_lookup(uint64 hash, uint64 since, XLogRecPtr *lsn,
+						   FullTransactionId *xid, uint64 *next);
+extern uint64 ds_ring_position(void);
 extern XLogRecPtr ds_forgotten_lsn_bound(void);
+
+/* horizon.c: which transactions' txids are replicated, for good */
+extern void ds_horizon_shmem_init(void);
+extern bool ds_horizon_covers(FullTransactionId xid);
+extern bool ds_horizon_advance(XLogRecPtr replicated);
+extern XLogRecPtr ds_horizon_lsn(void);
 extern void ds_notice_add_type(DsNotice *n, const char *s, int len);
 extern void ds_notice_add_txid(DsNotice *n, const char *s, int len);
 extern void ds_notice_merge(DsNotice *dst, const DsNotice *src);

@@ -22,6 +22,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
+#include "utils/xid8.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -38,6 +39,14 @@ typedef enum DsDurability
 } DsDurability;
 
 static SPIPlanPtr lookup_plan = NULL;
+static SPIPlanPtr lookup_plan_noxid = NULL;	/* a catalog before 0.6.0 */
+
+/* What is known of a committed txid. */
+typedef struct TxidFound
+{
+	XLogRecPtr	lsn;			/* end of its commit record, or a bound of it */
+	FullTransactionId xid;		/* its transaction; invalid before 0.6.0 */
+} TxidFound;
 
 /*
  * This backend is counted in ds_shared->waiters.  PG_FINALLY gives the count
@@ -59,21 +68,26 @@ waiter_exit(int code, Datum arg)
 /*
  * Returns true if a row of state._txids naming the txid hashed as hash is
  * visible to the latest snapshot, whatever the isolation level; false
- * otherwise.  Runs a kept SPI plan (prepared on first use), so the caller
- * needs no SPI connection of its own.
+ * otherwise.  Sets *xid to the transaction of such a row: one the
+ * replicated horizon covers if there is one (a txid may be sent in more
+ * than one transaction), else any; invalid for rows written before 0.6.0.
+ * Runs a kept SPI plan (prepared on first use), so the caller needs no SPI
+ * connection of its own.
  *
  * The look-up must go through the GIN index whatever the statistics say: on
  * a table that was never analyzed the planner guesses hundreds of matches
- * and, under LIMIT 1, prefers reading the table from the start, which
+ * and, under LIMIT, prefers reading the table from the start, which
  * costs milliseconds per 100k txids.  So the plan is made (and used, since
  * a kept plan may be replanned) with sequential scans disabled, the way a
  * function's SET clause would do it.
  */
 static bool
-txid_in_table(uint64 hash)
+txid_in_table(uint64 hash, FullTransactionId *xid)
 {
 	Datum		arg = Int64GetDatum((int64) hash);
 	Oid			argtype = INT8OID;
+	bool		has_xid = ds_catalog_oids()->txids_att_xid > 0;
+	SPIPlanPtr	plan;
 	bool		found;
 	int			save_nestlevel;
 
@@ -82,13 +96,32 @@ txid_in_table(uint64 hash)
 	save_nestlevel = NewGUCNestLevel();
 	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	ds_keep_plan(&lookup_plan, "SELECT 1 FROM state._txids WHERE hashes @> ARRAY[$1] LIMIT 1",
-				 1, &argtype);
+	if (has_xid)
+		ds_keep_plan(&lookup_plan,
+					 "SELECT xid FROM state._txids WHERE hashes @> ARRAY[$1] LIMIT 16",
+					 1, &argtype);
+	else
+		ds_keep_plan(&lookup_plan_noxid,
+					 "SELECT NULL::xid8 FROM state._txids WHERE hashes @> ARRAY[$1] LIMIT 1",
+					 1, &argtype);
+	plan = has_xid ? lookup_plan : lookup_plan_noxid;
 	/* a fresh snapshot, whatever the isolation level */
-	if (SPI_execute_snapshot(lookup_plan, &arg, NULL, GetLatestSnapshot(),
-							 InvalidSnapshot, true, false, 1) != SPI_OK_SELECT)
+	if (SPI_execute_snapshot(plan, &arg, NULL, GetLatestSnapshot(),
+							 InvalidSnapshot, true, false, 0) != SPI_OK_SELECT)
 		elog(ERROR, "txid lookup failed");
 	found = SPI_processed > 0;
+	*xid = InvalidFullTransactionId;
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (isnull)
+			continue;
+		*xid = DatumGetFullTransactionId(d);
+		if (ds_horizon_covers(*xid))
+			break;
+	}
 	AtEOXact_GUC(true, save_nestlevel);
 	SPI_finish();
 	return found;
@@ -172,10 +205,11 @@ typedef struct TxidLook
 } TxidLook;
 
 /*
- * Returns true if the txid hashed as hash is committed, setting *lsn to its
- * commit record's end (exact if the ring has it) or an upper bound of it
- * (InvalidXLogRecPtr without shared memory or on a standby); returns false
- * otherwise.  look carries what this waiter has read across calls.
+ * Returns true if the txid hashed as hash is committed, setting f->lsn to
+ * its commit record's end (exact if the ring has it) or an upper bound of
+ * it (InvalidXLogRecPtr without shared memory or on a standby) and f->xid
+ * to its transaction; returns false otherwise.  look carries what this
+ * waiter has read across calls.
  *
  * The table decides: a txid is committed while a visible row of
  * state._txids names it (its row may be pruned or deleted, the ring does
@@ -188,37 +222,43 @@ typedef struct TxidLook
  * does not see the primary's commits) the table alone decides.
  */
 static bool
-txid_known(uint64 hash, XLogRecPtr *lsn, TxidLook *look)
+txid_known(uint64 hash, TxidFound *f, TxidLook *look)
 {
 	uint64		next;
 
 	if (ds_shared && !RecoveryInProgress())
 	{
-		bool		in_ring = ds_ring_lookup(hash, look->ring_seen, lsn, &next);
+		bool		in_ring = ds_ring_lookup(hash, look->ring_seen, &f->lsn, &f->xid, &next);
+		FullTransactionId table_xid;
 
 		look->ring_seen = next;
 		if (!in_ring && look->table_checked && next - look->table_seen < DS_TXID_RING)
 			return false;
 		look->table_checked = true;
 		look->table_seen = next;
-		if (!txid_in_table(hash))
+		if (!txid_in_table(hash, &table_xid))
 			return false;
 		if (!in_ring)
-			*lsn = ds_forgotten_lsn_bound();
+		{
+			f->lsn = ds_forgotten_lsn_bound();
+			f->xid = table_xid;
+		}
 		return true;
 	}
-	*lsn = InvalidXLogRecPtr;
-	return txid_in_table(hash);
+	f->lsn = InvalidXLogRecPtr;
+	return txid_in_table(hash, &f->xid);
 }
 
 /*
- * Returns true if a commit ending at lsn meets durability d: always for
- * "committed", once WAL is flushed past lsn for "flushed", once the
- * replicated watermark the worker published is past lsn for "replicated".
+ * Returns true if committed txid f meets durability d: always for
+ * "committed", once WAL is flushed past its commit for "flushed"; for
+ * "replicated", once the replicated horizon covers its transaction
+ * (horizon.c: never taken back), or for a row written before 0.6.0, once
+ * the replicated watermark the worker published is past its commit.
  * Requires shared memory for "replicated".
  */
 static bool
-satisfied(DsDurability d, XLogRecPtr lsn)
+satisfied(DsDurability d, const TxidFound *f)
 {
 	XLogRecPtr	replicated;
 
@@ -227,12 +267,14 @@ satisfied(DsDurability d, XLogRecPtr lsn)
 		case DS_DUR_COMMITTED:
 			return true;
 		case DS_DUR_FLUSHED:
-			return lsn <= GetFlushRecPtr(NULL);
+			return f->lsn <= GetFlushRecPtr(NULL) || satisfied(DS_DUR_REPLICATED, f);
 		case DS_DUR_REPLICATED:
+			if (FullTransactionIdIsValid(f->xid))
+				return ds_horizon_covers(f->xid);
 			LWLockAcquire(ds_shared->lock, LW_SHARED);
 			replicated = ds_shared->replicated_lsn;
 			LWLockRelease(ds_shared->lock);
-			return !XLogRecPtrIsInvalid(replicated) && lsn <= replicated;
+			return !XLogRecPtrIsInvalid(replicated) && f->lsn <= replicated;
 	}
 	return false;
 }
@@ -250,17 +292,17 @@ ds_txid_status(PG_FUNCTION_ARGS)
 {
 	text	   *txid = txid_arg(fcinfo);
 	uint64		hash = ds_txid_hash(VARDATA_ANY(txid), VARSIZE_ANY_EXHDR(txid));
-	XLogRecPtr	lsn;
+	TxidFound	f;
 	TxidLook	look = {0};
 	const char *status;
 
-	if (!txid_known(hash, &lsn, &look))
+	if (!txid_known(hash, &f, &look))
 		status = "unknown";
 	else if (ds_shared == NULL || RecoveryInProgress())
 		status = "committed";
-	else if (satisfied(DS_DUR_REPLICATED, lsn))
+	else if (satisfied(DS_DUR_REPLICATED, &f))
 		status = "replicated";
-	else if (satisfied(DS_DUR_FLUSHED, lsn))
+	else if (satisfied(DS_DUR_FLUSHED, &f))
 		status = "flushed";
 	else
 		status = "committed";
@@ -287,7 +329,7 @@ ds_await_txid(PG_FUNCTION_ARGS)
 	DsDurability d = PG_ARGISNULL(2) ? DS_DUR_COMMITTED : parse_durability(PG_GETARG_TEXT_PP(2));
 	uint64		hash = ds_txid_hash(VARDATA_ANY(txid), VARSIZE_ANY_EXHDR(txid));
 	TimestampTz deadline;
-	XLogRecPtr	lsn = InvalidXLogRecPtr;
+	TxidFound	f = {InvalidXLogRecPtr};
 	TxidLook	look = {0};
 	bool		known = false;
 	volatile bool result = false;
@@ -308,7 +350,7 @@ ds_await_txid(PG_FUNCTION_ARGS)
 		{
 			long		remaining;
 
-			if (txid_known(hash, &lsn, &look))
+			if (txid_known(hash, &f, &look))
 				PG_RETURN_BOOL(true);
 			remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
 			if (remaining <= 0)
@@ -338,8 +380,8 @@ ds_await_txid(PG_FUNCTION_ARGS)
 
 			/* once known, only the watermarks are left to wait for */
 			if (!known)
-				known = txid_known(hash, &lsn, &look);
-			if (known && satisfied(d, lsn))
+				known = txid_known(hash, &f, &look);
+			if (known && satisfied(d, &f))
 			{
 				result = true;
 				break;

@@ -128,18 +128,22 @@ worker_exit(int code, Datum arg)
 
 /*
  * The flushed and replicated positions (which standbys count, and how far
- * they replayed, is standbys.c's); waiters are woken if they moved.
+ * they replayed, is standbys.c's) and the replicated horizon (horizon.c);
+ * waiters are woken if they moved.
  */
 static void
 update_watermarks(void)
 {
 	XLogRecPtr	flushed = GetFlushRecPtr(NULL);
+	XLogRecPtr	replicated;
 	bool		moved = ds_standbys_advance();
 
 	LWLockAcquire(ds_shared->lock, LW_EXCLUSIVE);
 	moved |= flushed != ds_shared->flushed_lsn;
 	ds_shared->flushed_lsn = flushed;
+	replicated = ds_shared->replicated_lsn;
 	LWLockRelease(ds_shared->lock);
+	moved |= ds_horizon_advance(replicated);
 	if (moved && pg_atomic_read_u32(&ds_shared->waiters) > 0)
 		ConditionVariableBroadcast(&ds_shared->cv);
 }

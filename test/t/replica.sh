@@ -44,7 +44,9 @@
 #     (set with ALTER SYSTEM; the primary's postgresql.auto.conf is put back
 #     as it was afterwards, by the trap too)
 #  3. replay paused on the standby: 'replicated' times out (false, after the
-#     full timeout), 'flushed' is true, txid_status = flushed; a waiter
+#     full timeout), 'flushed' is true, txid_status = flushed; 17,000 txids
+#     in one batch make the ring of recent commits go round, and r1 and rw
+#     still read replicated (at once for await_txid); a waiter
 #     started while paused returns true once replay resumes, and the row is
 #     then visible on the standby
 #  4. on the standby: 'committed' of a replicated txid is true, an unknown
@@ -61,10 +63,12 @@
 #     pg_terminate_backend (FATAL)
 #  6. worker crash (kill -9): the postmaster restarts every backend, the
 #     worker comes back, every committed event and txid is there and old
-#     txids confirm at once ('flushed' too; the replicated watermark is in
-#     shared memory, which the crash resets: documented)
+#     txids confirm at once ('flushed' too); those replicated before the
+#     crash still read 'replicated' (the horizon is read back from disk, the
+#     server log says so)
 #  7. clean restart (pg_ctl restart): old txids confirm at once (< 100 ms
-#     measured in the server), 'flushed' too; an unknown txid is false after
+#     measured in the server), 'flushed' too, replicated ones stay
+#     'replicated'; an unknown txid is false after
 #     its timeout
 #
 # Whatever happens, the EXIT trap kills the psql clients and pg_receivewal
@@ -624,6 +628,19 @@ is "await_txid('r2', 1000, 'flushed') = true" "${res%%|*}" t
 is "txid_status('r2') = flushed" "$(P -c "SELECT state.txid_status('r2')" 2>&1)" flushed
 is "r2's row is not visible on the paused standby" \
     "$(S -c "SELECT coalesce(state.get('thing', 'k2', '$STREAM')::text, 'NULL')" 2>&1)" NULL
+# the ring of recent commits goes round (16,384 txids in one batch) while
+# the standby is paused: r1 keeps its answer (before 0.6.0 a txid the ring
+# had dropped was judged by the newest position dropped, not yet replayed)
+is "apply 17,000 txids in one batch while replay is paused" \
+    "$(P -c "SELECT applied FROM state.apply((SELECT jsonb_agg(jsonb_build_object('type', 'thing',
+               'key', 'ev' || i, 'value', '{}'::jsonb,
+               'headers', jsonb_build_object('operation', 'upsert', 'txid', 'ev' || i)))
+             FROM generate_series(1, 17000) i), '$STREAM')" 2>&1)" 17000
+is "the ring went round: txid_status of r1 (replicated before) and rw = replicated still" \
+    "$(P -c "SELECT state.txid_status('r1') || ',' || state.txid_status('rw')" 2>&1)" "replicated,replicated"
+await_check "the ring went round: await_txid('r1', 1000, 'replicated') = true at once" t '<' 100 r1 1000 replicated
+is "... and the paused txid r2 and the new ev1 are not: flushed" \
+    "$(P -c "SELECT state.txid_status('r2') || ',' || state.txid_status('ev1')" 2>&1)" "flushed,flushed"
 bg "$WORK/r2.out" ds_replica_r2 "SELECT * FROM pg_temp_timed_await('r2', 10000, 'replicated')"
 w=$LAST_BG
 wait_for 5 stat_is txid_waiters $((W0 + 1))
@@ -820,12 +837,17 @@ is "every committed event and entity is still there" \
     "$before"
 await_check "after the crash: await_txid('r5', 200) = true" t '<' 100 r5 200 committed
 await_check "after the crash: await_txid('r9', 200, 'flushed') = true" t '<' 100 r9 200 flushed
-# the crash reset shared memory, and with it the replicated watermark
-# (README: a restart of the primary forgets it until the standbys replay
-# past the restart)
-is "after the crash: txid_status of r1, r5, r9 = flushed" \
-    "$(P -c "SELECT string_agg(state.txid_status(t), ',') FROM unnest(ARRAY['r1','r5','r9']) t" 2>&1)" \
-    "flushed,flushed,flushed"
+# the crash reset shared memory, but not the replicated horizon, which is
+# on disk: what was replicated stays so (before 0.6.0 it read flushed until
+# the standbys replayed past the restart); r5 and r9 came after the standby
+# was gone
+is "after the crash: txid_status of r1, r2, ev1, r5, r9 = replicated x3, flushed x2" \
+    "$(P -c "SELECT string_agg(state.txid_status(t), ',') FROM unnest(ARRAY['r1','r2','ev1','r5','r9']) t" 2>&1)" \
+    "replicated,replicated,replicated,flushed,flushed"
+await_check "after the crash: await_txid('r1', 1000, 'replicated') = true at once" t '<' 100 r1 1000 replicated
+log=$(tail -c +"$log_from" "$DS_LOG" 2>/dev/null)
+[[ $log == *"durable_state: txids of transactions before "*" are replicated (horizon read back at "* ]]
+check "server log: the replicated horizon was read back" $? "$(grep -a horizon <<<"$log")"
 is "after the crash: a new apply confirms ('flushed')" \
     "$(apply_txid k6 r6 2>&1)|$(timed_await r6 2000 flushed | cut -d'|' -f1)" "1|t"
 
@@ -848,9 +870,9 @@ is "the postmaster was restarted" "$(PA -c "SELECT pg_postmaster_start_time() > 
 # first thing after the restart, before anything else touches the txids
 await_check "after restart: await_txid('r1') = true" t '<' 100 r1 5000 committed
 await_check "after restart: await_txid('r6', 5000, 'flushed') = true" t '<' 100 r6 5000 flushed
-is "after restart: txid_status of r1, r2, r3, r5, r6, r9 = flushed" \
-    "$(P -c "SELECT string_agg(state.txid_status(t), ',') FROM unnest(ARRAY['r1','r2','r3','r5','r6','r9']) t" 2>&1)" \
-    "flushed,flushed,flushed,flushed,flushed,flushed"
+is "after restart: txid_status of r1, r2, ev17000 = replicated, of r3, r5, r6, r9 = flushed" \
+    "$(P -c "SELECT string_agg(state.txid_status(t), ',') FROM unnest(ARRAY['r1','r2','ev17000','r3','r5','r6','r9']) t" 2>&1)" \
+    "replicated,replicated,replicated,flushed,flushed,flushed,flushed"
 await_check "after restart: an unknown txid is false" f '>=' 490 never-restart 500 committed
 wait_for 10 stat_is worker_state running
 is "after restart: worker running, txid_waiters = 0" "$(sstat "worker_state, txid_waiters")" "running|0"

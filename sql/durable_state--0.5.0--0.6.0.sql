@@ -11,10 +11,91 @@
 
 -- == txids: registration position, replicated horizon, WAL cost ==
 
--- The transaction that wrote the row: whether a txid is replicated is
--- decided by it (src/horizon.c), so that the answer never moves back once
--- the in-memory ring of recent commits has forgotten the txid or the
--- server restarted.  NULL in rows written before 0.6.0.
-ALTER TABLE state._txids ADD COLUMN xid xid8;
+-- One row per txid, found through a btree on (gen, hash): gen is the
+-- 5-minute bucket of applied_at, so a commit only ever inserts into the
+-- part of the index that holds the current bucket, which stays small.  A
+-- GIN index over random 64-bit hashes touched a random leaf page per txid,
+-- and after each checkpoint every such page was written whole to the WAL
+-- (full-page images doubled apply's WAL).  A look-up probes the buckets
+-- from the newest (src/txid.c), so a recent txid costs one index descent.
+--
+-- xid is the transaction that committed the txid: whether it is
+-- replicated is decided by it (src/horizon.c), so that the answer never
+-- moves back once the in-memory ring of recent commits has forgotten the
+-- txid or the server restarted.  NULL in rows written before 0.6.0.
+CREATE TABLE state._txids_new (
+    gen         integer NOT NULL,
+    hash        bigint NOT NULL,
+    stream_id   integer NOT NULL,
+    last_seq    bigint NOT NULL,
+    applied_at  timestamptz NOT NULL,
+    xid         xid8
+);
+INSERT INTO state._txids_new (gen, hash, stream_id, last_seq, applied_at)
+SELECT floor(extract(epoch FROM t.applied_at) / 300)::integer, h, t.stream_id, t.last_seq, t.applied_at
+  FROM state._txids t, unnest(t.hashes) h;
+DROP TABLE state._txids;
+ALTER TABLE state._txids_new RENAME TO _txids;
+CREATE INDEX _txids_gen_hash_idx ON state._txids (gen, hash);
+SELECT pg_catalog.pg_extension_config_dump('state._txids', '');
+GRANT SELECT ON state._txids TO state_reader;
+COMMENT ON TABLE state._txids IS
+    'The txids of committed batches, one row each (state.await_txid, state.txid_status); pruned after durable_state.txid_retention.';
+COMMENT ON COLUMN state._txids.gen IS
+    'The 5-minute bucket of applied_at (floor(epoch / 300)): the index''s leading column.';
+COMMENT ON COLUMN state._txids.hash IS 'The txid, hashed (64-bit).';
 COMMENT ON COLUMN state._txids.xid IS
-    'The top-level transaction that committed these txids (NULL: written before 0.6.0).';
+    'The top-level transaction that committed the txid (NULL: written before 0.6.0).';
+
+-- Prunes txids older than txid_retention seconds, whole buckets through
+-- the index first.
+CREATE FUNCTION state._prune_txids(txid_retention integer) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog
+AS $$
+    DELETE FROM state._txids
+     WHERE gen <= floor(extract(epoch FROM now() - make_interval(secs => txid_retention)) / 300)::integer
+       AND applied_at < now() - make_interval(secs => txid_retention);
+$$;
+REVOKE EXECUTE ON FUNCTION state._prune_txids(integer) FROM PUBLIC;
+
+-- txids are pruned by state._prune_txids (no GIN pending list to merge)
+CREATE OR REPLACE FUNCTION state._maintain(txid_retention integer) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog
+AS $$
+DECLARE
+    s record;
+    tail bigint;
+    cutoff bigint;
+    pruned bigint;
+BEGIN
+    PERFORM state._expire();
+    PERFORM state._prune_txids(txid_retention);
+    FOR s IN SELECT st.id, st.retention_age, st.retention_events FROM state._streams st
+              WHERE st.retention_age IS NOT NULL OR st.retention_events IS NOT NULL LOOP
+        cutoff := 0;
+        tail := state._tail(s.id);
+        IF s.retention_events IS NOT NULL THEN
+            cutoff := greatest(cutoff, tail - s.retention_events);
+        END IF;
+        IF s.retention_age IS NOT NULL THEN
+            cutoff := greatest(cutoff, coalesce((SELECT max(l.last_seq) FROM state.log l
+                                                  WHERE l.stream_id = s.id
+                                                    AND l.applied_at < now() - s.retention_age), 0));
+        END IF;
+        cutoff := least(cutoff, tail - 1);
+        CONTINUE WHEN cutoff <= 0 OR NOT EXISTS (SELECT 1 FROM state.log l
+                                                  WHERE l.stream_id = s.id AND l.last_seq <= cutoff);
+        PERFORM 1 FROM state._streams st WHERE st.id = s.id FOR UPDATE SKIP LOCKED;
+        CONTINUE WHEN NOT FOUND;
+        WITH d AS (DELETE FROM state.log l WHERE l.stream_id = s.id AND l.last_seq <= cutoff
+                   RETURNING l.last_seq)
+        SELECT max(d.last_seq) INTO pruned FROM d;
+        UPDATE state._streams st
+           SET retained_from = greatest(st.retained_from, pruned + 1),
+               tail = greatest(st.tail, pruned)
+         WHERE st.id = s.id;
+    END LOOP;
+END
+$$;

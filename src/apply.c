@@ -499,23 +499,57 @@ apply_control(DsBatch *b, DsEvent *ev)
 	}
 }
 
+/* The 5-minute bucket of t (state._txids.gen): floor(unix epoch / 300). */
+int32
+ds_txid_bucket(TimestampTz t)
+{
+	int64		secs = t / USECS_PER_SEC +
+		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
+
+	if (secs < 0)
+		secs -= DS_TXID_BUCKET_SECS - 1;
+	return (int32) (secs / DS_TXID_BUCKET_SECS);
+}
+
 /*
- * The batch's txids, durably and in the same transaction: one row of
- * state._txids (a GIN index finds a txid), so that state.await_txid and
- * state.txid_status know them after the commit and after a restart.
+ * Inserts one row of state._txids into b's result relation: the columns
+ * of values/isnull, the rest null.
+ */
+static void
+insert_txid_row(DsBatch *b, TupleTableSlot *slot, const Datum *values, int n)
+{
+	ExecClearTuple(slot);
+	for (int a = 0; a < slot->tts_tupleDescriptor->natts; a++)
+		slot->tts_isnull[a] = true;
+	for (int a = 0; a < n; a++)
+	{
+		slot->tts_values[a] = values[a];
+		slot->tts_isnull[a] = false;
+	}
+	ExecStoreVirtualTuple(slot);
+	ExecSimpleRelationInsert(b->txidrri, b->estate, slot);
+}
+
+/*
+ * The batch's txids, durably and in the same transaction, so that
+ * state.await_txid and state.txid_status know them after the commit and
+ * after a restart: since 0.6.0 one row of state._txids per distinct txid,
+ * with the transaction (horizon.c decides "replicated" by it) and the
+ * bucket that keeps inserts in a small part of the index; before, one row
+ * per batch with an array of the hashes (a GIN index).
  */
 static void
 record_txids(DsBatch *b, int64 last)
 {
 	TupleTableSlot *slot;
-	Datum	   *txids;
+	int64	   *hashes;
 	DsEvent    *prev = NULL;
 	int			n = 0;
-	AttrNumber	xidatt = ds_catalog_oids()->txids_att_xid;
+	TimestampTz at = GetCurrentTransactionStartTimestamp();
 
 	if (b->ntxids == 0)
 		return;
-	txids = palloc(sizeof(Datum) * b->ntxids);
+	hashes = palloc(sizeof(int64) * b->ntxids);
 	for (int i = 0; i < b->nevents; i++)
 	{
 		DsEvent    *ev = &b->events[i];
@@ -527,26 +561,41 @@ record_txids(DsBatch *b, int64 last)
 			memcmp(prev->txid, ev->txid, ev->txid_len) == 0)
 			continue;
 		prev = ev;
-		txids[n++] = Int64GetDatum((int64) ds_txid_hash(ev->txid, ev->txid_len));
+		hashes[n++] = (int64) ds_txid_hash(ev->txid, ev->txid_len);
 	}
 	slot = ExecInitExtraTupleSlot(b->estate, RelationGetDescr(b->txidrel), &TTSOpsVirtual);
-	for (int a = 0; a < slot->tts_tupleDescriptor->natts; a++)
-		slot->tts_isnull[a] = true;
-	slot->tts_values[0] = Int32GetDatum(b->st.id);
-	slot->tts_values[1] = Int64GetDatum(last);
-	slot->tts_values[2] = PointerGetDatum(construct_array(txids, n, INT8OID, sizeof(int64),
-														  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-	slot->tts_values[3] = TimestampTzGetDatum(GetCurrentTransactionStartTimestamp());
-	for (int a = 0; a < 4; a++)
-		slot->tts_isnull[a] = false;
-	/* the transaction decides when the txids are replicated (horizon.c) */
-	if (xidatt > 0)
+	if (OidIsValid(ds_catalog_oids()->txids_gen_idx))
 	{
-		slot->tts_values[xidatt - 1] = FullTransactionIdGetDatum(GetTopFullTransactionId());
-		slot->tts_isnull[xidatt - 1] = false;
+		Datum		values[DS_TXIDS_NATTS];
+
+		qsort(hashes, n, sizeof(int64), ds_cmp_int64);
+		values[0] = Int32GetDatum(ds_txid_bucket(at));
+		values[2] = Int32GetDatum(b->st.id);
+		values[3] = Int64GetDatum(last);
+		values[4] = TimestampTzGetDatum(at);
+		values[5] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+		for (int i = 0; i < n; i++)
+		{
+			if (i > 0 && hashes[i] == hashes[i - 1])
+				continue;
+			values[1] = Int64GetDatum(hashes[i]);
+			insert_txid_row(b, slot, values, DS_TXIDS_NATTS);
+		}
 	}
-	ExecStoreVirtualTuple(slot);
-	ExecSimpleRelationInsert(b->txidrri, b->estate, slot);
+	else
+	{
+		Datum		values[4];
+		Datum	   *elems = palloc(sizeof(Datum) * n);
+
+		for (int i = 0; i < n; i++)
+			elems[i] = Int64GetDatum(hashes[i]);
+		values[0] = Int32GetDatum(b->st.id);
+		values[1] = Int64GetDatum(last);
+		values[2] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
+													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+		values[3] = TimestampTzGetDatum(at);
+		insert_txid_row(b, slot, values, 4);
+	}
 	ExecClearTuple(slot);
 }
 

@@ -268,6 +268,7 @@ cache_load(void)
 		oids.streams_pkey = state_relid("_streams_pkey");
 		oids.log_att_stable = get_attnum(oids.log, "stable_seq");
 		oids.txids_att_xid = get_attnum(oids.txids, "xid");
+		oids.txids_gen_idx = get_relname_relid("_txids_gen_hash_idx", get_rel_namespace(oids.txids));
 		oids.streams_att_id = get_attnum(oids.streams, "id");
 		oids.streams_att_tail = get_attnum(oids.streams, "tail");
 		oids.streams_att_retained_from = get_attnum(oids.streams, "retained_from");

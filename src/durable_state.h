@@ -148,9 +148,18 @@ typedef struct DsCatalogOids
 	AttrNumber	streams_att_updated_at;
 	AttrNumber	log_att_stable; /* state.log.stable_seq, or 0 before 0.5.0 */
 	AttrNumber	txids_att_xid;	/* state._txids.xid, or 0 before 0.6.0 */
+	Oid			txids_gen_idx;	/* state._txids (gen, hash): a row per txid (0.6.0), else 0 */
 } DsCatalogOids;
 
 extern const DsCatalogOids *ds_catalog_oids(void);
+
+/* state._txids (0.6.0): a row per txid, in buckets of applied_at */
+#define DS_TXID_BUCKET_SECS 300
+#define DS_TXIDS_ATT_GEN 1
+#define DS_TXIDS_ATT_HASH 2
+#define DS_TXIDS_ATT_XID 6
+#define DS_TXIDS_NATTS 6
+extern int32 ds_txid_bucket(TimestampTz t);
 extern void ds_catalog_init(void);
 
 /* Per-column facts needed to convert JSON into a datum and back. */

@@ -15,13 +15,20 @@
  */
 #include "postgres.h"
 
+#include "access/genam.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xlog.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/rel.h"
 #include "utils/xid8.h"
 #include "utils/guc.h"
 #include "utils/snapmgr.h"
@@ -29,6 +36,7 @@
 #include "utils/wait_event.h"
 
 #include "durable_state.h"
+#include "compat.h"
 #include "shmem.h"
 
 typedef enum DsDurability
@@ -39,7 +47,6 @@ typedef enum DsDurability
 } DsDurability;
 
 static SPIPlanPtr lookup_plan = NULL;
-static SPIPlanPtr lookup_plan_noxid = NULL;	/* a catalog before 0.6.0 */
 
 /* What is known of a committed txid. */
 typedef struct TxidFound
@@ -66,62 +73,124 @@ waiter_exit(int code, Datum arg)
 }
 
 /*
+ * Sets *gen to the bucket of the first visible row of scan in direction
+ * dir (after its rescan with nkeys keys) and returns true, or returns
+ * false if there is none.
+ */
+static bool
+first_gen(IndexScanDesc scan, TupleTableSlot *slot, ScanKey keys, int nkeys,
+		  ScanDirection dir, int32 *gen)
+{
+	bool		isnull;
+
+	index_rescan(scan, keys, nkeys, NULL, 0);
+	if (!index_getnext_slot(scan, dir, slot))
+		return false;
+	*gen = DatumGetInt32(slot_getattr(slot, DS_TXIDS_ATT_GEN, &isnull));
+	return true;
+}
+
+/*
+ * txid_in_table for a catalog of 0.6.0 or later: probes state._txids's
+ * (gen, hash) index bucket by bucket, newest first, jumping over buckets
+ * with no row, under the latest snapshot.  A recent txid costs one probe
+ * (two descents: the newest bucket, the probe).  Once a row is found the
+ * search stops, unless the replicated horizon is in use and does not
+ * cover the row's transaction: then an older row of the txid (sent again
+ * in a later transaction) may be replicated, and the search goes on.
+ */
+static bool
+txid_in_index(const DsCatalogOids *oids, uint64 hash, FullTransactionId *xid)
+{
+	Relation	rel = table_open(oids->txids, AccessShareLock);
+	Relation	idx = index_open(oids->txids_gen_idx, AccessShareLock);
+	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+	TupleTableSlot *slot = table_slot_create(rel, NULL);
+	IndexScanDesc scan = ds_index_beginscan(rel, idx, snap, 2, 0);
+	bool		horizon_in_use = !XLogRecPtrIsInvalid(ds_horizon_lsn());
+	bool		found = false;
+	int32		gen;
+	ScanKeyData keys[2];
+
+	if (pg_class_aclcheck(oids->txids, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, RelationGetRelationName(rel));
+	*xid = InvalidFullTransactionId;
+	if (first_gen(scan, slot, NULL, 0, BackwardScanDirection, &gen))
+	{
+		for (;;)
+		{
+			CHECK_FOR_INTERRUPTS();
+			ScanKeyInit(&keys[0], DS_TXIDS_ATT_GEN, BTEqualStrategyNumber, F_INT4EQ,
+						Int32GetDatum(gen));
+			ScanKeyInit(&keys[1], DS_TXIDS_ATT_HASH, BTEqualStrategyNumber, F_INT8EQ,
+						Int64GetDatum((int64) hash));
+			index_rescan(scan, keys, 2, NULL, 0);
+			while (index_getnext_slot(scan, ForwardScanDirection, slot))
+			{
+				bool		isnull;
+				Datum		d = slot_getattr(slot, DS_TXIDS_ATT_XID, &isnull);
+
+				found = true;
+				if (!isnull)
+					*xid = DatumGetFullTransactionId(d);
+				if (!horizon_in_use || ds_horizon_covers(*xid))
+					break;
+			}
+			if (found && (!horizon_in_use || ds_horizon_covers(*xid)))
+				break;
+			/* the next older bucket that has a row */
+			ScanKeyInit(&keys[0], DS_TXIDS_ATT_GEN, BTLessStrategyNumber, F_INT4LT,
+						Int32GetDatum(gen));
+			if (!first_gen(scan, slot, keys, 1, BackwardScanDirection, &gen))
+				break;
+		}
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	UnregisterSnapshot(snap);
+	index_close(idx, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return found;
+}
+
+/*
  * Returns true if a row of state._txids naming the txid hashed as hash is
  * visible to the latest snapshot, whatever the isolation level; false
  * otherwise.  Sets *xid to the transaction of such a row: one the
  * replicated horizon covers if there is one (a txid may be sent in more
  * than one transaction), else any; invalid for rows written before 0.6.0.
- * Runs a kept SPI plan (prepared on first use), so the caller needs no SPI
- * connection of its own.
  *
- * The look-up must go through the GIN index whatever the statistics say: on
- * a table that was never analyzed the planner guesses hundreds of matches
- * and, under LIMIT, prefers reading the table from the start, which
- * costs milliseconds per 100k txids.  So the plan is made (and used, since
- * a kept plan may be replanned) with sequential scans disabled, the way a
- * function's SET clause would do it.
+ * Before 0.6.0 (one row per batch, hashes in an array under a GIN index)
+ * it runs a kept SPI plan, which must go through the GIN index whatever
+ * the statistics say: on a table that was never analyzed the planner
+ * guesses hundreds of matches and, under LIMIT, prefers reading the table
+ * from the start.  So that plan is made (and used, since a kept plan may
+ * be replanned) with sequential scans disabled.
  */
 static bool
 txid_in_table(uint64 hash, FullTransactionId *xid)
 {
+	const DsCatalogOids *oids = ds_catalog_oids();
 	Datum		arg = Int64GetDatum((int64) hash);
 	Oid			argtype = INT8OID;
-	bool		has_xid = ds_catalog_oids()->txids_att_xid > 0;
-	SPIPlanPtr	plan;
 	bool		found;
 	int			save_nestlevel;
 
+	if (OidIsValid(oids->txids_gen_idx))
+		return txid_in_index(oids, hash, xid);
+	*xid = InvalidFullTransactionId;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	save_nestlevel = NewGUCNestLevel();
 	(void) set_config_option("enable_seqscan", "off", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
-	if (has_xid)
-		ds_keep_plan(&lookup_plan,
-					 "SELECT xid FROM state._txids WHERE hashes @> ARRAY[$1] LIMIT 16",
-					 1, &argtype);
-	else
-		ds_keep_plan(&lookup_plan_noxid,
-					 "SELECT NULL::xid8 FROM state._txids WHERE hashes @> ARRAY[$1] LIMIT 1",
-					 1, &argtype);
-	plan = has_xid ? lookup_plan : lookup_plan_noxid;
+	ds_keep_plan(&lookup_plan, "SELECT 1 FROM state._txids WHERE hashes @> ARRAY[$1] LIMIT 1",
+				 1, &argtype);
 	/* a fresh snapshot, whatever the isolation level */
-	if (SPI_execute_snapshot(plan, &arg, NULL, GetLatestSnapshot(),
-							 InvalidSnapshot, true, false, 0) != SPI_OK_SELECT)
+	if (SPI_execute_snapshot(lookup_plan, &arg, NULL, GetLatestSnapshot(),
+							 InvalidSnapshot, true, false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "txid lookup failed");
 	found = SPI_processed > 0;
-	*xid = InvalidFullTransactionId;
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
-
-		if (isnull)
-			continue;
-		*xid = DatumGetFullTransactionId(d);
-		if (ds_horizon_covers(*xid))
-			break;
-	}
 	AtEOXact_GUC(true, save_nestlevel);
 	SPI_finish();
 	return found;

@@ -285,3 +285,13 @@ ds_cmp_uint32(const void *a, const void *b)
 
 	return x < y ? -1 : (x > y ? 1 : 0);
 }
+
+/* qsort comparator of int64s, in increasing order. */
+int
+ds_cmp_int64(const void *a, const void *b)
+{
+	int64		x = *(const int64 *) a;
+	int64		y = *(const int64 *) b;
+
+	return x < y ? -1 : (x > y ? 1 : 0);
+}

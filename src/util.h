@@ -120,5 +120,6 @@ extern SPIPlanPtr ds_keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid
 extern ResultRelInfo *ds_result_rel_open(EState *estate, Relation rel, Index rti);
 
 extern int	ds_cmp_uint32(const void *a, const void *b);
+extern int	ds_cmp_int64(const void *a, const void *b);
 
 #endif							/* DS_UTIL_H */

@@ -73,21 +73,53 @@ waiter_exit(int code, Datum arg)
 }
 
 /*
- * Sets *gen to the bucket of the first visible row of scan in direction
- * dir (after its rescan with nkeys keys) and returns true, or returns
- * false if there is none.
+ * Sets *gen to the bucket of the first visible row of state._txids in
+ * direction dir among those after key (if not NULL: one condition on gen)
+ * and returns true, or returns false if there is none.  scan was begun
+ * with as many keys.
  */
 static bool
-first_gen(IndexScanDesc scan, TupleTableSlot *slot, ScanKey keys, int nkeys,
-		  ScanDirection dir, int32 *gen)
+first_gen(IndexScanDesc scan, TupleTableSlot *slot, ScanKey key, ScanDirection dir, int32 *gen)
 {
 	bool		isnull;
 
-	index_rescan(scan, keys, nkeys, NULL, 0);
+	index_rescan(scan, key, key ? 1 : 0, NULL, 0);
 	if (!index_getnext_slot(scan, dir, slot))
 		return false;
 	*gen = DatumGetInt32(slot_getattr(slot, DS_TXIDS_ATT_GEN, &isnull));
 	return true;
+}
+
+/*
+ * Looks for rows of the txid hashed as hash in bucket gen through probe
+ * (begun with two keys).  Returns true if there is one, setting *xid to
+ * its transaction (the first the replicated horizon covers, when
+ * horizon_in_use).
+ */
+static bool
+probe_bucket(IndexScanDesc probe, TupleTableSlot *slot, int32 gen, uint64 hash,
+			 bool horizon_in_use, FullTransactionId *xid)
+{
+	ScanKeyData keys[2];
+	bool		found = false;
+
+	ScanKeyInit(&keys[0], DS_TXIDS_ATT_GEN, BTEqualStrategyNumber, F_INT4EQ,
+				Int32GetDatum(gen));
+	ScanKeyInit(&keys[1], DS_TXIDS_ATT_HASH, BTEqualStrategyNumber, F_INT8EQ,
+				Int64GetDatum((int64) hash));
+	index_rescan(probe, keys, 2, NULL, 0);
+	while (index_getnext_slot(probe, ForwardScanDirection, slot))
+	{
+		bool		isnull;
+		Datum		d = slot_getattr(slot, DS_TXIDS_ATT_XID, &isnull);
+
+		found = true;
+		if (!isnull)
+			*xid = DatumGetFullTransactionId(d);
+		if (!horizon_in_use || ds_horizon_covers(*xid))
+			break;
+	}
+	return found;
 }
 
 /*
@@ -103,49 +135,45 @@ static bool
 txid_in_index(const DsCatalogOids *oids, uint64 hash, FullTransactionId *xid)
 {
 	Relation	rel = table_open(oids->txids, AccessShareLock);
-	Relation	idx = index_open(oids->txids_gen_idx, AccessShareLock);
-	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
-	TupleTableSlot *slot = table_slot_create(rel, NULL);
-	IndexScanDesc scan = ds_index_beginscan(rel, idx, snap, 2, 0);
+	Relation	idx;
+	Snapshot	snap;
+	TupleTableSlot *slot;
+	IndexScanDesc newest,
+				older,
+				probe;
 	bool		horizon_in_use = !XLogRecPtrIsInvalid(ds_horizon_lsn());
 	bool		found = false;
 	int32		gen;
-	ScanKeyData keys[2];
 
 	if (pg_class_aclcheck(oids->txids, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, RelationGetRelationName(rel));
+	idx = index_open(oids->txids_gen_idx, AccessShareLock);
+	snap = RegisterSnapshot(GetLatestSnapshot());
+	slot = table_slot_create(rel, NULL);
+	newest = ds_index_beginscan(rel, idx, snap, 0, 0);
+	older = ds_index_beginscan(rel, idx, snap, 1, 0);
+	probe = ds_index_beginscan(rel, idx, snap, 2, 0);
 	*xid = InvalidFullTransactionId;
-	if (first_gen(scan, slot, NULL, 0, BackwardScanDirection, &gen))
+	if (first_gen(newest, slot, NULL, BackwardScanDirection, &gen))
 	{
 		for (;;)
 		{
-			CHECK_FOR_INTERRUPTS();
-			ScanKeyInit(&keys[0], DS_TXIDS_ATT_GEN, BTEqualStrategyNumber, F_INT4EQ,
-						Int32GetDatum(gen));
-			ScanKeyInit(&keys[1], DS_TXIDS_ATT_HASH, BTEqualStrategyNumber, F_INT8EQ,
-						Int64GetDatum((int64) hash));
-			index_rescan(scan, keys, 2, NULL, 0);
-			while (index_getnext_slot(scan, ForwardScanDirection, slot))
-			{
-				bool		isnull;
-				Datum		d = slot_getattr(slot, DS_TXIDS_ATT_XID, &isnull);
+			ScanKeyData key;
 
-				found = true;
-				if (!isnull)
-					*xid = DatumGetFullTransactionId(d);
-				if (!horizon_in_use || ds_horizon_covers(*xid))
-					break;
-			}
+			CHECK_FOR_INTERRUPTS();
+			found |= probe_bucket(probe, slot, gen, hash, horizon_in_use, xid);
 			if (found && (!horizon_in_use || ds_horizon_covers(*xid)))
 				break;
 			/* the next older bucket that has a row */
-			ScanKeyInit(&keys[0], DS_TXIDS_ATT_GEN, BTLessStrategyNumber, F_INT4LT,
+			ScanKeyInit(&key, DS_TXIDS_ATT_GEN, BTLessStrategyNumber, F_INT4LT,
 						Int32GetDatum(gen));
-			if (!first_gen(scan, slot, keys, 1, BackwardScanDirection, &gen))
+			if (!first_gen(older, slot, &key, BackwardScanDirection, &gen))
 				break;
 		}
 	}
-	index_endscan(scan);
+	index_endscan(probe);
+	index_endscan(older);
+	index_endscan(newest);
 	ExecDropSingleTupleTableSlot(slot);
 	UnregisterSnapshot(snap);
 	index_close(idx, AccessShareLock);

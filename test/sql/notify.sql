@@ -27,7 +27,7 @@ SELECT applied FROM state.apply('[
   {"type": "nt_docs", "key": "b", "value": 2, "headers": {"operation": "upsert", "txid": "nt-1"}},
   {"type": "nt_docs", "key": "c", "value": 3, "headers": {"operation": "upsert", "txid": "nt-2"}},
   {"type": "nt_docs", "key": "d", "value": 4, "headers": {"operation": "upsert"}}]', 'nt');
-SELECT last_seq, cardinality(hashes) AS distinct_txids FROM state._txids WHERE stream_id = (SELECT id FROM state._streams WHERE name = 'nt');
+SELECT last_seq, count(*) AS distinct_txids FROM state._txids WHERE stream_id = (SELECT id FROM state._streams WHERE name = 'nt') GROUP BY last_seq;
 SELECT state.txid_status('nt-1') <> 'unknown' AS nt1_known, state.txid_status('nt-2') <> 'unknown' AS nt2_known,
        state.txid_status('nt-3') AS nt3;
 SELECT state.await_txid('nt-1', 0) AS at_once, state.await_txid('nt-2') AS default_timeout,
@@ -94,8 +94,17 @@ SELECT state.set_retention('nt');   -- no limits any more
 SELECT retention_age, retention_events FROM state.streams WHERE stream = 'nt';
 
 -- txid retention: rows older than durable_state.txid_retention go
-UPDATE state._txids SET applied_at = now() - interval '2 days'
+-- (and their 5-minute bucket, which pruning goes by first)
+UPDATE state._txids SET applied_at = now() - interval '2 days',
+                        gen = floor(extract(epoch FROM now() - interval '2 days') / 300)
  WHERE stream_id = (SELECT id FROM state._streams WHERE name = 'nt');
+-- look-ups go through the buckets, newest first, down to an old one
+SELECT state.apply('{"type": "nt_docs", "key": "newer", "value": 1, "headers": {"operation": "upsert", "txid": "nt-newer"}}', 'nt') IS NOT NULL AS applied;
+SELECT count(DISTINCT gen) AS buckets FROM state._txids WHERE stream_id = (SELECT id FROM state._streams WHERE name = 'nt');
+SELECT state.txid_status('nt-1') <> 'unknown' AS old_bucket_found, state.txid_status('nt-newer') <> 'unknown' AS newest_found,
+       state.txid_status('nt-never') AS never;
+DELETE FROM state._txids WHERE hash = (SELECT hash FROM state._txids t JOIN state._streams s ON s.id = t.stream_id
+                                        WHERE s.name = 'nt' ORDER BY gen DESC LIMIT 1);
 SELECT state._maintain(86400);
 SELECT count(*) AS txid_rows FROM state._txids WHERE stream_id = (SELECT id FROM state._streams WHERE name = 'nt');
 SELECT state.txid_status('nt-1') AS pruned;

@@ -12,8 +12,9 @@
 -- == txids: registration position, replicated horizon, WAL cost ==
 
 -- One row per txid, found through a btree on (gen, hash): gen is the
--- 5-minute bucket of applied_at, so a commit only ever inserts into the
--- part of the index that holds the current bucket, which stays small.  A
+-- 5-minute bucket of applied_at times 16, plus one for every 65,536 txids
+-- the bucket already had (up to 15), so a commit only ever inserts into
+-- the part of the index that holds the newest gen, which stays small.  A
 -- GIN index over random 64-bit hashes touched a random leaf page per txid,
 -- and after each checkpoint every such page was written whole to the WAL
 -- (full-page images doubled apply's WAL).  A look-up probes the buckets
@@ -32,7 +33,7 @@ CREATE TABLE state._txids_new (
     xid         xid8
 );
 INSERT INTO state._txids_new (gen, hash, stream_id, last_seq, applied_at)
-SELECT floor(extract(epoch FROM t.applied_at) / 300)::integer, h, t.stream_id, t.last_seq, t.applied_at
+SELECT floor(extract(epoch FROM t.applied_at) / 300)::integer * 16, h, t.stream_id, t.last_seq, t.applied_at
   FROM state._txids t, unnest(t.hashes) h;
 DROP TABLE state._txids;
 ALTER TABLE state._txids_new RENAME TO _txids;
@@ -42,7 +43,7 @@ GRANT SELECT ON state._txids TO state_reader;
 COMMENT ON TABLE state._txids IS
     'The txids of committed batches, one row each (state.await_txid, state.txid_status); pruned after durable_state.txid_retention.';
 COMMENT ON COLUMN state._txids.gen IS
-    'The 5-minute bucket of applied_at (floor(epoch / 300)): the index''s leading column.';
+    'floor(epoch of applied_at / 300) * 16, plus one per 65,536 txids of that 5-minute bucket before (up to 15): the index''s leading column.';
 COMMENT ON COLUMN state._txids.hash IS 'The txid, hashed (64-bit).';
 COMMENT ON COLUMN state._txids.xid IS
     'The top-level transaction that committed the txid (NULL: written before 0.6.0).';
@@ -54,7 +55,7 @@ LANGUAGE sql
 SET search_path = pg_catalog
 AS $$
     DELETE FROM state._txids
-     WHERE gen <= floor(extract(epoch FROM now() - make_interval(secs => txid_retention)) / 300)::integer
+     WHERE gen <= floor(extract(epoch FROM now() - make_interval(secs => txid_retention)) / 300)::integer * 16 + 15
        AND applied_at < now() - make_interval(secs => txid_retention);
 $$;
 REVOKE EXECUTE ON FUNCTION state._prune_txids(integer) FROM PUBLIC;

@@ -499,7 +499,7 @@ apply_control(DsBatch *b, DsEvent *ev)
 	}
 }
 
-/* The 5-minute bucket of t (state._txids.gen): floor(unix epoch / 300). */
+/* The 5-minute bucket of t: floor(unix epoch / 300) (state._txids.gen / 16). */
 int32
 ds_txid_bucket(TimestampTz t)
 {
@@ -569,7 +569,7 @@ record_txids(DsBatch *b, int64 last)
 		Datum		values[DS_TXIDS_NATTS];
 
 		qsort(hashes, n, sizeof(int64), ds_cmp_int64);
-		values[0] = Int32GetDatum(ds_txid_bucket(at));
+		values[0] = Int32GetDatum(ds_txid_gen(at, n));
 		values[2] = Int32GetDatum(b->st.id);
 		values[3] = Int64GetDatum(last);
 		values[4] = TimestampTzGetDatum(at);

@@ -155,11 +155,14 @@ extern const DsCatalogOids *ds_catalog_oids(void);
 
 /* state._txids (0.6.0): a row per txid, in buckets of applied_at */
 #define DS_TXID_BUCKET_SECS 300
+#define DS_TXID_SUBGENS 16		/* gens per bucket */
+#define DS_TXID_SUBGEN_ROWS 65536	/* txids per gen before the next */
 #define DS_TXIDS_ATT_GEN 1
 #define DS_TXIDS_ATT_HASH 2
 #define DS_TXIDS_ATT_XID 6
 #define DS_TXIDS_NATTS 6
 extern int32 ds_txid_bucket(TimestampTz t);
+extern int32 ds_txid_gen(TimestampTz at, int n);
 extern void ds_catalog_init(void);
 
 /* Per-column facts needed to convert JSON into a datum and back. */

@@ -60,6 +60,7 @@ ds_shmem_startup(void)
 		ds_shared->lock = &(GetNamedLWLockTranche("durable_state"))->lock;
 		ConditionVariableInit(&ds_shared->cv);
 		pg_atomic_init_u32(&ds_shared->waiters, 0);
+		pg_atomic_init_u64(&ds_shared->txid_gen, 0);
 		for (int i = 0; i < DS_NCOUNTERS; i++)
 			pg_atomic_init_u64(&ds_shared->counters[i], 0);
 	}
@@ -95,6 +96,39 @@ uint64
 ds_txid_hash(const char *txid, int len)
 {
 	return hash_bytes_extended((const unsigned char *) txid, len, 0);
+}
+
+/*
+ * The state._txids.gen of n txids written at "at": its 5-minute bucket
+ * times DS_TXID_SUBGENS, plus one more for every DS_TXID_SUBGEN_ROWS txids
+ * the bucket already had (up to DS_TXID_SUBGENS - 1), so that the part of
+ * the index that inserts go to stays small however fast txids come.
+ * Without shared memory, every txid of a bucket is in its first part.
+ */
+int32
+ds_txid_gen(TimestampTz at, int n)
+{
+	uint64		bucket = (uint64) ds_txid_bucket(at);
+	uint64		old,
+				new;
+	uint64		count = 0;
+
+	if (ds_shared != NULL)
+	{
+		old = pg_atomic_read_u64(&ds_shared->txid_gen);
+		for (;;)
+		{
+			/* a clock that went back writes in the newest bucket */
+			if ((old >> 32) > bucket)
+				bucket = old >> 32;
+			count = (old >> 32) == bucket ? (old & 0xFFFFFFFF) : 0;
+			new = (bucket << 32) | Min(count + n, 0xFFFFFFFF);
+			if (pg_atomic_compare_exchange_u64(&ds_shared->txid_gen, &old, new))
+				break;
+		}
+	}
+	return (int32) (bucket * DS_TXID_SUBGENS +
+					Min(count / DS_TXID_SUBGEN_ROWS, DS_TXID_SUBGENS - 1));
 }
 
 /* Sets the worker's latch, if it is running and shared memory exists. */

@@ -61,6 +61,7 @@ typedef struct DsShared
 	ConditionVariable cv;		/* txid committed, or a watermark moved */
 	pg_atomic_uint32 waiters;
 	pg_atomic_uint64 counters[DS_NCOUNTERS];
+	pg_atomic_uint64 txid_gen;	/* bucket << 32 | txids written in it */
 	/* the worker (under lock) */
 	pid_t		worker_pid;
 	Oid			worker_dbid;

@@ -96,7 +96,7 @@ SELECT retention_age, retention_events FROM state.streams WHERE stream = 'nt';
 -- txid retention: rows older than durable_state.txid_retention go
 -- (and their 5-minute bucket, which pruning goes by first)
 UPDATE state._txids SET applied_at = now() - interval '2 days',
-                        gen = floor(extract(epoch FROM now() - interval '2 days') / 300)
+                        gen = floor(extract(epoch FROM now() - interval '2 days') / 300) * 16
  WHERE stream_id = (SELECT id FROM state._streams WHERE name = 'nt');
 -- look-ups go through the buckets, newest first, down to an old one
 SELECT state.apply('{"type": "nt_docs", "key": "newer", "value": 1, "headers": {"operation": "upsert", "txid": "nt-newer"}}', 'nt') IS NOT NULL AS applied;

@@ -24,22 +24,20 @@
 -- replicated is decided by it (src/horizon.c), so that the answer never
 -- moves back once the in-memory ring of recent commits has forgotten the
 -- txid or the server restarted.  NULL in rows written before 0.6.0.
-CREATE TABLE state._txids_new (
-    gen         integer NOT NULL,
-    hash        bigint NOT NULL,
-    stream_id   integer NOT NULL,
-    last_seq    bigint NOT NULL,
-    applied_at  timestamptz NOT NULL,
-    xid         xid8
-);
-INSERT INTO state._txids_new (gen, hash, stream_id, last_seq, applied_at)
-SELECT floor(extract(epoch FROM t.applied_at) / 300)::integer * 16, h, t.stream_id, t.last_seq, t.applied_at
-  FROM state._txids t, unnest(t.hashes) h;
-DROP TABLE state._txids;
-ALTER TABLE state._txids_new RENAME TO _txids;
+-- (The table is changed in place: a config table dropped by its own
+-- extension's script would stay behind in pg_extension.extconfig.)
+ALTER TABLE state._txids ADD COLUMN gen integer, ADD COLUMN hash bigint, ADD COLUMN xid xid8;
+INSERT INTO state._txids (stream_id, last_seq, hashes, applied_at, gen, hash)
+SELECT t.stream_id, t.last_seq, '{}', t.applied_at,
+       floor(extract(epoch FROM t.applied_at) / 300)::integer * 16, h
+  FROM state._txids t, unnest(t.hashes) h
+ WHERE t.hash IS NULL;
+DELETE FROM state._txids WHERE hash IS NULL;
+DROP INDEX state._txids_hashes_idx;
+DROP INDEX state._txids_applied_at_idx;
+ALTER TABLE state._txids DROP COLUMN hashes,
+    ALTER COLUMN gen SET NOT NULL, ALTER COLUMN hash SET NOT NULL;
 CREATE INDEX _txids_gen_hash_idx ON state._txids (gen, hash);
-SELECT pg_catalog.pg_extension_config_dump('state._txids', '');
-GRANT SELECT ON state._txids TO state_reader;
 COMMENT ON TABLE state._txids IS
     'The txids of committed batches, one row each (state.await_txid, state.txid_status); pruned after durable_state.txid_retention.';
 COMMENT ON COLUMN state._txids.gen IS

@@ -499,32 +499,21 @@ apply_control(DsBatch *b, DsEvent *ev)
 	}
 }
 
-/* The 5-minute bucket of t: floor(unix epoch / 300) (state._txids.gen / 16). */
-int32
-ds_txid_bucket(TimestampTz t)
-{
-	int64		secs = t / USECS_PER_SEC +
-		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
-
-	if (secs < 0)
-		secs -= DS_TXID_BUCKET_SECS - 1;
-	return (int32) (secs / DS_TXID_BUCKET_SECS);
-}
-
 /*
- * Inserts one row of state._txids into b's result relation: the columns
- * of values/isnull, the rest null.
+ * Inserts a row of state._txids into b's result relation with slot: the
+ * n columns attnums of values, the others null.
  */
 static void
-insert_txid_row(DsBatch *b, TupleTableSlot *slot, const Datum *values, int n)
+insert_txid_row(DsBatch *b, TupleTableSlot *slot, const AttrNumber *attnums,
+				const Datum *values, int n)
 {
 	ExecClearTuple(slot);
 	for (int a = 0; a < slot->tts_tupleDescriptor->natts; a++)
 		slot->tts_isnull[a] = true;
-	for (int a = 0; a < n; a++)
+	for (int i = 0; i < n; i++)
 	{
-		slot->tts_values[a] = values[a];
-		slot->tts_isnull[a] = false;
+		slot->tts_values[attnums[i] - 1] = values[i];
+		slot->tts_isnull[attnums[i] - 1] = false;
 	}
 	ExecStoreVirtualTuple(slot);
 	ExecSimpleRelationInsert(b->txidrri, b->estate, slot);
@@ -534,13 +523,14 @@ insert_txid_row(DsBatch *b, TupleTableSlot *slot, const Datum *values, int n)
  * The batch's txids, durably and in the same transaction, so that
  * state.await_txid and state.txid_status know them after the commit and
  * after a restart: since 0.6.0 one row of state._txids per distinct txid,
- * with the transaction (horizon.c decides "replicated" by it) and the
- * bucket that keeps inserts in a small part of the index; before, one row
- * per batch with an array of the hashes (a GIN index).
+ * with the transaction (horizon.c decides "replicated" by it) and the gen
+ * that keeps inserts in a small part of the index; before, one row per
+ * batch with an array of the hashes (a GIN index).
  */
 static void
 record_txids(DsBatch *b, int64 last)
 {
+	const DsCatalogOids *oids = ds_catalog_oids();
 	TupleTableSlot *slot;
 	int64	   *hashes;
 	DsEvent    *prev = NULL;
@@ -564,26 +554,29 @@ record_txids(DsBatch *b, int64 last)
 		hashes[n++] = (int64) ds_txid_hash(ev->txid, ev->txid_len);
 	}
 	slot = ExecInitExtraTupleSlot(b->estate, RelationGetDescr(b->txidrel), &TTSOpsVirtual);
-	if (OidIsValid(ds_catalog_oids()->txids_gen_idx))
+	if (OidIsValid(oids->txids_gen_idx))
 	{
-		Datum		values[DS_TXIDS_NATTS];
+		AttrNumber	attnums[6] = {DS_TXIDS_ATT_STREAM, DS_TXIDS_ATT_LAST, DS_TXIDS_ATT_AT,
+		oids->txids_att_gen, oids->txids_att_xid, oids->txids_att_hash};
+		Datum		values[6];
 
 		qsort(hashes, n, sizeof(int64), ds_cmp_int64);
-		values[0] = Int32GetDatum(ds_txid_gen(at, n));
-		values[2] = Int32GetDatum(b->st.id);
-		values[3] = Int64GetDatum(last);
-		values[4] = TimestampTzGetDatum(at);
-		values[5] = FullTransactionIdGetDatum(GetTopFullTransactionId());
+		values[0] = Int32GetDatum(b->st.id);
+		values[1] = Int64GetDatum(last);
+		values[2] = TimestampTzGetDatum(at);
+		values[3] = Int32GetDatum(ds_txid_gen(at, n));
+		values[4] = FullTransactionIdGetDatum(GetTopFullTransactionId());
 		for (int i = 0; i < n; i++)
 		{
 			if (i > 0 && hashes[i] == hashes[i - 1])
 				continue;
-			values[1] = Int64GetDatum(hashes[i]);
-			insert_txid_row(b, slot, values, DS_TXIDS_NATTS);
+			values[5] = Int64GetDatum(hashes[i]);
+			insert_txid_row(b, slot, attnums, values, 6);
 		}
 	}
 	else
 	{
+		AttrNumber	attnums[4] = {DS_TXIDS_ATT_STREAM, DS_TXIDS_ATT_LAST, DS_TXIDS_ATT_AT, 3};
 		Datum		values[4];
 		Datum	   *elems = palloc(sizeof(Datum) * n);
 
@@ -591,10 +584,11 @@ record_txids(DsBatch *b, int64 last)
 			elems[i] = Int64GetDatum(hashes[i]);
 		values[0] = Int32GetDatum(b->st.id);
 		values[1] = Int64GetDatum(last);
-		values[2] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
+		values[2] = TimestampTzGetDatum(at);
+		/* the hashes column, third before 0.6.0 */
+		values[3] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
 													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		values[3] = TimestampTzGetDatum(at);
-		insert_txid_row(b, slot, values, 4);
+		insert_txid_row(b, slot, attnums, values, 4);
 	}
 	ExecClearTuple(slot);
 }

@@ -268,6 +268,8 @@ cache_load(void)
 		oids.streams_pkey = state_relid("_streams_pkey");
 		oids.log_att_stable = get_attnum(oids.log, "stable_seq");
 		oids.txids_att_xid = get_attnum(oids.txids, "xid");
+		oids.txids_att_gen = get_attnum(oids.txids, "gen");
+		oids.txids_att_hash = get_attnum(oids.txids, "hash");
 		oids.txids_gen_idx = get_relname_relid("_txids_gen_hash_idx", get_rel_namespace(oids.txids));
 		oids.streams_att_id = get_attnum(oids.streams, "id");
 		oids.streams_att_tail = get_attnum(oids.streams, "tail");

@@ -149,6 +149,8 @@ typedef struct DsCatalogOids
 	AttrNumber	log_att_stable; /* state.log.stable_seq, or 0 before 0.5.0 */
 	AttrNumber	txids_att_xid;	/* state._txids.xid, or 0 before 0.6.0 */
 	Oid			txids_gen_idx;	/* state._txids (gen, hash): a row per txid (0.6.0), else 0 */
+	AttrNumber	txids_att_gen;	/* state._txids.gen and .hash (0.6.0) */
+	AttrNumber	txids_att_hash;
 } DsCatalogOids;
 
 extern const DsCatalogOids *ds_catalog_oids(void);
@@ -157,10 +159,11 @@ extern const DsCatalogOids *ds_catalog_oids(void);
 #define DS_TXID_BUCKET_SECS 300
 #define DS_TXID_SUBGENS 16		/* gens per bucket */
 #define DS_TXID_SUBGEN_ROWS 65536	/* txids per gen before the next */
-#define DS_TXIDS_ATT_GEN 1
-#define DS_TXIDS_ATT_HASH 2
-#define DS_TXIDS_ATT_XID 6
-#define DS_TXIDS_NATTS 6
+#define DS_TXIDS_ATT_STREAM 1	/* before and since 0.6.0 */
+#define DS_TXIDS_ATT_LAST 2
+#define DS_TXIDS_ATT_AT 4
+#define DS_TXIDS_IDX_GEN 1		/* the columns of state._txids_gen_hash_idx */
+#define DS_TXIDS_IDX_HASH 2
 extern int32 ds_txid_bucket(TimestampTz t);
 extern int32 ds_txid_gen(TimestampTz at, int n);
 extern void ds_catalog_init(void);

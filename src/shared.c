@@ -98,6 +98,18 @@ ds_txid_hash(const char *txid, int len)
 	return hash_bytes_extended((const unsigned char *) txid, len, 0);
 }
 
+/* The 5-minute bucket of t: floor(unix epoch / 300) (state._txids.gen / 16). */
+int32
+ds_txid_bucket(TimestampTz t)
+{
+	int64		secs = t / USECS_PER_SEC +
+		(int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY;
+
+	if (secs < 0)
+		secs -= DS_TXID_BUCKET_SECS - 1;
+	return (int32) (secs / DS_TXID_BUCKET_SECS);
+}
+
 /*
  * The state._txids.gen of n txids written at "at": its 5-minute bucket
  * times DS_TXID_SUBGENS, plus one more for every DS_TXID_SUBGEN_ROWS txids

@@ -86,7 +86,7 @@ first_gen(IndexScanDesc scan, TupleTableSlot *slot, ScanKey key, ScanDirection d
 	index_rescan(scan, key, key ? 1 : 0, NULL, 0);
 	if (!index_getnext_slot(scan, dir, slot))
 		return false;
-	*gen = DatumGetInt32(slot_getattr(slot, DS_TXIDS_ATT_GEN, &isnull));
+	*gen = DatumGetInt32(slot_getattr(slot, ds_catalog_oids()->txids_att_gen, &isnull));
 	return true;
 }
 
@@ -103,15 +103,15 @@ probe_bucket(IndexScanDesc probe, TupleTableSlot *slot, int32 gen, uint64 hash,
 	ScanKeyData keys[2];
 	bool		found = false;
 
-	ScanKeyInit(&keys[0], DS_TXIDS_ATT_GEN, BTEqualStrategyNumber, F_INT4EQ,
+	ScanKeyInit(&keys[0], DS_TXIDS_IDX_GEN, BTEqualStrategyNumber, F_INT4EQ,
 				Int32GetDatum(gen));
-	ScanKeyInit(&keys[1], DS_TXIDS_ATT_HASH, BTEqualStrategyNumber, F_INT8EQ,
+	ScanKeyInit(&keys[1], DS_TXIDS_IDX_HASH, BTEqualStrategyNumber, F_INT8EQ,
 				Int64GetDatum((int64) hash));
 	index_rescan(probe, keys, 2, NULL, 0);
 	while (index_getnext_slot(probe, ForwardScanDirection, slot))
 	{
 		bool		isnull;
-		Datum		d = slot_getattr(slot, DS_TXIDS_ATT_XID, &isnull);
+		Datum		d = slot_getattr(slot, ds_catalog_oids()->txids_att_xid, &isnull);
 
 		found = true;
 		if (!isnull)
@@ -165,7 +165,7 @@ txid_in_index(const DsCatalogOids *oids, uint64 hash, FullTransactionId *xid)
 			if (found && (!horizon_in_use || ds_horizon_covers(*xid)))
 				break;
 			/* the next older bucket that has a row */
-			ScanKeyInit(&key, DS_TXIDS_ATT_GEN, BTLessStrategyNumber, F_INT4LT,
+			ScanKeyInit(&key, DS_TXIDS_IDX_GEN, BTLessStrategyNumber, F_INT4LT,
 						Int32GetDatum(gen));
 			if (!first_gen(older, slot, &key, BackwardScanDirection, &gen))
 				break;

@@ -78,7 +78,6 @@ for v in BATCH UPDATES REPS WAL_BATCHES PRUNE_SECONDS TIMEOUT; do
 done
 (( BATCH >= 1 && REPS >= 1 && WAL_BATCHES >= 1 && TIMEOUT >= 1 )) || die "BATCH, REPS, WAL_BATCHES and TIMEOUT must be at least 1"
 (( SIZE >= BATCH )) || die "SIZE ($SIZE) must be at least one batch ($BATCH): updates need that many keys"
-RETAIN=$(count "${BENCH_SCALE_RETAIN:-$(( SIZE / 10 > 10000 ? SIZE / 10 : 10000 ))}") || die "bad BENCH_SCALE_RETAIN"
 
 STEPS=()
 if [[ -n ${BENCH_SCALE_STEPS:-} ]]; then
@@ -95,6 +94,8 @@ else
     done
     STEPS+=("$SIZE")
 fi
+RETAIN=$(count "${BENCH_SCALE_RETAIN:-$(( SIZE / 10 > 10000 ? SIZE / 10 : 10000 ))}") || die "bad BENCH_SCALE_RETAIN"
+(( RETAIN >= 1 )) || die "BENCH_SCALE_RETAIN must be at least 1"
 
 # --------------------------------------------------------------------------
 # Cleanup: background clients first, then the cluster and the work dir
@@ -289,6 +290,8 @@ declare -A LABEL=(
 ratio() {
     awk -v a="$1" -v b="$2" -v m="${3:-0}" 'BEGIN { if (a == "" || b == "" || b + 0 <= 0 || b + 0 < m + 0) print "-"; else printf "%.2f", a / b }'
 }
+# rate US: events per second from microseconds per event
+rate() { awk -v u="$1" 'BEGIN { if (u + 0 > 0) printf "%.0f", 1e6 / u; else print "-" }'; }
 # min_of FIGURE: the smallest plain-SQL figure worth dividing by
 min_of() { case "$1" in *_mb|*_tmp) echo 1 ;; *) echo 0 ;; esac; }
 report_step() {
@@ -300,6 +303,9 @@ report_step() {
         [[ -n ${DS[$step,$f]:-} ]] || continue
         printf '%-52s %14s %14s %9s\n' "${LABEL[$f]}" "${DS[$step,$f]}" "${PL[$step,$f]}" "$(ratio "${DS[$step,$f]}" "${PL[$step,$f]}" "$(min_of "$f")")"
     done
+    printf '  events/s, durable_state vs plain SQL: apply new keys %s vs %s, updates %s vs %s, catch-up %s vs %s\n' \
+        "$(rate "${DS[$step,fill]:-}")" "$(rate "${PL[$step,fill]:-}")" "$(rate "${DS[$step,update]}")" \
+        "$(rate "${PL[$step,update]}")" "$(rate "${DS[$step,catchup]}")" "$(rate "${PL[$step,catchup]}")"
     printf '  WAL with a txid per event / without: durable_state %s, plain SQL %s\n' \
         "$(ratio "${DS[$step,wal_txid]}" "${DS[$step,wal]}")" "$(ratio "${PL[$step,wal_txid]}" "${PL[$step,wal]}")"
 }

@@ -250,15 +250,18 @@ reads() {
 
 # wal STEP: WAL per event of batches of updates right after a CHECKPOINT,
 # without txids and with a headers.txid per event, through each side (the
-# plain log stores the txid in the event, unindexed)
+# plain log stores the txid in the event, unindexed).  All four update the
+# same keys (one seed), so that they touch the same pages and pay the same
+# full-page images, with values of the same size that differ from the
+# stored ones (a salt of 6 digits per run).
 wal() {
-    local step=$1 w e side txid key
+    local step=$1 w e side txid salt key seed=$(( RANDOM * 32768 + RANDOM ))
     for key in ds_none plain_none ds_txid plain_txid; do
         side=${key%%_*}
-        txid=NULL
-        [[ $key == *_txid ]] && txid="'w$step$side'"
+        txid=NULL salt=$(( 100000 + RANDOM ))
+        [[ $key == *_txid ]] && txid="'w$step'" salt=$(( 500000 + RANDOM ))
         q -c CHECKPOINT
-        IFS='|' read -r w e < <(q -c "CALL scale.wal('$side', $WAL_BATCHES, $BATCH, $txid)")
+        IFS='|' read -r w e < <(q -c "CALL scale.wal('$side', $WAL_BATCHES, $BATCH, $txid, $seed, $salt)")
         W[$key]=$(awk -v w="$w" -v n="$e" 'BEGIN { printf "%.0f", w / n }')
     done
     DS[$step,wal]=${W[ds_none]}; PL[$step,wal]=${W[plain_none]}

@@ -24,11 +24,14 @@ INSERT INTO scale.meta VALUES (0);
 -- whole key space from a random start (stride n_keys / n_upd, so no key
 -- twice: ON CONFLICT refuses that), then the n_new keys after n_keys.  With
 -- txid, every event carries its own headers.txid (txid || '.' || key number).
-CREATE FUNCTION scale.batch(n_keys bigint, n_upd int, n_new int, txid text DEFAULT NULL)
+-- start and salt (which makes the values differ from the stored ones) are
+-- random unless given.
+CREATE FUNCTION scale.batch(n_keys bigint, n_upd int, n_new int, txid text DEFAULT NULL,
+                            start bigint DEFAULT NULL, salt bigint DEFAULT NULL)
 RETURNS jsonb LANGUAGE sql VOLATILE AS $$
-    WITH r AS (SELECT floor(random() * greatest(n_keys, 1))::bigint AS start,
+    WITH r AS (SELECT coalesce(start, floor(random() * 1e15)::bigint) % greatest(n_keys, 1) AS start,
                       greatest(n_keys / greatest(n_upd, 1), 1) AS stride,
-                      floor(random() * 1000000)::bigint AS salt),
+                      coalesce(salt, floor(random() * 1000000)::bigint) AS salt),
     k AS (SELECT 1 + (r.start + i * r.stride) % n_keys AS n, r.salt
             FROM r, generate_series(0, n_upd - 1) i
            WHERE n_keys > 0
@@ -90,12 +93,14 @@ BEGIN
 END
 $$;
 
--- CALL scale.wal(side, batches, n_upd, txid): WAL written (insert LSN
--- difference) by that many batches of updates through one side; the caller
--- runs CHECKPOINT just before, so the first change to every page pays its
--- full-page image, as after any checkpoint.  Batches are built before the
--- first LSN is read.
-CREATE PROCEDURE scale.wal(side text, batches int, n_upd int, txid text DEFAULT NULL,
+-- CALL scale.wal(side, batches, n_upd, txid, seed, salt): WAL written
+-- (insert LSN difference) by that many batches of updates through one side;
+-- the caller runs CHECKPOINT just before, so the first change to every page
+-- pays its full-page image, as after any checkpoint.  Batches are built
+-- before the first LSN is read, from seed: calls with the same seed update
+-- the same keys, so they touch the same pages; a salt of as many digits
+-- gives values of the same size (a new salt: values that really change).
+CREATE PROCEDURE scale.wal(side text, batches int, n_upd int, txid text, seed bigint, salt bigint,
                            INOUT wal_bytes numeric DEFAULT 0, INOUT events bigint DEFAULT 0)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -103,7 +108,8 @@ DECLARE
     bs jsonb[];
     lsn0 pg_lsn;
 BEGIN
-    SELECT array_agg(scale.batch(nk, n_upd, 0, CASE WHEN txid IS NOT NULL THEN txid || '.' || r END))
+    SELECT array_agg(scale.batch(nk, n_upd, 0, CASE WHEN txid IS NOT NULL THEN txid || '.' || r END,
+                                 seed + r * 104729, salt) ORDER BY r)
       INTO bs FROM generate_series(1, batches) r;
     lsn0 := pg_current_wal_insert_lsn();
     FOR r IN 1..batches LOOP

@@ -316,7 +316,6 @@ report_step() {
 # --------------------------------------------------------------------------
 # The steps
 # --------------------------------------------------------------------------
-REPORT=$WORK/report.txt
 i=0
 for step in "${STEPS[@]}"; do
     i=$(( i + 1 ))
@@ -330,7 +329,7 @@ for step in "${STEPS[@]}"; do
     say "  WAL"; wal "$step"
     say "  changes()"; pages "$step"
     say "  snapshot(), get_type(), COPY"; reads "$step"
-    report_step "$step" "$i" | tee -a "$REPORT"
+    report_step "$step" "$i"
 done
 
 # --------------------------------------------------------------------------
@@ -400,7 +399,7 @@ if (( PRUNE_SECONDS > 0 )); then
         printf 'writer: durable_state %s events/s, plain SQL %s events/s\n' "$(cat "$WORK/rate_ds")" "$(cat "$WORK/rate_plain")"
         printf 'retained / bound over the second half: durable_state %s\n' "$(prune_summary ds)"
         printf '                                       plain SQL     %s\n' "$(prune_summary plain)"
-    } | tee -a "$REPORT"
+    }
 fi
 
 # --------------------------------------------------------------------------
@@ -419,7 +418,7 @@ if (( ${#STEPS[@]} > 1 )); then
             done
             printf '\n'
         done
-    } | tee -a "$REPORT"
+    }
 fi
 printf '\nPostgreSQL %s, %s cores, fsync on, load average %s; ratios: durable_state / plain SQL, below 1 = durable_state costs less\n' \
     "$(q -c 'SHOW server_version')" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"

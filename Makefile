@@ -62,7 +62,7 @@ bench-increment:
 bench-rls:
 	bash bench/rls.sh
 # costs as the data grows, each beside plain SQL (bench/scale.sh; not part
-# of `make bench`: 1M entities take about 10 minutes, SIZE=5M longer)
+# of `make bench`: 1M entities take about 5 minutes, SIZE=5M longer)
 SIZE ?= 1000000
 bench-scale:
 	bash bench/scale.sh $(SIZE)

@@ -30,7 +30,7 @@ include $(PGXS)
 $(OBJS): src/durable_state.h src/jsonschema.h src/util.h src/apply.h src/shmem.h src/standbys.h \
 	src/jsonschema/jsonschema_int.h
 
-.PHONY: test stress valgrind sanitize bench bench-apply bench-notify bench-kv bench-increment bench-rls demo meta
+.PHONY: test stress valgrind sanitize bench bench-apply bench-notify bench-kv bench-increment bench-rls bench-scale demo meta
 test:
 	bash test/run.sh
 # the whole suite with the long crash loop (100 kills of larger batches) and
@@ -61,6 +61,11 @@ bench-increment:
 	bash bench/increment.sh
 bench-rls:
 	bash bench/rls.sh
+# costs as the data grows, each beside plain SQL (bench/scale.sh; not part
+# of `make bench`: 1M entities take about 5 minutes, SIZE=5M longer)
+SIZE ?= 1000000
+bench-scale:
+	bash bench/scale.sh $(SIZE)
 demo:
 	bash test/demo.sh
 # rebuild the embedded meta-schemas (src/jsonschema_meta.h) from the JSON

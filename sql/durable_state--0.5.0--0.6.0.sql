@@ -7,6 +7,16 @@
 
 -- == reads: constant-memory get_type / get_many / snapshot ==
 
+-- The events of a snapshot, written in C (src/reads.c) in constant memory:
+-- the statement's snapshot for the offsets and every row, as before (the
+-- offset computed once, an error 40001 if the snapshot is not exact), the
+-- collections by type and the entities by key, both COLLATE "C", read in
+-- index order when the primary key index holds the keys in that order and
+-- through a tuplesort (which spills past work_mem) otherwise.
+CREATE OR REPLACE FUNCTION state._snapshot(stream text) RETURNS SETOF jsonb
+AS 'MODULE_PATHNAME', 'ds_snapshot_rows'
+LANGUAGE C STABLE;
+
 -- == changes: the log read in C, pruning under load ==
 
 -- == txids: registration position, replicated horizon, WAL cost ==

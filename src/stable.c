@@ -370,23 +370,19 @@ ds_changes_cap(PG_FUNCTION_ARGS)
 
 
 /*
- * state._snapshot_tail(stream_id integer) RETURNS bigint: the offset of a
- * snapshot taken with the statement's snapshot: its stable tail, which it
- * must also be the newest offset it sees, or the rows of the tables would
- * hold batches beyond the snapshot-end offset (they would come again
- * after it).  Raises ERRCODE_T_R_SERIALIZATION_FAILURE then; state.snapshot
- * waits and takes another snapshot.  Ends the barrier of
+ * The offset of a snapshot of stream stream_id taken with snap: its stable
+ * tail, which must also be the newest offset snap sees, or the rows of the
+ * tables would hold batches beyond the snapshot-end offset (they would come
+ * again after it).  Raises ERRCODE_T_R_SERIALIZATION_FAILURE then;
+ * state.snapshot waits and takes another snapshot.  Ends the barrier of
  * state._snapshot_settle: the snapshot is taken.
  */
-PG_FUNCTION_INFO_V1(ds_snapshot_tail);
-
-Datum
-ds_snapshot_tail(PG_FUNCTION_ARGS)
+int64
+ds_snapshot_offset(int32 stream_id, Snapshot snap)
 {
-	int32		stream_id = PG_GETARG_INT32(0);
 	int64		newest;
 	TransactionId blocker;
-	int64		tail = ds_stable_tail(stream_id, GetActiveSnapshot(), &newest, &blocker);
+	int64		tail = ds_stable_tail(stream_id, snap, &newest, &blocker);
 
 	if (barrier_stream == stream_id)
 	{
@@ -401,7 +397,20 @@ ds_snapshot_tail(PG_FUNCTION_ARGS)
 				 errdetail("The snapshot sees offsets up to %lld, but transaction %u, which wrote offsets after %lld, had not committed when it was taken.",
 						   (long long) newest, blocker, (long long) tail),
 				 errhint("Retry the transaction, or take the snapshot in READ COMMITTED, where state.snapshot() waits for such batches.")));
-	PG_RETURN_INT64(tail);
+	return tail;
+}
+
+/*
+ * state._snapshot_tail(stream_id integer) RETURNS bigint: the offset of a
+ * snapshot taken with the statement's snapshot (ds_snapshot_offset, whose
+ * error it raises).
+ */
+PG_FUNCTION_INFO_V1(ds_snapshot_tail);
+
+Datum
+ds_snapshot_tail(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64(ds_snapshot_offset(PG_GETARG_INT32(0), GetActiveSnapshot()));
 }
 
 /*

@@ -255,10 +255,137 @@ ds_get_versioned(PG_FUNCTION_ARGS)
 	return (Datum) 0;
 }
 
+/* An entity state.get_many found: its key and its value (compact). */
+typedef struct DsFound
+{
+	const char *key;
+	int			keylen;
+	Jsonb	   *value;
+} DsFound;
+
+/* qsort comparator of found entities in jsonb's key order (length, bytes). */
+static int
+found_cmp(const void *a, const void *b)
+{
+	const DsFound *x = (const DsFound *) a;
+	const DsFound *y = (const DsFound *) b;
+
+	if (x->keylen != y->keylen)
+		return x->keylen > y->keylen ? 1 : -1;
+	return memcmp(x->key, y->key, x->keylen);
+}
+
+/* Pads buf with zero bytes to a 4-byte boundary, as jsonb aligns data. */
+static void
+pad_to_int(StringInfo buf)
+{
+	static const char zeros[4] = {0, 0, 0, 0};
+
+	appendBinaryStringInfo(buf, zeros, INTALIGN(buf->len) - buf->len);
+}
+
+/*
+ * Appends the value of jb to buf as an object member's value in jsonb's
+ * binary form and returns its JEntry type bits: a container copied as it
+ * is stored (int-aligned, as its inner alignment assumes), a scalar as its
+ * own data.
+ */
+static uint32
+append_member_value(StringInfo buf, Jsonb *jb)
+{
+	JsonbValue	v;
+
+	if (!JB_ROOT_IS_SCALAR(jb))
+	{
+		pad_to_int(buf);
+		appendBinaryStringInfo(buf, VARDATA(jb), VARSIZE(jb) - VARHDRSZ);
+		return JENTRY_ISCONTAINER;
+	}
+	JsonbExtractScalar(&jb->root, &v);
+	switch (v.type)
+	{
+		case jbvString:
+			appendBinaryStringInfo(buf, v.val.string.val, v.val.string.len);
+			return JENTRY_ISSTRING;
+		case jbvNumeric:
+			pad_to_int(buf);
+			appendBinaryStringInfo(buf, (char *) v.val.numeric, VARSIZE_ANY(v.val.numeric));
+			return JENTRY_ISNUMERIC;
+		case jbvBool:
+			return v.val.boolean ? JENTRY_ISBOOL_TRUE : JENTRY_ISBOOL_FALSE;
+		default:
+			return JENTRY_ISNULL;
+	}
+}
+
+/*
+ * The jsonb object {key: value} of found[0..n-1] (sorted by found_cmp,
+ * keys unique), written straight in jsonb's binary form, as
+ * convertJsonbObject writes it: the values are copied as stored rather
+ * than unpacked into JsonbValues and converted back, so the memory it
+ * takes is about the result's size.  Raises
+ * ERRCODE_PROGRAM_LIMIT_EXCEEDED past jsonb's size limit.
+ */
+static Jsonb *
+found_object(DsFound *found, int n)
+{
+	StringInfoData buf;
+	int			jentries;
+	uint32		header = JB_FOBJECT | (uint32) n;
+	uint32		totallen = 0;
+	Size		size = VARHDRSZ + sizeof(header) + 2 * n * sizeof(JEntry);
+
+	/* the result's size at most (the data, and padding before each value) */
+	for (int i = 0; i < n; i++)
+		size += found[i].keylen + VARSIZE(found[i].value) - VARHDRSZ + 3;
+	if (size >= MaxAllocSize)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("total size of jsonb object elements exceeds the maximum of %d bytes",
+						JENTRY_OFFLENMASK)));
+	initStringInfo(&buf);
+	enlargeStringInfo(&buf, (int) size);
+	appendStringInfoSpaces(&buf, VARHDRSZ);
+	appendBinaryStringInfo(&buf, (char *) &header, sizeof(header));
+	jentries = buf.len;
+	appendStringInfoSpaces(&buf, 2 * n * sizeof(JEntry));
+	for (int i = 0; i < 2 * n; i++)
+	{
+		int			start = buf.len;
+		uint32		meta;
+		uint32		len;
+
+		if (i < n)
+		{
+			appendBinaryStringInfo(&buf, found[i].key, found[i].keylen);
+			meta = JENTRY_ISSTRING;
+		}
+		else
+		{
+			meta = append_member_value(&buf, found[i - n].value);
+			pfree(found[i - n].value);	/* as the result grows, the copies go */
+		}
+		len = buf.len - start;
+		totallen += len;
+		if (totallen > JENTRY_OFFLENMASK)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("total size of jsonb object elements exceeds the maximum of %d bytes",
+							JENTRY_OFFLENMASK)));
+		/* every JB_OFFSET_STRIDE'th entry has its end offset, the others their length */
+		meta |= (i % JB_OFFSET_STRIDE == 0) ? (totallen | JENTRY_HAS_OFF) : len;
+		memcpy(buf.data + jentries + i * sizeof(JEntry), &meta, sizeof(JEntry));
+	}
+	SET_VARSIZE(buf.data, buf.len);
+	return (Jsonb *) buf.data;
+}
+
 /*
  * state.get_many(type text, keys text[], stream text) RETURNS jsonb:
  * {key: value} of the keys whose entities are present (null keys are
- * skipped), or NULL if keys is null.
+ * skipped), or NULL if keys is null.  Each probe runs in the reader's row
+ * context; only the values found stay, compact, until the result is
+ * written (found_object).
  */
 PG_FUNCTION_INFO_V1(ds_get_many);
 
@@ -270,26 +397,24 @@ ds_get_many(PG_FUNCTION_ARGS)
 	Datum	   *elems;
 	bool	   *enulls;
 	int			nelems;
-	JsonbParseState *state = NULL;
-	JsonbValue *res;
+	DsFound    *found;
+	int			nfound = 0;
+	int			nunique = 0;
 
 	if (PG_ARGISNULL(1))
 		PG_RETURN_NULL();
 	keys = PG_GETARG_ARRAYTYPE_P(1);
 	deconstruct_array(keys, TEXTOID, -1, false, TYPALIGN_INT, &elems, &enulls, &nelems);
 	reader_open(&r, fcinfo, 0, 2, 1);
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	found = palloc(sizeof(DsFound) * Max(nelems, 1));
 	for (int i = 0; i < nelems; i++)
 	{
 		text	   *k;
 		Jsonb	   *v;
-		JsonbValue	jk,
-					jv;
 		MemoryContext old;
 
 		if (enulls[i])
 			continue;
-		/* the probe's garbage goes with the row context; the value stays */
 		MemoryContextReset(r.rowcxt);
 		old = MemoryContextSwitchTo(r.rowcxt);
 		/* an array's elements are never compressed: k points into keys */
@@ -298,17 +423,18 @@ ds_get_many(PG_FUNCTION_ARGS)
 		MemoryContextSwitchTo(old);
 		if (v == NULL)
 			continue;
-		v = memcpy(palloc(VARSIZE(v)), v, VARSIZE(v));
-		jk.type = jbvString;
-		jk.val.string.val = VARDATA_ANY(k);
-		jk.val.string.len = VARSIZE_ANY_EXHDR(k);
-		pushJsonbValue(&state, WJB_KEY, &jk);
-		ds_jsonb_root_value(v, &jv);
-		pushJsonbValue(&state, WJB_VALUE, &jv);
+		found[nfound].key = VARDATA_ANY(k);
+		found[nfound].keylen = VARSIZE_ANY_EXHDR(k);
+		found[nfound].value = memcpy(palloc(VARSIZE(v)), v, VARSIZE(v));
+		nfound++;
 	}
-	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	reader_close(&r);
-	PG_RETURN_JSONB_P(JsonbValueToJsonb(res));
+	/* a key asked for twice is there once (its value is the same) */
+	qsort(found, nfound, sizeof(DsFound), found_cmp);
+	for (int i = 0; i < nfound; i++)
+		if (nunique == 0 || found_cmp(&found[nunique - 1], &found[i]) != 0)
+			found[nunique++] = found[i];
+	PG_RETURN_JSONB_P(found_object(found, nunique));
 }
 
 /*

@@ -50,6 +50,7 @@ typedef struct DsReader
 	int			nexpired;
 	bool		rls;			/* row-level security applies: rows are checked */
 	bool		pk_is_text;		/* a key's text is its datum (text, varchar) */
+	MemoryContext scancxt;		/* the scan's: where it is advanced */
 	MemoryContext rowcxt;		/* what one row needs; reset for each row */
 } DsReader;
 
@@ -75,6 +76,8 @@ reader_open_collection(DsReader *r, DsCollection *coll, int nkeys)
 	r->scan = ds_index_beginscan(r->rel, r->pkrel, GetActiveSnapshot(), nkeys, 0);
 	/* an expired entity is gone for readers, even before the worker deletes it */
 	r->expired = ds_ttl_expired_keys(r->coll, &r->nexpired);
+	/* btree allocates some of a scan's state as it goes (killed items) */
+	r->scancxt = CurrentMemoryContext;
 	r->rowcxt = AllocSetContextCreate(CurrentMemoryContext, "durable_state reader row",
 									  ALLOCSET_DEFAULT_SIZES);
 }
@@ -126,6 +129,20 @@ reader_key_text(DsReader *r, Datum k)
 }
 
 /*
+ * Advances r's scan to its next row, in r->slot: in the scan's memory
+ * context, whatever the current one.  Returns false at the end.
+ */
+static bool
+reader_fetch(DsReader *r)
+{
+	MemoryContext old = MemoryContextSwitchTo(r->scancxt);
+	bool		found = index_getnext_slot(r->scan, ForwardScanDirection, r->slot);
+
+	MemoryContextSwitchTo(old);
+	return found;
+}
+
+/*
  * Moves r's scan to the next row that is present for the caller (its TTL
  * has not passed, the caller's row-level security policies let it
  * through) and sets *key to its key's text and *value to its value (NULL
@@ -144,7 +161,7 @@ reader_next(DsReader *r, text **key, Jsonb **value)
 		text	   *k;
 
 		MemoryContextReset(r->rowcxt);
-		if (!index_getnext_slot(r->scan, ForwardScanDirection, r->slot))
+		if (!reader_fetch(r))
 			break;
 		k = reader_key_text(r, slot_getattr(r->slot, r->ri.pkcol->attnum, &isnull));
 		if (r->nexpired > 0 &&
@@ -172,14 +189,17 @@ reader_get(DsReader *r, const char *key, int len)
 {
 	ScanKeyData skey;
 	Jsonb	   *v;
+	MemoryContext old;
 
 	if (r->nexpired > 0 && ds_ttl_is_expired(r->expired, r->nexpired, key, len))
 		return NULL;
 	ScanKeyEntryInitialize(&skey, 0, 1, BTEqualStrategyNumber, InvalidOid,
 						   r->ri.pk_collation, r->ri.pk_eqproc,
 						   ds_key_datum(&r->ri, key, len));
+	old = MemoryContextSwitchTo(r->scancxt);
 	index_rescan(r->scan, &skey, 1, NULL, 0);
-	if (!index_getnext_slot(r->scan, ForwardScanDirection, r->slot))
+	MemoryContextSwitchTo(old);
+	if (!reader_fetch(r))
 		return NULL;
 	/* a row the caller's policies hide is absent for the caller */
 	if (r->rls && !ds_rls_passes(r->rel, DS_RLS_SELECT, r->slot))

@@ -17,6 +17,8 @@
 #include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "catalog/pg_collation.h"
@@ -694,30 +696,14 @@ collection_type_cmp(const void *a, const void *b)
 }
 
 /*
- * state._snapshot(stream text) RETURNS SETOF jsonb: the events of a
- * snapshot of the stream with the statement's snapshot (none for a null
- * or unknown stream).  Raises ERRCODE_T_R_SERIALIZATION_FAILURE when the
- * snapshot would not be exact (ds_snapshot_offset; state.snapshot waits
- * and takes another), and ERRCODE_INSUFFICIENT_PRIVILEGE without SELECT on
- * each of the stream's tables.
+ * Adds the events of a snapshot of stream s at offset tail to rsinfo's
+ * tuplestore, reading with the active snapshot: snapshot-start, the
+ * insert events of every collection (by type, then key), snapshot-end.
+ * Raises ERRCODE_INSUFFICIENT_PRIVILEGE without SELECT on each table.
  */
-PG_FUNCTION_INFO_V1(ds_snapshot_rows);
-
-Datum
-ds_snapshot_rows(PG_FUNCTION_ARGS)
+static void
+put_snapshot_events(ReturnSetInfo *rsinfo, DsStream *s, int64 tail)
 {
-	ReturnSetInfo *rsinfo;
-	DsStream   *s;
-	int64		tail;
-
-	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	if (PG_ARGISNULL(0))
-		return (Datum) 0;
-	s = ds_catalog_stream(text_to_cstring(PG_GETARG_TEXT_PP(0)), true);
-	if (s == NULL)
-		return (Datum) 0;
-	tail = ds_snapshot_offset(s->id, GetActiveSnapshot());
 	put_control_event(rsinfo, "snapshot-start", tail);
 	qsort(s->colls, s->ncolls, sizeof(DsCollection), collection_type_cmp);
 	for (int i = 0; i < s->ncolls; i++)
@@ -738,5 +724,88 @@ ds_snapshot_rows(PG_FUNCTION_ARGS)
 		reader_close(&r);
 	}
 	put_control_event(rsinfo, "snapshot-end", tail);
+}
+
+/*
+ * state._snapshot(stream text) RETURNS SETOF jsonb: the events of a
+ * snapshot of the stream with the statement's snapshot (none for a null
+ * or unknown stream).  Raises ERRCODE_T_R_SERIALIZATION_FAILURE when the
+ * snapshot would not be exact (ds_snapshot_offset), and the errors of
+ * put_snapshot_events.
+ */
+PG_FUNCTION_INFO_V1(ds_snapshot_rows);
+
+Datum
+ds_snapshot_rows(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo;
+	DsStream   *s;
+	int64		tail;
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	if (PG_ARGISNULL(0))
+		return (Datum) 0;
+	s = ds_catalog_stream(text_to_cstring(PG_GETARG_TEXT_PP(0)), true);
+	if (s == NULL)
+		return (Datum) 0;
+	(void) ds_snapshot_offset(s->id, GetActiveSnapshot(), false, &tail);
+	put_snapshot_events(rsinfo, s, tail);
+	return (Datum) 0;
+}
+
+/*
+ * state.snapshot(stream text) RETURNS SETOF jsonb: snapshot() +
+ * changes(after its snapshot-end offset) is the current state, no event
+ * missing or repeated: the rows are the fold of the log up to the
+ * snapshot-end offset.  A snapshot taken while a batch below a visible one
+ * is in flight would not be; under READ COMMITTED it waits for that batch
+ * and takes another, with a new snapshot as a new statement would (a few
+ * times, then with a short barrier: new batches of the stream wait until
+ * the snapshot is taken; on a hot standby, which cannot hold the primary's
+ * writers back, it keeps waiting for the batches in flight a while
+ * longer).  Under REPEATABLE READ or SERIALIZABLE the transaction's
+ * snapshot cannot move: ERRCODE_T_R_SERIALIZATION_FAILURE.  Raises
+ * ERRCODE_UNDEFINED_OBJECT for an unknown stream.  The events go straight
+ * to the one tuplestore of the call, which spills past work_mem.
+ */
+PG_FUNCTION_INFO_V1(ds_snapshot);
+
+Datum
+ds_snapshot(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo;
+	DsStream   *s;
+	bool		standby = RecoveryInProgress();
+	bool		retry = (XactIsoLevel == XACT_READ_COMMITTED);
+	char	   *name;
+
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	name = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	s = name ? ds_catalog_stream(name, false) : NULL;
+	if (s == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("stream \"<NULL>\" does not exist"),
+				 errhint("A stream is created by the first state.create_collection() that names it.")));
+	for (int attempt = 1; attempt <= (standby ? 50 : 4); attempt++)
+	{
+		int64		tail;
+		bool		exact;
+
+		PushActiveSnapshot(GetTransactionSnapshot());
+		exact = ds_snapshot_offset(s->id, GetActiveSnapshot(), retry, &tail);
+		if (exact)
+			put_snapshot_events(rsinfo, s, tail);
+		PopActiveSnapshot();
+		if (exact)
+			return (Datum) 0;
+		ds_snapshot_wait(s->id, attempt >= 3 && !standby);
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("could not take an exact snapshot of stream \"%s\"", name),
+			 errhint("Retry.")));
 	return (Datum) 0;
 }

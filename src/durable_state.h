@@ -346,6 +346,8 @@ extern int64 ds_log_newest(int32 stream_id, Snapshot snap, int64 *first, int64 *
 extern int64 ds_log_cap(int32 stream_id, int64 since, int64 max_events, Snapshot snap);
 extern int64 ds_stable_tail(int32 stream_id, Snapshot snap, int64 *newest,
 							TransactionId *blocker);
+extern bool ds_snapshot_offset(int32 stream_id, Snapshot snap, bool noerror, int64 *tail);
+extern void ds_snapshot_wait(int32 stream_id, bool barrier);
 
 /* ------------------------------------------------------------------------
  * Apply (apply.c)

@@ -370,62 +370,58 @@ ds_changes_cap(PG_FUNCTION_ARGS)
 
 
 /*
- * state._snapshot_tail(stream_id integer) RETURNS bigint: the offset of a
- * snapshot taken with the statement's snapshot: its stable tail, which it
- * must also be the newest offset it sees, or the rows of the tables would
- * hold batches beyond the snapshot-end offset (they would come again
- * after it).  Raises ERRCODE_T_R_SERIALIZATION_FAILURE then; state.snapshot
- * waits and takes another snapshot.  Ends the barrier of
- * state._snapshot_settle: the snapshot is taken.
+ * Sets *tail to the offset of a snapshot of stream stream_id taken with
+ * snap: its stable tail, which must also be the newest offset snap sees,
+ * or the rows of the tables would hold batches beyond the snapshot-end
+ * offset (they would come again after it).  Returns true if it is; if
+ * not, returns false when noerror, else raises
+ * ERRCODE_T_R_SERIALIZATION_FAILURE (state.snapshot waits and takes
+ * another snapshot under READ COMMITTED).  Ends the barrier of
+ * ds_snapshot_wait: the snapshot is taken.
  */
-PG_FUNCTION_INFO_V1(ds_snapshot_tail);
-
-Datum
-ds_snapshot_tail(PG_FUNCTION_ARGS)
+bool
+ds_snapshot_offset(int32 stream_id, Snapshot snap, bool noerror, int64 *tail)
 {
-	int32		stream_id = PG_GETARG_INT32(0);
 	int64		newest;
 	TransactionId blocker;
-	int64		tail = ds_stable_tail(stream_id, GetActiveSnapshot(), &newest, &blocker);
 
+	*tail = ds_stable_tail(stream_id, snap, &newest, &blocker);
 	if (barrier_stream == stream_id)
 	{
 		ds_stream_lock_release(stream_id, ShareLock);
 		barrier_stream = 0;
 	}
-	if (tail != newest)
-		ereport(ERROR,
-				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
-				 errmsg("could not take an exact snapshot of the stream: a batch below offset %lld was in flight",
-						(long long) newest),
-				 errdetail("The snapshot sees offsets up to %lld, but transaction %u, which wrote offsets after %lld, had not committed when it was taken.",
-						   (long long) newest, blocker, (long long) tail),
-				 errhint("Retry the transaction, or take the snapshot in READ COMMITTED, where state.snapshot() waits for such batches.")));
-	PG_RETURN_INT64(tail);
+	if (*tail == newest)
+		return true;
+	if (noerror)
+		return false;
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("could not take an exact snapshot of the stream: a batch below offset %lld was in flight",
+					(long long) newest),
+			 errdetail("The snapshot sees offsets up to %lld, but transaction %u, which wrote offsets after %lld, had not committed when it was taken.",
+					   (long long) newest, blocker, (long long) *tail),
+			 errhint("Retry the transaction, or take the snapshot in READ COMMITTED, where state.snapshot() waits for such batches.")));
+	return false;
 }
 
 /*
- * state._snapshot_settle(stream_id integer, barrier boolean) RETURNS void:
- * before state.snapshot tries again, waits until the batch that held the
- * last snapshot back has ended.  With barrier, takes the stream's lock in
- * share mode (new batches wait, batches in flight end first) and keeps it
- * until the next snapshot's query has its snapshot (state._snapshot_tail
- * releases it).
+ * Before another try at an exact snapshot of stream stream_id: waits until
+ * the batch that held the last one back has ended.  With barrier, takes
+ * the stream's lock in share mode instead (new batches wait, batches in
+ * flight end first) and keeps it until the next snapshot is taken
+ * (ds_snapshot_offset releases it).
  */
-PG_FUNCTION_INFO_V1(ds_snapshot_settle);
-
-Datum
-ds_snapshot_settle(PG_FUNCTION_ARGS)
+void
+ds_snapshot_wait(int32 stream_id, bool barrier)
 {
-	int32		stream_id = PG_GETARG_INT32(0);
-	bool		barrier = PG_GETARG_BOOL(1);
 	TransactionId xid;
 
 	if (barrier)
 	{
 		ds_stream_lock_acquire(stream_id, ShareLock);
 		barrier_stream = stream_id;
-		PG_RETURN_VOID();
+		return;
 	}
 	/* a flight of the stream, else the batch the last snapshot saw */
 	xid = ds_flight_xid(stream_id);
@@ -439,6 +435,34 @@ ds_snapshot_settle(PG_FUNCTION_ARGS)
 	}
 	if (TransactionIdIsValid(xid) && !TransactionIdIsCurrentTransactionId(xid))
 		XactLockTableWait(xid, NULL, NULL, XLTW_None);
+}
+
+/*
+ * state._snapshot_tail(stream_id integer) RETURNS bigint: the offset of a
+ * snapshot taken with the statement's snapshot (ds_snapshot_offset, whose
+ * error it raises).
+ */
+PG_FUNCTION_INFO_V1(ds_snapshot_tail);
+
+Datum
+ds_snapshot_tail(PG_FUNCTION_ARGS)
+{
+	int64		tail;
+
+	(void) ds_snapshot_offset(PG_GETARG_INT32(0), GetActiveSnapshot(), false, &tail);
+	PG_RETURN_INT64(tail);
+}
+
+/*
+ * state._snapshot_settle(stream_id integer, barrier boolean) RETURNS void:
+ * ds_snapshot_wait, for a snapshot taken in SQL.
+ */
+PG_FUNCTION_INFO_V1(ds_snapshot_settle);
+
+Datum
+ds_snapshot_settle(PG_FUNCTION_ARGS)
+{
+	ds_snapshot_wait(PG_GETARG_INT32(0), PG_GETARG_BOOL(1));
 	PG_RETURN_VOID();
 }
 

@@ -103,6 +103,10 @@ export declare class DurableState {
   channel(opts?: StreamOption): Promise<string>;
   changes(opts?: StreamOption & { since?: string; maxEvents?: number }, client?: Pool | PoolClient | Client): Promise<Page>;
   snapshot(opts?: StreamOption, client?: Pool | PoolClient | Client): Promise<Page>;
+  /** The snapshot through a cursor, batchSize (1000) events at a time; resolves to its snapshot-end offset. */
+  snapshotBatches(opts: (StreamOption & { batchSize?: number }) | undefined,
+    onEvents: (events: StateEvent[]) => unknown | Promise<unknown>,
+    client?: Pool | PoolClient | Client): Promise<{ offset: string }>;
   subscribe(opts?: SubscribeOptions): Subscription;
   close(): Promise<void>;
 }

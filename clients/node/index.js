@@ -5,12 +5,46 @@
  * Every method is one SQL call through a pg.Pool (state.apply, state.get,
  * state.put, ...); subscribe() keeps one dedicated connection that LISTENs
  * on the stream's channel and reads state.changes() after every wake-up and
- * every reconnect (the lossless protocol of the README).
+ * every reconnect (the lossless protocol of the README).  Reads of a whole
+ * type or stream (getType, snapshot, a subscriber's resync) go through a
+ * cursor, CURSOR_ROWS rows at a time, never as one result.
  */
 const { EventEmitter } = require('node:events');
 const pg = require('pg');
+const Cursor = require('pg-cursor');
 
 const DEFAULT_STREAM = 'default';
+
+/* Rows a cursor reads at a time. */
+const CURSOR_ROWS = 1000;
+
+/*
+ * Runs sql (with params) through a cursor on `on` -- a pg.Pool (one of its
+ * clients, held until the cursor is closed) or a connected client -- and
+ * hands every batch of at most batchRows rows to onRows (awaited), so no
+ * more than one batch is in memory here, however large the result.  A
+ * cursor's portal is open in an implicit transaction until it is closed.
+ */
+async function readCursor(on, sql, params, onRows, batchRows = CURSOR_ROWS) {
+  const isPool = typeof on.totalCount === 'number' && typeof on.connect === 'function';
+  const client = isPool ? await on.connect() : on;
+  let broken;
+  try {
+    const cursor = client.query(new Cursor(sql, params));
+    try {
+      for (;;) {
+        const rows = await cursor.read(batchRows);
+        if (rows.length === 0) break;
+        await onRows(rows);
+      }
+    } finally {
+      // a cursor that cannot close leaves its connection unusable
+      await cursor.close().catch((err) => { broken = err; });
+    }
+  } finally {
+    if (isPool) client.release(broken);
+  }
+}
 
 /* A TTL as an SQL interval: milliseconds (number) or interval text. */
 function ttlInterval(ttl) {
@@ -76,11 +110,14 @@ class DurableState {
     return r.rows[0].m ?? {};
   }
 
-  /** Every entity of a type, as a Map key -> value. */
+  /** Every entity of a type, as a Map key -> value (read through a cursor). */
   async getType(type, opts = {}) {
-    const r = await this.pool.query('SELECT key, value FROM state.get_type($1, $2)',
-      [type, this._stream(opts)]);
-    return new Map(r.rows.map((row) => [row.key, row.value]));
+    const entities = new Map();
+    await readCursor(this.pool, 'SELECT key, value FROM state.get_type($1, $2)',
+      [type, this._stream(opts)], (rows) => {
+        for (const row of rows) entities.set(row.key, row.value);
+      });
+    return entities;
   }
 
   /** {value, version} of an entity, or undefined if absent. */
@@ -164,10 +201,27 @@ class DurableState {
    * live entity, snapshot-end; offset is the tail the snapshot is at.
    */
   async snapshot(opts = {}, client = this.pool) {
-    const r = await client.query('SELECT s FROM state.snapshot($1) s', [this._stream(opts)]);
-    const events = r.rows.map((row) => row.s);
-    const end = events.find((e) => e.headers && e.headers.control === 'snapshot-end');
-    return { events, offset: end ? end.headers.offset : '-1' };
+    const events = [];
+    const { offset } = await this.snapshotBatches(opts, (batch) => { events.push(...batch); }, client);
+    return { events, offset };
+  }
+
+  /**
+   * The stream's snapshot read through a cursor: onEvents(events) gets its
+   * events in order, opts.batchSize (1000) at a time (awaited), so a
+   * snapshot of any size streams; resolves to {offset}, the snapshot-end
+   * offset ('-1' if there was none).
+   */
+  async snapshotBatches(opts, onEvents, client = this.pool) {
+    let offset = '-1';
+    await readCursor(client, 'SELECT s FROM state.snapshot($1) s', [this._stream(opts)],
+      async (rows) => {
+        const events = rows.map((row) => row.s);
+        const end = events.find((e) => e.headers && e.headers.control === 'snapshot-end');
+        if (end) offset = end.headers.offset;
+        await onEvents(events);
+      }, (opts && opts.batchSize) || CURSOR_ROWS);
+    return { offset };
   }
 
   /**

@@ -145,63 +145,197 @@ parse_since(text *since, int32 stream_id, Snapshot snap)
 }
 
 /*
- * Pushes the pairs of object headers onto *st as one object, with "offset"
- * set to off (it replaces an "offset" there: the last of equal keys wins).
+ * A member of an object being written out: child index of container c as
+ * it is stored, or, if c is NULL, a value of entry type typ (JENTRY_TYPEMASK
+ * bits) in the len bytes at data.
+ */
+typedef struct DsPiece
+{
+	const JsonbContainer *c;
+	int			index;
+	uint32		typ;
+	const char *data;
+	uint32		len;
+} DsPiece;
+
+/* A piece that is a child of c as it is stored. */
+static DsPiece
+child_piece(const JsonbContainer *c, int index)
+{
+	DsPiece		p = {c, index, c->children[index] & JENTRY_TYPEMASK, NULL, 0};
+
+	return p;
+}
+
+/*
+ * Appends piece p's bytes to buf, int-aligned for a number or a container
+ * as convertJsonbValue writes them (buf starts int-aligned: at a varlena's
+ * start, or at a container's).  Returns the length its JEntry counts, the
+ * padding included.
+ */
+static uint32
+append_piece(StringInfo buf, const DsPiece *p)
+{
+	const char *data = p->data;
+	uint32		len = p->len;
+	uint32		pad = 0;
+
+	if (p->c != NULL)
+	{
+		uint32		off = getJsonbOffset(p->c, p->index);
+
+		data = (const char *) &p->c->children[JsonContainerSize(p->c) * 2] + off;
+		len = getJsonbLength(p->c, p->index);
+		if (p->typ == JENTRY_ISNUMERIC || p->typ == JENTRY_ISCONTAINER)
+		{
+			/* the original's own padding is not copied */
+			len -= INTALIGN(off) - off;
+			data += INTALIGN(off) - off;
+		}
+	}
+	if (p->typ == JENTRY_ISNUMERIC || p->typ == JENTRY_ISCONTAINER)
+	{
+		pad = INTALIGN(buf->len) - buf->len;
+		enlargeStringInfo(buf, pad);
+		memset(buf->data + buf->len, 0, pad);
+		buf->len += pad;
+	}
+	appendBinaryStringInfo(buf, data, len);
+	return pad + len;
+}
+
+/*
+ * Appends an object of the n pairs keys[i]: vals[i] (keys distinct and in
+ * jsonb's order: shorter first, then bytewise) to buf, as
+ * convertJsonbObject writes one.
  */
 static void
-push_headers(JsonbParseState **st, JsonbContainer *headers, const char *off)
+append_object(StringInfo buf, const DsPiece *keys, const DsPiece *vals, int n)
 {
-	JsonbIterator *it = JsonbIteratorInit(headers);
-	JsonbIteratorToken tok;
-	JsonbValue	v;
+	uint32		hdr = (uint32) n | JB_FOBJECT;
+	int			jentries;
+	uint32		total = 0;
 
-	pushJsonbValue(st, WJB_BEGIN_OBJECT, NULL);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	appendBinaryStringInfo(buf, (char *) &hdr, sizeof(hdr));
+	jentries = buf->len;
+	enlargeStringInfo(buf, sizeof(JEntry) * n * 2);
+	buf->len += sizeof(JEntry) * n * 2;
+	for (int i = 0; i < n * 2; i++)
 	{
-		if (tok == WJB_KEY || tok == WJB_VALUE)
-			pushJsonbValue(st, tok, &v);
+		const DsPiece *p = i < n ? &keys[i] : &vals[i - n];
+		uint32		len = append_piece(buf, p);
+		JEntry		meta;
+
+		total += len;
+		if (total > JENTRY_OFFLENMASK)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("total size of jsonb object elements exceeds the maximum of %d bytes",
+							JENTRY_OFFLENMASK)));
+		/* an end offset every JB_OFFSET_STRIDE entries, else a length */
+		meta = p->typ | ((i % JB_OFFSET_STRIDE) == 0 ? (total | JENTRY_HAS_OFF) : len);
+		memcpy(buf->data + jentries + i * sizeof(JEntry), &meta, sizeof(JEntry));
 	}
-	v.type = jbvString;
-	v.val.string.val = "offset";
-	v.val.string.len = 6;
-	pushJsonbValue(st, WJB_KEY, &v);
-	v.val.string.val = (char *) off;
-	v.val.string.len = strlen(off);
-	pushJsonbValue(st, WJB_VALUE, &v);
-	pushJsonbValue(st, WJB_END_OBJECT, NULL);
+}
+
+/*
+ * The index of key in object c (jsonb keeps them sorted: shorter first,
+ * then bytewise), or -(the index it would go to) - 1 if it is not there.
+ */
+static int
+find_key(const JsonbContainer *c, const char *key, uint32 keylen)
+{
+	int			n = JsonContainerSize(c);
+	const char *base = (const char *) &c->children[n * 2];
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		uint32		len = getJsonbLength(c, i);
+		int			cmp = (len != keylen) ? (len < keylen ? -1 : 1) :
+			memcmp(base + getJsonbOffset(c, i), key, keylen);
+
+		if (cmp == 0)
+			return i;
+		if (cmp > 0)
+			break;
+	}
+	return -i - 1;
 }
 
 /*
  * The event ev with headers.offset set to off, as jsonb_set(ev,
  * '{headers,offset}', off) does: an event without a headers object is
- * returned as it is.
+ * returned as it is.  Nothing is parsed: a container's bytes do not depend
+ * on where it sits, so the headers object is written out again with the
+ * offset in its place, then the event with its members' bytes copied as
+ * they are stored and the new headers in place of the old.
  */
 static Jsonb *
 with_offset(Jsonb *ev, const char *off)
 {
-	JsonbParseState *st = NULL;
-	JsonbIterator *it;
-	JsonbIteratorToken tok;
-	JsonbValue	v;
-	JsonbValue *res = NULL;
-	bool		headers = false;
+	static const DsPiece offset_key = {NULL, 0, JENTRY_ISSTRING, "offset", 6};
+	const JsonbContainer *root = &ev->root;
+	const JsonbContainer *hc;
+	int			n;
+	int			hn;
+	int			h;
+	int			at;
+	DsPiece    *keys;
+	DsPiece    *vals;
+	StringInfoData hbuf;
+	StringInfoData buf;
+	int			k = 0;
 
 	if (!JB_ROOT_IS_OBJECT(ev))
 		return ev;
-	it = JsonbIteratorInit(&ev->root);
-	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	n = JsonContainerSize(root);
+	h = find_key(root, "headers", 7);
+	if (h < 0 || !JBE_ISCONTAINER(root->children[n + h]))
+		return ev;
+	hc = (const JsonbContainer *) ((const char *) &root->children[n * 2] +
+								   INTALIGN(getJsonbOffset(root, n + h)));
+	if (!JsonContainerIsObject(hc))
+		return ev;
+
+	/* the headers, with "offset" replaced or inserted where it sorts */
+	hn = JsonContainerSize(hc);
+	at = find_key(hc, "offset", 6);
+	keys = palloc(sizeof(DsPiece) * (Max(n, hn) + 1) * 2);
+	vals = keys + Max(n, hn) + 1;
+	for (int i = 0; i < hn; i++)
 	{
-		if (tok == WJB_KEY)
-			headers = v.val.string.len == 7 && memcmp(v.val.string.val, "headers", 7) == 0;
-		else if (tok == WJB_VALUE && headers && v.type == jbvBinary &&
-				 JsonContainerIsObject(v.val.binary.data))
+		if (i == -at - 1)
 		{
-			push_headers(&st, v.val.binary.data, off);
-			continue;
+			keys[k] = offset_key;
+			vals[k++] = (DsPiece) {NULL, 0, JENTRY_ISSTRING, off, strlen(off)};
 		}
-		res = pushJsonbValue(&st, tok, (tok == WJB_KEY || tok == WJB_VALUE) ? &v : NULL);
+		keys[k] = child_piece(hc, i);
+		vals[k++] = child_piece(hc, hn + i);
+		if (i == at)
+			vals[k - 1] = (DsPiece) {NULL, 0, JENTRY_ISSTRING, off, strlen(off)};
 	}
-	return JsonbValueToJsonb(res);
+	if (-at - 1 == hn)
+	{
+		keys[k] = offset_key;
+		vals[k++] = (DsPiece) {NULL, 0, JENTRY_ISSTRING, off, strlen(off)};
+	}
+	initStringInfo(&hbuf);
+	append_object(&hbuf, keys, vals, k);
+
+	/* the event, its headers replaced */
+	for (int i = 0; i < n; i++)
+	{
+		keys[i] = child_piece(root, i);
+		vals[i] = child_piece(root, n + i);
+	}
+	vals[h] = (DsPiece) {NULL, 0, JENTRY_ISCONTAINER, hbuf.data, hbuf.len};
+	initStringInfo(&buf);
+	enlargeStringInfo(&buf, VARSIZE(ev) + hbuf.len);
+	buf.len = VARHDRSZ;
+	append_object(&buf, keys, vals, n);
+	SET_VARSIZE(buf.data, buf.len);
+	return (Jsonb *) buf.data;
 }
 
 /*

@@ -278,6 +278,16 @@ prune_chunk(void)
 	bool		isnull;
 
 	chunk_rows = 0;
+
+	/*
+	 * The stream's row, which a batch that needs the whole stream waits
+	 * for, is locked from the chunk's last statement to its commit: not
+	 * waiting for the commit's WAL flush keeps that short.  A chunk lost
+	 * in a crash is pruned again (its delete and the stream's row go
+	 * together either way).
+	 */
+	(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

@@ -102,17 +102,23 @@ BEGIN ATOMIC
 END;
 REVOKE ALL ON FUNCTION state._prune_streams(integer, bigint) FROM PUBLIC;
 
--- The worker's maintenance but pruning: TTLs, old txids.
+-- The worker's maintenance but pruning the logs: TTLs, old txids (the way
+-- the txids' layout wants: state._prune_txids where it exists, else the
+-- rows by age and the GIN index's pending list merged).
 CREATE FUNCTION state._housekeep(txid_retention integer) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog
 AS $$
 BEGIN
     PERFORM state._expire();
-    DELETE FROM state._txids
-     WHERE applied_at < now() - make_interval(secs => txid_retention);
-    -- recent txids into the index proper (see state._txids)
-    PERFORM gin_clean_pending_list('state._txids_hashes_idx'::regclass);
+    IF to_regprocedure('state._prune_txids(integer)') IS NOT NULL THEN
+        EXECUTE 'SELECT state._prune_txids($1)' USING txid_retention;
+    ELSE
+        DELETE FROM state._txids
+         WHERE applied_at < now() - make_interval(secs => txid_retention);
+        -- recent txids into the index proper (see state._txids)
+        PERFORM gin_clean_pending_list('state._txids_hashes_idx'::regclass);
+    END IF;
 END
 $$;
 REVOKE ALL ON FUNCTION state._housekeep(integer) FROM PUBLIC;

@@ -2,7 +2,7 @@ EXTENSION = durable_state
 EXTVERSION = 0.6.0
 
 MODULE_big = durable_state
-OBJS = src/init.o src/event.o src/catalog.o src/apply.o src/probe.o src/row.o src/changelog.o src/stable.o src/inflight.o src/convert.o \
+OBJS = src/init.o src/event.o src/catalog.o src/apply.o src/probe.o src/row.o src/changelog.o src/stable.o src/changes.o src/inflight.o src/convert.o \
 	src/reads.o src/rls.o src/shared.o src/notify.o src/txid.o src/horizon.o src/ttl.o src/worker.o src/standbys.o src/util.o \
 	src/jsonschema/cache.o src/jsonschema/compile.o src/jsonschema/format.o src/jsonschema/regex.o \
 	src/jsonschema/uri.o src/jsonschema/validate.o src/jsonschema/value.o src/schema_sql.o
@@ -30,7 +30,7 @@ include $(PGXS)
 $(OBJS): src/durable_state.h src/jsonschema.h src/util.h src/apply.h src/shmem.h src/standbys.h \
 	src/jsonschema/jsonschema_int.h
 
-.PHONY: test stress valgrind sanitize bench bench-apply bench-notify bench-kv bench-increment bench-rls bench-scale demo meta
+.PHONY: test stress valgrind sanitize bench bench-apply bench-notify bench-kv bench-increment bench-rls bench-scale bench-changes demo meta
 test:
 	bash test/run.sh
 # the whole suite with the long crash loop (100 kills of larger batches) and
@@ -49,8 +49,9 @@ sanitize:
 # every benchmark: apply and schema checks (bench/run.sh), then notifications
 # and txid confirmation (bench/notify.sh), key/value round trips against
 # Redis (bench/kv.sh), counters on one stream (bench/increment.sh),
-# row-level security (bench/rls.sh)
-bench: bench-apply bench-notify bench-kv bench-increment bench-rls
+# row-level security (bench/rls.sh), reading and pruning the log
+# (bench/changes.sh)
+bench: bench-apply bench-notify bench-kv bench-increment bench-rls bench-changes
 bench-apply:
 	bash bench/run.sh
 bench-notify:
@@ -66,6 +67,8 @@ bench-rls:
 SIZE ?= 1000000
 bench-scale:
 	bash bench/scale.sh $(SIZE)
+bench-changes:
+	bash bench/changes.sh
 demo:
 	bash test/demo.sh
 # rebuild the embedded meta-schemas (src/jsonschema_meta.h) from the JSON

@@ -29,6 +29,133 @@ SET search_path = pg_catalog;
 
 -- == changes: the log read in C, pruning under load ==
 
+-- state.changes reads the log in C (src/changes.c): one MVCC scan of
+-- state.log's primary key in offset order from since, stopping before a
+-- gap a later commit could fill (the stable offset, src/stable.c) and
+-- after max_events events.  No plan to go wrong before state.log has
+-- statistics, one scan instead of two (state._changes_cap, now unused),
+-- constant memory for any max_events.  Same output, offsets and errors;
+-- roles under row-level security still get the filtered feed.
+CREATE OR REPLACE FUNCTION state.changes(stream text DEFAULT 'default', since text DEFAULT '-1',
+                              max_events integer DEFAULT 1000)
+RETURNS TABLE ("offset" text, event jsonb)
+AS 'MODULE_PATHNAME', 'ds_changes'
+LANGUAGE C STABLE;
+
+DROP FUNCTION state._changes_cap(integer, bigint, integer);
+
+-- Pruning under load.  It never needed what ordinary batches hold (they do
+-- not lock the stream's row), but it skipped a stream whose row a batch
+-- that needs the whole stream held at that moment (FOR UPDATE SKIP LOCKED),
+-- which a busy writer of such batches holds nearly all the time, and it
+-- deleted everything beyond the limit in one statement.  Now a chunk of at
+-- most max_rows log rows and about max_events events (state._prune) is
+-- deleted first, then the stream's row is updated (waiting, if a batch
+-- holds it, for that batch only) and the chunk commits at once: a batch
+-- that locks the row next waits for a commit, not for a delete.  The worker
+-- runs each chunk in a transaction of its own (src/worker.c), until the log
+-- is within its limits, sending notifications in between.
+--
+-- A row goes when it is below the stable tail (a batch still in flight
+-- below it would commit under the retained offset; the newest row at or
+-- below the tail stays, the tail is read from the log) and it and every
+-- row before it are beyond max_events or older than max_age: the oldest
+-- rows first, read by the log's primary key, never the whole log.
+CREATE FUNCTION state._prune(stream_id integer, max_rows integer, max_events bigint)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog
+AS $$
+DECLARE
+    s record;
+    tail bigint;
+    by_events bigint := 0;
+    by_age timestamptz := '-infinity';
+    upto bigint;
+    n integer;
+BEGIN
+    SELECT st.retention_age, st.retention_events INTO s
+      FROM state._streams st WHERE st.id = _prune.stream_id;
+    IF NOT FOUND OR (s.retention_age IS NULL AND s.retention_events IS NULL) THEN
+        RETURN 0;
+    END IF;
+    tail := state._tail(_prune.stream_id);
+    IF s.retention_events IS NOT NULL THEN
+        by_events := tail - s.retention_events;
+    END IF;
+    IF s.retention_age IS NOT NULL THEN
+        by_age := now() - s.retention_age;
+    END IF;
+    SELECT max(x.last_seq) INTO upto
+      FROM (SELECT l.last_seq,
+                   bool_and(l.last_seq <= by_events OR l.applied_at < by_age) OVER w AS old,
+                   sum(l.last_seq - l.first_seq + 1) OVER w AS events,
+                   row_number() OVER w AS r
+              FROM state.log l
+             WHERE l.stream_id = _prune.stream_id AND l.last_seq < tail
+            WINDOW w AS (ORDER BY l.last_seq ROWS UNBOUNDED PRECEDING)
+             ORDER BY l.last_seq
+             LIMIT greatest(_prune.max_rows, 1)) x
+     WHERE x.old AND (x.events <= _prune.max_events OR x.r = 1);
+    IF upto IS NULL THEN
+        RETURN 0;
+    END IF;
+    DELETE FROM state.log l WHERE l.stream_id = _prune.stream_id AND l.last_seq <= upto;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    UPDATE state._streams st
+       SET retained_from = greatest(st.retained_from, upto + 1),
+           tail = greatest(st.tail, upto)
+     WHERE st.id = _prune.stream_id;
+    RETURN n;
+END
+$$;
+REVOKE ALL ON FUNCTION state._prune(integer, integer, bigint) FROM PUBLIC;
+
+-- One chunk of every stream with a retention: the log rows deleted.
+CREATE FUNCTION state._prune_streams(max_rows integer, max_events bigint) RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog
+BEGIN ATOMIC
+    SELECT coalesce(sum(state._prune(st.id, _prune_streams.max_rows, _prune_streams.max_events)), 0)
+      FROM state._streams st
+     WHERE st.retention_age IS NOT NULL OR st.retention_events IS NOT NULL;
+END;
+REVOKE ALL ON FUNCTION state._prune_streams(integer, bigint) FROM PUBLIC;
+
+-- The worker's maintenance but pruning the logs: TTLs, old txids (the way
+-- the txids' layout wants: state._prune_txids where it exists, else the
+-- rows by age and the GIN index's pending list merged).
+CREATE FUNCTION state._housekeep(txid_retention integer) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog
+AS $$
+BEGIN
+    PERFORM state._expire();
+    IF to_regprocedure('state._prune_txids(integer)') IS NOT NULL THEN
+        EXECUTE 'SELECT state._prune_txids($1)' USING txid_retention;
+    ELSE
+        DELETE FROM state._txids
+         WHERE applied_at < now() - make_interval(secs => txid_retention);
+        -- recent txids into the index proper (see state._txids)
+        PERFORM gin_clean_pending_list('state._txids_hashes_idx'::regclass);
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION state._housekeep(integer) FROM PUBLIC;
+
+-- All of it in one transaction (the worker runs the chunks in their own).
+CREATE OR REPLACE FUNCTION state._maintain(txid_retention integer) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog
+AS $$
+BEGIN
+    PERFORM state._housekeep(txid_retention);
+    LOOP
+        EXIT WHEN state._prune_streams(1000, 100000) = 0;
+    END LOOP;
+END
+$$;
+
 -- == txids: registration position, replicated horizon, WAL cost ==
 
 -- One row per txid, found through a btree on (gen, hash): gen is the

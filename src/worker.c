@@ -8,8 +8,11 @@
  *	   replayed, see standbys.c) and wakes txid waiters when they move;
  *	 - sends the notifications committing transactions handed over
  *	   (durable_state.notify = worker), one NOTIFY per stream per loop;
- *	 - every durable_state.maintenance_interval, prunes old txids and the
- *	   log of streams with a retention (state._maintain).
+ *	 - every durable_state.maintenance_interval, expires TTLs and prunes
+ *	   old txids (state._housekeep), then the log of streams with a
+ *	   retention in bounded chunks, one transaction each, until they are
+ *	   within it (state._prune_streams; state._maintain in a catalog older
+ *	   than 0.6.0).
  * It sleeps on its latch: committing backends set it, and while someone
  * waits for a watermark it wakes every millisecond.  SIGTERM stops it (the
  * postmaster starts it again after a second unless the server is shutting
@@ -226,30 +229,100 @@ send_notices(void)
 	return true;
 }
 
+/* Whether the catalog prunes in chunks (state._prune_streams, 0.6.0). */
+static bool prune_in_chunks = false;
+/* The log rows the last chunk deleted. */
+static int64 chunk_rows = 0;
+
 /*
- * Runs state._maintain(durable_state.txid_retention) in this database (it
- * expires TTLs and prunes old txids and logs) if the extension is installed
- * here; does nothing otherwise.  Runs inside in_transaction, as the
- * bootstrap superuser the worker connects as; raises an error if the SQL
- * fails.
+ * Runs state._housekeep(durable_state.txid_retention) in this database (it
+ * expires TTLs and prunes old txids; pruning the logs is prune_chunk's), or
+ * state._maintain, which also prunes, in a catalog older than 0.6.0, if
+ * the extension is installed here; does nothing otherwise.  Runs inside
+ * in_transaction, as the bootstrap superuser the worker connects as;
+ * raises an error if the SQL fails.
  */
 static void
 maintain(void)
 {
+	prune_in_chunks = false;
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'durable_state'",
+	if (SPI_execute("SELECT pg_catalog.to_regprocedure('state._prune_streams(integer,bigint)') IS NOT NULL"
+					"  FROM pg_catalog.pg_extension WHERE extname = 'durable_state'",
 					true, 1) == SPI_OK_SELECT && SPI_processed > 0)
 	{
 		char		sql[64];
+		bool		isnull;
 
-		snprintf(sql, sizeof(sql), "SELECT state._maintain(%d)", ds_txid_retention);
+		prune_in_chunks = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+													 SPI_tuptable->tupdesc, 1, &isnull));
+		snprintf(sql, sizeof(sql), "SELECT state.%s(%d)",
+				 prune_in_chunks ? "_housekeep" : "_maintain", ds_txid_retention);
 		if (SPI_execute(sql, false, 0) != SPI_OK_SELECT)
-			elog(ERROR, "state._maintain() failed");
+			elog(ERROR, "%s failed", sql);
 	}
 	SPI_finish();
 	PopActiveSnapshot();
+}
+
+/*
+ * Prunes one chunk of the log of every stream with a retention (at most
+ * 1000 rows and about 100000 events each: state._prune_streams) and sets
+ * chunk_rows to the rows deleted.  Runs inside in_transaction.
+ */
+static void
+prune_chunk(void)
+{
+	bool		isnull;
+
+	chunk_rows = 0;
+
+	/*
+	 * The stream's row, which a batch that needs the whole stream waits
+	 * for, is locked from the chunk's last statement to its commit: not
+	 * waiting for the commit's WAL flush keeps that short.  A chunk lost
+	 * in a crash is pruned again (its delete and the stream's row go
+	 * together either way).
+	 */
+	(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, 0, false);
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute("SELECT state._prune_streams(1000, 100000)", false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "state._prune_streams() failed");
+	chunk_rows = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											 1, &isnull));
+	SPI_finish();
+	PopActiveSnapshot();
+}
+
+/*
+ * The maintenance of one interval: TTLs and txids, then the logs chunk by
+ * chunk, each chunk in a transaction of its own (the locks it takes last
+ * as long as one chunk), with notifications sent in between, until no
+ * stream is beyond its retention or a chunk fails (SIGTERM ends it at
+ * CHECK_FOR_INTERRUPTS).  Returns whether notifications were sent last.
+ */
+static bool
+maintain_all(void)
+{
+	bool		sent = false;
+
+	in_transaction(maintain, "durable_state maintenance");
+	while (prune_in_chunks)
+	{
+		in_transaction(prune_chunk, "durable_state pruning");
+		CHECK_FOR_INTERRUPTS();
+		update_watermarks();
+		sent = send_notices();
+		if (chunk_rows == 0)
+			break;
+	}
+	return sent;
 }
 
 /*
@@ -288,6 +361,11 @@ ds_worker_main(Datum arg)
 	{
 		TimestampTz now;
 		long		nap = pg_atomic_read_u32(&ds_shared->waiters) > 0 ? 1 : ds_worker_naptime;
+		/* wake for the next maintenance, not up to a nap after it is due */
+		long		due = next_maintenance == 0 ? 0 :
+			TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_maintenance);
+
+		nap = Max(Min(nap, due), 1);
 
 		/*
 		 * Right after sending, the worker lets a millisecond of commits
@@ -321,7 +399,7 @@ ds_worker_main(Datum arg)
 		now = GetCurrentTimestamp();
 		if (now >= next_maintenance)
 		{
-			in_transaction(maintain, "durable_state maintenance");
+			sent = maintain_all() || sent;
 			next_maintenance = TimestampTzPlusMilliseconds(now, ds_maintenance_interval);
 		}
 

@@ -295,6 +295,40 @@ SELECT count(*) AS differing FROM (
      EXCEPT SELECT ev FROM state.snapshot('chg') ev WHERE ev ? 'type')) d;
 
 -- ---------------------------------------------------------------------------
+-- changes() writes headers.offset into each stored event's bytes (src/changes.c):
+-- the same jsonb as jsonb_set(event, '{headers,offset}', offset), for values of
+-- every kind and size (numbers and containers are aligned), headers with keys
+-- that sort before and after "offset", a client's offset, control events
+-- ---------------------------------------------------------------------------
+SELECT state.create_collection('chg_bytes', stream => 'chg_bytes');
+SELECT applied FROM state.apply((SELECT jsonb_agg(jsonb_build_object('type', 'chg_bytes', 'key', 'k' || g,
+    'value', CASE g % 7 WHEN 0 THEN to_jsonb(g * 1.5) WHEN 1 THEN jsonb_build_object('a', g, 'b',
+                 jsonb_build_array(1, 2.25, 'x', null, true, jsonb_build_object('z', -g)), 'c', repeat('y', g % 50))
+             WHEN 2 THEN to_jsonb('s' || repeat('t', g % 5)) WHEN 3 THEN 'null'::jsonb WHEN 4 THEN 'true'::jsonb
+             WHEN 5 THEN (SELECT jsonb_object_agg('p' || i, i * 0.5) FROM generate_series(1, 40) i)
+             ELSE jsonb_build_array(g, g + 0.1, repeat('w', 300)) END,
+    'headers', CASE g % 3 WHEN 0 THEN jsonb_build_object('operation', 'upsert', 'txid', 'chg-b' || g,
+                                                         'timestamp', '2025-01-01T00:00:00Z')
+                          WHEN 1 THEN jsonb_build_object('operation', 'upsert', 'offset', 'client-' || g)
+                          ELSE jsonb_build_object('operation', 'upsert') END)) FROM generate_series(1, 300) g), 'chg_bytes');
+SELECT applied FROM state.apply('{"headers": {"control": "snapshot-start"}}', 'chg_bytes');
+SELECT applied FROM state.apply('[{"type": "chg_bytes", "key": "k1", "headers": {"operation": "delete"}},
+                                  {"headers": {"control": "reset"}}]', 'chg_bytes');
+SELECT count(*) AS events,
+       count(*) FILTER (WHERE c.event = x.ev AND c.event::text = x.ev::text
+                          AND jsonb_hash_extended(c.event, 7) = jsonb_hash_extended(x.ev, 7)
+                          AND c.event @> x.ev AND x.ev @> c.event) AS same,
+       count(*) FILTER (WHERE c.event->'headers'->>'offset' = c."offset"
+                          AND c.event->'value' IS NOT DISTINCT FROM x.ev->'value'
+                          AND c.event #> '{value,b,5,z}' IS NOT DISTINCT FROM x.ev #> '{value,b,5,z}') AS paths
+  FROM state.changes('chg_bytes', '-1', 1000) c
+  JOIN (SELECT l.first_seq + e.ord - 1 AS seq,
+               jsonb_set(e.ev, '{headers,offset}', to_jsonb(state.format_offset(l.first_seq + e.ord - 1))) AS ev
+          FROM state.log l CROSS JOIN LATERAL unnest(l.events) WITH ORDINALITY AS e(ev, ord)
+         WHERE l.stream_id = (SELECT id FROM state._streams WHERE name = 'chg_bytes')) x
+    ON x.seq = c."offset"::bigint;
+
+-- ---------------------------------------------------------------------------
 -- clean up
 -- ---------------------------------------------------------------------------
 DO $$

@@ -122,23 +122,16 @@ BEGIN ATOMIC
 END;
 REVOKE ALL ON FUNCTION state._prune_streams(integer, bigint) FROM PUBLIC;
 
--- The worker's maintenance but pruning the logs: TTLs, old txids (the way
--- the txids' layout wants: state._prune_txids where it exists, else the
--- rows by age and the GIN index's pending list merged).
+-- The worker's maintenance but pruning the logs: TTLs and old txids
+-- (state._prune_txids, below in the txids section: the function is looked
+-- up when called).
 CREATE FUNCTION state._housekeep(txid_retention integer) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog
 AS $$
 BEGIN
     PERFORM state._expire();
-    IF to_regprocedure('state._prune_txids(integer)') IS NOT NULL THEN
-        EXECUTE 'SELECT state._prune_txids($1)' USING txid_retention;
-    ELSE
-        DELETE FROM state._txids
-         WHERE applied_at < now() - make_interval(secs => txid_retention);
-        -- recent txids into the index proper (see state._txids)
-        PERFORM gin_clean_pending_list('state._txids_hashes_idx'::regclass);
-    END IF;
+    PERFORM state._prune_txids(txid_retention);
 END
 $$;
 REVOKE ALL ON FUNCTION state._housekeep(integer) FROM PUBLIC;
@@ -205,43 +198,3 @@ AS $$
 $$;
 REVOKE EXECUTE ON FUNCTION state._prune_txids(integer) FROM PUBLIC;
 
--- txids are pruned by state._prune_txids (no GIN pending list to merge)
-CREATE OR REPLACE FUNCTION state._maintain(txid_retention integer) RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog
-AS $$
-DECLARE
-    s record;
-    tail bigint;
-    cutoff bigint;
-    pruned bigint;
-BEGIN
-    PERFORM state._expire();
-    PERFORM state._prune_txids(txid_retention);
-    FOR s IN SELECT st.id, st.retention_age, st.retention_events FROM state._streams st
-              WHERE st.retention_age IS NOT NULL OR st.retention_events IS NOT NULL LOOP
-        cutoff := 0;
-        tail := state._tail(s.id);
-        IF s.retention_events IS NOT NULL THEN
-            cutoff := greatest(cutoff, tail - s.retention_events);
-        END IF;
-        IF s.retention_age IS NOT NULL THEN
-            cutoff := greatest(cutoff, coalesce((SELECT max(l.last_seq) FROM state.log l
-                                                  WHERE l.stream_id = s.id
-                                                    AND l.applied_at < now() - s.retention_age), 0));
-        END IF;
-        cutoff := least(cutoff, tail - 1);
-        CONTINUE WHEN cutoff <= 0 OR NOT EXISTS (SELECT 1 FROM state.log l
-                                                  WHERE l.stream_id = s.id AND l.last_seq <= cutoff);
-        PERFORM 1 FROM state._streams st WHERE st.id = s.id FOR UPDATE SKIP LOCKED;
-        CONTINUE WHEN NOT FOUND;
-        WITH d AS (DELETE FROM state.log l WHERE l.stream_id = s.id AND l.last_seq <= cutoff
-                   RETURNING l.last_seq)
-        SELECT max(d.last_seq) INTO pruned FROM d;
-        UPDATE state._streams st
-           SET retained_from = greatest(st.retained_from, pruned + 1),
-               tail = greatest(st.tail, pruned)
-         WHERE st.id = s.id;
-    END LOOP;
-END
-$$;

@@ -384,7 +384,8 @@ extern bool ds_ttl_is_expired(char **keys, int n, const char *key, int len);
 extern void ds_ttl_after_batch(DsCollection *coll, Datum *keys, bool *deleted, int nkeys);
 
 extern void ds_worker_init(void);
-extern void ds_worker_register(void);
+extern void ds_launcher_register(bool start);
+extern PGDLLEXPORT void ds_launcher_main(Datum arg);
 extern PGDLLEXPORT void ds_worker_main(Datum arg);
 
 #endif							/* DURABLE_STATE_H */

@@ -1,26 +1,27 @@
 /*
  * worker.c
- *		The durable_state background worker (shared_preload_libraries only).
+ *		The durable_state worker of one database (shared_preload_libraries
+ *		only); the launcher (launcher.c) starts one for every database that
+ *		has the extension.
  *
- * One worker per cluster, connected to durable_state.database.  Each loop:
- *	 - publishes the flushed and replicated watermarks (the replicated one
- *	   is what the standbys durable_state.replicated_standbys chooses have
- *	   replayed, see standbys.c) and wakes txid waiters when they move;
- *	 - sends the notifications committing transactions handed over
- *	   (durable_state.notify = worker), one NOTIFY per stream per loop;
- *	 - every durable_state.maintenance_interval, prunes old txids and the
- *	   log of streams with a retention (state._maintain).
- * It sleeps on its latch: committing backends set it, and while someone
- * waits for a watermark it wakes every millisecond.  SIGTERM stops it (the
- * postmaster starts it again after a second unless the server is shutting
- * down), SIGHUP reloads the configuration; changing durable_state.database
- * restarts it.
+ * Each loop:
+ *	 - sends the notifications committing transactions of its database
+ *	   handed over (durable_state.notify = worker), one NOTIFY per stream;
+ *	 - every durable_state.maintenance_interval, expires TTLs and prunes old
+ *	   txids and the log of streams with a retention (state._maintain);
+ *	   where the extension is gone (DROP EXTENSION) it stops, until a
+ *	   CREATE EXTENSION there has the launcher start it again.
+ * It sleeps on its latch, which committing backends set.  SIGTERM stops it
+ * (the launcher starts it again within a second unless its database is
+ * being dropped), SIGHUP reloads the configuration; a durable_state.database
+ * that no longer names its database stops it.
  */
 #include "postgres.h"
 
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "commands/async.h"
+#include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -37,11 +38,10 @@
 
 #include "durable_state.h"
 #include "shmem.h"
-#include "standbys.h"
 
-static char *ds_worker_database = NULL;
+char	   *ds_worker_database = NULL;
 static int	ds_txid_retention = 86400;
-static int	ds_worker_naptime = 1000;
+int			ds_worker_naptime = 1000;
 static int	ds_notify_coalesce = 1;
 static int	ds_maintenance_interval = 1000;
 
@@ -53,10 +53,10 @@ void
 ds_worker_init(void)
 {
 	DefineCustomStringVariable("durable_state.database",
-							   "Database the durable_state background worker connects to.",
-							   "Worker-mode notifications and maintenance happen in this database.",
+							   "Databases the durable_state workers serve: * for every database that has the extension, or one database's name.",
+							   "Worker-mode notifications, TTL expiry and pruning happen only in the databases served.",
 							   &ds_worker_database,
-							   "postgres",
+							   "*",
 							   PGC_SIGHUP, 0,
 							   NULL, NULL, NULL);
 	DefineCustomIntVariable("durable_state.txid_retention",
@@ -89,63 +89,11 @@ ds_worker_init(void)
 							NULL, NULL, NULL);
 }
 
-/*
- * Registers the background worker with the postmaster; called from
- * _PG_init only while shared_preload_libraries is processed.  It starts
- * once recovery has finished and is restarted a second after it exits.
- */
-void
-ds_worker_register(void)
-{
-	BackgroundWorker bgw;
-
-	memset(&bgw, 0, sizeof(bgw));
-	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	bgw.bgw_restart_time = 1;
-	strlcpy(bgw.bgw_library_name, "durable_state", BGW_MAXLEN);
-	strlcpy(bgw.bgw_function_name, "ds_worker_main", BGW_MAXLEN);
-	strlcpy(bgw.bgw_name, "durable_state worker", BGW_MAXLEN);
-	strlcpy(bgw.bgw_type, "durable_state worker", BGW_MAXLEN);
-	RegisterBackgroundWorker(&bgw);
-}
-
-/*
- * before_shmem_exit callback: clears the worker's pid and latch in shared
- * memory, unless a newer worker has already taken its place.
- */
+/* before_shmem_exit callback: this database is no longer served. */
 static void
 worker_exit(int code, Datum arg)
 {
-	LWLockAcquire(ds_shared->lock, LW_EXCLUSIVE);
-	if (ds_shared->worker_pid == MyProcPid)
-	{
-		ds_shared->worker_pid = 0;
-		ds_shared->worker_latch = NULL;
-	}
-	LWLockRelease(ds_shared->lock);
-}
-
-/*
- * The flushed and replicated positions (which standbys count, and how far
- * they replayed, is standbys.c's) and the replicated horizon (horizon.c);
- * waiters are woken if they moved.
- */
-static void
-update_watermarks(void)
-{
-	XLogRecPtr	flushed = GetFlushRecPtr(NULL);
-	XLogRecPtr	replicated;
-	bool		moved = ds_standbys_advance();
-
-	LWLockAcquire(ds_shared->lock, LW_EXCLUSIVE);
-	moved |= flushed != ds_shared->flushed_lsn;
-	ds_shared->flushed_lsn = flushed;
-	replicated = ds_shared->replicated_lsn;
-	LWLockRelease(ds_shared->lock);
-	moved |= ds_horizon_advance(replicated);
-	if (moved && pg_atomic_read_u32(&ds_shared->waiters) > 0)
-		ConditionVariableBroadcast(&ds_shared->cv);
+	ds_dbw_detach(DS_DBW_FREE);
 }
 
 /*
@@ -229,18 +177,21 @@ send_notices(void)
 /*
  * Runs state._maintain(durable_state.txid_retention) in this database (it
  * expires TTLs and prunes old txids and logs) if the extension is installed
- * here; does nothing otherwise.  Runs inside in_transaction, as the
+ * here; otherwise clears extension_here.  Runs inside in_transaction, as the
  * bootstrap superuser the worker connects as; raises an error if the SQL
  * fails.
  */
+static bool extension_here = true;
+
 static void
 maintain(void)
 {
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'durable_state'",
-					true, 1) == SPI_OK_SELECT && SPI_processed > 0)
+	extension_here = SPI_execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'durable_state'",
+								 true, 1) == SPI_OK_SELECT && SPI_processed > 0;
+	if (extension_here)
 	{
 		char		sql[64];
 
@@ -253,14 +204,17 @@ maintain(void)
 }
 
 /*
- * The worker's entry point.  Connects to durable_state.database, records
- * itself in shared memory, and loops as the file's header describes until
- * SIGTERM or postmaster death.  Exits with status 1, to be restarted, when
- * durable_state.database changes.  Never returns.
+ * The entry point of a database's worker (started by the launcher with the
+ * database's oid).  Connects, records itself in shared memory (or exits if
+ * its database is being dropped), and loops as the file's header describes
+ * until SIGTERM, postmaster death, the extension's absence or a
+ * durable_state.database that no longer names its database.  Never
+ * returns.
  */
 void
 ds_worker_main(Datum arg)
 {
+	Oid			dbid = DatumGetObjectId(arg);
 	char	   *dbname;
 	TimestampTz next_maintenance = 0;
 	bool		sent = false;
@@ -268,26 +222,19 @@ ds_worker_main(Datum arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(ds_worker_database, NULL, 0);
-	dbname = MemoryContextStrdup(TopMemoryContext, ds_worker_database);
-
+	BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
+	if (!ds_dbw_attach(dbid))
+		proc_exit(0);
 	before_shmem_exit(worker_exit, 0);
-	LWLockAcquire(ds_shared->lock, LW_EXCLUSIVE);
-	ds_shared->worker_pid = MyProcPid;
-	ds_shared->worker_dbid = MyDatabaseId;
-	ds_shared->worker_latch = MyLatch;
-	ds_shared->worker_started_at = GetCurrentTimestamp();
-	ds_shared->worker_starts++;
-	/* every commit before now ended before this point */
-	ds_shared->startup_lsn = GetXLogInsertRecPtr();
-	LWLockRelease(ds_shared->lock);
+	StartTransactionCommand();
+	dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(dbid));
+	CommitTransactionCommand();
 	ereport(LOG,
 			(errmsg("durable_state worker started (database \"%s\")", dbname)));
 
 	for (;;)
 	{
 		TimestampTz now;
-		long		nap = pg_atomic_read_u32(&ds_shared->waiters) > 0 ? 1 : ds_worker_naptime;
 
 		/*
 		 * Right after sending, the worker lets a millisecond of commits
@@ -300,33 +247,38 @@ ds_worker_main(Datum arg)
 			(void) WaitLatch(NULL, WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 ds_notify_coalesce, PG_WAIT_EXTENSION);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 nap, PG_WAIT_EXTENSION);
+						 ds_worker_naptime, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
-			if (strcmp(dbname, ds_worker_database) != 0)
+			if (!ds_database_allowed(dbname))
 			{
 				ereport(LOG,
-						(errmsg("durable_state worker restarting for database \"%s\"",
-								ds_worker_database)));
-				proc_exit(1);
+						(errmsg("durable_state worker stopping: durable_state.database does not name database \"%s\"",
+								dbname)));
+				ds_dbw_detach(DS_DBW_FREE);
+				proc_exit(0);
 			}
 		}
 
-		update_watermarks();
 		sent = send_notices();
 		now = GetCurrentTimestamp();
 		if (now >= next_maintenance)
 		{
 			in_transaction(maintain, "durable_state maintenance");
 			next_maintenance = TimestampTzPlusMilliseconds(now, ds_maintenance_interval);
+			if (!extension_here)
+			{
+				ereport(LOG,
+						(errmsg("durable_state worker stopping: the extension is not installed in database \"%s\"",
+								dbname)));
+				ds_dbw_detach(DS_DBW_IDLE);
+				proc_exit(0);
+			}
 		}
-
-		LWLockAcquire(ds_shared->lock, LW_EXCLUSIVE);
-		ds_shared->worker_last_loop_at = now;
-		LWLockRelease(ds_shared->lock);
+		ds_dbw_loop_done(now);
 	}
 }

@@ -33,6 +33,7 @@ _PG_init(void)
 	ds_probe_init();
 	ds_notify_init();
 	ds_worker_init();
+	ds_launcher_init();
 	ds_standbys_init();
 	MarkGUCPrefixReserved("durable_state");
 	if (process_shared_preload_libraries_in_progress)

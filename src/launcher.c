@@ -55,12 +55,32 @@
 #define START_TIMEOUT_MS 10000	/* a worker that never attached */
 #define BLOCK_TIMEOUT_MS 10000	/* a database whose DROP failed */
 
-extern char *ds_worker_database;
-extern int	ds_worker_naptime;
+char	   *ds_worker_database = NULL;
+int			ds_worker_naptime = 1000;
 
 static ProcessUtility_hook_type prev_utility_hook = NULL;
 static bool created_here = false;	/* CREATE EXTENSION in this transaction */
 static bool rescan = true;
+
+/* Registers the launcher's settings (in every backend, for SHOW). */
+void
+ds_launcher_init(void)
+{
+	DefineCustomStringVariable("durable_state.database",
+							   "Databases the durable_state workers serve: * for every database that has the extension, or one database's name.",
+							   "Worker-mode notifications, TTL expiry and pruning happen only in the databases served.",
+							   &ds_worker_database,
+							   "*",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+	DefineCustomIntVariable("durable_state.worker_naptime",
+							"How long the background worker sleeps when nothing wakes it.",
+							NULL,
+							&ds_worker_naptime,
+							1000, 1, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+}
 
 /* Whether durable_state.database lets the workers serve database dbname. */
 bool

@@ -39,9 +39,7 @@
 #include "durable_state.h"
 #include "shmem.h"
 
-char	   *ds_worker_database = NULL;
 static int	ds_txid_retention = 86400;
-int			ds_worker_naptime = 1000;
 static int	ds_notify_coalesce = 1;
 static int	ds_maintenance_interval = 1000;
 
@@ -52,26 +50,12 @@ static int	ds_maintenance_interval = 1000;
 void
 ds_worker_init(void)
 {
-	DefineCustomStringVariable("durable_state.database",
-							   "Databases the durable_state workers serve: * for every database that has the extension, or one database's name.",
-							   "Worker-mode notifications, TTL expiry and pruning happen only in the databases served.",
-							   &ds_worker_database,
-							   "*",
-							   PGC_SIGHUP, 0,
-							   NULL, NULL, NULL);
 	DefineCustomIntVariable("durable_state.txid_retention",
 							"How long txids are kept for state.await_txid and state.txid_status.",
 							NULL,
 							&ds_txid_retention,
 							86400, 1, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("durable_state.worker_naptime",
-							"How long the background worker sleeps when nothing wakes it.",
-							NULL,
-							&ds_worker_naptime,
-							1000, 1, 3600 * 1000,
-							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("durable_state.notify_coalesce",
 							"How long the background worker lets commits gather after it sent notifications (notify = worker).",

@@ -386,7 +386,11 @@ extern bool ds_ttl_is_expired(char **keys, int n, const char *key, int len);
 extern void ds_ttl_after_batch(DsCollection *coll, Datum *keys, bool *deleted, int nkeys);
 
 extern void ds_worker_init(void);
-extern void ds_worker_register(void);
+extern void ds_launcher_init(void);
+extern void ds_launcher_register(bool start);
+extern char *ds_worker_database;
+extern int	ds_worker_naptime;
+extern PGDLLEXPORT void ds_launcher_main(Datum arg);
 extern PGDLLEXPORT void ds_worker_main(Datum arg);
 
 #endif							/* DURABLE_STATE_H */

@@ -33,6 +33,7 @@ _PG_init(void)
 	ds_probe_init();
 	ds_notify_init();
 	ds_worker_init();
+	ds_launcher_init();
 	ds_standbys_init();
 	MarkGUCPrefixReserved("durable_state");
 	if (process_shared_preload_libraries_in_progress)
@@ -40,9 +41,8 @@ _PG_init(void)
 		ds_shared_init();
 		ds_horizon_shmem_init();
 		ds_standbys_shmem_init();
-		/* not under pg_upgrade: it restores the databases the worker uses */
-		if (!IsBinaryUpgrade)
-			ds_worker_register();
+		/* no launcher under pg_upgrade: it restores the databases served */
+		ds_launcher_register(!IsBinaryUpgrade);
 	}
 	ds_catalog_init();
 	ds_stable_init();

@@ -143,26 +143,84 @@ ds_txid_gen(TimestampTz at, int n)
 					Min(count / DS_TXID_SUBGEN_ROWS, DS_TXID_SUBGENS - 1));
 }
 
-/* Sets the worker's latch, if it is running and shared memory exists. */
+/*
+ * This database's entry among the served databases, or NULL; with create,
+ * a free entry is taken for it (NULL if there is none).  The caller holds
+ * ds_shared->lock (exclusively to create).
+ */
+DsDbWorker *
+ds_dbw_find(Oid dbid, bool create)
+{
+	DsDbWorker *free_entry = NULL;
+
+	for (int i = 0; i < DS_DB_WORKERS; i++)
+	{
+		DsDbWorker *w = &ds_shared->dbw[i];
+
+		if (w->dbid == dbid)
+			return w;
+		if (!OidIsValid(w->dbid) && free_entry == NULL)
+			free_entry = w;
+	}
+	if (!create || free_entry == NULL)
+		return NULL;
+	memset(free_entry, 0, sizeof(DsDbWorker));
+	free_entry->dbid = dbid;
+	return free_entry;
+}
+
+/*
+ * Sets the latch of this database's worker, if it runs and shared memory
+ * exists: it has notifications to send.
+ */
 void
 ds_wake_worker(void)
+{
+	Latch	   *latch = NULL;
+	DsDbWorker *w;
+
+	if (ds_shared == NULL)
+		return;
+	LWLockAcquire(ds_shared->lock, LW_SHARED);
+	w = ds_dbw_find(MyDatabaseId, false);
+	if (w && w->state == DS_DBW_RUNNING)
+		latch = w->latch;
+	LWLockRelease(ds_shared->lock);
+	/* a stale pointer is harmless: it points to a PGPROC's latch */
+	if (latch)
+		SetLatch(latch);
+}
+
+/*
+ * Sets the launcher's latch, if it runs: someone waits for a watermark,
+ * or a database wants a worker.
+ */
+void
+ds_wake_launcher(void)
 {
 	Latch	   *latch;
 
 	if (ds_shared == NULL)
 		return;
-	/* a stale pointer is harmless: it points to a PGPROC's latch */
-	latch = ds_shared->worker_latch;
+	latch = ds_shared->launcher_latch;
 	if (latch)
 		SetLatch(latch);
 }
 
-/* Returns true if the worker is running and connected to this database. */
+/* Returns true if a worker is running for this database. */
 bool
 ds_worker_serves_this_database(void)
 {
-	return ds_shared != NULL && ds_shared->worker_pid != 0 &&
-		ds_shared->worker_dbid == MyDatabaseId;
+	DsDbWorker *w;
+	bool		serves;
+
+	if (ds_shared == NULL)
+		return false;
+	LWLockAcquire(ds_shared->lock, LW_SHARED);
+	w = ds_dbw_find(MyDatabaseId, false);
+	serves = w != NULL && w->state == DS_DBW_RUNNING && w->pid != 0;
+	LWLockRelease(ds_shared->lock);
+	return serves;
 }
 
 /*
@@ -472,12 +530,14 @@ ds_shared_stats(PG_FUNCTION_ARGS)
 					replicated;
 		int			standbys;
 		int			pending = 0;
+		DsDbWorker *w;
 
 		LWLockAcquire(ds_shared->lock, LW_SHARED);
-		pid = ds_shared->worker_pid;
-		started = ds_shared->worker_started_at;
-		last = ds_shared->worker_last_loop_at;
-		starts = ds_shared->worker_starts;
+		w = ds_dbw_find(MyDatabaseId, false);
+		pid = w && w->state == DS_DBW_RUNNING ? w->pid : 0;
+		started = w ? w->started_at : 0;
+		last = w ? w->last_loop_at : 0;
+		starts = w ? w->starts : 0;
 		flushed = ds_shared->flushed_lsn;
 		replicated = ds_shared->replicated_lsn;
 		standbys = ds_shared->standbys;

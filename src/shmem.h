@@ -22,6 +22,7 @@
 #define DS_NOTIFY_LIST 8		/* types / txids named per notification */
 #define DS_NOTIFY_ITEM 64		/* longest type or txid named (bytes + 1) */
 #define DS_STREAM_NAME_MAX 256	/* longest stream name the worker notifies for */
+#define DS_DB_WORKERS 32		/* databases served at once */
 
 /* What one notification says about one stream. */
 typedef struct DsNotice
@@ -55,6 +56,28 @@ typedef struct DsTxidEntry
 	FullTransactionId xid;		/* the transaction that committed it */
 } DsTxidEntry;
 
+/* What serves one database (launcher.c). */
+typedef enum DsDbWorkerState
+{
+	DS_DBW_FREE = 0,			/* to be started when allowed */
+	DS_DBW_STARTING,			/* registered, not attached yet */
+	DS_DBW_RUNNING,
+	DS_DBW_IDLE,				/* no extension there: until CREATE EXTENSION */
+	DS_DBW_BLOCKED				/* being dropped: not restarted */
+} DsDbWorkerState;
+
+typedef struct DsDbWorker
+{
+	Oid			dbid;			/* InvalidOid: a free entry */
+	DsDbWorkerState state;
+	pid_t		pid;
+	struct Latch *latch;
+	TimestampTz since;			/* of the state */
+	TimestampTz started_at;
+	TimestampTz last_loop_at;
+	int32		starts;
+} DsDbWorker;
+
 typedef struct DsShared
 {
 	LWLock	   *lock;
@@ -62,13 +85,11 @@ typedef struct DsShared
 	pg_atomic_uint32 waiters;
 	pg_atomic_uint64 counters[DS_NCOUNTERS];
 	pg_atomic_uint64 txid_gen;	/* bucket << 32 | txids written in it */
-	/* the worker (under lock) */
-	pid_t		worker_pid;
-	Oid			worker_dbid;
-	struct Latch *worker_latch;
-	TimestampTz worker_started_at;
-	TimestampTz worker_last_loop_at;
-	int32		worker_starts;
+	/* the launcher and the databases' workers (under lock, launcher.c) */
+	pid_t		launcher_pid;
+	struct Latch *launcher_latch;
+	bool		launcher_rescan;	/* a database wants a worker now */
+	DsDbWorker	dbw[DS_DB_WORKERS];
 	XLogRecPtr	startup_lsn;	/* WAL insert position when it started */
 	XLogRecPtr	flushed_lsn;	/* watermarks it last published */
 	XLogRecPtr	replicated_lsn;
@@ -83,7 +104,15 @@ typedef struct DsShared
 extern DsShared *ds_shared;		/* NULL unless preloaded */
 
 extern void ds_wake_worker(void);
+extern void ds_wake_launcher(void);
 extern bool ds_worker_serves_this_database(void);
+extern DsDbWorker *ds_dbw_find(Oid dbid, bool create);
+
+/* launcher.c: the launcher starts a worker per database (worker.c) */
+extern bool ds_dbw_attach(Oid dbid);
+extern void ds_dbw_detach(DsDbWorkerState state);
+extern void ds_dbw_loop_done(TimestampTz now);
+extern bool ds_database_allowed(const char *dbname);
 extern void ds_publish_txids(uint64 *hashes, int n, XLogRecPtr lsn, FullTransactionId xid);
 extern bool ds_ring_lookup(uint64 hash, uint64 since, XLogRecPtr *lsn,
 						   FullTransactionId *xid, uint64 *next);

@@ -468,7 +468,7 @@ ds_await_txid(PG_FUNCTION_ARGS)
 	counted_waiter = true;
 	/* the worker polls the watermarks while someone waits for them */
 	if (d != DS_DUR_COMMITTED)
-		ds_wake_worker();
+		ds_wake_launcher();
 	PG_TRY();
 	{
 		for (;;)

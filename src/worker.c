@@ -1,29 +1,29 @@
 /*
  * worker.c
- *		The durable_state background worker (shared_preload_libraries only).
+ *		The durable_state worker of one database (shared_preload_libraries
+ *		only); the launcher (launcher.c) starts one for every database that
+ *		has the extension.
  *
- * One worker per cluster, connected to durable_state.database.  Each loop:
- *	 - publishes the flushed and replicated watermarks (the replicated one
- *	   is what the standbys durable_state.replicated_standbys chooses have
- *	   replayed, see standbys.c) and wakes txid waiters when they move;
- *	 - sends the notifications committing transactions handed over
- *	   (durable_state.notify = worker), one NOTIFY per stream per loop;
+ * Each loop:
+ *	 - sends the notifications committing transactions of its database
+ *	   handed over (durable_state.notify = worker), one NOTIFY per stream;
  *	 - every durable_state.maintenance_interval, expires TTLs and prunes
  *	   old txids (state._housekeep), then the log of streams with a
  *	   retention in bounded chunks, one transaction each, until they are
  *	   within it (state._prune_streams; state._maintain in a catalog older
- *	   than 0.6.0).
- * It sleeps on its latch: committing backends set it, and while someone
- * waits for a watermark it wakes every millisecond.  SIGTERM stops it (the
- * postmaster starts it again after a second unless the server is shutting
- * down), SIGHUP reloads the configuration; changing durable_state.database
- * restarts it.
+ *	   than 0.6.0); where the extension is gone (DROP EXTENSION) it stops,
+ *	   until a CREATE EXTENSION there has the launcher start it again.
+ * It sleeps on its latch, which committing backends set.  SIGTERM stops it
+ * (the launcher starts it again within a second unless its database is
+ * being dropped), SIGHUP reloads the configuration; a durable_state.database
+ * that no longer names its database stops it.
  */
 #include "postgres.h"
 
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "commands/async.h"
+#include "commands/dbcommands.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -40,11 +40,8 @@
 
 #include "durable_state.h"
 #include "shmem.h"
-#include "standbys.h"
 
-static char *ds_worker_database = NULL;
 static int	ds_txid_retention = 86400;
-static int	ds_worker_naptime = 1000;
 static int	ds_notify_coalesce = 1;
 static int	ds_maintenance_interval = 1000;
 
@@ -55,26 +52,12 @@ static int	ds_maintenance_interval = 1000;
 void
 ds_worker_init(void)
 {
-	DefineCustomStringVariable("durable_state.database",
-							   "Database the durable_state background worker connects to.",
-							   "Worker-mode notifications and maintenance happen in this database.",
-							   &ds_worker_database,
-							   "postgres",
-							   PGC_SIGHUP, 0,
-							   NULL, NULL, NULL);
 	DefineCustomIntVariable("durable_state.txid_retention",
 							"How long txids are kept for state.await_txid and state.txid_status.",
 							NULL,
 							&ds_txid_retention,
 							86400, 1, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("durable_state.worker_naptime",
-							"How long the background worker sleeps when nothing wakes it.",
-							NULL,
-							&ds_worker_naptime,
-							1000, 1, 3600 * 1000,
-							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 	DefineCustomIntVariable("durable_state.notify_coalesce",
 							"How long the background worker lets commits gather after it sent notifications (notify = worker).",
@@ -92,63 +75,11 @@ ds_worker_init(void)
 							NULL, NULL, NULL);
 }
 
-/*
- * Registers the background worker with the postmaster; called from
- * _PG_init only while shared_preload_libraries is processed.  It starts
- * once recovery has finished and is restarted a second after it exits.
- */
-void
-ds_worker_register(void)
-{
-	BackgroundWorker bgw;
-
-	memset(&bgw, 0, sizeof(bgw));
-	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	bgw.bgw_restart_time = 1;
-	strlcpy(bgw.bgw_library_name, "durable_state", BGW_MAXLEN);
-	strlcpy(bgw.bgw_function_name, "ds_worker_main", BGW_MAXLEN);
-	strlcpy(bgw.bgw_name, "durable_state worker", BGW_MAXLEN);
-	strlcpy(bgw.bgw_type, "durable_state worker", BGW_MAXLEN);
-	RegisterBackgroundWorker(&bgw);
-}
-
-/*
- * before_shmem_exit callback: clears the worker's pid and latch in shared
- * memory, unless a newer worker has already taken its place.
- */
+/* before_shmem_exit callback: this database is no longer served. */
 static void
 worker_exit(int code, Datum arg)
 {
-	LWLockAcquire(ds_shared->lock, LW_EXCLUSIVE);
-	if (ds_shared->worker_pid == MyProcPid)
-	{
-		ds_shared->worker_pid = 0;
-		ds_shared->worker_latch = NULL;
-	}
-	LWLockRelease(ds_shared->lock);
-}
-
-/*
- * The flushed and replicated positions (which standbys count, and how far
- * they replayed, is standbys.c's) and the replicated horizon (horizon.c);
- * waiters are woken if they moved.
- */
-static void
-update_watermarks(void)
-{
-	XLogRecPtr	flushed = GetFlushRecPtr(NULL);
-	XLogRecPtr	replicated;
-	bool		moved = ds_standbys_advance();
-
-	LWLockAcquire(ds_shared->lock, LW_EXCLUSIVE);
-	moved |= flushed != ds_shared->flushed_lsn;
-	ds_shared->flushed_lsn = flushed;
-	replicated = ds_shared->replicated_lsn;
-	LWLockRelease(ds_shared->lock);
-	moved |= ds_horizon_advance(replicated);
-	if (moved && pg_atomic_read_u32(&ds_shared->waiters) > 0)
-		ConditionVariableBroadcast(&ds_shared->cv);
+	ds_dbw_detach(DS_DBW_FREE);
 }
 
 /*
@@ -229,6 +160,8 @@ send_notices(void)
 	return true;
 }
 
+/* Whether the extension is installed here (as the last maintenance saw). */
+static bool extension_here = true;
 /* Whether the catalog prunes in chunks (state._prune_streams, 0.6.0). */
 static bool prune_in_chunks = false;
 /* The log rows the last chunk deleted. */
@@ -238,7 +171,7 @@ static int64 chunk_rows = 0;
  * Runs state._housekeep(durable_state.txid_retention) in this database (it
  * expires TTLs and prunes old txids; pruning the logs is prune_chunk's), or
  * state._maintain, which also prunes, in a catalog older than 0.6.0, if
- * the extension is installed here; does nothing otherwise.  Runs inside
+ * the extension is installed here; otherwise clears extension_here.  Runs inside
  * in_transaction, as the bootstrap superuser the worker connects as;
  * raises an error if the SQL fails.
  */
@@ -249,9 +182,11 @@ maintain(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	if (SPI_execute("SELECT pg_catalog.to_regprocedure('state._prune_streams(integer,bigint)') IS NOT NULL"
-					"  FROM pg_catalog.pg_extension WHERE extname = 'durable_state'",
-					true, 1) == SPI_OK_SELECT && SPI_processed > 0)
+	prune_in_chunks = false;
+	extension_here = SPI_execute("SELECT pg_catalog.to_regprocedure('state._prune_streams(integer,bigint)') IS NOT NULL"
+								 "  FROM pg_catalog.pg_extension WHERE extname = 'durable_state'",
+								 true, 1) == SPI_OK_SELECT && SPI_processed > 0;
+	if (extension_here)
 	{
 		char		sql[64];
 		bool		isnull;
@@ -317,7 +252,6 @@ maintain_all(void)
 	{
 		in_transaction(prune_chunk, "durable_state pruning");
 		CHECK_FOR_INTERRUPTS();
-		update_watermarks();
 		sent = send_notices();
 		if (chunk_rows == 0)
 			break;
@@ -326,14 +260,17 @@ maintain_all(void)
 }
 
 /*
- * The worker's entry point.  Connects to durable_state.database, records
- * itself in shared memory, and loops as the file's header describes until
- * SIGTERM or postmaster death.  Exits with status 1, to be restarted, when
- * durable_state.database changes.  Never returns.
+ * The entry point of a database's worker (started by the launcher with the
+ * database's oid).  Connects, records itself in shared memory (or exits if
+ * its database is being dropped), and loops as the file's header describes
+ * until SIGTERM, postmaster death, the extension's absence or a
+ * durable_state.database that no longer names its database.  Never
+ * returns.
  */
 void
 ds_worker_main(Datum arg)
 {
+	Oid			dbid = DatumGetObjectId(arg);
 	char	   *dbname;
 	TimestampTz next_maintenance = 0;
 	bool		sent = false;
@@ -341,31 +278,23 @@ ds_worker_main(Datum arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(ds_worker_database, NULL, 0);
-	dbname = MemoryContextStrdup(TopMemoryContext, ds_worker_database);
-
+	BackgroundWorkerInitializeConnectionByOid(dbid, InvalidOid, 0);
+	if (!ds_dbw_attach(dbid))
+		proc_exit(0);
 	before_shmem_exit(worker_exit, 0);
-	LWLockAcquire(ds_shared->lock, LW_EXCLUSIVE);
-	ds_shared->worker_pid = MyProcPid;
-	ds_shared->worker_dbid = MyDatabaseId;
-	ds_shared->worker_latch = MyLatch;
-	ds_shared->worker_started_at = GetCurrentTimestamp();
-	ds_shared->worker_starts++;
-	/* every commit before now ended before this point */
-	ds_shared->startup_lsn = GetXLogInsertRecPtr();
-	LWLockRelease(ds_shared->lock);
+	StartTransactionCommand();
+	dbname = MemoryContextStrdup(TopMemoryContext, get_database_name(dbid));
+	CommitTransactionCommand();
 	ereport(LOG,
 			(errmsg("durable_state worker started (database \"%s\")", dbname)));
 
 	for (;;)
 	{
 		TimestampTz now;
-		long		nap = pg_atomic_read_u32(&ds_shared->waiters) > 0 ? 1 : ds_worker_naptime;
 		/* wake for the next maintenance, not up to a nap after it is due */
 		long		due = next_maintenance == 0 ? 0 :
 			TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_maintenance);
-
-		nap = Max(Min(nap, due), 1);
+		long		nap = Max(Min(ds_worker_naptime, due), 1);
 
 		/*
 		 * Right after sending, the worker lets a millisecond of commits
@@ -385,26 +314,31 @@ ds_worker_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
-			if (strcmp(dbname, ds_worker_database) != 0)
+			if (!ds_database_allowed(dbname))
 			{
 				ereport(LOG,
-						(errmsg("durable_state worker restarting for database \"%s\"",
-								ds_worker_database)));
-				proc_exit(1);
+						(errmsg("durable_state worker stopping: durable_state.database does not name database \"%s\"",
+								dbname)));
+				ds_dbw_detach(DS_DBW_FREE);
+				proc_exit(0);
 			}
 		}
 
-		update_watermarks();
 		sent = send_notices();
 		now = GetCurrentTimestamp();
 		if (now >= next_maintenance)
 		{
 			sent = maintain_all() || sent;
 			next_maintenance = TimestampTzPlusMilliseconds(now, ds_maintenance_interval);
+			if (!extension_here)
+			{
+				ereport(LOG,
+						(errmsg("durable_state worker stopping: the extension is not installed in database \"%s\"",
+								dbname)));
+				ds_dbw_detach(DS_DBW_IDLE);
+				proc_exit(0);
+			}
 		}
-
-		LWLockAcquire(ds_shared->lock, LW_EXCLUSIVE);
-		ds_shared->worker_last_loop_at = now;
-		LWLockRelease(ds_shared->lock);
+		ds_dbw_loop_done(now);
 	}
 }

@@ -83,11 +83,14 @@ cleanup() {
         wait_for 30 server_up || echo "# WARNING: the server does not accept connections"
     fi
     PA -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1
+    PA -c "ALTER SYSTEM RESET durable_state.database" -c "SELECT pg_reload_conf()" >/dev/null 2>&1
     rm -rf "$WORK"
 }
 ds_finish_on_exit
 
 PA -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1
+# the test cluster's workers serve its test database only: serve this one
+PA -c "ALTER SYSTEM SET durable_state.database = '$DB'" -c "SELECT pg_reload_conf()" >/dev/null 2>&1
 if ! PA -c "CREATE DATABASE $DB" >/dev/null || ! "${PSQL[@]}" -d "$DB" >/dev/null <<'SQL'
 SET client_min_messages = warning;
 CREATE EXTENSION durable_state;

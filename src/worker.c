@@ -178,7 +178,6 @@ static int64 chunk_rows = 0;
 static void
 maintain(void)
 {
-	prune_in_chunks = false;
 	PushActiveSnapshot(GetTransactionSnapshot());
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

@@ -36,11 +36,15 @@ SET search_path = pg_catalog;
 -- statistics, one scan instead of two (state._changes_cap, now unused),
 -- constant memory for any max_events.  Same output, offsets and errors;
 -- roles under row-level security still get the filtered feed.
-CREATE OR REPLACE FUNCTION state.changes(stream text DEFAULT 'default', since text DEFAULT '-1',
-                              max_events integer DEFAULT 1000)
+-- wait_ms (issue 14): when nothing after since is readable, sleep up to
+-- wait_ms until something is (src/waitread.c), on a primary and on a hot
+-- standby; one statement, so it works through transaction pooling.
+DROP FUNCTION state.changes(text, text, integer);
+CREATE FUNCTION state.changes(stream text DEFAULT 'default', since text DEFAULT '-1',
+                              max_events integer DEFAULT 1000, wait_ms integer DEFAULT 0)
 RETURNS TABLE ("offset" text, event jsonb)
 AS 'MODULE_PATHNAME', 'ds_changes'
-LANGUAGE C STABLE;
+LANGUAGE C VOLATILE;
 
 DROP FUNCTION state._changes_cap(integer, bigint, integer);
 

@@ -342,7 +342,7 @@ with_offset(Jsonb *ev, const char *off)
  * Puts the events of stream stream_id after since into the result, at most
  * max, in offset order, never past a batch the snapshot cannot see yet.
  */
-static void
+static int64
 read_log(ReturnSetInfo *rsinfo, int32 stream_id, int64 since, int32 max, Snapshot snap)
 {
 	DsLogReader reader;
@@ -356,7 +356,7 @@ read_log(ReturnSetInfo *rsinfo, int32 stream_id, int64 since, int32 max, Snapsho
 	MemoryContext old;
 
 	if (max <= 0)
-		return;
+		return 0;
 	ds_log_reader_begin(&reader, stream_id, since, snap);
 	while (emitted < max && ds_log_reader_next(&reader))
 	{
@@ -389,6 +389,7 @@ read_log(ReturnSetInfo *rsinfo, int32 stream_id, int64 since, int32 max, Snapsho
 	ds_log_reader_end(&reader);
 	MemoryContextDelete(evcxt);
 	MemoryContextDelete(rowcxt);
+	return emitted;
 }
 
 /*
@@ -396,7 +397,7 @@ read_log(ReturnSetInfo *rsinfo, int32 stream_id, int64 since, int32 max, Snapsho
  * verdicts turned into events: "enter" an insert of the row (an update or
  * upsert becomes an insert, old_value goes), "leave" a delete of the key.
  */
-static void
+static int64
 read_filtered(ReturnSetInfo *rsinfo, const char *name, int64 since, int32 max)
 {
 	static const char *sql =
@@ -413,6 +414,7 @@ read_filtered(ReturnSetInfo *rsinfo, const char *name, int64 since, int32 max)
 	Oid			types[3] = {TEXTOID, INT8OID, INT4OID};
 	Datum		args[3];
 	int			level = ds_push_catalog_search_path();
+	uint64		n;
 
 	args[0] = CStringGetTextDatum(name);
 	args[1] = Int64GetDatum(since);
@@ -430,8 +432,39 @@ read_filtered(ReturnSetInfo *rsinfo, const char *name, int64 since, int32 max)
 		values[1] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &nulls[1]);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
+	n = SPI_processed;
 	SPI_finish();
 	ds_pop_catalog_search_path(level);
+	return (int64) n;
+}
+
+/* What a waiting read reads again each time it is woken. */
+typedef struct ReadAgain
+{
+	ReturnSetInfo *rsinfo;
+	const char *name;
+	int32		stream_id;
+	int64		since;
+	int32		max;
+	bool		full;			/* the whole log, not the filtered feed */
+} ReadAgain;
+
+/* One more read of a waiting reader, under a new snapshot. */
+static int64
+read_again(void *arg)
+{
+	ReadAgain  *r = arg;
+	Snapshot	snap = RegisterSnapshot(GetLatestSnapshot());
+	int64		n;
+
+	PushActiveSnapshot(snap);
+	if (r->full)
+		n = read_log(r->rsinfo, r->stream_id, r->since, r->max, snap);
+	else
+		n = read_filtered(r->rsinfo, r->name, r->since, r->max);
+	PopActiveSnapshot();
+	UnregisterSnapshot(snap);
+	return n;
 }
 
 /*
@@ -459,6 +492,9 @@ ds_changes(PG_FUNCTION_ARGS)
 	int64		since_seq;
 	bool		denied;
 	bool		full;
+	int32		wait_ms = PG_NARGS() > 3 && !PG_ARGISNULL(3) ? PG_GETARG_INT32(3) : 0;
+	ReadAgain	again;
+	int64		n;
 
 	InitMaterializedSRF(fcinfo, 0);
 	if (name == NULL || !stream_row(name, snap, &id, &retained_from))
@@ -472,6 +508,17 @@ ds_changes(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_events must be zero or positive")));
 	max = PG_GETARG_INT32(2);
+	if (wait_ms < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("wait_ms must be zero or positive")));
+	if (wait_ms > 0 && IsolationUsesXactSnapshot())
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("state.changes() cannot wait under %s",
+						IsolationIsSerializable() ? "SERIALIZABLE" : "REPEATABLE READ"),
+				 errdetail("A waiting read sees each new commit with a new snapshot; the transaction's snapshot never changes."),
+				 errhint("Wait in READ COMMITTED, or call with wait_ms => 0.")));
 	since_seq = parse_since(since, id, snap);
 	if (since_seq < retained_from - 1)
 		ereport(ERROR,
@@ -489,12 +536,23 @@ ds_changes(PG_FUNCTION_ARGS)
 					 errmsg("permission denied for the changes of stream \"%s\"", name),
 					 errdetail("Reading a stream's changes needs SELECT on every collection table of the stream."),
 					 errhint("Grant SELECT on the stream's tables, or keep tenants in separate streams.")));
-		read_filtered(rsinfo, name, since_seq, max);
-		return (Datum) 0;
 	}
-	/* the log itself is read past its row-level security, not past its grant */
-	if (pg_class_aclcheck(ds_catalog_oids()->log, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+	else if (pg_class_aclcheck(ds_catalog_oids()->log, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+	{
+		/* the log itself is read past its row-level security, not past its grant */
 		aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_TABLE, "log");
-	read_log(rsinfo, id, since_seq, max, snap);
+	}
+	n = full ? read_log(rsinfo, id, since_seq, max, snap)
+		: read_filtered(rsinfo, name, since_seq, max);
+	if (n == 0 && wait_ms > 0 && max > 0)
+	{
+		again.rsinfo = rsinfo;
+		again.name = name;
+		again.stream_id = id;
+		again.since = since_seq;
+		again.max = max;
+		again.full = full;
+		(void) ds_wait_for_stream(id, wait_ms, read_again, &again);
+	}
 	return (Datum) 0;
 }

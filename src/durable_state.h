@@ -388,6 +388,9 @@ extern void ds_ttl_after_batch(DsCollection *coll, Datum *keys, bool *deleted, i
 extern void ds_worker_init(void);
 extern void ds_launcher_init(void);
 extern void ds_launcher_register(bool start);
+extern int64 ds_wait_for_stream(int32 stream_id, int wait_ms, int64 (*read) (void *), void *arg);
+extern void ds_replay_watcher_register(void);
+extern PGDLLEXPORT void ds_replay_watcher_main(Datum arg);
 extern char *ds_worker_database;
 extern int	ds_worker_naptime;
 extern PGDLLEXPORT void ds_launcher_main(Datum arg);

@@ -43,6 +43,8 @@ _PG_init(void)
 		ds_standbys_shmem_init();
 		/* no launcher under pg_upgrade: it restores the databases served */
 		ds_launcher_register(!IsBinaryUpgrade);
+		if (!IsBinaryUpgrade)
+			ds_replay_watcher_register();
 	}
 	ds_catalog_init();
 	ds_stable_init();

@@ -339,6 +339,26 @@ release_slots(void)
 }
 
 /*
+ * Wakes the waiting readers (waitread.c) of the streams the batches of
+ * notes wrote: their events are readable, or their gap is.
+ */
+static void
+wake_readers(List *notes)
+{
+	ListCell   *lc;
+	int32		last = -1;
+
+	foreach(lc, notes)
+	{
+		DsTxnNote  *note = lfirst(lc);
+
+		if (note->stream_id != last)
+			ds_wake_stream_readers(note->stream_id);
+		last = note->stream_id;
+	}
+}
+
+/*
  * Transaction callback: acts on the records at pre-commit and after commit,
  * gives reserved slots back at abort, and forgets the records (freed with
  * TopTransactionContext) when the transaction ends.  Refuses PREPARE
@@ -364,10 +384,13 @@ notify_xact(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 			if (txn_notes != NIL)
 				after_commit();
+			wake_readers(txn_notes);
 			txn_notes = txn_streams = NIL;
 			break;
 		case XACT_EVENT_ABORT:
 			release_slots();
+			/* a reader may be stopped at the gap the batches leave */
+			wake_readers(txn_notes);
 			txn_notes = txn_streams = NIL;
 			break;
 		default:
@@ -392,8 +415,14 @@ notify_subxact(SubXactEvent event, SubTransactionId mySubid,
 	{
 		foreach(lc, txn_notes)
 		{
-			if (((DsTxnNote *) lfirst(lc))->level >= level)
+			DsTxnNote  *note = lfirst(lc);
+
+			if (note->level >= level)
+			{
+				/* its rows are rolled back: a reader at their gap may go on */
+				ds_wake_stream_readers(note->stream_id);
 				txn_notes = foreach_delete_current(txn_notes, lc);
+			}
 		}
 	}
 	else if (event == SUBXACT_EVENT_COMMIT_SUB)

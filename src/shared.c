@@ -59,6 +59,9 @@ ds_shmem_startup(void)
 		memset(ds_shared, 0, sizeof(DsShared));
 		ds_shared->lock = &(GetNamedLWLockTranche("durable_state"))->lock;
 		ConditionVariableInit(&ds_shared->cv);
+		for (int i = 0; i < DS_STREAM_CVS; i++)
+			ConditionVariableInit(&ds_shared->stream_cv[i]);
+		pg_atomic_init_u32(&ds_shared->stream_waiters, 0);
 		pg_atomic_init_u32(&ds_shared->waiters, 0);
 		pg_atomic_init_u64(&ds_shared->txid_gen, 0);
 		for (int i = 0; i < DS_NCOUNTERS; i++)

@@ -23,6 +23,7 @@
 #define DS_NOTIFY_ITEM 64		/* longest type or txid named (bytes + 1) */
 #define DS_STREAM_NAME_MAX 256	/* longest stream name the worker notifies for */
 #define DS_DB_WORKERS 32		/* databases served at once */
+#define DS_STREAM_CVS 64		/* condition variables waiting readers share */
 
 /* What one notification says about one stream. */
 typedef struct DsNotice
@@ -82,6 +83,10 @@ typedef struct DsShared
 {
 	LWLock	   *lock;
 	ConditionVariable cv;		/* txid committed, or a watermark moved */
+	/* waiting reads (waitread.c): a stream's batch ended, or replay moved */
+	ConditionVariable stream_cv[DS_STREAM_CVS];
+	pg_atomic_uint32 stream_waiters;
+	struct Latch *replay_latch;	/* the replay watcher, on a standby */
 	pg_atomic_uint32 waiters;
 	pg_atomic_uint64 counters[DS_NCOUNTERS];
 	pg_atomic_uint64 txid_gen;	/* bucket << 32 | txids written in it */
@@ -107,6 +112,9 @@ extern void ds_wake_worker(void);
 extern void ds_wake_launcher(void);
 extern bool ds_worker_serves_this_database(void);
 extern DsDbWorker *ds_dbw_find(Oid dbid, bool create);
+
+/* waitread.c: readers waiting for a stream's next events */
+extern void ds_wake_stream_readers(int32 stream_id);
 
 /* launcher.c: the launcher starts a worker per database (worker.c) */
 extern bool ds_dbw_attach(Oid dbid);

@@ -83,13 +83,17 @@ cleanup() {
         wait_for 30 server_up || echo "# WARNING: the server does not accept connections"
     fi
     PA -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1
-    PA -c "ALTER SYSTEM RESET durable_state.database" -c "SELECT pg_reload_conf()" >/dev/null 2>&1
+    [[ -n ${SERVED_BEFORE:-} ]] &&
+        PA -c "ALTER SYSTEM SET durable_state.database = '$SERVED_BEFORE'" -c "SELECT pg_reload_conf()" >/dev/null 2>&1
     rm -rf "$WORK"
 }
 ds_finish_on_exit
 
 PA -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1
 # the test cluster's workers serve its test database only: serve this one
+# (put back at the end: the cluster's own setting is in postgresql.auto.conf,
+# where ALTER SYSTEM RESET would remove it)
+SERVED_BEFORE=$(PA -c "SHOW durable_state.database" 2>/dev/null)
 PA -c "ALTER SYSTEM SET durable_state.database = '$DB'" -c "SELECT pg_reload_conf()" >/dev/null 2>&1
 if ! PA -c "CREATE DATABASE $DB" >/dev/null || ! "${PSQL[@]}" -d "$DB" >/dev/null <<'SQL'
 SET client_min_messages = warning;

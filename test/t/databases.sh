@@ -28,11 +28,13 @@ B=ds_dbw_b
 C=ds_dbw_c
 D=ds_dbw_d
 cleanup() {
-    Q postgres -c "ALTER SYSTEM RESET durable_state.database" -c "SELECT pg_reload_conf()" >/dev/null
+    [[ -n ${SERVED_BEFORE:-} ]] &&
+        Q postgres -c "ALTER SYSTEM SET durable_state.database = '$SERVED_BEFORE'" -c "SELECT pg_reload_conf()" >/dev/null
     for db in $A $B $C $D; do
         Q postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
     done
 }
+SERVED_BEFORE=$(Q postgres -c "SHOW durable_state.database")
 ds_finish_on_exit
 cleanup
 

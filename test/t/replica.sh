@@ -23,6 +23,9 @@
 #     at or below what it read already); its fold is the standby's table
 #     after catch-up; state.tail there is its last offset; every snapshot
 #     taken there is exact
+#  2r. a waiting read (state.changes(..., wait_ms)) on the standby waits,
+#     then returns the event the primary commits (woken by the replay
+#     watcher, which runs only there); REPEATABLE READ refuses to wait
 #  2w. a WAL-only client next to the standby: pg_receivewal streams too
 #     (state.standbys shows it, 'no replay position', not counted), and
 #     'replicated' still confirms at once with standbys = 1
@@ -226,6 +229,8 @@ cleanup() {
             sleep 0.2
         PA -c "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null 2>&1
     fi
+    [[ -n ${SERVED_BEFORE:-} ]] &&
+        PA -c "ALTER SYSTEM SET durable_state.database = '$SERVED_BEFORE'" -c "SELECT pg_reload_conf()" >/dev/null 2>&1
     rm -rf "$WORK"
 }
 # fds 7 and 8 keep the script's stdout and stderr for the trap (pg_owner
@@ -245,6 +250,11 @@ if ! PA -c "CREATE DATABASE \"$DB\"" >/dev/null; then
     exit 1
 fi
 CREATED_DB=1
+# the test cluster's workers serve its test database only: serve this one
+# (the setting is put back at the end: the cluster's own is in
+# postgresql.auto.conf, where ALTER SYSTEM RESET would remove it)
+SERVED_BEFORE=$(PA -c "SHOW durable_state.database")
+PA -c "ALTER SYSTEM SET durable_state.database = '$DB'" -c "SELECT pg_reload_conf()" >/dev/null
 # pg_temp_timed_await is an ordinary function (a pg_temp one would not
 # exist in the next session); the name only says it is the test's own.
 if ! P -c "CREATE EXTENSION durable_state" \
@@ -374,6 +384,33 @@ if [[ -d test/node/node_modules/pg ]]; then
 else
     not_ok "2c: pg is installed in test/node (cd test/node && npm ci)"
 fi
+
+# ---------------------------------------------------------------------------
+# 2r. A waiting read on the standby is woken by replay
+# ---------------------------------------------------------------------------
+need_primary "2r"
+since=$(S -c "SELECT state.tail('$STREAM')" 2>&1)
+PGAPPNAME=ds_replica_wr "${PSQL[@]}" -h "$SB_DIR" -p "$SB_PORT" -d "$DB" \
+    -c "SELECT count(*) || '|' || extract(epoch FROM clock_timestamp()) FROM state.changes('$STREAM', '$since', 10, 10000)" \
+    </dev/null >"$WORK/wr.out" 2>&1 &
+wr=$!
+BG_PIDS+=("$wr")
+sleep 0.5
+finished "$wr"
+check "2r: a waiting read on the standby waits while nothing follows $since" $((!$?)) "$(cat "$WORK/wr.out")"
+is "2r: apply on the primary" "$(apply_txid kwr rwr 2>&1)" 1
+t_commit=$(date +%s.%N)
+wait_for 5 finished "$wr"
+res=$(cat "$WORK/wr.out")
+is "2r: the waiting read on the standby returns the replayed event" "${res%%|*}" 1
+note "2r: the standby's reader returned $(awk -v a="$t_commit" -v b="${res#*|}" 'BEGIN{printf "%.1f", (b-a)*1000}') ms after the primary's apply returned to its client (same clock; negative: before psql exited)"
+out=$(S -v VERBOSITY=verbose -c "BEGIN ISOLATION LEVEL REPEATABLE READ" -c "SELECT * FROM state.changes('$STREAM', 'now', 10, 100)" 2>&1)
+[[ $out == *"ERROR:  0A000:"*"cannot wait under REPEATABLE READ"* ]]
+check "2r: on the standby too, waiting under REPEATABLE READ is refused (0A000)" $? "$out"
+# (it has no database connection, so it is not in pg_stat_activity)
+watchers() { pgrep -P "$(head -n 1 "$1/postmaster.pid")" -f 'durable_state replay watcher' | wc -l; }
+is "2r: the replay watcher runs on the standby" "$(watchers "$SB_DATA")" 1
+is "2r: ... and not on the primary" "$(watchers "$DS_DATA")" 0
 
 # ---------------------------------------------------------------------------
 # 2w. A WAL-only client next to the standby does not stall 'replicated'
@@ -655,6 +692,7 @@ t1=$(date +%s.%N)
 res=$(cat "$WORK/r2.out")
 is "after resume, await_txid('r2', 10000, 'replicated') = true" "${res%%|*}" t
 note "r2 replicated within $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f", (b-a)*1000}') ms of pg_wal_replay_resume() (polled every 0.1 s; waited ${res#*|} ms in all)"
+await_check "after resume, await_txid('ev1', 5000, 'replicated') = true" t '<' 5000 ev1 5000 replicated
 is "r2's row is then visible on the standby" \
     "$(S -c "SELECT state.get('thing', 'k2', '$STREAM')" 2>&1)" '{"v": 2}'
 is "txid_status('r2') = replicated" "$(P -c "SELECT state.txid_status('r2')" 2>&1)" replicated

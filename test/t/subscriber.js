@@ -403,7 +403,7 @@ async function scenario(mode, admin) {
       }
       const r = (await db.query(`SELECT current_setting('durable_state.database') AS served,
           current_database() AS db, worker_state FROM state.stats`)).rows[0];
-      if (!check(r.served === r.db && r.worker_state === 'running',
+      if (!check((r.served === r.db || r.served === '*') && r.worker_state === 'running',
         `${label}: the worker runs and serves this database (${r.db})`,
         `durable_state.database = ${r.served}, current database ${r.db}, worker ${r.worker_state}`)) return;
       cleanup.unshift(async () => {

@@ -85,6 +85,8 @@ ds_missing_deps() {
         bash "$DS_ROOT/test/pgbuild.sh" --check "$DS_PG_MAJOR" || echo "$(ds_pg_prefix "$DS_PG_MAJOR") (test/pgbuild.sh)"
     fi
     command -v pg_prove >/dev/null 2>&1 || echo pg_prove
+    # test/t/pgbouncer.sh: subscribers through a transaction-pooling pooler
+    [[ -x /usr/sbin/pgbouncer ]] || command -v pgbouncer >/dev/null 2>&1 || echo pgbouncer
     command -v make >/dev/null 2>&1 || echo make
     command -v gcc >/dev/null 2>&1 || echo gcc
     if compgen -G "$DS_ROOT/test/t/*.js" >/dev/null && ! command -v node >/dev/null 2>&1; then
@@ -115,6 +117,9 @@ ds_install_deps() {
     fi
     if grep -qx node <<<"$missing"; then
         pkgs+=(nodejs)
+    fi
+    if grep -qx pgbouncer <<<"$missing"; then
+        pkgs+=(pgbouncer)
     fi
     if grep -qx npm <<<"$missing"; then
         pkgs+=(npm)

@@ -56,6 +56,14 @@ export interface SubscribeOptions extends StreamOption {
   reconnectDelayMs?: number;
   /** Every event after `since`, in order, exactly once; awaited before the next page. */
   onEvents?: (events: StateEvent[], offset: string) => unknown | Promise<unknown>;
+  /**
+   * Follow with waiting reads (state.changes(..., wait_ms)) through the pool
+   * instead of LISTEN on a connection of its own: works through a
+   * transaction-pooling PgBouncer and against a hot standby.  true waits up
+   * to 10 s per read; a number sets that wait in ms.  Messages
+   * (state.publish) are not delivered in this mode.
+   */
+  wait?: boolean | number;
   /** Transient messages of state.publish(). */
   onMessage?: (message: { topic: string; message: unknown }) => unknown;
   /** The log no longer has the offset (retention): the stream's snapshot, then events after it. */
@@ -101,7 +109,7 @@ export declare class DurableState {
   txidStatus(txid: string): Promise<'unknown' | 'committed' | 'flushed' | 'replicated'>;
   tail(opts?: StreamOption): Promise<string>;
   channel(opts?: StreamOption): Promise<string>;
-  changes(opts?: StreamOption & { since?: string; maxEvents?: number }, client?: Pool | PoolClient | Client): Promise<Page>;
+  changes(opts?: StreamOption & { since?: string; maxEvents?: number; waitMs?: number }, client?: Pool | PoolClient | Client): Promise<Page>;
   snapshot(opts?: StreamOption, client?: Pool | PoolClient | Client): Promise<Page>;
   /** The snapshot through a cursor, batchSize (1000) events at a time; resolves to its snapshot-end offset. */
   snapshotBatches(opts: (StreamOption & { batchSize?: number }) | undefined,

@@ -190,8 +190,12 @@ class DurableState {
    */
   async changes(opts = {}, client = this.pool) {
     const since = opts.since ?? '-1';
-    const r = await client.query('SELECT "offset", event FROM state.changes($1, $2, $3)',
-      [this._stream(opts), since, opts.maxEvents ?? 1000]);
+    // waitMs: a waiting read (the server sleeps until something is readable)
+    const r = opts.waitMs
+      ? await client.query('SELECT "offset", event FROM state.changes($1, $2, $3, $4)',
+        [this._stream(opts), since, opts.maxEvents ?? 1000, opts.waitMs])
+      : await client.query('SELECT "offset", event FROM state.changes($1, $2, $3)',
+        [this._stream(opts), since, opts.maxEvents ?? 1000]);
     const events = r.rows.map((row) => row.event);
     return { events, offset: r.rows.length ? r.rows[r.rows.length - 1].offset : since };
   }
@@ -269,6 +273,10 @@ class Subscription extends EventEmitter {
     this.onEvents = opts.onEvents;
     this.onMessage = opts.onMessage;
     this.onResync = opts.onResync;
+    // wait: follow with waiting reads instead of LISTEN (true, or the
+    // longest wait of one read in ms; true is 10000)
+    this.wait = !!opts.wait;
+    this.waitMs = typeof opts.wait === 'number' ? opts.wait : 10000;
     this.client = null;
     this.closed = false;
     this.reconnects = 0;
@@ -280,7 +288,54 @@ class Subscription extends EventEmitter {
   }
 
   start() {
+    if (this.wait) {
+      this._connecting = this._follow();
+      return;
+    }
     this._connecting = this._connect().catch((err) => this._lost(err));
+  }
+
+  /*
+   * wait mode: waiting reads through the pool, one statement each (no
+   * LISTEN, no session state), so it works through a transaction-pooling
+   * PgBouncer and against a hot standby.  Messages (state.publish) need
+   * LISTEN and are not delivered in this mode.
+   */
+  async _follow() {
+    while (!this.closed) {
+      try {
+        const page = await this._readPage(this.ds.pool, this.waitMs);
+        if (!this._readyOnce && page.events.length < this.pageSize) {
+          this._readyOnce = true;
+          this.emit('ready', this.lastOffset);
+        }
+      } catch (err) {
+        if (this.closed) return;
+        this.reconnects++;
+        this.emit('reconnect', err);
+        await new Promise((r) => setTimeout(r, this.reconnectDelayMs));
+      }
+    }
+  }
+
+  /* One page after lastOffset (waiting up to waitMs for one), delivered. */
+  async _readPage(client, waitMs = 0) {
+    let page;
+    try {
+      page = await this.ds.changes({ stream: this.stream, since: this.lastOffset, maxEvents: this.pageSize,
+        waitMs: this._readyOnce ? waitMs : 0 }, client);
+    } catch (err) {
+      if (err.code === '55000' && /retain/i.test(err.message)) {
+        await this._resync(client);
+        return { events: [], offset: this.lastOffset };
+      }
+      throw err;
+    }
+    if (this.closed || page.events.length === 0) return page;
+    if (this.onEvents) await this.onEvents(page.events, page.offset);
+    this.emit('events', page.events, page.offset);
+    this.lastOffset = page.offset;
+    return page;
   }
 
   async _connect() {

@@ -54,6 +54,7 @@
 #define IDLE_RECHECK_MS (5 * 60 * 1000)	/* idle databases looked at again */
 #define START_TIMEOUT_MS 10000	/* a worker that never attached */
 #define BLOCK_TIMEOUT_MS 10000	/* a database whose DROP failed */
+#define NOSLOT_RETRY_MS 10000	/* a worker that found no slot */
 
 char	   *ds_worker_database = NULL;
 int			ds_worker_naptime = 1000;
@@ -317,6 +318,8 @@ wants_worker(DsDbWorker *w, TimestampTz now)
 			return TimestampDifferenceExceeds(w->since, now, IDLE_RECHECK_MS);
 		case DS_DBW_BLOCKED:
 			return TimestampDifferenceExceeds(w->since, now, BLOCK_TIMEOUT_MS);
+		case DS_DBW_NOSLOT:
+			return TimestampDifferenceExceeds(w->since, now, NOSLOT_RETRY_MS);
 		case DS_DBW_RUNNING:
 			return false;
 	}
@@ -374,7 +377,7 @@ reconcile(void)
 							NameStr(db->datname)),
 					 errhint("Raise max_worker_processes: each database with durable_state needs a worker.")));
 			LWLockAcquire(ds_shared->lock, LW_EXCLUSIVE);
-			w->state = DS_DBW_FREE;
+			w->state = DS_DBW_NOSLOT;
 			w->since = now;
 			LWLockRelease(ds_shared->lock);
 		}

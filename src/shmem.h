@@ -64,7 +64,8 @@ typedef enum DsDbWorkerState
 	DS_DBW_STARTING,			/* registered, not attached yet */
 	DS_DBW_RUNNING,
 	DS_DBW_IDLE,				/* no extension there: until CREATE EXTENSION */
-	DS_DBW_BLOCKED				/* being dropped: not restarted */
+	DS_DBW_BLOCKED,				/* being dropped: not restarted */
+	DS_DBW_NOSLOT				/* no background worker slot: retried later */
 } DsDbWorkerState;
 
 typedef struct DsDbWorker

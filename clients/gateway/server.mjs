@@ -876,6 +876,10 @@ export class Gateway {
                                         WHERE kind = 'stream' AND stream = $1 AND producer_id = $2 FOR UPDATE`,
                 [path, producer.id])).rows[0] || null;
             }
+            await c.query(`UPDATE ${this.S}.streams SET accessed_at = now() WHERE path = $1`, [path]);
+            if (row.closed && body.length === 0 && close && !producer) {
+                return { row, closedNow: true };   // closing a closed stream is idempotent
+            }
             if (row.closed) {
                 const by = row.closed_by;
                 if (producer && by && by.id === producer.id && by.epoch === producer.epoch && by.seq === producer.seq) {
@@ -1068,13 +1072,17 @@ export class Gateway {
                     break;
                 }
                 const { messages, upToDate } = await this.readMessages(path, current);
-                for (const m of messages) {
+                // every data event is followed by its control event (its offset)
+                messages.forEach((m, i) => {
                     let payload;
                     if (base64) payload = m.data.toString('base64');
                     else if (ct === 'application/json') payload = this.formatBody(row, [m]).toString('utf8');
                     else payload = m.data.toString('utf8');
                     res.write('event: data\n' + sseData(payload));
-                }
+                    if (i < messages.length - 1) {
+                        control({ streamNextOffset: m.offset, streamCursor: responseCursor(cursor) });
+                    }
+                });
                 const ctlOffset = messages.length ? messages[messages.length - 1].offset : cur.tail;
                 current = ctlOffset;
                 if (cur.closed && ctlOffset === cur.tail) {
@@ -1083,7 +1091,7 @@ export class Gateway {
                     break;
                 }
                 const ctl = { streamNextOffset: ctlOffset, streamCursor: responseCursor(cursor) };
-                if (upToDate) ctl.upToDate = true;
+                if (upToDate && ctlOffset === cur.tail) ctl.upToDate = true;
                 control(ctl);
                 if (!upToDate || messages.length > 0) {
                     sub.cancel();

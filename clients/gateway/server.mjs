@@ -261,10 +261,12 @@ export class Hub {
             if (timer) clearTimeout(timer);
             resolve(v);
         };
+        const after = this.queriesAtSubscribe ? this.queriesAtSubscribe() : -1;
         set.add(fn);
         await this.listen(channel);
         return {
             promise,
+            after,
             wait(ms) {
                 timer = setTimeout(() => done(false), ms);
                 return promise;
@@ -280,21 +282,27 @@ export class Hub {
     }
 }
 
-// Identical reads in flight share one query.
+// Identical reads in flight share one query.  A reader that has just
+// registered its wait passes `after` (this.queries when it registered): it
+// joins only a query started after that, since an older one may have begun
+// before a commit whose notification came before the registration.
 class Coalescer {
     constructor() {
-        this.inflight = new Map();
+        this.inflight = new Map();     // key -> { seq, promise }
         this.queries = 0;
     }
 
-    run(key, fn) {
-        let p = this.inflight.get(key);
-        if (!p) {
-            this.queries++;
-            p = fn().finally(() => this.inflight.delete(key));
-            this.inflight.set(key, p);
+    run(key, fn, after = -1) {
+        const e = this.inflight.get(key);
+        if (e && e.seq > after) {
+            return e.promise;
         }
-        return p;
+        const seq = ++this.queries;
+        const promise = fn().finally(() => {
+            if (this.inflight.get(key)?.seq === seq) this.inflight.delete(key);
+        });
+        this.inflight.set(key, { seq, promise });
+        return promise;
     }
 }
 
@@ -313,6 +321,7 @@ export class Gateway {
         this.pool.on('error', () => {});
         this.hub = new Hub(() => new pg.Client({ ...conn, application_name: 'ds_gateway_listen' }));
         this.reads = new Coalescer();
+        this.hub.queriesAtSubscribe = () => this.reads.queries;
         this.channels = new Map();     // state stream -> its NOTIFY channel
         this.sse = new Set();
         this.closing = false;
@@ -458,7 +467,7 @@ export class Gateway {
 
     // One page of state.changes() after `since` (shared by identical reads).
     // Returns { events, next, upToDate, snapshot }.
-    readState(stream, since) {
+    readState(stream, since, after = -1) {
         return this.reads.run(`state\0${stream}\0${since}`, async () => {
             try {
                 const r = await this.pool.query(
@@ -483,7 +492,7 @@ export class Gateway {
                 }
                 throw pgError(err);
             }
-        });
+        }, after);
     }
 
     async stateHead(stream, res) {
@@ -552,14 +561,15 @@ export class Gateway {
                     return;
                 }
                 const sub = await this.hub.subscribe(channel);
-                // re-read after LISTENing: a commit before the LISTEN is seen here
-                page = await this.readState(stream, since);
+                // re-read after registering the wait (with a query started
+                // after it): a commit before the registration is seen here
+                page = await this.readState(stream, since, sub.after);
                 if (page.events.length > 0) {
                     sub.cancel();
                     break;
                 }
                 await sub.wait(left);
-                page = await this.readState(stream, since);
+                page = await this.readState(stream, since, this.reads.queries);
             }
         }
         const headers = {
@@ -604,7 +614,7 @@ export class Gateway {
                 let sub = null;
                 if (page === null) {
                     sub = await this.hub.subscribe(channel);
-                    page = await this.readState(stream, current);
+                    page = await this.readState(stream, current, sub.after);
                 }
                 if (page.events.length > 0) {
                     res.write('event: data\n' + sseData(JSON.stringify(page.events)));
@@ -620,7 +630,7 @@ export class Gateway {
                 }
                 if (!sub) {
                     sub = await this.hub.subscribe(channel);
-                    page = await this.readState(stream, current);
+                    page = await this.readState(stream, current, sub.after);
                     if (page.events.length > 0) {
                         sub.cancel();
                         continue;
@@ -939,13 +949,13 @@ export class Gateway {
     }
 
     // Messages after `offset` (padded), shared by identical reads.
-    readMessages(path, offset) {
+    readMessages(path, offset, after = -1) {
         return this.reads.run(`stream\0${path}\0${offset}`, async () => {
             const r = await this.pool.query(
                 `SELECT "offset", data FROM ${this.S}.messages WHERE path = $1 AND "offset" > $2
                   ORDER BY "offset" LIMIT ${GENERIC_PAGE}`, [path, offset]);
             return { messages: r.rows, upToDate: r.rows.length < GENERIC_PAGE };
-        });
+        }, after);
     }
 
     formatBody(row, messages) {
@@ -1011,7 +1021,7 @@ export class Gateway {
                     sub.cancel();
                     throw new HttpError(404, 'Stream not found');
                 }
-                ({ messages, upToDate } = await this.readMessages(path, from));
+                ({ messages, upToDate } = await this.readMessages(path, from, sub.after));
                 if (messages.length > 0 || row.closed) {
                     sub.cancel();
                     break;
@@ -1071,7 +1081,7 @@ export class Gateway {
                     sub.cancel();
                     break;
                 }
-                const { messages, upToDate } = await this.readMessages(path, current);
+                const { messages, upToDate } = await this.readMessages(path, current, sub.after);
                 // every data event is followed by its control event (its offset)
                 messages.forEach((m, i) => {
                     let payload;

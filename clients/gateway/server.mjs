@@ -233,10 +233,13 @@ export class Hub {
         await p;
     }
 
+    // Wakes the channel's waiters; `at` is the shared-read counter now, so
+    // all of them may share one read started from here on.
     wake(channel, payload) {
         const set = this.waiters.get(channel);
         if (!set) return;
-        for (const fn of [...set]) fn(payload);
+        const at = this.queriesAtSubscribe ? this.queriesAtSubscribe() : -1;
+        for (const fn of [...set]) fn(payload, at);
     }
 
     // Registers a waiter BEFORE the caller re-reads (so no commit between the
@@ -251,8 +254,10 @@ export class Hub {
         let resolve;
         const promise = new Promise((r) => { resolve = r; });
         let timer = null;
-        const fn = (payload) => {
+        const sub = { promise, after: -1, wokeAt: -1 };
+        const fn = (payload, at) => {
             if (payload !== null && !filter(payload)) return;
+            sub.wokeAt = at;
             done(true);
         };
         const done = (v) => {
@@ -261,17 +266,35 @@ export class Hub {
             if (timer) clearTimeout(timer);
             resolve(v);
         };
-        const after = this.queriesAtSubscribe ? this.queriesAtSubscribe() : -1;
+        sub.after = this.queriesAtSubscribe ? this.queriesAtSubscribe() : -1;
         set.add(fn);
+        sub.wait = (ms) => {
+            timer = setTimeout(() => done(false), ms);
+            return promise;
+        };
+        sub.cancel = () => done(false);
+        await this.listen(channel);
+        return sub;
+    }
+
+    // A waiter for as long as the caller keeps it: fn(at) on every
+    // notification of the channel (and on a reconnect).
+    async watch(channel, fn) {
+        let set = this.waiters.get(channel);
+        if (!set) {
+            set = new Set();
+            this.waiters.set(channel, set);
+        }
+        const cb = (payload, at) => fn(at);
+        const after = this.queriesAtSubscribe ? this.queriesAtSubscribe() : -1;
+        set.add(cb);
         await this.listen(channel);
         return {
-            promise,
             after,
-            wait(ms) {
-                timer = setTimeout(() => done(false), ms);
-                return promise;
+            close: () => {
+                set.delete(cb);
+                if (set.size === 0 && this.waiters.get(channel) === set) this.waiters.delete(channel);
             },
-            cancel: () => done(false),
         };
     }
 
@@ -569,7 +592,7 @@ export class Gateway {
                     break;
                 }
                 await sub.wait(left);
-                page = await this.readState(stream, since, this.reads.queries);
+                page = await this.readState(stream, since, sub.wokeAt);
             }
         }
         const headers = {
@@ -607,47 +630,64 @@ export class Gateway {
         });
         this.sse.add(res);
         let open = true;
-        res.on('close', () => { open = false; this.sse.delete(res); });
+        let kick = null;
+        // One waiter for the connection's life: a notification marks it dirty
+        // and records the shared-read counter, so the next read starts after
+        // the notification (and may be shared with other readers woken by it).
+        let dirty = false, wokeAt = -1;
+        const watch = await this.hub.watch(channel, (at) => {
+            dirty = true;
+            wokeAt = at;
+            kick?.(true);
+        });
+        // a commit between the first read and the registration: read again
+        dirty = true;
+        wokeAt = watch.after;
+        res.on('close', () => { open = false; this.sse.delete(res); kick?.(false); });
         let current = since;
-        try {
-            while (open && !this.closing) {
-                let sub = null;
-                if (page === null) {
-                    sub = await this.hub.subscribe(channel);
-                    page = await this.readState(stream, current, sub.after);
-                }
-                if (page.events.length > 0) {
-                    res.write('event: data\n' + sseData(JSON.stringify(page.events)));
-                }
-                current = page.next;
-                const ctl = { streamNextOffset: current, streamCursor: responseCursor(cursor) };
-                if (page.upToDate) ctl.upToDate = true;
+        const emit = (p, force) => {
+            if (p.events.length > 0) {
+                res.write('event: data\n' + sseData(JSON.stringify(p.events)));
+            }
+            if (p.events.length > 0 || force) {
+                const ctl = { streamNextOffset: p.next, streamCursor: responseCursor(cursor) };
+                if (p.upToDate) ctl.upToDate = true;
                 res.write('event: control\n' + sseData(JSON.stringify(ctl)));
+            }
+            current = p.next;
+        };
+        try {
+            emit(page, true);
+            while (open && !this.closing) {
                 if (!page.upToDate || page.snapshot) {
-                    sub?.cancel();
-                    page = null;
+                    page = await this.readState(stream, current);
+                    emit(page, true);
                     continue;
                 }
-                if (!sub) {
-                    sub = await this.hub.subscribe(channel);
-                    page = await this.readState(stream, current, sub.after);
-                    if (page.events.length > 0) {
-                        sub.cancel();
+                if (!dirty) {
+                    const woke = await new Promise((resolve) => {
+                        kick = resolve;
+                        const t = setTimeout(() => resolve(false), this.longPollMs);
+                        kick = (v) => { clearTimeout(t); resolve(v); };
+                    });
+                    kick = null;
+                    if (!open || this.closing) break;
+                    if (!woke && !dirty) {
+                        emit({ events: [], next: current, upToDate: true }, true);   // keep-alive
                         continue;
                     }
-                } else if (page.events.length > 0) {
-                    sub.cancel();
-                    page = null;
-                    continue;
                 }
-                const woke = await sub.wait(this.longPollMs);
-                page = woke ? null : { events: [], next: current, upToDate: true };
+                dirty = false;
+                page = await this.readState(stream, current, wokeAt);
+                emit(page, false);
             }
         } catch (err) {
             if (open) {
                 const e = pgError(err);
                 res.write('event: error\n' + sseData(JSON.stringify({ status: e.status, message: e.message })));
             }
+        } finally {
+            watch.close();
         }
         this.sse.delete(res);
         res.end();

@@ -187,6 +187,20 @@ async function main() {
         && ctl[0].upToDate === true && /^\d+$/.test(ctl[0].streamCursor), 'SSE: control event with streamNextOffset, cursor, upToDate',
     JSON.stringify(ctl));
 
+    // ---- 20 SSE readers at the tail: one commit reaches each, in few queries
+    const tailS = (await db.query("SELECT state.tail('gw') AS t")).rows[0].t;
+    const sseRes = await Promise.all(Array.from({ length: 20 }, () => get(`/v1/state/gw?offset=${tailS}&live=sse`)));
+    const sseReads = sseRes.map((x) => sseRead(x, (evs) => evs.some((e) => e.type === 'data')));
+    await sleep(400);
+    const q0 = (await (await get('/health')).json()).queries;
+    await db.query(`SELECT state.apply($1::jsonb, 'gw')`, [JSON.stringify([ev('e2', { n: 55 })])]);
+    const sseAll = await Promise.all(sseReads);
+    const q1 = (await (await get('/health')).json()).queries;
+    check(sseAll.every((evs) => evs.some((e) => e.type === 'data' && JSON.parse(e.data)[0].key === 'e2')),
+        '20 SSE readers: each gets the commit as a data event');
+    note(`queries for 20 SSE readers woken by one commit: ${q1 - q0}`);
+    check(q1 - q0 <= 5, `SSE readers woken together share reads (${q1 - q0} queries)`);
+
     // ---- POST: events through state.apply
     r = await post('/v1/state/gw', [ev('f', { n: 6 }, 'insert', { txid: 'http-1' })]);
     body = await r.json();

@@ -1,0 +1,1179 @@
+// clients/gateway/server.mjs -- a Durable Streams HTTP server on PostgreSQL.
+//
+//   cd clients/gateway && npm ci && node server.mjs
+//
+// Configuration (environment): PORT (default 4437), the libpq variables
+// (PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD) or DATABASE_URL,
+// GATEWAY_SCHEMA (default ds_gateway: the gateway's own tables),
+// LONG_POLL_TIMEOUT_MS (default 30000), MAX_BODY_BYTES (default 16 MiB),
+// PG_POOL_MAX (default 10).
+//
+// Two route families:
+//   /v1/state/<stream>  a durable_state stream (JSON mode): GET reads
+//                       state.changes() (state.snapshot() for offset=-1 on a
+//                       pruned stream), long-poll and SSE are woken by the
+//                       stream's NOTIFY; POST applies protocol events with
+//                       state.apply; HEAD gives state.tail().
+//   /v1/stream/<path>   generic Durable Streams (any content type) kept in
+//                       tables of GATEWAY_SCHEMA, offsets %016d_%016d.
+//
+// One LISTEN connection per process (Hub) serves every waiting reader;
+// identical concurrent reads share one query (Coalescer).  The HTTP
+// semantics follow the reference server (@durable-streams/server 0.3.x).
+
+import http from 'node:http';
+import { Buffer } from 'node:buffer';
+import pg from 'pg';
+
+const H = {
+    offset: 'Stream-Next-Offset', upToDate: 'Stream-Up-To-Date', cursor: 'Stream-Cursor',
+    closed: 'Stream-Closed', ttl: 'Stream-TTL', expiresAt: 'Stream-Expires-At', seq: 'Stream-Seq',
+    pid: 'Producer-Id', pepoch: 'Producer-Epoch', pseq: 'Producer-Seq',
+    pexpected: 'Producer-Expected-Seq', preceived: 'Producer-Received-Seq',
+};
+const ZERO = '0000000000000000_0000000000000000';
+const CURSOR_EPOCH = Date.parse('2024-10-09T00:00:00.000Z');
+const CURSOR_INTERVAL = 20;
+const STATE_PAGE = 1000;
+const GENERIC_PAGE = 1000;
+const GENERIC_CHANNEL = 'ds_gateway_streams';
+
+// ---------------------------------------------------------------------------
+// helpers
+// ---------------------------------------------------------------------------
+
+class HttpError extends Error {
+    constructor(status, message, headers = {}, body = undefined) {
+        super(message);
+        this.status = status;
+        this.headers = headers;
+        this.body = body;
+    }
+}
+
+// Stream-Cursor (protocol section 8.1): the current 20 s interval number, or
+// past the client's cursor (with jitter) when the client is not behind.
+export function responseCursor(clientCursor) {
+    const now = Math.floor((Date.now() - CURSOR_EPOCH) / (CURSOR_INTERVAL * 1000));
+    const c = clientCursor === undefined || clientCursor === null ? NaN : parseInt(clientCursor, 10);
+    if (Number.isNaN(c) || c < now) {
+        return String(now);
+    }
+    const jitter = Math.max(1, Math.ceil((1 + Math.floor(Math.random() * 3600)) / CURSOR_INTERVAL));
+    return String(c + jitter);
+}
+
+function normalizeType(ct) {
+    return (ct || '').split(';')[0].trim().toLowerCase();
+}
+
+function isJsonType(ct) {
+    return normalizeType(ct) === 'application/json';
+}
+
+function etagOf(path, start, end, closed) {
+    return `"${Buffer.from(path).toString('base64')}:${start}:${end}${closed ? ':c' : ''}"`;
+}
+
+function sseData(payload) {
+    return payload.split(/\r\n|\r|\n/).map((l) => `data:${l}`).join('\n') + '\n\n';
+}
+
+function readBody(req, limit) {
+    return new Promise((resolve, reject) => {
+        const chunks = [];
+        let n = 0;
+        let over = false;
+        req.on('data', (c) => {
+            n += c.length;
+            if (n > limit) {
+                over = true;
+                return;
+            }
+            chunks.push(c);
+        });
+        req.on('end', () => (over ? reject(new HttpError(413, `request body larger than ${limit} bytes`))
+            : resolve(Buffer.concat(chunks))));
+        req.on('error', reject);
+    });
+}
+
+function header(req, name) {
+    const v = req.headers[name.toLowerCase()];
+    return Array.isArray(v) ? v[0] : v;
+}
+
+// Producer-Id/Epoch/Seq: all or none, non-negative integers.
+function producerHeaders(req) {
+    const id = header(req, H.pid), e = header(req, H.pepoch), s = header(req, H.pseq);
+    if (id === undefined && e === undefined && s === undefined) {
+        return null;
+    }
+    if (id === undefined || e === undefined || s === undefined) {
+        throw new HttpError(400, 'All producer headers (Producer-Id, Producer-Epoch, Producer-Seq) must be provided together');
+    }
+    if (id === '') {
+        throw new HttpError(400, 'Invalid Producer-Id: must not be empty');
+    }
+    for (const [n, v] of [['Producer-Epoch', e], ['Producer-Seq', s]]) {
+        if (!/^\d+$/.test(v) || !Number.isSafeInteger(Number(v))) {
+            throw new HttpError(400, `Invalid ${n}: must be a non-negative integer`);
+        }
+    }
+    return { id, epoch: Number(e), seq: Number(s) };
+}
+
+// The reference server's producer rules, against the stored row (or null).
+function checkProducer(row, p) {
+    if (!row) {
+        return p.seq === 0 ? { status: 'accepted' } : { status: 'sequence_gap', expected: 0 };
+    }
+    const epoch = Number(row.epoch), last = Number(row.last_seq);
+    if (p.epoch < epoch) {
+        return { status: 'stale_epoch', epoch };
+    }
+    if (p.epoch > epoch) {
+        return p.seq === 0 ? { status: 'accepted' } : { status: 'invalid_epoch_seq' };
+    }
+    if (p.seq <= last) {
+        return { status: 'duplicate', last };
+    }
+    if (p.seq === last + 1) {
+        return { status: 'accepted' };
+    }
+    return { status: 'sequence_gap', expected: last + 1 };
+}
+
+function producerRefusal(r, p) {
+    switch (r.status) {
+        case 'stale_epoch':
+            return new HttpError(403, 'Stale producer epoch', { [H.pepoch]: String(r.epoch) });
+        case 'invalid_epoch_seq':
+            return new HttpError(400, 'New epoch must start with sequence 0');
+        case 'sequence_gap':
+            return new HttpError(409, 'Producer sequence gap',
+                { [H.pexpected]: String(r.expected), [H.preceived]: String(p.seq) });
+        default:
+            return null;
+    }
+}
+
+// SQLSTATE -> HTTP status for the state routes.
+function statusOfSqlstate(code, message) {
+    if (code === '42704' && /^stream ".*" does not exist/.test(message)) return 404;
+    if (code === '55000' && /no longer retained/.test(message)) return 410;
+    if (code === '54000') return 413;
+    if (code === '42501') return 403;
+    if (['23505', '40001', '40P01', 'P0002', '55000', '55P03'].includes(code)) return 409;
+    if (/^(22|23|42)/.test(code)) return 400;
+    return 500;
+}
+
+function pgError(err) {
+    if (!err || !err.code || !/^[0-9A-Z]{5}$/.test(err.code)) {
+        return err;
+    }
+    const status = statusOfSqlstate(err.code, err.message);
+    const body = JSON.stringify({
+        error: { sqlstate: err.code, message: err.message, detail: err.detail, hint: err.hint },
+    });
+    return new HttpError(status, err.message, { 'content-type': 'application/json' }, body);
+}
+
+// ---------------------------------------------------------------------------
+// Hub: the process's one LISTEN connection and the readers waiting on it
+// ---------------------------------------------------------------------------
+
+export class Hub {
+    constructor(connect) {
+        this.connect = connect;
+        this.waiters = new Map();      // channel -> Set<fn(payload)>
+        this.listening = new Set();    // channels LISTENed on this.client
+        this.pending = new Map();      // channel -> Promise of its LISTEN
+        this.client = null;
+        this.closed = false;
+        this.notifications = 0;
+    }
+
+    async start() {
+        const client = this.connect();
+        client.on('notification', (msg) => {
+            this.notifications++;
+            this.wake(msg.channel, msg.payload);
+        });
+        client.on('error', () => this.reconnect(client));
+        client.on('end', () => this.reconnect(client));
+        await client.connect();
+        this.client = client;
+        this.listening.clear();
+        this.pending.clear();
+        for (const ch of this.waiters.keys()) {
+            await this.listen(ch);
+        }
+    }
+
+    reconnect(client) {
+        if (this.client !== client || this.closed) return;
+        this.client = null;
+        // Readers re-read after a wake-up; waking them all loses nothing.
+        for (const ch of [...this.waiters.keys()]) this.wake(ch, null);
+        setTimeout(() => this.start().catch(() => this.reconnect(client)), 500);
+    }
+
+    async listen(channel) {
+        if (this.listening.has(channel) || !this.client) return;
+        let p = this.pending.get(channel);
+        if (!p) {
+            p = this.client.query(`LISTEN ${pg.escapeIdentifier(channel)}`).then(() => {
+                this.listening.add(channel);
+                this.pending.delete(channel);
+            });
+            this.pending.set(channel, p);
+        }
+        await p;
+    }
+
+    // Wakes the channel's waiters; `at` is the shared-read counter now, so
+    // all of them may share one read started from here on.
+    wake(channel, payload) {
+        const set = this.waiters.get(channel);
+        if (!set) return;
+        const at = this.queriesAtSubscribe ? this.queriesAtSubscribe() : -1;
+        for (const fn of [...set]) fn(payload, at);
+    }
+
+    // Registers a waiter BEFORE the caller re-reads (so no commit between the
+    // read and the wait is missed); returns { promise, cancel }.  The
+    // promise resolves with true when woken, false on timeout.
+    async subscribe(channel, filter = () => true) {
+        let set = this.waiters.get(channel);
+        if (!set) {
+            set = new Set();
+            this.waiters.set(channel, set);
+        }
+        let resolve;
+        const promise = new Promise((r) => { resolve = r; });
+        let timer = null;
+        const sub = { promise, after: -1, wokeAt: -1 };
+        const fn = (payload, at) => {
+            if (payload !== null && !filter(payload)) return;
+            sub.wokeAt = at;
+            done(true);
+        };
+        const done = (v) => {
+            set.delete(fn);
+            if (set.size === 0 && this.waiters.get(channel) === set) this.waiters.delete(channel);
+            if (timer) clearTimeout(timer);
+            resolve(v);
+        };
+        sub.after = this.queriesAtSubscribe ? this.queriesAtSubscribe() : -1;
+        set.add(fn);
+        sub.wait = (ms) => {
+            timer = setTimeout(() => done(false), ms);
+            return promise;
+        };
+        sub.cancel = () => done(false);
+        await this.listen(channel);
+        return sub;
+    }
+
+    // A waiter for as long as the caller keeps it: fn(at) on every
+    // notification of the channel (and on a reconnect).
+    async watch(channel, fn) {
+        let set = this.waiters.get(channel);
+        if (!set) {
+            set = new Set();
+            this.waiters.set(channel, set);
+        }
+        const cb = (payload, at) => fn(at);
+        const after = this.queriesAtSubscribe ? this.queriesAtSubscribe() : -1;
+        set.add(cb);
+        await this.listen(channel);
+        return {
+            after,
+            close: () => {
+                set.delete(cb);
+                if (set.size === 0 && this.waiters.get(channel) === set) this.waiters.delete(channel);
+            },
+        };
+    }
+
+    async close() {
+        this.closed = true;
+        for (const ch of [...this.waiters.keys()]) this.wake(ch, null);
+        if (this.client) await this.client.end().catch(() => {});
+    }
+}
+
+// Identical reads in flight share one query.  A reader that has just
+// registered its wait passes `after` (this.queries when it registered): it
+// joins only a query started after that, since an older one may have begun
+// before a commit whose notification came before the registration.
+class Coalescer {
+    constructor() {
+        this.inflight = new Map();     // key -> { seq, promise }
+        this.queries = 0;
+    }
+
+    run(key, fn, after = -1) {
+        const e = this.inflight.get(key);
+        if (e && e.seq > after) {
+            return e.promise;
+        }
+        const seq = ++this.queries;
+        const promise = fn().finally(() => {
+            if (this.inflight.get(key)?.seq === seq) this.inflight.delete(key);
+        });
+        this.inflight.set(key, { seq, promise });
+        return promise;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// the gateway
+// ---------------------------------------------------------------------------
+
+export class Gateway {
+    constructor(opts = {}) {
+        const env = opts.env || process.env;
+        const conn = env.DATABASE_URL ? { connectionString: env.DATABASE_URL } : {};
+        this.schema = opts.schema || env.GATEWAY_SCHEMA || 'ds_gateway';
+        this.longPollMs = Number(opts.longPollMs || env.LONG_POLL_TIMEOUT_MS || 30000);
+        this.maxBody = Number(opts.maxBody || env.MAX_BODY_BYTES || 16 * 1024 * 1024);
+        this.pool = new pg.Pool({ ...conn, max: Number(env.PG_POOL_MAX || 10), application_name: 'ds_gateway' });
+        this.pool.on('error', () => {});
+        this.hub = new Hub(() => new pg.Client({ ...conn, application_name: 'ds_gateway_listen' }));
+        this.reads = new Coalescer();
+        this.hub.queriesAtSubscribe = () => this.reads.queries;
+        this.channels = new Map();     // state stream -> its NOTIFY channel
+        this.sse = new Set();
+        this.closing = false;
+        this.S = pg.escapeIdentifier(this.schema);
+    }
+
+    async start(port) {
+        await this.setupSchema();
+        await this.hub.start();
+        this.server = http.createServer((req, res) => {
+            this.handle(req, res).catch((err) => this.fail(res, err));
+        });
+        this.server.keepAliveTimeout = 65000;
+        await new Promise((r) => this.server.listen(port, r));
+        this.sweeper = setInterval(() => this.sweepExpired().catch(() => {}), 60000);
+        this.sweeper.unref();
+        return this.server.address().port;
+    }
+
+    async stop() {
+        this.closing = true;
+        clearInterval(this.sweeper);
+        for (const res of this.sse) res.end();
+        await this.hub.close();
+        await new Promise((r) => (this.server ? this.server.close(r) : r()));
+        this.server?.closeAllConnections?.();
+        await this.pool.end();
+    }
+
+    // The gateway's own tables: producer state (both route families) and
+    // the generic streams with their messages.  Created at start, idempotent.
+    async setupSchema() {
+        const S = this.S;
+        const c = await this.pool.connect();
+        try {
+            await c.query('SELECT pg_advisory_lock(hashtext($1))', [`ds_gateway:${this.schema}`]);
+            await c.query(`
+                CREATE SCHEMA IF NOT EXISTS ${S};
+                CREATE TABLE IF NOT EXISTS ${S}.producers (
+                    kind text NOT NULL,           -- 'state' or 'stream'
+                    stream text NOT NULL,
+                    producer_id text NOT NULL,
+                    epoch bigint NOT NULL,
+                    last_seq bigint NOT NULL,
+                    last_offset text,
+                    updated_at timestamptz NOT NULL DEFAULT now(),
+                    PRIMARY KEY (kind, stream, producer_id));
+                CREATE TABLE IF NOT EXISTS ${S}.streams (
+                    path text PRIMARY KEY,
+                    content_type text NOT NULL,
+                    ttl_seconds bigint,
+                    expires_at text,
+                    closed boolean NOT NULL DEFAULT false,
+                    closed_by jsonb,
+                    tail text NOT NULL DEFAULT '${ZERO}',
+                    last_stream_seq text,
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    accessed_at timestamptz NOT NULL DEFAULT now());
+                CREATE TABLE IF NOT EXISTS ${S}.messages (
+                    path text NOT NULL REFERENCES ${S}.streams ON DELETE CASCADE,
+                    "offset" text NOT NULL,
+                    data bytea NOT NULL,
+                    PRIMARY KEY (path, "offset"));`);
+        } finally {
+            await c.query('SELECT pg_advisory_unlock(hashtext($1))', [`ds_gateway:${this.schema}`]).catch(() => {});
+            c.release();
+        }
+    }
+
+    fail(res, err) {
+        if (!(err instanceof HttpError)) {
+            err = pgError(err);
+        }
+        if (!(err instanceof HttpError)) {
+            console.error('gateway:', err);
+            err = new HttpError(500, 'internal error');
+        }
+        if (res.headersSent) {
+            res.end();
+            return;
+        }
+        res.writeHead(err.status, { 'content-type': 'text/plain', ...err.headers });
+        res.end(err.body ?? err.message);
+    }
+
+    async handle(req, res) {
+        res.setHeader('access-control-allow-origin', '*');
+        res.setHeader('access-control-allow-methods', 'GET, POST, PUT, DELETE, HEAD, OPTIONS');
+        res.setHeader('access-control-allow-headers',
+            'content-type, authorization, Stream-Seq, Stream-TTL, Stream-Expires-At, Stream-Closed, Producer-Id, Producer-Epoch, Producer-Seq, If-None-Match');
+        res.setHeader('access-control-expose-headers',
+            'Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-Closed, Producer-Epoch, Producer-Seq, Producer-Expected-Seq, Producer-Received-Seq, etag, content-type, content-encoding, vary, location');
+        res.setHeader('x-content-type-options', 'nosniff');
+        res.setHeader('cross-origin-resource-policy', 'cross-origin');
+        const url = new URL(req.url ?? '/', 'http://gateway');
+        const method = (req.method || 'GET').toUpperCase();
+        if (method === 'OPTIONS') {
+            res.writeHead(204);
+            res.end();
+            return;
+        }
+        let m;
+        if ((m = /^\/v1\/state\/([^/]+)$/.exec(url.pathname))) {
+            const stream = decodeURIComponent(m[1]);
+            switch (method) {
+                case 'GET': return this.stateGet(stream, url, req, res);
+                case 'HEAD': return this.stateHead(stream, res);
+                case 'POST': return this.statePost(stream, req, res);
+                default: throw new HttpError(405, 'method not allowed on a state stream (GET, HEAD, POST)');
+            }
+        }
+        if ((m = /^\/v1\/stream\/(.+)$/.exec(url.pathname))) {
+            const path = decodeURIComponent(m[1]);
+            switch (method) {
+                case 'PUT': return this.streamCreate(path, req, res);
+                case 'GET': return this.streamGet(path, url, req, res);
+                case 'HEAD': return this.streamHead(path, res);
+                case 'POST': return this.streamAppend(path, req, res);
+                case 'DELETE': return this.streamDelete(path, res);
+                default: throw new HttpError(405, 'method not allowed');
+            }
+        }
+        if (url.pathname === '/health') {
+            res.writeHead(200, { 'content-type': 'application/json' });
+            res.end(JSON.stringify({ ok: true, queries: this.reads.queries, notifications: this.hub.notifications }));
+            return;
+        }
+        throw new HttpError(404, 'not found');
+    }
+
+    // -----------------------------------------------------------------------
+    // /v1/state/<stream>
+    // -----------------------------------------------------------------------
+
+    async channelOf(stream) {
+        let ch = this.channels.get(stream);
+        if (!ch) {
+            ch = (await this.pool.query('SELECT state.channel($1) AS c', [stream])).rows[0].c;
+            this.channels.set(stream, ch);
+        }
+        return ch;
+    }
+
+    // One page of state.changes() after `since` (shared by identical reads).
+    // Returns { events, next, upToDate, snapshot }.
+    readState(stream, since, after = -1) {
+        return this.reads.run(`state\0${stream}\0${since}`, async () => {
+            try {
+                const r = await this.pool.query(
+                    'SELECT "offset", event FROM state.changes($1, $2, $3)', [stream, since, STATE_PAGE]);
+                const events = r.rows.map((x) => x.event);
+                let next;
+                if (events.length > 0) {
+                    next = r.rows[r.rows.length - 1].offset;
+                } else if (since === '-1' || since === 'now') {
+                    next = (await this.pool.query('SELECT state.tail($1) AS t', [stream])).rows[0].t;
+                } else {
+                    next = since;
+                }
+                return { events, next, upToDate: events.length < STATE_PAGE, snapshot: false };
+            } catch (err) {
+                if (since === '-1' && err.code === '55000' && /no longer retained/.test(err.message)) {
+                    // the log was pruned: the snapshot is the stream's beginning
+                    const s = await this.pool.query('SELECT e FROM state.snapshot($1) e', [stream]);
+                    const events = s.rows.map((x) => x.e);
+                    const end = events[events.length - 1]?.headers?.offset;
+                    return { events, next: end, upToDate: false, snapshot: true };
+                }
+                throw pgError(err);
+            }
+        }, after);
+    }
+
+    async stateHead(stream, res) {
+        let tail;
+        try {
+            tail = (await this.pool.query('SELECT state.tail($1) AS t', [stream])).rows[0].t;
+        } catch (err) {
+            throw pgError(err);
+        }
+        res.writeHead(200, {
+            'content-type': 'application/json', [H.offset]: tail, 'cache-control': 'no-store',
+            etag: etagOf(`state/${stream}`, '-1', tail, false),
+        });
+        res.end();
+    }
+
+    parseStateOffset(url) {
+        const all = url.searchParams.getAll('offset');
+        if (all.length > 1) throw new HttpError(400, 'Multiple offset parameters not allowed');
+        const offset = all[0];
+        if (offset === '') throw new HttpError(400, 'Empty offset parameter');
+        if (offset !== undefined && !/^(-1|now|\d{1,20})$/.test(offset)) {
+            throw new HttpError(400, 'Invalid offset format');
+        }
+        return offset;
+    }
+
+    async stateGet(stream, url, req, res) {
+        const offset = this.parseStateOffset(url);
+        const live = url.searchParams.get('live');
+        const cursor = url.searchParams.get('cursor') ?? undefined;
+        if ((live === 'long-poll' || live === 'sse') && offset === undefined) {
+            throw new HttpError(400, `${live === 'sse' ? 'SSE' : 'Long-poll'} requires offset parameter`);
+        }
+        if (live && live !== 'long-poll' && live !== 'sse') {
+            throw new HttpError(400, 'Invalid live parameter');
+        }
+        let since = offset ?? '-1';
+        if (since === 'now') {
+            // resolve 'now' once, so a long-poll waits from the tail it saw
+            since = (await this.readState(stream, 'now')).next;
+        }
+        if (live === 'sse') {
+            return this.stateSse(stream, since, cursor, res);
+        }
+        if (offset === 'now' && live !== 'long-poll') {
+            res.writeHead(200, {
+                'content-type': 'application/json', [H.offset]: since, [H.upToDate]: 'true',
+                'cache-control': 'no-store',
+            });
+            res.end('[]');
+            return;
+        }
+        const channel = await this.channelOf(stream).catch((e) => { throw pgError(e); });
+        let page = await this.readState(stream, since);
+        if (live === 'long-poll' && page.events.length === 0) {
+            const deadline = Date.now() + this.longPollMs;
+            while (page.events.length === 0) {
+                const left = deadline - Date.now();
+                if (left <= 0 || this.closing) {
+                    res.writeHead(204, {
+                        [H.offset]: page.next, [H.upToDate]: 'true', [H.cursor]: responseCursor(cursor),
+                        'cache-control': 'no-store',
+                    });
+                    res.end();
+                    return;
+                }
+                const sub = await this.hub.subscribe(channel);
+                // re-read after registering the wait (with a query started
+                // after it): a commit before the registration is seen here
+                page = await this.readState(stream, since, sub.after);
+                if (page.events.length > 0) {
+                    sub.cancel();
+                    break;
+                }
+                await sub.wait(left);
+                page = await this.readState(stream, since, sub.wokeAt);
+            }
+        }
+        const headers = {
+            'content-type': 'application/json', [H.offset]: page.next,
+            etag: etagOf(`state/${stream}`, offset ?? '-1', page.next, false),
+        };
+        if (page.upToDate) headers[H.upToDate] = 'true';
+        if (live === 'long-poll') {
+            headers[H.cursor] = responseCursor(cursor);
+            headers['cache-control'] = 'public, max-age=20';
+        } else if (page.snapshot) {
+            headers['cache-control'] = 'no-store';
+        } else {
+            // a page that ends before the tail never changes; the last page
+            // grows, so it is cached briefly
+            headers['cache-control'] = page.upToDate
+                ? 'public, max-age=1, stale-while-revalidate=60' : 'public, max-age=60, stale-while-revalidate=300';
+        }
+        if (header(req, 'if-none-match') === headers.etag) {
+            res.writeHead(304, { etag: headers.etag, 'cache-control': headers['cache-control'] });
+            res.end();
+            return;
+        }
+        res.writeHead(200, headers);
+        res.end(JSON.stringify(page.events));
+    }
+
+    async stateSse(stream, since, cursor, res) {
+        const channel = await this.channelOf(stream).catch((e) => { throw pgError(e); });
+        // a missing stream or an offset out of retention is an HTTP error,
+        // not an SSE stream
+        let page = await this.readState(stream, since);
+        res.writeHead(200, {
+            'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive',
+        });
+        this.sse.add(res);
+        let open = true;
+        let kick = null;
+        // One waiter for the connection's life: a notification marks it dirty
+        // and records the shared-read counter, so the next read starts after
+        // the notification (and may be shared with other readers woken by it).
+        let dirty = false, wokeAt = -1;
+        const watch = await this.hub.watch(channel, (at) => {
+            dirty = true;
+            wokeAt = at;
+            kick?.(true);
+        });
+        // a commit between the first read and the registration: read again
+        dirty = true;
+        wokeAt = watch.after;
+        res.on('close', () => { open = false; this.sse.delete(res); kick?.(false); });
+        let current = since;
+        const emit = (p, force) => {
+            if (p.events.length > 0) {
+                res.write('event: data\n' + sseData(JSON.stringify(p.events)));
+            }
+            if (p.events.length > 0 || force) {
+                const ctl = { streamNextOffset: p.next, streamCursor: responseCursor(cursor) };
+                if (p.upToDate) ctl.upToDate = true;
+                res.write('event: control\n' + sseData(JSON.stringify(ctl)));
+            }
+            current = p.next;
+        };
+        try {
+            emit(page, true);
+            while (open && !this.closing) {
+                if (!page.upToDate || page.snapshot) {
+                    page = await this.readState(stream, current);
+                    emit(page, true);
+                    continue;
+                }
+                if (!dirty) {
+                    const woke = await new Promise((resolve) => {
+                        kick = resolve;
+                        const t = setTimeout(() => resolve(false), this.longPollMs);
+                        kick = (v) => { clearTimeout(t); resolve(v); };
+                    });
+                    kick = null;
+                    if (!open || this.closing) break;
+                    if (!woke && !dirty) {
+                        emit({ events: [], next: current, upToDate: true }, true);   // keep-alive
+                        continue;
+                    }
+                }
+                dirty = false;
+                page = await this.readState(stream, current, wokeAt);
+                emit(page, false);
+            }
+        } catch (err) {
+            if (open) {
+                const e = pgError(err);
+                res.write('event: error\n' + sseData(JSON.stringify({ status: e.status, message: e.message })));
+            }
+        } finally {
+            watch.close();
+        }
+        this.sse.delete(res);
+        res.end();
+    }
+
+    async statePost(stream, req, res) {
+        const ct = normalizeType(header(req, 'content-type'));
+        if (ct !== 'application/json') {
+            throw new HttpError(ct ? 409 : 400, 'a state stream takes application/json (a JSON array of protocol events)');
+        }
+        const producer = producerHeaders(req);
+        const body = await readBody(req, this.maxBody);
+        let events;
+        try {
+            events = JSON.parse(body.toString('utf8'));
+        } catch {
+            throw new HttpError(400, 'Invalid JSON');
+        }
+        if (Array.isArray(events) && events.length === 0) {
+            throw new HttpError(400, 'Empty arrays are not allowed');
+        }
+        const c = await this.pool.connect();
+        let result;
+        try {
+            await c.query('BEGIN');
+            let prow = null;
+            if (producer) {
+                // lock the producer's row (created if missing) for the batch
+                await c.query(`INSERT INTO ${this.S}.producers (kind, stream, producer_id, epoch, last_seq)
+                               VALUES ('state', $1, $2, -1, -1) ON CONFLICT DO NOTHING`, [stream, producer.id]);
+                prow = (await c.query(`SELECT epoch, last_seq, last_offset FROM ${this.S}.producers
+                                        WHERE kind = 'state' AND stream = $1 AND producer_id = $2 FOR UPDATE`,
+                [stream, producer.id])).rows[0];
+                if (Number(prow.epoch) < 0) prow = null;
+                const verdict = checkProducer(prow, producer);
+                if (verdict.status !== 'accepted') {
+                    await c.query('ROLLBACK');
+                    if (verdict.status === 'duplicate') {
+                        res.writeHead(204, {
+                            [H.pepoch]: String(producer.epoch), [H.pseq]: String(verdict.last),
+                            ...(prow.last_offset ? { [H.offset]: prow.last_offset } : {}),
+                        });
+                        res.end();
+                        return;
+                    }
+                    throw producerRefusal(verdict, producer);
+                }
+            }
+            result = (await c.query('SELECT applied, skipped, last_offset FROM state.apply($1::jsonb, $2)',
+                [JSON.stringify(events), stream])).rows[0];
+            if (producer) {
+                await c.query(`UPDATE ${this.S}.producers SET epoch = $3, last_seq = $4, last_offset = $5, updated_at = now()
+                                WHERE kind = 'state' AND stream = $1 AND producer_id = $2`,
+                [stream, producer.id, producer.epoch, producer.seq, result.last_offset]);
+            }
+            await c.query('COMMIT');
+        } catch (err) {
+            await c.query('ROLLBACK').catch(() => {});
+            throw err instanceof HttpError ? err : pgError(err);
+        } finally {
+            c.release();
+        }
+        const headers = { [H.offset]: result.last_offset, 'content-type': 'application/json' };
+        if (producer) {
+            headers[H.pepoch] = String(producer.epoch);
+            headers[H.pseq] = String(producer.seq);
+        }
+        res.writeHead(200, headers);
+        res.end(JSON.stringify({ applied: Number(result.applied), skipped: Number(result.skipped), last_offset: result.last_offset }));
+    }
+
+    // -----------------------------------------------------------------------
+    // /v1/stream/<path>: generic streams in GATEWAY_SCHEMA
+    // -----------------------------------------------------------------------
+
+    // The stream's row, or null when absent or expired (an expired stream
+    // is deleted on sight).
+    async getStream(q, path, lock = false) {
+        const r = await q.query(`SELECT *, (expires_at IS NOT NULL AND now() >= expires_at::timestamptz)
+                                         OR (ttl_seconds IS NOT NULL AND now() >= accessed_at + ttl_seconds * interval '1 second') AS expired
+                                   FROM ${this.S}.streams WHERE path = $1 ${lock ? 'FOR UPDATE' : ''}`, [path]);
+        const row = r.rows[0];
+        if (!row) return null;
+        if (row.expired) {
+            await q.query(`DELETE FROM ${this.S}.streams WHERE path = $1`, [path]);
+            return null;
+        }
+        return row;
+    }
+
+    async touch(path) {
+        await this.pool.query(`UPDATE ${this.S}.streams SET accessed_at = now() WHERE path = $1 AND ttl_seconds IS NOT NULL`, [path]);
+    }
+
+    async sweepExpired() {
+        await this.pool.query(`DELETE FROM ${this.S}.streams
+                                WHERE (expires_at IS NOT NULL AND now() >= expires_at::timestamptz)
+                                   OR (ttl_seconds IS NOT NULL AND now() >= accessed_at + ttl_seconds * interval '1 second')`);
+    }
+
+    async tx(fn) {
+        const c = await this.pool.connect();
+        try {
+            await c.query('BEGIN');
+            const r = await fn(c);
+            await c.query('COMMIT');
+            return r;
+        } catch (err) {
+            await c.query('ROLLBACK').catch(() => {});
+            throw err;
+        } finally {
+            c.release();
+        }
+    }
+
+    // Appends one message (already validated) inside transaction c; returns
+    // its offset, or null for an empty JSON array at creation.
+    async appendMessage(c, row, data, initial) {
+        if (isJsonType(row.content_type)) {
+            let parsed;
+            try {
+                parsed = JSON.parse(data.toString('utf8'));
+            } catch {
+                throw new HttpError(400, 'Invalid JSON');
+            }
+            if (Array.isArray(parsed)) {
+                if (parsed.length === 0) {
+                    if (initial) return null;
+                    throw new HttpError(400, 'Empty arrays are not allowed');
+                }
+                data = Buffer.from(parsed.map((v) => JSON.stringify(v)).join(',') + ',');
+            } else {
+                data = Buffer.from(JSON.stringify(parsed) + ',');
+            }
+        }
+        const [rs, bo] = row.tail.split('_').map(Number);
+        const next = `${String(rs).padStart(16, '0')}_${String(bo + 5 + data.length).padStart(16, '0')}`;
+        await c.query(`INSERT INTO ${this.S}.messages (path, "offset", data) VALUES ($1, $2, $3)`, [row.path, next, data]);
+        await c.query(`UPDATE ${this.S}.streams SET tail = $2, accessed_at = now() WHERE path = $1`, [row.path, next]);
+        row.tail = next;
+        return next;
+    }
+
+    notifyStream(c, path) {
+        return c.query('SELECT pg_notify($1, $2)', [GENERIC_CHANNEL, path.length > 7000 ? '' : path]);
+    }
+
+    async streamCreate(path, req, res) {
+        let ct = header(req, 'content-type');
+        if (!ct || !ct.trim() || !/^[\w-]+\/[\w-]+/.test(ct)) ct = 'application/octet-stream';
+        const ttlH = header(req, H.ttl), expH = header(req, H.expiresAt);
+        const closed = header(req, H.closed) === 'true';
+        if (ttlH && expH) throw new HttpError(400, 'Cannot specify both Stream-TTL and Stream-Expires-At');
+        if (ttlH !== undefined && !/^(0|[1-9]\d*)$/.test(ttlH)) throw new HttpError(400, 'Invalid Stream-TTL value');
+        if (expH !== undefined && Number.isNaN(new Date(expH).getTime())) {
+            throw new HttpError(400, 'Invalid Stream-Expires-At timestamp');
+        }
+        const ttl = ttlH !== undefined ? Number(ttlH) : null;
+        const body = await readBody(req, this.maxBody);
+        const out = await this.tx(async (c) => {
+            await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`ds_gateway:${path}`]);
+            const existing = await this.getStream(c, path, true);
+            if (existing) {
+                const same = normalizeType(existing.content_type) === normalizeType(ct)
+                    && (existing.ttl_seconds === null ? null : Number(existing.ttl_seconds)) === ttl
+                    && (existing.expires_at ?? undefined) === (expH ?? undefined)
+                    && existing.closed === closed;
+                if (!same) throw new HttpError(409, 'Stream already exists with different configuration');
+                return { row: existing, isNew: false };
+            }
+            const row = (await c.query(`INSERT INTO ${this.S}.streams (path, content_type, ttl_seconds, expires_at)
+                                         VALUES ($1, $2, $3, $4) RETURNING *`, [path, ct, ttl, expH ?? null])).rows[0];
+            if (body.length > 0) {
+                await this.appendMessage(c, row, body, true);
+            }
+            if (closed) {
+                await c.query(`UPDATE ${this.S}.streams SET closed = true WHERE path = $1`, [path]);
+                row.closed = true;
+            }
+            await this.notifyStream(c, path);
+            return { row, isNew: true };
+        });
+        const headers = { 'content-type': out.row.content_type, [H.offset]: out.row.tail };
+        if (out.isNew) headers.location = `http://${req.headers.host}/v1/stream/${encodeURIComponent(path)}`;
+        if (out.row.closed) headers[H.closed] = 'true';
+        res.writeHead(out.isNew ? 201 : 200, headers);
+        res.end();
+    }
+
+    async streamHead(path, res) {
+        const row = await this.getStream(this.pool, path);
+        if (!row) {
+            res.writeHead(404, { 'content-type': 'text/plain' });
+            res.end();
+            return;
+        }
+        const headers = {
+            [H.offset]: row.tail, 'cache-control': 'no-store', 'content-type': row.content_type,
+            etag: etagOf(path, '-1', row.tail, row.closed),
+        };
+        if (row.closed) headers[H.closed] = 'true';
+        if (row.ttl_seconds !== null) headers[H.ttl] = String(row.ttl_seconds);
+        if (row.expires_at) headers[H.expiresAt] = row.expires_at;
+        res.writeHead(200, headers);
+        res.end();
+    }
+
+    async streamDelete(path, res) {
+        const r = await this.tx(async (c) => {
+            const row = await this.getStream(c, path, true);
+            if (!row) return false;
+            await c.query(`DELETE FROM ${this.S}.streams WHERE path = $1`, [path]);
+            await c.query(`DELETE FROM ${this.S}.producers WHERE kind = 'stream' AND stream = $1`, [path]);
+            await this.notifyStream(c, path);
+            return true;
+        });
+        if (!r) throw new HttpError(404, 'Stream not found');
+        res.writeHead(204);
+        res.end();
+    }
+
+    async streamAppend(path, req, res) {
+        const ct = header(req, 'content-type');
+        const seq = header(req, H.seq);
+        const close = header(req, H.closed) === 'true';
+        const producer = producerHeaders(req);
+        const body = await readBody(req, this.maxBody);
+        if (body.length === 0 && !close) throw new HttpError(400, 'Empty body');
+        if (body.length > 0 && !ct) throw new HttpError(400, 'Content-Type header is required');
+        const out = await this.tx(async (c) => {
+            const row = await this.getStream(c, path, true);
+            if (!row) throw new HttpError(404, 'Stream not found');
+            let prow = null;
+            if (producer) {
+                prow = (await c.query(`SELECT epoch, last_seq FROM ${this.S}.producers
+                                        WHERE kind = 'stream' AND stream = $1 AND producer_id = $2 FOR UPDATE`,
+                [path, producer.id])).rows[0] || null;
+            }
+            await c.query(`UPDATE ${this.S}.streams SET accessed_at = now() WHERE path = $1`, [path]);
+            if (row.closed && body.length === 0 && close && !producer) {
+                return { row, closedNow: true };   // closing a closed stream is idempotent
+            }
+            if (row.closed) {
+                const by = row.closed_by;
+                if (producer && by && by.id === producer.id && by.epoch === producer.epoch && by.seq === producer.seq) {
+                    return { dup: true, last: producer.seq, row, closedNow: true };
+                }
+                if (producer && prow) {
+                    const v = checkProducer(prow, producer);
+                    if (v.status === 'duplicate') return { dup: true, last: v.last, row, closedNow: true };
+                }
+                throw new HttpError(409, 'Stream is closed', { [H.closed]: 'true', [H.offset]: row.tail });
+            }
+            if (body.length > 0 && normalizeType(ct) !== normalizeType(row.content_type)) {
+                throw new HttpError(409, 'Content-type mismatch');
+            }
+            if (producer) {
+                const v = checkProducer(prow, producer);
+                if (v.status === 'duplicate') return { dup: true, last: v.last, row };
+                const refusal = producerRefusal(v, producer);
+                if (refusal) throw refusal;
+            }
+            if (seq !== undefined) {
+                if (row.last_stream_seq !== null && seq <= row.last_stream_seq) {
+                    throw new HttpError(409, 'Sequence conflict');
+                }
+                await c.query(`UPDATE ${this.S}.streams SET last_stream_seq = $2 WHERE path = $1`, [path, seq]);
+            }
+            if (body.length > 0) {
+                await this.appendMessage(c, row, body, false);
+            }
+            if (producer) {
+                await c.query(`INSERT INTO ${this.S}.producers (kind, stream, producer_id, epoch, last_seq, last_offset)
+                               VALUES ('stream', $1, $2, $3, $4, $5)
+                               ON CONFLICT (kind, stream, producer_id)
+                               DO UPDATE SET epoch = $3, last_seq = $4, last_offset = $5, updated_at = now()`,
+                [path, producer.id, producer.epoch, producer.seq, row.tail]);
+            }
+            if (close) {
+                await c.query(`UPDATE ${this.S}.streams SET closed = true, closed_by = $2 WHERE path = $1`,
+                    [path, producer ? JSON.stringify(producer) : null]);
+            }
+            await this.notifyStream(c, path);
+            return { row, closedNow: close };
+        });
+        const headers = { [H.offset]: out.row.tail };
+        if (out.closedNow) headers[H.closed] = 'true';
+        if (out.dup) {
+            res.writeHead(204, { ...headers, [H.pepoch]: String(producer.epoch), [H.pseq]: String(out.last) });
+            res.end();
+            return;
+        }
+        if (producer) {
+            headers[H.pepoch] = String(producer.epoch);
+            headers[H.pseq] = String(producer.seq);
+        }
+        res.writeHead(producer && body.length > 0 ? 200 : 204, headers);
+        res.end();
+    }
+
+    // Messages after `offset` (padded), shared by identical reads.
+    readMessages(path, offset, after = -1) {
+        return this.reads.run(`stream\0${path}\0${offset}`, async () => {
+            const r = await this.pool.query(
+                `SELECT "offset", data FROM ${this.S}.messages WHERE path = $1 AND "offset" > $2
+                  ORDER BY "offset" LIMIT ${GENERIC_PAGE}`, [path, offset]);
+            return { messages: r.rows, upToDate: r.rows.length < GENERIC_PAGE };
+        }, after);
+    }
+
+    formatBody(row, messages) {
+        if (isJsonType(row.content_type)) {
+            const parts = messages.map((m) => m.data.toString('utf8').replace(/,\s*$/, '')).filter((s) => s !== '');
+            return Buffer.from(`[${parts.join(',')}]`);
+        }
+        return Buffer.concat(messages.map((m) => m.data));
+    }
+
+    parseStreamOffset(url) {
+        const all = url.searchParams.getAll('offset');
+        if (all.length > 1) throw new HttpError(400, 'Multiple offset parameters not allowed');
+        const offset = all[0];
+        if (offset === '') throw new HttpError(400, 'Empty offset parameter');
+        if (offset !== undefined && !/^(-1|now|\d+_\d+)$/.test(offset)) throw new HttpError(400, 'Invalid offset format');
+        if (offset && /_/.test(offset)) {
+            const [a, b] = offset.split('_');
+            return `${a.padStart(16, '0')}_${b.padStart(16, '0')}`;
+        }
+        return offset;
+    }
+
+    waitStream(path) {
+        return this.hub.subscribe(GENERIC_CHANNEL, (payload) => payload === path || payload === '');
+    }
+
+    async streamGet(path, url, req, res) {
+        let row = await this.getStream(this.pool, path);
+        if (!row) throw new HttpError(404, 'Stream not found');
+        const offset = this.parseStreamOffset(url);
+        const live = url.searchParams.get('live');
+        const cursor = url.searchParams.get('cursor') ?? undefined;
+        if ((live === 'long-poll' || live === 'sse') && !offset) {
+            throw new HttpError(400, `${live === 'sse' ? 'SSE' : 'Long-poll'} requires offset parameter`);
+        }
+        await this.touch(path);
+        if (live === 'sse') {
+            return this.streamSse(path, row, offset === 'now' ? row.tail : offset, cursor, res);
+        }
+        const effective = offset === 'now' ? row.tail : offset;
+        if (offset === 'now' && live !== 'long-poll') {
+            const h = { [H.offset]: row.tail, [H.upToDate]: 'true', 'cache-control': 'no-store', 'content-type': row.content_type };
+            if (row.closed) h[H.closed] = 'true';
+            res.writeHead(200, h);
+            res.end(isJsonType(row.content_type) ? '[]' : '');
+            return;
+        }
+        const from = !effective || effective === '-1' ? '' : effective;
+        let { messages, upToDate } = await this.readMessages(path, from);
+        const caughtUp = (effective && effective === row.tail) || offset === 'now';
+        if (live === 'long-poll' && caughtUp && messages.length === 0) {
+            if (row.closed) {
+                res.writeHead(204, { [H.offset]: row.tail, [H.upToDate]: 'true', [H.closed]: 'true' });
+                res.end();
+                return;
+            }
+            const deadline = Date.now() + this.longPollMs;
+            for (;;) {
+                const sub = await this.waitStream(path);
+                row = await this.getStream(this.pool, path);
+                if (!row) {
+                    sub.cancel();
+                    throw new HttpError(404, 'Stream not found');
+                }
+                ({ messages, upToDate } = await this.readMessages(path, from, sub.after));
+                if (messages.length > 0 || row.closed) {
+                    sub.cancel();
+                    break;
+                }
+                const left = deadline - Date.now();
+                if (left <= 0 || this.closing || !(await sub.wait(left))) {
+                    row = await this.getStream(this.pool, path);
+                    const h = { [H.offset]: effective, [H.upToDate]: 'true', [H.cursor]: responseCursor(cursor) };
+                    if (row?.closed) h[H.closed] = 'true';
+                    res.writeHead(204, h);
+                    res.end();
+                    return;
+                }
+            }
+            if (messages.length === 0 && row.closed) {
+                res.writeHead(204, {
+                    [H.offset]: effective, [H.upToDate]: 'true', [H.cursor]: responseCursor(cursor), [H.closed]: 'true',
+                });
+                res.end();
+                return;
+            }
+            upToDate = true;
+        }
+        const current = (await this.getStream(this.pool, path)) || row;
+        const next = messages.length ? messages[messages.length - 1].offset : current.tail;
+        const headers = { 'content-type': row.content_type, [H.offset]: next };
+        if (live === 'long-poll') headers[H.cursor] = responseCursor(cursor);
+        if (upToDate && next === current.tail) headers[H.upToDate] = 'true';
+        const atTailClosed = current.closed && next === current.tail && upToDate;
+        if (atTailClosed) headers[H.closed] = 'true';
+        headers.etag = etagOf(path, offset ?? '-1', next, atTailClosed);
+        if (header(req, 'if-none-match') === headers.etag) {
+            res.writeHead(304, { etag: headers.etag });
+            res.end();
+            return;
+        }
+        res.writeHead(200, headers);
+        res.end(this.formatBody(row, messages));
+    }
+
+    async streamSse(path, row, start, cursor, res) {
+        const ct = normalizeType(row.content_type);
+        const base64 = !(ct.startsWith('text/') || ct === 'application/json');
+        const h = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' };
+        if (base64) h['Stream-SSE-Data-Encoding'] = 'base64';
+        res.writeHead(200, h);
+        this.sse.add(res);
+        let open = true;
+        res.on('close', () => { open = false; this.sse.delete(res); });
+        let current = start === '-1' ? '' : start;
+        const control = (obj) => res.write('event: control\n' + sseData(JSON.stringify(obj)));
+        try {
+            while (open && !this.closing) {
+                const sub = await this.waitStream(path);
+                const cur = await this.getStream(this.pool, path);
+                if (!cur) {
+                    sub.cancel();
+                    break;
+                }
+                const { messages, upToDate } = await this.readMessages(path, current, sub.after);
+                // every data event is followed by its control event (its offset)
+                messages.forEach((m, i) => {
+                    let payload;
+                    if (base64) payload = m.data.toString('base64');
+                    else if (ct === 'application/json') payload = this.formatBody(row, [m]).toString('utf8');
+                    else payload = m.data.toString('utf8');
+                    res.write('event: data\n' + sseData(payload));
+                    if (i < messages.length - 1) {
+                        control({ streamNextOffset: m.offset, streamCursor: responseCursor(cursor) });
+                    }
+                });
+                const ctlOffset = messages.length ? messages[messages.length - 1].offset : cur.tail;
+                current = ctlOffset;
+                if (cur.closed && ctlOffset === cur.tail) {
+                    sub.cancel();
+                    control({ streamNextOffset: ctlOffset, streamClosed: true });
+                    break;
+                }
+                const ctl = { streamNextOffset: ctlOffset, streamCursor: responseCursor(cursor) };
+                if (upToDate && ctlOffset === cur.tail) ctl.upToDate = true;
+                control(ctl);
+                if (!upToDate || messages.length > 0) {
+                    sub.cancel();
+                    continue;
+                }
+                const woke = await sub.wait(this.longPollMs);
+                if (!woke && open && !this.closing) {
+                    const again = await this.getStream(this.pool, path);
+                    if (!again) break;
+                    if (!again.closed) {
+                        control({ streamNextOffset: current, streamCursor: responseCursor(cursor), upToDate: true });
+                    }
+                }
+            }
+        } catch (err) {
+            console.error('gateway: sse', err);
+        }
+        this.sse.delete(res);
+        res.end();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// main
+// ---------------------------------------------------------------------------
+
+const isMain = process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href;
+if (isMain) {
+    const gw = new Gateway();
+    const port = await gw.start(Number(process.env.PORT || 4437));
+    console.log(`durable_state gateway listening on http://localhost:${port}`);
+    const stop = () => gw.stop().then(() => process.exit(0), () => process.exit(1));
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
+}

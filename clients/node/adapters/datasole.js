@@ -9,9 +9,10 @@
 
 /* One lossless subscription per stream, fanned out to handlers. */
 class Fanout {
-  constructor(ds, stream) {
+  constructor(ds, stream, wait) {
     this.ds = ds;
     this.stream = stream;
+    this.wait = wait;
     this.handlers = new Set();
     this.sub = null;
     this.ready = null;
@@ -22,6 +23,7 @@ class Fanout {
     this.sub = this.ds.subscribe({
       stream: this.stream,
       since,
+      wait: this.wait,
       onEvents: (events) => {
         for (const e of events) for (const h of this.handlers) if (h.onEvent) h.onEvent(e);
       },
@@ -49,13 +51,15 @@ class Fanout {
 class DurableStateBackend {
   /**
    * @param {import('..').DurableState} ds
-   * @param {{type?: string, stream?: string}} [opts] the collection's type ('kv')
+   * @param {{type?: string, stream?: string, wait?: boolean | number}} [opts] the
+   *   collection's type ('kv'); wait: follow with waiting reads (works through
+   *   PgBouncer in transaction mode and on a standby; no publish messages)
    */
   constructor(ds, opts = {}) {
     this.ds = ds;
     this.type = opts.type ?? 'kv';
     this.stream = opts.stream ?? ds.stream;
-    this.fanout = new Fanout(ds, this.stream);
+    this.fanout = new Fanout(ds, this.stream, opts.wait);
   }
 
   /** Resolves once subscriptions made so far are listening. */
@@ -113,7 +117,7 @@ class SessionStore {
     this.ds = ds;
     this.type = opts.type ?? 'session';
     this.stream = opts.stream ?? ds.stream;
-    this.fanout = new Fanout(ds, this.stream);
+    this.fanout = new Fanout(ds, this.stream, opts.wait);
   }
 
   static entityKey(userId, key) {

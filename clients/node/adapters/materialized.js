@@ -61,6 +61,8 @@ class MaterializedFeed {
       stream: this.stream,
       since,
       pageSize: opts.pageSize,
+      // waiting reads instead of LISTEN (PgBouncer in transaction mode, standbys)
+      wait: opts.wait,
       onEvents: (events, offset) => {
         applyEvents(state, events);
         if (opts.onApplied) return opts.onApplied(events, offset);

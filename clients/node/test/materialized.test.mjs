@@ -1,7 +1,8 @@
 // A randomized stream applied through Postgres and through
 // @durable-streams/state's own MaterializedState must give the same state;
 // so must a MaterializedState fed by the adapter (snapshot, then the
-// lossless subscription) and one loaded from a snapshot at the end.
+// lossless subscription, by LISTEN and by waiting reads) and one loaded
+// from a snapshot at the end.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
@@ -39,6 +40,10 @@ test('Postgres and MaterializedState agree on a random stream', async (t) => {
   const followed = new MaterializedState();
   const sub = await feed.follow(followed);
   await new Promise((resolve) => sub.once('ready', resolve));
+  // the same through waiting reads instead of LISTEN (the mode for PgBouncer)
+  const waited = new MaterializedState();
+  const wsub = await feed.follow(waited, { wait: 1000 });
+  await new Promise((resolve) => wsub.once('ready', resolve));
 
   const rand = rng(20261125);
   const direct = new MaterializedState();
@@ -63,6 +68,7 @@ test('Postgres and MaterializedState agree on a random stream', async (t) => {
   const tail = await ds.tail();
   assert.equal(Number(tail), EVENTS);
   await until(() => sub.lastOffset === tail, 10000, 'the follower to reach the tail');
+  await until(() => wsub.lastOffset === tail, 10000, 'the waiting follower to reach the tail');
 
   const loaded = new MaterializedState();
   await feed.load(loaded);
@@ -72,8 +78,9 @@ test('Postgres and MaterializedState agree on a random stream', async (t) => {
     entities += Object.keys(expected).length;
     assert.deepStrictEqual(Object.fromEntries(await ds.getType(type)), expected, `Postgres, type ${type}`);
     assert.deepStrictEqual(Object.fromEntries(followed.getType(type)), expected, `followed, type ${type}`);
+    assert.deepStrictEqual(Object.fromEntries(waited.getType(type)), expected, `followed by waiting reads, type ${type}`);
     assert.deepStrictEqual(Object.fromEntries(loaded.getType(type)), expected, `loaded, type ${type}`);
   }
-  t.diagnostic(`compared ${EVENTS} events, ${entities} live entities, 3 ways`);
+  t.diagnostic(`compared ${EVENTS} events, ${entities} live entities, 4 ways`);
   assert.ok(entities > 50, 'the stream leaves entities to compare');
 });

@@ -33,7 +33,7 @@ SELECT has_function('state', 'get_type',          ARRAY['text', 'text']);
 SELECT has_function('state', 'create_collection',
                     ARRAY['text', 'text', 'text', 'jsonb', 'regclass', 'text', 'text', 'boolean', 'boolean', 'name', 'boolean', 'name', 'interval']);
 SELECT has_function('state', 'drop_collection',   ARRAY['text', 'text', 'boolean']);
-SELECT has_function('state', 'changes',           ARRAY['text', 'text', 'integer']);
+SELECT has_function('state', 'changes',           ARRAY['text', 'text', 'integer', 'integer']);
 SELECT has_function('state', 'snapshot',          ARRAY['text']);
 SELECT has_function('state', 'tail',              ARRAY['text']);
 SELECT has_function('state', 'channel',           ARRAY['text']);
@@ -52,7 +52,7 @@ SELECT function_returns('state', 'create_collection',
                         ARRAY['text', 'text', 'text', 'jsonb', 'regclass', 'text', 'text', 'boolean', 'boolean', 'name', 'boolean', 'name', 'interval'],
                         'regclass');
 SELECT function_returns('state', 'drop_collection', ARRAY['text', 'text', 'boolean'], 'void');
-SELECT function_returns('state', 'changes',    ARRAY['text', 'text', 'integer'], 'setof record');
+SELECT function_returns('state', 'changes',    ARRAY['text', 'text', 'integer', 'integer'], 'setof record');
 SELECT function_returns('state', 'snapshot',   ARRAY['text'], 'setof jsonb');
 SELECT function_returns('state', 'tail',       ARRAY['text'], 'text');
 SELECT function_returns('state', 'channel',    ARRAY['text'], 'text');
@@ -76,7 +76,7 @@ SELECT ok(EXISTS (SELECT 1 FROM pg_proc p
         (5, 'get_type',          ARRAY['type', 'stream']),
         (6, 'create_collection', ARRAY['name', 'type', 'primary_key', 'schema', 'table_name', 'stream', 'mode']),
         (7, 'drop_collection',   ARRAY['name', 'stream', 'drop_table']),
-        (8, 'changes',           ARRAY['stream', 'since', 'max_events']),
+        (8, 'changes',           ARRAY['stream', 'since', 'max_events', 'wait_ms']),
         (9, 'snapshot',          ARRAY['stream']),
         (10, 'tail',             ARRAY['stream']),
         (11, 'channel',          ARRAY['stream'])

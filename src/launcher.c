@@ -251,14 +251,9 @@ ds_launcher_register(bool start)
 	RegisterXactCallback(launcher_xact, NULL);
 	if (!start)
 		return;
-	memset(&bgw, 0, sizeof(bgw));
-	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	bgw.bgw_restart_time = 1;
-	strlcpy(bgw.bgw_library_name, "durable_state", BGW_MAXLEN);
-	strlcpy(bgw.bgw_function_name, "ds_launcher_main", BGW_MAXLEN);
-	strlcpy(bgw.bgw_name, "durable_state launcher", BGW_MAXLEN);
-	strlcpy(bgw.bgw_type, "durable_state launcher", BGW_MAXLEN);
+	ds_bgworker_fill(&bgw, "ds_launcher_main", "durable_state launcher",
+					 BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION,
+					 BgWorkerStart_RecoveryFinished, 1);
 	RegisterBackgroundWorker(&bgw);
 }
 
@@ -291,14 +286,9 @@ start_worker(Oid dbid)
 	BackgroundWorker bgw;
 	BackgroundWorkerHandle *handle;
 
-	memset(&bgw, 0, sizeof(bgw));
-	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	bgw.bgw_restart_time = BGW_NEVER_RESTART;
-	strlcpy(bgw.bgw_library_name, "durable_state", BGW_MAXLEN);
-	strlcpy(bgw.bgw_function_name, "ds_worker_main", BGW_MAXLEN);
-	strlcpy(bgw.bgw_name, "durable_state worker", BGW_MAXLEN);
-	strlcpy(bgw.bgw_type, "durable_state worker", BGW_MAXLEN);
+	ds_bgworker_fill(&bgw, "ds_worker_main", "durable_state worker",
+					 BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION,
+					 BgWorkerStart_RecoveryFinished, BGW_NEVER_RESTART);
 	bgw.bgw_main_arg = ObjectIdGetDatum(dbid);
 	bgw.bgw_notify_pid = MyProcPid;
 	return RegisterDynamicBackgroundWorker(&bgw, &handle);

@@ -295,3 +295,22 @@ ds_cmp_int64(const void *a, const void *b)
 
 	return x < y ? -1 : (x > y ? 1 : 0);
 }
+
+/*
+ * Fills bgw for one of the extension's background workers: its function
+ * (by name, in this library), the name shown as its process title and
+ * backend type, flags, start time and restart delay.
+ */
+void
+ds_bgworker_fill(BackgroundWorker *bgw, const char *function, const char *name, int flags,
+				 BgWorkerStartTime start, int restart)
+{
+	memset(bgw, 0, sizeof(BackgroundWorker));
+	bgw->bgw_flags = flags;
+	bgw->bgw_start_time = start;
+	bgw->bgw_restart_time = restart;
+	strlcpy(bgw->bgw_library_name, "durable_state", BGW_MAXLEN);
+	strlcpy(bgw->bgw_function_name, function, BGW_MAXLEN);
+	strlcpy(bgw->bgw_name, name, BGW_MAXLEN);
+	strlcpy(bgw->bgw_type, name, BGW_MAXLEN);
+}

@@ -16,6 +16,7 @@
 
 #include "executor/spi.h"
 #include "nodes/execnodes.h"
+#include "postmaster/bgworker.h"
 #include "utils/jsonb.h"
 
 /*
@@ -121,5 +122,7 @@ extern ResultRelInfo *ds_result_rel_open(EState *estate, Relation rel, Index rti
 
 extern int	ds_cmp_uint32(const void *a, const void *b);
 extern int	ds_cmp_int64(const void *a, const void *b);
+extern void ds_bgworker_fill(BackgroundWorker *bgw, const char *function, const char *name,
+							 int flags, BgWorkerStartTime start, int restart);
 
 #endif							/* DS_UTIL_H */

@@ -150,14 +150,8 @@ ds_replay_watcher_register(void)
 {
 	BackgroundWorker bgw;
 
-	memset(&bgw, 0, sizeof(bgw));
-	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS;
-	bgw.bgw_start_time = BgWorkerStart_ConsistentState;
-	bgw.bgw_restart_time = 1;
-	strlcpy(bgw.bgw_library_name, "durable_state", BGW_MAXLEN);
-	strlcpy(bgw.bgw_function_name, "ds_replay_watcher_main", BGW_MAXLEN);
-	strlcpy(bgw.bgw_name, "durable_state replay watcher", BGW_MAXLEN);
-	strlcpy(bgw.bgw_type, "durable_state replay watcher", BGW_MAXLEN);
+	ds_bgworker_fill(&bgw, "ds_replay_watcher_main", "durable_state replay watcher",
+					 BGWORKER_SHMEM_ACCESS, BgWorkerStart_ConsistentState, 1);
 	RegisterBackgroundWorker(&bgw);
 }
 

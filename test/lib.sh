@@ -400,6 +400,18 @@ ds_t_need_cluster() {
 # `N passed, M failed` and exits 1 unless all passed.  fds 7 and 8 keep the
 # script's stdout and stderr, since the trap may fire inside a redirected
 # command; close them (7>&- 8>&-) for daemons the script starts.
+# ds_wait_for SECONDS CMD...: runs CMD every 0.1 s until it succeeds, for at
+# most SECONDS, then once more; returns its last status.
+ds_wait_for() {
+    local secs=$1 i
+    shift
+    for ((i = 0; i < secs * 10; i++)); do
+        "$@" && return 0
+        sleep 0.1
+    done
+    "$@"
+}
+
 ds_finish_on_exit() {
     exec 7>&1 8>&2
     DS_T_START=$SECONDS

@@ -62,15 +62,7 @@ PA() { "${PSQL[@]}" -d "$ADMIN_DB" "$@" </dev/null; }
 # that the postmaster it starts does not hold run.sh's pipe open
 pg_owner() { ds_as_owner "$DS_PGBIN/pg_ctl" "$@" 7>&- 8>&-; }
 server_up() { PA -c 'SELECT 1' >/dev/null 2>&1; }
-wait_for() {
-    local secs=$1 i
-    shift
-    for ((i = 0; i < secs * 10; i++)); do
-        "$@" && return 0
-        sleep 0.1
-    done
-    "$@"
-}
+wait_for() { ds_wait_for "$@"; }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ds-crash.XXXXXX") || exit 1
 WPIDS=()

@@ -38,16 +38,7 @@ SERVED_BEFORE=$(Q postgres -c "SHOW durable_state.database")
 ds_finish_on_exit
 cleanup
 
-# wait_for SECONDS CMD...: until CMD succeeds (every 0.1 s)
-wait_for() {
-    local secs=$1 i
-    shift
-    for ((i = 0; i < secs * 10; i++)); do
-        "$@" && return 0
-        sleep 0.1
-    done
-    return 1
-}
+wait_for() { ds_wait_for "$@"; }
 worker_of() {
     Q postgres -c "SELECT coalesce(string_agg(pid::text, ','), '') FROM pg_stat_activity
                     WHERE backend_type = 'durable_state worker' AND datname = '$1'"

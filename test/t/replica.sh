@@ -133,16 +133,7 @@ await_check() {
     check "... $([[ $3 == '<' ]] && echo 'at once' || echo 'after its timeout') (${res#*|} ms $3 $4)" $?
 }
 
-# wait_for SECONDS CMD... : until CMD succeeds (polls every 0.1 s)
-wait_for() {
-    local secs=$1 i
-    shift
-    for ((i = 0; i < secs * 10; i++)); do
-        "$@" && return 0
-        sleep 0.1
-    done
-    "$@"
-}
+wait_for() { ds_wait_for "$@"; }
 # the primary answers queries (after a crash it restarts; wait for that)
 server_up() { PA -c 'SELECT 1' >/dev/null 2>&1; }
 # before each part: without a primary the rest cannot run (the trap then

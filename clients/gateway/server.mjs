@@ -1143,7 +1143,10 @@ export class Gateway {
                 const ctl = { streamNextOffset: ctlOffset, streamCursor: responseCursor(cursor) };
                 if (upToDate && ctlOffset === cur.tail) ctl.upToDate = true;
                 control(ctl);
-                if (!upToDate || messages.length > 0) {
+                // up to date: wait (the subscription was taken before the
+                // read, so an append since wakes it); reading again at once
+                // would only repeat the control event just sent
+                if (!upToDate) {
                     sub.cancel();
                     continue;
                 }

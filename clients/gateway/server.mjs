@@ -407,7 +407,19 @@ export class Gateway {
                     path text NOT NULL REFERENCES ${S}.streams ON DELETE CASCADE,
                     "offset" text NOT NULL,
                     data bytea NOT NULL,
-                    PRIMARY KEY (path, "offset"));`);
+                    PRIMARY KEY (path, "offset"));
+                -- forks (added later; existing tables gain the columns): a
+                -- fork reads its source's messages up to fork_offset (through
+                -- the source's own source, and so on) and its own after it; a
+                -- stream deleted while forks still read it is kept, deleted
+                -- (410), until its last fork goes
+                ALTER TABLE ${S}.streams
+                    ADD COLUMN IF NOT EXISTS forked_from text,
+                    ADD COLUMN IF NOT EXISTS fork_offset text,
+                    ADD COLUMN IF NOT EXISTS fork_sub_offset bigint NOT NULL DEFAULT 0,
+                    ADD COLUMN IF NOT EXISTS deleted boolean NOT NULL DEFAULT false;
+                CREATE INDEX IF NOT EXISTS streams_forked_from ON ${S}.streams (forked_from)
+                    WHERE forked_from IS NOT NULL;`);
         } finally {
             await c.query('SELECT pg_advisory_unlock(hashtext($1))', [`ds_gateway:${this.schema}`]).catch(() => {});
             c.release();
@@ -434,7 +446,7 @@ export class Gateway {
         res.setHeader('access-control-allow-origin', '*');
         res.setHeader('access-control-allow-methods', 'GET, POST, PUT, DELETE, HEAD, OPTIONS');
         res.setHeader('access-control-allow-headers',
-            'content-type, authorization, Stream-Seq, Stream-TTL, Stream-Expires-At, Stream-Closed, Producer-Id, Producer-Epoch, Producer-Seq, If-None-Match');
+            'content-type, authorization, Stream-Seq, Stream-TTL, Stream-Expires-At, Stream-Closed, Stream-Forked-From, Stream-Fork-Offset, Stream-Fork-Sub-Offset, Producer-Id, Producer-Epoch, Producer-Seq, If-None-Match');
         res.setHeader('access-control-expose-headers',
             'Stream-Next-Offset, Stream-Cursor, Stream-Up-To-Date, Stream-Closed, Producer-Epoch, Producer-Seq, Producer-Expected-Seq, Producer-Received-Seq, etag, content-type, content-encoding, vary, location');
         res.setHeader('x-content-type-options', 'nosniff');
@@ -764,18 +776,42 @@ export class Gateway {
     // -----------------------------------------------------------------------
 
     // The stream's row, or null when absent or expired (an expired stream
-    // is deleted on sight).
-    async getStream(q, path, lock = false) {
+    // is removed on sight, see removeStream).  A deleted stream that forks
+    // still read is 410, or its row (deleted = true) with allowDeleted.
+    // lock: false, true (FOR UPDATE) or 'share' (FOR SHARE).
+    async getStream(q, path, lock = false, allowDeleted = false) {
         const r = await q.query(`SELECT *, (expires_at IS NOT NULL AND now() >= expires_at::timestamptz)
                                          OR (ttl_seconds IS NOT NULL AND now() >= accessed_at + ttl_seconds * interval '1 second') AS expired
-                                   FROM ${this.S}.streams WHERE path = $1 ${lock ? 'FOR UPDATE' : ''}`, [path]);
+                                   FROM ${this.S}.streams WHERE path = $1
+                                   ${lock === 'share' ? 'FOR SHARE' : lock ? 'FOR UPDATE' : ''}`, [path]);
         const row = r.rows[0];
         if (!row) return null;
-        if (row.expired) {
-            await q.query(`DELETE FROM ${this.S}.streams WHERE path = $1`, [path]);
-            return null;
+        if (row.expired && !row.deleted) {
+            if ((await this.removeStream(q, path)) === 'hard') return null;
+            row.deleted = true;
         }
+        if (row.deleted && !allowDeleted) throw new HttpError(410, 'Stream is deleted');
         return row;
+    }
+
+    // Deletes a stream: only marks it deleted while forks still read its
+    // messages ('soft'), else removes it ('hard') and then its source too if
+    // that was deleted and this was its last fork (and so on up the chain).
+    async removeStream(q, path) {
+        const S = this.S;
+        await q.query(`DELETE FROM ${S}.producers WHERE kind = 'stream' AND stream = $1`, [path]);
+        const forks = await q.query(`SELECT 1 FROM ${S}.streams WHERE forked_from = $1 LIMIT 1`, [path]);
+        if (forks.rowCount > 0) {
+            await q.query(`UPDATE ${S}.streams SET deleted = true WHERE path = $1`, [path]);
+            return 'soft';
+        }
+        const r = await q.query(`DELETE FROM ${S}.streams WHERE path = $1 RETURNING forked_from`, [path]);
+        const parent = r.rows[0]?.forked_from;
+        if (parent) {
+            const p = await q.query(`SELECT deleted FROM ${S}.streams WHERE path = $1`, [parent]);
+            if (p.rows[0]?.deleted) await this.removeStream(q, parent);
+        }
+        return 'hard';
     }
 
     async touch(path) {
@@ -783,9 +819,13 @@ export class Gateway {
     }
 
     async sweepExpired() {
-        await this.pool.query(`DELETE FROM ${this.S}.streams
-                                WHERE (expires_at IS NOT NULL AND now() >= expires_at::timestamptz)
-                                   OR (ttl_seconds IS NOT NULL AND now() >= accessed_at + ttl_seconds * interval '1 second')`);
+        const r = await this.pool.query(`SELECT path FROM ${this.S}.streams
+                                WHERE NOT deleted
+                                  AND ((expires_at IS NOT NULL AND now() >= expires_at::timestamptz)
+                                   OR (ttl_seconds IS NOT NULL AND now() >= accessed_at + ttl_seconds * interval '1 second'))`);
+        for (const { path } of r.rows) {
+            await this.tx((c) => this.getStream(c, path, true, true));
+        }
     }
 
     async tx(fn) {
@@ -835,9 +875,58 @@ export class Gateway {
         return c.query('SELECT pg_notify($1, $2)', [GENERIC_CHANNEL, path.length > 7000 ? '' : path]);
     }
 
+    // Stream-Forked-From / Stream-Fork-Offset / Stream-Fork-Sub-Offset of a
+    // PUT: null for a plain creation, else { from, offset, sub }.
+    forkHeaders(req) {
+        const fromH = header(req, 'Stream-Forked-From');
+        const offH = header(req, 'Stream-Fork-Offset');
+        const subH = header(req, 'Stream-Fork-Sub-Offset');
+        if (fromH === undefined) {
+            if (offH !== undefined || subH !== undefined) {
+                throw new HttpError(400, 'Stream-Fork-Offset and Stream-Fork-Sub-Offset require Stream-Forked-From');
+            }
+            return null;
+        }
+        let from = fromH.trim();
+        try {
+            from = decodeURIComponent(from.replace(/^https?:\/\/[^/]+/, '').split('?')[0]);
+        } catch {
+            throw new HttpError(400, 'Invalid Stream-Forked-From');
+        }
+        from = from.replace(/^\/v1\/stream\//, '');
+        if (from === '') throw new HttpError(400, 'Invalid Stream-Forked-From');
+        let offset = null;
+        if (offH !== undefined) {
+            if (!/^\d+_\d+$/.test(offH)) throw new HttpError(400, 'Invalid Stream-Fork-Offset');
+            const [a, b] = offH.split('_');
+            if (a.length > 16 || b.length > 16) throw new HttpError(400, 'Invalid Stream-Fork-Offset');
+            offset = `${a.padStart(16, '0')}_${b.padStart(16, '0')}`;
+        }
+        if (subH !== undefined && (!/^(0|[1-9]\d*)$/.test(subH) || !Number.isSafeInteger(Number(subH)))) {
+            throw new HttpError(400, 'Invalid Stream-Fork-Sub-Offset');
+        }
+        return { from, offset, sub: subH === undefined ? 0 : Number(subH) };
+    }
+
+    // The fork's inherited prefix of the source's message after `offset`:
+    // its first `sub` bytes (or `sub` JSON values), as a body to append.
+    async forkSlice(c, src, offset, sub) {
+        const [next] = await this.chainMessages(c, src, offset, 1);
+        if (!next) throw new HttpError(400, 'Stream-Fork-Sub-Offset is past the end of the source stream');
+        if (isJsonType(src.content_type)) {
+            const values = JSON.parse(`[${next.data.toString('utf8').replace(/,\s*$/, '')}]`);
+            if (sub > values.length) throw new HttpError(400, 'Stream-Fork-Sub-Offset is past the end of the message');
+            return Buffer.from(JSON.stringify(values.slice(0, sub)));
+        }
+        if (sub > next.data.length) throw new HttpError(400, 'Stream-Fork-Sub-Offset is past the end of the message');
+        return next.data.subarray(0, sub);
+    }
+
     async streamCreate(path, req, res) {
+        const fork = this.forkHeaders(req);
         let ct = header(req, 'content-type');
-        if (!ct || !ct.trim() || !/^[\w-]+\/[\w-]+/.test(ct)) ct = 'application/octet-stream';
+        const ctGiven = !!(ct && ct.trim() && /^[\w-]+\/[\w-]+/.test(ct));
+        if (!ctGiven) ct = 'application/octet-stream';
         const ttlH = header(req, H.ttl), expH = header(req, H.expiresAt);
         const closed = header(req, H.closed) === 'true';
         if (ttlH && expH) throw new HttpError(400, 'Cannot specify both Stream-TTL and Stream-Expires-At');
@@ -845,21 +934,55 @@ export class Gateway {
         if (expH !== undefined && Number.isNaN(new Date(expH).getTime())) {
             throw new HttpError(400, 'Invalid Stream-Expires-At timestamp');
         }
-        const ttl = ttlH !== undefined ? Number(ttlH) : null;
+        let ttl = ttlH !== undefined ? Number(ttlH) : null;
+        let expires = expH ?? null;
         const body = await readBody(req, this.maxBody);
         const out = await this.tx(async (c) => {
             await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`ds_gateway:${path}`]);
-            const existing = await this.getStream(c, path, true);
+            // a fork's source: locked (shared) so it is not deleted under us
+            const src = fork && fork.from !== path ? await this.getStream(c, fork.from, 'share', true) : null;
+            let forkOffset = null;
+            if (fork && src) {
+                // unspecified content type and expiry are the source's
+                if (!ctGiven) ct = src.content_type;
+                if (ttlH === undefined && expH === undefined) {
+                    ttl = src.ttl_seconds === null ? null : Number(src.ttl_seconds);
+                    expires = src.expires_at;
+                }
+                forkOffset = fork.offset ?? src.tail;
+            }
+            const existing = await this.getStream(c, path, true, true);
             if (existing) {
+                if (existing.deleted) throw new HttpError(409, 'Stream was deleted and is still read by forks');
                 const same = normalizeType(existing.content_type) === normalizeType(ct)
                     && (existing.ttl_seconds === null ? null : Number(existing.ttl_seconds)) === ttl
-                    && (existing.expires_at ?? undefined) === (expH ?? undefined)
-                    && existing.closed === closed;
+                    && (existing.expires_at ?? null) === (expires ?? null)
+                    && existing.closed === closed
+                    && (!fork || (existing.forked_from === fork.from
+                        && (fork.offset === null || existing.fork_offset === fork.offset)
+                        && Number(existing.fork_sub_offset) === fork.sub));
                 if (!same) throw new HttpError(409, 'Stream already exists with different configuration');
                 return { row: existing, isNew: false };
             }
-            const row = (await c.query(`INSERT INTO ${this.S}.streams (path, content_type, ttl_seconds, expires_at)
-                                         VALUES ($1, $2, $3, $4) RETURNING *`, [path, ct, ttl, expH ?? null])).rows[0];
+            let slice = null;
+            if (fork) {
+                if (!src) throw new HttpError(404, 'Source stream not found');
+                if (src.deleted) throw new HttpError(409, 'Source stream is deleted');
+                if (normalizeType(ct) !== normalizeType(src.content_type)) {
+                    throw new HttpError(409, 'Content-Type does not match the source stream');
+                }
+                if (forkOffset > src.tail) throw new HttpError(400, 'Stream-Fork-Offset is beyond the source stream');
+                if (fork.sub > 0) slice = await this.forkSlice(c, src, forkOffset, fork.sub);
+            }
+            const row = (await c.query(`INSERT INTO ${this.S}.streams
+                                            (path, content_type, ttl_seconds, expires_at, forked_from, fork_offset, fork_sub_offset, tail)
+                                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *`,
+            [path, ct, ttl, expires, fork ? fork.from : null, forkOffset, fork ? fork.sub : 0, forkOffset ?? ZERO])).rows[0];
+            if (slice && slice.length > 0) {
+                // the part of the source's next message the fork inherits is
+                // the fork's own first message (its producers start afresh)
+                await this.appendMessage(c, row, slice, true);
+            }
             if (body.length > 0) {
                 await this.appendMessage(c, row, body, true);
             }
@@ -897,10 +1020,10 @@ export class Gateway {
 
     async streamDelete(path, res) {
         const r = await this.tx(async (c) => {
-            const row = await this.getStream(c, path, true);
+            const row = await this.getStream(c, path, true, true);
             if (!row) return false;
-            await c.query(`DELETE FROM ${this.S}.streams WHERE path = $1`, [path]);
-            await c.query(`DELETE FROM ${this.S}.producers WHERE kind = 'stream' AND stream = $1`, [path]);
+            if (row.deleted) throw new HttpError(410, 'Stream is deleted');
+            await this.removeStream(c, path);
             await this.notifyStream(c, path);
             return true;
         });
@@ -988,14 +1111,35 @@ export class Gateway {
         res.end();
     }
 
-    // Messages after `offset` (padded), shared by identical reads.
-    readMessages(path, offset, after = -1) {
-        return this.reads.run(`stream\0${path}\0${offset}`, async () => {
-            const r = await this.pool.query(
-                `SELECT "offset", data FROM ${this.S}.messages WHERE path = $1 AND "offset" > $2
-                  ORDER BY "offset" LIMIT ${GENERIC_PAGE}`, [path, offset]);
-            return { messages: r.rows, upToDate: r.rows.length < GENERIC_PAGE };
+    // Messages after `offset` (padded), shared by identical reads.  A fork
+    // (row.forked_from set) reads through its chain of sources.
+    readMessages(row, offset, after = -1) {
+        return this.reads.run(`stream\0${row.path}\0${offset}`, async () => {
+            const messages = await this.chainMessages(this.pool, row, offset, GENERIC_PAGE);
+            return { messages, upToDate: messages.length < GENERIC_PAGE };
         }, after);
+    }
+
+    // Up to `limit` messages of the stream after `offset`: its own, and for
+    // a fork those of each source in (its fork_offset, the child's
+    // fork_offset] -- the ranges are disjoint and ascend down the chain.
+    async chainMessages(q, row, offset, limit) {
+        if (!row.forked_from) {
+            return (await q.query(
+                `SELECT "offset", data FROM ${this.S}.messages WHERE path = $1 AND "offset" > $2
+                  ORDER BY "offset" LIMIT ${Number(limit)}`, [row.path, offset])).rows;
+        }
+        return (await q.query(
+            `WITH RECURSIVE chain(path, forked_from, lower, upper, depth) AS (
+                 SELECT path, forked_from, fork_offset, NULL::text, 0 FROM ${this.S}.streams WHERE path = $1
+               UNION ALL
+                 SELECT s.path, s.forked_from, s.fork_offset, LEAST(c.upper, c.lower), c.depth + 1
+                   FROM chain c JOIN ${this.S}.streams s ON s.path = c.forked_from
+                  WHERE c.depth < 1000)
+             SELECT m."offset", m.data FROM chain c JOIN ${this.S}.messages m ON m.path = c.path
+              WHERE m."offset" > $2 AND (c.lower IS NULL OR m."offset" > c.lower)
+                AND (c.upper IS NULL OR m."offset" <= c.upper)
+              ORDER BY m."offset" LIMIT ${Number(limit)}`, [row.path, offset])).rows;
     }
 
     formatBody(row, messages) {
@@ -1045,7 +1189,7 @@ export class Gateway {
             return;
         }
         const from = !effective || effective === '-1' ? '' : effective;
-        let { messages, upToDate } = await this.readMessages(path, from);
+        let { messages, upToDate } = await this.readMessages(row, from);
         const caughtUp = (effective && effective === row.tail) || offset === 'now';
         if (live === 'long-poll' && caughtUp && messages.length === 0) {
             if (row.closed) {
@@ -1056,19 +1200,19 @@ export class Gateway {
             const deadline = Date.now() + this.longPollMs;
             for (;;) {
                 const sub = await this.waitStream(path);
-                row = await this.getStream(this.pool, path);
+                row = await this.getStream(this.pool, path).catch((e) => { sub.cancel(); throw e; });
                 if (!row) {
                     sub.cancel();
                     throw new HttpError(404, 'Stream not found');
                 }
-                ({ messages, upToDate } = await this.readMessages(path, from, sub.after));
+                ({ messages, upToDate } = await this.readMessages(row, from, sub.after));
                 if (messages.length > 0 || row.closed) {
                     sub.cancel();
                     break;
                 }
                 const left = deadline - Date.now();
                 if (left <= 0 || this.closing || !(await sub.wait(left))) {
-                    row = await this.getStream(this.pool, path);
+                    row = await this.getStream(this.pool, path).catch(() => null);
                     const h = { [H.offset]: effective, [H.upToDate]: 'true', [H.cursor]: responseCursor(cursor) };
                     if (row?.closed) h[H.closed] = 'true';
                     res.writeHead(204, h);
@@ -1085,7 +1229,7 @@ export class Gateway {
             }
             upToDate = true;
         }
-        const current = (await this.getStream(this.pool, path)) || row;
+        const current = (await this.getStream(this.pool, path).catch(() => null)) || row;
         const next = messages.length ? messages[messages.length - 1].offset : current.tail;
         const headers = { 'content-type': row.content_type, [H.offset]: next };
         if (live === 'long-poll') headers[H.cursor] = responseCursor(cursor);
@@ -1116,12 +1260,12 @@ export class Gateway {
         try {
             while (open && !this.closing) {
                 const sub = await this.waitStream(path);
-                const cur = await this.getStream(this.pool, path);
+                const cur = await this.getStream(this.pool, path).catch(() => null);
                 if (!cur) {
                     sub.cancel();
                     break;
                 }
-                const { messages, upToDate } = await this.readMessages(path, current, sub.after);
+                const { messages, upToDate } = await this.readMessages(row, current, sub.after);
                 // every data event is followed by its control event (its offset)
                 messages.forEach((m, i) => {
                     let payload;
@@ -1152,7 +1296,7 @@ export class Gateway {
                 }
                 const woke = await sub.wait(this.longPollMs);
                 if (!woke && open && !this.closing) {
-                    const again = await this.getStream(this.pool, path);
+                    const again = await this.getStream(this.pool, path).catch(() => null);
                     if (!again) break;
                     if (!again.closed) {
                         control({ streamNextOffset: current, streamCursor: responseCursor(cursor), upToDate: true });

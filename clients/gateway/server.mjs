@@ -15,7 +15,8 @@
 //                       stream's NOTIFY; POST applies protocol events with
 //                       state.apply; HEAD gives state.tail().
 //   /v1/stream/<path>   generic Durable Streams (any content type) kept in
-//                       tables of GATEWAY_SCHEMA, offsets %016d_%016d.
+//                       tables of GATEWAY_SCHEMA, offsets %016d_%016d;
+//                       forks (Stream-Forked-From) read their source chain.
 //
 // One LISTEN connection per process (Hub) serves every waiting reader;
 // identical concurrent reads share one query (Coalescer).  The HTTP

@@ -809,7 +809,9 @@ export class Gateway {
         const r = await q.query(`DELETE FROM ${S}.streams WHERE path = $1 RETURNING forked_from`, [path]);
         const parent = r.rows[0]?.forked_from;
         if (parent) {
-            const p = await q.query(`SELECT deleted FROM ${S}.streams WHERE path = $1`, [parent]);
+            // locked: of two last forks deleted at once, the later sees the
+            // earlier gone and removes the source
+            const p = await q.query(`SELECT deleted FROM ${S}.streams WHERE path = $1 FOR UPDATE`, [parent]);
             if (p.rows[0]?.deleted) await this.removeStream(q, parent);
         }
         return 'hard';

@@ -404,6 +404,18 @@ ds_horizon_advance(XLogRecPtr replicated)
 	return true;
 }
 
+/*
+ * Whether txids committed since the launcher last sampled which
+ * transactions have ended: while standbys count, it then looks again a
+ * millisecond later (at most a sample per millisecond, however many
+ * commits) instead of after its nap.
+ */
+bool
+ds_horizon_behind(void)
+{
+	return horizon != NULL && ds_ring_position() != sampled_ring;
+}
+
 /* The horizon's position (end of WAL of its sample), or invalid if none. */
 XLogRecPtr
 ds_horizon_lsn(void)

@@ -7,8 +7,9 @@
  * Each loop the launcher
  *	 - publishes the flushed and replicated watermarks (which standbys
  *	   count is standbys.c's) and the replicated horizon (horizon.c), and
- *	   wakes txid waiters when they moved; while someone waits it loops
- *	   every millisecond;
+ *	   wakes txid waiters when they moved; while someone waits, or while
+ *	   standbys count and txids were committed since its last look, it
+ *	   loops every millisecond;
  *	 - every durable_state.worker_naptime, or when woken for it, reads
  *	   pg_database and starts a worker for every database that
  *	   durable_state.database allows and that has none (a dynamic
@@ -431,7 +432,10 @@ ds_launcher_main(Datum arg)
 	for (;;)
 	{
 		TimestampTz now;
-		long		nap = pg_atomic_read_u32(&ds_shared->waiters) > 0 ? 1 : ds_worker_naptime;
+		/* 1 ms while someone waits, or while standbys count and txids came */
+		bool		busy = pg_atomic_read_u32(&ds_shared->waiters) > 0 ||
+			(!XLogRecPtrIsInvalid(ds_shared->replicated_lsn) && ds_horizon_behind());
+		long		nap = busy ? 1 : ds_worker_naptime;
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 nap, PG_WAIT_EXTENSION);

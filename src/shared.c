@@ -256,9 +256,6 @@ ds_publish_txids(uint64 *hashes, int n, XLogRecPtr lsn, FullTransactionId xid)
 	LWLockRelease(ds_shared->lock);
 	if (pg_atomic_read_u32(&ds_shared->waiters) > 0)
 		ConditionVariableBroadcast(&ds_shared->cv);
-	/* with standbys, the launcher notes at once which transactions ended */
-	if (!XLogRecPtrIsInvalid(ds_shared->replicated_lsn))
-		ds_wake_launcher();
 }
 
 /*

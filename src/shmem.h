@@ -132,6 +132,7 @@ extern XLogRecPtr ds_forgotten_lsn_bound(void);
 extern void ds_horizon_shmem_init(void);
 extern bool ds_horizon_covers(FullTransactionId xid);
 extern bool ds_horizon_advance(XLogRecPtr replicated);
+extern bool ds_horizon_behind(void);
 extern XLogRecPtr ds_horizon_lsn(void);
 extern void ds_notice_add_type(DsNotice *n, const char *s, int len);
 extern void ds_notice_add_txid(DsNotice *n, const char *s, int len);

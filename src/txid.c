@@ -92,16 +92,16 @@ first_gen(IndexScanDesc scan, TupleTableSlot *slot, ScanKey key, ScanDirection d
 
 /*
  * Looks for rows of the txid hashed as hash in bucket gen through probe
- * (begun with two keys).  Returns true if there is one, setting *xid to
- * its transaction (the first the replicated horizon covers, when
- * horizon_in_use).
+ * (begun with two keys), setting *found if there is one and *xid to its
+ * transaction.  Returns true when the search can stop: a row was found
+ * here and, when horizon_in_use, the replicated horizon covers its
+ * transaction.
  */
 static bool
 probe_bucket(IndexScanDesc probe, TupleTableSlot *slot, int32 gen, uint64 hash,
-			 bool horizon_in_use, FullTransactionId *xid)
+			 bool horizon_in_use, bool *found, FullTransactionId *xid)
 {
 	ScanKeyData keys[2];
-	bool		found = false;
 
 	ScanKeyInit(&keys[0], DS_TXIDS_IDX_GEN, BTEqualStrategyNumber, F_INT4EQ,
 				Int32GetDatum(gen));
@@ -113,13 +113,13 @@ probe_bucket(IndexScanDesc probe, TupleTableSlot *slot, int32 gen, uint64 hash,
 		bool		isnull;
 		Datum		d = slot_getattr(slot, ds_catalog_oids()->txids_att_xid, &isnull);
 
-		found = true;
+		*found = true;
 		if (!isnull)
 			*xid = DatumGetFullTransactionId(d);
 		if (!horizon_in_use || ds_horizon_covers(*xid))
-			break;
+			return true;
 	}
-	return found;
+	return false;
 }
 
 /*
@@ -161,8 +161,7 @@ txid_in_index(const DsCatalogOids *oids, uint64 hash, FullTransactionId *xid)
 			ScanKeyData key;
 
 			CHECK_FOR_INTERRUPTS();
-			found |= probe_bucket(probe, slot, gen, hash, horizon_in_use, xid);
-			if (found && (!horizon_in_use || ds_horizon_covers(*xid)))
+			if (probe_bucket(probe, slot, gen, hash, horizon_in_use, &found, xid))
 				break;
 			/* the next older bucket that has a row */
 			ScanKeyInit(&key, DS_TXIDS_IDX_GEN, BTLessStrategyNumber, F_INT4LT,

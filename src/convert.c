@@ -351,18 +351,6 @@ push_datum(JsonbParseState **state, DsColumn *col, Datum d)
 	pushJsonbValue(state, WJB_VALUE, &jv);
 }
 
-/* Pushes name (len bytes, not copied) onto state as an object key. */
-static void
-push_key(JsonbParseState **state, const char *name, int len)
-{
-	JsonbValue	k;
-
-	k.type = jbvString;
-	k.val.string.val = (char *) name;
-	k.val.string.len = len;
-	pushJsonbValue(state, WJB_KEY, &k);
-}
-
 /*
  * Looks up member name (len bytes) of object container c, which may be NULL.
  * If found, fills *out and returns true; returns false otherwise.
@@ -458,14 +446,14 @@ ds_row_to_jsonb(DsRelInfo *ri, TupleTableSlot *slot)
 				ds_datum_to_jsonbvalue(col, d, &cur);
 			if (ds_scalar_equals(&cur, canon))
 			{
-				push_key(&state, col->name, col->name_len);
+				ds_push_jsonb_string(&state, WJB_KEY, col->name, col->name_len);
 				pushJsonbValue(&state, WJB_VALUE, orig);
 				continue;
 			}
 		}
 		if (isnull)
 			continue;
-		push_key(&state, col->name, col->name_len);
+		ds_push_jsonb_string(&state, WJB_KEY, col->name, col->name_len);
 		push_datum(&state, col, d);
 	}
 	if (members)

@@ -501,18 +501,6 @@ ds_get_type(PG_FUNCTION_ARGS)
  * spills past work_mem.
  * ------------------------------------------------------------------------ */
 
-/* Pushes string s (len bytes, not copied) onto state as a key or value. */
-static void
-push_string(JsonbParseState **state, JsonbIteratorToken tok, const char *s, int len)
-{
-	JsonbValue	v;
-
-	v.type = jbvString;
-	v.val.string.val = (char *) s;
-	v.val.string.len = len;
-	pushJsonbValue(state, tok, &v);
-}
-
 /*
  * Adds {"headers": {"control": control, "offset": tail}} to rsinfo's
  * tuplestore (the offset as state.format_offset writes it).
@@ -528,12 +516,12 @@ put_control_event(ReturnSetInfo *rsinfo, const char *control, int64 tail)
 
 	snprintf(offset, sizeof(offset), "%020lld", (long long) tail);
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	push_string(&state, WJB_KEY, "headers", 7);
+	ds_push_jsonb_string(&state, WJB_KEY, "headers", 7);
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	push_string(&state, WJB_KEY, "control", 7);
-	push_string(&state, WJB_VALUE, control, strlen(control));
-	push_string(&state, WJB_KEY, "offset", 6);
-	push_string(&state, WJB_VALUE, offset, strlen(offset));
+	ds_push_jsonb_string(&state, WJB_KEY, "control", 7);
+	ds_push_jsonb_string(&state, WJB_VALUE, control, strlen(control));
+	ds_push_jsonb_string(&state, WJB_KEY, "offset", 6);
+	ds_push_jsonb_string(&state, WJB_VALUE, offset, strlen(offset));
 	pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	value = JsonbPGetDatum(JsonbValueToJsonb(res));
@@ -557,20 +545,20 @@ put_insert_event(DsReader *r, ReturnSetInfo *rsinfo, text *key, Jsonb *value)
 	bool		isnull = false;
 
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	push_string(&state, WJB_KEY, "type", 4);
-	push_string(&state, WJB_VALUE, r->coll->type, r->coll->type_len);
-	push_string(&state, WJB_KEY, "key", 3);
-	push_string(&state, WJB_VALUE, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
-	push_string(&state, WJB_KEY, "value", 5);
+	ds_push_jsonb_string(&state, WJB_KEY, "type", 4);
+	ds_push_jsonb_string(&state, WJB_VALUE, r->coll->type, r->coll->type_len);
+	ds_push_jsonb_string(&state, WJB_KEY, "key", 3);
+	ds_push_jsonb_string(&state, WJB_VALUE, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
+	ds_push_jsonb_string(&state, WJB_KEY, "value", 5);
 	if (value == NULL)
 		jv.type = jbvNull;
 	else
 		ds_jsonb_root_value(value, &jv);
 	pushJsonbValue(&state, WJB_VALUE, &jv);
-	push_string(&state, WJB_KEY, "headers", 7);
+	ds_push_jsonb_string(&state, WJB_KEY, "headers", 7);
 	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	push_string(&state, WJB_KEY, "operation", 9);
-	push_string(&state, WJB_VALUE, "insert", 6);
+	ds_push_jsonb_string(&state, WJB_KEY, "operation", 9);
+	ds_push_jsonb_string(&state, WJB_VALUE, "insert", 6);
 	pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	ev = JsonbPGetDatum(JsonbValueToJsonb(res));

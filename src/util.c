@@ -314,3 +314,15 @@ ds_bgworker_fill(BackgroundWorker *bgw, const char *function, const char *name, 
 	strlcpy(bgw->bgw_name, name, BGW_MAXLEN);
 	strlcpy(bgw->bgw_type, name, BGW_MAXLEN);
 }
+
+/* Pushes string s (len bytes, not copied) onto state as a key or value (tok). */
+void
+ds_push_jsonb_string(JsonbParseState **state, JsonbIteratorToken tok, const char *s, int len)
+{
+	JsonbValue	v;
+
+	v.type = jbvString;
+	v.val.string.val = (char *) s;
+	v.val.string.len = len;
+	(void) pushJsonbValue(state, tok, &v);
+}

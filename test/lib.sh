@@ -412,6 +412,23 @@ ds_wait_for() {
     "$@"
 }
 
+# ds_relay_tap FILE SCRIPT [PREFIX]: counts the `ok - ...` / `not ok - ...`
+# lines a helper script (SCRIPT) wrote to FILE as this script's own checks
+# (PREFIX before each), echoes its notes, and fails once more unless it
+# ended with `N passed, 0 failed`.
+ds_relay_tap() {
+    local file=$1 script=$2 prefix=${3:-} line
+    while IFS= read -r line; do
+        case $line in
+            "ok - "*) ok "$prefix${line#ok - }" ;;
+            "not ok - "*) not_ok "$prefix${line#not ok - }" ;;
+            "#"*|"    "*) echo "$line" ;;
+        esac
+    done <"$file"
+    grep -q '^[0-9]* passed, 0 failed$' "$file" ||
+        not_ok "$prefix$script ended cleanly ($(tail -n 3 "$file"))"
+}
+
 ds_finish_on_exit() {
     exec 7>&1 8>&2
     DS_T_START=$SECONDS

@@ -85,15 +85,7 @@ is "... and returns the event committed through another pooled client" "$(cat "$
 # the Node client
 if [[ -d test/node/node_modules/pg && -d clients/node/node_modules/pg ]]; then
     DS_PGB_PORT=$port DS_PGB_DB=$DB timeout 120 node test/node/pgbouncer_follow.js >"$WORK/node.out" 2>&1
-    while IFS= read -r line; do
-        case $line in
-            "ok - "*) ok "${line#ok - }" ;;
-            "not ok - "*) not_ok "${line#not ok - }" ;;
-            "#"*|"    "*) echo "$line" ;;
-        esac
-    done <"$WORK/node.out"
-    grep -q '^[0-9]* passed, 0 failed$' "$WORK/node.out" ||
-        not_ok "test/node/pgbouncer_follow.js ended cleanly ($(tail -n 3 "$WORK/node.out"))"
+    ds_relay_tap "$WORK/node.out" test/node/pgbouncer_follow.js
 else
     not_ok "pg is installed in test/node and clients/node (npm ci)"
 fi

@@ -363,15 +363,7 @@ need_primary "2c"
 if [[ -d test/node/node_modules/pg ]]; then
     DS_STANDBY_HOST=$SB_DIR DS_STANDBY_PORT=$SB_PORT DS_REPLICA_DB=$DB \
         timeout 300 node test/node/replica_readers.js >"$WORK/readers.out" 2>&1
-    while IFS= read -r line; do
-        case $line in
-            "ok - "*) ok "2c: ${line#ok - }" ;;
-            "not ok - "*) not_ok "2c: ${line#not ok - }" ;;
-            "#"*|"    "*) echo "$line" ;;
-        esac
-    done <"$WORK/readers.out"
-    grep -q '^[0-9]* passed, 0 failed$' "$WORK/readers.out" ||
-        not_ok "2c: test/node/replica_readers.js ended cleanly ($(tail -n 1 "$WORK/readers.out"))"
+    ds_relay_tap "$WORK/readers.out" test/node/replica_readers.js "2c: "
 else
     not_ok "2c: pg is installed in test/node (cd test/node && npm ci)"
 fi

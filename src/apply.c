@@ -539,6 +539,8 @@ record_txids(DsBatch *b, int64 last)
 
 	if (b->ntxids == 0)
 		return;
+	/* not ended for the replicated horizon until its txids are published */
+	ds_txid_register(GetTopFullTransactionId());
 	hashes = palloc(sizeof(int64) * b->ntxids);
 	for (int i = 0; i < b->nevents; i++)
 	{

@@ -166,6 +166,7 @@ extern const DsCatalogOids *ds_catalog_oids(void);
 #define DS_TXIDS_IDX_HASH 2
 extern int32 ds_txid_bucket(TimestampTz t);
 extern int32 ds_txid_gen(TimestampTz at, int n);
+extern void ds_txid_register(FullTransactionId xid);
 extern void ds_catalog_init(void);
 
 /* Per-column facts needed to convert JSON into a datum and back. */

@@ -11,12 +11,13 @@
  * was replicated could read "flushed" again.  So "replicated" is decided by
  * the transaction, whose id state._txids stores with its txids:
  *
- *	 - The worker samples, in each loop in which commits with txids arrived,
- *	   which transactions have ended (a snapshot: below its xmax and not
- *	   running) and then the end of WAL: every commit record of those
- *	   transactions ends at or before it (a commit is written before the
- *	   transaction leaves the proc array).
- *	 - Once the replicated watermark reaches a sample's end of WAL, every
+ *	 - The launcher samples, in each loop in which commits with txids
+ *	   arrived, which transactions have ended (a snapshot: below its xmax
+ *	   and not running, nor registered as having written txids it has not
+ *	   published yet) and the newest commit position published to the ring
+ *	   of recent txids: every transaction with txids that the sample counts
+ *	   as ended committed at or before it.
+ *	 - Once the replicated watermark reaches a sample's position, every
  *	   transaction that sample saw ended is replicated: the newest such
  *	   sample becomes the horizon.  A later sample's ended transactions
  *	   include an earlier's, so the set only grows; a long transaction that
@@ -62,7 +63,7 @@
 /* Which transactions have ended: every one below xmax but those in xip. */
 typedef struct DsEnded
 {
-	XLogRecPtr	lsn;			/* end of WAL when sampled */
+	XLogRecPtr	lsn;			/* their txids committed by then */
 	FullTransactionId xmax;
 	int			nxip;
 	FullTransactionId *xip;
@@ -100,11 +101,15 @@ static DsEnded pending[HORIZON_PENDING];
 static int	npending = 0;
 static uint64 sampled_ring = PG_UINT64_MAX;
 
-/* Transactions a snapshot can list as running: backends and prepared ones. */
+/*
+ * Transactions a sample can list as not ended: those a snapshot lists as
+ * running (backends and prepared ones) and those whose txids are not
+ * published yet (a backend each).
+ */
 static int
 max_running(void)
 {
-	return MaxBackends + max_prepared_xacts;
+	return 2 * MaxBackends + max_prepared_xacts;
 }
 
 static Size
@@ -252,13 +257,12 @@ full_xid(TransactionId xid, FullTransactionId next)
 }
 
 /*
- * The end of WAL as a record's end position: at a page boundary the insert
- * position points past the next page's header, where no record can end.
+ * p, an insert position, as a record's end position: at a page boundary an
+ * insert position points past the next page's header, where no record ends.
  */
 static XLogRecPtr
-wal_end(void)
+as_end(XLogRecPtr p)
 {
-	XLogRecPtr	p = GetXLogInsertRecPtr();
 	uint64		in_segment = XLogSegmentOffset(p, wal_segment_size);
 
 	if (in_segment == SizeOfXLogLongPHD)
@@ -268,15 +272,39 @@ wal_end(void)
 	return p;
 }
 
+/* Adds xid to e's not-ended list unless it is there. */
+static void
+add_not_ended(DsEnded *e, FullTransactionId xid)
+{
+	for (int i = 0; i < e->nxip; i++)
+		if (FullTransactionIdEquals(e->xip[i], xid))
+			return;
+	if (e->nxip < max_running())
+		e->xip[e->nxip++] = xid;
+}
+
 /*
- * Samples into e which transactions have ended, then the end of WAL.  Runs
- * in a transaction of its own (the worker is between transactions).
+ * Samples into e which transactions have ended and the position every
+ * txid of those has committed by.  Only transactions that wrote txids are
+ * ever asked about, and each publishes its commit position to the ring
+ * (ds_publish_txids) after it ended: so the sample takes the snapshot
+ * first, then, under the lock publishing takes, the newest position
+ * published and the transactions registered but not published yet, which
+ * it counts as not ended.  The position is thus the last txid commit, not
+ * the end of WAL, which a standby that has nothing newer to receive may
+ * not report having replayed for a while.  Never below where the launcher
+ * started: every commit before it (before a restart, say) ended by then.
+ * Runs in a transaction of its own (the launcher is between transactions).
  */
 static void
 sample(DsEnded *e)
 {
 	Snapshot	snap;
 	FullTransactionId next;
+	XLogRecPtr	published;
+	XLogRecPtr	started;
+	int			n;
+	static FullTransactionId *unpublished = NULL;
 
 	if (e->xip == NULL)
 		e->xip = MemoryContextAlloc(TopMemoryContext,
@@ -289,8 +317,12 @@ sample(DsEnded *e)
 	for (int i = 0; i < e->nxip; i++)
 		e->xip[i] = full_xid(snap->xip[i], next);
 	CommitTransactionCommand();
-	/* after the snapshot: the commits of what it saw ended are before it */
-	e->lsn = wal_end();
+	if (unpublished == NULL)
+		unpublished = MemoryContextAlloc(TopMemoryContext, sizeof(FullTransactionId) * MaxBackends);
+	n = ds_txids_unpublished(unpublished, &published, &started);
+	for (int i = 0; i < n; i++)
+		add_not_ended(e, unpublished[i]);
+	e->lsn = Max(published, as_end(started));
 }
 
 /*
@@ -416,7 +448,7 @@ ds_horizon_behind(void)
 	return horizon != NULL && ds_ring_position() != sampled_ring;
 }
 
-/* The horizon's position (end of WAL of its sample), or invalid if none. */
+/* The horizon's position (where its transactions had committed by), or invalid if none. */
 XLogRecPtr
 ds_horizon_lsn(void)
 {

@@ -384,11 +384,14 @@ notify_xact(XactEvent event, void *arg)
 		case XACT_EVENT_COMMIT:
 			if (txn_notes != NIL)
 				after_commit();
+			/* txids all rolled back to savepoints: nothing was published */
+			ds_txid_unregister();
 			wake_readers(txn_notes);
 			txn_notes = txn_streams = NIL;
 			break;
 		case XACT_EVENT_ABORT:
 			release_slots();
+			ds_txid_unregister();
 			/* a reader may be stopped at the gap the batches leave */
 			wake_readers(txn_notes);
 			txn_notes = txn_streams = NIL;

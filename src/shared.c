@@ -24,9 +24,18 @@
 #include "utils/timestamp.h"
 
 #include "durable_state.h"
+#include "compat.h"
 #include "shmem.h"
 
 DsShared   *ds_shared = NULL;
+
+/*
+ * Per backend, the transaction that wrote txids and has not published them
+ * to the ring yet (under ds_shared->lock: a backend sets its own in shared
+ * mode; publishing clears it, with the ring entries, in exclusive mode).
+ */
+static FullTransactionId *registered = NULL;
+static FullTransactionId my_registered;	/* this backend's */
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
@@ -38,6 +47,7 @@ ds_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(MAXALIGN(sizeof(DsShared)));
+	RequestAddinShmemSpace(MAXALIGN(sizeof(FullTransactionId) * MaxBackends));
 	RequestNamedLWLockTranche("durable_state", 1);
 }
 
@@ -67,6 +77,10 @@ ds_shmem_startup(void)
 		for (int i = 0; i < DS_NCOUNTERS; i++)
 			pg_atomic_init_u64(&ds_shared->counters[i], 0);
 	}
+	registered = ShmemInitStruct("durable_state txid registrations",
+								 sizeof(FullTransactionId) * MaxBackends, &found);
+	if (!found)
+		memset(registered, 0, sizeof(FullTransactionId) * MaxBackends);
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -253,6 +267,11 @@ ds_publish_txids(uint64 *hashes, int n, XLogRecPtr lsn, FullTransactionId xid)
 		e->xid = xid;
 		ds_shared->ring_next++;
 	}
+	ds_shared->published_max_lsn = Max(ds_shared->published_max_lsn, lsn);
+	/* published: a sample may count the transaction as ended now */
+	if (registered && FullTransactionIdIsValid(my_registered))
+		registered[ds_my_proc_number()] = InvalidFullTransactionId;
+	my_registered = InvalidFullTransactionId;
 	LWLockRelease(ds_shared->lock);
 	if (pg_atomic_read_u32(&ds_shared->waiters) > 0)
 		ConditionVariableBroadcast(&ds_shared->cv);
@@ -293,6 +312,61 @@ ds_ring_lookup(uint64 hash, uint64 since, XLogRecPtr *lsn, FullTransactionId *xi
 	}
 	LWLockRelease(ds_shared->lock);
 	return found;
+}
+
+/*
+ * Registers this backend's transaction xid as one that wrote txids (from
+ * the batch that writes them; once per transaction): until it publishes
+ * them (ds_publish_txids) or ends (ds_txid_unregister), the horizon's
+ * samples count it as not ended (horizon.c).
+ */
+void
+ds_txid_register(FullTransactionId xid)
+{
+	if (registered == NULL || FullTransactionIdEquals(my_registered, xid))
+		return;
+	LWLockAcquire(ds_shared->lock, LW_SHARED);
+	registered[ds_my_proc_number()] = xid;
+	LWLockRelease(ds_shared->lock);
+	my_registered = xid;
+}
+
+/*
+ * The transaction ended without publishing txids (it aborted, or every
+ * batch with txids was rolled back to a savepoint): clears its
+ * registration.
+ */
+void
+ds_txid_unregister(void)
+{
+	if (registered == NULL || !FullTransactionIdIsValid(my_registered))
+		return;
+	LWLockAcquire(ds_shared->lock, LW_EXCLUSIVE);
+	registered[ds_my_proc_number()] = InvalidFullTransactionId;
+	LWLockRelease(ds_shared->lock);
+	my_registered = InvalidFullTransactionId;
+}
+
+/*
+ * Copies into out (room for MaxBackends) the transactions registered but
+ * not published, and returns how many; sets *published to the newest
+ * commit position published to the ring and *started to where the
+ * launcher started (every commit before it ended by then).  All read at
+ * once, under the lock publishing takes.
+ */
+int
+ds_txids_unpublished(FullTransactionId *out, XLogRecPtr *published, XLogRecPtr *started)
+{
+	int			n = 0;
+
+	LWLockAcquire(ds_shared->lock, LW_SHARED);
+	for (int i = 0; i < MaxBackends; i++)
+		if (FullTransactionIdIsValid(registered[i]))
+			out[n++] = registered[i];
+	*published = ds_shared->published_max_lsn;
+	*started = ds_shared->startup_lsn;
+	LWLockRelease(ds_shared->lock);
+	return n;
 }
 
 /* How many txids were ever published to the ring (since the server started). */

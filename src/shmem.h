@@ -103,6 +103,7 @@ typedef struct DsShared
 	/* txids (under lock) */
 	uint64		ring_next;
 	XLogRecPtr	evicted_max_lsn;
+	XLogRecPtr	published_max_lsn;	/* newest commit published to the ring */
 	DsTxidEntry ring[DS_TXID_RING];
 	DsNotifySlot slots[DS_NOTIFY_SLOTS];
 } DsShared;
@@ -126,6 +127,9 @@ extern void ds_publish_txids(uint64 *hashes, int n, XLogRecPtr lsn, FullTransact
 extern bool ds_ring_lookup(uint64 hash, uint64 since, XLogRecPtr *lsn,
 						   FullTransactionId *xid, uint64 *next);
 extern uint64 ds_ring_position(void);
+extern void ds_txid_unregister(void);
+extern int	ds_txids_unpublished(FullTransactionId *out, XLogRecPtr *published,
+								 XLogRecPtr *started);
 extern XLogRecPtr ds_forgotten_lsn_bound(void);
 
 /* horizon.c: which transactions' txids are replicated, for good */
@@ -133,6 +137,7 @@ extern void ds_horizon_shmem_init(void);
 extern bool ds_horizon_covers(FullTransactionId xid);
 extern bool ds_horizon_advance(XLogRecPtr replicated);
 extern bool ds_horizon_behind(void);
+
 extern XLogRecPtr ds_horizon_lsn(void);
 extern void ds_notice_add_type(DsNotice *n, const char *s, int len);
 extern void ds_notice_add_txid(DsNotice *n, const char *s, int len);

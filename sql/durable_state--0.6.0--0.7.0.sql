@@ -7,6 +7,16 @@
 
 -- == kv: put in C ==
 
+-- state.put is written in C (src/kv.c): the same checks, key lock and
+-- version check, upsert event, offset and TTL, without the PL/pgSQL call,
+-- its SET clause and the SPI round to state.apply.  It runs as the caller
+-- and looks up nothing by name, so it needs no pinned search_path.
+CREATE OR REPLACE FUNCTION state.put(type text, key text, value jsonb, ttl interval DEFAULT NULL,
+                          stream text DEFAULT 'default', expected_version bigint DEFAULT NULL)
+RETURNS text
+AS 'MODULE_PATHNAME', 'ds_put'
+LANGUAGE C VOLATILE;
+
 -- == gateway ==
 
 -- == ingest: JSON text straight to rows, COPY ==

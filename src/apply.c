@@ -846,33 +846,20 @@ run_batch(DsBatch *b, const char *source_offset, int64 *applied, int64 *skipped)
 
 /*
  * Parse and apply the n events elems (with their NDJSON line numbers, or
- * NULL) as one batch to the stream named by argument 1, with the source
- * offset of argument 2, and return state.apply's row (applied, skipped,
- * last_offset) through fcinfo.  An error raised while an event or the end
- * of the batch is processed is re-raised with the event named in front of
- * its message.
+ * NULL) as one batch to the stream stream_name, with source_offset (or
+ * NULL); set *applied and *skipped and return the batch's last offset,
+ * formatted in the caller's memory context.  An error raised while an
+ * event or the end of the batch is processed is re-raised with the event
+ * named in front of its message.
  */
-static void
-apply_events(FunctionCallInfo fcinfo, JsonbValue *elems, int n, int *lines)
+char *
+ds_apply_batch(const char *stream_name, const char *source_offset,
+			   JsonbValue *elems, int n, int *lines, int64 *applied, int64 *skipped)
 {
-	ReturnSetInfo *rsinfo;
 	MemoryContext callercxt = CurrentMemoryContext;
 	MemoryContext batchcxt;
 	DsBatch    *b;
-	int64		applied = 0,
-				skipped = 0;
-	Datum		values[3];
-	bool		nulls[3] = {false, false, false};
-	char	   *stream_name;
-	char	   *source_offset = NULL;
-
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("stream must not be null")));
-	stream_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	if (!PG_ARGISNULL(2))
-		source_offset = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	char	   *last;
 
 	if (n > ds_max_batch_events)
 		ereport(ERROR,
@@ -880,9 +867,6 @@ apply_events(FunctionCallInfo fcinfo, JsonbValue *elems, int n, int *lines)
 				 errmsg("batch has %d events, more than durable_state.max_batch_events (%d)",
 						n, ds_max_batch_events),
 				 errhint("Split the batch or raise durable_state.max_batch_events.")));
-
-	InitMaterializedSRF(fcinfo, 0);
-	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 
 	batchcxt = AllocSetContextCreate(CurrentMemoryContext, "durable_state batch",
 									 ALLOCSET_DEFAULT_SIZES);
@@ -904,7 +888,7 @@ apply_events(FunctionCallInfo fcinfo, JsonbValue *elems, int n, int *lines)
 			ds_parse_event(&elems[i], i, &b->events[i]);
 		}
 		b->current = -1;
-		run_batch(b, source_offset, &applied, &skipped);
+		run_batch(b, source_offset, applied, skipped);
 	}
 	PG_CATCH();
 	{
@@ -940,11 +924,43 @@ apply_events(FunctionCallInfo fcinfo, JsonbValue *elems, int n, int *lines)
 	PG_END_TRY();
 
 	MemoryContextSwitchTo(callercxt);
+	last = ds_format_offset(b->st.tail);
+	MemoryContextDelete(batchcxt);
+	return last;
+}
+
+/*
+ * Apply the n events elems as ds_apply_batch does, to the stream named by
+ * argument 1 with the source offset of argument 2, and return state.apply's
+ * row (applied, skipped, last_offset) through fcinfo.
+ */
+static void
+apply_events(FunctionCallInfo fcinfo, JsonbValue *elems, int n, int *lines)
+{
+	ReturnSetInfo *rsinfo;
+	int64		applied = 0,
+				skipped = 0;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+	char	   *stream_name;
+	char	   *source_offset = NULL;
+	char	   *last;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stream must not be null")));
+	stream_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (!PG_ARGISNULL(2))
+		source_offset = text_to_cstring(PG_GETARG_TEXT_PP(2));
+
+	InitMaterializedSRF(fcinfo, 0);
+	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	last = ds_apply_batch(stream_name, source_offset, elems, n, lines, &applied, &skipped);
 	values[0] = Int64GetDatum(applied);
 	values[1] = Int64GetDatum(skipped);
-	values[2] = CStringGetTextDatum(ds_format_offset(b->st.tail));
+	values[2] = CStringGetTextDatum(last);
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	MemoryContextDelete(batchcxt);
 }
 
 /* ------------------------------------------------------------------------

@@ -355,6 +355,16 @@ extern void ds_snapshot_wait(int32 stream_id, bool barrier);
  * ------------------------------------------------------------------------ */
 
 extern bool ds_batch_in_progress(void);
+extern char *ds_apply_batch(const char *stream_name, const char *source_offset,
+							JsonbValue *elems, int n, int *lines,
+							int64 *applied, int64 *skipped);
+
+/* entities (reads.c), for state.put (kv.c) */
+extern int64 ds_entity_version(const char *stream, text *type, text *key);
+
+/* SQL functions other files call directly (kv.c) */
+extern Datum ds_lock_key(PG_FUNCTION_ARGS);
+extern Datum ds_ttl_set(PG_FUNCTION_ARGS);
 
 /* ------------------------------------------------------------------------
  * Counters (shared.c), notifications (notify.c), TTLs (ttl.c), the

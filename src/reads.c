@@ -235,6 +235,44 @@ ds_get(PG_FUNCTION_ARGS)
 	PG_RETURN_JSONB_P(v);
 }
 
+/* Raises ERRCODE_FEATURE_NOT_SUPPORTED if r's collection keeps no versions. */
+static void
+require_versions(DsReader *r)
+{
+	if (r->ri.versioncol == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("collection \"%s\" keeps no versions", r->coll->name),
+				 errhint("Re-create the collection with state.create_collection(..., version_column => ...) naming a bigint column of the table.")));
+}
+
+/*
+ * The version of entity key of type in stream, as state.get_versioned
+ * reads it (with its errors), or 0 if the caller sees no such entity or
+ * its version is null.
+ */
+int64
+ds_entity_version(const char *stream, text *type, text *key)
+{
+	DsReader	r;
+	DsStream   *s = ds_catalog_stream(stream, false);
+	int64		version = 0;
+
+	reader_open_collection(&r, ds_stream_collection(s, VARDATA_ANY(type),
+													VARSIZE_ANY_EXHDR(type), false), 1);
+	require_versions(&r);
+	if (reader_get(&r, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key)) != NULL)
+	{
+		bool		isnull;
+		Datum		d = slot_getattr(r.slot, r.ri.versioncol->attnum, &isnull);
+
+		if (!isnull)
+			version = DatumGetInt64(d);
+	}
+	reader_close(&r);
+	return version;
+}
+
 /*
  * state.get_versioned(type text, key text, stream text) RETURNS TABLE
  * (value jsonb, version bigint): one row for an entity that is present,
@@ -258,11 +296,7 @@ ds_get_versioned(PG_FUNCTION_ARGS)
 		return (Datum) 0;
 	key = PG_GETARG_TEXT_PP(1);
 	reader_open(&r, fcinfo, 0, 2, 1);
-	if (r.ri.versioncol == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("collection \"%s\" keeps no versions", r.coll->name),
-				 errhint("Re-create the collection with state.create_collection(..., version_column => ...) naming a bigint column of the table.")));
+	require_versions(&r);
 	v = reader_get(&r, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
 	if (v != NULL)
 	{

@@ -1,0 +1,191 @@
+/*
+ * kv.c
+ *		state.put: a key/value write as one upsert event, in C.
+ *
+ * state.put(type, key, value, ttl, stream, expected_version) is the
+ * commonest call of an application that uses durable_state as a key/value
+ * store (the Node client's put).  It was PL/pgSQL: a function with a SET
+ * clause (its GUC saved and restored on every call), jsonb_build_object,
+ * then state.apply through SPI.  Here it builds the event and hands it to
+ * the apply engine (ds_apply_batch) directly; what it does is unchanged:
+ *	1. the arguments are checked (a positive ttl, a value);
+ *	2. with expected_version, the entity's key lock is taken (as
+ *	   state._lock_key: no batch changes it until commit) and its version
+ *	   read under a snapshot taken after the lock (READ COMMITTED), so a
+ *	   put that waited for another sees its version; a mismatch is 40001;
+ *	3. the upsert event {type, key, value, headers: {operation: upsert}}
+ *	   is applied as a batch of one (logged, notified, schema-checked);
+ *	4. a ttl sets the entity's expiry (state._ttl_set); the batch itself
+ *	   ended any earlier one.
+ * It runs as the caller (no SECURITY DEFINER): the engine checks the
+ * caller's privileges and policies, and looks up nothing by name.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "fmgr.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "durable_state.h"
+
+/* Pushes the string s (len bytes) as a scalar of *st (as a key or a value). */
+static void
+push_string(JsonbParseState **st, JsonbIteratorToken tok, const char *s, int len)
+{
+	JsonbValue	v;
+
+	v.type = jbvString;
+	v.val.string.val = (char *) s;
+	v.val.string.len = len;
+	pushJsonbValue(st, tok, &v);
+}
+
+/*
+ * The upsert event of (type, key, value) as the element of a batch: a
+ * jbvBinary of its object, in the current memory context.
+ */
+static void
+put_event(text *type, text *key, Jsonb *value, JsonbValue *elem)
+{
+	JsonbParseState *st = NULL;
+	JsonbValue	vv;
+	JsonbValue *res;
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	push_string(&st, WJB_KEY, "type", 4);
+	push_string(&st, WJB_VALUE, VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type));
+	push_string(&st, WJB_KEY, "key", 3);
+	push_string(&st, WJB_VALUE, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
+	push_string(&st, WJB_KEY, "value", 5);
+	if (JB_ROOT_IS_SCALAR(value))
+	{
+		/* a raw scalar: its one element */
+		JsonbExtractScalar(&value->root, &vv);
+	}
+	else
+	{
+		vv.type = jbvBinary;
+		vv.val.binary.data = &value->root;
+		vv.val.binary.len = VARSIZE(value) - VARHDRSZ;
+	}
+	pushJsonbValue(&st, WJB_VALUE, &vv);
+	push_string(&st, WJB_KEY, "headers", 7);
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	push_string(&st, WJB_KEY, "operation", 9);
+	push_string(&st, WJB_VALUE, "upsert", 6);
+	pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+	ds_jsonb_root_value(JsonbValueToJsonb(res), elem);
+}
+
+/*
+ * Takes the entity's key lock and raises ERRCODE_SERIALIZATION_FAILURE if
+ * its version (0: absent) is not expected.
+ */
+static void
+check_version(text *stream, text *type, text *key, int64 expected)
+{
+	int64		cur;
+	bool		pushed = false;
+
+	if (expected < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("expected_version must be 0 (absent) or a version, not " INT64_FORMAT,
+						expected)));
+	/* no batch changes the entity between this read and the write */
+	DirectFunctionCall3(ds_lock_key, PointerGetDatum(stream), PointerGetDatum(type),
+						PointerGetDatum(key));
+	/* what committed while the lock was awaited (a new statement would see it) */
+	if (!IsolationUsesXactSnapshot())
+	{
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pushed = true;
+	}
+	cur = ds_entity_version(text_to_cstring(stream), type, key);
+	if (pushed)
+		PopActiveSnapshot();
+	if (cur != expected)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("version conflict on \"%s\" of type \"%s\": expected version " INT64_FORMAT ", found " INT64_FORMAT,
+						text_to_cstring(key), text_to_cstring(type), expected, cur),
+				 cur == 0 ? errdetail("The entity does not exist.")
+				 : errdetail("The entity is at version " INT64_FORMAT ".", cur),
+				 errhint("Read the entity again (state.get_versioned) and retry with its version.")));
+}
+
+/*
+ * state.put(type text, key text, value jsonb, ttl interval, stream text,
+ * expected_version bigint) RETURNS text: the upsert's offset.
+ */
+PG_FUNCTION_INFO_V1(ds_put);
+
+Datum
+ds_put(PG_FUNCTION_ARGS)
+{
+	text	   *type;
+	text	   *key;
+	text	   *stream;
+	JsonbValue	elem;
+	int64		applied,
+				skipped;
+	char	   *off;
+	bool		pushed = false;
+
+	if (!PG_ARGISNULL(3))
+	{
+		Interval   *ttl = PG_GETARG_INTERVAL_P(3);
+		Interval	zero = {0};
+
+		if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(ttl),
+											  IntervalPGetDatum(&zero))) <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("ttl must be positive, not %s",
+							DatumGetCString(DirectFunctionCall1(interval_out,
+																IntervalPGetDatum(ttl)))),
+					 errhint("Leave ttl NULL for an entity that does not expire.")));
+	}
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("value must not be null"),
+				 errhint("Use state.remove() to delete an entity.")));
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(4))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("type, key and stream must not be null")));
+	type = PG_GETARG_TEXT_PP(0);
+	key = PG_GETARG_TEXT_PP(1);
+	stream = PG_GETARG_TEXT_PP(4);
+
+	if (!PG_ARGISNULL(5))
+	{
+		check_version(stream, type, key, PG_GETARG_INT64(5));
+		/* the write sees what the version check saw */
+		if (!IsolationUsesXactSnapshot())
+		{
+			PushActiveSnapshot(GetTransactionSnapshot());
+			pushed = true;
+		}
+	}
+	put_event(type, key, PG_GETARG_JSONB_P(2), &elem);
+	off = ds_apply_batch(text_to_cstring(stream), NULL, &elem, 1, NULL, &applied, &skipped);
+	if (pushed)
+		PopActiveSnapshot();
+
+	if (!PG_ARGISNULL(3))
+	{
+		Datum		expires = DirectFunctionCall2(timestamptz_pl_interval,
+												  TimestampTzGetDatum(GetCurrentTimestamp()),
+												  PG_GETARG_DATUM(3));
+
+		DirectFunctionCall4(ds_ttl_set, PointerGetDatum(stream), PointerGetDatum(type),
+							PointerGetDatum(key), expires);
+	}
+	PG_RETURN_TEXT_P(cstring_to_text(off));
+}

@@ -35,6 +35,12 @@ export interface DurableStateOptions {
   stream?: string;
   /** Pool size (10). */
   max?: number;
+  /**
+   * Run put/get/remove/increment/getVersioned as named prepared statements (default true).
+   * Set false behind a transaction-mode pooler that does not keep prepared statements
+   * (PgBouncer before 1.21, or without max_prepared_statements).
+   */
+  prepare?: boolean;
 }
 
 export interface ApplyResult {

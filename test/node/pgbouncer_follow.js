@@ -23,9 +23,9 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const pgOpts = { host: '127.0.0.1', port: Number(process.env.DS_PGB_PORT), database: process.env.DS_PGB_DB };
 
 async function main() {
-  const writer = new DurableState({ pg: pgOpts, stream: 'pgb', max: 2 });
-  const reader = new DurableState({ pg: pgOpts, stream: 'pgb', max: 2 });
-  const listener = new DurableState({ pg: pgOpts, stream: 'pgb', max: 1 });
+  const writer = new DurableState({ pg: pgOpts, stream: 'pgb', max: 2, prepare: false });
+  const reader = new DurableState({ pg: pgOpts, stream: 'pgb', max: 2, prepare: false });
+  const listener = new DurableState({ pg: pgOpts, stream: 'pgb', max: 1, prepare: false });
   const got = [];
   const heard = [];
   try {

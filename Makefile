@@ -62,6 +62,10 @@ bench-increment:
 	bash bench/increment.sh
 bench-rls:
 	bash bench/rls.sh
+# the JSON Schema validator beside ajv, same schema, same values, same run
+# (bench/schema_ajv.sh; not part of `make bench`)
+bench-schema-ajv:
+	bash bench/schema_ajv.sh
 # costs as the data grows, each beside plain SQL (bench/scale.sh; not part
 # of `make bench`: 1M entities take about 5 minutes, SIZE=5M longer)
 SIZE ?= 1000000

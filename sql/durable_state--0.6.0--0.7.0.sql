@@ -17,6 +17,15 @@ RETURNS text
 AS 'MODULE_PATHNAME', 'ds_put'
 LANGUAGE C VOLATILE;
 
+-- state.increment likewise (src/kv.c): the entity's key lock, its value
+-- read under a snapshot taken after the lock, the member added to, one
+-- upsert; the same errors.
+CREATE OR REPLACE FUNCTION state.increment(type text, key text, member text, by numeric DEFAULT 1,
+                                stream text DEFAULT 'default')
+RETURNS numeric
+AS 'MODULE_PATHNAME', 'ds_increment'
+LANGUAGE C VOLATILE;
+
 -- == gateway ==
 
 -- == ingest: JSON text straight to rows, COPY ==

@@ -360,7 +360,7 @@ extern char *ds_apply_batch(const char *stream_name, const char *source_offset,
 							int64 *applied, int64 *skipped);
 
 /* entities (reads.c), for state.put (kv.c) */
-extern int64 ds_entity_version(const char *stream, text *type, text *key);
+extern Jsonb *ds_entity_get(const char *stream, text *type, text *key, int64 *version);
 
 /* SQL functions other files call directly (kv.c) */
 extern Datum ds_lock_key(PG_FUNCTION_ARGS);

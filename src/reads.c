@@ -247,30 +247,36 @@ require_versions(DsReader *r)
 }
 
 /*
- * The version of entity key of type in stream, as state.get_versioned
- * reads it (with its errors), or 0 if the caller sees no such entity or
- * its version is null.
+ * Reads entity key of type in stream as state.get and state.get_versioned
+ * do (with their errors): returns its value (NULL if the caller sees no
+ * such entity) and, if version is not NULL, sets *version to its version
+ * (0 if absent or null; the collection must keep versions).
  */
-int64
-ds_entity_version(const char *stream, text *type, text *key)
+Jsonb *
+ds_entity_get(const char *stream, text *type, text *key, int64 *version)
 {
 	DsReader	r;
 	DsStream   *s = ds_catalog_stream(stream, false);
-	int64		version = 0;
+	Jsonb	   *v;
 
 	reader_open_collection(&r, ds_stream_collection(s, VARDATA_ANY(type),
 													VARSIZE_ANY_EXHDR(type), false), 1);
-	require_versions(&r);
-	if (reader_get(&r, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key)) != NULL)
+	if (version)
+	{
+		require_versions(&r);
+		*version = 0;
+	}
+	v = reader_get(&r, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
+	if (v != NULL && version)
 	{
 		bool		isnull;
 		Datum		d = slot_getattr(r.slot, r.ri.versioncol->attnum, &isnull);
 
 		if (!isnull)
-			version = DatumGetInt64(d);
+			*version = DatumGetInt64(d);
 	}
 	reader_close(&r);
-	return version;
+	return v;
 }
 
 /*

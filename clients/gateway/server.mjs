@@ -454,6 +454,15 @@ export class Gateway {
         res.setHeader('cross-origin-resource-policy', 'cross-origin');
         const url = new URL(req.url ?? '/', 'http://gateway');
         const method = (req.method || 'GET').toUpperCase();
+        if (this.closing) {
+            // shutting down: a read begun now would end at once (an SSE
+            // stream so short that clients give up on SSE after a few);
+            // 503 closes the connection and makes clients retry, elsewhere
+            // or on the next process
+            res.writeHead(503, { 'retry-after': '1', connection: 'close', 'content-type': 'text/plain' });
+            res.end('the gateway is shutting down');
+            return;
+        }
         if (method === 'OPTIONS') {
             res.writeHead(204);
             res.end();

@@ -82,6 +82,8 @@ const pct = (xs, p) => {
 
 async function main() {
   const admin = await connect();
+  // run alone, the database may not have the extension yet
+  await admin.query('CREATE EXTENSION IF NOT EXISTS durable_state');
   const interval = await admin.query(
     "SELECT pg_catalog.current_setting('durable_state.maintenance_interval')::interval AS i, "
     + "extract(epoch from pg_catalog.current_setting('durable_state.maintenance_interval')::interval) * 1000 AS ms");

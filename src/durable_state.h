@@ -83,6 +83,8 @@ extern int	ds_max_event_bytes;
 
 extern void ds_parse_event(JsonbValue *v, int index, DsEvent *ev);
 extern Jsonb *ds_event_datum(DsEvent *ev);
+extern Jsonb *ds_make_event(const char *type, int type_len, const char *key, int key_len,
+							 JsonbValue *value, const char *op);
 extern const char *ds_op_name(DsOperation op);
 extern void ds_check_source_offset(const char *off);
 

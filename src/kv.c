@@ -31,32 +31,6 @@
 
 #include "durable_state.h"
 
-/* Pushes the string s (len bytes) as a scalar of *st (as a key or a value). */
-static void
-push_string(JsonbParseState **st, JsonbIteratorToken tok, const char *s, int len)
-{
-	JsonbValue	v;
-
-	v.type = jbvString;
-	v.val.string.val = (char *) s;
-	v.val.string.len = len;
-	pushJsonbValue(st, tok, &v);
-}
-
-/* The root of jsonb j as a value to push: its scalar, or its container. */
-static void
-jsonb_as_value(Jsonb *j, JsonbValue *v)
-{
-	if (JB_ROOT_IS_SCALAR(j))
-		JsonbExtractScalar(&j->root, v);
-	else
-	{
-		v->type = jbvBinary;
-		v->val.binary.data = &j->root;
-		v->val.binary.len = VARSIZE(j) - VARHDRSZ;
-	}
-}
-
 /*
  * The upsert event of (type, key, value) as the element of a batch: a
  * jbvBinary of its object, in the current memory context.
@@ -64,23 +38,27 @@ jsonb_as_value(Jsonb *j, JsonbValue *v)
 static void
 put_event(text *type, text *key, JsonbValue *value, JsonbValue *elem)
 {
-	JsonbParseState *st = NULL;
-	JsonbValue *res;
+	ds_jsonb_root_value(ds_make_event(VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type),
+									  VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
+									  value, "upsert"),
+						elem);
+}
 
-	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-	push_string(&st, WJB_KEY, "type", 4);
-	push_string(&st, WJB_VALUE, VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type));
-	push_string(&st, WJB_KEY, "key", 3);
-	push_string(&st, WJB_VALUE, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
-	push_string(&st, WJB_KEY, "value", 5);
-	pushJsonbValue(&st, WJB_VALUE, value);
-	push_string(&st, WJB_KEY, "headers", 7);
-	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-	push_string(&st, WJB_KEY, "operation", 9);
-	push_string(&st, WJB_VALUE, "upsert", 6);
-	pushJsonbValue(&st, WJB_END_OBJECT, NULL);
-	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
-	ds_jsonb_root_value(JsonbValueToJsonb(res), elem);
+/*
+ * Sets *type, *key and *stream from arguments 0, 1 and 4 of a call of
+ * state.put or state.increment; ERRCODE_NULL_VALUE_NOT_ALLOWED if one is
+ * null.
+ */
+static void
+entity_args(FunctionCallInfo fcinfo, text **type, text **key, text **stream)
+{
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(4))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("type, key and stream must not be null")));
+	*type = PG_GETARG_TEXT_PP(0);
+	*key = PG_GETARG_TEXT_PP(1);
+	*stream = PG_GETARG_TEXT_PP(4);
 }
 
 /*
@@ -159,13 +137,7 @@ ds_put(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("value must not be null"),
 				 errhint("Use state.remove() to delete an entity.")));
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(4))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("type, key and stream must not be null")));
-	type = PG_GETARG_TEXT_PP(0);
-	key = PG_GETARG_TEXT_PP(1);
-	stream = PG_GETARG_TEXT_PP(4);
+	entity_args(fcinfo, &type, &key, &stream);
 
 	if (!PG_ARGISNULL(5))
 	{
@@ -180,7 +152,7 @@ ds_put(PG_FUNCTION_ARGS)
 		pushed = lock_entity(stream, type, key);
 		check_version(stream, type, key, expected);
 	}
-	jsonb_as_value(PG_GETARG_JSONB_P(2), &value);
+	ds_jsonb_root_value(PG_GETARG_JSONB_P(2), &value);
 	put_event(type, key, &value, &elem);
 	off = ds_apply_batch(text_to_cstring(stream), NULL, &elem, 1, NULL, &applied, &skipped);
 	if (pushed)
@@ -245,12 +217,12 @@ with_member(Jsonb *cur, const char *member, Numeric n, JsonbValue *out)
 		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_END_OBJECT)
 			pushJsonbValue(&st, tok, &v);
 	}
-	push_string(&st, WJB_KEY, member, strlen(member));
+	ds_push_jsonb_string(&st, WJB_KEY, member, strlen(member));
 	v.type = jbvNumeric;
 	v.val.numeric = n;
 	pushJsonbValue(&st, WJB_VALUE, &v);
 	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
-	jsonb_as_value(JsonbValueToJsonb(res), out);
+	ds_jsonb_root_value(JsonbValueToJsonb(res), out);
 }
 
 /*
@@ -289,13 +261,7 @@ ds_increment(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("member must be a non-empty name")));
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(4))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("type, key and stream must not be null")));
-	type = PG_GETARG_TEXT_PP(0);
-	key = PG_GETARG_TEXT_PP(1);
-	stream = PG_GETARG_TEXT_PP(4);
+	entity_args(fcinfo, &type, &key, &stream);
 
 	/* the entity's lock: counters on other keys of the stream go on */
 	pushed = lock_entity(stream, type, key);
@@ -304,7 +270,7 @@ ds_increment(PG_FUNCTION_ARGS)
 	{
 		JsonbValue	root;
 
-		jsonb_as_value(cur, &root);
+		ds_jsonb_root_value(cur, &root);
 		ereport(ERROR,
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("cannot increment \"%s\" of \"%s\" of type \"%s\": the value is %s, not an object",

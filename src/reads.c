@@ -578,30 +578,15 @@ static void
 put_insert_event(DsReader *r, ReturnSetInfo *rsinfo, text *key, Jsonb *value)
 {
 	MemoryContext old = MemoryContextSwitchTo(r->rowcxt);
-	JsonbParseState *state = NULL;
 	JsonbValue	jv;
-	JsonbValue *res;
 	Datum		ev;
 	bool		isnull = false;
 
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	ds_push_jsonb_string(&state, WJB_KEY, "type", 4);
-	ds_push_jsonb_string(&state, WJB_VALUE, r->coll->type, r->coll->type_len);
-	ds_push_jsonb_string(&state, WJB_KEY, "key", 3);
-	ds_push_jsonb_string(&state, WJB_VALUE, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
-	ds_push_jsonb_string(&state, WJB_KEY, "value", 5);
-	if (value == NULL)
-		jv.type = jbvNull;
-	else
+	if (value != NULL)
 		ds_jsonb_root_value(value, &jv);
-	pushJsonbValue(&state, WJB_VALUE, &jv);
-	ds_push_jsonb_string(&state, WJB_KEY, "headers", 7);
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	ds_push_jsonb_string(&state, WJB_KEY, "operation", 9);
-	ds_push_jsonb_string(&state, WJB_VALUE, "insert", 6);
-	pushJsonbValue(&state, WJB_END_OBJECT, NULL);
-	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
-	ev = JsonbPGetDatum(JsonbValueToJsonb(res));
+	ev = JsonbPGetDatum(ds_make_event(r->coll->type, r->coll->type_len,
+									  VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
+									  value ? &jv : NULL, "insert"));
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &ev, &isnull);
 	MemoryContextSwitchTo(old);
 }

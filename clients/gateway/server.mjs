@@ -6,7 +6,9 @@
 // (PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD) or DATABASE_URL,
 // GATEWAY_SCHEMA (default ds_gateway: the gateway's own tables),
 // LONG_POLL_TIMEOUT_MS (default 30000), MAX_BODY_BYTES (default 16 MiB),
-// PG_POOL_MAX (default 10).
+// PG_POOL_MAX (default 10); access: GATEWAY_AUTH (optional|required),
+// GATEWAY_ANON_ROLE, GATEWAY_AUTH_MODULE, GATEWAY_TOKEN_CACHE_MS (see
+// Access below).
 //
 // Two route families:
 //   /v1/state/<stream>  a durable_state stream (JSON mode): GET reads
@@ -24,6 +26,9 @@
 
 import http from 'node:http';
 import { Buffer } from 'node:buffer';
+import { createHash } from 'node:crypto';
+import { pathToFileURL } from 'node:url';
+import { resolve as resolvePath } from 'node:path';
 import pg from 'pg';
 
 const H = {
@@ -331,6 +336,124 @@ class Coalescer {
 }
 
 // ---------------------------------------------------------------------------
+// Access: a request's identity -> a Postgres role
+// ---------------------------------------------------------------------------
+
+export function tokenHash(token) {
+    return createHash('sha256').update(token, 'utf8').digest();
+}
+
+// Who a request is, as { role, private }: role is the Postgres role its
+// state reads and writes run as (SET LOCAL ROLE in their transaction), or
+// null for the gateway's own login role; private says that what it reads
+// may differ from what another caller reads (no shared caching).
+//
+//   1. GATEWAY_AUTH_MODULE's `role(req)`, when set: a role name, or
+//      null/undefined to go on with 2 and 3, or false (or a throw) for 401;
+//   2. `Authorization: Bearer <token>`: the role of sha256(token) in
+//      <schema>.tokens (the table keeps hashes, never tokens); unknown 401;
+//   3. no credentials: GATEWAY_ANON_ROLE if set, else 401 with
+//      GATEWAY_AUTH=required, else the gateway's own role.
+export class Access {
+    constructor(gw, env) {
+        this.gw = gw;
+        this.required = (env.GATEWAY_AUTH || 'optional') === 'required';
+        this.anonRole = env.GATEWAY_ANON_ROLE || null;
+        this.modulePath = env.GATEWAY_AUTH_MODULE || null;
+        this.cacheMs = Number(env.GATEWAY_TOKEN_CACHE_MS ?? 5000);
+        this.hook = null;
+        this.cache = new Map();        // hash (hex) -> { role, at }
+    }
+
+    async start() {
+        if (this.modulePath) {
+            const mod = await import(pathToFileURL(resolvePath(this.modulePath)).href);
+            this.hook = mod.role || mod.default?.role || mod.default;
+            if (typeof this.hook !== 'function') {
+                throw new Error(`GATEWAY_AUTH_MODULE ${this.modulePath} exports no role(req) function`);
+            }
+        }
+    }
+
+    static unauthorized(message) {
+        return new HttpError(401, message, {
+            'content-type': 'application/json', 'www-authenticate': 'Bearer realm="durable_state"',
+        }, JSON.stringify({ error: { message } }));
+    }
+
+    async identify(req) {
+        if (this.hook) {
+            let r;
+            try {
+                r = await this.hook(req);
+            } catch (err) {
+                if (err instanceof HttpError) throw err;
+                throw Access.unauthorized(err?.message || 'not authorized');
+            }
+            if (r === false) throw Access.unauthorized('not authorized');
+            if (typeof r === 'string' && r !== '') return { role: r, private: true };
+        }
+        const auth = header(req, 'authorization');
+        if (auth !== undefined) {
+            const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
+            if (!m) throw Access.unauthorized('Authorization must be "Bearer <token>"');
+            const role = await this.tokenRole(m[1]);
+            if (!role) throw Access.unauthorized('unknown token');
+            return { role, private: true };
+        }
+        if (this.anonRole) return { role: this.anonRole, private: false };
+        if (this.required) throw Access.unauthorized('authentication required');
+        return { role: null, private: false };
+    }
+
+    async tokenRole(token) {
+        const h = tokenHash(token);
+        const key = h.toString('hex');
+        const hit = this.cache.get(key);
+        if (hit && Date.now() - hit.at < this.cacheMs) return hit.role;
+        const r = await this.gw.pool.query(`SELECT role FROM ${this.gw.S}.tokens WHERE token_hash = $1`, [h]);
+        const role = r.rows[0]?.role ?? null;
+        if (this.cacheMs > 0) {
+            if (this.cache.size > 10000) this.cache.clear();
+            this.cache.set(key, { role, at: Date.now() });
+        }
+        return role;
+    }
+}
+
+// Runs fn(client) in a transaction on a client of `pool` under `role`
+// (SET LOCAL ROLE: it ends with the transaction, so the pooled connection
+// goes back as the gateway's role, after an error too; a connection whose
+// ROLLBACK failed is discarded).  role null: the gateway's own role.
+export async function asRole(pool, role, fn) {
+    const c = await pool.connect();
+    let broken = null;
+    try {
+        if (role === null) {
+            await c.query('BEGIN');
+        } else {
+            try {
+                await c.query(`BEGIN; SET LOCAL ROLE ${pg.escapeIdentifier(role)}`);
+            } catch (err) {
+                // no such role (22023) or not granted to the gateway (42501)
+                await c.query('ROLLBACK').catch((e) => { broken = e; });
+                const e = pgError(err);
+                if (e instanceof HttpError) e.status = 403;
+                throw e;
+            }
+        }
+        const r = await fn(c);
+        await c.query('COMMIT');
+        return r;
+    } catch (err) {
+        if (!broken) await c.query('ROLLBACK').catch((e) => { broken = e; });
+        throw err;
+    } finally {
+        c.release(broken || undefined);
+    }
+}
+
+// ---------------------------------------------------------------------------
 // the gateway
 // ---------------------------------------------------------------------------
 
@@ -350,10 +473,33 @@ export class Gateway {
         this.sse = new Set();
         this.closing = false;
         this.S = pg.escapeIdentifier(this.schema);
+        this.access = new Access(this, env);
+    }
+
+    // A query as `role` (see asRole); the gateway's role without one.
+    q(role, text, params) {
+        if (role === null || role === undefined) return this.pool.query(text, params);
+        return asRole(this.pool, role, (c) => c.query(text, params));
+    }
+
+    // The stream's tail for `role`.  A role under row-level security may
+    // not call state.tail (42501): its access to the stream is checked by
+    // reading changes() from the tail as itself, then the tail (a number the
+    // stream's notifications show anyone anyway) is read as the gateway.
+    async tailOf(role, stream) {
+        if (role === null || role === undefined) {
+            return (await this.pool.query('SELECT state.tail($1) AS t', [stream])).rows[0].t;
+        }
+        return asRole(this.pool, role, async (c) => {
+            await c.query(`SELECT count(*) FROM state.changes($1, 'now', 1)`, [stream]);
+            await c.query('SET LOCAL ROLE NONE');
+            return (await c.query('SELECT state.tail($1) AS t', [stream])).rows[0].t;
+        });
     }
 
     async start(port) {
         await this.setupSchema();
+        await this.access.start();
         await this.hub.start();
         this.server = http.createServer((req, res) => {
             this.handle(req, res).catch((err) => this.fail(res, err));
@@ -420,7 +566,16 @@ export class Gateway {
                     ADD COLUMN IF NOT EXISTS fork_sub_offset bigint NOT NULL DEFAULT 0,
                     ADD COLUMN IF NOT EXISTS deleted boolean NOT NULL DEFAULT false;
                 CREATE INDEX IF NOT EXISTS streams_forked_from ON ${S}.streams (forked_from)
-                    WHERE forked_from IS NOT NULL;`);
+                    WHERE forked_from IS NOT NULL;
+                -- bearer tokens -> roles (Access): sha256 of the token, never
+                -- the token; the gateway's login role must be able to SET
+                -- ROLE to each role (GRANT role TO gateway_login)
+                CREATE TABLE IF NOT EXISTS ${S}.tokens (
+                    token_hash bytea PRIMARY KEY,
+                    role name NOT NULL,
+                    note text,
+                    created_at timestamptz NOT NULL DEFAULT now());
+                REVOKE ALL ON ${S}.tokens FROM PUBLIC;`);
         } finally {
             await c.query('SELECT pg_advisory_unlock(hashtext($1))', [`ds_gateway:${this.schema}`]).catch(() => {});
             c.release();
@@ -462,15 +617,21 @@ export class Gateway {
         let m;
         if ((m = /^\/v1\/state\/([^/]+)$/.exec(url.pathname))) {
             const stream = decodeURIComponent(m[1]);
+            const who = await this.access.identify(req);
             switch (method) {
-                case 'GET': return this.stateGet(stream, url, req, res);
-                case 'HEAD': return this.stateHead(stream, res);
-                case 'POST': return this.statePost(stream, req, res);
+                case 'GET': return this.stateGet(stream, url, req, res, who);
+                case 'HEAD': return this.stateHead(stream, res, who);
+                case 'POST': return this.statePost(stream, req, res, who);
                 default: throw new HttpError(405, 'method not allowed on a state stream (GET, HEAD, POST)');
             }
         }
         if ((m = /^\/v1\/stream\/(.+)$/.exec(url.pathname))) {
             const path = decodeURIComponent(m[1]);
+            // generic streams live in the gateway's tables, read and written
+            // as the gateway: credentials are checked, no role is taken
+            if (this.access.required || this.access.hook || header(req, 'authorization') !== undefined) {
+                await this.access.identify(req);
+            }
             switch (method) {
                 case 'PUT': return this.streamCreate(path, req, res);
                 case 'GET': return this.streamGet(path, url, req, res);
@@ -503,17 +664,17 @@ export class Gateway {
 
     // One page of state.changes() after `since` (shared by identical reads).
     // Returns { events, next, upToDate, snapshot }.
-    readState(stream, since, after = -1) {
-        return this.reads.run(`state\0${stream}\0${since}`, async () => {
+    readState(stream, since, after = -1, role = null) {
+        return this.reads.run(`state\0${role ?? ''}\0${stream}\0${since}`, async () => {
             try {
-                const r = await this.pool.query(
+                const r = await this.q(role,
                     'SELECT "offset", event FROM state.changes($1, $2, $3)', [stream, since, STATE_PAGE]);
                 const events = r.rows.map((x) => x.event);
                 let next;
                 if (events.length > 0) {
                     next = r.rows[r.rows.length - 1].offset;
                 } else if (since === '-1' || since === 'now') {
-                    next = (await this.pool.query('SELECT state.tail($1) AS t', [stream])).rows[0].t;
+                    next = await this.tailOf(role, stream);
                 } else {
                     next = since;
                 }
@@ -521,7 +682,7 @@ export class Gateway {
             } catch (err) {
                 if (since === '-1' && err.code === '55000' && /no longer retained/.test(err.message)) {
                     // the log was pruned: the snapshot is the stream's beginning
-                    const s = await this.pool.query('SELECT e FROM state.snapshot($1) e', [stream]);
+                    const s = await this.q(role, 'SELECT e FROM state.snapshot($1) e', [stream]);
                     const events = s.rows.map((x) => x.e);
                     const end = events[events.length - 1]?.headers?.offset;
                     return { events, next: end, upToDate: false, snapshot: true };
@@ -531,16 +692,16 @@ export class Gateway {
         }, after);
     }
 
-    async stateHead(stream, res) {
+    async stateHead(stream, res, who) {
         let tail;
         try {
-            tail = (await this.pool.query('SELECT state.tail($1) AS t', [stream])).rows[0].t;
+            tail = await this.tailOf(who.role, stream);
         } catch (err) {
             throw pgError(err);
         }
         res.writeHead(200, {
             'content-type': 'application/json', [H.offset]: tail, 'cache-control': 'no-store',
-            etag: etagOf(`state/${stream}`, '-1', tail, false),
+            vary: 'Authorization', etag: etagOf(`state/${who.role ?? ''}/${stream}`, '-1', tail, false),
         });
         res.end();
     }
@@ -556,7 +717,8 @@ export class Gateway {
         return offset;
     }
 
-    async stateGet(stream, url, req, res) {
+    async stateGet(stream, url, req, res, who) {
+        const role = who.role;
         const offset = this.parseStateOffset(url);
         const live = url.searchParams.get('live');
         const cursor = url.searchParams.get('cursor') ?? undefined;
@@ -569,21 +731,21 @@ export class Gateway {
         let since = offset ?? '-1';
         if (since === 'now') {
             // resolve 'now' once, so a long-poll waits from the tail it saw
-            since = (await this.readState(stream, 'now')).next;
+            since = (await this.readState(stream, 'now', -1, role)).next;
         }
         if (live === 'sse') {
-            return this.stateSse(stream, since, cursor, res);
+            return this.stateSse(stream, since, cursor, res, role);
         }
         if (offset === 'now' && live !== 'long-poll') {
             res.writeHead(200, {
                 'content-type': 'application/json', [H.offset]: since, [H.upToDate]: 'true',
-                'cache-control': 'no-store',
+                'cache-control': 'no-store', vary: 'Authorization',
             });
             res.end('[]');
             return;
         }
         const channel = await this.channelOf(stream).catch((e) => { throw pgError(e); });
-        let page = await this.readState(stream, since);
+        let page = await this.readState(stream, since, -1, role);
         if (live === 'long-poll' && page.events.length === 0) {
             const deadline = Date.now() + this.longPollMs;
             while (page.events.length === 0) {
@@ -591,7 +753,7 @@ export class Gateway {
                 if (left <= 0 || this.closing) {
                     res.writeHead(204, {
                         [H.offset]: page.next, [H.upToDate]: 'true', [H.cursor]: responseCursor(cursor),
-                        'cache-control': 'no-store',
+                        'cache-control': 'no-store', vary: 'Authorization',
                     });
                     res.end();
                     return;
@@ -599,33 +761,39 @@ export class Gateway {
                 const sub = await this.hub.subscribe(channel);
                 // re-read after registering the wait (with a query started
                 // after it): a commit before the registration is seen here
-                page = await this.readState(stream, since, sub.after);
+                page = await this.readState(stream, since, sub.after, role);
                 if (page.events.length > 0) {
                     sub.cancel();
                     break;
                 }
                 await sub.wait(left);
-                page = await this.readState(stream, since, sub.wokeAt);
+                page = await this.readState(stream, since, sub.wokeAt, role);
             }
         }
         const headers = {
             'content-type': 'application/json', [H.offset]: page.next,
-            etag: etagOf(`state/${stream}`, offset ?? '-1', page.next, false),
+            etag: etagOf(`state/${role ?? ''}/${stream}`, offset ?? '-1', page.next, false),
+            // what a reader sees depends on its role: shared caches keep
+            // apart what was read with different credentials
+            vary: 'Authorization',
         };
         if (page.upToDate) headers[H.upToDate] = 'true';
+        // a role's reads (grants, row-level security) are its own: never
+        // in a shared cache
+        const scope = who.private ? 'private' : 'public';
         if (live === 'long-poll') {
             headers[H.cursor] = responseCursor(cursor);
-            headers['cache-control'] = 'public, max-age=20';
+            headers['cache-control'] = `${scope}, max-age=20`;
         } else if (page.snapshot) {
             headers['cache-control'] = 'no-store';
         } else {
             // a page that ends before the tail never changes; the last page
             // grows, so it is cached briefly
             headers['cache-control'] = page.upToDate
-                ? 'public, max-age=1, stale-while-revalidate=60' : 'public, max-age=60, stale-while-revalidate=300';
+                ? `${scope}, max-age=1, stale-while-revalidate=60` : `${scope}, max-age=60, stale-while-revalidate=300`;
         }
         if (header(req, 'if-none-match') === headers.etag) {
-            res.writeHead(304, { etag: headers.etag, 'cache-control': headers['cache-control'] });
+            res.writeHead(304, { etag: headers.etag, 'cache-control': headers['cache-control'], vary: 'Authorization' });
             res.end();
             return;
         }
@@ -633,13 +801,14 @@ export class Gateway {
         res.end(JSON.stringify(page.events));
     }
 
-    async stateSse(stream, since, cursor, res) {
+    async stateSse(stream, since, cursor, res, role) {
         const channel = await this.channelOf(stream).catch((e) => { throw pgError(e); });
         // a missing stream or an offset out of retention is an HTTP error,
         // not an SSE stream
-        let page = await this.readState(stream, since);
+        let page = await this.readState(stream, since, -1, role);
         res.writeHead(200, {
-            'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive',
+            'content-type': 'text/event-stream', 'cache-control': role === null ? 'no-cache' : 'private, no-cache',
+            connection: 'keep-alive', vary: 'Authorization',
         });
         this.sse.add(res);
         let open = true;
@@ -673,7 +842,7 @@ export class Gateway {
             emit(page, true);
             while (open && !this.closing) {
                 if (!page.upToDate || page.snapshot) {
-                    page = await this.readState(stream, current);
+                    page = await this.readState(stream, current, -1, role);
                     emit(page, true);
                     continue;
                 }
@@ -691,7 +860,7 @@ export class Gateway {
                     }
                 }
                 dirty = false;
-                page = await this.readState(stream, current, wokeAt);
+                page = await this.readState(stream, current, wokeAt, role);
                 emit(page, false);
             }
         } catch (err) {
@@ -706,12 +875,17 @@ export class Gateway {
         res.end();
     }
 
-    async statePost(stream, req, res) {
+    async statePost(stream, req, res, who) {
         const ct = normalizeType(header(req, 'content-type'));
         if (ct !== 'application/json') {
             throw new HttpError(ct ? 409 : 400, 'a state stream takes application/json (a JSON array of protocol events)');
         }
         const producer = producerHeaders(req);
+        if (producer && who.role !== null) {
+            // producers are per stream and role: one role cannot fence or
+            // advance another's producer of the same id
+            producer.id = `${who.role}\u001f${producer.id}`;
+        }
         const body = await readBody(req, this.maxBody);
         let events;
         try {
@@ -724,6 +898,7 @@ export class Gateway {
         }
         const c = await this.pool.connect();
         let result;
+        let broken;
         try {
             await c.query('BEGIN');
             let prow = null;
@@ -749,8 +924,20 @@ export class Gateway {
                     throw producerRefusal(verdict, producer);
                 }
             }
+            // the events are applied as the caller's role; the producer's row
+            // (the gateway's table) is the gateway's
+            if (who.role !== null) {
+                try {
+                    await c.query(`SET LOCAL ROLE ${pg.escapeIdentifier(who.role)}`);
+                } catch (err) {
+                    const e = pgError(err);
+                    if (e instanceof HttpError) e.status = 403;
+                    throw e;
+                }
+            }
             result = (await c.query('SELECT applied, skipped, last_offset FROM state.apply($1::jsonb, $2)',
                 [JSON.stringify(events), stream])).rows[0];
+            if (who.role !== null) await c.query('SET LOCAL ROLE NONE');
             if (producer) {
                 await c.query(`UPDATE ${this.S}.producers SET epoch = $3, last_seq = $4, last_offset = $5, updated_at = now()
                                 WHERE kind = 'state' AND stream = $1 AND producer_id = $2`,
@@ -758,10 +945,12 @@ export class Gateway {
             }
             await c.query('COMMIT');
         } catch (err) {
-            await c.query('ROLLBACK').catch(() => {});
+            // the ROLLBACK ends SET LOCAL ROLE; a connection that cannot
+            // roll back is discarded, never handed on with a role
+            await c.query('ROLLBACK').catch((e) => { broken = e; });
             throw err instanceof HttpError ? err : pgError(err);
         } finally {
-            c.release();
+            c.release(broken);
         }
         const headers = { [H.offset]: result.last_offset, 'content-type': 'application/json' };
         if (producer) {

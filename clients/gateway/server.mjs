@@ -464,8 +464,24 @@ export class Gateway {
         this.schema = opts.schema || env.GATEWAY_SCHEMA || 'ds_gateway';
         this.longPollMs = Number(opts.longPollMs || env.LONG_POLL_TIMEOUT_MS || 30000);
         this.maxBody = Number(opts.maxBody || env.MAX_BODY_BYTES || 16 * 1024 * 1024);
-        this.pool = new pg.Pool({ ...conn, max: Number(env.PG_POOL_MAX || 10), application_name: 'ds_gateway' });
-        this.pool.on('error', () => {});
+        this.stats = { statements: 0, waits: 0, waitsShared: 0 };
+        const max = Number(env.PG_POOL_MAX || 10);
+        this.pool = this.makePool({ ...conn, max, application_name: 'ds_gateway' });
+        // reads of /v1/state may go to a hot standby (READ_DATABASE_URL);
+        // writes, producers, tokens and generic streams stay on the primary
+        this.readUrl = env.READ_DATABASE_URL || null;
+        this.readPool = this.readUrl
+            ? this.makePool({ connectionString: this.readUrl, max, application_name: 'ds_gateway_read' }) : this.pool;
+        // wake-ups: 'listen' (one LISTEN connection) or 'wait' (waiting
+        // reads, state.changes(..., wait_ms), one per stream, offset and
+        // role, shared by its readers; the only way on a standby)
+        this.wakeup = env.GATEWAY_WAKEUP || (this.readUrl ? 'wait' : 'listen');
+        if (!['listen', 'wait'].includes(this.wakeup)) throw new Error(`GATEWAY_WAKEUP must be listen or wait, not ${this.wakeup}`);
+        this.waitPool = this.makePool({
+            ...(this.readUrl ? { connectionString: this.readUrl } : conn),
+            max: Number(env.WAIT_POOL_MAX || 20), application_name: 'ds_gateway_wait',
+        });
+        this.waits = new Map();        // role\0stream\0since -> { promise, done, at, page }
         this.hub = new Hub(() => new pg.Client({ ...conn, application_name: 'ds_gateway_listen' }));
         this.reads = new Coalescer();
         this.hub.queriesAtSubscribe = () => this.reads.queries;
@@ -476,10 +492,26 @@ export class Gateway {
         this.access = new Access(this, env);
     }
 
-    // A query as `role` (see asRole); the gateway's role without one.
+    // A pg.Pool whose clients count their statements (stats.statements:
+    // what GET /v1/_gateway/stats reports, for the queries-per-commit tests).
+    makePool(opts) {
+        const pool = new pg.Pool(opts);
+        pool.on('error', () => {});
+        pool.on('connect', (c) => {
+            const query = c.query.bind(c);
+            c.query = (...a) => {
+                this.stats.statements++;
+                return query(...a);
+            };
+        });
+        return pool;
+    }
+
+    // A read query as `role` (see asRole) on the read pool (the standby's,
+    // with READ_DATABASE_URL); the gateway's role without one.
     q(role, text, params) {
-        if (role === null || role === undefined) return this.pool.query(text, params);
-        return asRole(this.pool, role, (c) => c.query(text, params));
+        if (role === null || role === undefined) return this.readPool.query(text, params);
+        return asRole(this.readPool, role, (c) => c.query(text, params));
     }
 
     // The stream's tail for `role`.  A role under row-level security may
@@ -488,9 +520,9 @@ export class Gateway {
     // stream's notifications show anyone anyway) is read as the gateway.
     async tailOf(role, stream) {
         if (role === null || role === undefined) {
-            return (await this.pool.query('SELECT state.tail($1) AS t', [stream])).rows[0].t;
+            return (await this.readPool.query('SELECT state.tail($1) AS t', [stream])).rows[0].t;
         }
-        return asRole(this.pool, role, async (c) => {
+        return asRole(this.readPool, role, async (c) => {
             await c.query(`SELECT count(*) FROM state.changes($1, 'now', 1)`, [stream]);
             await c.query('SET LOCAL ROLE NONE');
             return (await c.query('SELECT state.tail($1) AS t', [stream])).rows[0].t;
@@ -500,6 +532,16 @@ export class Gateway {
     async start(port) {
         await this.setupSchema();
         await this.access.start();
+        if (this.wakeup === 'wait') {
+            // waiting reads need state.changes(stream, since, max_events,
+            // wait_ms) (durable_state 0.6.0) where the reads go
+            const r = await this.readPool.query(
+                "SELECT to_regprocedure('state.changes(text,text,integer,integer)') IS NOT NULL AS ok").catch(() => null);
+            if (!r?.rows[0]?.ok) {
+                console.error('gateway: state.changes has no wait_ms where reads go: waking readers with LISTEN');
+                this.wakeup = 'listen';
+            }
+        }
         await this.hub.start();
         this.server = http.createServer((req, res) => {
             this.handle(req, res).catch((err) => this.fail(res, err));
@@ -519,6 +561,9 @@ export class Gateway {
         await new Promise((r) => (this.server ? this.server.close(r) : r()));
         this.server?.closeAllConnections?.();
         await this.pool.end();
+        if (this.readPool !== this.pool) await this.readPool.end();
+        // waiting reads end by themselves within LONG_POLL_TIMEOUT_MS
+        this.waitPool.end().catch(() => {});
     }
 
     // The gateway's own tables: producer state (both route families) and
@@ -641,6 +686,15 @@ export class Gateway {
                 default: throw new HttpError(405, 'method not allowed');
             }
         }
+        if (url.pathname === '/v1/_gateway/stats') {
+            res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+            res.end(JSON.stringify({
+                wakeup: this.wakeup, statements: this.stats.statements, reads: this.reads.queries,
+                waits: this.stats.waits, waitsShared: this.stats.waitsShared,
+                notifications: this.hub.notifications, sse: this.sse.size,
+            }));
+            return;
+        }
         if (url.pathname === '/health') {
             res.writeHead(200, { 'content-type': 'application/json' });
             res.end(JSON.stringify({ ok: true, queries: this.reads.queries, notifications: this.hub.notifications }));
@@ -690,6 +744,63 @@ export class Gateway {
                 throw pgError(err);
             }
         }, after);
+    }
+
+    // A waiting read (wakeup 'wait'): the page after `since` as soon as
+    // there is one, or an empty page after at most `ms`.  One
+    // state.changes(stream, since, page, wait_ms) per (role, stream, since)
+    // serves every reader of it, so a commit costs one query however many
+    // readers wait at that offset; a page that came is kept for a few
+    // seconds for readers arriving late (the events after an offset do not
+    // change).  The query waits on the server (on a standby, until replay
+    // shows the commit), on a pool of its own (WAIT_POOL_MAX), so readers
+    // never hold the connections that writes need.
+    waitState(stream, since, role, ms) {
+        const key = `${role ?? ''}\0${stream}\0${since}`;
+        let e = this.waits.get(key);
+        const now = Date.now();
+        if (e && e.done && (e.page === null || now - e.at > 5000)) e = null;
+        if (!e) {
+            this.stats.waits++;
+            const waitMs = Math.max(1, Math.min(this.longPollMs, 2147483647));
+            const run = (c) => c.query('SELECT "offset", event FROM state.changes($1, $2, $3, $4)',
+                [stream, since, STATE_PAGE, waitMs]);
+            const q = role === null ? this.waitPool.connect().then(async (c) => {
+                try {
+                    return await run(c);
+                } finally {
+                    c.release();
+                }
+            }) : asRole(this.waitPool, role, run);
+            const entry = { done: false, at: now, page: null };
+            entry.promise = q.then((r) => {
+                const events = r.rows.map((x) => x.event);
+                const page = {
+                    events, next: events.length ? r.rows[r.rows.length - 1].offset : since,
+                    upToDate: events.length < STATE_PAGE, snapshot: false,
+                };
+                entry.page = events.length ? page : null;
+                return page;
+            }, (err) => { throw pgError(err); }).finally(() => {
+                entry.done = true;
+                entry.at = Date.now();
+                if (!entry.page && this.waits.get(key) === entry) this.waits.delete(key);
+            });
+            entry.promise.catch(() => {});
+            if (this.waits.size > 10000) {
+                for (const [k, v] of this.waits) if (v.done) this.waits.delete(k);
+            }
+            this.waits.set(key, entry);
+            e = entry;
+        } else {
+            this.stats.waitsShared++;
+        }
+        if (e.done) return e.promise;
+        let timer;
+        const timeout = new Promise((r) => {
+            timer = setTimeout(() => r({ events: [], next: since, upToDate: true, snapshot: false }), ms);
+        });
+        return Promise.race([e.promise, timeout]).finally(() => clearTimeout(timer));
     }
 
     async stateHead(stream, res, who) {
@@ -744,9 +855,37 @@ export class Gateway {
             res.end('[]');
             return;
         }
-        const channel = await this.channelOf(stream).catch((e) => { throw pgError(e); });
-        let page = await this.readState(stream, since, -1, role);
+        let page;
+        if (live === 'long-poll' && this.wakeup === 'wait' && since !== '-1') {
+            // one shared waiting read: it returns at once when there is
+            // something after `since`, so no read comes before it
+            page = await this.waitState(stream, since, role, this.longPollMs);
+            if (page.events.length === 0) {
+                res.writeHead(204, {
+                    [H.offset]: page.next, [H.upToDate]: 'true', [H.cursor]: responseCursor(cursor),
+                    'cache-control': 'no-store', vary: 'Authorization',
+                });
+                res.end();
+                return;
+            }
+        } else {
+            page = await this.readState(stream, since, -1, role);
+        }
+        if (live === 'long-poll' && page.events.length === 0 && this.wakeup === 'wait') {
+            // offset=-1 of an empty stream: wait from its tail
+            since = page.next;
+            page = await this.waitState(stream, since, role, this.longPollMs);
+            if (page.events.length === 0) {
+                res.writeHead(204, {
+                    [H.offset]: page.next, [H.upToDate]: 'true', [H.cursor]: responseCursor(cursor),
+                    'cache-control': 'no-store', vary: 'Authorization',
+                });
+                res.end();
+                return;
+            }
+        }
         if (live === 'long-poll' && page.events.length === 0) {
+            const channel = await this.channelOf(stream).catch((e) => { throw pgError(e); });
             const deadline = Date.now() + this.longPollMs;
             while (page.events.length === 0) {
                 const left = deadline - Date.now();
@@ -802,7 +941,7 @@ export class Gateway {
     }
 
     async stateSse(stream, since, cursor, res, role) {
-        const channel = await this.channelOf(stream).catch((e) => { throw pgError(e); });
+        const channel = this.wakeup === 'listen' ? await this.channelOf(stream).catch((e) => { throw pgError(e); }) : null;
         // a missing stream or an offset out of retention is an HTTP error,
         // not an SSE stream
         let page = await this.readState(stream, since, -1, role);
@@ -810,6 +949,7 @@ export class Gateway {
             'content-type': 'text/event-stream', 'cache-control': role === null ? 'no-cache' : 'private, no-cache',
             connection: 'keep-alive', vary: 'Authorization',
         });
+        if (this.wakeup === 'wait') return this.stateSseWaiting(stream, page, cursor, res, role);
         this.sse.add(res);
         let open = true;
         let kick = null;
@@ -870,6 +1010,43 @@ export class Gateway {
             }
         } finally {
             watch.close();
+        }
+        this.sse.delete(res);
+        res.end();
+    }
+
+    // SSE with waiting reads: after the first page, each round is one
+    // shared waitState at the offset reached (a keep-alive control event
+    // when it times out).
+    async stateSseWaiting(stream, page, cursor, res, role) {
+        this.sse.add(res);
+        let open = true;
+        let closed;
+        const whenClosed = new Promise((r) => { closed = r; });
+        res.on('close', () => { open = false; this.sse.delete(res); closed(null); });
+        const emit = (p) => {
+            if (p.events.length > 0) res.write('event: data\n' + sseData(JSON.stringify(p.events)));
+            const ctl = { streamNextOffset: p.next, streamCursor: responseCursor(cursor) };
+            if (p.upToDate) ctl.upToDate = true;
+            res.write('event: control\n' + sseData(JSON.stringify(ctl)));
+        };
+        try {
+            emit(page);
+            while (open && !this.closing) {
+                const current = page.next;
+                if (!page.upToDate || page.snapshot) {
+                    page = await this.readState(stream, current, -1, role);
+                } else {
+                    page = await Promise.race([this.waitState(stream, current, role, this.longPollMs), whenClosed]);
+                    if (!page) break;
+                }
+                if (open) emit(page);   // no events: the keep-alive control event
+            }
+        } catch (err) {
+            if (open) {
+                const e = pgError(err);
+                res.write('event: error\n' + sseData(JSON.stringify({ status: e.status, message: e.message })));
+            }
         }
         this.sse.delete(res);
         res.end();

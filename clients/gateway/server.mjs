@@ -199,12 +199,22 @@ export class Hub {
         this.client = null;
         this.closed = false;
         this.notifications = 0;
+        // generations: a channel's count of notifications, plus one for
+        // every reconnect (epoch).  A read started at generation >= g has
+        // seen every commit notified before a waiter registered at g.
+        this.gens = new Map();         // channel -> notifications received
+        this.epoch = 0;
+    }
+
+    gen(channel) {
+        return this.epoch + (this.gens.get(channel) || 0);
     }
 
     async start() {
         const client = this.connect();
         client.on('notification', (msg) => {
             this.notifications++;
+            this.gens.set(msg.channel, (this.gens.get(msg.channel) || 0) + 1);
             this.wake(msg.channel, msg.payload);
         });
         client.on('error', () => this.reconnect(client));
@@ -221,6 +231,7 @@ export class Hub {
     reconnect(client) {
         if (this.client !== client || this.closed) return;
         this.client = null;
+        this.epoch++;
         // Readers re-read after a wake-up; waking them all loses nothing.
         for (const ch of [...this.waiters.keys()]) this.wake(ch, null);
         setTimeout(() => this.start().catch(() => this.reconnect(client)), 500);
@@ -245,7 +256,8 @@ export class Hub {
         const set = this.waiters.get(channel);
         if (!set) return;
         const at = this.queriesAtSubscribe ? this.queriesAtSubscribe() : -1;
-        for (const fn of [...set]) fn(payload, at);
+        const gen = this.gen(channel);
+        for (const fn of [...set]) fn(payload, at, gen);
     }
 
     // Registers a waiter BEFORE the caller re-reads (so no commit between the
@@ -260,10 +272,11 @@ export class Hub {
         let resolve;
         const promise = new Promise((r) => { resolve = r; });
         let timer = null;
-        const sub = { promise, after: -1, wokeAt: -1 };
-        const fn = (payload, at) => {
+        const sub = { promise, after: -1, wokeAt: -1, gen: 0, wokeGen: 0 };
+        const fn = (payload, at, gen) => {
             if (payload !== null && !filter(payload)) return;
             sub.wokeAt = at;
+            sub.wokeGen = gen;
             done(true);
         };
         const done = (v) => {
@@ -280,6 +293,10 @@ export class Hub {
         };
         sub.cancel = () => done(false);
         await this.listen(channel);
+        // after the LISTEN is in effect: a read from this generation on
+        // sees what was committed before any later notification
+        sub.gen = this.gen(channel);
+        sub.wokeGen = sub.gen;
         return sub;
     }
 
@@ -291,12 +308,13 @@ export class Hub {
             set = new Set();
             this.waiters.set(channel, set);
         }
-        const cb = (payload, at) => fn(at);
+        const cb = (payload, at, gen) => fn(at, gen);
         const after = this.queriesAtSubscribe ? this.queriesAtSubscribe() : -1;
         set.add(cb);
         await this.listen(channel);
         return {
             after,
+            gen: this.gen(channel),
             close: () => {
                 set.delete(cb);
                 if (set.size === 0 && this.waiters.get(channel) === set) this.waiters.delete(channel);
@@ -332,6 +350,46 @@ class Coalescer {
         });
         this.inflight.set(key, { seq, promise });
         return promise;
+    }
+}
+
+// The state routes' shared reads: one query per key (role, stream, offset)
+// and notification generation of the stream's channel.  A reader that
+// registered its wait at generation g (Hub.subscribe) may take the result
+// of any read started at generation >= g, in flight or finished: such a
+// read began after every notification the reader did not wait for, so it
+// saw those commits, and any later commit wakes the reader again.  So 1,000
+// long-poll readers coming back at the new offset at different moments
+// share one read until the next notification.  A reader without a wait
+// (minGen null) joins only a read in flight.  Finished results are dropped
+// when a newer read of the key starts, or after a minute.
+class SharedReads {
+    constructor() {
+        this.entries = new Map();      // key -> { gen, promise, done, at }
+        this.queries = 0;
+    }
+
+    run(key, gen, fn, minGen = null) {
+        const e = this.entries.get(key);
+        if (e && (minGen === null ? !e.done : e.gen >= minGen)) return e.promise;
+        this.queries++;
+        const entry = { gen, done: false, at: Date.now() };
+        entry.promise = fn().then((v) => {
+            entry.done = true;
+            entry.at = Date.now();
+            return v;
+        }, (err) => {
+            if (this.entries.get(key) === entry) this.entries.delete(key);
+            throw err;
+        });
+        this.entries.set(key, entry);
+        if (this.entries.size > 5000) this.sweep(60000);
+        return entry.promise;
+    }
+
+    sweep(ageMs) {
+        const old = Date.now() - ageMs;
+        for (const [k, v] of this.entries) if (v.done && v.at < old) this.entries.delete(k);
     }
 }
 
@@ -464,7 +522,7 @@ export class Gateway {
         this.schema = opts.schema || env.GATEWAY_SCHEMA || 'ds_gateway';
         this.longPollMs = Number(opts.longPollMs || env.LONG_POLL_TIMEOUT_MS || 30000);
         this.maxBody = Number(opts.maxBody || env.MAX_BODY_BYTES || 16 * 1024 * 1024);
-        this.stats = { statements: 0, waits: 0, waitsShared: 0 };
+        this.stats = { statements: 0, waits: 0, waitsShared: 0, longPolls: 0 };
         const max = Number(env.PG_POOL_MAX || 10);
         this.pool = this.makePool({ ...conn, max, application_name: 'ds_gateway' });
         // reads of /v1/state may go to a hot standby (READ_DATABASE_URL);
@@ -483,7 +541,8 @@ export class Gateway {
         });
         this.waits = new Map();        // role\0stream\0since -> { promise, done, at, page }
         this.hub = new Hub(() => new pg.Client({ ...conn, application_name: 'ds_gateway_listen' }));
-        this.reads = new Coalescer();
+        this.reads = new Coalescer();         // generic streams
+        this.stateReads = new SharedReads();  // state streams
         this.hub.queriesAtSubscribe = () => this.reads.queries;
         this.channels = new Map();     // state stream -> its NOTIFY channel
         this.sse = new Set();
@@ -664,7 +723,12 @@ export class Gateway {
             const stream = decodeURIComponent(m[1]);
             const who = await this.access.identify(req);
             switch (method) {
-                case 'GET': return this.stateGet(stream, url, req, res, who);
+                case 'GET': {
+                    // long-polls in progress (GET /v1/_gateway/stats)
+                    const lp = url.searchParams.get('live') === 'long-poll';
+                    if (lp) this.stats.longPolls++;
+                    return this.stateGet(stream, url, req, res, who).finally(() => { if (lp) this.stats.longPolls--; });
+                }
                 case 'HEAD': return this.stateHead(stream, res, who);
                 case 'POST': return this.statePost(stream, req, res, who);
                 default: throw new HttpError(405, 'method not allowed on a state stream (GET, HEAD, POST)');
@@ -690,14 +754,17 @@ export class Gateway {
             res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
             res.end(JSON.stringify({
                 wakeup: this.wakeup, statements: this.stats.statements, reads: this.reads.queries,
-                waits: this.stats.waits, waitsShared: this.stats.waitsShared,
+                stateReads: this.stateReads.queries, waits: this.stats.waits, waitsShared: this.stats.waitsShared,
+                longPolls: this.stats.longPolls,
                 notifications: this.hub.notifications, sse: this.sse.size,
             }));
             return;
         }
         if (url.pathname === '/health') {
             res.writeHead(200, { 'content-type': 'application/json' });
-            res.end(JSON.stringify({ ok: true, queries: this.reads.queries, notifications: this.hub.notifications }));
+            res.end(JSON.stringify({
+                ok: true, queries: this.reads.queries + this.stateReads.queries, notifications: this.hub.notifications,
+            }));
             return;
         }
         throw new HttpError(404, 'not found');
@@ -718,8 +785,10 @@ export class Gateway {
 
     // One page of state.changes() after `since` (shared by identical reads).
     // Returns { events, next, upToDate, snapshot }.
-    readState(stream, since, after = -1, role = null) {
-        return this.reads.run(`state\0${role ?? ''}\0${stream}\0${since}`, async () => {
+    // minGen: see SharedReads (null: a reader without a registered wait).
+    readState(stream, since, minGen = null, role = null) {
+        const gen = this.hub.gen(this.channels.get(stream));
+        return this.stateReads.run(`${role ?? ''}\0${stream}\0${since}`, gen, async () => {
             try {
                 const r = await this.q(role,
                     'SELECT "offset", event FROM state.changes($1, $2, $3)', [stream, since, STATE_PAGE]);
@@ -743,7 +812,7 @@ export class Gateway {
                 }
                 throw pgError(err);
             }
-        }, after);
+        }, minGen);
     }
 
     // A waiting read (wakeup 'wait'): the page after `since` as soon as
@@ -840,9 +909,10 @@ export class Gateway {
             throw new HttpError(400, 'Invalid live parameter');
         }
         let since = offset ?? '-1';
+        const deadline = Date.now() + this.longPollMs;
         if (since === 'now') {
             // resolve 'now' once, so a long-poll waits from the tail it saw
-            since = (await this.readState(stream, 'now', -1, role)).next;
+            since = (await this.readState(stream, 'now', null, role)).next;
         }
         if (live === 'sse') {
             return this.stateSse(stream, since, cursor, res, role);
@@ -868,8 +938,20 @@ export class Gateway {
                 res.end();
                 return;
             }
+        } else if (live === 'long-poll' && since !== '-1') {
+            // register the wait first, then read: readers coming back at
+            // the new offset share one read until the next notification
+            const channel = await this.channelOf(stream).catch((e) => { throw pgError(e); });
+            const sub = await this.hub.subscribe(channel);
+            page = await this.readState(stream, since, sub.gen, role).catch((e) => { sub.cancel(); throw e; });
+            if (page.events.length === 0 && this.longPollMs > 0) {
+                await sub.wait(Math.max(1, deadline - Date.now()));
+                page = await this.readState(stream, since, sub.wokeGen, role);
+            } else {
+                sub.cancel();
+            }
         } else {
-            page = await this.readState(stream, since, -1, role);
+            page = await this.readState(stream, since, null, role);
         }
         if (live === 'long-poll' && page.events.length === 0 && this.wakeup === 'wait') {
             // offset=-1 of an empty stream: wait from its tail
@@ -886,7 +968,6 @@ export class Gateway {
         }
         if (live === 'long-poll' && page.events.length === 0) {
             const channel = await this.channelOf(stream).catch((e) => { throw pgError(e); });
-            const deadline = Date.now() + this.longPollMs;
             while (page.events.length === 0) {
                 const left = deadline - Date.now();
                 if (left <= 0 || this.closing) {
@@ -900,13 +981,13 @@ export class Gateway {
                 const sub = await this.hub.subscribe(channel);
                 // re-read after registering the wait (with a query started
                 // after it): a commit before the registration is seen here
-                page = await this.readState(stream, since, sub.after, role);
+                page = await this.readState(stream, since, sub.gen, role);
                 if (page.events.length > 0) {
                     sub.cancel();
                     break;
                 }
                 await sub.wait(left);
-                page = await this.readState(stream, since, sub.wokeAt, role);
+                page = await this.readState(stream, since, sub.wokeGen, role);
             }
         }
         const headers = {
@@ -944,7 +1025,7 @@ export class Gateway {
         const channel = this.wakeup === 'listen' ? await this.channelOf(stream).catch((e) => { throw pgError(e); }) : null;
         // a missing stream or an offset out of retention is an HTTP error,
         // not an SSE stream
-        let page = await this.readState(stream, since, -1, role);
+        let page = await this.readState(stream, since, null, role);
         res.writeHead(200, {
             'content-type': 'text/event-stream', 'cache-control': role === null ? 'no-cache' : 'private, no-cache',
             connection: 'keep-alive', vary: 'Authorization',
@@ -957,14 +1038,14 @@ export class Gateway {
         // and records the shared-read counter, so the next read starts after
         // the notification (and may be shared with other readers woken by it).
         let dirty = false, wokeAt = -1;
-        const watch = await this.hub.watch(channel, (at) => {
+        const watch = await this.hub.watch(channel, (at, gen) => {
             dirty = true;
-            wokeAt = at;
+            wokeAt = gen;
             kick?.(true);
         });
         // a commit between the first read and the registration: read again
         dirty = true;
-        wokeAt = watch.after;
+        wokeAt = watch.gen;
         res.on('close', () => { open = false; this.sse.delete(res); kick?.(false); });
         let current = since;
         const emit = (p, force) => {
@@ -982,7 +1063,7 @@ export class Gateway {
             emit(page, true);
             while (open && !this.closing) {
                 if (!page.upToDate || page.snapshot) {
-                    page = await this.readState(stream, current, -1, role);
+                    page = await this.readState(stream, current, null, role);
                     emit(page, true);
                     continue;
                 }
@@ -1035,7 +1116,7 @@ export class Gateway {
             while (open && !this.closing) {
                 const current = page.next;
                 if (!page.upToDate || page.snapshot) {
-                    page = await this.readState(stream, current, -1, role);
+                    page = await this.readState(stream, current, null, role);
                 } else {
                     page = await Promise.race([this.waitState(stream, current, role, this.longPollMs), whenClosed]);
                     if (!page) break;

@@ -81,6 +81,11 @@ function etagOf(path, start, end, closed) {
     return `"${Buffer.from(path).toString('base64')}:${start}:${end}${closed ? ':c' : ''}"`;
 }
 
+// A page of events (each a JSON text) as a JSON array.
+function jsonArray(texts) {
+    return `[${texts.join(',')}]`;
+}
+
 function sseData(payload) {
     return payload.split(/\r\n|\r|\n/).map((l) => `data:${l}`).join('\n') + '\n\n';
 }
@@ -790,8 +795,9 @@ export class Gateway {
         const gen = this.hub.gen(this.channels.get(stream));
         return this.stateReads.run(`${role ?? ''}\0${stream}\0${since}`, gen, async () => {
             try {
+                // events as JSON text: passed on as they are, never parsed
                 const r = await this.q(role,
-                    'SELECT "offset", event FROM state.changes($1, $2, $3)', [stream, since, STATE_PAGE]);
+                    'SELECT "offset", event::text AS event FROM state.changes($1, $2, $3)', [stream, since, STATE_PAGE]);
                 const events = r.rows.map((x) => x.event);
                 let next;
                 if (events.length > 0) {
@@ -806,8 +812,8 @@ export class Gateway {
                 if (since === '-1' && err.code === '55000' && /no longer retained/.test(err.message)) {
                     // the log was pruned: the snapshot is the stream's beginning
                     const s = await this.q(role, 'SELECT e FROM state.snapshot($1) e', [stream]);
-                    const events = s.rows.map((x) => x.e);
-                    const end = events[events.length - 1]?.headers?.offset;
+                    const end = s.rows[s.rows.length - 1]?.e?.headers?.offset;
+                    const events = s.rows.map((x) => JSON.stringify(x.e));
                     return { events, next: end, upToDate: false, snapshot: true };
                 }
                 throw pgError(err);
@@ -832,7 +838,7 @@ export class Gateway {
         if (!e) {
             this.stats.waits++;
             const waitMs = Math.max(1, Math.min(this.longPollMs, 2147483647));
-            const run = (c) => c.query('SELECT "offset", event FROM state.changes($1, $2, $3, $4)',
+            const run = (c) => c.query('SELECT "offset", event::text AS event FROM state.changes($1, $2, $3, $4)',
                 [stream, since, STATE_PAGE, waitMs]);
             const q = role === null ? this.waitPool.connect().then(async (c) => {
                 try {
@@ -1018,7 +1024,7 @@ export class Gateway {
             return;
         }
         res.writeHead(200, headers);
-        res.end(JSON.stringify(page.events));
+        res.end(jsonArray(page.events));
     }
 
     async stateSse(stream, since, cursor, res, role) {
@@ -1050,7 +1056,7 @@ export class Gateway {
         let current = since;
         const emit = (p, force) => {
             if (p.events.length > 0) {
-                res.write('event: data\n' + sseData(JSON.stringify(p.events)));
+                res.write('event: data\n' + sseData(jsonArray(p.events)));
             }
             if (p.events.length > 0 || force) {
                 const ctl = { streamNextOffset: p.next, streamCursor: responseCursor(cursor) };
@@ -1106,7 +1112,7 @@ export class Gateway {
         const whenClosed = new Promise((r) => { closed = r; });
         res.on('close', () => { open = false; this.sse.delete(res); closed(null); });
         const emit = (p) => {
-            if (p.events.length > 0) res.write('event: data\n' + sseData(JSON.stringify(p.events)));
+            if (p.events.length > 0) res.write('event: data\n' + sseData(jsonArray(p.events)));
             const ctl = { streamNextOffset: p.next, streamCursor: responseCursor(cursor) };
             if (p.upToDate) ctl.upToDate = true;
             res.write('event: control\n' + sseData(JSON.stringify(ctl)));

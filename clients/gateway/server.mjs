@@ -367,7 +367,8 @@ class Coalescer {
 // long-poll readers coming back at the new offset at different moments
 // share one read until the next notification.  A reader without a wait
 // (minGen null) joins only a read in flight.  Finished results are dropped
-// when a newer read of the key starts, or after a minute.
+// when a newer read of the key starts, or after about 5 s (sweep), which
+// bounds the memory they hold to what 5 s of reads return.
 class SharedReads {
     constructor() {
         this.entries = new Map();      // key -> { gen, promise, done, at }
@@ -388,7 +389,7 @@ class SharedReads {
             throw err;
         });
         this.entries.set(key, entry);
-        if (this.entries.size > 5000) this.sweep(60000);
+        if (this.entries.size > 5000) this.sweep(5000);
         return entry.promise;
     }
 
@@ -614,12 +615,15 @@ export class Gateway {
         await new Promise((r) => this.server.listen(port, r));
         this.sweeper = setInterval(() => this.sweepExpired().catch(() => {}), 60000);
         this.sweeper.unref();
+        this.readSweeper = setInterval(() => this.stateReads.sweep(5000), 5000);
+        this.readSweeper.unref();
         return this.server.address().port;
     }
 
     async stop() {
         this.closing = true;
         clearInterval(this.sweeper);
+        clearInterval(this.readSweeper);
         for (const res of this.sse) res.end();
         await this.hub.close();
         await new Promise((r) => (this.server ? this.server.close(r) : r()));

@@ -6,6 +6,8 @@
 // Targets, each in a child process of its own:
 //   gateway   /v1/state/<stream>: a durable_state stream (state.changes,
 //             state.apply), LISTEN wake-ups (the default)
+//   gw-wait   the same gateway with GATEWAY_WAKEUP=wait (waiting reads, as
+//             on a standby; awaitTxId only)
 //   gw-table  /v1/stream/<path>: the gateway's generic stream in its tables
 //             (catch-up and append only)
 //   reference DurableStreamTestServer in memory (compression off: the
@@ -156,6 +158,8 @@ async function main() {
                            (SELECT 1 FROM state.collections WHERE name = $1)`, [s]);
     }
     const gw = await child([path.join(GW_DIR, 'server.mjs')], { PORT: '0', LONG_POLL_TIMEOUT_MS: '30000' }, 'gateway');
+    const gwWait = await child([path.join(GW_DIR, 'server.mjs')],
+        { PORT: '0', LONG_POLL_TIMEOUT_MS: '30000', GATEWAY_WAKEUP: 'wait' }, 'gateway (wait)');
     const ref = await child(['--input-type=module', '-e', REF_MAIN], {}, 'reference server');
     console.log(`# gateway ${gw.url}, reference ${ref.url}`);
 
@@ -182,6 +186,10 @@ async function main() {
             lat: `${gw.url}/v1/state/bench_lat`,
             write: (txid) => sql.query(`SELECT state.apply($1::jsonb, 'bench_lat')`, [JSON.stringify([ev(txid, { txid })])]),
         },
+        'gw-wait': {
+            lat: `${gwWait.url}/v1/state/bench_lat`,
+            write: (txid) => sql.query(`SELECT state.apply($1::jsonb, 'bench_lat')`, [JSON.stringify([ev(txid, { txid })])]),
+        },
         'gw-table': {
             read: `${gw.url}/v1/stream/bench_read`,
             appendUrl: async (rep) => {
@@ -205,8 +213,8 @@ async function main() {
     const add = (t, k, v) => { ((res[t] ??= {})[k] ??= []).push(v); };
     for (let rep = 1; rep <= REPS; rep++) {
         for (const [name, t] of Object.entries(targets)) {
-            add(name, 'catchup', await catchUp(t.read));
-            add(name, 'append', await append(await t.appendUrl(rep), `${name}-${rep}`));
+            if (t.read) add(name, 'catchup', await catchUp(t.read));
+            if (t.appendUrl) add(name, 'append', await append(await t.appendUrl(rep), `${name}-${rep}`));
             if (t.lat) {
                 for (const live of ['long-poll', 'sse']) {
                     const ms = await txLatency(t.lat, live, t.write, `${name}-${rep}`);
@@ -242,6 +250,7 @@ async function main() {
     table(['long-poll p50', 'long-poll p99', 'SSE p50', 'SSE p99'],
         ['long-poll write p50', 'long-poll write p99', 'sse write p50', 'sse write p99']);
     await gw.stop();
+    await gwWait.stop();
     await ref.stop();
     await sql.end();
 }

@@ -1164,6 +1164,17 @@ export class Gateway {
         if (Array.isArray(events) && events.length === 0) {
             throw new HttpError(400, 'Empty arrays are not allowed');
         }
+        const applySql = 'SELECT applied, skipped, last_offset FROM state.apply($1::jsonb, $2)';
+        if (!producer && who.role === null) {
+            // nothing else in the transaction: one autocommit statement
+            let result;
+            try {
+                result = (await this.pool.query(applySql, [body.toString('utf8'), stream])).rows[0];
+            } catch (err) {
+                throw pgError(err);
+            }
+            return this.posted(res, result, null);
+        }
         const c = await this.pool.connect();
         let result;
         let broken;
@@ -1171,12 +1182,12 @@ export class Gateway {
             await c.query('BEGIN');
             let prow = null;
             if (producer) {
-                // lock the producer's row (created if missing) for the batch
-                await c.query(`INSERT INTO ${this.S}.producers (kind, stream, producer_id, epoch, last_seq)
-                               VALUES ('state', $1, $2, -1, -1) ON CONFLICT DO NOTHING`, [stream, producer.id]);
-                prow = (await c.query(`SELECT epoch, last_seq, last_offset FROM ${this.S}.producers
-                                        WHERE kind = 'state' AND stream = $1 AND producer_id = $2 FOR UPDATE`,
-                [stream, producer.id])).rows[0];
+                // lock the producer's row (created if missing) for the
+                // batch, and read it, in one statement
+                prow = (await c.query(`INSERT INTO ${this.S}.producers AS p (kind, stream, producer_id, epoch, last_seq)
+                                       VALUES ('state', $1, $2, -1, -1)
+                                       ON CONFLICT (kind, stream, producer_id) DO UPDATE SET epoch = p.epoch
+                                       RETURNING epoch, last_seq, last_offset`, [stream, producer.id])).rows[0];
                 if (Number(prow.epoch) < 0) prow = null;
                 const verdict = checkProducer(prow, producer);
                 if (verdict.status !== 'accepted') {
@@ -1203,8 +1214,7 @@ export class Gateway {
                     throw e;
                 }
             }
-            result = (await c.query('SELECT applied, skipped, last_offset FROM state.apply($1::jsonb, $2)',
-                [JSON.stringify(events), stream])).rows[0];
+            result = (await c.query(applySql, [body.toString('utf8'), stream])).rows[0];
             if (who.role !== null) await c.query('SET LOCAL ROLE NONE');
             if (producer) {
                 await c.query(`UPDATE ${this.S}.producers SET epoch = $3, last_seq = $4, last_offset = $5, updated_at = now()
@@ -1220,6 +1230,10 @@ export class Gateway {
         } finally {
             c.release(broken);
         }
+        return this.posted(res, result, producer);
+    }
+
+    posted(res, result, producer) {
         const headers = { [H.offset]: result.last_offset, 'content-type': 'application/json' };
         if (producer) {
             headers[H.pepoch] = String(producer.epoch);

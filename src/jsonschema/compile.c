@@ -10,6 +10,12 @@
  * then all exist (so cycles are fine).  A reference into a registered
  * document or a meta-schema loads and scans that document on demand.
  *
+ * Each schema object is read in a draft (JsDraft): the one its "$schema"
+ * names, else its parent's, else (a document's root) the referring
+ * schema's, else 2020-12.  Scanning and compiling ask node->draft wherever
+ * the drafts differ; validation does not need to (the compiled keywords
+ * already say what each draft meant).
+ *
  * The compiled schema lives in its own memory context; the bookkeeping of
  * the compilation (the URI list, the raw-JSON-to-node hash) in a child
  * context that goes away when compilation ends.
@@ -267,7 +273,7 @@ static JsNode *scan_schema(JsCompiler *c, JsonbValue *raw, const char *base,
 
 /*
  * Scan the subschemas of node that its keywords declare: single schemas,
- * arrays of schemas and maps of schemas, in both drafts' spellings.
+ * arrays of schemas and maps of schemas, in every draft's spellings.
  */
 static void
 scan_children(JsCompiler *c, JsNode *node, JsonbValue *raw)
@@ -343,7 +349,7 @@ new_resource(const char *uri, JsonbValue *raw, JsNode *root)
 }
 
 /*
- * Apply node's "$id" id.  In draft-07 an id "#name" is a plain-name anchor.
+ * Apply node's "$id" id.  Up to draft-07 an id "#name" is a plain-name anchor.
  * Otherwise id gives node a new base URI and makes it a resource of its
  * own, unless node is the root of a document being loaded, whose $id is an
  * alias of the URI it was loaded by.
@@ -876,7 +882,7 @@ compile_dependent_required(JsNode *node, KwBuf *b, JsonbValue *v)
 }
 
 /*
- * draft-07's "dependencies", which 2020-12 split into dependentRequired
+ * "dependencies" (up to draft-07), which 2019-09 split into dependentRequired
  * (the members whose value is an array of names) and dependentSchemas (the
  * others): it compiles into one keyword of each kind.
  */

@@ -1050,6 +1050,8 @@ compile_contains(JsCompiler *c, JsNode *node, KwBuf *b, JsonbValue *v)
 	k->u.contains.sub = sub_node(c, node, "contains", v);
 	k->u.contains.min = 1;
 	k->u.contains.max = -1;
+	/* for unevaluatedItems, only 2020-12 counts the items that matched */
+	k->u.contains.annotate = node->draft == JS_DRAFT2020;
 	if (bounds && (v2 = js_member(node->raw, "minContains")) != NULL)
 		k->u.contains.min = kw_count(node, "minContains", v2);
 	if (bounds && (v2 = js_member(node->raw, "maxContains")) != NULL)

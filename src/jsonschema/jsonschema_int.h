@@ -221,6 +221,7 @@ typedef struct JsKw
 			JsNode	   *sub;
 			int64		min;
 			int64		max;	/* -1: no maximum */
+			bool		annotate;	/* matches count as evaluated (2020-12) */
 		}			contains;
 		struct
 		{

@@ -659,8 +659,9 @@ eval_items(JsCtx *ctx, JsKw *k, JsonbValue *inst, JsAnn *ann)
 
 /*
  * "contains" with "minContains"/"maxContains": the number of items valid
- * against the subschema is within bounds.  Without annotations or a
- * maximum, counting stops once the minimum is reached.
+ * against the subschema is within bounds.  Without annotations (or, before
+ * 2020-12, when matches are not annotations) or a maximum, counting stops
+ * once the minimum is reached.
  */
 static bool
 eval_contains(JsCtx *ctx, JsKw *k, JsonbValue *inst, JsAnn *ann)
@@ -679,7 +680,7 @@ eval_contains(JsCtx *ctx, JsKw *k, JsonbValue *inst, JsAnn *ann)
 		if (!match)
 			continue;
 		matches++;
-		if (ann)
+		if (ann && k->u.contains.annotate)
 			ann->items = bms_add_member(ann->items, i);
 		else if (k->u.contains.max < 0 && matches >= k->u.contains.min)
 			break;

@@ -68,6 +68,9 @@ SELECT state.json_schema_validate(s, '{"a": {"b": 1}}') AS d2019_recursive,
     "$defs": {"node": {"$id": "node", "$recursiveAnchor": true,
                        "type": "object", "additionalProperties": {"$recursiveRef": "#"}}},
     "anyOf": [{"type": "integer"}, {"$ref": "node"}]}'::jsonb AS s) AS x;
+-- items that "contains" matched count as evaluated from 2020-12 on only
+SELECT state.json_schema_validate('{"$schema": "https://json-schema.org/draft/2019-09/schema", "contains": {"type": "string"}, "unevaluatedItems": false}', '["a"]') AS d2019_contains_unevaluated,
+       state.json_schema_validate('{"contains": {"type": "string"}, "unevaluatedItems": false}', '["a"]') AS d2020_contains_unevaluated;
 -- a "$ref" into another draft's document is read in that draft
 SELECT state.json_schema_register('https://example.com/d7-tuple', '{"$schema": "http://json-schema.org/draft-07/schema#", "items": [{"type": "integer"}]}');
 SELECT state.json_schema_validate('{"$ref": "https://example.com/d7-tuple"}', '[1]') AS cross_draft_ok,

@@ -11,12 +11,14 @@
 // draft's meta-schema URI is added to a root schema object without one, except
 // in optional/no-schema.json, which is about its absence.  Each case runs in
 // one psql session; prints per-file failures, per-draft and per-kind counts,
-// and last "N passed, N failed" over the REQUIRED cases only: optional and
-// format cases are reported (their failures too) but do not fail the run.
-// Arguments: --no-remote leaves refRemote.json out; --optional / --format
-// count those kinds in the last line too; -v prints schema and data of each
-// failure; other words keep only the files whose draft/kind/name includes
-// one of them ("draft4/", "optional/", "ref").
+// and last "N passed, N failed" over the required and optional cases: the
+// format cases are reported (their failures too) but do not fail the run,
+// nor do the optional cases listed in KNOWN (work of another part of the
+// validator, reported as KNOWN, or as XPASS once they pass).
+// Arguments: --no-remote leaves refRemote.json out; --format counts the
+// format cases too; -v prints schema and data of each failure; other words
+// keep only the files whose draft/kind/name includes one of them
+// ("draft4/", "optional/", "ref").
 //
 // Environment: SUITE (path to JSON-Schema-Test-Suite; default
 // ../shared/spec/JSON-Schema-Test-Suite beside the repository), PSQL (psql
@@ -54,10 +56,25 @@ const drafts = [
 // the kinds of case, and whether their failures fail the run
 const kinds = [
   { name: 'required', dir: '', counted: true },
-  { name: 'optional', dir: 'optional', counted: args.includes('--optional') },
+  { name: 'optional', dir: 'optional', counted: true },
   { name: 'format', dir: path.join('optional', 'format'), counted: args.includes('--format') },
 ];
 const only = args.filter(a => !a.startsWith('-'));
+
+// optional cases that fail for want of what other parts of the validator do
+// (regex.c's ECMA-262 classes, content* and format assertions): by file
+// (its end), group and test (regular expressions)
+const KNOWN = [
+  { file: /\/optional\/ecmascript-regex\.json$/, group: /with non-ASCII digits$/,
+    test: /^non-ascii digits/,
+    why: '\\d is ASCII only in ECMA-262, but \\p{digit}-like classes are not yet' },
+  { file: /^draft7\/optional\/content\.json$/, test: /invalid/,
+    why: 'contentEncoding/contentMediaType are not asserted yet' },
+  { file: /\/optional\/format-assertion\.json$/, test: /invalid string/,
+    why: 'format "ipv4" is not checked yet' },
+];
+const known = c => KNOWN.find(k => k.file.test(c.file) && (!k.group || k.group.test(c.group)) &&
+                                   (!k.test || k.test.test(c.test)));
 
 // JSON.parse would turn 1.0 into 1 (draft4's "integer" tells them apart) and
 // round big numbers: numbers are read as marked strings holding their
@@ -89,6 +106,8 @@ for (const d of drafts) {
           const c = { draft: d.name, kind: k.name, counted: k.counted, file: label,
             group: g.description, test: t.description, schema, data: t.data,
             valid: t.valid, formats: k.name === 'format' };
+          if (k.name === 'optional' && (c.known = known(c)))
+            c.counted = false;
           // PostgreSQL's jsonb (like text) cannot hold U+0000: such cases can
           // never reach the validator, so they are reported as skipped.
           if ((toJson(schema) + toJson(t.data)).includes('\\u0000'))
@@ -157,13 +176,20 @@ for (const line of r.stdout.split('\n')) {
 let passed = 0, failed = 0;
 const counts = {};                              // draft -> kind -> {passed, failed}
 const failures = {};
+const knownLines = [];
 cases.forEach((c, i) => {
   const res = got.get(i);
   const ok = res === String(c.valid);
   const pd = counts[c.draft] = counts[c.draft] || {};
-  const pk = pd[c.kind] = pd[c.kind] || { passed: 0, failed: 0 };
+  const pk = pd[c.kind] = pd[c.kind] || { passed: 0, failed: 0, known: 0 };
+  if (c.known)
+    knownLines.push(`${ok ? 'XPASS (take it out of KNOWN)' : 'KNOWN'} ${c.file}: ${c.group} / ${c.test}` +
+                    (ok ? '' : ` (${c.known.why})`));
   if (ok) pk.passed++;
-  else {
+  else if (c.known) {
+    pk.failed++;
+    pk.known++;
+  } else {
     pk.failed++;
     (failures[c.file] = failures[c.file] || []).push(`  ${c.group} / ${c.test}: expected ${c.valid}, got ${res}` +
       (verbose ? `\n    schema ${toJson(c.schema)}\n    data ${toJson(c.data)}` : ''));
@@ -177,13 +203,23 @@ for (const k of Object.keys(failures)) {
   console.log(`FAIL ${k} (${failures[k].length})`);
   for (const l of failures[k]) console.log(l);
 }
+for (const l of knownLines)
+  console.log(l);
 for (const c of skipped)
   console.log(`SKIP ${c.file}: ${c.group} / ${c.test} (contains U+0000, which jsonb cannot store)`);
 const pct = p => (p.passed + p.failed ? (100 * p.passed / (p.passed + p.failed)).toFixed(1) : '-');
 for (const d of Object.keys(counts))
   console.log(`${d}: ` + kinds.filter(k => counts[d][k.name]).map(k => {
     const p = counts[d][k.name];
-    return `${k.name} ${p.passed}/${p.passed + p.failed} (${pct(p)}%)${k.counted ? '' : ' not counted'}`;
+    return `${k.name} ${p.passed}/${p.passed + p.failed} (${pct(p)}%)` +
+      (p.known ? ` (${p.known} known)` : '') + (k.counted ? '' : ' not counted');
   }).join(', '));
+// every draft is tested: a suite without one of them is a failure
+if (!only.length)
+  for (const d of drafts)
+    if (!(counts[d.name] && counts[d.name].required)) {
+      console.log(`FAIL ${d.name}: no required cases found in ${path.join(suite, 'tests', d.name)}`);
+      failed++;
+    }
 console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed ? 1 : 0);
+process.exitCode = failed ? 1 : 0;   // (process.exit could cut off piped output)

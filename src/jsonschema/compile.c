@@ -212,15 +212,18 @@ static JsDraft
 known_draft(const char *uri, int len)
 {
 	int			i;
+	int			skip;
 
 	if (len > 0 && uri[len - 1] == '#')
 		len--;
 	if (len > 7 && strncmp(uri, "http://", 7) == 0)
-		uri += 7, len -= 7;
+		skip = 7;
 	else if (len > 8 && strncmp(uri, "https://", 8) == 0)
-		uri += 8, len -= 8;
+		skip = 8;
 	else
 		return 0;
+	uri += skip;
+	len -= skip;
 	for (i = 0; i < lengthof(js_drafts); i++)
 		if (strlen(js_drafts[i].uri) == len && memcmp(js_drafts[i].uri, uri, len) == 0)
 			return js_drafts[i].draft;

@@ -50,6 +50,10 @@ typedef struct JtParser
 
 static bool parse_value(JtParser *ps, JsonbValue *out);
 
+/* string_special[c]: byte c ends a run of plain string bytes */
+static bool string_special[256];
+static bool string_special_ready = false;
+
 /* JSON's whitespace, as PostgreSQL's lexer takes it */
 static inline bool
 is_ws(char c)
@@ -95,22 +99,27 @@ parse_string(JtParser *ps, char **val, int *len)
 	char	   *buf;
 	char	   *d;
 
-	while (s < ps->end && *s != '"')
+	for (;;)
 	{
-		unsigned char c = (unsigned char) *s;
+		unsigned char c;
 
+		/* the bytes that need a look: '"', '\\' and control characters */
+		while (s < ps->end && !string_special[(unsigned char) *s])
+			s++;
+		if (s >= ps->end)
+			return false;
+		c = (unsigned char) *s;
+		if (c == '"')
+			break;
 		if (c < 0x20)
 			return false;
-		if (c == '\\')
-		{
-			escaped = true;
-			s++;
-			if (s >= ps->end || *s == 'u')
-				return false;
-		}
+		escaped = true;			/* a backslash */
+		s++;
+		if (s >= ps->end || *s == 'u')
+			return false;
 		s++;
 	}
-	if (s >= ps->end || s - start > JENTRY_OFFLENMASK)
+	if (s - start > JENTRY_OFFLENMASK)
 		return false;
 	ps->p = s + 1;
 	if (!escaped)
@@ -429,6 +438,13 @@ parse_value(JtParser *ps, JsonbValue *out)
 void
 ds_jt_init(DsJsonText *jt)
 {
+	if (!string_special_ready)
+	{
+		for (int c = 0; c < 0x20; c++)
+			string_special[c] = true;
+		string_special['"'] = string_special['\\'] = true;
+		string_special_ready = true;
+	}
 	jt->scratch = AllocSetContextCreate(CurrentMemoryContext, "durable_state JSON text",
 										ALLOCSET_DEFAULT_SIZES);
 	jt->block = NULL;

@@ -4,18 +4,23 @@
  *		event's text, without jsonb_in's detour.
  *
  * jsonb_in runs PostgreSQL's general JSON parser (a lexer with a callback
- * per token), builds the value with pushJsonbValue (growing and copying the
- * member arrays as it goes), and keeps everything it allocated until the
- * end of the call: for a large NDJSON batch the garbage, not the parsing,
- * dominated (the kernel zeroing fresh pages was a third of apply_text's
- * time).  Here an event object is parsed by a small recursive-descent
- * parser into a JsonbValue tree in a scratch context that is reset after
- * every event: strings without escapes point into the text, integers of up
- * to 18 digits become numerics without numeric_in, each object's members
- * are sorted and de-duplicated as jsonb does (the last of equal keys wins),
- * and the tree is serialized by jsonb's own JsonbValueToJsonb, so the
- * result is byte for byte what jsonb_in gives.  The finished jsonb is
- * copied into blocks that hold the batch's events back to back.
+ * per token), builds a JsonbValue tree with pushJsonbValue (growing and
+ * copying the member arrays as it goes), serializes it, and keeps
+ * everything it allocated until the end of the call: for a large NDJSON
+ * batch the garbage, not the parsing, dominated (the kernel zeroing fresh
+ * pages was a third of apply_text's time).  Here an event object is parsed
+ * by a small recursive-descent parser that writes jsonb's binary format
+ * directly: each container's members are parsed into a stack of small
+ * records (strings without escapes point into the text, integers of up to
+ * 18 digits become numerics without numeric_in, nested containers are
+ * already in their binary form), sorted and de-duplicated as jsonb does
+ * (shorter keys first, then bytewise; the last of equal keys wins), then
+ * laid out with their JEntries, offsets every JB_OFFSET_STRIDE entries and
+ * the padding jsonb puts before numerics and containers, exactly as
+ * convertToJsonb does, so the result is byte for byte what jsonb_in gives
+ * (test/sql/json_text.sql and test/t/fuzz.js compare the two).  The
+ * finished jsonb goes into blocks that hold the batch's events back to
+ * back; the parser's buffers are reused from one event to the next.
  *
  * The fast path covers what events are made of.  Anything else makes it
  * give up and the caller runs jsonb_in on the same text, so jsonb_in
@@ -28,6 +33,7 @@
  */
 #include "postgres.h"
 
+#include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -41,14 +47,44 @@
 /* the events' jsonb are carved out of blocks of this size */
 #define DS_JT_BLOCK_BYTES (1024 * 1024)
 
+/*
+ * A parsed value before it is placed in its container: its JEntry type and
+ * its bytes (a container's or a numeric's without the padding that aligns
+ * them, which depends on where they land).  Strings without escapes and
+ * numerics are in stable memory (ptr); containers and unescaped strings
+ * are in the parser's buffer (at off), which may move as it grows.
+ */
+typedef struct JtVal
+{
+	uint32		type;			/* JENTRY_IS* */
+	const char *ptr;			/* the bytes, or NULL: at off in the buffer */
+	Size		off;
+	int			len;
+} JtVal;
+
+/* An object's member (an array's element leaves key unused). */
+typedef struct JtMember
+{
+	JtVal		key;
+	JtVal		val;
+	int			order;			/* position in the text */
+} JtMember;
+
 typedef struct JtParser
 {
 	const char *p;				/* next byte */
 	const char *end;			/* end of the text */
 	int			depth;
+	StringInfoData buf;			/* containers and unescaped strings */
+	JtMember   *mem;			/* members of the open containers */
+	int			nmem;
+	int			capmem;
 } JtParser;
 
-static bool parse_value(JtParser *ps, JsonbValue *out);
+StaticAssertDecl(sizeof(JtParser) <= sizeof(((DsJsonText *) NULL)->parser),
+				 "DsJsonText has room for a JtParser");
+
+static bool parse_value(JtParser *ps, JtVal *out);
 
 /* string_special[c]: byte c ends a run of plain string bytes */
 static bool string_special[256];
@@ -84,19 +120,40 @@ at_delimiter(JtParser *ps)
 	return is_ws(c) || c == ',' || c == ']' || c == '}' || c == ':';
 }
 
+/* The bytes of parsed value v. */
+static inline const char *
+val_data(JtParser *ps, const JtVal *v)
+{
+	return v->ptr ? v->ptr : ps->buf.data + v->off;
+}
+
+/* Pads the buffer with zeros to a multiple of 4 bytes, as jsonb aligns. */
+static inline int
+pad_to_int(StringInfo buf)
+{
+	int			pad = INTALIGN(buf->len) - buf->len;
+
+	if (pad > 0)
+	{
+		enlargeStringInfo(buf, pad);
+		memset(buf->data + buf->len, 0, pad);
+		buf->len += pad;
+	}
+	return pad;
+}
+
 /*
- * A string at ps->p (its opening quote) into *val, *len: pointing into the
- * text if it has no escapes, else unescaped into a palloc'd copy.  Returns
- * false (give up) on a control character, a \u escape or an invalid one,
- * a missing closing quote, or a string too long for jsonb.
+ * A string at ps->p (its opening quote) into out: pointing into the text
+ * if it has no escapes, else unescaped into the buffer.  Returns false
+ * (give up) on a control character, a \u escape or an invalid one, a
+ * missing closing quote, or a string too long for jsonb.
  */
 static bool
-parse_string(JtParser *ps, char **val, int *len)
+parse_string(JtParser *ps, JtVal *out)
 {
 	const char *start = ps->p + 1;
 	const char *s = start;
 	bool		escaped = false;
-	char	   *buf;
 	char	   *d;
 
 	for (;;)
@@ -122,13 +179,17 @@ parse_string(JtParser *ps, char **val, int *len)
 	if (s - start > JENTRY_OFFLENMASK)
 		return false;
 	ps->p = s + 1;
+	out->type = JENTRY_ISSTRING;
 	if (!escaped)
 	{
-		*val = (char *) start;
-		*len = s - start;
+		out->ptr = start;
+		out->len = s - start;
 		return true;
 	}
-	buf = d = palloc(s - start);
+	enlargeStringInfo(&ps->buf, s - start);
+	out->ptr = NULL;
+	out->off = ps->buf.len;
+	d = ps->buf.data + ps->buf.len;
 	for (const char *q = start; q < s; q++)
 	{
 		if (*q != '\\')
@@ -162,8 +223,8 @@ parse_string(JtParser *ps, char **val, int *len)
 				return false;
 		}
 	}
-	*val = buf;
-	*len = d - buf;
+	out->len = d - (ps->buf.data + out->off);
+	ps->buf.len += out->len;
 	return true;
 }
 
@@ -174,7 +235,7 @@ parse_string(JtParser *ps, char **val, int *len)
  * numeric_in as in jsonb_in.  Returns false (give up) on a malformed one.
  */
 static bool
-parse_number(JtParser *ps, JsonbValue *out)
+parse_number(JtParser *ps, JtVal *out)
 {
 	const char *start = ps->p;
 	const char *s = start;
@@ -182,6 +243,7 @@ parse_number(JtParser *ps, JsonbValue *out)
 	bool		simple = true;
 	int64		v = 0;
 	int			ndigits;
+	Numeric		num;
 
 	if (*s == '-')
 	{
@@ -219,15 +281,16 @@ parse_number(JtParser *ps, JsonbValue *out)
 	ps->p = s;
 	if (!at_delimiter(ps))
 		return false;
-	out->type = jbvNumeric;
 	if (simple && ndigits <= 18)
-		out->val.numeric = int64_to_numeric(neg ? -v : v);
+		num = int64_to_numeric(neg ? -v : v);
 	else
-		out->val.numeric =
-			DatumGetNumeric(DirectFunctionCall3(numeric_in,
-												CStringGetDatum(pnstrdup(start, s - start)),
-												ObjectIdGetDatum(InvalidOid),
-												Int32GetDatum(-1)));
+		num = DatumGetNumeric(DirectFunctionCall3(numeric_in,
+												  CStringGetDatum(pnstrdup(start, s - start)),
+												  ObjectIdGetDatum(InvalidOid),
+												  Int32GetDatum(-1)));
+	out->type = JENTRY_ISNUMERIC;
+	out->ptr = (const char *) num;
+	out->len = VARSIZE_ANY(num);
 	return true;
 }
 
@@ -246,92 +309,186 @@ parse_literal(JtParser *ps, const char *lit, int len)
  * equal keys the later one first, so that de-duplication keeps it.
  */
 static inline int
-pair_cmp(const JsonbPair *a, const JsonbPair *b)
+member_cmp(JtParser *ps, const JtMember *a, const JtMember *b)
 {
-	int			la = a->key.val.string.len;
-	int			lb = b->key.val.string.len;
 	int			r;
 
-	if (la != lb)
-		return la < lb ? -1 : 1;
-	r = memcmp(a->key.val.string.val, b->key.val.string.val, la);
+	if (a->key.len != b->key.len)
+		return a->key.len < b->key.len ? -1 : 1;
+	r = memcmp(val_data(ps, &a->key), val_data(ps, &b->key), a->key.len);
 	if (r != 0)
 		return r;
 	return a->order > b->order ? -1 : 1;
 }
 
 /*
- * Sorts an object's n members into jsonb's order (insertion sort: objects
- * are small) and drops all but the last of equal keys; returns how many
- * are left.
+ * Sorts the n members at ps->mem[first] into jsonb's order (insertion sort
+ * of their indexes: objects are small) into idx, and drops all but the last
+ * of equal keys; returns how many are left.
  */
 static int
-sort_pairs(JsonbPair *pairs, int n)
+sort_members(JtParser *ps, int first, int n, int *idx)
 {
 	int			kept = 0;
 
-	for (int i = 1; i < n; i++)
+	for (int i = 0; i < n; i++)
 	{
-		JsonbPair	x = pairs[i];
 		int			j = i - 1;
 
-		while (j >= 0 && pair_cmp(&pairs[j], &x) > 0)
+		while (j >= 0 && member_cmp(ps, &ps->mem[first + idx[j]], &ps->mem[first + i]) > 0)
 		{
-			pairs[j + 1] = pairs[j];
+			idx[j + 1] = idx[j];
 			j--;
 		}
-		pairs[j + 1] = x;
+		idx[j + 1] = i;
 	}
 	for (int i = 0; i < n; i++)
 	{
-		if (kept > 0 &&
-			pairs[kept - 1].key.val.string.len == pairs[i].key.val.string.len &&
-			memcmp(pairs[kept - 1].key.val.string.val, pairs[i].key.val.string.val,
-				   pairs[i].key.val.string.len) == 0)
-			continue;
-		if (kept != i)
-			pairs[kept] = pairs[i];
-		kept++;
+		JtMember   *m = &ps->mem[first + idx[i]];
+
+		if (kept > 0)
+		{
+			JtMember   *prev = &ps->mem[first + idx[kept - 1]];
+
+			if (prev->key.len == m->key.len &&
+				memcmp(val_data(ps, &prev->key), val_data(ps, &m->key), m->key.len) == 0)
+				continue;
+		}
+		idx[kept++] = idx[i];
 	}
 	return kept;
 }
 
-/* An object at ps->p (its opening brace) into out; false: give up. */
+/*
+ * Appends value v to the container being composed in the buffer, aligned
+ * as jsonb aligns it, and sets *je to its JEntry (its length, padding
+ * included, with the stride's offset every JB_OFFSET_STRIDE entries: entry
+ * i, *totallen the data's length so far).  Returns false if the container
+ * grows too large for jsonb.
+ */
 static bool
-parse_object(JtParser *ps, JsonbValue *out)
+place(JtParser *ps, const JtVal *v, int i, int *totallen, JEntry *je)
 {
-	int			cap = 8;
-	int			n = 0;
-	JsonbPair  *pairs = palloc(sizeof(JsonbPair) * cap);
+	int			pad = 0;
+	int			len;
 
+	if (v->type == JENTRY_ISNUMERIC || v->type == JENTRY_ISCONTAINER)
+		pad = pad_to_int(&ps->buf);
+	enlargeStringInfo(&ps->buf, v->len);
+	memcpy(ps->buf.data + ps->buf.len, val_data(ps, v), v->len);
+	ps->buf.len += v->len;
+	len = pad + v->len;
+	*totallen += len;
+	if (*totallen > JENTRY_OFFLENMASK)
+		return false;
+	if (i % JB_OFFSET_STRIDE == 0)
+		*je = v->type | *totallen | JENTRY_HAS_OFF;
+	else
+		*je = v->type | len;
+	return true;
+}
+
+/*
+ * Composes the container of the n members (or elements) at ps->mem[first]
+ * in jsonb's format, in the order idx gives, at the end of the buffer
+ * (aligned), then moves it down to region, where its members' own bytes
+ * began, into out.  Returns false if it is too large for jsonb.
+ */
+static bool
+compose(JtParser *ps, bool object, int first, int n, int *idx, Size region, JtVal *out)
+{
+	uint32		header = n | (object ? JB_FOBJECT : JB_FARRAY);
+	int			nentries = object ? 2 * n : n;
+	Size		start;
+	Size		jentries;
+	int			totallen = 0;
+	Size		len;
+
+	pad_to_int(&ps->buf);
+	start = ps->buf.len;
+	appendBinaryStringInfo(&ps->buf, (char *) &header, sizeof(uint32));
+	jentries = ps->buf.len;
+	enlargeStringInfo(&ps->buf, sizeof(JEntry) * nentries);
+	ps->buf.len += sizeof(JEntry) * nentries;
+	for (int e = 0; e < nentries; e++)
+	{
+		JtMember   *m = &ps->mem[first + idx[object ? e % n : e]];
+		JEntry		je;
+
+		if (!place(ps, object && e < n ? &m->key : &m->val, e, &totallen, &je))
+			return false;
+		memcpy(ps->buf.data + jentries + e * sizeof(JEntry), &je, sizeof(JEntry));
+	}
+	len = ps->buf.len - start;
+	if (len > JENTRY_OFFLENMASK)
+		return false;
+	memmove(ps->buf.data + region, ps->buf.data + start, len);
+	ps->buf.len = region + len;
+	out->type = JENTRY_ISCONTAINER;
+	out->ptr = NULL;
+	out->off = region;
+	out->len = len;
+	return true;
+}
+
+/* A slot for one more member; false (give up) if there are too many. */
+static inline int
+push_member(JtParser *ps)
+{
+	if (ps->nmem >= ps->capmem)
+	{
+		if (ps->capmem >= (int) (MaxAllocSize / sizeof(JtMember) / 2))
+			return -1;
+		ps->capmem *= 2;
+		ps->mem = repalloc(ps->mem, sizeof(JtMember) * ps->capmem);
+	}
+	return ps->nmem++;
+}
+
+/*
+ * An object or array at ps->p (its opening brace or bracket) into out;
+ * false: give up.
+ */
+static bool
+parse_container(JtParser *ps, bool object, JtVal *out)
+{
+	char		close = object ? '}' : ']';
+	int			first = ps->nmem;
+	int			n = 0;
+	int			local[16];
+	int		   *idx;
+	Size		region;
+	bool		ok;
+
+	pad_to_int(&ps->buf);
+	region = ps->buf.len;
 	ps->p++;
 	skip_ws(ps);
-	if (ps->p < ps->end && *ps->p == '}')
+	if (ps->p < ps->end && *ps->p == close)
 		ps->p++;
 	else
 	{
 		for (;;)
 		{
-			JsonbPair  *pair;
+			int			slot = push_member(ps);
+			JtVal		v;
 
-			if (n >= cap)
+			if (slot < 0)
+				return false;
+			ps->mem[slot].order = n++;
+			if (object)
 			{
-				cap *= 2;
-				pairs = repalloc(pairs, sizeof(JsonbPair) * cap);
+				if (ps->p >= ps->end || *ps->p != '"' ||
+					!parse_string(ps, &ps->mem[slot].key))
+					return false;
+				skip_ws(ps);
+				if (ps->p >= ps->end || *ps->p != ':')
+					return false;
+				ps->p++;
 			}
-			pair = &pairs[n];
-			if (ps->p >= ps->end || *ps->p != '"')
+			if (!parse_value(ps, &v))
 				return false;
-			pair->key.type = jbvString;
-			if (!parse_string(ps, &pair->key.val.string.val, &pair->key.val.string.len))
-				return false;
-			pair->order = n++;
-			skip_ws(ps);
-			if (ps->p >= ps->end || *ps->p != ':')
-				return false;
-			ps->p++;
-			if (!parse_value(ps, &pair->value))
-				return false;
+			ps->mem[slot].val = v;	/* ps->mem may have moved */
 			skip_ws(ps);
 			if (ps->p < ps->end && *ps->p == ',')
 			{
@@ -339,7 +496,7 @@ parse_object(JtParser *ps, JsonbValue *out)
 				skip_ws(ps);
 				continue;
 			}
-			if (ps->p < ps->end && *ps->p == '}')
+			if (ps->p < ps->end && *ps->p == close)
 			{
 				ps->p++;
 				break;
@@ -347,87 +504,47 @@ parse_object(JtParser *ps, JsonbValue *out)
 			return false;
 		}
 	}
-	out->type = jbvObject;
-	out->val.object.nPairs = sort_pairs(pairs, n);
-	out->val.object.pairs = pairs;
-	return true;
-}
-
-/* An array at ps->p (its opening bracket) into out; false: give up. */
-static bool
-parse_array(JtParser *ps, JsonbValue *out)
-{
-	int			cap = 8;
-	int			n = 0;
-	JsonbValue *elems = palloc(sizeof(JsonbValue) * cap);
-
-	ps->p++;
-	skip_ws(ps);
-	if (ps->p < ps->end && *ps->p == ']')
-		ps->p++;
+	idx = n <= lengthof(local) ? local : palloc(sizeof(int) * n);
+	if (object)
+		n = sort_members(ps, first, n, idx);
 	else
-	{
-		for (;;)
-		{
-			if (n >= cap)
-			{
-				cap *= 2;
-				elems = repalloc(elems, sizeof(JsonbValue) * cap);
-			}
-			if (!parse_value(ps, &elems[n++]))
-				return false;
-			skip_ws(ps);
-			if (ps->p < ps->end && *ps->p == ',')
-			{
-				ps->p++;
-				continue;
-			}
-			if (ps->p < ps->end && *ps->p == ']')
-			{
-				ps->p++;
-				break;
-			}
-			return false;
-		}
-	}
-	out->type = jbvArray;
-	out->val.array.nElems = n;
-	out->val.array.elems = elems;
-	out->val.array.rawScalar = false;
-	return true;
+		for (int i = 0; i < n; i++)
+			idx[i] = i;
+	ok = compose(ps, object, first, n, idx, region, out);
+	ps->nmem = first;
+	return ok;
 }
 
 /* Any JSON value at ps->p (after whitespace) into out; false: give up. */
 static bool
-parse_value(JtParser *ps, JsonbValue *out)
+parse_value(JtParser *ps, JtVal *out)
 {
 	bool		ok;
 
 	skip_ws(ps);
 	if (ps->p >= ps->end)
 		return false;
+	out->ptr = NULL;
+	out->len = 0;
 	switch (*ps->p)
 	{
 		case '{':
 		case '[':
 			if (++ps->depth > DS_JT_MAX_DEPTH)
 				return false;
-			ok = *ps->p == '{' ? parse_object(ps, out) : parse_array(ps, out);
+			ok = parse_container(ps, *ps->p == '{', out);
 			ps->depth--;
 			return ok;
 		case '"':
-			out->type = jbvString;
-			return parse_string(ps, &out->val.string.val, &out->val.string.len);
+			return parse_string(ps, out);
 		case 't':
-			out->type = jbvBool;
-			out->val.boolean = true;
+			out->type = JENTRY_ISBOOL_TRUE;
 			return parse_literal(ps, "true", 4);
 		case 'f':
-			out->type = jbvBool;
-			out->val.boolean = false;
+			out->type = JENTRY_ISBOOL_FALSE;
 			return parse_literal(ps, "false", 5);
 		case 'n':
-			out->type = jbvNull;
+			out->type = JENTRY_ISNULL;
 			return parse_literal(ps, "null", 4);
 		default:
 			return parse_number(ps, out);
@@ -438,6 +555,8 @@ parse_value(JtParser *ps, JsonbValue *out)
 void
 ds_jt_init(DsJsonText *jt)
 {
+	JtParser   *ps = (JtParser *) jt->parser;
+
 	if (!string_special_ready)
 	{
 		for (int c = 0; c < 0x20; c++)
@@ -445,19 +564,23 @@ ds_jt_init(DsJsonText *jt)
 		string_special['"'] = string_special['\\'] = true;
 		string_special_ready = true;
 	}
+	jt->owner = CurrentMemoryContext;
 	jt->scratch = AllocSetContextCreate(CurrentMemoryContext, "durable_state JSON text",
 										ALLOCSET_DEFAULT_SIZES);
 	jt->block = NULL;
 	jt->used = jt->size = 0;
-	jt->owner = CurrentMemoryContext;
+	memset(ps, 0, sizeof(JtParser));
+	initStringInfo(&ps->buf);
+	ps->capmem = 64;
+	ps->mem = palloc(sizeof(JtMember) * ps->capmem);
 }
 
-/* A copy of jb in the reader's blocks (allocated in its owner's context). */
-static Jsonb *
-keep_jsonb(DsJsonText *jt, Jsonb *jb)
+/* Room for len bytes in the reader's blocks (allocated in its owner's context). */
+static char *
+keep(DsJsonText *jt, Size len)
 {
-	Size		sz = MAXALIGN(VARSIZE(jb));
-	Jsonb	   *copy;
+	Size		sz = MAXALIGN(len);
+	char	   *p;
 
 	if (jt->block == NULL || jt->used + sz > jt->size)
 	{
@@ -465,10 +588,9 @@ keep_jsonb(DsJsonText *jt, Jsonb *jb)
 		jt->block = MemoryContextAlloc(jt->owner, jt->size);
 		jt->used = 0;
 	}
-	copy = (Jsonb *) (jt->block + jt->used);
-	memcpy(copy, jb, VARSIZE(jb));
+	p = jt->block + jt->used;
 	jt->used += sz;
-	return copy;
+	return p;
 }
 
 /*
@@ -481,22 +603,26 @@ keep_jsonb(DsJsonText *jt, Jsonb *jb)
 Jsonb *
 ds_jt_parse_object(DsJsonText *jt, const char *s, const char *end, const char **stop)
 {
-	JtParser	ps;
-	JsonbValue	root;
+	JtParser   *ps = (JtParser *) jt->parser;
+	JtVal		root;
 	Jsonb	   *res = NULL;
 	MemoryContext old;
 
-	ps.p = s;
-	ps.end = end;
-	ps.depth = 0;
-	skip_ws(&ps);
-	if (ps.p >= ps.end || *ps.p != '{')
+	ps->p = s;
+	ps->end = end;
+	ps->depth = 0;
+	ps->nmem = 0;
+	resetStringInfo(&ps->buf);
+	skip_ws(ps);
+	if (ps->p >= ps->end || *ps->p != '{')
 		return NULL;
 	old = MemoryContextSwitchTo(jt->scratch);
-	if (parse_value(&ps, &root))
+	if (parse_value(ps, &root))
 	{
-		*stop = ps.p;
-		res = keep_jsonb(jt, JsonbValueToJsonb(&root));
+		*stop = ps->p;
+		res = (Jsonb *) keep(jt, VARHDRSZ + root.len);
+		SET_VARSIZE(res, VARHDRSZ + root.len);
+		memcpy(&res->root, val_data(ps, &root), root.len);
 	}
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(jt->scratch);

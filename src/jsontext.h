@@ -15,6 +15,7 @@ typedef struct DsJsonText
 	char	   *block;			/* the block being filled */
 	Size		used;
 	Size		size;
+	uint64		parser[16];		/* jsontext.c's parser (its buffers reused) */
 } DsJsonText;
 
 extern void ds_jt_init(DsJsonText *jt);

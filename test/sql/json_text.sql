@@ -27,6 +27,19 @@ INSERT INTO jt_values (v) VALUES
     (repeat('[', 70) || '1' || repeat(']', 70)),
     (repeat('{"a":', 70) || '1' || repeat('}', 70)),
     ('"' || repeat('long ', 2000) || '"');
+-- containers past jsonb's offset stride (32 entries), numerics and
+-- containers after strings of every length (jsonb pads them to 4 bytes)
+INSERT INTO jt_values (v)
+SELECT '{' || string_agg(format('"%s": %s', repeat('k', i % 7) || i,
+                                CASE i % 4 WHEN 0 THEN (i * 1.5)::text
+                                           WHEN 1 THEN '"' || repeat('x', i % 5) || '"'
+                                           WHEN 2 THEN '[1.5, {"a": "b"}, "c", ' || i || ']'
+                                           ELSE 'null' END), ', ') || '}'
+  FROM (VALUES (31), (32), (33), (70)) c(n), generate_series(1, c.n) i GROUP BY c.n;
+INSERT INTO jt_values (v)
+SELECT '[' || string_agg(CASE i % 3 WHEN 0 THEN '"' || repeat('y', i % 6) || '"'
+                                    WHEN 1 THEN i::text || '.0' ELSE '{"o": [' || i || ']}' END, ', ') || ']'
+  FROM (VALUES (32), (33), (100)) c(n), generate_series(1, c.n) i GROUP BY c.n;
 
 -- one event per value, with its envelope in different shapes
 CREATE TEMP TABLE jt_lines AS
@@ -43,7 +56,10 @@ SELECT applied FROM state.apply_text((SELECT string_agg(line, E'\n' ORDER BY n) 
 SELECT l.n, l.line::jsonb::text AS expected, e.event::text AS logged
   FROM jt_lines l
   JOIN state.log_events e ON e.stream = 'jt' AND e.seq = l.n
- WHERE e.event::text IS DISTINCT FROM l.line::jsonb::text OR e.event <> l.line::jsonb;
+ WHERE e.event::text IS DISTINCT FROM l.line::jsonb::text OR e.event <> l.line::jsonb
+    OR pg_column_size(ARRAY[e.event]) <> pg_column_size(ARRAY[l.line::jsonb])
+    OR e.event -> 'value' IS DISTINCT FROM l.line::jsonb -> 'value'
+    OR NOT e.event @> l.line::jsonb OR NOT l.line::jsonb @> e.event;
 SELECT d.key, d.value::text, (l.line::jsonb -> 'value')::text AS expected
   FROM jt_lines l JOIN jt_docs d ON d.key = 'k' || l.n
  WHERE d.value::text IS DISTINCT FROM (l.line::jsonb -> 'value')::text;

@@ -96,7 +96,7 @@ describe_event(DsBatch *b, int i)
 	StringInfoData s;
 
 	initStringInfo(&s);
-	appendStringInfo(&s, "event %d", i);
+	appendStringInfo(&s, "event %d", b->index_base + i);
 	if (b->lines)
 		appendStringInfo(&s, " (line %d)", b->lines[i]);
 	if (ev->type && ev->key)
@@ -847,43 +847,28 @@ run_batch(DsBatch *b, const char *source_offset, int64 *applied, int64 *skipped)
 
 /*
  * Parse and apply the n events elems (with their NDJSON line numbers, or
- * NULL) as one batch to the stream named by argument 1, with the source
- * offset of argument 2, and return state.apply's row (applied, skipped,
- * last_offset) through fcinfo.  An error raised while an event or the end
- * of the batch is processed is re-raised with the event named in front of
- * its message.
+ * NULL) as one batch to stream stream_name, with source_offset (or NULL);
+ * set *applied, *skipped and *tail (the stream's last offset).  Errors
+ * name event i as event index_base + i (a COPY's batches count on).  An
+ * error raised while an event or the end of the batch is processed is
+ * re-raised with the event named in front of its message.
  */
 void
-ds_apply_events(FunctionCallInfo fcinfo, JsonbValue *elems, int n, int *lines)
+ds_apply_batch(const char *stream_name, const char *source_offset, JsonbValue *elems,
+			   int n, int *lines, int index_base, int64 *applied, int64 *skipped,
+			   int64 *tail)
 {
-	ReturnSetInfo *rsinfo;
 	MemoryContext callercxt = CurrentMemoryContext;
 	MemoryContext batchcxt;
 	DsBatch    *b;
-	int64		applied = 0,
-				skipped = 0;
-	Datum		values[3];
-	bool		nulls[3] = {false, false, false};
-	char	   *stream_name;
-	char	   *source_offset = NULL;
 
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("stream must not be null")));
-	stream_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	if (!PG_ARGISNULL(2))
-		source_offset = text_to_cstring(PG_GETARG_TEXT_PP(2));
-
+	*applied = *skipped = 0;
 	if (n > ds_max_batch_events)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("batch has %d events, more than durable_state.max_batch_events (%d)",
 						n, ds_max_batch_events),
 				 errhint("Split the batch or raise durable_state.max_batch_events.")));
-
-	InitMaterializedSRF(fcinfo, 0);
-	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 
 	batchcxt = AllocSetContextCreate(CurrentMemoryContext, "durable_state batch",
 									 ALLOCSET_DEFAULT_SIZES);
@@ -894,6 +879,7 @@ ds_apply_events(FunctionCallInfo fcinfo, JsonbValue *elems, int n, int *lines)
 	b->events = palloc0(sizeof(DsEvent) * Max(n, 1));
 	b->evstate = palloc0(sizeof(DsEventState) * Max(n, 1));
 	b->lines = lines;
+	b->index_base = index_base;
 	b->current = -1;
 	b->active_slot = -1;
 
@@ -905,7 +891,7 @@ ds_apply_events(FunctionCallInfo fcinfo, JsonbValue *elems, int n, int *lines)
 			ds_parse_event(&elems[i], i, &b->events[i]);
 		}
 		b->current = -1;
-		run_batch(b, source_offset, &applied, &skipped);
+		run_batch(b, source_offset, applied, skipped);
 	}
 	PG_CATCH();
 	{
@@ -941,11 +927,44 @@ ds_apply_events(FunctionCallInfo fcinfo, JsonbValue *elems, int n, int *lines)
 	PG_END_TRY();
 
 	MemoryContextSwitchTo(callercxt);
+	*tail = b->st.tail;
+	MemoryContextDelete(batchcxt);
+}
+
+/*
+ * Apply the n events elems (with their NDJSON line numbers, or NULL) as
+ * one batch to the stream named by argument 1, with the source offset of
+ * argument 2, and return state.apply's row (applied, skipped, last_offset)
+ * through fcinfo.
+ */
+void
+ds_apply_events(FunctionCallInfo fcinfo, JsonbValue *elems, int n, int *lines)
+{
+	ReturnSetInfo *rsinfo;
+	int64		applied,
+				skipped,
+				tail;
+	Datum		values[3];
+	bool		nulls[3] = {false, false, false};
+	char	   *stream_name;
+	char	   *source_offset = NULL;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("stream must not be null")));
+	stream_name = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (!PG_ARGISNULL(2))
+		source_offset = text_to_cstring(PG_GETARG_TEXT_PP(2));
+
+	InitMaterializedSRF(fcinfo, 0);
+	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ds_apply_batch(stream_name, source_offset, elems, n, lines, 0,
+				   &applied, &skipped, &tail);
 	values[0] = Int64GetDatum(applied);
 	values[1] = Int64GetDatum(skipped);
-	values[2] = CStringGetTextDatum(ds_format_offset(b->st.tail));
+	values[2] = CStringGetTextDatum(ds_format_offset(tail));
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
-	MemoryContextDelete(batchcxt);
 }
 
 /* ------------------------------------------------------------------------

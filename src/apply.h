@@ -26,6 +26,9 @@
 /* apply.c */
 extern int	ds_max_batch_events;
 extern void ds_apply_events(FunctionCallInfo fcinfo, JsonbValue *elems, int n, int *lines);
+extern void ds_apply_batch(const char *stream_name, const char *source_offset,
+						   JsonbValue *elems, int n, int *lines, int index_base,
+						   int64 *applied, int64 *skipped, int64 *tail);
 extern Datum ds_apply(PG_FUNCTION_ARGS);
 
 /* settings (probe.c) */
@@ -98,6 +101,7 @@ typedef struct DsBatch
 	DsEvent    *events;
 	DsEventState *evstate;		/* by event index */
 	int		   *lines;			/* NDJSON line numbers, or NULL */
+	int			index_base;		/* errors name event i as index_base + i */
 	DsCollState *colls;			/* one per collection of the stream */
 	EState	   *estate;
 	EPQState	epq;

@@ -98,12 +98,13 @@ parse_array_fast(DsJsonText *jt, const char *p, TextBatch *tb)
 
 /*
  * Parse one NDJSON line q (len bytes, NUL-terminated; event n, line
- * lineno) into *elem: an error in it is re-raised naming the event and the
- * line; a scalar is kept as a scalar value, for the event parser to refuse.
+ * lineno) with jt into *elem: an error in it is re-raised (its data copied
+ * in errcxt) naming the event and the line; a scalar is kept as a scalar
+ * value, for the event parser to refuse.
  */
-static void
-parse_ndjson_line(FunctionCallInfo fcinfo, DsJsonText *jt, char *q, size_t len,
-				  int n, int lineno, JsonbValue *elem)
+void
+ds_parse_ndjson_line(DsJsonText *jt, MemoryContext errcxt, char *q, size_t len,
+					 int n, int lineno, JsonbValue *elem)
 {
 	Jsonb	   *jb = NULL;
 
@@ -112,12 +113,6 @@ parse_ndjson_line(FunctionCallInfo fcinfo, DsJsonText *jt, char *q, size_t len,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("event %d (line %d) is %zu bytes, more than durable_state.max_event_bytes (%d)",
 						n, lineno, len, ds_max_event_bytes)));
-	if (n >= ds_max_batch_events)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("batch has more than durable_state.max_batch_events (%d) events",
-						ds_max_batch_events),
-				 errhint("Split the batch or raise durable_state.max_batch_events.")));
 	PG_TRY();
 	{
 		const char *stop;
@@ -137,7 +132,7 @@ parse_ndjson_line(FunctionCallInfo fcinfo, DsJsonText *jt, char *q, size_t len,
 	{
 		ErrorData  *edata;
 
-		MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
+		MemoryContextSwitchTo(errcxt);
 		edata = CopyErrorData();
 		FlushErrorState();
 		edata->message = psprintf("event %d (line %d): %s", n, lineno, edata->message);
@@ -171,8 +166,15 @@ parse_ndjson(FunctionCallInfo fcinfo, DsJsonText *jt, char *p, int lineno, TextB
 			q++;
 		if (*q != '\0')
 		{
+			if (tb->n >= ds_max_batch_events)
+				ereport(ERROR,
+						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						 errmsg("batch has more than durable_state.max_batch_events (%d) events",
+								ds_max_batch_events),
+						 errhint("Split the batch or raise durable_state.max_batch_events.")));
 			grow(tb);
-			parse_ndjson_line(fcinfo, jt, q, end - q, tb->n, lineno, &tb->elems[tb->n]);
+			ds_parse_ndjson_line(jt, fcinfo->flinfo->fn_mcxt, q, end - q, tb->n, lineno,
+								 &tb->elems[tb->n]);
 			tb->lines[tb->n] = lineno;
 			tb->n++;
 		}

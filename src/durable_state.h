@@ -33,6 +33,7 @@
 /* Every module's init function, called by _PG_init (init.c). */
 extern void ds_event_init(void);
 extern void ds_apply_init(void);
+extern void ds_ingest_init(void);
 extern void ds_probe_init(void);
 
 /* ------------------------------------------------------------------------

@@ -28,9 +28,12 @@
 #include "postgres.h"
 
 #include "access/table.h"
+#include "catalog/dependency.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "commands/copy.h"
 #include "commands/defrem.h"
+#include "commands/extension.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "parser/parse_node.h"
@@ -66,17 +69,25 @@ typedef struct IngestState
 	int64		applied;
 } IngestState;
 
-/* Is rv the table state.ingest? */
+/*
+ * Is rv the table state.ingest of the extension (not a table of that name
+ * in a database without it)?
+ */
 static bool
 is_ingest_table(RangeVar *rv)
 {
-	Oid			nsp = get_namespace_oid("state", true);
+	Oid			nsp;
 	Oid			relid;
 
-	if (!OidIsValid(nsp) || strcmp(rv->relname, "ingest") != 0)
+	if (strcmp(rv->relname, "ingest") != 0)
+		return false;
+	nsp = get_namespace_oid("state", true);
+	if (!OidIsValid(nsp))
 		return false;
 	relid = RangeVarGetRelid(rv, NoLock, true);
-	return OidIsValid(relid) && relid == get_relname_relid("ingest", nsp);
+	return OidIsValid(relid) && relid == get_relname_relid("ingest", nsp) &&
+		getExtensionOfObject(RelationRelationId, relid) ==
+		get_extension_oid("durable_state", true);
 }
 
 /* Reads the COPY's own options (stream, source_offset, batch_events) into is. */

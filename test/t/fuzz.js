@@ -26,8 +26,8 @@
  *   - apply_text's JSON parser agrees with jsonb_in: DS_FUZZ_DIFF_EVENTS
  *     (default 3,000) more mutants, each sent as NDJSON to apply_text and
  *     as jsonb to apply in rolled-back transactions, have the same outcome
- *     (an event over the size limit is refused by both, measured as text by
- *     one and as jsonb by the other).
+ *     (except a line over max_event_bytes, which apply_text refuses before
+ *     parsing it, where apply measures the jsonb).
  * Runs in its own database ds_fuzz.  Prints `N passed, M failed`.
  */
 const path = require('node:path');
@@ -147,8 +147,8 @@ async function parserDifferential() {
     const badText = mutant(EVENTS + i);
     const asText = await outcome("SELECT applied FROM state.apply_text($1, 'fz')", `${good}\n${badText}`);
     const asJsonb = await outcome("SELECT applied FROM state.apply($1::jsonb, 'fz')", `[${good},${badText}]`);
-    // an event over max_event_bytes: apply_text measures the line, apply the jsonb (both 54000)
-    if (asText !== asJsonb && !(asText.startsWith('54000 ') && asJsonb.startsWith('54000 '))) {
+    // a line over max_event_bytes is refused before it is parsed (apply measures the jsonb instead)
+    if (asText !== asJsonb && !/^54000 event \d+ is \d+ bytes/.test(asText)) {
       differ++;
       if (examples.length < 3) examples.push(`${badText.slice(0, 120)}\n      apply_text: ${asText.slice(0, 200)}\n      apply: ${asJsonb.slice(0, 200)}`);
     }

@@ -51,15 +51,13 @@ grow(TextBatch *tb)
 }
 
 /*
- * Parse the JSON array at p (its opening bracket, NUL-terminated) with
+ * Parse the JSON array from p (its opening bracket) to end with
  * jsontext.c into tb.  Returns false if it gives up on any element or the
  * array's syntax: the caller then parses the whole text with jsonb_in.
  */
 static bool
-parse_array_fast(DsJsonText *jt, const char *p, TextBatch *tb)
+parse_array_fast(DsJsonText *jt, const char *p, const char *end, TextBatch *tb)
 {
-	const char *end = p + strlen(p);
-
 	p++;
 	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
 		p++;
@@ -97,13 +95,13 @@ parse_array_fast(DsJsonText *jt, const char *p, TextBatch *tb)
 }
 
 /*
- * Parse one NDJSON line q (len bytes, NUL-terminated; event n, line
- * lineno) with jt into *elem: an error in it is re-raised (its data copied
- * in errcxt) naming the event and the line; a scalar is kept as a scalar
- * value, for the event parser to refuse.
+ * Parse one NDJSON line q (len bytes; event n, line lineno) with jt into
+ * *elem: an error in it is re-raised (its data copied in errcxt) naming
+ * the event and the line; a scalar is kept as a scalar value, for the event
+ * parser to refuse.
  */
 void
-ds_parse_ndjson_line(DsJsonText *jt, MemoryContext errcxt, char *q, size_t len,
+ds_parse_ndjson_line(DsJsonText *jt, MemoryContext errcxt, const char *q, size_t len,
 					 int n, int lineno, JsonbValue *elem)
 {
 	Jsonb	   *jb = NULL;
@@ -120,13 +118,14 @@ ds_parse_ndjson_line(DsJsonText *jt, MemoryContext errcxt, char *q, size_t len,
 		jb = ds_jt_parse_object(jt, q, q + len, &stop);
 		if (jb != NULL)
 		{
-			while (*stop == ' ' || *stop == '\t')
+			while (stop < q + len && (*stop == ' ' || *stop == '\t'))
 				stop++;
-			if (*stop != '\0')
+			if (stop != q + len)
 				jb = NULL;		/* something after the object */
 		}
 		if (jb == NULL)
-			jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(q)));
+			jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
+													CStringGetDatum(pnstrdup(q, len))));
 	}
 	PG_CATCH();
 	{
@@ -144,27 +143,26 @@ ds_parse_ndjson_line(DsJsonText *jt, MemoryContext errcxt, char *q, size_t len,
 }
 
 /*
- * The NDJSON events of s from p (the start of the first non-blank line,
- * lineno lines before it) into tb, parsed line by line; blank lines are
+ * The NDJSON events from p (the start of the first non-blank line, lineno
+ * lines before it) to end into tb, parsed line by line; blank lines are
  * skipped but counted.
  */
 static void
-parse_ndjson(FunctionCallInfo fcinfo, DsJsonText *jt, char *p, int lineno, TextBatch *tb)
+parse_ndjson(FunctionCallInfo fcinfo, DsJsonText *jt, const char *p, const char *end,
+			 int lineno, TextBatch *tb)
 {
-	while (*p)
+	while (p < end)
 	{
-		char	   *nl = strchr(p, '\n');
-		char	   *end = nl ? nl : p + strlen(p);
-		char	   *q = p;
+		const char *nl = memchr(p, '\n', end - p);
+		const char *e = nl ? nl : end;
+		const char *q = p;
 
 		lineno++;
-		if (nl)
-			*nl = '\0';
-		if (end > p && end[-1] == '\r')
-			*--end = '\0';
-		while (*q == ' ' || *q == '\t')
+		if (e > p && e[-1] == '\r')
+			e--;
+		while (q < e && (*q == ' ' || *q == '\t'))
 			q++;
-		if (*q != '\0')
+		if (q < e)
 		{
 			if (tb->n >= ds_max_batch_events)
 				ereport(ERROR,
@@ -173,7 +171,7 @@ parse_ndjson(FunctionCallInfo fcinfo, DsJsonText *jt, char *p, int lineno, TextB
 								ds_max_batch_events),
 						 errhint("Split the batch or raise durable_state.max_batch_events.")));
 			grow(tb);
-			ds_parse_ndjson_line(jt, fcinfo->flinfo->fn_mcxt, q, end - q, tb->n, lineno,
+			ds_parse_ndjson_line(jt, fcinfo->flinfo->fn_mcxt, q, e - q, tb->n, lineno,
 								 &tb->elems[tb->n]);
 			tb->lines[tb->n] = lineno;
 			tb->n++;
@@ -194,8 +192,10 @@ PG_FUNCTION_INFO_V1(ds_apply_text);
 Datum
 ds_apply_text(PG_FUNCTION_ARGS)
 {
-	char	   *s;
-	char	   *p;
+	text	   *t;
+	const char *s;
+	const char *end;
+	const char *p;
 	int			lineno = 0;
 	DsJsonText	jt;
 	TextBatch	tb = {0};
@@ -204,16 +204,18 @@ ds_apply_text(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("events must not be null")));
-	s = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	p = s;
-	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+	/* read in place: the parser needs no NUL terminator and writes nothing */
+	t = PG_GETARG_TEXT_PP(0);
+	s = p = VARDATA_ANY(t);
+	end = s + VARSIZE_ANY_EXHDR(t);
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
 	{
 		/* blank lines before the first event still count for line numbers */
 		if (*p == '\n')
 			lineno++;
 		p++;
 	}
-	if (*p == '\0')
+	if (p == end)
 	{
 		ds_apply_events(fcinfo, NULL, 0, NULL);
 		return (Datum) 0;
@@ -221,13 +223,14 @@ ds_apply_text(PG_FUNCTION_ARGS)
 	ds_jt_init(&jt);
 	if (*p == '[')
 	{
-		if (parse_array_fast(&jt, p, &tb))
+		if (parse_array_fast(&jt, p, end, &tb))
 		{
 			ds_apply_events(fcinfo, tb.elems, tb.n, NULL);
 			return (Datum) 0;
 		}
 		/* jsonb_in decides, and names what is wrong */
-		fcinfo->args[0].value = DirectFunctionCall1(jsonb_in, CStringGetDatum(p));
+		fcinfo->args[0].value = DirectFunctionCall1(jsonb_in,
+													CStringGetDatum(pnstrdup(p, end - p)));
 		return ds_apply(fcinfo);
 	}
 
@@ -235,7 +238,7 @@ ds_apply_text(PG_FUNCTION_ARGS)
 	while (p > s && p[-1] != '\n')
 		p--;
 	tb.with_lines = true;
-	parse_ndjson(fcinfo, &jt, p, lineno, &tb);
+	parse_ndjson(fcinfo, &jt, p, end, lineno, &tb);
 	ds_apply_events(fcinfo, tb.elems, tb.n, tb.lines);
 	return (Datum) 0;
 }

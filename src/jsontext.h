@@ -23,7 +23,7 @@ extern Jsonb *ds_jt_parse_object(DsJsonText *jt, const char *s, const char *end,
 								 const char **stop);
 
 /* apply_text.c: one NDJSON line to an event, errors naming it */
-extern void ds_parse_ndjson_line(DsJsonText *jt, MemoryContext errcxt, char *q, size_t len,
+extern void ds_parse_ndjson_line(DsJsonText *jt, MemoryContext errcxt, const char *q, size_t len,
 								 int n, int lineno, JsonbValue *elem);
 
 #endif							/* DS_JSONTEXT_H */

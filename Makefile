@@ -3,7 +3,7 @@ EXTVERSION = 0.7.0
 
 MODULE_big = durable_state
 OBJS = src/init.o src/event.o src/catalog.o src/apply.o src/probe.o src/row.o src/changelog.o src/stable.o src/changes.o src/inflight.o src/convert.o \
-	src/reads.o src/kv.o src/rls.o src/shared.o src/notify.o src/txid.o src/horizon.o src/ttl.o src/launcher.o src/worker.o src/waitread.o src/standbys.o src/util.o \
+	src/reads.o src/kv.o src/rls.o src/shared.o src/notify.o src/txid.o src/horizon.o src/ttl.o src/launcher.o src/worker.o src/waitread.o src/standbys.o src/util.o src/apply_text.o src/jsontext.o src/ingest.o \
 	src/jsonschema/cache.o src/jsonschema/compile.o src/jsonschema/format.o src/jsonschema/regex.o \
 	src/jsonschema/uri.o src/jsonschema/validate.o src/jsonschema/value.o src/schema_sql.o
 
@@ -27,7 +27,7 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # every module includes the shared header: rebuild all when it changes
-$(OBJS): src/durable_state.h src/jsonschema.h src/util.h src/apply.h src/shmem.h src/standbys.h \
+$(OBJS): src/durable_state.h src/jsonschema.h src/util.h src/apply.h src/jsontext.h src/shmem.h src/standbys.h \
 	src/jsonschema/jsonschema_int.h
 
 .PHONY: test stress valgrind sanitize bench bench-apply bench-notify bench-kv bench-increment bench-rls bench-scale bench-changes demo meta

@@ -1,6 +1,7 @@
 /*
  * apply.c
- *		The apply engine's batch: state.apply(jsonb) and state.apply_text(text).
+ *		The apply engine's batch: state.apply(jsonb), and the batch that
+ *		state.apply_text(text) (apply_text.c) hands over parsed.
  *
  * A call is one batch, applied all-or-nothing:
  *	1. every event is parsed and validated (event.c);
@@ -18,7 +19,7 @@
  *	   then AFTER triggers (foreign keys among them).
  * No SQL is planned per event or per batch (only a reset runs a DELETE).
  * Any error names the event's index, type and key (the PG_CATCH in
- * apply_events prefixes it to whatever was raised).
+ * ds_apply_events prefixes it to whatever was raised).
  */
 #include "postgres.h"
 
@@ -49,7 +50,7 @@
 #include "compat.h"
 
 /* durable_state.max_batch_events: the most events one call accepts */
-static int	ds_max_batch_events = 1000000;
+int			ds_max_batch_events = 1000000;
 
 /* Registers the apply engine's settings. */
 void
@@ -95,7 +96,7 @@ describe_event(DsBatch *b, int i)
 	StringInfoData s;
 
 	initStringInfo(&s);
-	appendStringInfo(&s, "event %d", i);
+	appendStringInfo(&s, "event %d", b->index_base + i);
 	if (b->lines)
 		appendStringInfo(&s, " (line %d)", b->lines[i]);
 	if (ev->type && ev->key)
@@ -846,21 +847,22 @@ run_batch(DsBatch *b, const char *source_offset, int64 *applied, int64 *skipped)
 
 /*
  * Parse and apply the n events elems (with their NDJSON line numbers, or
- * NULL) as one batch to the stream stream_name, with source_offset (or
- * NULL); set *applied and *skipped and return the batch's last offset,
- * formatted in the caller's memory context.  An error raised while an
- * event or the end of the batch is processed is re-raised with the event
- * named in front of its message.
+ * NULL) as one batch to stream stream_name, with source_offset (or NULL);
+ * set *applied, *skipped and *tail (the stream's last offset).  Errors
+ * name event i as event index_base + i (a COPY's batches count on).  An
+ * error raised while an event or the end of the batch is processed is
+ * re-raised with the event named in front of its message.
  */
-char *
-ds_apply_batch(const char *stream_name, const char *source_offset,
-			   JsonbValue *elems, int n, int *lines, int64 *applied, int64 *skipped)
+void
+ds_apply_batch(const char *stream_name, const char *source_offset, JsonbValue *elems,
+			   int n, int *lines, int index_base, int64 *applied, int64 *skipped,
+			   int64 *tail)
 {
 	MemoryContext callercxt = CurrentMemoryContext;
 	MemoryContext batchcxt;
 	DsBatch    *b;
-	char	   *last;
 
+	*applied = *skipped = 0;
 	if (n > ds_max_batch_events)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -877,6 +879,7 @@ ds_apply_batch(const char *stream_name, const char *source_offset,
 	b->events = palloc0(sizeof(DsEvent) * Max(n, 1));
 	b->evstate = palloc0(sizeof(DsEventState) * Max(n, 1));
 	b->lines = lines;
+	b->index_base = index_base;
 	b->current = -1;
 	b->active_slot = -1;
 
@@ -924,27 +927,27 @@ ds_apply_batch(const char *stream_name, const char *source_offset,
 	PG_END_TRY();
 
 	MemoryContextSwitchTo(callercxt);
-	last = ds_format_offset(b->st.tail);
+	*tail = b->st.tail;
 	MemoryContextDelete(batchcxt);
-	return last;
 }
 
 /*
- * Apply the n events elems as ds_apply_batch does, to the stream named by
- * argument 1 with the source offset of argument 2, and return state.apply's
- * row (applied, skipped, last_offset) through fcinfo.
+ * Apply the n events elems (with their NDJSON line numbers, or NULL) as
+ * one batch to the stream named by argument 1, with the source offset of
+ * argument 2, and return state.apply's row (applied, skipped, last_offset)
+ * through fcinfo.
  */
-static void
-apply_events(FunctionCallInfo fcinfo, JsonbValue *elems, int n, int *lines)
+void
+ds_apply_events(FunctionCallInfo fcinfo, JsonbValue *elems, int n, int *lines)
 {
 	ReturnSetInfo *rsinfo;
-	int64		applied = 0,
-				skipped = 0;
+	int64		applied,
+				skipped,
+				tail;
 	Datum		values[3];
 	bool		nulls[3] = {false, false, false};
 	char	   *stream_name;
 	char	   *source_offset = NULL;
-	char	   *last;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -956,10 +959,11 @@ apply_events(FunctionCallInfo fcinfo, JsonbValue *elems, int n, int *lines)
 
 	InitMaterializedSRF(fcinfo, 0);
 	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	last = ds_apply_batch(stream_name, source_offset, elems, n, lines, &applied, &skipped);
+	ds_apply_batch(stream_name, source_offset, elems, n, lines, 0,
+				   &applied, &skipped, &tail);
 	values[0] = Int64GetDatum(applied);
 	values[1] = Int64GetDatum(skipped);
-	values[2] = CStringGetTextDatum(last);
+	values[2] = CStringGetTextDatum(ds_format_offset(tail));
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }
 
@@ -1010,126 +1014,6 @@ ds_apply(PG_FUNCTION_ARGS)
 				elems[n++] = v;
 		}
 	}
-	apply_events(fcinfo, elems, n, NULL);
-	return (Datum) 0;
-}
-
-/*
- * Parse one NDJSON line q (event n, line lineno) into *elem: an error in
- * it is re-raised naming the event and the line; a scalar is kept as a
- * scalar value, for the event parser to refuse.
- */
-static void
-parse_ndjson_line(FunctionCallInfo fcinfo, char *q, int n, int lineno, JsonbValue *elem)
-{
-	Jsonb	   *jb = NULL;
-
-	if ((int64) strlen(q) > (int64) ds_max_event_bytes)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("event %d (line %d) is %zu bytes, more than durable_state.max_event_bytes (%d)",
-						n, lineno, strlen(q), ds_max_event_bytes)));
-	if (n >= ds_max_batch_events)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("batch has more than durable_state.max_batch_events (%d) events",
-						ds_max_batch_events),
-				 errhint("Split the batch or raise durable_state.max_batch_events.")));
-	PG_TRY();
-	{
-		jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(q)));
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(fcinfo->flinfo->fn_mcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		edata->message = psprintf("event %d (line %d): %s", n, lineno, edata->message);
-		ReThrowError(edata);
-	}
-	PG_END_TRY();
-	/* a scalar stays one, for ds_parse_event to refuse as not an object */
-	ds_jsonb_root_value(jb, elem);
-}
-
-/*
- * state.apply_text(events text, ...): a JSON array, or newline-delimited
- * JSON (one event per line; blank lines are ignored, but counted in the
- * line numbers errors give).
- */
-PG_FUNCTION_INFO_V1(ds_apply_text);
-
-Datum
-ds_apply_text(PG_FUNCTION_ARGS)
-{
-	char	   *s;
-	char	   *p;
-	JsonbValue *elems;
-	int		   *lines;
-	int			n = 0,
-				cap = 64,
-				lineno = 0;
-
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("events must not be null")));
-	s = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	p = s;
-	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
-	{
-		/* blank lines before the first event still count for line numbers */
-		if (*p == '\n')
-			lineno++;
-		p++;
-	}
-	if (*p == '\0')
-	{
-		apply_events(fcinfo, NULL, 0, NULL);
-		return (Datum) 0;
-	}
-	if (*p == '[')
-	{
-		fcinfo->args[0].value = DirectFunctionCall1(jsonb_in, CStringGetDatum(p));
-		return ds_apply(fcinfo);
-	}
-
-	/* NDJSON: from the start of the first non-blank line */
-	while (p > s && p[-1] != '\n')
-		p--;
-	elems = palloc(sizeof(JsonbValue) * cap);
-	lines = palloc(sizeof(int) * cap);
-	while (*p)
-	{
-		char	   *nl = strchr(p, '\n');
-		char	   *end = nl ? nl : p + strlen(p);
-		char	   *q = p;
-
-		lineno++;
-		if (nl)
-			*nl = '\0';
-		if (end > p && end[-1] == '\r')
-			end[-1] = '\0';
-		while (*q == ' ' || *q == '\t')
-			q++;
-		if (*q != '\0')
-		{
-			if (n >= cap)
-			{
-				cap *= 2;
-				elems = repalloc(elems, sizeof(JsonbValue) * cap);
-				lines = repalloc(lines, sizeof(int) * cap);
-			}
-			parse_ndjson_line(fcinfo, q, n, lineno, &elems[n]);
-			lines[n] = lineno;
-			n++;
-		}
-		if (!nl)
-			break;
-		p = nl + 1;
-	}
-	apply_events(fcinfo, elems, n, lines);
+	ds_apply_events(fcinfo, elems, n, NULL);
 	return (Datum) 0;
 }

@@ -1,9 +1,11 @@
 /*
  * apply.h
- *		The apply engine's batch, shared by its three files:
- *	 apply.c	 the batch: state.apply and state.apply_text, opening the
- *				 collections, applying each event in order, the end of the
- *				 batch (log, txids, TTLs, triggers)
+ *		The apply engine's batch, shared by its files:
+ *	 apply.c	 the batch: state.apply, opening the collections, applying
+ *				 each event in order, the end of the batch (log, txids,
+ *				 TTLs, triggers)
+ *	 apply_text.c state.apply_text: JSON text to the batch's events
+ *				 (jsontext.c), handed to apply.c
  *	 probe.c	 finding the stored row of a key: the per-event index probe
  *				 and the bulk probe of a whole batch's keys
  *	 row.c		 the row an event writes: formed from its value and
@@ -20,6 +22,11 @@
 
 #include "durable_state.h"
 #include "jsonschema.h"
+
+/* apply.c */
+extern int	ds_max_batch_events;
+extern void ds_apply_events(FunctionCallInfo fcinfo, JsonbValue *elems, int n, int *lines);
+extern Datum ds_apply(PG_FUNCTION_ARGS);
 
 /* settings (probe.c) */
 extern int	ds_bulk_probe_min_keys;
@@ -91,6 +98,7 @@ typedef struct DsBatch
 	DsEvent    *events;
 	DsEventState *evstate;		/* by event index */
 	int		   *lines;			/* NDJSON line numbers, or NULL */
+	int			index_base;		/* errors name event i as index_base + i */
 	DsCollState *colls;			/* one per collection of the stream */
 	EState	   *estate;
 	EPQState	epq;

@@ -33,6 +33,7 @@
 /* Every module's init function, called by _PG_init (init.c). */
 extern void ds_event_init(void);
 extern void ds_apply_init(void);
+extern void ds_ingest_init(void);
 extern void ds_probe_init(void);
 
 /* ------------------------------------------------------------------------
@@ -357,9 +358,9 @@ extern void ds_snapshot_wait(int32 stream_id, bool barrier);
  * ------------------------------------------------------------------------ */
 
 extern bool ds_batch_in_progress(void);
-extern char *ds_apply_batch(const char *stream_name, const char *source_offset,
-							JsonbValue *elems, int n, int *lines,
-							int64 *applied, int64 *skipped);
+extern void ds_apply_batch(const char *stream_name, const char *source_offset,
+						   JsonbValue *elems, int n, int *lines, int index_base,
+						   int64 *applied, int64 *skipped, int64 *tail);
 
 /* entities (reads.c), for state.put (kv.c) */
 extern Jsonb *ds_entity_get(const char *stream, text *type, text *key, int64 *version);

@@ -30,6 +30,7 @@ _PG_init(void)
 {
 	ds_event_init();
 	ds_apply_init();
+	ds_ingest_init();
 	ds_probe_init();
 	ds_notify_init();
 	ds_worker_init();

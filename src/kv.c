@@ -114,8 +114,8 @@ ds_put(PG_FUNCTION_ARGS)
 	JsonbValue	value;
 	JsonbValue	elem;
 	int64		applied,
-				skipped;
-	char	   *off;
+				skipped,
+				tail;
 	bool		pushed = false;
 
 	if (!PG_ARGISNULL(3))
@@ -154,7 +154,7 @@ ds_put(PG_FUNCTION_ARGS)
 	}
 	ds_jsonb_root_value(PG_GETARG_JSONB_P(2), &value);
 	put_event(type, key, &value, &elem);
-	off = ds_apply_batch(text_to_cstring(stream), NULL, &elem, 1, NULL, &applied, &skipped);
+	ds_apply_batch(text_to_cstring(stream), NULL, &elem, 1, NULL, 0, &applied, &skipped, &tail);
 	if (pushed)
 		PopActiveSnapshot();
 
@@ -167,7 +167,7 @@ ds_put(PG_FUNCTION_ARGS)
 		DirectFunctionCall4(ds_ttl_set, PointerGetDatum(stream), PointerGetDatum(type),
 							PointerGetDatum(key), expires);
 	}
-	PG_RETURN_TEXT_P(cstring_to_text(off));
+	PG_RETURN_TEXT_P(cstring_to_text(ds_format_offset(tail)));
 }
 
 /* The JSON type name of v, as jsonb_typeof names it. */
@@ -248,7 +248,8 @@ ds_increment(PG_FUNCTION_ARGS)
 	JsonbValue	value;
 	JsonbValue	elem;
 	int64		applied,
-				skipped;
+				skipped,
+				tail;
 	bool		pushed;
 
 	if (PG_ARGISNULL(2) || PG_ARGISNULL(3))
@@ -293,7 +294,7 @@ ds_increment(PG_FUNCTION_ARGS)
 
 	with_member(cur, member, n, &value);
 	put_event(type, key, &value, &elem);
-	(void) ds_apply_batch(text_to_cstring(stream), NULL, &elem, 1, NULL, &applied, &skipped);
+	ds_apply_batch(text_to_cstring(stream), NULL, &elem, 1, NULL, 0, &applied, &skipped, &tail);
 	if (pushed)
 		PopActiveSnapshot();
 	PG_RETURN_NUMERIC(n);

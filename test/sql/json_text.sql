@@ -1,0 +1,149 @@
+-- json_text: state.apply_text parses events with its own JSON parser
+-- (src/jsontext.c), which must give exactly what jsonb_in gives: the same
+-- jsonb (numbers with their scale, duplicate keys resolved the same way,
+-- escapes, unicode, nesting) and, for malformed text, the same SQLSTATE,
+-- message and detail, with the event's index and line in front.
+CREATE EXTENSION IF NOT EXISTS durable_state;
+\set VERBOSITY default
+\set SHOW_CONTEXT never
+
+SELECT state.create_collection('jt_docs', 'jt_doc', stream => 'jt', mode => 'lenient');
+
+-- JSON values to carry as an event's value (as JSON text)
+CREATE TEMP TABLE jt_values (n serial, v text);
+INSERT INTO jt_values (v) VALUES
+    ('0'), ('-0'), ('1'), ('-1'), ('1.0'), ('1.50'), ('-0.0'), ('1e2'), ('1E+2'),
+    ('1e-2'), ('0.1e-5'), ('1e100'), ('123456789012345678'), ('-123456789012345678'),
+    ('1234567890123456789'), ('9223372036854775807'), ('-9223372036854775808'),
+    ('99999999999999999999999999999999999.123456789'), ('0.000000000000000000001'),
+    ('""'), ('"a\"b"'), ('"\\"'), ('"\/"'), ('"\b\f\n\r\t"'), ('"\u00e9"'),
+    ('"\ud83d\ude00"'), ('"\u0041\u0062"'), ('"é raw"'), ('"日本語"'), ('"tab\there"'),
+    ('true'), ('false'), ('null'), ('[]'), ('{}'), ('[true, false, null, 1, "x"]'),
+    ('{"a": 1, "a": 2}'), ('{"b": 1, "a": 2, "b": 3}'),
+    ('{"bb": 1, "a": 2, "ccc": 3, "": 4, "ab": 5, "aa": 6}'),
+    ('{"x": {"x": {"x": 1, "x": [1, {"y": 2, "y": 3}]}}}'),
+    (' {  "a" :[ 1 ,2 ] , "b":{ } }  '),
+    (repeat('[', 10) || '1' || repeat(']', 10)),
+    (repeat('[', 70) || '1' || repeat(']', 70)),
+    (repeat('{"a":', 70) || '1' || repeat('}', 70)),
+    ('"' || repeat('long ', 2000) || '"');
+-- containers past jsonb's offset stride (32 entries), numerics and
+-- containers after strings of every length (jsonb pads them to 4 bytes)
+INSERT INTO jt_values (v)
+SELECT '{' || string_agg(format('"%s": %s', repeat('k', i % 7) || i,
+                                CASE i % 4 WHEN 0 THEN (i * 1.5)::text
+                                           WHEN 1 THEN '"' || repeat('x', i % 5) || '"'
+                                           WHEN 2 THEN '[1.5, {"a": "b"}, "c", ' || i || ']'
+                                           ELSE 'null' END), ', ') || '}'
+  FROM (VALUES (31), (32), (33), (70)) c(n), generate_series(1, c.n) i GROUP BY c.n;
+INSERT INTO jt_values (v)
+SELECT '[' || string_agg(CASE i % 3 WHEN 0 THEN '"' || repeat('y', i % 6) || '"'
+                                    WHEN 1 THEN i::text || '.0' ELSE '{"o": [' || i || ']}' END, ', ') || ']'
+  FROM (VALUES (32), (33), (100)) c(n), generate_series(1, c.n) i GROUP BY c.n;
+
+-- one event per value, with its envelope in different shapes
+CREATE TEMP TABLE jt_lines AS
+SELECT n, CASE n % 4
+          WHEN 0 THEN format('{"type": "jt_doc", "key": "k%s", "value": %s, "headers": {"operation": "upsert"}}', n, v)
+          WHEN 1 THEN format('{"value":%s,"headers":{"operation":"upsert","txid":"t%s"},"key":"k%s","type":"jt_doc"}', v, n, n)
+          WHEN 2 THEN format(E'\t{ "key" : "x", "type" : "jt_doc" , "key":"k%s", "value" : %s , "headers" : { "operation" : "upsert" } } ', n, v)
+          ELSE format('{"type": "jt_doc", "key": "k%s", "value": %s, "old_value": %s, "headers": {"operation": "upsert", "timestamp": "2025-01-31T12:00:00Z"}}', n, v, v)
+          END AS line
+  FROM jt_values;
+
+-- as NDJSON: every logged event and stored value is what jsonb_in makes of the line
+SELECT applied FROM state.apply_text((SELECT string_agg(line, E'\n' ORDER BY n) FROM jt_lines), 'jt');
+SELECT l.n, l.line::jsonb::text AS expected, e.event::text AS logged
+  FROM jt_lines l
+  JOIN state.log_events e ON e.stream = 'jt' AND e.seq = l.n
+ WHERE e.event::text IS DISTINCT FROM l.line::jsonb::text OR e.event <> l.line::jsonb
+    OR pg_column_size(ARRAY[e.event]) <> pg_column_size(ARRAY[l.line::jsonb])
+    OR e.event -> 'value' IS DISTINCT FROM l.line::jsonb -> 'value'
+    OR NOT e.event @> l.line::jsonb OR NOT l.line::jsonb @> e.event;
+SELECT d.key, d.value::text, (l.line::jsonb -> 'value')::text AS expected
+  FROM jt_lines l JOIN jt_docs d ON d.key = 'k' || l.n
+ WHERE d.value::text IS DISTINCT FROM (l.line::jsonb -> 'value')::text;
+SELECT count(*) AS stored FROM jt_docs;
+
+-- as a JSON array: the same
+SELECT applied FROM state.apply_text((SELECT E' [\n' || string_agg(line, E',\n' ORDER BY n) || ' ] ' FROM jt_lines), 'jt');
+SELECT l.n, l.line::jsonb::text AS expected, e.event::text AS logged
+  FROM jt_lines l
+  JOIN state.log_events e ON e.stream = 'jt' AND e.seq = l.n + (SELECT count(*) FROM jt_lines)
+ WHERE e.event::text IS DISTINCT FROM l.line::jsonb::text;
+
+-- Malformed text: apply_text's error is jsonb_in's, named with the event
+-- and line; nothing is applied.
+CREATE FUNCTION pg_temp.err(sql text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    d text;
+BEGIN
+    EXECUTE sql;
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS d = PG_EXCEPTION_DETAIL;
+    RETURN SQLSTATE || ': ' || SQLERRM || coalesce(' / ' || nullif(d, ''), '');
+END
+$$;
+CREATE TEMP TABLE jt_bad (n serial, v text);
+INSERT INTO jt_bad (v) VALUES
+    ('{"a": 1'), ('{"a": 1,}'), ('{"a" 1}'), ('{"a": 01}'), ('{"a": 1.}'), ('{"a": .5}'),
+    ('{"a": -}'), ('{"a": 1e}'), ('{"a": 1e+}'), ('{"a": tru}'), ('{"a": truex}'), ('{"a": nul}'),
+    ('{"a": 1x}'), ('{"a": "\x"}'), ('{"a": "\u00"}'), ('{"a": "\u0000"}'), ('{"a": "\ud800"}'),
+    ('{"a": "\udc00"}'), ('{"a": "\ud800\u0041"}'), ('{"a": "' || chr(1) || '"}'),
+    ('{"a": "' || chr(31) || '"}'), ('{"a": 1} x'), ('{"a": 1}}'), ('{a: 1}'), ($${'a': 1}$$),
+    ('{"a": [1, 2}'), ('{"a": [1, 2,]}'), ('{"a": 1e999999}'), ('{"a": NaN}'), ('{"a": Infinity}'),
+    ('{"a": -Infinity}'), ('{"a": 1}{"b": 2}'), ('{"a": "unterminated}'), ('{"a"}'), ('{,}'),
+    ('{"a": +1}'), ('{"a": 0x10}'), ('{"a": [}'), ('{"a": ]}'), ('{"a":: 1}'), ('{"a": 1 2}');
+SELECT b.n, b.v, pg_temp.err(format('SELECT * FROM state.apply_text(%L, %L)',
+                                    E'\n{"type": "jt_doc", "key": "ok", "value": 1, "headers": {"operation": "upsert"}}\n' || b.v, 'jt')) AS got,
+       pg_temp.err(format('SELECT %L::jsonb', b.v)) AS jsonb_in
+  FROM jt_bad b
+ WHERE pg_temp.err(format('SELECT * FROM state.apply_text(%L, %L)',
+                          E'\n{"type": "jt_doc", "key": "ok", "value": 1, "headers": {"operation": "upsert"}}\n' || b.v, 'jt'))
+       IS DISTINCT FROM regexp_replace(pg_temp.err(format('SELECT %L::jsonb', b.v)), '^(\w+): ', '\1: event 1 (line 3): ');
+-- the same inside a JSON array: jsonb_in's error as it is
+SELECT b.n, b.v
+  FROM jt_bad b
+ WHERE pg_temp.err(format('SELECT * FROM state.apply_text(%L, %L)', '[' || b.v || ']', 'jt'))
+       IS DISTINCT FROM pg_temp.err(format('SELECT %L::jsonb', '[' || b.v || ']'));
+-- a few, as they read
+SELECT pg_temp.err($$SELECT * FROM state.apply_text(E'{"type": "jt_doc", "key": "a", "value": 1, "headers": {"operation": "upsert"}}\n{"type": "jt_doc", "key": "b", "value": 01, "headers": {"operation": "upsert"}}', 'jt')$$);
+SELECT pg_temp.err($$SELECT * FROM state.apply_text(E'{"type": "jt_doc", "key": "b", "value": "\\u0000", "headers": {"operation": "upsert"}}', 'jt')$$);
+SELECT pg_temp.err($$SELECT * FROM state.apply_text(E'{"type": "jt_doc", "key": "b", "value": 1e999999, "headers": {"operation": "upsert"}}', 'jt')$$);
+SELECT count(*) AS events_logged FROM state.log_events WHERE stream = 'jt';
+SELECT key FROM jt_docs WHERE key = 'ok';
+
+-- Typed columns: apply_text stores what apply stores
+CREATE TABLE jt_typed_a (id text PRIMARY KEY, i int, b bigint, f boolean, n numeric,
+                         n2 numeric(10, 2), r float8, j jsonb, t text, ts timestamptz,
+                         extra jsonb);
+CREATE TABLE jt_typed_b (LIKE jt_typed_a INCLUDING ALL);
+SELECT state.create_collection('jt_typed_a', 'jt_t', table_name => 'jt_typed_a', stream => 'jt_a',
+                               extra_column => 'extra');
+SELECT state.create_collection('jt_typed_b', 'jt_t', table_name => 'jt_typed_b', stream => 'jt_b',
+                               extra_column => 'extra');
+CREATE TEMP TABLE jt_typed_lines AS
+SELECT n, format('{"type": "jt_t", "key": "t%s", "value": %s, "headers": {"operation": "insert"}}', n, v) AS line
+  FROM (VALUES
+    (1, '{"i": 1, "b": 9223372036854775807, "f": true, "n": 1.50, "n2": 3.14159, "r": 0.1, "j": {"z": 1, "a": [1.0]}, "t": "x\ny", "ts": "2025-01-31T12:00:00Z"}'),
+    (2, '{"i": 1.0, "b": -1e3, "f": false, "n": 1e-3, "n2": 2, "r": 1e300, "j": "s", "t": "", "other": {"k": "v"}}'),
+    (3, '{"i": null, "b": 0, "n": 123456789012345678901234567890.5, "j": null, "ts": "2025-01-31 12:00:00+00"}'),
+    (4, '{"id": "t4", "t": "\u00e9\ud83d\ude00", "t": "dup wins"}')) v(n, v);
+SELECT applied FROM state.apply((SELECT jsonb_agg(line::jsonb ORDER BY n) FROM jt_typed_lines), 'jt_a');
+SELECT applied FROM state.apply_text((SELECT string_agg(line, E'\n' ORDER BY n) FROM jt_typed_lines), 'jt_b');
+SELECT ta.id, to_jsonb(ta) AS via_apply, to_jsonb(tb) AS via_apply_text
+  FROM jt_typed_a ta FULL JOIN jt_typed_b tb USING (id)
+ WHERE to_jsonb(ta)::text IS DISTINCT FROM to_jsonb(tb)::text;
+SELECT id, i, b, f, n, n2, r, j, t, ts, extra FROM jt_typed_b ORDER BY id;
+SELECT count(*) FROM jt_typed_b;
+-- a value that does not fit its column: the same error either way
+SELECT pg_temp.err($$SELECT * FROM state.apply('{"type": "jt_t", "key": "t9", "value": {"i": 1.5}, "headers": {"operation": "insert"}}', 'jt_a')$$);
+SELECT pg_temp.err($$SELECT * FROM state.apply_text('{"type": "jt_t", "key": "t9", "value": {"i": 1.5}, "headers": {"operation": "insert"}}', 'jt_b')$$);
+SELECT pg_temp.err($$SELECT * FROM state.apply_text('{"type": "jt_t", "key": "t9", "value": {"i": 9999999999}, "headers": {"operation": "insert"}}', 'jt_b')$$);
+SELECT pg_temp.err($$SELECT * FROM state.apply_text('{"type": "jt_t", "key": "t9", "value": {"f": "true"}, "headers": {"operation": "insert"}}', 'jt_b')$$);
+
+SELECT state.drop_collection('jt_docs', 'jt', drop_table => true);
+SELECT state.drop_collection('jt_typed_a', 'jt_a', drop_table => true);
+SELECT state.drop_collection('jt_typed_b', 'jt_b', drop_table => true);

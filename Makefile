@@ -12,6 +12,8 @@ DATA = $(wildcard sql/$(EXTENSION)--*.sql)
 PG_CFLAGS += -Wall -Werror -Wmissing-prototypes
 # the files in src/jsonschema/ include the headers in src/
 PG_CPPFLAGS += -Isrc
+# PCRE2 (ECMA-262 patterns, regex.c) and libidn2 (IDNA2008 host names, format.c)
+SHLIB_LINK += -lpcre2-8 -lidn2
 
 # pg_regress tests: test/sql/*.sql with expected output in expected/
 # (test/expected is a symlink to ../expected so pg_regress finds it).

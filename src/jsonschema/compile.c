@@ -718,9 +718,7 @@ kw_patterns(JsCompiler *c, JsNode *node, JsonbValue *v, int *n)
 		pats[i].re = js_compile_regex(c->schema, p->key.val.string.val,
 								   p->key.val.string.len, &err);
 		if (pats[i].re == NULL)
-			schema_error(node, "patternProperties",
-						 psprintf("has an invalid regular expression \"%s\": %s",
-								  jstr(&p->key), err));
+			js_regex_error(node->location, "patternProperties", jstr(&p->key), err);
 		pats[i].node = sub_node(c, node,
 								psprintf("patternProperties/%s", jstr(&p->key)),
 								&p->value);
@@ -756,9 +754,7 @@ compile_pattern(JsCompiler *c, JsNode *node, KwBuf *b, JsonbValue *v)
 	k = kw_add(b, KW_PATTERN, "pattern");
 	k->u.re = js_compile_regex(c->schema, v->val.string.val, v->val.string.len, &err);
 	if (k->u.re == NULL)
-		schema_error(node, "pattern",
-					 psprintf("has an invalid regular expression \"%s\": %s",
-							  jstr(v), err));
+		js_regex_error(node->location, "pattern", jstr(v), err);
 }
 
 /* "dependentRequired": per property name, the names it requires */

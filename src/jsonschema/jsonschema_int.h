@@ -14,8 +14,8 @@
  * documents; cache.c keeps compiled schemas per backend.
  *
  * Everything a compiled schema points to lives in its JsonSchema's memory
- * context, except the regex_t of its regular expressions, which a reset
- * callback on that context frees.
+ * context, except the PCRE2 code of its regular expressions, which a
+ * reset callback on that context frees.
  *
  * Portions: the embedded meta-schemas (src/jsonschema_meta.h) are
  * copyright the JSON Schema specification authors, see the notice there.
@@ -26,9 +26,11 @@
 #include "postgres.h"
 
 #include "nodes/pg_list.h"
-#include "regex/regex.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 
 #include "jsonschema.h"
 #include "util.h"
@@ -88,40 +90,13 @@ typedef enum JsKwKind
 typedef struct JsNode JsNode;
 typedef struct JsResource JsResource;
 
-/*
- * Most patterns in real schemas are a run of literal characters and ASCII
- * character classes with quantifiers, anchored or not (^[a-z0-9_]{2,30}$).
- * PostgreSQL's regex engine pays a large setup cost per match for those
- * (a bounded repetition becomes that many NFA states), so such patterns are
- * also compiled to this small form and matched by a backtracking loop; any
- * other syntax, or a match that backtracks too much, uses the regex.
- */
-#define JS_SIMPLE_MAX_ITEMS 32
-
-/* one class with its repetition bounds */
-typedef struct JsSimpleItem
-{
-	uint8		set[16];		/* ASCII code points in the class */
-	bool		negated;		/* [^...]: also matches every non-ASCII */
-	int			min;
-	int			max;			/* -1: unbounded */
-} JsSimpleItem;
-
-/* a whole simple pattern: items in sequence, perhaps anchored */
-typedef struct JsSimplePat
-{
-	bool		anchored_start;
-	bool		anchored_end;
-	int			nitems;
-	JsSimpleItem items[JS_SIMPLE_MAX_ITEMS];
-} JsSimplePat;
-
-/* a compiled "pattern" or "patternProperties" key */
+/* a compiled "pattern" or "patternProperties" key (regex.c) */
 typedef struct JsRegex
 {
-	regex_t		re;
+	pcre2_code *code;			/* PCRE2, JIT-compiled when jit */
+	pcre2_match_data *match_data;	/* reused by every match */
+	bool		jit;
 	const char *source;
-	JsSimplePat *simple;		/* the fast form, or NULL */
 } JsRegex;
 
 /* a property name with its schema (properties, dependentSchemas) */
@@ -272,6 +247,9 @@ extern Jsonb *js_registered_document(const char *uri);
 extern JsRegex *js_compile_regex(JsonSchema *s, const char *src, int len,
 								 char **err);
 extern bool js_regex_match(JsRegex *r, const char *str, int len);
+extern bool js_regex_is_valid(const char *s, int len);
+extern void js_regex_error(const char *location, const char *keyword,
+						   const char *src, const char *err);
 
 /* compile.c: what validation needs of a resource's anchors */
 extern JsAnchor *js_find_anchor(JsResource *res, const char *name,

@@ -258,4 +258,14 @@ extern JsAnchor *js_find_anchor(JsResource *res, const char *name,
 /* format.c: the "format" assertions */
 extern bool js_check_format(const char *format, const char *s, int len);
 
+/* format_net.c: IP addresses, host names, e-mail addresses */
+extern bool js_valid_ipv4(const char *s, int len);
+extern bool js_valid_ipv6(const char *s, int len);
+extern bool js_valid_hostname(const char *s, int len, bool idn);
+extern bool js_valid_email(const char *s, int len, bool idn);
+
+/* format_uri.c: URIs, IRIs, URI templates */
+extern bool js_valid_uri(const char *s, int len, bool iri, bool reference);
+extern bool js_valid_uri_template(const char *s, int len);
+
 #endif							/* DS_JSONSCHEMA_INT_H */

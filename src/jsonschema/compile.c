@@ -1081,6 +1081,31 @@ compile_size_assertions(JsNode *node, KwBuf *b)
 }
 
 /*
+ * contentEncoding, contentMediaType and (2019-09 on) contentSchema: one
+ * keyword, asserted only with the formats (content.c)
+ */
+static void
+compile_content(JsCompiler *c, JsNode *node, KwBuf *b)
+{
+	JsonbValue *enc = js_member(node->raw, "contentEncoding");
+	JsonbValue *mt = js_member(node->raw, "contentMediaType");
+	JsonbValue *cs = js_member(node->raw, "contentSchema");
+	JsKw	   *k;
+
+	if (enc && enc->type != jbvString)
+		enc = NULL;
+	if (mt && mt->type != jbvString)
+		mt = NULL;
+	if (enc == NULL && mt == NULL)
+		return;
+	k = kw_add(b, KW_CONTENT, mt ? "contentMediaType" : "contentEncoding");
+	k->u.content.encoding = enc ? jstr(enc) : NULL;
+	k->u.content.media_type = mt ? jstr(mt) : NULL;
+	if (cs && mt && node->draft != JS_DRAFT7)
+		k->u.content.schema = sub_node(c, node, "contentSchema", cs);
+}
+
+/*
  * Compile node's keywords into node->kw, in the order validation evaluates
  * them (JsKwKind's).  Subschemas get nodes now and are compiled later, from
  * the compiler's pending list.  An invalid keyword raises ERROR.
@@ -1108,6 +1133,7 @@ compile_node(JsCompiler *c, JsNode *node)
 		compile_assertions(c, node, &b);
 	if ((v = js_member(raw, "format")) != NULL && v->type == jbvString)
 		kw_add(&b, KW_FORMAT, "format")->u.format = jstr(v);
+	compile_content(c, node, &b);
 	if (node->validation)
 		compile_size_assertions(node, &b);
 	/* "dependencies" is draft-07; 2020-12 keeps honouring it for compatibility */

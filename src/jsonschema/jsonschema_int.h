@@ -61,6 +61,7 @@ typedef enum JsKwKind
 	KW_MINLENGTH,
 	KW_PATTERN,
 	KW_FORMAT,
+	KW_CONTENT,
 	KW_MAXITEMS,
 	KW_MINITEMS,
 	KW_UNIQUEITEMS,
@@ -180,6 +181,12 @@ typedef struct JsKw
 			JsNode	   *target;
 			const char *anchor; /* $dynamicRef to a $dynamicAnchor */
 		}			ref;
+		struct
+		{
+			const char *encoding;	/* contentEncoding, or NULL */
+			const char *media_type; /* contentMediaType, or NULL */
+			JsNode	   *schema; /* contentSchema, or NULL */
+		}			content;
 	}			u;
 } JsKw;
 
@@ -263,6 +270,10 @@ extern bool js_valid_ipv4(const char *s, int len);
 extern bool js_valid_ipv6(const char *s, int len);
 extern bool js_valid_hostname(const char *s, int len, bool idn);
 extern bool js_valid_email(const char *s, int len, bool idn);
+
+/* content.c: the content keywords as assertions */
+extern bool js_check_content(const char *encoding, const char *media_type,
+							 const char *s, int len, Jsonb **doc, const char **why);
 
 /* format_uri.c: URIs, IRIs, URI templates */
 extern bool js_valid_uri(const char *s, int len, bool iri, bool reference);

@@ -280,21 +280,19 @@ check_label(const char *s, int n, bool idn, char **ulabel)
 }
 
 /*
- * Is s (len bytes) a host name (RFC 1123), or with idn an internationalized
- * one (IDNA2008)?  Labels are 1 to 63 octets, the name at most 253 in its
- * ASCII form.
+ * Split s (len bytes) into labels and check each: call check_label on
+ * every one, and with bidi also the Bidi rule (RFC 5893) on each label's
+ * Unicode form.  Return false at the first invalid label; *rtl says
+ * whether a label holds right-to-left characters, *total is the name's
+ * length in ASCII form.
  */
-bool
-js_valid_hostname(const char *s, int len, bool idn)
+static bool
+check_labels(const char *s, int len, bool idn, bool bidi, bool *rtl, int *total)
 {
-	int			total = 0;
 	int			start = 0;
-	List	   *ulabels = NIL;
-	bool		rtl = false;
-	ListCell   *lc;
 
-	if (len == 0 || len > 1024)
-		return false;
+	*rtl = false;
+	*total = 0;
 	for (int i = 0; i <= len;)
 	{
 		int			sep = (i < len) ? label_separator(s + i, len - i, idn) : 0;
@@ -306,12 +304,20 @@ js_valid_hostname(const char *s, int len, bool idn)
 			i++;
 			continue;
 		}
-		/* a label s[start, i) ends here (empty: a leading, double or final dot) */
+		/* a label s[start, i) ends here (empty: a leading or double dot) */
 		if ((alen = check_label(s + start, i - start, idn, &u)) < 0)
 			return false;
-		total += alen + (i < len ? 1 : 0);
-		ulabels = lappend(ulabels, u ? u : pnstrdup(s + start, i - start));
-		rtl |= (u != NULL && bidi_match(BIDI_RTL_CHAR_RE, u));
+		*total += alen + (i < len ? 1 : 0);
+		if (u != NULL && bidi_match(BIDI_RTL_CHAR_RE, u))
+			*rtl = true;
+		if (bidi)
+		{
+			if (u == NULL)
+				u = pnstrdup(s + start, i - start);
+			if (!(bidi_match(BIDI_RTL_CHAR_RE, u) ? bidi_match(BIDI_RTL_LABEL_RE, u)
+				  : bidi_match(BIDI_LTR_LABEL_RE, u)))
+				return false;
+		}
 		if (i == len)
 			break;
 		i += sep;
@@ -319,19 +325,27 @@ js_valid_hostname(const char *s, int len, bool idn)
 		if (i == len)
 			return false;		/* a final dot */
 	}
-	if (total > 253)
-		return false;
-	/* a Bidi domain name: every label satisfies the Bidi rule */
-	if (rtl)
-		foreach(lc, ulabels)
-		{
-			char	   *u = lfirst(lc);
-
-			if (!(bidi_match(BIDI_RTL_CHAR_RE, u) ? bidi_match(BIDI_RTL_LABEL_RE, u)
-				  : bidi_match(BIDI_LTR_LABEL_RE, u)))
-				return false;
-		}
 	return true;
+}
+
+/*
+ * Is s (len bytes) a host name (RFC 1123), or with idn an internationalized
+ * one (IDNA2008)?  Labels are 1 to 63 octets, the name at most 253 in its
+ * ASCII form.  A name with a right-to-left label is a Bidi domain name:
+ * its labels are checked again for the Bidi rule (a rare second pass, so
+ * that an ASCII name allocates nothing).
+ */
+bool
+js_valid_hostname(const char *s, int len, bool idn)
+{
+	bool		rtl;
+	int			total;
+
+	if (len == 0 || len > 1024)
+		return false;
+	if (!check_labels(s, len, idn, false, &rtl, &total) || total > 253)
+		return false;
+	return !rtl || check_labels(s, len, idn, true, &rtl, &total);
 }
 
 /*

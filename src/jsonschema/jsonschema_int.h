@@ -9,8 +9,9 @@
  * time (cycles are fine: nodes are created before their keywords are
  * compiled), regular expressions are compiled once (regex.c), and
  * const/enum values are kept as expanded JsonbValue trees (value.c).
- * validate.c walks that graph over an expanded value; format.c checks the
- * formats it asserts; uri.c resolves references and holds the registered
+ * validate.c walks that graph over an expanded value; format.c (with
+ * format_net.c and format_uri.c) checks the formats it asserts, content.c
+ * the content keywords; uri.c resolves references and holds the registered
  * documents; cache.c keeps compiled schemas per backend.
  *
  * Everything a compiled schema points to lives in its JsonSchema's memory

@@ -64,6 +64,9 @@ static const char *const gc_names[][2] = {
 /* the per-backend match context: JIT stack and backtracking limit */
 static pcre2_match_context *match_cxt = NULL;
 
+/* the per-backend compile context: surrogate escapes allowed */
+static pcre2_compile_context *compile_cxt = NULL;
+
 /* the value of hexadecimal digit c, or -1 */
 static int
 hexval(char c)
@@ -416,6 +419,15 @@ compile_pattern(const char *src, int len, char **err)
 		if (utf8 != src)
 			len = strlen(utf8);
 	}
+	if (compile_cxt == NULL)
+	{
+		if ((compile_cxt = pcre2_compile_context_create(NULL)) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory")));
+		/* \uD800 is valid ECMA-262; it never matches valid UTF-8 */
+		pcre2_set_compile_extra_options(compile_cxt, PCRE2_EXTRA_ALLOW_SURROGATE_ESCAPES);
+	}
 	initStringInfo(&out);
 	if (!translate_regex(utf8, len, &out, &terr))
 	{
@@ -425,7 +437,7 @@ compile_pattern(const char *src, int len, char **err)
 	code = pcre2_compile((PCRE2_SPTR) out.data, out.len,
 						 PCRE2_UTF | PCRE2_DOLLAR_ENDONLY | PCRE2_NEVER_UCP |
 						 PCRE2_NEVER_BACKSLASH_C,
-						 &ecode, &eoff, NULL);
+						 &ecode, &eoff, compile_cxt);
 	if (code == NULL)
 	{
 		PCRE2_UCHAR buf[256];

@@ -17,7 +17,9 @@
  * (?<! and (?<name>, PCRE2's verbs "(*" and possessive quantifiers.  It
  * accepts, as browsers do outside "u" mode, escaped punctuation (\-, \:)
  * and a "{" that starts no quantifier.  Differences left: a lookbehind
- * must have a bounded length, and \S inside a class is PCRE2's (ASCII).
+ * must have a bounded length (PCRE2 10.42; the "regex" format accepts an
+ * unbounded one, which is valid ECMA-262), and \S inside a class is
+ * PCRE2's (ASCII).
  *
  * The compiled code and its match data live outside palloc: a reset
  * callback on the schema's memory context frees them with the schema.  A
@@ -401,18 +403,19 @@ translate_regex(const char *p, int n, StringInfo out, const char **err)
 
 /*
  * Compile ECMA-262 pattern src (len bytes in the database encoding) with
- * PCRE2.  Return NULL with *err set (palloc'd) if it is invalid.
+ * PCRE2.  Return NULL with *err set (palloc'd) if it is invalid, and
+ * *ecode to PCRE2's error code (0 for what the translation refused).
  */
 static pcre2_code *
-compile_pattern(const char *src, int len, char **err)
+compile_pattern(const char *src, int len, char **err, int *ecode)
 {
 	StringInfoData out;
 	const char *terr = NULL;
 	const char *utf8 = src;
 	pcre2_code *code;
-	int			ecode;
 	PCRE2_SIZE	eoff;
 
+	*ecode = 0;
 	if (GetDatabaseEncoding() != PG_UTF8)
 	{
 		utf8 = pg_server_to_any(src, len, PG_UTF8);
@@ -437,12 +440,12 @@ compile_pattern(const char *src, int len, char **err)
 	code = pcre2_compile((PCRE2_SPTR) out.data, out.len,
 						 PCRE2_UTF | PCRE2_DOLLAR_ENDONLY | PCRE2_NEVER_UCP |
 						 PCRE2_NEVER_BACKSLASH_C,
-						 &ecode, &eoff, compile_cxt);
+						 ecode, &eoff, compile_cxt);
 	if (code == NULL)
 	{
 		PCRE2_UCHAR buf[256];
 
-		pcre2_get_error_message(ecode, buf, sizeof(buf));
+		pcre2_get_error_message(*ecode, buf, sizeof(buf));
 		*err = pstrdup((char *) buf);
 	}
 	pfree(out.data);
@@ -503,6 +506,7 @@ js_compile_regex(JsonSchema *s, const char *src, int len, char **err)
 {
 	JsRegex    *r;
 	MemoryContext old;
+	int			ecode;
 
 	*err = NULL;
 	/* registered before compiling: an error from here frees the code */
@@ -519,8 +523,14 @@ js_compile_regex(JsonSchema *s, const char *src, int len, char **err)
 	old = MemoryContextSwitchTo(s->cxt);
 	s->regexes = lappend(s->regexes, r);
 	MemoryContextSwitchTo(old);
-	if ((r->code = compile_pattern(src, len, err)) == NULL)
+	if ((r->code = compile_pattern(src, len, err, &ecode)) == NULL)
+	{
+		if (ecode == PCRE2_ERROR_LOOKBEHIND_NOT_FIXED_LENGTH ||
+			ecode == PCRE2_ERROR_LOOKBEHIND_TOO_COMPLICATED)
+			*err = psprintf("%s (valid ECMA-262, but PCRE2 runs only lookbehinds of bounded length)",
+							*err);
 		return NULL;
+	}
 	r->jit = pcre2_jit_compile(r->code, PCRE2_JIT_COMPLETE) == 0;
 	r->match_data = pcre2_match_data_create(1, NULL);
 	if (r->match_data == NULL)
@@ -530,15 +540,20 @@ js_compile_regex(JsonSchema *s, const char *src, int len, char **err)
 	return r;
 }
 
-/* Is s (len bytes) a valid ECMA-262 regular expression? */
+/*
+ * Is s (len bytes) a valid ECMA-262 regular expression?  A lookbehind of
+ * unbounded length is (ES2018) even though PCRE2 cannot run it.
+ */
 bool
 js_regex_is_valid(const char *s, int len)
 {
 	char	   *err;
-	pcre2_code *code = compile_pattern(s, len, &err);
+	int			ecode;
+	pcre2_code *code = compile_pattern(s, len, &err, &ecode);
 
 	if (code == NULL)
-		return false;
+		return ecode == PCRE2_ERROR_LOOKBEHIND_NOT_FIXED_LENGTH ||
+			ecode == PCRE2_ERROR_LOOKBEHIND_TOO_COMPLICATED;
 	pcre2_code_free(code);
 	return true;
 }

@@ -60,6 +60,7 @@ SELECT f, v, pg_temp.fmt(f, v) FROM (VALUES
     ('regex', '^\p{Letter}+$'),
     ('regex', '\a'),                               -- not an ECMA-262 escape
     ('regex', '(?P<name>x)'),                      -- Python syntax
+    ('regex', '(?<=a+)b'),                         -- ES2018 (PCRE2 cannot run it)
     ('uuid', '2eb8aa08-AA98-11ea-B4Aa-73B441D16380'),
     ('uuid', '2eb8aa08aa9811eab4aa73b441d16380')
 ) AS c(f, v);
@@ -90,4 +91,5 @@ SELECT state.json_schema_validate('{"patternProperties": {"^x-(?<n>[a-z]+)$": {"
 -- an invalid pattern is refused when the schema is compiled: 2201B
 SELECT t.expect_error_verbose($$SELECT state.json_schema_validate('{"properties": {"a": {"pattern": "(a|b"}}}', '1')$$);
 SELECT t.expect_error_verbose($$SELECT state.json_schema_validate('{"patternProperties": {"\\a": true}}', '{}')$$);
+SELECT t.expect_error_verbose($$SELECT state.json_schema_validate('{"pattern": "(?<=a+)b"}', '"b"')$$);
 SELECT t.expect_error_verbose($$SELECT state.create_collection('sf_bad', stream => 'sf', schema => '{"type": "object", "properties": {"h": {"pattern": "a++"}}}')$$);

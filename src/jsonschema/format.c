@@ -14,6 +14,8 @@
  */
 #include "postgres.h"
 
+#include "mb/pg_wchar.h"
+
 #include "jsonschema_int.h"
 
 /*
@@ -145,13 +147,24 @@ valid_relative_json_pointer(const char *s, int len)
 }
 
 /*
- * Does string s (len bytes) satisfy the format?  Unknown formats are
- * annotations only, and always do.  The formats of the profile schemas
+ * Does string s (len bytes in the database encoding) satisfy the format?
+ * Unknown formats are annotations only, and always do.  The formats of the profile schemas
  * people write most (date-time, email, uuid) are tested first.
  */
 bool
 js_check_format(const char *format, const char *s, int len)
 {
+	/* the checks read UTF-8 (libidn2, PCRE2) */
+	if (GetDatabaseEncoding() != PG_UTF8)
+	{
+		const char *utf8 = pg_server_to_any(s, len, PG_UTF8);
+
+		if (utf8 != s)
+		{
+			s = utf8;
+			len = strlen(utf8);
+		}
+	}
 	switch (format[0])
 	{
 		case 'd':

@@ -223,7 +223,7 @@ valid_ldh_label(const char *s, int n)
 	if (n < 1 || n > 63 || s[0] == '-' || s[n - 1] == '-')
 		return false;
 	for (int i = 0; i < n; i++)
-		if (!isalnum((unsigned char) s[i]) && s[i] != '-')
+		if (!JS_ASCII_ALNUM((unsigned char) s[i]) && s[i] != '-')
 			return false;
 	return true;
 }
@@ -379,7 +379,7 @@ valid_local_part(const char *s, int n, bool idn)
 		unsigned char c = (unsigned char) s[i];
 
 		if (c == '.' ? s[i + 1] == '.' :
-			!(isalnum(c) || strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL ||
+			!(JS_ASCII_ALNUM(c) || strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL ||
 			  (c >= 0x80 && idn)))
 			return false;
 	}

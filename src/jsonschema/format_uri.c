@@ -28,7 +28,7 @@
 static int
 uri_class(unsigned char c)
 {
-	if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~')
+	if (JS_ASCII_ALNUM(c) || c == '-' || c == '.' || c == '_' || c == '~')
 		return URI_UNRESERVED;
 	if (c != '\0' && strchr("!$&'()*+,;=", c) != NULL)
 		return URI_SUBDELIM;
@@ -140,10 +140,10 @@ js_valid_uri(const char *s, int len, bool iri, bool reference)
 		i++;
 	if (i < len && s[i] == ':')
 	{
-		if (i == 0 || !isalpha((unsigned char) s[0]))
+		if (i == 0 || !JS_ASCII_ALPHA((unsigned char) s[0]))
 			return false;
 		for (int j = 1; j < i; j++)
-			if (!isalnum((unsigned char) s[j]) && s[j] != '+' && s[j] != '-' && s[j] != '.')
+			if (!JS_ASCII_ALNUM((unsigned char) s[j]) && s[j] != '+' && s[j] != '-' && s[j] != '.')
 				return false;
 		i++;
 	}
@@ -197,7 +197,7 @@ valid_template_expression(const char *s, int from, int to)
 		int			start = i;
 
 		/* varname: varchars, single dots between them */
-		while (i < to && (isalnum((unsigned char) s[i]) || s[i] == '_' || s[i] == '%' ||
+		while (i < to && (JS_ASCII_ALNUM((unsigned char) s[i]) || s[i] == '_' || s[i] == '%' ||
 						  (s[i] == '.' && i > start && s[i - 1] != '.')))
 		{
 			if (s[i] == '%')

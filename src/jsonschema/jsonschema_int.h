@@ -263,6 +263,13 @@ extern void js_regex_error(const char *location, const char *keyword,
 extern JsAnchor *js_find_anchor(JsResource *res, const char *name,
 								bool dynamic_only);
 
+/*
+ * ASCII letters and digits: the grammars of formats and patterns are ASCII,
+ * and isalnum() also says yes to some bytes >= 0x80 in a LATIN1 locale
+ */
+#define JS_ASCII_ALPHA(c) (((c) >= 'A' && (c) <= 'Z') || ((c) >= 'a' && (c) <= 'z'))
+#define JS_ASCII_ALNUM(c) (JS_ASCII_ALPHA(c) || ((c) >= '0' && (c) <= '9'))
+
 /* format.c: the "format" assertions */
 extern bool js_check_format(const char *format, const char *s, int len);
 

@@ -249,7 +249,7 @@ translate_escape(const char *p, int n, int i, bool in_class, StringInfo out,
 			appendStringInfo(out, "\\x{%x}", cp);
 			return 4;
 		case 'c':
-			if (i + 2 >= n || !isalpha((unsigned char) p[i + 2]))
+			if (i + 2 >= n || !JS_ASCII_ALPHA((unsigned char) p[i + 2]))
 				break;
 			appendStringInfo(out, "\\x{%x}", p[i + 2] % 32);
 			return 3;
@@ -272,7 +272,7 @@ translate_escape(const char *p, int n, int i, bool in_class, StringInfo out,
 			}
 			if ((unsigned char) e >= 0x80)
 				return 1;		/* \é is é: drop the backslash */
-			if (!isalnum((unsigned char) e))
+			if (!JS_ASCII_ALNUM((unsigned char) e))
 			{
 				/* an escaped syntax character or punctuation: itself */
 				appendBinaryStringInfo(out, p + i, 2);
@@ -307,7 +307,7 @@ check_group(const char *p, int n, int i, const char **err)
 		if (p[j] == '=' || p[j] == '!')
 			return true;
 		/* a group name: an identifier */
-		while (j < n && (isalnum((unsigned char) p[j]) || p[j] == '_' || p[j] == '$' ||
+		while (j < n && (JS_ASCII_ALNUM((unsigned char) p[j]) || p[j] == '_' || p[j] == '$' ||
 						 (unsigned char) p[j] >= 0x80))
 			j++;
 		if (j > i + 3 && j < n && p[j] == '>' && !isdigit((unsigned char) p[i + 3]))

@@ -83,6 +83,8 @@ extern int	ds_max_event_bytes;
 
 extern void ds_parse_event(JsonbValue *v, int index, DsEvent *ev);
 extern Jsonb *ds_event_datum(DsEvent *ev);
+extern Jsonb *ds_make_event(const char *type, int type_len, const char *key, int key_len,
+							 JsonbValue *value, const char *op);
 extern const char *ds_op_name(DsOperation op);
 extern void ds_check_source_offset(const char *off);
 
@@ -360,7 +362,7 @@ extern char *ds_apply_batch(const char *stream_name, const char *source_offset,
 							int64 *applied, int64 *skipped);
 
 /* entities (reads.c), for state.put (kv.c) */
-extern int64 ds_entity_version(const char *stream, text *type, text *key);
+extern Jsonb *ds_entity_get(const char *stream, text *type, text *key, int64 *version);
 
 /* SQL functions other files call directly (kv.c) */
 extern Datum ds_lock_key(PG_FUNCTION_ARGS);

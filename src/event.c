@@ -376,3 +376,31 @@ ds_check_source_offset(const char *off)
 				 errmsg("invalid source_offset \"%s\"", ds_shorten(off, strlen(off))),
 				 errdetail("Offsets never contain \",\", \"&\", \"=\", \"?\" or \"/\".")));
 }
+
+/*
+ * The change event {"type": type, "key": key, "value": value, "headers":
+ * {"operation": op}} (type_len and key_len bytes, value a scalar or a
+ * container, NULL for a JSON null), built in the current memory context.
+ */
+Jsonb *
+ds_make_event(const char *type, int type_len, const char *key, int key_len,
+			  JsonbValue *value, const char *op)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue	null;
+
+	null.type = jbvNull;
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	ds_push_jsonb_string(&state, WJB_KEY, "type", 4);
+	ds_push_jsonb_string(&state, WJB_VALUE, type, type_len);
+	ds_push_jsonb_string(&state, WJB_KEY, "key", 3);
+	ds_push_jsonb_string(&state, WJB_VALUE, key, key_len);
+	ds_push_jsonb_string(&state, WJB_KEY, "value", 5);
+	pushJsonbValue(&state, WJB_VALUE, value ? value : &null);
+	ds_push_jsonb_string(&state, WJB_KEY, "headers", 7);
+	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+	ds_push_jsonb_string(&state, WJB_KEY, "operation", 9);
+	ds_push_jsonb_string(&state, WJB_VALUE, op, strlen(op));
+	pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	return JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_OBJECT, NULL));
+}

@@ -1,6 +1,6 @@
 /*
  * jsonschema.h
- *		JSON Schema (draft 2020-12 and draft-07) validation over jsonb.
+ *		JSON Schema validation over jsonb: drafts 4, 6, 7, 2019-09 and 2020-12.
  *
  * A schema is compiled once into a JsonSchema (keyword lists per schema
  * object, resolved references, compiled regular expressions) and values are

@@ -31,83 +31,64 @@
 
 #include "durable_state.h"
 
-/* Pushes the string s (len bytes) as a scalar of *st (as a key or a value). */
-static void
-push_string(JsonbParseState **st, JsonbIteratorToken tok, const char *s, int len)
-{
-	JsonbValue	v;
-
-	v.type = jbvString;
-	v.val.string.val = (char *) s;
-	v.val.string.len = len;
-	pushJsonbValue(st, tok, &v);
-}
-
 /*
  * The upsert event of (type, key, value) as the element of a batch: a
  * jbvBinary of its object, in the current memory context.
  */
 static void
-put_event(text *type, text *key, Jsonb *value, JsonbValue *elem)
+put_event(text *type, text *key, JsonbValue *value, JsonbValue *elem)
 {
-	JsonbParseState *st = NULL;
-	JsonbValue	vv;
-	JsonbValue *res;
-
-	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-	push_string(&st, WJB_KEY, "type", 4);
-	push_string(&st, WJB_VALUE, VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type));
-	push_string(&st, WJB_KEY, "key", 3);
-	push_string(&st, WJB_VALUE, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
-	push_string(&st, WJB_KEY, "value", 5);
-	if (JB_ROOT_IS_SCALAR(value))
-	{
-		/* a raw scalar: its one element */
-		JsonbExtractScalar(&value->root, &vv);
-	}
-	else
-	{
-		vv.type = jbvBinary;
-		vv.val.binary.data = &value->root;
-		vv.val.binary.len = VARSIZE(value) - VARHDRSZ;
-	}
-	pushJsonbValue(&st, WJB_VALUE, &vv);
-	push_string(&st, WJB_KEY, "headers", 7);
-	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
-	push_string(&st, WJB_KEY, "operation", 9);
-	push_string(&st, WJB_VALUE, "upsert", 6);
-	pushJsonbValue(&st, WJB_END_OBJECT, NULL);
-	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
-	ds_jsonb_root_value(JsonbValueToJsonb(res), elem);
+	ds_jsonb_root_value(ds_make_event(VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type),
+									  VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
+									  value, "upsert"),
+						elem);
 }
 
 /*
- * Takes the entity's key lock and raises ERRCODE_SERIALIZATION_FAILURE if
- * its version (0: absent) is not expected.
+ * Sets *type, *key and *stream from arguments 0, 1 and 4 of a call of
+ * state.put or state.increment; ERRCODE_NULL_VALUE_NOT_ALLOWED if one is
+ * null.
+ */
+static void
+entity_args(FunctionCallInfo fcinfo, text **type, text **key, text **stream)
+{
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(4))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("type, key and stream must not be null")));
+	*type = PG_GETARG_TEXT_PP(0);
+	*key = PG_GETARG_TEXT_PP(1);
+	*stream = PG_GETARG_TEXT_PP(4);
+}
+
+/*
+ * Takes the entity's key lock (as state._lock_key: no batch changes it
+ * until commit) and, under READ COMMITTED, makes a snapshot taken after it
+ * the active one, so that what committed while the lock was awaited is
+ * seen, as a new statement would see it.  Returns whether it pushed one
+ * (to be popped by the caller).
+ */
+static bool
+lock_entity(text *stream, text *type, text *key)
+{
+	DirectFunctionCall3(ds_lock_key, PointerGetDatum(stream), PointerGetDatum(type),
+						PointerGetDatum(key));
+	if (IsolationUsesXactSnapshot())
+		return false;
+	PushActiveSnapshot(GetTransactionSnapshot());
+	return true;
+}
+
+/*
+ * Raises ERRCODE_SERIALIZATION_FAILURE if the entity's version (0: absent)
+ * is not expected.  The caller holds its key lock.
  */
 static void
 check_version(text *stream, text *type, text *key, int64 expected)
 {
 	int64		cur;
-	bool		pushed = false;
 
-	if (expected < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("expected_version must be 0 (absent) or a version, not " INT64_FORMAT,
-						expected)));
-	/* no batch changes the entity between this read and the write */
-	DirectFunctionCall3(ds_lock_key, PointerGetDatum(stream), PointerGetDatum(type),
-						PointerGetDatum(key));
-	/* what committed while the lock was awaited (a new statement would see it) */
-	if (!IsolationUsesXactSnapshot())
-	{
-		PushActiveSnapshot(GetTransactionSnapshot());
-		pushed = true;
-	}
-	cur = ds_entity_version(text_to_cstring(stream), type, key);
-	if (pushed)
-		PopActiveSnapshot();
+	(void) ds_entity_get(text_to_cstring(stream), type, key, &cur);
 	if (cur != expected)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
@@ -130,6 +111,7 @@ ds_put(PG_FUNCTION_ARGS)
 	text	   *type;
 	text	   *key;
 	text	   *stream;
+	JsonbValue	value;
 	JsonbValue	elem;
 	int64		applied,
 				skipped;
@@ -155,25 +137,23 @@ ds_put(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("value must not be null"),
 				 errhint("Use state.remove() to delete an entity.")));
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(4))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("type, key and stream must not be null")));
-	type = PG_GETARG_TEXT_PP(0);
-	key = PG_GETARG_TEXT_PP(1);
-	stream = PG_GETARG_TEXT_PP(4);
+	entity_args(fcinfo, &type, &key, &stream);
 
 	if (!PG_ARGISNULL(5))
 	{
-		check_version(stream, type, key, PG_GETARG_INT64(5));
-		/* the write sees what the version check saw */
-		if (!IsolationUsesXactSnapshot())
-		{
-			PushActiveSnapshot(GetTransactionSnapshot());
-			pushed = true;
-		}
+		int64		expected = PG_GETARG_INT64(5);
+
+		if (expected < 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("expected_version must be 0 (absent) or a version, not " INT64_FORMAT,
+							expected)));
+		/* the check and the write see what committed before the lock */
+		pushed = lock_entity(stream, type, key);
+		check_version(stream, type, key, expected);
 	}
-	put_event(type, key, PG_GETARG_JSONB_P(2), &elem);
+	ds_jsonb_root_value(PG_GETARG_JSONB_P(2), &value);
+	put_event(type, key, &value, &elem);
 	off = ds_apply_batch(text_to_cstring(stream), NULL, &elem, 1, NULL, &applied, &skipped);
 	if (pushed)
 		PopActiveSnapshot();
@@ -188,4 +168,133 @@ ds_put(PG_FUNCTION_ARGS)
 							PointerGetDatum(key), expires);
 	}
 	PG_RETURN_TEXT_P(cstring_to_text(off));
+}
+
+/* The JSON type name of v, as jsonb_typeof names it. */
+static const char *
+json_type_name(JsonbValue *v)
+{
+	switch (v->type)
+	{
+		case jbvNull:
+			return "null";
+		case jbvString:
+			return "string";
+		case jbvNumeric:
+			return "number";
+		case jbvBool:
+			return "boolean";
+		case jbvArray:
+			return "array";
+		case jbvObject:
+			return "object";
+		case jbvBinary:
+			return JsonContainerIsArray(v->val.binary.data) ? "array" : "object";
+		default:
+			return "unknown";
+	}
+}
+
+/*
+ * The object cur (NULL: {}) with member set to n, in the current memory
+ * context, as a value to push: cur's other members, then member (a
+ * duplicate key keeps the last, as in jsonb_in and ||).
+ */
+static void
+with_member(Jsonb *cur, const char *member, Numeric n, JsonbValue *out)
+{
+	JsonbParseState *st = NULL;
+	JsonbValue	v;
+	JsonbValue *res;
+
+	pushJsonbValue(&st, WJB_BEGIN_OBJECT, NULL);
+	if (cur != NULL)
+	{
+		JsonbIterator *it = JsonbIteratorInit(&cur->root);
+		JsonbIteratorToken tok;
+
+		(void) JsonbIteratorNext(&it, &v, true);	/* WJB_BEGIN_OBJECT */
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_END_OBJECT)
+			pushJsonbValue(&st, tok, &v);
+	}
+	ds_push_jsonb_string(&st, WJB_KEY, member, strlen(member));
+	v.type = jbvNumeric;
+	v.val.numeric = n;
+	pushJsonbValue(&st, WJB_VALUE, &v);
+	res = pushJsonbValue(&st, WJB_END_OBJECT, NULL);
+	ds_jsonb_root_value(JsonbValueToJsonb(res), out);
+}
+
+/*
+ * state.increment(type text, key text, member text, by numeric, stream
+ * text) RETURNS numeric: adds by to the numeric member of the entity (an
+ * absent entity is {}, an absent or null member 0) under the entity's key
+ * lock, as one logged upsert, and returns the new number.  Counters on
+ * other keys of the stream go on meanwhile.
+ */
+PG_FUNCTION_INFO_V1(ds_increment);
+
+Datum
+ds_increment(PG_FUNCTION_ARGS)
+{
+	text	   *type;
+	text	   *key;
+	text	   *stream;
+	char	   *member;
+	Numeric		by;
+	Numeric		n;
+	Jsonb	   *cur;
+	JsonbValue	m;
+	JsonbValue	value;
+	JsonbValue	elem;
+	int64		applied,
+				skipped;
+	bool		pushed;
+
+	if (PG_ARGISNULL(2) || PG_ARGISNULL(3))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("member and by must not be null")));
+	member = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	by = PG_GETARG_NUMERIC(3);
+	if (member[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("member must be a non-empty name")));
+	entity_args(fcinfo, &type, &key, &stream);
+
+	/* the entity's lock: counters on other keys of the stream go on */
+	pushed = lock_entity(stream, type, key);
+	cur = ds_entity_get(text_to_cstring(stream), type, key, NULL);
+	if (cur != NULL && !JB_ROOT_IS_OBJECT(cur))
+	{
+		JsonbValue	root;
+
+		ds_jsonb_root_value(cur, &root);
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("cannot increment \"%s\" of \"%s\" of type \"%s\": the value is %s, not an object",
+						member, text_to_cstring(key), text_to_cstring(type),
+						json_type_name(&root))));
+	}
+	if (cur == NULL ||
+		!getKeyJsonValueFromContainer(&cur->root, member, strlen(member), &m) ||
+		m.type == jbvNull)
+		n = by;
+	else if (m.type == jbvNumeric)
+		n = DatumGetNumeric(DirectFunctionCall2(numeric_add, NumericGetDatum(m.val.numeric),
+												NumericGetDatum(by)));
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("cannot increment \"%s\" of \"%s\" of type \"%s\": it is %s, not a number",
+						member, text_to_cstring(key), text_to_cstring(type),
+						json_type_name(&m))));
+
+	with_member(cur, member, n, &value);
+	put_event(type, key, &value, &elem);
+	(void) ds_apply_batch(text_to_cstring(stream), NULL, &elem, 1, NULL, &applied, &skipped);
+	if (pushed)
+		PopActiveSnapshot();
+	PG_RETURN_NUMERIC(n);
 }

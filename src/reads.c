@@ -247,30 +247,36 @@ require_versions(DsReader *r)
 }
 
 /*
- * The version of entity key of type in stream, as state.get_versioned
- * reads it (with its errors), or 0 if the caller sees no such entity or
- * its version is null.
+ * Reads entity key of type in stream as state.get and state.get_versioned
+ * do (with their errors): returns its value (NULL if the caller sees no
+ * such entity) and, if version is not NULL, sets *version to its version
+ * (0 if absent or null; the collection must keep versions).
  */
-int64
-ds_entity_version(const char *stream, text *type, text *key)
+Jsonb *
+ds_entity_get(const char *stream, text *type, text *key, int64 *version)
 {
 	DsReader	r;
 	DsStream   *s = ds_catalog_stream(stream, false);
-	int64		version = 0;
+	Jsonb	   *v;
 
 	reader_open_collection(&r, ds_stream_collection(s, VARDATA_ANY(type),
 													VARSIZE_ANY_EXHDR(type), false), 1);
-	require_versions(&r);
-	if (reader_get(&r, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key)) != NULL)
+	if (version)
+	{
+		require_versions(&r);
+		*version = 0;
+	}
+	v = reader_get(&r, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
+	if (v != NULL && version)
 	{
 		bool		isnull;
 		Datum		d = slot_getattr(r.slot, r.ri.versioncol->attnum, &isnull);
 
 		if (!isnull)
-			version = DatumGetInt64(d);
+			*version = DatumGetInt64(d);
 	}
 	reader_close(&r);
-	return version;
+	return v;
 }
 
 /*
@@ -572,30 +578,15 @@ static void
 put_insert_event(DsReader *r, ReturnSetInfo *rsinfo, text *key, Jsonb *value)
 {
 	MemoryContext old = MemoryContextSwitchTo(r->rowcxt);
-	JsonbParseState *state = NULL;
 	JsonbValue	jv;
-	JsonbValue *res;
 	Datum		ev;
 	bool		isnull = false;
 
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	ds_push_jsonb_string(&state, WJB_KEY, "type", 4);
-	ds_push_jsonb_string(&state, WJB_VALUE, r->coll->type, r->coll->type_len);
-	ds_push_jsonb_string(&state, WJB_KEY, "key", 3);
-	ds_push_jsonb_string(&state, WJB_VALUE, VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key));
-	ds_push_jsonb_string(&state, WJB_KEY, "value", 5);
-	if (value == NULL)
-		jv.type = jbvNull;
-	else
+	if (value != NULL)
 		ds_jsonb_root_value(value, &jv);
-	pushJsonbValue(&state, WJB_VALUE, &jv);
-	ds_push_jsonb_string(&state, WJB_KEY, "headers", 7);
-	pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-	ds_push_jsonb_string(&state, WJB_KEY, "operation", 9);
-	ds_push_jsonb_string(&state, WJB_VALUE, "insert", 6);
-	pushJsonbValue(&state, WJB_END_OBJECT, NULL);
-	res = pushJsonbValue(&state, WJB_END_OBJECT, NULL);
-	ev = JsonbPGetDatum(JsonbValueToJsonb(res));
+	ev = JsonbPGetDatum(ds_make_event(r->coll->type, r->coll->type_len,
+									  VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
+									  value ? &jv : NULL, "insert"));
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &ev, &isnull);
 	MemoryContextSwitchTo(old);
 }

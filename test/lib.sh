@@ -87,6 +87,8 @@ ds_missing_deps() {
     command -v pg_prove >/dev/null 2>&1 || echo pg_prove
     # test/t/pgbouncer.sh: subscribers through a transaction-pooling pooler
     [[ -x /usr/sbin/pgbouncer ]] || command -v pgbouncer >/dev/null 2>&1 || echo pgbouncer
+    # test/t/browser_streamdb.js: StreamDB in headless Chromium
+    [[ -x /usr/bin/chromium ]] || echo chromium
     command -v make >/dev/null 2>&1 || echo make
     command -v gcc >/dev/null 2>&1 || echo gcc
     # the JSON Schema validator links PCRE2 (patterns) and libidn2 (IDN host names)
@@ -105,8 +107,8 @@ ds_missing_deps() {
 # Installs what the suite needs: for 15, Postgres 15, its server headers and
 # pgTAP from Debian 12's packages; for 17 and 18, PostgreSQL and pgTAP built
 # from Debian's source packages (test/pgbuild.sh, once per machine); pg_prove,
-# make, gcc, node and npm with apt-get.  Idempotent: does nothing when
-# everything is already there.
+# make, gcc, node, npm, pgbouncer and chromium with apt-get.  Idempotent:
+# does nothing when everything is already there.
 ds_install_deps() {
     local missing
     missing=$(ds_missing_deps)
@@ -123,6 +125,9 @@ ds_install_deps() {
     fi
     if grep -qx pgbouncer <<<"$missing"; then
         pkgs+=(pgbouncer)
+    fi
+    if grep -qx chromium <<<"$missing"; then
+        pkgs+=(chromium)
     fi
     if grep -qx npm <<<"$missing"; then
         pkgs+=(npm)
@@ -458,7 +463,7 @@ ds_t_finish() {
 # 1 if the extension cannot be had.
 ds_bench_throwaway() {
     unset PGHOST PGPORT PGDATABASE PGOPTIONS
-    if [[ -n "$(ds_missing_deps | grep -v -e pgtap -e pg_prove -e node || true)" ]]; then
+    if [[ -n "$(ds_missing_deps | grep -v -e pgtap -e pg_prove -e node -e chromium || true)" ]]; then
         ds_install_deps >&2
     fi
     if [[ "${BENCH_BUILD:-0}" == 1 ]] && ! ds_build_install >&2; then

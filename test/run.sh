@@ -34,8 +34,9 @@
 #   other      every executable test/t/*.sh, and test/t/*.js (run with node), with the
 #              cluster's PG* and DS_* variables exported and the repo root as cwd.
 #              The npm packages clients/node, clients/gateway (the HTTP gateway
-#              and the pinned Durable Streams conformance suite) and test/node
-#              (pg for the .js tests) are installed first with `npm ci` when node_modules is missing or
+#              and the pinned Durable Streams conformance suite), test/node
+#              (pg for the .js tests) and test/browser (StreamDB, esbuild and
+#              playwright-core for the StreamDB tests) are installed first with `npm ci` when node_modules is missing or
 #              older than the lockfile (a failure is one failed test).
 #              A script counts as one test (exit 0 = passed) unless it prints a line
 #              `N passed, M failed`, whose numbers are used instead (a non-zero exit
@@ -254,7 +255,7 @@ fi
 # ---------------------------------------------------------------------------
 if wants other; then
     banner "other tests (test/t)"
-    for dir in clients/node clients/gateway test/node; do
+    for dir in clients/node clients/gateway test/node test/browser; do
         if ! ds_npm_install "$dir"; then
             record npm 0 1 "npm ci in $dir failed"
         fi

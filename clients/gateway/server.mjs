@@ -6,7 +6,9 @@
 // (PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD) or DATABASE_URL,
 // GATEWAY_SCHEMA (default ds_gateway: the gateway's own tables),
 // LONG_POLL_TIMEOUT_MS (default 30000), MAX_BODY_BYTES (default 16 MiB),
-// PG_POOL_MAX (default 10).
+// PG_POOL_MAX (default 10); access: GATEWAY_AUTH (optional|required),
+// GATEWAY_ANON_ROLE, GATEWAY_AUTH_MODULE, GATEWAY_TOKEN_CACHE_MS (see
+// Access below).
 //
 // Two route families:
 //   /v1/state/<stream>  a durable_state stream (JSON mode): GET reads
@@ -24,6 +26,9 @@
 
 import http from 'node:http';
 import { Buffer } from 'node:buffer';
+import { createHash } from 'node:crypto';
+import { pathToFileURL } from 'node:url';
+import { resolve as resolvePath } from 'node:path';
 import pg from 'pg';
 
 const H = {
@@ -74,6 +79,11 @@ function isJsonType(ct) {
 
 function etagOf(path, start, end, closed) {
     return `"${Buffer.from(path).toString('base64')}:${start}:${end}${closed ? ':c' : ''}"`;
+}
+
+// A page of events (each a JSON text) as a JSON array.
+function jsonArray(texts) {
+    return `[${texts.join(',')}]`;
 }
 
 function sseData(payload) {
@@ -194,12 +204,22 @@ export class Hub {
         this.client = null;
         this.closed = false;
         this.notifications = 0;
+        // generations: a channel's count of notifications, plus one for
+        // every reconnect (epoch).  A read started at generation >= g has
+        // seen every commit notified before a waiter registered at g.
+        this.gens = new Map();         // channel -> notifications received
+        this.epoch = 0;
+    }
+
+    gen(channel) {
+        return this.epoch + (this.gens.get(channel) || 0);
     }
 
     async start() {
         const client = this.connect();
         client.on('notification', (msg) => {
             this.notifications++;
+            this.gens.set(msg.channel, (this.gens.get(msg.channel) || 0) + 1);
             this.wake(msg.channel, msg.payload);
         });
         client.on('error', () => this.reconnect(client));
@@ -216,6 +236,7 @@ export class Hub {
     reconnect(client) {
         if (this.client !== client || this.closed) return;
         this.client = null;
+        this.epoch++;
         // Readers re-read after a wake-up; waking them all loses nothing.
         for (const ch of [...this.waiters.keys()]) this.wake(ch, null);
         setTimeout(() => this.start().catch(() => this.reconnect(client)), 500);
@@ -240,7 +261,8 @@ export class Hub {
         const set = this.waiters.get(channel);
         if (!set) return;
         const at = this.queriesAtSubscribe ? this.queriesAtSubscribe() : -1;
-        for (const fn of [...set]) fn(payload, at);
+        const gen = this.gen(channel);
+        for (const fn of [...set]) fn(payload, at, gen);
     }
 
     // Registers a waiter BEFORE the caller re-reads (so no commit between the
@@ -255,10 +277,11 @@ export class Hub {
         let resolve;
         const promise = new Promise((r) => { resolve = r; });
         let timer = null;
-        const sub = { promise, after: -1, wokeAt: -1 };
-        const fn = (payload, at) => {
+        const sub = { promise, after: -1, wokeAt: -1, gen: 0, wokeGen: 0 };
+        const fn = (payload, at, gen) => {
             if (payload !== null && !filter(payload)) return;
             sub.wokeAt = at;
+            sub.wokeGen = gen;
             done(true);
         };
         const done = (v) => {
@@ -275,6 +298,10 @@ export class Hub {
         };
         sub.cancel = () => done(false);
         await this.listen(channel);
+        // after the LISTEN is in effect: a read from this generation on
+        // sees what was committed before any later notification
+        sub.gen = this.gen(channel);
+        sub.wokeGen = sub.gen;
         return sub;
     }
 
@@ -286,12 +313,13 @@ export class Hub {
             set = new Set();
             this.waiters.set(channel, set);
         }
-        const cb = (payload, at) => fn(at);
+        const cb = (payload, at, gen) => fn(at, gen);
         const after = this.queriesAtSubscribe ? this.queriesAtSubscribe() : -1;
         set.add(cb);
         await this.listen(channel);
         return {
             after,
+            gen: this.gen(channel),
             close: () => {
                 set.delete(cb);
                 if (set.size === 0 && this.waiters.get(channel) === set) this.waiters.delete(channel);
@@ -330,6 +358,165 @@ class Coalescer {
     }
 }
 
+// The state routes' shared reads: one query per key (role, stream, offset)
+// and notification generation of the stream's channel.  A reader that
+// registered its wait at generation g (Hub.subscribe) may take the result
+// of any read started at generation >= g, in flight or finished: such a
+// read began after every notification the reader did not wait for, so it
+// saw those commits, and any later commit wakes the reader again.  So 1,000
+// long-poll readers coming back at the new offset at different moments
+// share one read until the next notification.  A reader without a wait
+// (minGen null) joins only a read in flight.  Finished results are dropped
+// when a newer read of the key starts, or after about 5 s (sweep), which
+// bounds the memory they hold to what 5 s of reads return.
+class SharedReads {
+    constructor() {
+        this.entries = new Map();      // key -> { gen, promise, done, at }
+        this.queries = 0;
+    }
+
+    run(key, gen, fn, minGen = null) {
+        const e = this.entries.get(key);
+        if (e && (minGen === null ? !e.done : e.gen >= minGen)) return e.promise;
+        this.queries++;
+        const entry = { gen, done: false, at: Date.now() };
+        entry.promise = fn().then((v) => {
+            entry.done = true;
+            entry.at = Date.now();
+            return v;
+        }, (err) => {
+            if (this.entries.get(key) === entry) this.entries.delete(key);
+            throw err;
+        });
+        this.entries.set(key, entry);
+        if (this.entries.size > 5000) this.sweep(5000);
+        return entry.promise;
+    }
+
+    sweep(ageMs) {
+        const old = Date.now() - ageMs;
+        for (const [k, v] of this.entries) if (v.done && v.at < old) this.entries.delete(k);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Access: a request's identity -> a Postgres role
+// ---------------------------------------------------------------------------
+
+export function tokenHash(token) {
+    return createHash('sha256').update(token, 'utf8').digest();
+}
+
+// Who a request is, as { role, private }: role is the Postgres role its
+// state reads and writes run as (SET LOCAL ROLE in their transaction), or
+// null for the gateway's own login role; private says that what it reads
+// may differ from what another caller reads (no shared caching).
+//
+//   1. GATEWAY_AUTH_MODULE's `role(req)`, when set: a role name, or
+//      null/undefined to go on with 2 and 3, or false (or a throw) for 401;
+//   2. `Authorization: Bearer <token>`: the role of sha256(token) in
+//      <schema>.tokens (the table keeps hashes, never tokens); unknown 401;
+//   3. no credentials: GATEWAY_ANON_ROLE if set, else 401 with
+//      GATEWAY_AUTH=required, else the gateway's own role.
+export class Access {
+    constructor(gw, env) {
+        this.gw = gw;
+        this.required = (env.GATEWAY_AUTH || 'optional') === 'required';
+        this.anonRole = env.GATEWAY_ANON_ROLE || null;
+        this.modulePath = env.GATEWAY_AUTH_MODULE || null;
+        this.cacheMs = Number(env.GATEWAY_TOKEN_CACHE_MS ?? 5000);
+        this.hook = null;
+        this.cache = new Map();        // hash (hex) -> { role, at }
+    }
+
+    async start() {
+        if (this.modulePath) {
+            const mod = await import(pathToFileURL(resolvePath(this.modulePath)).href);
+            this.hook = mod.role || mod.default?.role || mod.default;
+            if (typeof this.hook !== 'function') {
+                throw new Error(`GATEWAY_AUTH_MODULE ${this.modulePath} exports no role(req) function`);
+            }
+        }
+    }
+
+    static unauthorized(message) {
+        return new HttpError(401, message, {
+            'content-type': 'application/json', 'www-authenticate': 'Bearer realm="durable_state"',
+        }, JSON.stringify({ error: { message } }));
+    }
+
+    async identify(req) {
+        if (this.hook) {
+            let r;
+            try {
+                r = await this.hook(req);
+            } catch (err) {
+                if (err instanceof HttpError) throw err;
+                throw Access.unauthorized(err?.message || 'not authorized');
+            }
+            if (r === false) throw Access.unauthorized('not authorized');
+            if (typeof r === 'string' && r !== '') return { role: r, private: true };
+        }
+        const auth = header(req, 'authorization');
+        if (auth !== undefined) {
+            const m = /^Bearer\s+(\S+)\s*$/i.exec(auth);
+            if (!m) throw Access.unauthorized('Authorization must be "Bearer <token>"');
+            const role = await this.tokenRole(m[1]);
+            if (!role) throw Access.unauthorized('unknown token');
+            return { role, private: true };
+        }
+        if (this.anonRole) return { role: this.anonRole, private: false };
+        if (this.required) throw Access.unauthorized('authentication required');
+        return { role: null, private: false };
+    }
+
+    async tokenRole(token) {
+        const h = tokenHash(token);
+        const key = h.toString('hex');
+        const hit = this.cache.get(key);
+        if (hit && Date.now() - hit.at < this.cacheMs) return hit.role;
+        const r = await this.gw.pool.query(`SELECT role FROM ${this.gw.S}.tokens WHERE token_hash = $1`, [h]);
+        const role = r.rows[0]?.role ?? null;
+        if (this.cacheMs > 0) {
+            if (this.cache.size > 10000) this.cache.clear();
+            this.cache.set(key, { role, at: Date.now() });
+        }
+        return role;
+    }
+}
+
+// Runs fn(client) in a transaction on a client of `pool` under `role`
+// (SET LOCAL ROLE: it ends with the transaction, so the pooled connection
+// goes back as the gateway's role, after an error too; a connection whose
+// ROLLBACK failed is discarded).  role null: the gateway's own role.
+export async function asRole(pool, role, fn) {
+    const c = await pool.connect();
+    let broken = null;
+    try {
+        if (role === null) {
+            await c.query('BEGIN');
+        } else {
+            try {
+                await c.query(`BEGIN; SET LOCAL ROLE ${pg.escapeIdentifier(role)}`);
+            } catch (err) {
+                // no such role (22023) or not granted to the gateway (42501)
+                await c.query('ROLLBACK').catch((e) => { broken = e; });
+                const e = pgError(err);
+                if (e instanceof HttpError) e.status = 403;
+                throw e;
+            }
+        }
+        const r = await fn(c);
+        await c.query('COMMIT');
+        return r;
+    } catch (err) {
+        if (!broken) await c.query('ROLLBACK').catch((e) => { broken = e; });
+        throw err;
+    } finally {
+        c.release(broken || undefined);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // the gateway
 // ---------------------------------------------------------------------------
@@ -341,19 +528,85 @@ export class Gateway {
         this.schema = opts.schema || env.GATEWAY_SCHEMA || 'ds_gateway';
         this.longPollMs = Number(opts.longPollMs || env.LONG_POLL_TIMEOUT_MS || 30000);
         this.maxBody = Number(opts.maxBody || env.MAX_BODY_BYTES || 16 * 1024 * 1024);
-        this.pool = new pg.Pool({ ...conn, max: Number(env.PG_POOL_MAX || 10), application_name: 'ds_gateway' });
-        this.pool.on('error', () => {});
+        this.stats = { statements: 0, waits: 0, waitsShared: 0, longPolls: 0 };
+        const max = Number(env.PG_POOL_MAX || 10);
+        this.pool = this.makePool({ ...conn, max, application_name: 'ds_gateway' });
+        // reads of /v1/state may go to a hot standby (READ_DATABASE_URL);
+        // writes, producers, tokens and generic streams stay on the primary
+        this.readUrl = env.READ_DATABASE_URL || null;
+        this.readPool = this.readUrl
+            ? this.makePool({ connectionString: this.readUrl, max, application_name: 'ds_gateway_read' }) : this.pool;
+        // wake-ups: 'listen' (one LISTEN connection) or 'wait' (waiting
+        // reads, state.changes(..., wait_ms), one per stream, offset and
+        // role, shared by its readers; the only way on a standby)
+        this.wakeup = env.GATEWAY_WAKEUP || (this.readUrl ? 'wait' : 'listen');
+        if (!['listen', 'wait'].includes(this.wakeup)) throw new Error(`GATEWAY_WAKEUP must be listen or wait, not ${this.wakeup}`);
+        this.waitPool = this.makePool({
+            ...(this.readUrl ? { connectionString: this.readUrl } : conn),
+            max: Number(env.WAIT_POOL_MAX || 20), application_name: 'ds_gateway_wait',
+        });
+        this.waits = new Map();        // role\0stream\0since -> { promise, done, at, page }
         this.hub = new Hub(() => new pg.Client({ ...conn, application_name: 'ds_gateway_listen' }));
-        this.reads = new Coalescer();
+        this.reads = new Coalescer();         // generic streams
+        this.stateReads = new SharedReads();  // state streams
         this.hub.queriesAtSubscribe = () => this.reads.queries;
         this.channels = new Map();     // state stream -> its NOTIFY channel
         this.sse = new Set();
         this.closing = false;
         this.S = pg.escapeIdentifier(this.schema);
+        this.access = new Access(this, env);
+    }
+
+    // A pg.Pool whose clients count their statements (stats.statements:
+    // what GET /v1/_gateway/stats reports, for the queries-per-commit tests).
+    makePool(opts) {
+        const pool = new pg.Pool(opts);
+        pool.on('error', () => {});
+        pool.on('connect', (c) => {
+            const query = c.query.bind(c);
+            c.query = (...a) => {
+                this.stats.statements++;
+                return query(...a);
+            };
+        });
+        return pool;
+    }
+
+    // A read query as `role` (see asRole) on the read pool (the standby's,
+    // with READ_DATABASE_URL); the gateway's role without one.
+    q(role, text, params) {
+        if (role === null || role === undefined) return this.readPool.query(text, params);
+        return asRole(this.readPool, role, (c) => c.query(text, params));
+    }
+
+    // The stream's tail for `role`.  A role under row-level security may
+    // not call state.tail (42501): its access to the stream is checked by
+    // reading changes() from the tail as itself, then the tail (a number the
+    // stream's notifications show anyone anyway) is read as the gateway.
+    async tailOf(role, stream) {
+        if (role === null || role === undefined) {
+            return (await this.readPool.query('SELECT state.tail($1) AS t', [stream])).rows[0].t;
+        }
+        return asRole(this.readPool, role, async (c) => {
+            await c.query(`SELECT count(*) FROM state.changes($1, 'now', 1)`, [stream]);
+            await c.query('SET LOCAL ROLE NONE');
+            return (await c.query('SELECT state.tail($1) AS t', [stream])).rows[0].t;
+        });
     }
 
     async start(port) {
         await this.setupSchema();
+        await this.access.start();
+        if (this.wakeup === 'wait') {
+            // waiting reads need state.changes(stream, since, max_events,
+            // wait_ms) (durable_state 0.6.0) where the reads go
+            const r = await this.readPool.query(
+                "SELECT to_regprocedure('state.changes(text,text,integer,integer)') IS NOT NULL AS ok").catch(() => null);
+            if (!r?.rows[0]?.ok) {
+                console.error('gateway: state.changes has no wait_ms where reads go: waking readers with LISTEN');
+                this.wakeup = 'listen';
+            }
+        }
         await this.hub.start();
         this.server = http.createServer((req, res) => {
             this.handle(req, res).catch((err) => this.fail(res, err));
@@ -362,17 +615,23 @@ export class Gateway {
         await new Promise((r) => this.server.listen(port, r));
         this.sweeper = setInterval(() => this.sweepExpired().catch(() => {}), 60000);
         this.sweeper.unref();
+        this.readSweeper = setInterval(() => this.stateReads.sweep(5000), 5000);
+        this.readSweeper.unref();
         return this.server.address().port;
     }
 
     async stop() {
         this.closing = true;
         clearInterval(this.sweeper);
+        clearInterval(this.readSweeper);
         for (const res of this.sse) res.end();
         await this.hub.close();
         await new Promise((r) => (this.server ? this.server.close(r) : r()));
         this.server?.closeAllConnections?.();
         await this.pool.end();
+        if (this.readPool !== this.pool) await this.readPool.end();
+        // waiting reads end by themselves within LONG_POLL_TIMEOUT_MS
+        this.waitPool.end().catch(() => {});
     }
 
     // The gateway's own tables: producer state (both route families) and
@@ -420,7 +679,16 @@ export class Gateway {
                     ADD COLUMN IF NOT EXISTS fork_sub_offset bigint NOT NULL DEFAULT 0,
                     ADD COLUMN IF NOT EXISTS deleted boolean NOT NULL DEFAULT false;
                 CREATE INDEX IF NOT EXISTS streams_forked_from ON ${S}.streams (forked_from)
-                    WHERE forked_from IS NOT NULL;`);
+                    WHERE forked_from IS NOT NULL;
+                -- bearer tokens -> roles (Access): sha256 of the token, never
+                -- the token; the gateway's login role must be able to SET
+                -- ROLE to each role (GRANT role TO gateway_login)
+                CREATE TABLE IF NOT EXISTS ${S}.tokens (
+                    token_hash bytea PRIMARY KEY,
+                    role name NOT NULL,
+                    note text,
+                    created_at timestamptz NOT NULL DEFAULT now());
+                REVOKE ALL ON ${S}.tokens FROM PUBLIC;`);
         } finally {
             await c.query('SELECT pg_advisory_unlock(hashtext($1))', [`ds_gateway:${this.schema}`]).catch(() => {});
             c.release();
@@ -454,6 +722,15 @@ export class Gateway {
         res.setHeader('cross-origin-resource-policy', 'cross-origin');
         const url = new URL(req.url ?? '/', 'http://gateway');
         const method = (req.method || 'GET').toUpperCase();
+        if (this.closing) {
+            // shutting down: a read begun now would end at once (an SSE
+            // stream so short that clients give up on SSE after a few);
+            // 503 closes the connection and makes clients retry, elsewhere
+            // or on the next process
+            res.writeHead(503, { 'retry-after': '1', connection: 'close', 'content-type': 'text/plain' });
+            res.end('the gateway is shutting down');
+            return;
+        }
         if (method === 'OPTIONS') {
             res.writeHead(204);
             res.end();
@@ -462,15 +739,26 @@ export class Gateway {
         let m;
         if ((m = /^\/v1\/state\/([^/]+)$/.exec(url.pathname))) {
             const stream = decodeURIComponent(m[1]);
+            const who = await this.access.identify(req);
             switch (method) {
-                case 'GET': return this.stateGet(stream, url, req, res);
-                case 'HEAD': return this.stateHead(stream, res);
-                case 'POST': return this.statePost(stream, req, res);
+                case 'GET': {
+                    // long-polls in progress (GET /v1/_gateway/stats)
+                    const lp = url.searchParams.get('live') === 'long-poll';
+                    if (lp) this.stats.longPolls++;
+                    return this.stateGet(stream, url, req, res, who).finally(() => { if (lp) this.stats.longPolls--; });
+                }
+                case 'HEAD': return this.stateHead(stream, res, who);
+                case 'POST': return this.statePost(stream, req, res, who);
                 default: throw new HttpError(405, 'method not allowed on a state stream (GET, HEAD, POST)');
             }
         }
         if ((m = /^\/v1\/stream\/(.+)$/.exec(url.pathname))) {
             const path = decodeURIComponent(m[1]);
+            // generic streams live in the gateway's tables, read and written
+            // as the gateway: credentials are checked, no role is taken
+            if (this.access.required || this.access.hook || header(req, 'authorization') !== undefined) {
+                await this.access.identify(req);
+            }
             switch (method) {
                 case 'PUT': return this.streamCreate(path, req, res);
                 case 'GET': return this.streamGet(path, url, req, res);
@@ -480,9 +768,21 @@ export class Gateway {
                 default: throw new HttpError(405, 'method not allowed');
             }
         }
+        if (url.pathname === '/v1/_gateway/stats') {
+            res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+            res.end(JSON.stringify({
+                wakeup: this.wakeup, statements: this.stats.statements, reads: this.reads.queries,
+                stateReads: this.stateReads.queries, waits: this.stats.waits, waitsShared: this.stats.waitsShared,
+                longPolls: this.stats.longPolls,
+                notifications: this.hub.notifications, sse: this.sse.size,
+            }));
+            return;
+        }
         if (url.pathname === '/health') {
             res.writeHead(200, { 'content-type': 'application/json' });
-            res.end(JSON.stringify({ ok: true, queries: this.reads.queries, notifications: this.hub.notifications }));
+            res.end(JSON.stringify({
+                ok: true, queries: this.reads.queries + this.stateReads.queries, notifications: this.hub.notifications,
+            }));
             return;
         }
         throw new HttpError(404, 'not found');
@@ -503,17 +803,20 @@ export class Gateway {
 
     // One page of state.changes() after `since` (shared by identical reads).
     // Returns { events, next, upToDate, snapshot }.
-    readState(stream, since, after = -1) {
-        return this.reads.run(`state\0${stream}\0${since}`, async () => {
+    // minGen: see SharedReads (null: a reader without a registered wait).
+    readState(stream, since, minGen = null, role = null) {
+        const gen = this.hub.gen(this.channels.get(stream));
+        return this.stateReads.run(`${role ?? ''}\0${stream}\0${since}`, gen, async () => {
             try {
-                const r = await this.pool.query(
-                    'SELECT "offset", event FROM state.changes($1, $2, $3)', [stream, since, STATE_PAGE]);
+                // events as JSON text: passed on as they are, never parsed
+                const r = await this.q(role,
+                    'SELECT "offset", event::text AS event FROM state.changes($1, $2, $3)', [stream, since, STATE_PAGE]);
                 const events = r.rows.map((x) => x.event);
                 let next;
                 if (events.length > 0) {
                     next = r.rows[r.rows.length - 1].offset;
                 } else if (since === '-1' || since === 'now') {
-                    next = (await this.pool.query('SELECT state.tail($1) AS t', [stream])).rows[0].t;
+                    next = await this.tailOf(role, stream);
                 } else {
                     next = since;
                 }
@@ -521,26 +824,83 @@ export class Gateway {
             } catch (err) {
                 if (since === '-1' && err.code === '55000' && /no longer retained/.test(err.message)) {
                     // the log was pruned: the snapshot is the stream's beginning
-                    const s = await this.pool.query('SELECT e FROM state.snapshot($1) e', [stream]);
-                    const events = s.rows.map((x) => x.e);
-                    const end = events[events.length - 1]?.headers?.offset;
+                    const s = await this.q(role, 'SELECT e FROM state.snapshot($1) e', [stream]);
+                    const end = s.rows[s.rows.length - 1]?.e?.headers?.offset;
+                    const events = s.rows.map((x) => JSON.stringify(x.e));
                     return { events, next: end, upToDate: false, snapshot: true };
                 }
                 throw pgError(err);
             }
-        }, after);
+        }, minGen);
     }
 
-    async stateHead(stream, res) {
+    // A waiting read (wakeup 'wait'): the page after `since` as soon as
+    // there is one, or an empty page after at most `ms`.  One
+    // state.changes(stream, since, page, wait_ms) per (role, stream, since)
+    // serves every reader of it, so a commit costs one query however many
+    // readers wait at that offset; a page that came is kept for a few
+    // seconds for readers arriving late (the events after an offset do not
+    // change).  The query waits on the server (on a standby, until replay
+    // shows the commit), on a pool of its own (WAIT_POOL_MAX), so readers
+    // never hold the connections that writes need.
+    waitState(stream, since, role, ms) {
+        const key = `${role ?? ''}\0${stream}\0${since}`;
+        let e = this.waits.get(key);
+        const now = Date.now();
+        if (e && e.done && (e.page === null || now - e.at > 5000)) e = null;
+        if (!e) {
+            this.stats.waits++;
+            const waitMs = Math.max(1, Math.min(this.longPollMs, 2147483647));
+            const run = (c) => c.query('SELECT "offset", event::text AS event FROM state.changes($1, $2, $3, $4)',
+                [stream, since, STATE_PAGE, waitMs]);
+            const q = role === null ? this.waitPool.connect().then(async (c) => {
+                try {
+                    return await run(c);
+                } finally {
+                    c.release();
+                }
+            }) : asRole(this.waitPool, role, run);
+            const entry = { done: false, at: now, page: null };
+            entry.promise = q.then((r) => {
+                const events = r.rows.map((x) => x.event);
+                const page = {
+                    events, next: events.length ? r.rows[r.rows.length - 1].offset : since,
+                    upToDate: events.length < STATE_PAGE, snapshot: false,
+                };
+                entry.page = events.length ? page : null;
+                return page;
+            }, (err) => { throw pgError(err); }).finally(() => {
+                entry.done = true;
+                entry.at = Date.now();
+                if (!entry.page && this.waits.get(key) === entry) this.waits.delete(key);
+            });
+            entry.promise.catch(() => {});
+            if (this.waits.size > 10000) {
+                for (const [k, v] of this.waits) if (v.done) this.waits.delete(k);
+            }
+            this.waits.set(key, entry);
+            e = entry;
+        } else {
+            this.stats.waitsShared++;
+        }
+        if (e.done) return e.promise;
+        let timer;
+        const timeout = new Promise((r) => {
+            timer = setTimeout(() => r({ events: [], next: since, upToDate: true, snapshot: false }), ms);
+        });
+        return Promise.race([e.promise, timeout]).finally(() => clearTimeout(timer));
+    }
+
+    async stateHead(stream, res, who) {
         let tail;
         try {
-            tail = (await this.pool.query('SELECT state.tail($1) AS t', [stream])).rows[0].t;
+            tail = await this.tailOf(who.role, stream);
         } catch (err) {
             throw pgError(err);
         }
         res.writeHead(200, {
             'content-type': 'application/json', [H.offset]: tail, 'cache-control': 'no-store',
-            etag: etagOf(`state/${stream}`, '-1', tail, false),
+            vary: 'Authorization', etag: etagOf(`state/${who.role ?? ''}/${stream}`, '-1', tail, false),
         });
         res.end();
     }
@@ -556,7 +916,8 @@ export class Gateway {
         return offset;
     }
 
-    async stateGet(stream, url, req, res) {
+    async stateGet(stream, url, req, res, who) {
+        const role = who.role;
         const offset = this.parseStateOffset(url);
         const live = url.searchParams.get('live');
         const cursor = url.searchParams.get('cursor') ?? undefined;
@@ -567,31 +928,71 @@ export class Gateway {
             throw new HttpError(400, 'Invalid live parameter');
         }
         let since = offset ?? '-1';
+        const deadline = Date.now() + this.longPollMs;
         if (since === 'now') {
             // resolve 'now' once, so a long-poll waits from the tail it saw
-            since = (await this.readState(stream, 'now')).next;
+            since = (await this.readState(stream, 'now', null, role)).next;
         }
         if (live === 'sse') {
-            return this.stateSse(stream, since, cursor, res);
+            return this.stateSse(stream, since, cursor, res, role);
         }
         if (offset === 'now' && live !== 'long-poll') {
             res.writeHead(200, {
                 'content-type': 'application/json', [H.offset]: since, [H.upToDate]: 'true',
-                'cache-control': 'no-store',
+                'cache-control': 'no-store', vary: 'Authorization',
             });
             res.end('[]');
             return;
         }
-        const channel = await this.channelOf(stream).catch((e) => { throw pgError(e); });
-        let page = await this.readState(stream, since);
+        let page;
+        if (live === 'long-poll' && this.wakeup === 'wait' && since !== '-1') {
+            // one shared waiting read: it returns at once when there is
+            // something after `since`, so no read comes before it
+            page = await this.waitState(stream, since, role, this.longPollMs);
+            if (page.events.length === 0) {
+                res.writeHead(204, {
+                    [H.offset]: page.next, [H.upToDate]: 'true', [H.cursor]: responseCursor(cursor),
+                    'cache-control': 'no-store', vary: 'Authorization',
+                });
+                res.end();
+                return;
+            }
+        } else if (live === 'long-poll' && since !== '-1') {
+            // register the wait first, then read: readers coming back at
+            // the new offset share one read until the next notification
+            const channel = await this.channelOf(stream).catch((e) => { throw pgError(e); });
+            const sub = await this.hub.subscribe(channel);
+            page = await this.readState(stream, since, sub.gen, role).catch((e) => { sub.cancel(); throw e; });
+            if (page.events.length === 0 && this.longPollMs > 0) {
+                await sub.wait(Math.max(1, deadline - Date.now()));
+                page = await this.readState(stream, since, sub.wokeGen, role);
+            } else {
+                sub.cancel();
+            }
+        } else {
+            page = await this.readState(stream, since, null, role);
+        }
+        if (live === 'long-poll' && page.events.length === 0 && this.wakeup === 'wait') {
+            // offset=-1 of an empty stream: wait from its tail
+            since = page.next;
+            page = await this.waitState(stream, since, role, this.longPollMs);
+            if (page.events.length === 0) {
+                res.writeHead(204, {
+                    [H.offset]: page.next, [H.upToDate]: 'true', [H.cursor]: responseCursor(cursor),
+                    'cache-control': 'no-store', vary: 'Authorization',
+                });
+                res.end();
+                return;
+            }
+        }
         if (live === 'long-poll' && page.events.length === 0) {
-            const deadline = Date.now() + this.longPollMs;
+            const channel = await this.channelOf(stream).catch((e) => { throw pgError(e); });
             while (page.events.length === 0) {
                 const left = deadline - Date.now();
                 if (left <= 0 || this.closing) {
                     res.writeHead(204, {
                         [H.offset]: page.next, [H.upToDate]: 'true', [H.cursor]: responseCursor(cursor),
-                        'cache-control': 'no-store',
+                        'cache-control': 'no-store', vary: 'Authorization',
                     });
                     res.end();
                     return;
@@ -599,48 +1000,56 @@ export class Gateway {
                 const sub = await this.hub.subscribe(channel);
                 // re-read after registering the wait (with a query started
                 // after it): a commit before the registration is seen here
-                page = await this.readState(stream, since, sub.after);
+                page = await this.readState(stream, since, sub.gen, role);
                 if (page.events.length > 0) {
                     sub.cancel();
                     break;
                 }
                 await sub.wait(left);
-                page = await this.readState(stream, since, sub.wokeAt);
+                page = await this.readState(stream, since, sub.wokeGen, role);
             }
         }
         const headers = {
             'content-type': 'application/json', [H.offset]: page.next,
-            etag: etagOf(`state/${stream}`, offset ?? '-1', page.next, false),
+            etag: etagOf(`state/${role ?? ''}/${stream}`, offset ?? '-1', page.next, false),
+            // what a reader sees depends on its role: shared caches keep
+            // apart what was read with different credentials
+            vary: 'Authorization',
         };
         if (page.upToDate) headers[H.upToDate] = 'true';
+        // a role's reads (grants, row-level security) are its own: never
+        // in a shared cache
+        const scope = who.private ? 'private' : 'public';
         if (live === 'long-poll') {
             headers[H.cursor] = responseCursor(cursor);
-            headers['cache-control'] = 'public, max-age=20';
+            headers['cache-control'] = `${scope}, max-age=20`;
         } else if (page.snapshot) {
             headers['cache-control'] = 'no-store';
         } else {
             // a page that ends before the tail never changes; the last page
             // grows, so it is cached briefly
             headers['cache-control'] = page.upToDate
-                ? 'public, max-age=1, stale-while-revalidate=60' : 'public, max-age=60, stale-while-revalidate=300';
+                ? `${scope}, max-age=1, stale-while-revalidate=60` : `${scope}, max-age=60, stale-while-revalidate=300`;
         }
         if (header(req, 'if-none-match') === headers.etag) {
-            res.writeHead(304, { etag: headers.etag, 'cache-control': headers['cache-control'] });
+            res.writeHead(304, { etag: headers.etag, 'cache-control': headers['cache-control'], vary: 'Authorization' });
             res.end();
             return;
         }
         res.writeHead(200, headers);
-        res.end(JSON.stringify(page.events));
+        res.end(jsonArray(page.events));
     }
 
-    async stateSse(stream, since, cursor, res) {
-        const channel = await this.channelOf(stream).catch((e) => { throw pgError(e); });
+    async stateSse(stream, since, cursor, res, role) {
+        const channel = this.wakeup === 'listen' ? await this.channelOf(stream).catch((e) => { throw pgError(e); }) : null;
         // a missing stream or an offset out of retention is an HTTP error,
         // not an SSE stream
-        let page = await this.readState(stream, since);
+        let page = await this.readState(stream, since, null, role);
         res.writeHead(200, {
-            'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive',
+            'content-type': 'text/event-stream', 'cache-control': role === null ? 'no-cache' : 'private, no-cache',
+            connection: 'keep-alive', vary: 'Authorization',
         });
+        if (this.wakeup === 'wait') return this.stateSseWaiting(stream, page, cursor, res, role);
         this.sse.add(res);
         let open = true;
         let kick = null;
@@ -648,19 +1057,19 @@ export class Gateway {
         // and records the shared-read counter, so the next read starts after
         // the notification (and may be shared with other readers woken by it).
         let dirty = false, wokeAt = -1;
-        const watch = await this.hub.watch(channel, (at) => {
+        const watch = await this.hub.watch(channel, (at, gen) => {
             dirty = true;
-            wokeAt = at;
+            wokeAt = gen;
             kick?.(true);
         });
         // a commit between the first read and the registration: read again
         dirty = true;
-        wokeAt = watch.after;
+        wokeAt = watch.gen;
         res.on('close', () => { open = false; this.sse.delete(res); kick?.(false); });
         let current = since;
         const emit = (p, force) => {
             if (p.events.length > 0) {
-                res.write('event: data\n' + sseData(JSON.stringify(p.events)));
+                res.write('event: data\n' + sseData(jsonArray(p.events)));
             }
             if (p.events.length > 0 || force) {
                 const ctl = { streamNextOffset: p.next, streamCursor: responseCursor(cursor) };
@@ -673,7 +1082,7 @@ export class Gateway {
             emit(page, true);
             while (open && !this.closing) {
                 if (!page.upToDate || page.snapshot) {
-                    page = await this.readState(stream, current);
+                    page = await this.readState(stream, current, null, role);
                     emit(page, true);
                     continue;
                 }
@@ -691,7 +1100,7 @@ export class Gateway {
                     }
                 }
                 dirty = false;
-                page = await this.readState(stream, current, wokeAt);
+                page = await this.readState(stream, current, wokeAt, role);
                 emit(page, false);
             }
         } catch (err) {
@@ -706,12 +1115,54 @@ export class Gateway {
         res.end();
     }
 
-    async statePost(stream, req, res) {
+    // SSE with waiting reads: after the first page, each round is one
+    // shared waitState at the offset reached (a keep-alive control event
+    // when it times out).
+    async stateSseWaiting(stream, page, cursor, res, role) {
+        this.sse.add(res);
+        let open = true;
+        let closed;
+        const whenClosed = new Promise((r) => { closed = r; });
+        res.on('close', () => { open = false; this.sse.delete(res); closed(null); });
+        const emit = (p) => {
+            if (p.events.length > 0) res.write('event: data\n' + sseData(jsonArray(p.events)));
+            const ctl = { streamNextOffset: p.next, streamCursor: responseCursor(cursor) };
+            if (p.upToDate) ctl.upToDate = true;
+            res.write('event: control\n' + sseData(JSON.stringify(ctl)));
+        };
+        try {
+            emit(page);
+            while (open && !this.closing) {
+                const current = page.next;
+                if (!page.upToDate || page.snapshot) {
+                    page = await this.readState(stream, current, null, role);
+                } else {
+                    page = await Promise.race([this.waitState(stream, current, role, this.longPollMs), whenClosed]);
+                    if (!page) break;
+                }
+                if (open) emit(page);   // no events: the keep-alive control event
+            }
+        } catch (err) {
+            if (open) {
+                const e = pgError(err);
+                res.write('event: error\n' + sseData(JSON.stringify({ status: e.status, message: e.message })));
+            }
+        }
+        this.sse.delete(res);
+        res.end();
+    }
+
+    async statePost(stream, req, res, who) {
         const ct = normalizeType(header(req, 'content-type'));
         if (ct !== 'application/json') {
             throw new HttpError(ct ? 409 : 400, 'a state stream takes application/json (a JSON array of protocol events)');
         }
         const producer = producerHeaders(req);
+        if (producer && who.role !== null) {
+            // producers are per stream and role: one role cannot fence or
+            // advance another's producer of the same id
+            producer.id = `${who.role}\u001f${producer.id}`;
+        }
         const body = await readBody(req, this.maxBody);
         let events;
         try {
@@ -722,18 +1173,30 @@ export class Gateway {
         if (Array.isArray(events) && events.length === 0) {
             throw new HttpError(400, 'Empty arrays are not allowed');
         }
+        const applySql = 'SELECT applied, skipped, last_offset FROM state.apply($1::jsonb, $2)';
+        if (!producer && who.role === null) {
+            // nothing else in the transaction: one autocommit statement
+            let result;
+            try {
+                result = (await this.pool.query(applySql, [body.toString('utf8'), stream])).rows[0];
+            } catch (err) {
+                throw pgError(err);
+            }
+            return this.posted(res, result, null);
+        }
         const c = await this.pool.connect();
         let result;
+        let broken;
         try {
             await c.query('BEGIN');
             let prow = null;
             if (producer) {
-                // lock the producer's row (created if missing) for the batch
-                await c.query(`INSERT INTO ${this.S}.producers (kind, stream, producer_id, epoch, last_seq)
-                               VALUES ('state', $1, $2, -1, -1) ON CONFLICT DO NOTHING`, [stream, producer.id]);
-                prow = (await c.query(`SELECT epoch, last_seq, last_offset FROM ${this.S}.producers
-                                        WHERE kind = 'state' AND stream = $1 AND producer_id = $2 FOR UPDATE`,
-                [stream, producer.id])).rows[0];
+                // lock the producer's row (created if missing) for the
+                // batch, and read it, in one statement
+                prow = (await c.query(`INSERT INTO ${this.S}.producers AS p (kind, stream, producer_id, epoch, last_seq)
+                                       VALUES ('state', $1, $2, -1, -1)
+                                       ON CONFLICT (kind, stream, producer_id) DO UPDATE SET epoch = p.epoch
+                                       RETURNING epoch, last_seq, last_offset`, [stream, producer.id])).rows[0];
                 if (Number(prow.epoch) < 0) prow = null;
                 const verdict = checkProducer(prow, producer);
                 if (verdict.status !== 'accepted') {
@@ -749,8 +1212,19 @@ export class Gateway {
                     throw producerRefusal(verdict, producer);
                 }
             }
-            result = (await c.query('SELECT applied, skipped, last_offset FROM state.apply($1::jsonb, $2)',
-                [JSON.stringify(events), stream])).rows[0];
+            // the events are applied as the caller's role; the producer's row
+            // (the gateway's table) is the gateway's
+            if (who.role !== null) {
+                try {
+                    await c.query(`SET LOCAL ROLE ${pg.escapeIdentifier(who.role)}`);
+                } catch (err) {
+                    const e = pgError(err);
+                    if (e instanceof HttpError) e.status = 403;
+                    throw e;
+                }
+            }
+            result = (await c.query(applySql, [body.toString('utf8'), stream])).rows[0];
+            if (who.role !== null) await c.query('SET LOCAL ROLE NONE');
             if (producer) {
                 await c.query(`UPDATE ${this.S}.producers SET epoch = $3, last_seq = $4, last_offset = $5, updated_at = now()
                                 WHERE kind = 'state' AND stream = $1 AND producer_id = $2`,
@@ -758,11 +1232,17 @@ export class Gateway {
             }
             await c.query('COMMIT');
         } catch (err) {
-            await c.query('ROLLBACK').catch(() => {});
+            // the ROLLBACK ends SET LOCAL ROLE; a connection that cannot
+            // roll back is discarded, never handed on with a role
+            await c.query('ROLLBACK').catch((e) => { broken = e; });
             throw err instanceof HttpError ? err : pgError(err);
         } finally {
-            c.release();
+            c.release(broken);
         }
+        return this.posted(res, result, producer);
+    }
+
+    posted(res, result, producer) {
         const headers = { [H.offset]: result.last_offset, 'content-type': 'application/json' };
         if (producer) {
             headers[H.pepoch] = String(producer.epoch);

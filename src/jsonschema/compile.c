@@ -10,6 +10,12 @@
  * then all exist (so cycles are fine).  A reference into a registered
  * document or a meta-schema loads and scans that document on demand.
  *
+ * Each schema object is read in a draft (JsDraft): the one its "$schema"
+ * names, else its parent's, else (a document's root) the referring
+ * schema's, else 2020-12.  Scanning and compiling ask node->draft wherever
+ * the drafts differ; validation does not need to (the compiled keywords
+ * already say what each draft meant).
+ *
  * The compiled schema lives in its own memory context; the bookkeeping of
  * the compilation (the URI list, the raw-JSON-to-node hash) in a child
  * context that goes away when compilation ends.
@@ -143,48 +149,134 @@ js_find_anchor(JsResource *res, const char *name, bool dynamic_only)
 
 static JsResource *load_document(JsCompiler *c, const char *uri, JsDraft draft);
 
+/* the drafts a "$schema" can name, by their meta-schemas' URIs */
+static const struct
+{
+	const char *uri;			/* without scheme and empty fragment */
+	JsDraft		draft;
+}			js_drafts[] = {
+	{"json-schema.org/draft/2020-12/schema", JS_DRAFT2020},
+	{"json-schema.org/draft/2019-09/schema", JS_DRAFT2019},
+	{"json-schema.org/draft-07/schema", JS_DRAFT7},
+	{"json-schema.org/draft-06/schema", JS_DRAFT6},
+	{"json-schema.org/draft-04/schema", JS_DRAFT4},
+};
+
 /*
- * Which draft (and whether the validation vocabulary is on) a "$schema"
- * selects.  Unknown meta-schemas are looked up among registered documents
- * so that their "$vocabulary" can be honoured; otherwise 2020-12.
+ * Raise the ERROR for a "$schema" (v, of node) that names no supported
+ * draft, naming those that are.
+ */
+static pg_noreturn void
+schema_uri_error(JsNode *node, JsonbValue *v)
+{
+	const char *what;
+
+	switch (v->type)
+	{
+		case jbvString:
+			what = psprintf("\"%s\"", jstr(v));
+			break;
+		case jbvNumeric:
+			what = numeric_normalize(v->val.numeric);
+			break;
+		case jbvBool:
+			what = v->val.boolean ? "true" : "false";
+			break;
+		case jbvNull:
+			what = "null";
+			break;
+		default:
+			what = v->type == jbvArray ? "an array" : "an object";
+			break;
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unsupported JSON Schema draft %s", what),
+			 errdetail("\"$schema\" at \"#%s\" must be the URI of a supported draft "
+					   "(draft-04, draft-06, draft-07, 2019-09 or 2020-12), or of a "
+					   "registered meta-schema that declares \"$vocabulary\".",
+					   node->location),
+			 errhint("Use \"https://json-schema.org/draft/2020-12/schema\", "
+					 "\"https://json-schema.org/draft/2019-09/schema\", "
+					 "\"http://json-schema.org/draft-07/schema#\", "
+					 "\"http://json-schema.org/draft-06/schema#\" or "
+					 "\"http://json-schema.org/draft-04/schema#\", or leave "
+					 "\"$schema\" out for 2020-12.")));
+}
+
+/*
+ * The draft a "$schema" URI names, if it is one of the official
+ * meta-schemas (http or https, with or without an empty fragment); else 0.
  */
 static JsDraft
-draft_from_schema_uri(JsCompiler *c, const char *uri, bool *validation)
+known_draft(const char *uri, int len)
+{
+	int			i;
+	int			skip;
+
+	if (len > 0 && uri[len - 1] == '#')
+		len--;
+	if (len > 7 && strncmp(uri, "http://", 7) == 0)
+		skip = 7;
+	else if (len > 8 && strncmp(uri, "https://", 8) == 0)
+		skip = 8;
+	else
+		return 0;
+	uri += skip;
+	len -= skip;
+	for (i = 0; i < lengthof(js_drafts); i++)
+		if (strlen(js_drafts[i].uri) == len && memcmp(js_drafts[i].uri, uri, len) == 0)
+			return js_drafts[i].draft;
+	return 0;
+}
+
+/*
+ * Read node's "$schema" v: set node->draft and node->vocab.  Besides the
+ * official meta-schemas, a meta-schema of the validator's own (a bundled
+ * vocabulary meta-schema) or a registered document may be named if it
+ * declares "$vocabulary": the node is then read in that document's draft,
+ * with the vocabularies it lists.  Anything else raises ERROR (22023).
+ */
+static void
+scan_schema_uri(JsCompiler *c, JsNode *node, JsonbValue *v)
 {
 	char	   *u;
 	char	   *frag;
 	JsResource *res;
+	JsonbValue *vocab;
 
-	*validation = true;
-	if (strstr(uri, "json-schema.org/draft-07/") ||
-		strstr(uri, "json-schema.org/draft-06/") ||
-		strstr(uri, "json-schema.org/draft-04/"))
-		return JS_DRAFT7;
-	if (strstr(uri, "json-schema.org/"))
-		return JS_DRAFT2020;
-	js_uri_split(uri, &u, &frag);
-	res = find_resource(c, u);
-	if (res == NULL && c->loading < 8 && js_registered_document(u) != NULL)
-		res = load_document(c, u, JS_DRAFT2020);
-	if (res && res->raw->type == jbvObject)
+	if (v->type != jbvString)
+		schema_uri_error(node, v);
+	node->draft = known_draft(v->val.string.val, v->val.string.len);
+	if (node->draft != 0)
 	{
-		JsonbValue *vocab = js_member(res->raw, "$vocabulary");
-
-		if (vocab && vocab->type == jbvObject &&
-			!js_member(vocab, "https://json-schema.org/draft/2020-12/vocab/validation"))
-			*validation = false;
-		return res->root->draft;
+		node->vocab = JS_VOCAB_VALIDATION;
+		return;
 	}
-	return JS_DRAFT2020;
+	js_uri_split(jstr(v), &u, &frag);
+	res = find_resource(c, u);
+	if (res == NULL && c->loading < 8)
+		res = load_document(c, u, JS_DRAFT2020);
+	if (res == NULL || res->raw->type != jbvObject ||
+		(vocab = js_member(res->raw, "$vocabulary")) == NULL ||
+		vocab->type != jbvObject)
+		schema_uri_error(node, v);
+	node->draft = res->root->draft;
+	node->vocab = 0;
+	if (js_member(vocab, "https://json-schema.org/draft/2020-12/vocab/validation") ||
+		js_member(vocab, "https://json-schema.org/draft/2019-09/vocab/validation"))
+		node->vocab |= JS_VOCAB_VALIDATION;
+	if (js_member(vocab, "https://json-schema.org/draft/2020-12/vocab/format-assertion"))
+		node->vocab |= JS_VOCAB_FORMAT_ASSERT;
 }
 
 static JsNode *scan_schema(JsCompiler *c, JsonbValue *raw, const char *base,
-						   JsDraft draft, bool validation, JsResource *res,
+						   JsDraft draft, uint8 vocab, JsResource *res,
 						   const char *location, bool doc_root);
 
 /*
  * Scan the subschemas of node that its keywords declare: single schemas,
- * arrays of schemas and maps of schemas, in both drafts' spellings.
+ * arrays of schemas and maps of schemas, in every draft's spellings.
  */
 static void
 scan_children(JsCompiler *c, JsNode *node, JsonbValue *raw)
@@ -209,7 +301,7 @@ scan_children(JsCompiler *c, JsNode *node, JsonbValue *raw)
 		JsonbValue *v = js_member(raw, single[k]);
 
 		if (v && (v->type == jbvObject || v->type == jbvBool))
-			scan_schema(c, v, node->base, node->draft, node->validation, node->res,
+			scan_schema(c, v, node->base, node->draft, node->vocab, node->res,
 						psprintf("%s/%s", node->location, single[k]), false);
 	}
 	for (k = 0; k < lengthof(arrays); k++)
@@ -222,7 +314,7 @@ scan_children(JsCompiler *c, JsNode *node, JsonbValue *raw)
 				JsonbValue *e = &v->val.array.elems[i];
 
 				if (e->type == jbvObject || e->type == jbvBool)
-					scan_schema(c, e, node->base, node->draft, node->validation,
+					scan_schema(c, e, node->base, node->draft, node->vocab,
 								node->res,
 								psprintf("%s/%s/%d", node->location, arrays[k], i),
 								false);
@@ -238,7 +330,7 @@ scan_children(JsCompiler *c, JsNode *node, JsonbValue *raw)
 				JsonbValue *e = &v->val.object.pairs[i].value;
 
 				if (e->type == jbvObject || e->type == jbvBool)
-					scan_schema(c, e, node->base, node->draft, node->validation,
+					scan_schema(c, e, node->base, node->draft, node->vocab,
 								node->res,
 								psprintf("%s/%s/%s", node->location, maps[k],
 										 jstr(&v->val.object.pairs[i].key)),
@@ -260,7 +352,7 @@ new_resource(const char *uri, JsonbValue *raw, JsNode *root)
 }
 
 /*
- * Apply node's "$id" id.  In draft-07 an id "#name" is a plain-name anchor.
+ * Apply node's "$id" id.  Up to draft-07 an id "#name" is a plain-name anchor.
  * Otherwise id gives node a new base URI and makes it a resource of its
  * own, unless node is the root of a document being loaded, whose $id is an
  * alias of the URI it was loaded by.
@@ -272,7 +364,7 @@ scan_id(JsCompiler *c, JsNode *node, const char *id, bool doc_root)
 	char	   *uri;
 	char	   *frag;
 
-	if (node->draft == JS_DRAFT7 && id[0] == '#')
+	if (node->draft <= JS_DRAFT7 && id[0] == '#')
 	{
 		if (res)
 			add_anchor(res, id + 1, node, false);
@@ -290,7 +382,7 @@ scan_id(JsCompiler *c, JsNode *node, const char *id, bool doc_root)
 		node->res = new_resource(uri, node->raw, node);
 		add_uri(c, uri, node->res);
 	}
-	if (frag[0] && node->draft == JS_DRAFT7)
+	if (frag[0] && node->draft <= JS_DRAFT7)
 		add_anchor(node->res, frag, node, false);
 }
 
@@ -301,7 +393,7 @@ scan_id(JsCompiler *c, JsNode *node, const char *id, bool doc_root)
  */
 static JsNode *
 scan_schema(JsCompiler *c, JsonbValue *raw, const char *base, JsDraft draft,
-			bool validation, JsResource *res, const char *location,
+			uint8 vocab, JsResource *res, const char *location,
 			bool doc_root)
 {
 	JsNodeMapEntry *ent;
@@ -317,7 +409,7 @@ scan_schema(JsCompiler *c, JsonbValue *raw, const char *base, JsDraft draft,
 	node->raw = raw;
 	node->location = location;
 	node->draft = draft;
-	node->validation = validation;
+	node->vocab = vocab;
 	node->base = base;
 	node->res = res;
 
@@ -331,16 +423,13 @@ scan_schema(JsCompiler *c, JsonbValue *raw, const char *base, JsDraft draft,
 	if (raw->type != jbvObject)
 		schema_error(node, NULL, "must be an object or a boolean");
 
-	v = js_member(raw, "$schema");
-	if (v && v->type == jbvString)
-	{
-		node->draft = draft_from_schema_uri(c, jstr(v), &node->validation);
-		/* draft_from_schema_uri may have grown the hash table */
-	}
+	if ((v = js_member(raw, "$schema")) != NULL)
+		scan_schema_uri(c, node, v);
 
-	v = js_member(raw, "$id");
+	/* draft-04 says "id"; up to draft-07 "$ref" hides its siblings */
+	v = js_member(raw, node->draft == JS_DRAFT4 ? "id" : "$id");
 	if (v && v->type == jbvString &&
-		!(node->draft == JS_DRAFT7 && js_member(raw, "$ref")))
+		!(node->draft <= JS_DRAFT7 && js_member(raw, "$ref")))
 		scan_id(c, node, jstr(v), doc_root);
 	if (node->res == NULL)
 	{
@@ -350,15 +439,23 @@ scan_schema(JsCompiler *c, JsonbValue *raw, const char *base, JsDraft draft,
 	else if (doc_root && node->res->root == NULL)
 		node->res->root = node;
 
-	if (node->draft == JS_DRAFT2020)
+	if (node->draft >= JS_DRAFT2019)
 	{
 		v = js_member(raw, "$anchor");
 		if (v && v->type == jbvString)
 			add_anchor(node->res, jstr(v), node, false);
+	}
+	if (node->draft == JS_DRAFT2020)
+	{
 		v = js_member(raw, "$dynamicAnchor");
 		if (v && v->type == jbvString)
 			add_anchor(node->res, jstr(v), node, true);
 	}
+	/* 2019-09: "$recursiveAnchor" counts only at a resource's root */
+	if (node->draft == JS_DRAFT2019 && node->res->root == node &&
+		(v = js_member(raw, "$recursiveAnchor")) != NULL &&
+		v->type == jbvBool && v->val.boolean)
+		node->res->recursive_anchor = true;
 
 	c->pending = lappend(c->pending, node);
 	scan_children(c, node, raw);
@@ -405,9 +502,10 @@ load_document(JsCompiler *c, const char *uri, JsDraft draft)
 	res->uri = pstrdup(uri);
 	res->raw = raw;
 	add_uri(c, uri, res);
-	scan_schema(c, raw, res->uri, draft, true, res, "", true);
+	scan_schema(c, raw, res->uri, draft, JS_VOCAB_VALIDATION, res, "", true);
 	if (res->root == NULL)
-		res->root = scan_schema(c, raw, res->uri, draft, true, res, "", true);
+		res->root = scan_schema(c, raw, res->uri, draft, JS_VOCAB_VALIDATION, res,
+								"", true);
 	c->loading--;
 	MemoryContextSwitchTo(old);
 	return res;
@@ -490,7 +588,7 @@ resolve_pointer(JsCompiler *c, JsNode *node, const char *keyword,
 		return ent->node;
 	/* a location no keyword we know of declares as a schema */
 	return scan_schema(c, cur, res->root->base, res->root->draft,
-					   res->root->validation, res, loc.data, false);
+					   res->root->vocab, res, loc.data, false);
 }
 
 /*
@@ -546,7 +644,7 @@ sub_node(JsCompiler *c, JsNode *node, const char *kw, JsonbValue *v)
 	ent = hash_search(c->nodes, &v, HASH_FIND, NULL);
 	if (ent)
 		return ent->node;
-	return scan_schema(c, v, node->base, node->draft, node->validation, node->res,
+	return scan_schema(c, v, node->base, node->draft, node->vocab, node->res,
 					   psprintf("%s/%s", node->location, kw), false);
 }
 
@@ -740,6 +838,8 @@ compile_type(JsNode *node, KwBuf *b, JsonbValue *v)
 		k->u.types = type_bit(node, v);
 	if (k->u.types & DS_JSON_NUMBER)
 		k->u.types |= DS_JSON_INTEGER;
+	else if ((k->u.types & DS_JSON_INTEGER) && node->draft == JS_DRAFT4)
+		k->u.types |= JS_TYPE_STRICT_INTEGER;
 }
 
 /* "pattern": the regular expression, compiled */
@@ -781,7 +881,7 @@ compile_dependent_required(JsNode *node, KwBuf *b, JsonbValue *v)
 }
 
 /*
- * draft-07's "dependencies", which 2020-12 split into dependentRequired
+ * "dependencies" (up to draft-07), which 2019-09 split into dependentRequired
  * (the members whose value is an array of names) and dependentSchemas (the
  * others): it compiles into one keyword of each kind.
  */
@@ -825,9 +925,12 @@ compile_dependencies(JsCompiler *c, JsNode *node, KwBuf *b, JsonbValue *v)
 }
 
 /*
- * "$ref" (kind KW_REF) or "$dynamicRef" (KW_DYNREF): the target resolved
- * now.  A "$dynamicRef" to a "$dynamicAnchor" also keeps the anchor's name,
- * which validation looks up in the dynamic scope ("bookending").
+ * "$ref" (kind KW_REF), "$dynamicRef" (KW_DYNREF) or 2019-09's
+ * "$recursiveRef" (KW_RECREF): the target resolved now.  A "$dynamicRef" to
+ * a "$dynamicAnchor" also keeps the anchor's name, which validation looks
+ * up in the dynamic scope ("bookending"); a "$recursiveRef" to a resource
+ * whose root has "$recursiveAnchor": true is marked recursive, and
+ * validation then takes the outermost such resource of the dynamic scope.
  */
 static void
 compile_ref(JsCompiler *c, JsNode *node, KwBuf *b, JsKwKind kind,
@@ -844,6 +947,9 @@ compile_ref(JsCompiler *c, JsNode *node, KwBuf *b, JsKwKind kind,
 	k->u.ref.target = target;
 	if (kind == KW_DYNREF && anchor && anchor->dynamic)
 		k->u.ref.anchor = anchor->name;
+	/* 2019-09: a "$recursiveRef" to a root with "$recursiveAnchor": true */
+	if (kind == KW_RECREF && target->res->root == target && target->res->recursive_anchor)
+		k->u.ref.recursive = true;
 }
 
 /* "allOf", "anyOf" or "oneOf": a non-empty list of subschemas */
@@ -877,8 +983,8 @@ compile_if(JsCompiler *c, JsNode *node, KwBuf *b, JsonbValue *v)
 }
 
 /*
- * draft-07's array keywords: "items" as an array is 2020-12's prefixItems,
- * and "additionalItems" is then 2020-12's "items" after them.
+ * The array keywords up to 2019-09: "items" as an array is 2020-12's
+ * prefixItems, and "additionalItems" is then 2020-12's "items" after them.
  */
 static void
 compile_items_draft7(JsCompiler *c, JsNode *node, KwBuf *b)
@@ -936,12 +1042,15 @@ static void
 compile_contains(JsCompiler *c, JsNode *node, KwBuf *b, JsonbValue *v)
 {
 	JsKw	   *k = kw_add(b, KW_CONTAINS, "contains");
-	bool		bounds = node->draft != JS_DRAFT7 && node->validation;
+	bool		bounds = node->draft >= JS_DRAFT2019 &&
+		(node->vocab & JS_VOCAB_VALIDATION);
 	JsonbValue *v2;
 
 	k->u.contains.sub = sub_node(c, node, "contains", v);
 	k->u.contains.min = 1;
 	k->u.contains.max = -1;
+	/* for unevaluatedItems, only 2020-12 counts the items that matched */
+	k->u.contains.annotate = node->draft == JS_DRAFT2020;
 	if (bounds && (v2 = js_member(node->raw, "minContains")) != NULL)
 		k->u.contains.min = kw_count(node, "minContains", v2);
 	if (bounds && (v2 = js_member(node->raw, "maxContains")) != NULL)
@@ -996,6 +1105,40 @@ compile_sub(JsCompiler *c, JsNode *node, KwBuf *b, JsKwKind kind,
 }
 
 /*
+ * draft-04's bounds: "maximum" and "minimum", made exclusive by a boolean
+ * "exclusiveMaximum" or "exclusiveMinimum" beside them.
+ */
+static void
+compile_bounds_draft4(JsNode *node, KwBuf *b)
+{
+	JsonbValue *v;
+	JsonbValue *ex;
+
+	if ((v = js_member(node->raw, "maximum")) != NULL)
+	{
+		ex = js_member(node->raw, "exclusiveMaximum");
+		if (ex && ex->type != jbvBool)
+			schema_error(node, "exclusiveMaximum", "must be a boolean in draft-04");
+		if (ex && ex->val.boolean)
+			kw_add(b, KW_EXMAXIMUM, "exclusiveMaximum")->u.num =
+				kw_number(node, "maximum", v);
+		else
+			kw_add(b, KW_MAXIMUM, "maximum")->u.num = kw_number(node, "maximum", v);
+	}
+	if ((v = js_member(node->raw, "minimum")) != NULL)
+	{
+		ex = js_member(node->raw, "exclusiveMinimum");
+		if (ex && ex->type != jbvBool)
+			schema_error(node, "exclusiveMinimum", "must be a boolean in draft-04");
+		if (ex && ex->val.boolean)
+			kw_add(b, KW_EXMINIMUM, "exclusiveMinimum")->u.num =
+				kw_number(node, "minimum", v);
+		else
+			kw_add(b, KW_MINIMUM, "minimum")->u.num = kw_number(node, "minimum", v);
+	}
+}
+
+/*
  * The validation vocabulary's assertions, in JsKwKind order: skipped when a
  * 2020-12 meta-schema turns the vocabulary off.
  */
@@ -1017,7 +1160,7 @@ compile_assertions(JsCompiler *c, JsNode *node, KwBuf *b)
 		k->u.vals.n = v->val.array.nElems;
 		k->u.vals.vals = v->val.array.elems;
 	}
-	if ((v = js_member(raw, "const")) != NULL)
+	if (node->draft >= JS_DRAFT6 && (v = js_member(raw, "const")) != NULL)
 		kw_add(b, KW_CONST, "const")->u.value = v;
 	if ((v = js_member(raw, "multipleOf")) != NULL)
 	{
@@ -1027,17 +1170,22 @@ compile_assertions(JsCompiler *c, JsNode *node, KwBuf *b)
 			schema_error(node, "multipleOf", "must be greater than 0");
 		kw_add(b, KW_MULTIPLEOF, "multipleOf")->u.num = n;
 	}
-	if ((v = js_member(raw, "maximum")) != NULL)
-		kw_add(b, KW_MAXIMUM, "maximum")->u.num = kw_number(node, "maximum", v);
-	/* draft-04's boolean exclusiveMaximum/Minimum: ignored */
-	if ((v = js_member(raw, "exclusiveMaximum")) != NULL && v->type != jbvBool)
-		kw_add(b, KW_EXMAXIMUM, "exclusiveMaximum")->u.num =
-			kw_number(node, "exclusiveMaximum", v);
-	if ((v = js_member(raw, "minimum")) != NULL)
-		kw_add(b, KW_MINIMUM, "minimum")->u.num = kw_number(node, "minimum", v);
-	if ((v = js_member(raw, "exclusiveMinimum")) != NULL && v->type != jbvBool)
-		kw_add(b, KW_EXMINIMUM, "exclusiveMinimum")->u.num =
-			kw_number(node, "exclusiveMinimum", v);
+	if (node->draft == JS_DRAFT4)
+		compile_bounds_draft4(node, b);
+	else
+	{
+		if ((v = js_member(raw, "maximum")) != NULL)
+			kw_add(b, KW_MAXIMUM, "maximum")->u.num = kw_number(node, "maximum", v);
+		/* a boolean (draft-04's form) means nothing from draft-06 on */
+		if ((v = js_member(raw, "exclusiveMaximum")) != NULL && v->type != jbvBool)
+			kw_add(b, KW_EXMAXIMUM, "exclusiveMaximum")->u.num =
+				kw_number(node, "exclusiveMaximum", v);
+		if ((v = js_member(raw, "minimum")) != NULL)
+			kw_add(b, KW_MINIMUM, "minimum")->u.num = kw_number(node, "minimum", v);
+		if ((v = js_member(raw, "exclusiveMinimum")) != NULL && v->type != jbvBool)
+			kw_add(b, KW_EXMINIMUM, "exclusiveMinimum")->u.num =
+				kw_number(node, "exclusiveMinimum", v);
+	}
 	if ((v = js_member(raw, "maxLength")) != NULL)
 		kw_add(b, KW_MAXLENGTH, "maxLength")->u.count = kw_count(node, "maxLength", v);
 	if ((v = js_member(raw, "minLength")) != NULL)
@@ -1076,7 +1224,7 @@ compile_size_assertions(JsNode *node, KwBuf *b)
 
 		kw_string_array(node, "required", v, &k->u.vals.n, &k->u.vals.vals);
 	}
-	if (node->draft != JS_DRAFT7 && (v = js_member(raw, "dependentRequired")) != NULL)
+	if (node->draft >= JS_DRAFT2019 && (v = js_member(raw, "dependentRequired")) != NULL)
 		compile_dependent_required(node, b, v);
 }
 
@@ -1101,8 +1249,45 @@ compile_content(JsCompiler *c, JsNode *node, KwBuf *b)
 	k = kw_add(b, KW_CONTENT, mt ? "contentMediaType" : "contentEncoding");
 	k->u.content.encoding = enc ? jstr(enc) : NULL;
 	k->u.content.media_type = mt ? jstr(mt) : NULL;
-	if (cs && mt && node->draft != JS_DRAFT7)
+	if (cs && mt && node->draft >= JS_DRAFT2019)
 		k->u.content.schema = sub_node(c, node, "contentSchema", cs);
+}
+
+/*
+ * The applicators of node from "$ref" to "dependentSchemas" (and the
+ * references of the other drafts), each in the drafts that have it.
+ */
+static void
+compile_applicators(JsCompiler *c, JsNode *node, KwBuf *b)
+{
+	JsonbValue *raw = node->raw;
+	JsonbValue *v;
+
+	/* "dependencies" is up to draft-07; later drafts honour it for compatibility */
+	if ((v = js_member(raw, "dependencies")) != NULL)
+		compile_dependencies(c, node, b, v);
+	if ((v = js_member(raw, "$ref")) != NULL)
+		compile_ref(c, node, b, KW_REF, "$ref", v);
+	if (node->draft == JS_DRAFT2020 && (v = js_member(raw, "$dynamicRef")) != NULL)
+		compile_ref(c, node, b, KW_DYNREF, "$dynamicRef", v);
+	if (node->draft == JS_DRAFT2019 && (v = js_member(raw, "$recursiveRef")) != NULL)
+		compile_ref(c, node, b, KW_RECREF, "$recursiveRef", v);
+	if ((v = js_member(raw, "allOf")) != NULL)
+		compile_schema_list(c, node, b, KW_ALLOF, "allOf", v);
+	if ((v = js_member(raw, "anyOf")) != NULL)
+		compile_schema_list(c, node, b, KW_ANYOF, "anyOf", v);
+	if ((v = js_member(raw, "oneOf")) != NULL)
+		compile_schema_list(c, node, b, KW_ONEOF, "oneOf", v);
+	if ((v = js_member(raw, "not")) != NULL)
+		compile_sub(c, node, b, KW_NOT, "not", v);
+	if (node->draft >= JS_DRAFT7 && (v = js_member(raw, "if")) != NULL)
+		compile_if(c, node, b, v);
+	if (node->draft >= JS_DRAFT2019 && (v = js_member(raw, "dependentSchemas")) != NULL)
+	{
+		JsKw	   *k = kw_add(b, KW_DEPSCHEMAS, "dependentSchemas");
+
+		k->u.props.props = kw_schema_map(c, node, "dependentSchemas", v, &k->u.props.n);
+	}
 }
 
 /*
@@ -1116,12 +1301,12 @@ compile_node(JsCompiler *c, JsNode *node)
 	JsonbValue *raw = node->raw;
 	KwBuf		b = {0};
 	JsonbValue *v;
-	bool		d7 = (node->draft == JS_DRAFT7);
+	bool		validation = (node->vocab & JS_VOCAB_VALIDATION) != 0;
 
 	node->compiled = true;
 
-	/* draft-07: "$ref" makes every sibling keyword be ignored */
-	if (d7 && (v = js_member(raw, "$ref")) != NULL)
+	/* up to draft-07, "$ref" makes every sibling keyword be ignored */
+	if (node->draft <= JS_DRAFT7 && (v = js_member(raw, "$ref")) != NULL)
 	{
 		compile_ref(c, node, &b, KW_REF, "$ref", v);
 		node->kw = b.kw;
@@ -1129,51 +1314,35 @@ compile_node(JsCompiler *c, JsNode *node)
 		return;
 	}
 
-	if (node->validation)
+	if (validation)
 		compile_assertions(c, node, &b);
 	if ((v = js_member(raw, "format")) != NULL && v->type == jbvString)
-		kw_add(&b, KW_FORMAT, "format")->u.format = jstr(v);
-	compile_content(c, node, &b);
-	if (node->validation)
-		compile_size_assertions(node, &b);
-	/* "dependencies" is draft-07; 2020-12 keeps honouring it for compatibility */
-	if ((v = js_member(raw, "dependencies")) != NULL)
-		compile_dependencies(c, node, &b, v);
-	if ((v = js_member(raw, "$ref")) != NULL)
-		compile_ref(c, node, &b, KW_REF, "$ref", v);
-	if (!d7 && (v = js_member(raw, "$dynamicRef")) != NULL)
-		compile_ref(c, node, &b, KW_DYNREF, "$dynamicRef", v);
-	if ((v = js_member(raw, "allOf")) != NULL)
-		compile_schema_list(c, node, &b, KW_ALLOF, "allOf", v);
-	if ((v = js_member(raw, "anyOf")) != NULL)
-		compile_schema_list(c, node, &b, KW_ANYOF, "anyOf", v);
-	if ((v = js_member(raw, "oneOf")) != NULL)
-		compile_schema_list(c, node, &b, KW_ONEOF, "oneOf", v);
-	if ((v = js_member(raw, "not")) != NULL)
-		compile_sub(c, node, &b, KW_NOT, "not", v);
-	if ((v = js_member(raw, "if")) != NULL)
-		compile_if(c, node, &b, v);
-	if (!d7 && (v = js_member(raw, "dependentSchemas")) != NULL)
 	{
-		JsKw	   *k = kw_add(&b, KW_DEPSCHEMAS, "dependentSchemas");
+		JsKw	   *k = kw_add(&b, KW_FORMAT, "format");
 
-		k->u.props.props = kw_schema_map(c, node, "dependentSchemas", v, &k->u.props.n);
+		k->u.format.name = jstr(v);
+		k->u.format.assert = (node->vocab & JS_VOCAB_FORMAT_ASSERT) != 0;
 	}
-	if (d7)
+	compile_content(c, node, &b);
+	if (validation)
+		compile_size_assertions(node, &b);
+	compile_applicators(c, node, &b);
+	if (node->draft <= JS_DRAFT2019)
 		compile_items_draft7(c, node, &b);
 	else
 		compile_items(c, node, &b);
-	if ((v = js_member(raw, "contains")) != NULL)
+	if (node->draft >= JS_DRAFT6 && (v = js_member(raw, "contains")) != NULL)
 		compile_contains(c, node, &b, v);
 	compile_properties(c, node, &b);
-	if ((v = js_member(raw, "propertyNames")) != NULL)
+	if (node->draft >= JS_DRAFT6 && (v = js_member(raw, "propertyNames")) != NULL)
 		compile_sub(c, node, &b, KW_PROPNAMES, "propertyNames", v);
-	if (!d7 && (v = js_member(raw, "unevaluatedItems")) != NULL)
+	if (node->draft >= JS_DRAFT2019 && (v = js_member(raw, "unevaluatedItems")) != NULL)
 	{
 		compile_sub(c, node, &b, KW_UNEVALITEMS, "unevaluatedItems", v);
 		c->schema->has_unevaluated = true;
 	}
-	if (!d7 && (v = js_member(raw, "unevaluatedProperties")) != NULL)
+	if (node->draft >= JS_DRAFT2019 &&
+		(v = js_member(raw, "unevaluatedProperties")) != NULL)
 	{
 		compile_sub(c, node, &b, KW_UNEVALPROPS, "unevaluatedProperties", v);
 		c->schema->has_unevaluated = true;
@@ -1222,7 +1391,7 @@ ds_schema_compile(Jsonb *schema, MemoryContext cxt)
 	res->uri = "";
 	res->raw = raw;
 	add_uri(&c, "", res);
-	s->root = scan_schema(&c, raw, "", JS_DRAFT2020, true, res, "", true);
+	s->root = scan_schema(&c, raw, "", JS_DRAFT2020, JS_VOCAB_VALIDATION, res, "", true);
 	if (res->root == NULL)
 		res->root = s->root;
 

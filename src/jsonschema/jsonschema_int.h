@@ -36,12 +36,35 @@
 #include "jsonschema.h"
 #include "util.h"
 
-/* the dialect a schema object is read in (its "$schema", else its parent's) */
+/*
+ * The dialect a schema object is read in (its "$schema", else its parent's,
+ * else 2020-12).  The values compare in publication order: "draft <=
+ * JS_DRAFT7" is every draft whose "$ref" hides its siblings.
+ */
 typedef enum JsDraft
 {
+	JS_DRAFT4 = 4,
+	JS_DRAFT6 = 6,
 	JS_DRAFT7 = 7,
+	JS_DRAFT2019 = 2019,
 	JS_DRAFT2020 = 2020
 } JsDraft;
+
+/*
+ * The vocabularies a schema object's meta-schema turns on, as far as they
+ * change what its keywords do: the validation vocabulary (on unless a
+ * custom meta-schema's "$vocabulary" leaves it out), and 2020-12's
+ * format-assertion vocabulary (off unless a custom meta-schema lists it),
+ * which makes "format" an assertion whatever assert_formats says.
+ */
+#define JS_VOCAB_VALIDATION		0x01
+#define JS_VOCAB_FORMAT_ASSERT	0x02
+
+/*
+ * draft-04's "integer" is a number written without a fraction: 1.0 is not
+ * one.  Set in a "type" keyword's mask beside the DS_JSON_* bits.
+ */
+#define JS_TYPE_STRICT_INTEGER	0x80000000
 
 /*
  * Keyword kinds.  A node's keywords are evaluated in this order: "type"
@@ -72,6 +95,7 @@ typedef enum JsKwKind
 	KW_DEPREQUIRED,
 	KW_REF,
 	KW_DYNREF,
+	KW_RECREF,
 	KW_ALLOF,
 	KW_ANYOF,
 	KW_ONEOF,
@@ -131,7 +155,11 @@ typedef struct JsKw
 		int64		count;
 		JsonbValue *value;
 		JsRegex    *re;
-		const char *format;
+		struct
+		{
+			const char *name;
+			bool		assert; /* always an assertion (format-assertion) */
+		}			format;
 		struct
 		{
 			int			n;
@@ -170,6 +198,7 @@ typedef struct JsKw
 			JsNode	   *sub;
 			int64		min;
 			int64		max;	/* -1: no maximum */
+			bool		annotate;	/* matches count as evaluated (2020-12) */
 		}			contains;
 		struct
 		{
@@ -181,6 +210,7 @@ typedef struct JsKw
 		{
 			JsNode	   *target;
 			const char *anchor; /* $dynamicRef to a $dynamicAnchor */
+			bool		recursive;	/* $recursiveRef to a $recursiveAnchor */
 		}			ref;
 		struct
 		{
@@ -200,7 +230,7 @@ struct JsNode
 	bool		is_bool;
 	bool		bool_value;
 	bool		compiled;
-	bool		validation;		/* validation vocabulary enabled */
+	uint8		vocab;			/* JS_VOCAB_* */
 	JsDraft		draft;
 	int			nkw;
 	JsKw	   *kw;
@@ -225,6 +255,7 @@ struct JsResource
 	JsonbValue *raw;
 	JsNode	   *root;
 	List	   *anchors;		/* JsAnchor * */
+	bool		recursive_anchor;	/* 2019-09 root with "$recursiveAnchor": true */
 };
 
 /* a compiled schema: the public header's opaque JsonSchema */

@@ -308,9 +308,13 @@ eval_type(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind)
 {
 	if (k->u.types & kind)
 		return true;
-	if ((k->u.types & DS_JSON_INTEGER) && kind == DS_JSON_NUMBER && num_is_integer(inst))
+	if ((k->u.types & DS_JSON_INTEGER) && kind == DS_JSON_NUMBER && num_is_integer(inst) &&
+		(!(k->u.types & JS_TYPE_STRICT_INTEGER) ||
+		 DatumGetInt32(DirectFunctionCall1(numeric_scale,
+										   NumericGetDatum(inst->val.numeric))) == 0))
 		return true;
-	report(ctx, k->name, "expected %s, got %s", types_text(k->u.types),
+	report(ctx, k->name, "expected %s, got %s",
+		   types_text(k->u.types & ~JS_TYPE_STRICT_INTEGER),
 		   ds_json_type_name(kind));
 	return false;
 }
@@ -476,6 +480,27 @@ eval_dynamic_ref(JsCtx *ctx, JsKw *k, JsonbValue *inst, JsAnn *ann)
 	return eval_ref(ctx, target, inst, ann);
 }
 
+/*
+ * 2019-09's "$recursiveRef": to a root with "$recursiveAnchor": true, the
+ * outermost resource in the dynamic scope whose root has one too wins over
+ * the static target.
+ */
+static bool
+eval_recursive_ref(JsCtx *ctx, JsKw *k, JsonbValue *inst, JsAnn *ann)
+{
+	JsNode	   *target = k->u.ref.target;
+	int			i;
+
+	if (k->u.ref.recursive)
+		for (i = 0; i < ctx->nscope; i++)
+			if (ctx->scope[i]->recursive_anchor)
+			{
+				target = ctx->scope[i]->root;
+				break;
+			}
+	return eval_ref(ctx, target, inst, ann);
+}
+
 /* "allOf": inst is valid against every subschema */
 static bool
 eval_all_of(JsCtx *ctx, JsKw *k, JsonbValue *inst, JsAnn *ann)
@@ -634,8 +659,9 @@ eval_items(JsCtx *ctx, JsKw *k, JsonbValue *inst, JsAnn *ann)
 
 /*
  * "contains" with "minContains"/"maxContains": the number of items valid
- * against the subschema is within bounds.  Without annotations or a
- * maximum, counting stops once the minimum is reached.
+ * against the subschema is within bounds.  Without annotations (or, before
+ * 2020-12, when matches are not annotations) or a maximum, counting stops
+ * once the minimum is reached.
  */
 static bool
 eval_contains(JsCtx *ctx, JsKw *k, JsonbValue *inst, JsAnn *ann)
@@ -654,7 +680,7 @@ eval_contains(JsCtx *ctx, JsKw *k, JsonbValue *inst, JsAnn *ann)
 		if (!match)
 			continue;
 		matches++;
-		if (ann)
+		if (ann && k->u.contains.annotate)
 			ann->items = bms_add_member(ann->items, i);
 		else if (k->u.contains.max < 0 && matches >= k->u.contains.min)
 			break;
@@ -967,10 +993,10 @@ eval_kw(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind, JsAnn *ann)
 			report(ctx, k->name, "string does not match pattern \"%s\"", k->u.re->source);
 			return false;
 		case KW_FORMAT:
-			if (!ctx->assert_formats || kind != DS_JSON_STRING ||
-				js_check_format(k->u.format, inst->val.string.val, inst->val.string.len))
+			if (!(ctx->assert_formats || k->u.format.assert) || kind != DS_JSON_STRING ||
+				js_check_format(k->u.format.name, inst->val.string.val, inst->val.string.len))
 				return true;
-			report(ctx, k->name, "string is not a valid \"%s\"", k->u.format);
+			report(ctx, k->name, "string is not a valid \"%s\"", k->u.format.name);
 			return false;
 		case KW_CONTENT:
 			return !ctx->assert_formats || kind != DS_JSON_STRING ||
@@ -1007,6 +1033,8 @@ eval_kw(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind, JsAnn *ann)
 			return eval_ref(ctx, k->u.ref.target, inst, ann);
 		case KW_DYNREF:
 			return eval_dynamic_ref(ctx, k, inst, ann);
+		case KW_RECREF:
+			return eval_recursive_ref(ctx, k, inst, ann);
 		case KW_ALLOF:
 			return eval_all_of(ctx, k, inst, ann);
 		case KW_ANYOF:

@@ -31,6 +31,8 @@
  *	 backend status	pgstat_fetch_stat_local_beentry became
  *					pgstat_get_local_beentry_by_index in PG17.
  *	 walsenders		WalSnd says whether it is logical from PG16 on.
+ *	 JSON lexer		makeJsonLexContextCstringLen takes the context to fill
+ *					from PG16 on.
  *
  *-------------------------------------------------------------------------
  */
@@ -41,6 +43,7 @@
 
 #include "access/genam.h"
 #include "catalog/namespace.h"
+#include "common/jsonapi.h"
 #include "executor/executor.h"
 #include "nodes/bitmapset.h"
 #include "nodes/parsenodes.h"
@@ -59,6 +62,15 @@
 /* static pg_noreturn void f(void): the PG18 spelling on every major */
 #ifndef pg_noreturn
 #define pg_noreturn pg_attribute_noreturn()
+#endif
+
+/* A JSON lexer over len bytes of text in the database encoding, palloc'd. */
+#if PG_VERSION_NUM >= 160000
+#define ds_json_lexer(json, len) \
+	makeJsonLexContextCstringLen(NULL, (json), (len), GetDatabaseEncoding(), false)
+#else
+#define ds_json_lexer(json, len) \
+	makeJsonLexContextCstringLen((json), (len), GetDatabaseEncoding(), false)
 #endif
 
 /* The local id of this backend's top-level transaction. */

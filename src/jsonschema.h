@@ -44,7 +44,9 @@ extern void ds_schema_cache_reset(void);
  * errors == NULL validation stops at the first failure; otherwise every
  * failure is appended (as JsonSchemaError *) to *errors, allocated in the
  * caller's memory context.  assert_formats makes "format" an assertion for
- * date-time, date, time, uuid and email.
+ * every format the specification defines, and the content keywords
+ * (contentEncoding base64, contentMediaType application/json,
+ * contentSchema) assertions too.
  */
 extern bool ds_schema_validate(JsonSchema *s, JsonbValue *value,
 							   bool assert_formats, List **errors);

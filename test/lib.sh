@@ -91,6 +91,9 @@ ds_missing_deps() {
     [[ -x /usr/bin/chromium ]] || echo chromium
     command -v make >/dev/null 2>&1 || echo make
     command -v gcc >/dev/null 2>&1 || echo gcc
+    # the JSON Schema validator links PCRE2 (patterns) and libidn2 (IDN host names)
+    [[ -f /usr/include/pcre2.h ]] || echo libpcre2-dev
+    [[ -f /usr/include/idn2.h ]] || echo libidn2-dev
     if compgen -G "$DS_ROOT/test/t/*.js" >/dev/null && ! command -v node >/dev/null 2>&1; then
         echo node
     fi
@@ -112,7 +115,7 @@ ds_install_deps() {
     if [[ -z $missing ]]; then
         return 0
     fi
-    local pkgs=(libtap-parser-sourcehandler-pgtap-perl make gcc libc6-dev)
+    local pkgs=(libtap-parser-sourcehandler-pgtap-perl make gcc libc6-dev libpcre2-dev libidn2-dev)
     if [[ $DS_PG_MAJOR == 15 ]]; then
         pkgs+=("postgresql-$DS_PG_MAJOR" "postgresql-server-dev-$DS_PG_MAJOR"
                "postgresql-$DS_PG_MAJOR-pgtap")

@@ -816,9 +816,7 @@ kw_patterns(JsCompiler *c, JsNode *node, JsonbValue *v, int *n)
 		pats[i].re = js_compile_regex(c->schema, p->key.val.string.val,
 								   p->key.val.string.len, &err);
 		if (pats[i].re == NULL)
-			schema_error(node, "patternProperties",
-						 psprintf("has an invalid regular expression \"%s\": %s",
-								  jstr(&p->key), err));
+			js_regex_error(node->location, "patternProperties", jstr(&p->key), err);
 		pats[i].node = sub_node(c, node,
 								psprintf("patternProperties/%s", jstr(&p->key)),
 								&p->value);
@@ -856,9 +854,7 @@ compile_pattern(JsCompiler *c, JsNode *node, KwBuf *b, JsonbValue *v)
 	k = kw_add(b, KW_PATTERN, "pattern");
 	k->u.re = js_compile_regex(c->schema, v->val.string.val, v->val.string.len, &err);
 	if (k->u.re == NULL)
-		schema_error(node, "pattern",
-					 psprintf("has an invalid regular expression \"%s\": %s",
-							  jstr(v), err));
+		js_regex_error(node->location, "pattern", jstr(v), err);
 }
 
 /* "dependentRequired": per property name, the names it requires */
@@ -1233,6 +1229,31 @@ compile_size_assertions(JsNode *node, KwBuf *b)
 }
 
 /*
+ * contentEncoding, contentMediaType and (2019-09 on) contentSchema: one
+ * keyword, asserted only with the formats (content.c)
+ */
+static void
+compile_content(JsCompiler *c, JsNode *node, KwBuf *b)
+{
+	JsonbValue *enc = js_member(node->raw, "contentEncoding");
+	JsonbValue *mt = js_member(node->raw, "contentMediaType");
+	JsonbValue *cs = js_member(node->raw, "contentSchema");
+	JsKw	   *k;
+
+	if (enc && enc->type != jbvString)
+		enc = NULL;
+	if (mt && mt->type != jbvString)
+		mt = NULL;
+	if (enc == NULL && mt == NULL)
+		return;
+	k = kw_add(b, KW_CONTENT, mt ? "contentMediaType" : "contentEncoding");
+	k->u.content.encoding = enc ? jstr(enc) : NULL;
+	k->u.content.media_type = mt ? jstr(mt) : NULL;
+	if (cs && mt && node->draft >= JS_DRAFT2019)
+		k->u.content.schema = sub_node(c, node, "contentSchema", cs);
+}
+
+/*
  * The applicators of node from "$ref" to "dependentSchemas" (and the
  * references of the other drafts), each in the drafts that have it.
  */
@@ -1302,6 +1323,7 @@ compile_node(JsCompiler *c, JsNode *node)
 		k->u.format.name = jstr(v);
 		k->u.format.assert = (node->vocab & JS_VOCAB_FORMAT_ASSERT) != 0;
 	}
+	compile_content(c, node, &b);
 	if (validation)
 		compile_size_assertions(node, &b);
 	compile_applicators(c, node, &b);

@@ -9,13 +9,14 @@
  * time (cycles are fine: nodes are created before their keywords are
  * compiled), regular expressions are compiled once (regex.c), and
  * const/enum values are kept as expanded JsonbValue trees (value.c).
- * validate.c walks that graph over an expanded value; format.c checks the
- * formats it asserts; uri.c resolves references and holds the registered
+ * validate.c walks that graph over an expanded value; format.c (with
+ * format_net.c and format_uri.c) checks the formats it asserts, content.c
+ * the content keywords; uri.c resolves references and holds the registered
  * documents; cache.c keeps compiled schemas per backend.
  *
  * Everything a compiled schema points to lives in its JsonSchema's memory
- * context, except the regex_t of its regular expressions, which a reset
- * callback on that context frees.
+ * context, except the PCRE2 code of its regular expressions, which a
+ * reset callback on that context frees.
  *
  * Portions: the embedded meta-schemas (src/jsonschema_meta.h) are
  * copyright the JSON Schema specification authors, see the notice there.
@@ -26,9 +27,11 @@
 #include "postgres.h"
 
 #include "nodes/pg_list.h"
-#include "regex/regex.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 
 #include "jsonschema.h"
 #include "util.h"
@@ -82,6 +85,7 @@ typedef enum JsKwKind
 	KW_MINLENGTH,
 	KW_PATTERN,
 	KW_FORMAT,
+	KW_CONTENT,
 	KW_MAXITEMS,
 	KW_MINITEMS,
 	KW_UNIQUEITEMS,
@@ -112,40 +116,13 @@ typedef enum JsKwKind
 typedef struct JsNode JsNode;
 typedef struct JsResource JsResource;
 
-/*
- * Most patterns in real schemas are a run of literal characters and ASCII
- * character classes with quantifiers, anchored or not (^[a-z0-9_]{2,30}$).
- * PostgreSQL's regex engine pays a large setup cost per match for those
- * (a bounded repetition becomes that many NFA states), so such patterns are
- * also compiled to this small form and matched by a backtracking loop; any
- * other syntax, or a match that backtracks too much, uses the regex.
- */
-#define JS_SIMPLE_MAX_ITEMS 32
-
-/* one class with its repetition bounds */
-typedef struct JsSimpleItem
-{
-	uint8		set[16];		/* ASCII code points in the class */
-	bool		negated;		/* [^...]: also matches every non-ASCII */
-	int			min;
-	int			max;			/* -1: unbounded */
-} JsSimpleItem;
-
-/* a whole simple pattern: items in sequence, perhaps anchored */
-typedef struct JsSimplePat
-{
-	bool		anchored_start;
-	bool		anchored_end;
-	int			nitems;
-	JsSimpleItem items[JS_SIMPLE_MAX_ITEMS];
-} JsSimplePat;
-
-/* a compiled "pattern" or "patternProperties" key */
+/* a compiled "pattern" or "patternProperties" key (regex.c) */
 typedef struct JsRegex
 {
-	regex_t		re;
+	pcre2_code *code;			/* PCRE2, JIT-compiled when jit */
+	pcre2_match_data *match_data;	/* reused by every match */
+	bool		jit;
 	const char *source;
-	JsSimplePat *simple;		/* the fast form, or NULL */
 } JsRegex;
 
 /* a property name with its schema (properties, dependentSchemas) */
@@ -235,6 +212,12 @@ typedef struct JsKw
 			const char *anchor; /* $dynamicRef to a $dynamicAnchor */
 			bool		recursive;	/* $recursiveRef to a $recursiveAnchor */
 		}			ref;
+		struct
+		{
+			const char *encoding;	/* contentEncoding, or NULL */
+			const char *media_type; /* contentMediaType, or NULL */
+			JsNode	   *schema; /* contentSchema, or NULL */
+		}			content;
 	}			u;
 } JsKw;
 
@@ -303,12 +286,36 @@ extern Jsonb *js_registered_document(const char *uri);
 extern JsRegex *js_compile_regex(JsonSchema *s, const char *src, int len,
 								 char **err);
 extern bool js_regex_match(JsRegex *r, const char *str, int len);
+extern bool js_regex_is_valid(const char *s, int len);
+extern void js_regex_error(const char *location, const char *keyword,
+						   const char *src, const char *err);
 
 /* compile.c: what validation needs of a resource's anchors */
 extern JsAnchor *js_find_anchor(JsResource *res, const char *name,
 								bool dynamic_only);
 
+/*
+ * ASCII letters and digits: the grammars of formats and patterns are ASCII,
+ * and isalnum() also says yes to some bytes >= 0x80 in a LATIN1 locale
+ */
+#define JS_ASCII_ALPHA(c) (((c) >= 'A' && (c) <= 'Z') || ((c) >= 'a' && (c) <= 'z'))
+#define JS_ASCII_ALNUM(c) (JS_ASCII_ALPHA(c) || ((c) >= '0' && (c) <= '9'))
+
 /* format.c: the "format" assertions */
 extern bool js_check_format(const char *format, const char *s, int len);
+
+/* format_net.c: IP addresses, host names, e-mail addresses */
+extern bool js_valid_ipv4(const char *s, int len);
+extern bool js_valid_ipv6(const char *s, int len);
+extern bool js_valid_hostname(const char *s, int len, bool idn);
+extern bool js_valid_email(const char *s, int len, bool idn);
+
+/* content.c: the content keywords as assertions */
+extern bool js_check_content(const char *encoding, const char *media_type,
+							 const char *s, int len, Jsonb **doc, const char **why);
+
+/* format_uri.c: URIs, IRIs, URI templates */
+extern bool js_valid_uri(const char *s, int len, bool iri, bool reference);
+extern bool js_valid_uri_template(const char *s, int len);
 
 #endif							/* DS_JSONSCHEMA_INT_H */

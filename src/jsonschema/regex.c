@@ -1,171 +1,77 @@
 /*
  * regex.c
- *		ECMA-262 regular expressions (JSON Schema's "pattern" and
- *		"patternProperties") on PostgreSQL's regex engine.
+ *		ECMA-262 regular expressions (JSON Schema's "pattern",
+ *		"patternProperties" and the "regex" format) on PCRE2 with its JIT.
  *
- * A pattern is translated into an ARE (translate_regex) and compiled with
- * pg_regcomp once per schema.  Most patterns in real schemas are a run of
- * literal characters and ASCII classes with quantifiers (^[a-z0-9_]{2,30}$),
- * for which the ARE engine pays a large setup cost per match; those are
- * also compiled to a JsSimplePat and matched by a small backtracking loop,
- * falling back to the ARE when it backtracks too much.
+ * A pattern is read as ECMA-262 with the "u" flag (what JSON Schema
+ * recommends) and translated into PCRE2 syntax (translate_regex), then
+ * compiled once per schema in UTF mode, without PCRE2_UCP so that \d, \w
+ * and \b keep ECMA's ASCII meaning, with PCRE2_DOLLAR_ENDONLY so that "$"
+ * does not match before a final newline, and JIT-compiled.  What the
+ * translation rewrites: "." (ECMA excludes four line terminators), \s and
+ * \S (ECMA's white space is Unicode's), \uHHHH, \u{H...} and surrogate
+ * pairs, \xHH, \0, \v, "[]" and "[^]", a "[" inside a class, and Unicode
+ * property names (\p{Letter}, \p{digit}, \p{Script=Greek}).  What it
+ * refuses, as ECMA-262 does: escapes of letters and digits that ECMA does
+ * not define (\a, \e, \z, \Q...), groups other than (?:, (?=, (?!, (?<=,
+ * (?<! and (?<name>, PCRE2's verbs "(*" and possessive quantifiers.  It
+ * accepts, as browsers do outside "u" mode, escaped punctuation (\-, \:)
+ * and a "{" that starts no quantifier.  Differences left: a lookbehind
+ * must have a bounded length (PCRE2 10.42; the "regex" format accepts an
+ * unbounded one, which is valid ECMA-262), and \S inside a class is
+ * PCRE2's (ASCII).
  *
- * The regex_t lives outside palloc: a reset callback on the schema's
- * memory context frees it with the schema.
+ * The compiled code and its match data live outside palloc: a reset
+ * callback on the schema's memory context frees them with the schema.  A
+ * match allocates nothing (one match data per pattern, one JIT stack and
+ * match context per backend); the subject is the string's UTF-8 bytes as
+ * jsonb holds them, converted only in a database of another encoding.
  */
 #include "postgres.h"
 
-#include "catalog/pg_collation.h"
+#include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "utils/memutils.h"
 
 #include "jsonschema_int.h"
 
+/* a match gives up (ERROR 2201B) after this many backtracking steps */
+#define JS_REGEX_MATCH_LIMIT 10000000
 
-/* Approximation of \p{L} (Unicode letters) as code point ranges. */
-static const pg_wchar unicode_letters[][2] = {
-	{0x41, 0x5A}, {0x61, 0x7A}, {0xAA, 0xAA}, {0xB5, 0xB5}, {0xBA, 0xBA},
-	{0xC0, 0xD6}, {0xD8, 0xF6}, {0xF8, 0x2C1}, {0x2C6, 0x2D1}, {0x2E0, 0x2E4},
-	{0x2EC, 0x2EC}, {0x2EE, 0x2EE}, {0x370, 0x374}, {0x376, 0x377},
-	{0x37A, 0x37D}, {0x37F, 0x37F}, {0x386, 0x386}, {0x388, 0x38A},
-	{0x38C, 0x38C}, {0x38E, 0x3A1}, {0x3A3, 0x3F5}, {0x3F7, 0x481},
-	{0x48A, 0x52F}, {0x531, 0x556}, {0x559, 0x559}, {0x560, 0x588},
-	{0x5D0, 0x5EA}, {0x5EF, 0x5F2}, {0x620, 0x64A}, {0x66E, 0x66F},
-	{0x671, 0x6D3}, {0x6D5, 0x6D5}, {0x6E5, 0x6E6}, {0x6EE, 0x6EF},
-	{0x6FA, 0x6FC}, {0x6FF, 0x6FF}, {0x904, 0x939}, {0x93D, 0x93D},
-	{0x950, 0x950}, {0x958, 0x961}, {0x971, 0x980}, {0xE01, 0xE30},
-	{0xE32, 0xE33}, {0xE40, 0xE46}, {0x10A0, 0x10C5}, {0x10D0, 0x10FA},
-	{0x10FC, 0x1248}, {0x1E00, 0x1F15}, {0x1F18, 0x1F1D}, {0x1F20, 0x1F45},
-	{0x1F48, 0x1F4D}, {0x1F50, 0x1F57}, {0x1F59, 0x1F59}, {0x1F5B, 0x1F5B},
-	{0x1F5D, 0x1F5D}, {0x1F5F, 0x1F7D}, {0x1F80, 0x1FB4}, {0x1FB6, 0x1FBC},
-	{0x1FBE, 0x1FBE}, {0x1FC2, 0x1FC4}, {0x1FC6, 0x1FCC}, {0x1FD0, 0x1FD3},
-	{0x1FD6, 0x1FDB}, {0x1FE0, 0x1FEC}, {0x1FF2, 0x1FF4}, {0x1FF6, 0x1FFC},
-	{0x2071, 0x2071}, {0x207F, 0x207F}, {0x2090, 0x209C}, {0x2102, 0x2102},
-	{0x2107, 0x2107}, {0x210A, 0x2113}, {0x2115, 0x2115}, {0x2119, 0x211D},
-	{0x2124, 0x2124}, {0x2126, 0x2126}, {0x2128, 0x2128}, {0x212A, 0x212D},
-	{0x212F, 0x2139}, {0x213C, 0x213F}, {0x2145, 0x2149}, {0x214E, 0x214E},
-	{0x2183, 0x2184}, {0x2C00, 0x2CE4}, {0x2D00, 0x2D25}, {0x3005, 0x3006},
-	{0x3031, 0x3035}, {0x303B, 0x303C}, {0x3041, 0x3096}, {0x309D, 0x309F},
-	{0x30A1, 0x30FA}, {0x30FC, 0x30FF}, {0x3105, 0x312F}, {0x3131, 0x318E},
-	{0x31A0, 0x31BF}, {0x31F0, 0x31FF}, {0x3400, 0x4DBF}, {0x4E00, 0x9FFF},
-	{0xA000, 0xA48C}, {0xA4D0, 0xA4FD}, {0xA500, 0xA60C}, {0xA640, 0xA66E},
-	{0xA680, 0xA69D}, {0xA6A0, 0xA6E5}, {0xA722, 0xA788}, {0xA78B, 0xA7CA},
-	{0xAC00, 0xD7A3}, {0xF900, 0xFA6D}, {0xFB00, 0xFB06}, {0xFB1D, 0xFB1D},
-	{0xFB1F, 0xFB28}, {0xFB2A, 0xFB36}, {0xFB50, 0xFBB1}, {0xFE70, 0xFE74},
-	{0xFE76, 0xFEFC}, {0xFF21, 0xFF3A}, {0xFF41, 0xFF5A}, {0xFF66, 0xFFBE},
-	{0x20000, 0x2A6DF}, {0x2A700, 0x2EBEF}, {0x30000, 0x3134F}
+/* ECMA-262 WhiteSpace and LineTerminator (\s), as PCRE2 class members */
+#define ECMA_SPACE "\\t\\n\\x{0b}\\f\\r \\x{a0}\\x{1680}\\x{2000}-\\x{200a}" \
+	"\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}\\x{feff}"
+
+/* Unicode general categories by long name and alias, and PCRE2's name */
+static const char *const gc_names[][2] = {
+	{"Letter", "L"}, {"Cased_Letter", "L&"}, {"LC", "L&"},
+	{"Uppercase_Letter", "Lu"}, {"Lowercase_Letter", "Ll"},
+	{"Titlecase_Letter", "Lt"}, {"Modifier_Letter", "Lm"},
+	{"Other_Letter", "Lo"}, {"Mark", "M"}, {"Combining_Mark", "M"},
+	{"Nonspacing_Mark", "Mn"}, {"Spacing_Mark", "Mc"},
+	{"Enclosing_Mark", "Me"}, {"Number", "N"}, {"Decimal_Number", "Nd"},
+	{"digit", "Nd"}, {"Letter_Number", "Nl"}, {"Other_Number", "No"},
+	{"Punctuation", "P"}, {"punct", "P"}, {"Connector_Punctuation", "Pc"},
+	{"Dash_Punctuation", "Pd"}, {"Open_Punctuation", "Ps"},
+	{"Close_Punctuation", "Pe"}, {"Initial_Punctuation", "Pi"},
+	{"Final_Punctuation", "Pf"}, {"Other_Punctuation", "Po"},
+	{"Symbol", "S"}, {"Math_Symbol", "Sm"}, {"Currency_Symbol", "Sc"},
+	{"Modifier_Symbol", "Sk"}, {"Other_Symbol", "So"}, {"Separator", "Z"},
+	{"Space_Separator", "Zs"}, {"Line_Separator", "Zl"},
+	{"Paragraph_Separator", "Zp"}, {"Other", "C"}, {"Control", "Cc"},
+	{"cntrl", "Cc"}, {"Format", "Cf"}, {"Surrogate", "Cs"},
+	{"Private_Use", "Co"}, {"Unassigned", "Cn"}
 };
 
-/* ECMA-262 white space and line terminators (\s) */
-static const pg_wchar ecma_space[][2] = {
-	{0x09, 0x0D}, {0x20, 0x20}, {0xA0, 0xA0}, {0x1680, 0x1680},
-	{0x2000, 0x200A}, {0x2028, 0x2029}, {0x202F, 0x202F}, {0x205F, 0x205F},
-	{0x3000, 0x3000}, {0xFEFF, 0xFEFF}
-};
+/* the per-backend match context: JIT stack and backtracking limit */
+static pcre2_match_context *match_cxt = NULL;
 
-/* a growing buffer of code points: the translated pattern */
-typedef struct WBuf
-{
-	pg_wchar   *data;
-	int			len;
-	int			cap;
-} WBuf;
+/* the per-backend compile context: surrogate escapes allowed */
+static pcre2_compile_context *compile_cxt = NULL;
 
-/* Append one code point. */
-static void
-wb_add(WBuf *b, pg_wchar c)
-{
-	if (b->len >= b->cap)
-	{
-		b->cap = b->cap ? b->cap * 2 : 64;
-		b->data = b->data ? repalloc(b->data, b->cap * sizeof(pg_wchar))
-			: palloc(b->cap * sizeof(pg_wchar));
-	}
-	b->data[b->len++] = c;
-}
-
-/* Append an ASCII string. */
-static void
-wb_str(WBuf *b, const char *s)
-{
-	while (*s)
-		wb_add(b, (unsigned char) *s++);
-}
-
-/* a code point as a literal inside or outside brackets */
-static void
-wb_literal(WBuf *b, pg_wchar c)
-{
-	if (c < 128 && !isalnum((int) c) && c != ' ' && c != '_')
-		wb_add(b, '\\');
-	wb_add(b, c);
-}
-
-/* Append code point ranges as bracket-expression members (a-z). */
-static void
-wb_ranges(WBuf *b, const pg_wchar (*ranges)[2], int n)
-{
-	int			i;
-
-	for (i = 0; i < n; i++)
-	{
-		wb_literal(b, ranges[i][0]);
-		if (ranges[i][1] != ranges[i][0])
-		{
-			wb_add(b, '-');
-			wb_literal(b, ranges[i][1]);
-		}
-	}
-}
-
-/*
- * Append the class escape \c (d, w, s, or p with the property name prop)
- * as bracket-expression members.  Return false for a Unicode property we
- * do not know.
- */
-static bool
-class_members(WBuf *b, pg_wchar c, const pg_wchar *prop, int proplen)
-{
-	switch (c)
-	{
-		case 'd':
-			wb_str(b, "0-9");
-			return true;
-		case 'w':
-			wb_str(b, "A-Za-z0-9_");
-			return true;
-		case 's':
-			wb_ranges(b, ecma_space, lengthof(ecma_space));
-			return true;
-		case 'p':
-			{
-				char		name[32];
-				int			i;
-
-				for (i = 0; i < proplen && i < 31; i++)
-					name[i] = (char) prop[i];
-				name[i] = '\0';
-				if (strcmp(name, "L") == 0 || strcmp(name, "Letter") == 0 ||
-					strcmp(name, "Alphabetic") == 0)
-				{
-					wb_ranges(b, unicode_letters, lengthof(unicode_letters));
-					return true;
-				}
-				if (strcmp(name, "Nd") == 0 || strcmp(name, "digit") == 0 ||
-					strcmp(name, "Decimal_Number") == 0)
-				{
-					wb_str(b, "0-9");
-					return true;
-				}
-				return false;
-			}
-	}
-	return false;
-}
-
-/* The value of a hexadecimal digit, or -1. */
+/* the value of hexadecimal digit c, or -1 */
 static int
-hexval(pg_wchar c)
+hexval(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -176,534 +82,378 @@ hexval(pg_wchar c)
 	return -1;
 }
 
+/* the value of the n hexadecimal digits at p, or -1 */
+static int32
+hexn(const char *p, int n)
+{
+	int32		v = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (hexval(p[i]) < 0)
+			return -1;
+		v = v * 16 + hexval(p[i]);
+	}
+	return v;
+}
+
 /*
- * If p (n code points, just after a backslash) starts \xHH, \uHHHH (or a
- * surrogate pair of them) or \u{H...}, set *cp to the code point and *used
- * to the code points consumed, and return true.
+ * Read the \u escape at p[i] (p[i] is the backslash): \uHHHH, a surrogate
+ * pair of them, or \u{H...}.  Return the bytes consumed (0 if malformed)
+ * and the code point in *cp.
+ */
+static int
+read_u_escape(const char *p, int n, int i, int32 *cp)
+{
+	int32		v,
+				lo;
+	int			j;
+
+	if (i + 2 < n && p[i + 2] == '{')
+	{
+		v = 0;
+		for (j = i + 3; j < n && hexval(p[j]) >= 0 && v <= 0x10FFFF; j++)
+			v = v * 16 + hexval(p[j]);
+		if (j == i + 3 || j >= n || p[j] != '}' || v > 0x10FFFF)
+			return 0;
+		*cp = v;
+		return j + 1 - i;
+	}
+	if (i + 6 > n || (v = hexn(p + i + 2, 4)) < 0)
+		return 0;
+	*cp = v;
+	if (v >= 0xD800 && v <= 0xDBFF && i + 12 <= n && p[i + 6] == '\\' &&
+		p[i + 7] == 'u' && (lo = hexn(p + i + 8, 4)) >= 0xDC00 && lo <= 0xDFFF)
+	{
+		*cp = 0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00);
+		return 12;
+	}
+	return 6;
+}
+
+/*
+ * Append \p{name} or \P{name} (neg) in PCRE2's spelling: general
+ * categories by their short names, Script=X as sc:X.  Return false for a
+ * malformed property (PCRE2 itself refuses names it does not know).
  */
 static bool
-parse_hex_escape(const pg_wchar *p, int n, int *used, pg_wchar *cp)
+append_property(StringInfo out, const char *name, int len, bool neg)
 {
-	int			i,
-				v = 0;
+	char		buf[64];
+	const char *eq;
+	const char *val = buf;
 
-	if (n >= 3 && p[0] == 'x' && hexval(p[1]) >= 0 && hexval(p[2]) >= 0)
+	if (len <= 0 || len >= (int) sizeof(buf))
+		return false;
+	memcpy(buf, name, len);
+	buf[len] = '\0';
+	if (strspn(buf, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_=") != len)
+		return false;
+	appendStringInfoString(out, neg ? "\\P{" : "\\p{");
+	if ((eq = strchr(buf, '=')) != NULL)
 	{
-		*cp = hexval(p[1]) * 16 + hexval(p[2]);
-		*used = 3;
-		return true;
-	}
-	if (n >= 3 && p[0] == 'u' && p[1] == '{')
-	{
-		for (i = 2; i < n && hexval(p[i]) >= 0; i++)
-			v = v * 16 + hexval(p[i]);
-		if (i < n && p[i] == '}')
+		int			keylen = eq - buf;
+
+		val = eq + 1;
+		if (strncmp(buf, "Script", keylen) == 0 || strncmp(buf, "sc", keylen) == 0)
 		{
-			*cp = v;
-			*used = i + 1;
+			appendStringInfo(out, "sc:%s}", val);
 			return true;
 		}
+		if (strncmp(buf, "Script_Extensions", keylen) == 0 ||
+			strncmp(buf, "scx", keylen) == 0)
+		{
+			appendStringInfo(out, "scx:%s}", val);
+			return true;
+		}
+		if (strncmp(buf, "General_Category", keylen) != 0 &&
+			strncmp(buf, "gc", keylen) != 0)
+			return false;
+	}
+	for (int k = 0; k < lengthof(gc_names); k++)
+		if (strcmp(val, gc_names[k][0]) == 0)
+		{
+			val = gc_names[k][1];
+			break;
+		}
+	appendStringInfo(out, "%s}", val);
+	return true;
+}
+
+/*
+ * Translate the escape at p[i] (a backslash with at least one byte after
+ * it) into out.  Return the bytes consumed, or 0 with *err set for an
+ * escape ECMA-262 does not allow.
+ */
+static int
+translate_escape(const char *p, int n, int i, bool in_class, StringInfo out,
+				 const char **err)
+{
+	char		e = p[i + 1];
+	int32		cp;
+	int			used;
+
+	switch (e)
+	{
+		case 'd':
+		case 'D':
+		case 'w':
+		case 'W':
+		case 't':
+		case 'n':
+		case 'r':
+		case 'f':
+			/* the same in PCRE2 without UCP */
+			appendBinaryStringInfo(out, p + i, 2);
+			return 2;
+		case 'b':
+		case 'B':
+			if (!in_class)
+				appendBinaryStringInfo(out, p + i, 2);
+			else if (e == 'b')
+				appendStringInfoString(out, "\\x{08}");	/* backspace */
+			else
+				break;
+			return 2;
+		case 's':
+			appendStringInfoString(out, in_class ? ECMA_SPACE : "[" ECMA_SPACE "]");
+			return 2;
+		case 'S':
+			appendStringInfoString(out, in_class ? "\\S" : "[^" ECMA_SPACE "]");
+			return 2;
+		case 'v':
+			appendStringInfoString(out, "\\x{0b}");
+			return 2;
+		case 'p':
+		case 'P':
+			{
+				const char *close = (i + 2 < n && p[i + 2] == '{') ?
+					memchr(p + i + 3, '}', n - i - 3) : NULL;
+
+				if (close == NULL ||
+					!append_property(out, p + i + 3, close - (p + i + 3), e == 'P'))
+				{
+					*err = "invalid Unicode property escape";
+					return 0;
+				}
+				return close + 1 - (p + i);
+			}
+		case 'u':
+			if ((used = read_u_escape(p, n, i, &cp)) == 0)
+				break;
+			appendStringInfo(out, "\\x{%x}", cp);
+			return used;
+		case 'x':
+			if (i + 4 > n || (cp = hexn(p + i + 2, 2)) < 0)
+				break;
+			appendStringInfo(out, "\\x{%x}", cp);
+			return 4;
+		case 'c':
+			if (i + 2 >= n || !JS_ASCII_ALPHA((unsigned char) p[i + 2]))
+				break;
+			appendStringInfo(out, "\\x{%x}", p[i + 2] % 32);
+			return 3;
+		case '0':
+			if (i + 2 < n && isdigit((unsigned char) p[i + 2]))
+				break;
+			appendStringInfoString(out, "\\x{0}");
+			return 2;
+		case 'k':
+			if (in_class || i + 2 >= n || p[i + 2] != '<')
+				break;
+			appendStringInfoString(out, "\\k");
+			return 2;
+		default:
+			if (e >= '1' && e <= '9' && !in_class)
+			{
+				/* a back reference (PCRE2 refuses one to no group) */
+				appendBinaryStringInfo(out, p + i, 2);
+				return 2;
+			}
+			if ((unsigned char) e >= 0x80)
+				return 1;		/* \é is é: drop the backslash */
+			if (!JS_ASCII_ALNUM((unsigned char) e))
+			{
+				/* an escaped syntax character or punctuation: itself */
+				appendBinaryStringInfo(out, p + i, 2);
+				return 2;
+			}
+			break;
+	}
+	*err = psprintf("invalid escape \\%c", e);
+	return 0;
+}
+
+/*
+ * Check the group opened at p[i] ("(?..." or "(*"): ECMA-262 has (?:,
+ * (?=, (?!, (?<=, (?<! and (?<name>.  Return false with *err set if not.
+ */
+static bool
+check_group(const char *p, int n, int i, const char **err)
+{
+	if (i + 1 < n && p[i + 1] == '*')
+	{
+		*err = "nothing to repeat";
 		return false;
 	}
-	if (n >= 5 && p[0] == 'u')
-	{
-		for (i = 1; i <= 4; i++)
-		{
-			if (hexval(p[i]) < 0)
-				return false;
-			v = v * 16 + hexval(p[i]);
-		}
-		*used = 5;
-		/* surrogate pair */
-		if (v >= 0xD800 && v <= 0xDBFF && n >= 11 && p[5] == '\\' && p[6] == 'u')
-		{
-			int			lo = 0;
-
-			for (i = 7; i <= 10; i++)
-			{
-				if (hexval(p[i]) < 0)
-					break;
-				lo = lo * 16 + hexval(p[i]);
-			}
-			if (i == 11 && lo >= 0xDC00 && lo <= 0xDFFF)
-			{
-				v = 0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00);
-				*used = 11;
-			}
-		}
-		*cp = v;
+	if (i + 1 >= n || p[i + 1] != '?')
 		return true;
+	if (i + 2 < n && (p[i + 2] == ':' || p[i + 2] == '=' || p[i + 2] == '!'))
+		return true;
+	if (i + 3 < n && p[i + 2] == '<')
+	{
+		int			j = i + 3;
+
+		if (p[j] == '=' || p[j] == '!')
+			return true;
+		/* a group name: an identifier */
+		while (j < n && (JS_ASCII_ALNUM((unsigned char) p[j]) || p[j] == '_' || p[j] == '$' ||
+						 (unsigned char) p[j] >= 0x80))
+			j++;
+		if (j > i + 3 && j < n && p[j] == '>' && !isdigit((unsigned char) p[i + 3]))
+			return true;
 	}
+	*err = "invalid group";
 	return false;
 }
 
 /*
- * Translate the class escape at p[i] (a backslash followed by d, w, s, D, W,
- * S, p{...} or P{...}) into out, as members when in_class or as a bracket
- * expression otherwise.  Return the code points consumed, or 0 for what an
- * ARE cannot express (a negated class inside brackets, an unknown
- * property).
+ * Translate the "[" at p[i] outside a class into out and return the bytes
+ * consumed; *in_class says whether a class is left open.  "[]" matches
+ * nothing and "[^]" anything in ECMA-262.
  */
 static int
-translate_class_escape(const pg_wchar *p, int n, int i, bool in_class, WBuf *out)
+translate_class_open(const char *p, int n, int i, StringInfo out, bool *in_class)
 {
-	pg_wchar	e = p[i + 1];
-	bool		neg = (e == 'D' || e == 'W' || e == 'S' || e == 'P');
-	pg_wchar	lower = (e == 'P') ? 'p' : (neg ? e + ('a' - 'A') : e);
-	const pg_wchar *prop = NULL;
-	int			proplen = 0;
-	int			skip = 2;
+	bool		neg = (i + 1 < n && p[i + 1] == '^');
+	int			j = i + (neg ? 2 : 1);
 
-	if (lower == 'p')
+	if (j < n && p[j] == ']')
 	{
-		int			j = i + 2;
-
-		if (j >= n || p[j] != '{')
-			return 0;
-		prop = &p[j + 1];
-		while (j < n && p[j] != '}')
-			j++;
-		if (j >= n)
-			return 0;
-		proplen = &p[j] - prop;
-		skip = j + 1 - i;
-	}
-	if (in_class)
-		return (!neg && class_members(out, lower, prop, proplen)) ? skip : 0;
-	wb_add(out, '[');
-	if (neg)
-		wb_add(out, '^');
-	if (!class_members(out, lower, prop, proplen))
-		return 0;
-	wb_add(out, ']');
-	return skip;
-}
-
-/*
- * Translate the escape sequence at p[i] (a backslash and at least one more
- * code point) into out.  Return the code points consumed, or 0 for what an
- * ARE cannot express.
- */
-static int
-translate_escape(const pg_wchar *p, int n, int i, bool in_class, WBuf *out)
-{
-	pg_wchar	e = p[i + 1];
-	pg_wchar	cp;
-	int			used;
-
-	if (e == 'd' || e == 'w' || e == 's' || e == 'D' || e == 'W' || e == 'S' ||
-		e == 'p' || e == 'P')
-		return translate_class_escape(p, n, i, in_class, out);
-	if ((e == 'b' || e == 'B') && !in_class)
-	{
-		/* word boundaries are \y and \Y in an ARE */
-		wb_str(out, e == 'b' ? "\\y" : "\\Y");
-		return 2;
-	}
-	if ((e == 'x' || e == 'u') && parse_hex_escape(&p[i + 1], n - i - 1, &used, &cp))
-	{
-		wb_literal(out, cp);
-		return 1 + used;
-	}
-	if (e == 'b')				/* in a class: backspace */
-		wb_literal(out, 0x08);
-	else if (e == 'c' && i + 2 < n && isalpha((int) p[i + 2]))
-	{
-		wb_literal(out, p[i + 2] % 32);
-		return 3;
-	}
-	else if (e == '0')
-		wb_literal(out, 0);
-	else if (e == 't' || e == 'n' || e == 'r' || e == 'f' || e == 'v')
-		wb_literal(out, e == 't' ? 9 : e == 'n' ? 10 : e == 'r' ? 13 : e == 'f' ? 12 : 11);
-	else if (e >= '1' && e <= '9' && !in_class)
-	{
-		/* a back reference */
-		wb_add(out, '\\');
-		wb_add(out, e);
-	}
-	else
-		wb_literal(out, e);		/* identity escape */
-	return 2;
-}
-
-/*
- * Translate the "[" at p[i] that opens a class, and return the code points
- * consumed.  "[]" (matches nothing) and "[^]" (matches anything) become
- * groups, and leave *in_class false; otherwise it is set.
- */
-static int
-translate_class_open(const pg_wchar *p, int n, int i, WBuf *out, bool *in_class)
-{
-	int			start = i;
-	bool		negated = false;
-
-	i++;
-	if (i < n && p[i] == '^')
-	{
-		negated = true;
-		i++;
-	}
-	if (i < n && p[i] == ']')
-	{
-		wb_str(out, negated ? "(?:.|\\n)" : "(?!)");
+		appendStringInfoString(out, neg ? "[\\s\\S]" : "(?!)");
 		*in_class = false;
-		return i + 1 - start;
+		return j + 1 - i;
 	}
-	wb_add(out, '[');
-	if (negated)
-		wb_add(out, '^');
+	appendStringInfoString(out, neg ? "[^" : "[");
 	*in_class = true;
-	return i - start;
+	return j - i;
 }
 
 /*
- * Translate an ECMA-262 pattern into an ARE.  Returns false for constructs
- * we cannot express.  Differences handled: \d \w \s are ASCII/ECMA sets
- * rather than locale classes, "." excludes line terminators, \b is \y,
- * \xHH has exactly two digits, \u{...}, \p{Letter}, named groups.
+ * Translate an ECMA-262 pattern (n bytes of UTF-8) into a PCRE2 pattern
+ * in out.  Return false with *err set for syntax ECMA-262 does not have.
  */
 static bool
-translate_regex(const pg_wchar *p, int n, WBuf *out)
+translate_regex(const char *p, int n, StringInfo out, const char **err)
 {
 	int			i = 0;
 	bool		in_class = false;
+	bool		quantified = false; /* the last thing read is a quantifier */
 
 	while (i < n)
 	{
-		pg_wchar	c = p[i];
-		int			used;
+		char		c = p[i];
+		bool		quant = false;
+		int			used = 1;
 
-		if (c == '\\' && i + 1 < n)
+		if (c == '\\')
 		{
-			if ((used = translate_escape(p, n, i, in_class, out)) == 0)
+			if (i + 1 >= n)
+			{
+				*err = "\\ at end of pattern";
 				return false;
-			i += used;
+			}
+			if ((used = translate_escape(p, n, i, in_class, out, err)) == 0)
+				return false;
 		}
 		else if (in_class)
 		{
 			if (c == ']')
 				in_class = false;
-			if (c == '[' || c == '\\')
-				wb_add(out, '\\');
-			wb_add(out, c);
-			i++;
+			if (c == '[')
+				appendStringInfoChar(out, '\\');
+			appendStringInfoChar(out, c);
 		}
 		else if (c == '[')
-			i += translate_class_open(p, n, i, out, &in_class);
+			used = translate_class_open(p, n, i, out, &in_class);
 		else if (c == '.')
-		{
-			/* any code point but a line terminator */
-			wb_str(out, "[^\n\r");
-			wb_add(out, 0x2028);
-			wb_add(out, 0x2029);
-			wb_add(out, ']');
-			i++;
-		}
-		else if (c == '(' && i + 3 < n && p[i + 1] == '?' && p[i + 2] == '<' &&
-				 p[i + 3] != '=' && p[i + 3] != '!')
-		{
-			/* named group: drop the name */
-			int			j = i + 3;
-
-			while (j < n && p[j] != '>')
-				j++;
-			wb_add(out, '(');
-			i = j + 1;
-		}
-		else
-		{
-			wb_add(out, c);
-			i++;
-		}
-	}
-	return !in_class;
-}
-
-/* Add ASCII code point c to an item's set. */
-static void
-simple_add(JsSimpleItem *it, int c)
-{
-	it->set[c >> 3] |= (uint8) (1 << (c & 7));
-}
-
-/* Add the ASCII code points lo..hi to an item's set. */
-static void
-simple_add_range(JsSimpleItem *it, int lo, int hi)
-{
-	for (int c = lo; c <= hi; c++)
-		simple_add(it, c);
-}
-
-/*
- * If e is d or w, add \d or \w to the item's set (ASCII in ECMA-262
- * without the u flag's case folding) and return true.
- */
-static bool
-simple_escape_class(JsSimpleItem *it, char e)
-{
-	if (e == 'd')
-		simple_add_range(it, '0', '9');
-	else if (e == 'w')
-	{
-		simple_add_range(it, '0', '9');
-		simple_add_range(it, 'a', 'z');
-		simple_add_range(it, 'A', 'Z');
-		simple_add(it, '_');
-	}
-	else
-		return false;
-	return true;
-}
-
-/* Is \e an escaped syntax character, matching e itself? */
-static bool
-simple_literal_escape(char e)
-{
-	return e != '\0' && strchr("\\/.-^$()[]{}|*+?", e) != NULL;
-}
-
-/*
- * Parse the class "[...]" at src[*i] into it, and advance *i past it.
- * Return false for anything but literals, ranges, \d and \w in ASCII.
- */
-static bool
-simple_class(const char *src, int len, int *pi, JsSimpleItem *it)
-{
-	int			i = *pi + 1;
-
-	if (i < len && src[i] == '^')
-	{
-		it->negated = true;
-		i++;
-	}
-	if (i >= len || src[i] == ']')
-		return false;
-	while (i < len && src[i] != ']')
-	{
-		unsigned char c = (unsigned char) src[i];
-		int			lo;
-
-		if (c >= 128 || c == '[')
+			appendStringInfoString(out, "[^\\n\\r\\x{2028}\\x{2029}]");
+		else if (c == '(' && !check_group(p, n, i, err))
 			return false;
-		if (c == '\\')
+		else if (c == '+' && quantified)
 		{
-			if (i + 1 >= len)
-				return false;
-			if (simple_escape_class(it, src[i + 1]))
-			{
-				i += 2;
-				continue;
-			}
-			if (!simple_literal_escape(src[i + 1]))
-				return false;
-			lo = (unsigned char) src[i + 1];
-			i += 2;
+			*err = "nothing to repeat";
+			return false;
 		}
 		else
 		{
-			lo = c;
-			i++;
+			quant = (c == '*' || c == '+' || c == '?' || c == '}');
+			appendStringInfoChar(out, c);
 		}
-		if (i + 1 < len && src[i] == '-' && src[i + 1] != ']')
-		{
-			int			hi = (unsigned char) src[i + 1];
-
-			if (hi >= 128 || hi == '\\' || hi == '[' || hi < lo)
-				return false;
-			simple_add_range(it, lo, hi);
-			i += 2;
-		}
-		else
-			simple_add(it, lo);
+		quantified = quant;
+		i += used;
 	}
-	if (i >= len)
+	if (in_class)
+	{
+		*err = "missing terminating ] for character class";
 		return false;
-	*pi = i + 1;				/* past the ] */
+	}
 	return true;
 }
 
 /*
- * Parse the decimal number at src[*i] (at most a little over 100000) and
- * advance *i past it; -1 if there is no digit there.
+ * Compile ECMA-262 pattern src (len bytes in the database encoding) with
+ * PCRE2.  Return NULL with *err set (palloc'd) if it is invalid, and
+ * *ecode to PCRE2's error code (0 for what the translation refused).
  */
-static int
-simple_number(const char *src, int len, int *i)
+static pcre2_code *
+compile_pattern(const char *src, int len, char **err, int *ecode)
 {
-	int			v = 0;
+	StringInfoData out;
+	const char *terr = NULL;
+	const char *utf8 = src;
+	pcre2_code *code;
+	PCRE2_SIZE	eoff;
 
-	if (*i >= len || !isdigit((unsigned char) src[*i]))
-		return -1;
-	while (*i < len && isdigit((unsigned char) src[*i]) && v < 100000)
-		v = v * 10 + (src[(*i)++] - '0');
-	return v;
+	*ecode = 0;
+	if (GetDatabaseEncoding() != PG_UTF8)
+	{
+		utf8 = pg_server_to_any(src, len, PG_UTF8);
+		if (utf8 != src)
+			len = strlen(utf8);
+	}
+	if (compile_cxt == NULL)
+	{
+		if ((compile_cxt = pcre2_compile_context_create(NULL)) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory")));
+		/* \uD800 is valid ECMA-262; it never matches valid UTF-8 */
+		pcre2_set_compile_extra_options(compile_cxt, PCRE2_EXTRA_ALLOW_SURROGATE_ESCAPES);
+	}
+	initStringInfo(&out);
+	if (!translate_regex(utf8, len, &out, &terr))
+	{
+		*err = pstrdup(terr);
+		return NULL;
+	}
+	code = pcre2_compile((PCRE2_SPTR) out.data, out.len,
+						 PCRE2_UTF | PCRE2_DOLLAR_ENDONLY | PCRE2_NEVER_UCP |
+						 PCRE2_NEVER_BACKSLASH_C,
+						 ecode, &eoff, compile_cxt);
+	if (code == NULL)
+	{
+		PCRE2_UCHAR buf[256];
+
+		pcre2_get_error_message(*ecode, buf, sizeof(buf));
+		*err = pstrdup((char *) buf);
+	}
+	pfree(out.data);
+	return code;
 }
 
 /*
- * Parse the quantifier at src[*i], if any, into its min and max and
- * advance *i past it (and past a "?" that makes it lazy: laziness does not
- * change whether a pattern matches).  Return false for a malformed or
- * doubled quantifier.
- */
-static bool
-simple_quantifier(const char *src, int len, int *i, JsSimpleItem *it)
-{
-	if (*i < len && (src[*i] == '*' || src[*i] == '+' || src[*i] == '?'))
-	{
-		it->min = src[*i] == '+' ? 1 : 0;
-		it->max = src[*i] == '?' ? 1 : -1;
-		(*i)++;
-	}
-	else if (*i < len && src[*i] == '{')
-	{
-		int			j = *i + 1;
-		int			lo = simple_number(src, len, &j);
-		int			hi = lo;
-
-		if (lo < 0)
-			return false;
-		if (j < len && src[j] == ',')
-		{
-			j++;
-			if (j < len && src[j] == '}')
-				hi = -1;
-			else if ((hi = simple_number(src, len, &j)) < 0)
-				return false;
-		}
-		if (j >= len || src[j] != '}' || (hi >= 0 && hi < lo))
-			return false;
-		it->min = lo;
-		it->max = hi;
-		*i = j + 1;
-	}
-	else
-		return true;
-	if (*i < len && src[*i] == '?')
-		(*i)++;
-	return !(*i < len && (src[*i] == '*' || src[*i] == '+' || src[*i] == '?' ||
-						  src[*i] == '{'));
-}
-
-/*
- * Parse an ECMA-262 pattern into the simple form, or return false if it
- * uses anything beyond literals, ASCII classes, \d, \w, quantifiers and
- * the two anchors.
- */
-static bool
-simple_compile(const char *src, int len, JsSimplePat *p)
-{
-	int			i = 0;
-
-	memset(p, 0, sizeof(JsSimplePat));
-	if (i < len && src[i] == '^')
-	{
-		p->anchored_start = true;
-		i++;
-	}
-	while (i < len)
-	{
-		JsSimpleItem *it;
-		unsigned char c = (unsigned char) src[i];
-
-		if (c == '$' && i == len - 1)
-		{
-			p->anchored_end = true;
-			break;
-		}
-		if (p->nitems == JS_SIMPLE_MAX_ITEMS || c >= 128)
-			return false;
-		it = &p->items[p->nitems++];
-		it->min = it->max = 1;
-		if (c == '[')
-		{
-			if (!simple_class(src, len, &i, it))
-				return false;
-		}
-		else if (c == '\\')
-		{
-			if (i + 1 >= len)
-				return false;
-			if (!simple_escape_class(it, src[i + 1]))
-			{
-				if (!simple_literal_escape(src[i + 1]))
-					return false;
-				simple_add(it, (unsigned char) src[i + 1]);
-			}
-			i += 2;
-		}
-		else if (strchr(".()|^$*+?{}]", c))
-			return false;
-		else
-		{
-			simple_add(it, c);
-			i++;
-		}
-		if (!simple_quantifier(src, len, &i, it))
-			return false;
-	}
-	return true;
-}
-
-/* Does an item's class match code point c (any non-ASCII when negated)? */
-static inline bool
-simple_in(const JsSimpleItem *it, pg_wchar c)
-{
-	if (c >= 128)
-		return it->negated;
-	return ((it->set[c >> 3] >> (c & 7)) & 1) != it->negated;
-}
-
-/*
- * Match items item.. of p against w[pos..len), longest repetition first.
- * Return 1 for a match, 0 for none, -1 when *budget (steps left) ran out.
- */
-static int
-simple_match_at(const JsSimplePat *p, int item, const pg_wchar *w, int pos, int len,
-				int *budget)
-{
-	const JsSimpleItem *it;
-	int			n = 0;
-
-	if (--(*budget) < 0)
-		return -1;
-	if (item == p->nitems)
-		return !p->anchored_end || pos == len;
-	it = &p->items[item];
-	while (pos + n < len && (it->max < 0 || n < it->max) && simple_in(it, w[pos + n]))
-		n++;
-	for (int k = n; k >= it->min; k--)
-	{
-		int			r = simple_match_at(p, item + 1, w, pos + k, len, budget);
-
-		if (r != 0)
-			return r;
-	}
-	return 0;
-}
-
-/*
- * Search w (len code points) for p: 1 if it matches somewhere, 0 if not,
- * -1 if it gave up (the caller then asks the ARE).
- */
-static int
-simple_match(const JsSimplePat *p, const pg_wchar *w, int len)
-{
-	int			budget = 10000;
-
-	for (int start = 0; start <= len; start++)
-	{
-		int			r = simple_match_at(p, 0, w, start, len, &budget);
-
-		if (r != 0)
-			return r;
-		if (p->anchored_start)
-			break;
-	}
-	return 0;
-}
-
-/*
- * Reset callback of a schema's memory context: compiled regexes live
+ * Reset callback of a schema's memory context: compiled patterns live
  * outside palloc, so free them with the schema.
  */
 static void
@@ -713,52 +463,55 @@ js_regex_cleanup(void *arg)
 	ListCell   *lc;
 
 	foreach(lc, s->regexes)
-		pg_regfree(&((JsRegex *) lfirst(lc))->re);
+	{
+		JsRegex    *r = lfirst(lc);
+
+		pcre2_match_data_free(r->match_data);
+		pcre2_code_free(r->code);
+	}
 	s->regexes = NIL;
+}
+
+/* The backend's match context, created on first use. */
+static pcre2_match_context *
+get_match_context(void)
+{
+	if (match_cxt == NULL)
+	{
+		pcre2_match_context *m = pcre2_match_context_create(NULL);
+		pcre2_jit_stack *stack;
+
+		if (m == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory")));
+		pcre2_set_match_limit(m, JS_REGEX_MATCH_LIMIT);
+		/* deep patterns need more than the 32 kB default */
+		stack = pcre2_jit_stack_create(32 * 1024, 4 * 1024 * 1024, NULL);
+		if (stack != NULL)
+			pcre2_jit_stack_assign(m, NULL, stack);
+		match_cxt = m;
+	}
+	return match_cxt;
 }
 
 /*
  * Compile an ECMA-262 pattern (len bytes in the database encoding) for
- * schema s: the regex and its source are kept in s's context.  Return NULL
- * with *err set to the reason when the pattern cannot be compiled.
+ * schema s: JIT-compiled once, with its match data, freed with s's
+ * context.  Return NULL with *err set to the reason when the pattern is
+ * invalid.
  */
 JsRegex *
 js_compile_regex(JsonSchema *s, const char *src, int len, char **err)
 {
-	pg_wchar   *wsrc = palloc((len + 1) * sizeof(pg_wchar));
-	int			wlen = pg_mb2wchar_with_len(src, wsrc, len);
-	WBuf		out = {0};
 	JsRegex    *r;
-	int			rc;
+	MemoryContext old;
+	int			ecode;
 
 	*err = NULL;
-	if (!translate_regex(wsrc, wlen, &out))
-	{
-		*err = "unsupported regular expression syntax";
-		return NULL;
-	}
-	wb_add(&out, 0);
-	out.len--;
+	/* registered before compiling: an error from here frees the code */
 	r = MemoryContextAllocZero(s->cxt, sizeof(JsRegex));
-	rc = pg_regcomp(&r->re, out.data, out.len, REG_ADVANCED, C_COLLATION_OID);
-	if (rc != REG_OKAY)
-	{
-		char		buf[256];
-
-		pg_regerror(rc, &r->re, buf, sizeof(buf));
-		*err = pstrdup(buf);
-		return NULL;
-	}
 	r->source = MemoryContextStrdup(s->cxt, pnstrdup(src, len));
-	{
-		JsSimplePat sp;
-
-		if (simple_compile(src, len, &sp))
-		{
-			r->simple = MemoryContextAlloc(s->cxt, sizeof(JsSimplePat));
-			memcpy(r->simple, &sp, sizeof(JsSimplePat));
-		}
-	}
 	if (s->regexes == NIL)
 	{
 		MemoryContextCallback *cb = MemoryContextAlloc(s->cxt, sizeof(MemoryContextCallback));
@@ -767,47 +520,96 @@ js_compile_regex(JsonSchema *s, const char *src, int len, char **err)
 		cb->arg = s;
 		MemoryContextRegisterResetCallback(s->cxt, cb);
 	}
+	old = MemoryContextSwitchTo(s->cxt);
+	s->regexes = lappend(s->regexes, r);
+	MemoryContextSwitchTo(old);
+	if ((r->code = compile_pattern(src, len, err, &ecode)) == NULL)
 	{
-		MemoryContext old = MemoryContextSwitchTo(s->cxt);
-
-		s->regexes = lappend(s->regexes, r);
-		MemoryContextSwitchTo(old);
+		if (ecode == PCRE2_ERROR_LOOKBEHIND_NOT_FIXED_LENGTH ||
+			ecode == PCRE2_ERROR_LOOKBEHIND_TOO_COMPLICATED)
+			*err = psprintf("%s (valid ECMA-262, but PCRE2 runs only lookbehinds of bounded length)",
+							*err);
+		return NULL;
 	}
+	r->jit = pcre2_jit_compile(r->code, PCRE2_JIT_COMPLETE) == 0;
+	r->match_data = pcre2_match_data_create(1, NULL);
+	if (r->match_data == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
 	return r;
 }
 
 /*
- * Does the pattern match somewhere in str (len bytes)?  Raises ERROR if the
- * regex engine fails (out of memory, too complex).
+ * Is s (len bytes) a valid ECMA-262 regular expression?  A lookbehind of
+ * unbounded length is (ES2018) even though PCRE2 cannot run it.
+ */
+bool
+js_regex_is_valid(const char *s, int len)
+{
+	char	   *err;
+	int			ecode;
+	pcre2_code *code = compile_pattern(s, len, &err, &ecode);
+
+	if (code == NULL)
+		return ecode == PCRE2_ERROR_LOOKBEHIND_NOT_FIXED_LENGTH ||
+			ecode == PCRE2_ERROR_LOOKBEHIND_TOO_COMPLICATED;
+	pcre2_code_free(code);
+	return true;
+}
+
+/*
+ * Does the pattern match somewhere in str (len bytes)?  Raises ERROR if
+ * the match fails (too much backtracking, out of memory).
  */
 bool
 js_regex_match(JsRegex *r, const char *str, int len)
 {
-	pg_wchar	stackbuf[256];
-	pg_wchar   *w = (len < 256) ? stackbuf : palloc((len + 1) * sizeof(pg_wchar));
-	int			wlen = pg_mb2wchar_with_len(str, w, len);
+	pcre2_match_context *m = get_match_context();
 	int			rc;
 
-	if (r->simple)
+	if (GetDatabaseEncoding() != PG_UTF8)
 	{
-		int			m = simple_match(r->simple, w, wlen);
+		const char *utf8 = pg_server_to_any(str, len, PG_UTF8);
 
-		if (m >= 0)
-			return m == 1;
+		if (utf8 != str)
+		{
+			str = utf8;
+			len = strlen(utf8);
+		}
 	}
-	rc = pg_regexec(&r->re, w, wlen, 0, NULL, 0, NULL, 0);
-
-	if (rc == REG_OKAY)
+	if (r->jit)
+		rc = pcre2_jit_match(r->code, (PCRE2_SPTR) str, len, 0, 0, r->match_data, m);
+	else
+		rc = pcre2_match(r->code, (PCRE2_SPTR) str, len, 0, 0, r->match_data, m);
+	if (rc >= 0)
 		return true;
-	if (rc == REG_NOMATCH)
+	if (rc == PCRE2_ERROR_NOMATCH)
 		return false;
 	{
-		char		buf[256];
+		PCRE2_UCHAR buf[256];
 
-		pg_regerror(rc, &r->re, buf, sizeof(buf));
+		pcre2_get_error_message(rc, buf, sizeof(buf));
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_REGULAR_EXPRESSION),
-				 errmsg("regular expression failed: %s", buf)));
+				 errmsg("regular expression failed: %s", (char *) buf),
+				 errdetail("Pattern \"%s\".", r->source)));
 	}
 	return false;
+}
+
+/*
+ * Raise the error for an invalid pattern in a schema: SQLSTATE 2201B,
+ * naming the keyword, where it is, the pattern and what is wrong.
+ */
+void
+js_regex_error(const char *location, const char *keyword, const char *src,
+			   const char *err)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_REGULAR_EXPRESSION),
+			 errmsg("invalid JSON Schema"),
+			 errdetail("Keyword \"%s\" at \"#%s\" has an invalid regular expression \"%s\": %s.",
+					   keyword, location, src, err),
+			 errhint("Patterns are ECMA-262 regular expressions.")));
 }

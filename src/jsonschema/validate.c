@@ -923,6 +923,30 @@ eval_unevaluated_properties(JsCtx *ctx, JsKw *k, JsonbValue *inst, JsAnn *ann)
 }
 
 /*
+ * The content keywords on string inst, asserted: its encoding and media
+ * type (content.c), then contentSchema on the document it holds.
+ */
+static bool
+eval_content(JsCtx *ctx, JsKw *k, JsonbValue *inst)
+{
+	Jsonb	   *doc;
+	const char *why;
+
+	if (!js_check_content(k->u.content.encoding, k->u.content.media_type,
+						  inst->val.string.val, inst->val.string.len,
+						  k->u.content.schema ? &doc : NULL, &why))
+	{
+		report(ctx, k->name, "%s", why);
+		return false;
+	}
+	if (k->u.content.schema == NULL || doc == NULL ||
+		eval_quiet(ctx, k->u.content.schema, js_expand_container(&doc->root), NULL))
+		return true;
+	report(ctx, "contentSchema", "content does not match contentSchema");
+	return false;
+}
+
+/*
  * Evaluate one keyword on inst, whose type (a DS_JSON_* bit) is kind.
  * Return true if inst satisfies it; keywords about other types than
  * inst's are satisfied.  Failures are reported to ctx; annotations for the
@@ -974,6 +998,9 @@ eval_kw(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind, JsAnn *ann)
 				return true;
 			report(ctx, k->name, "string is not a valid \"%s\"", k->u.format.name);
 			return false;
+		case KW_CONTENT:
+			return !ctx->assert_formats || kind != DS_JSON_STRING ||
+				eval_content(ctx, k, inst);
 		case KW_MAXITEMS:
 			if (kind != DS_JSON_ARRAY || inst->val.array.nElems <= k->u.count)
 				return true;

@@ -4,11 +4,12 @@
 // It makes its own database (ds_gateway_t), starts the gateway as a child
 // process on a free port (LONG_POLL_TIMEOUT_MS=1500, MAX_BODY_BYTES=65536)
 // and checks /v1/state/<stream> (GET, ETag/304, HEAD, long-poll woken by a
-// SQL commit, SSE, POST with idempotent producers committed with the
-// events, error statuses with the SQLSTATE, 410 and the snapshot of a
-// pruned stream, one LISTEN connection for many readers, the listener's
-// reconnect) and /v1/stream/<path> (create, append, read, long-poll, data in
-// Postgres tables, a restart that keeps the data, delete).  Prints
+// SQL commit, and by one made before its LISTEN, SSE, POST with idempotent
+// producers committed with the events, error statuses with the SQLSTATE,
+// 410 and the snapshot of a pruned stream, one LISTEN connection for many
+// readers, the listener's reconnect) and /v1/stream/<path> (create, append,
+// read, long-poll, data in Postgres tables, a restart that keeps the data,
+// delete).  Prints
 // `N passed, M failed`.
 'use strict';
 

@@ -204,10 +204,15 @@ export class Hub {
         this.client = null;
         this.closed = false;
         this.notifications = 0;
-        // generations: a channel's count of notifications, plus one for
-        // every reconnect (epoch).  A read started at generation >= g has
-        // seen every commit notified before a waiter registered at g.
-        this.gens = new Map();         // channel -> notifications received
+        // generations: a channel's count of notifications and of LISTENs
+        // taking effect, plus one for every reconnect (epoch).  A read
+        // started at generation >= g has seen every commit notified before
+        // a waiter registered at g, and every commit made before the LISTEN
+        // that waiter relies on: a commit before the LISTEN sends no
+        // notification the Hub sees, so a LISTEN taking effect is a new
+        // generation (a read of the channel's stream started before it, or
+        // while it was not listened at all, may have missed such commits).
+        this.gens = new Map();         // channel -> notifications + LISTENs
         this.epoch = 0;
     }
 
@@ -228,9 +233,12 @@ export class Hub {
         this.client = client;
         this.listening.clear();
         this.pending.clear();
-        for (const ch of this.waiters.keys()) {
+        for (const ch of [...this.waiters.keys()]) {
             await this.listen(ch);
         }
+        // waiters registered while there was no connection rely on a LISTEN
+        // that was not in effect: commits since went unnotified
+        for (const ch of [...this.waiters.keys()]) this.wake(ch, null);
     }
 
     reconnect(client) {
@@ -249,6 +257,8 @@ export class Hub {
             p = this.client.query(`LISTEN ${pg.escapeIdentifier(channel)}`).then(() => {
                 this.listening.add(channel);
                 this.pending.delete(channel);
+                // a new generation: see this.gens
+                this.gens.set(channel, (this.gens.get(channel) || 0) + 1);
             });
             this.pending.set(channel, p);
         }
@@ -359,7 +369,7 @@ class Coalescer {
 }
 
 // The state routes' shared reads: one query per key (role, stream, offset)
-// and notification generation of the stream's channel.  A reader that
+// and generation of the stream's channel (Hub.gens).  A reader that
 // registered its wait at generation g (Hub.subscribe) may take the result
 // of any read started at generation >= g, in flight or finished: such a
 // read began after every notification the reader did not wait for, so it

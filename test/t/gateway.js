@@ -4,11 +4,12 @@
 // It makes its own database (ds_gateway_t), starts the gateway as a child
 // process on a free port (LONG_POLL_TIMEOUT_MS=1500, MAX_BODY_BYTES=65536)
 // and checks /v1/state/<stream> (GET, ETag/304, HEAD, long-poll woken by a
-// SQL commit, SSE, POST with idempotent producers committed with the
-// events, error statuses with the SQLSTATE, 410 and the snapshot of a
-// pruned stream, one LISTEN connection for many readers, the listener's
-// reconnect) and /v1/stream/<path> (create, append, read, long-poll, data in
-// Postgres tables, a restart that keeps the data, delete).  Prints
+// SQL commit, and by one made before its LISTEN, SSE, POST with idempotent
+// producers committed with the events, error statuses with the SQLSTATE,
+// 410 and the snapshot of a pruned stream, one LISTEN connection for many
+// readers, the listener's reconnect) and /v1/stream/<path> (create, append,
+// read, long-poll, data in Postgres tables, a restart that keeps the data,
+// delete).  Prints
 // `N passed, M failed`.
 'use strict';
 
@@ -155,6 +156,28 @@ async function main() {
     r = await get(`/v1/state/gw?offset=${tail2}&live=long-poll`);
     check(r.status === 204 && r.headers.get('stream-next-offset') === tail2 && Date.now() - t0 >= 1400,
         'long-poll with nothing new: 204 after the timeout, same offset');
+
+    // ---- long-poll on a stream nobody waited on yet, after a commit made
+    // since a catch-up read at the same offset: the commit sent no
+    // notification the gateway could see (no LISTEN yet), so the finished
+    // catch-up read must not answer the long-poll (it would say "nothing
+    // new" until the next commit)
+    await db.query("SELECT state.create_collection('q', stream => 'quiet')");
+    await db.query(`SELECT state.apply($1::jsonb, 'quiet')`, [JSON.stringify([{ ...ev('q1', { n: 1 }), type: 'q' }])]);
+    r = await get('/v1/state/quiet?offset=-1');
+    const qTail = r.headers.get('stream-next-offset');
+    await r.arrayBuffer();
+    r = await get(`/v1/state/quiet?offset=${qTail}`);
+    body = await r.json();
+    check(r.status === 200 && body.length === 0 && r.headers.get('stream-up-to-date') === 'true',
+        'catch-up read at the tail of a stream nobody waits on: [] up to date');
+    await db.query(`SELECT state.apply($1::jsonb, 'quiet')`, [JSON.stringify([{ ...ev('q2', { n: 2 }), type: 'q' }])]);
+    t0 = Date.now();
+    r = await get(`/v1/state/quiet?offset=${qTail}&live=long-poll`);
+    body = r.status === 200 ? await r.json() : [];
+    check(r.status === 200 && body.length === 1 && body[0].key === 'q2' && Date.now() - t0 < 1000,
+        `long-poll after a commit made before its LISTEN: the commit at once, not the earlier read's [] (${r.status}, ${Date.now() - t0} ms)`,
+        JSON.stringify(body));
 
     // ---- many readers, one LISTEN connection, all woken by one commit
     const readers = [];

@@ -34,7 +34,7 @@ async function post(url, evs) {
 }
 
 async function fixture(t, name) {
-  const server = new DurableStreamTestServer({ port: 0, host: '127.0.0.1' });
+  const server = new DurableStreamTestServer({ port: 0, host: '127.0.0.1', longPollTimeout: 2000 });
   await server.start();
   const url = `${server.url}/v1/stream/${name}`;
   await DurableStream.create({ url, contentType: 'application/json', warnOnHttp: false });
@@ -162,4 +162,41 @@ test('stats() reports how far behind the remote tail the sink is', async (t) => 
   assert.equal(last.events, 50);
   assert.equal(last.behind, 0);
   assert.equal(last.offset, tail);
+});
+
+test('a batch committed under the sink (a killed run\'s last statement, finished by its backend) is not applied again', async (t) => {
+  const f = await fixture(t, 'late');
+  const rand = rng(1704);
+  const e1 = events(rand, 10);
+  const a = await post(f.url, e1);
+  let gate;
+  const held = new Promise((r) => { gate = r; });
+  const gated = async (input, init) => {
+    const u = new URL(typeof input === 'string' ? input : input.url);
+    if ((init?.method ?? 'GET') === 'GET' && u.searchParams.get('offset') === a) await held;
+    return fetch(input, init);
+  };
+  const s = sink({ url: f.url, ds: f.ds, stream: f.stream, live: 'long-poll', fetch: gated });
+  const restarts = [];
+  s.on('restart', (e) => restarts.push(e.message));
+  while ((await f.sourceOffset()) !== a) await new Promise((r) => setTimeout(r, 10));
+  // the sink waits for more after a; meanwhile e2 arrives and "another run" commits it at b
+  const e2 = events(rand, 10, 100);
+  const b = await post(f.url, e2);
+  await f.ds.apply(e2, { sourceOffset: b });
+  const e3 = events(rand, 10, 200);
+  const c = await post(f.url, e3);
+  gate();
+  // the sink's read from a returns e2 and e3 (offset c > b): it must not apply e2 again
+  const end = Date.now() + 10000;
+  while ((await f.sourceOffset()) !== c && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+  const t0 = Date.now();
+  await s.close();
+  assert.ok(Date.now() - t0 < 1500, `close() ends the long-poll in flight (${Date.now() - t0} ms)`);
+  assert.equal(await f.sourceOffset(), c);
+  const log = await f.log();
+  assert.deepStrictEqual(log.map((r) => r.event.headers.txid), [...e1, ...e2, ...e3].map((e) => e.headers.txid));
+  assert.equal(restarts.length, 1, 'it noticed the offset moved, and started again from it');
+  assert.equal(s.stats().restarts, 1);
+  await assertFold(f.ds, [...e1, ...e2, ...e3]);
 });

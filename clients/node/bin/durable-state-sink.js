@@ -18,7 +18,8 @@ const USAGE = `usage: durable-state-sink <url> [options]
   --live MODE            true (default: follow), sse, long-poll, or false (catch up, then exit)
   --header 'K: V'        an HTTP header for every request (repeatable)
   --lag-interval MS      how often to print the lag line (default 5000; 0: never)
-  --max-batch-bytes N    apply a larger response in parts, in one transaction (default 4194304)
+  --max-batch-bytes N    a larger response is applied in parts, each committed alone (default 1048576)
+  --max-batch-events N   events per part (default 10000)
   --json                 print the lag lines as JSON (the fields of stats())`;
 
 function parseArgs(argv) {
@@ -47,6 +48,7 @@ function parseArgs(argv) {
       }
       case '--lag-interval': o.lagIntervalMs = Number(val()); break;
       case '--max-batch-bytes': o.maxBatchBytes = Number(val()); break;
+      case '--max-batch-events': o.maxBatchEvents = Number(val()); break;
       case '--json': o.json = true; break;
       case '-h': case '--help': console.log(USAGE); process.exit(0); break;
       default:
@@ -75,7 +77,8 @@ async function main() {
   }
   const print = (s) => console.error(o.json ? JSON.stringify(s) : lagLine(s));
   const sk = sink({
-    url: o.url, stream: o.stream, live: o.live, headers: o.headers, maxBatchBytes: o.maxBatchBytes,
+    url: o.url, stream: o.stream, live: o.live, headers: o.headers,
+    maxBatchBytes: o.maxBatchBytes, maxBatchEvents: o.maxBatchEvents,
     connectionString: o.connectionString ?? process.env.DATABASE_URL,
     lagIntervalMs: o.lagIntervalMs, onLag: o.lagIntervalMs > 0 ? print : undefined,
   });

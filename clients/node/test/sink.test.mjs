@@ -200,3 +200,27 @@ test('a batch committed under the sink (a killed run\'s last statement, finished
   assert.equal(s.stats().restarts, 1);
   await assertFold(f.ds, [...e1, ...e2, ...e3]);
 });
+
+test('a response is cut at its members without parsing (arrayMembers)', () => {
+  const { arrayMembers } = require('../sink.js');
+  const rand = rng(1705);
+  const strs = ['', 'a', '"', '\\', '\\"', 'x\\\\', '],[', '{"a":1}', 'ünï ✓', '\n\t', '\u2028'];
+  const value = (d = 0) => {
+    const r = rand();
+    if (d > 3 || r < 0.2) return strs[Math.floor(rand() * strs.length)];
+    if (r < 0.3) return Math.floor(rand() * 1e6) / 7;
+    if (r < 0.35) return [true, false, null][Math.floor(rand() * 3)];
+    if (r < 0.6) return Array.from({ length: Math.floor(rand() * 4) }, () => value(d + 1));
+    const o = {};
+    for (let i = Math.floor(rand() * 4); i > 0; i--) o[strs[Math.floor(rand() * strs.length)] + i] = value(d + 1);
+    return o;
+  };
+  for (let round = 0; round < 500; round++) {
+    const arr = Array.from({ length: Math.floor(rand() * 8) }, () => value());
+    const text = rand() < 0.5 ? JSON.stringify(arr) : ` \n${JSON.stringify(arr, null, rand() < 0.5 ? 2 : '\t')} \n`;
+    const got = arrayMembers(text).map(([a, b]) => JSON.parse(text.slice(a, b)));
+    assert.deepStrictEqual(got, arr, text);
+  }
+  assert.throws(() => arrayMembers('{"a":1}'), /not a JSON array/);
+  assert.throws(() => arrayMembers('[1, "x'), /unterminated/);
+});

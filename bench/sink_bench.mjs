@@ -63,14 +63,29 @@ async function main() {
   }
   const bytes = JSON.stringify(all).length;
 
+  // appends as an idempotent producer: a POST on a keep-alive connection the
+  // server just closed (ECONNRESET, seen on a loaded machine) is retried once
+  const seqs = new Map();
+  async function append(url, events) {
+    const seq = seqs.get(url) ?? 0;
+    seqs.set(url, seq + 1);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const r = await fetch(url, { method: 'POST', body: JSON.stringify(events), headers: {
+          'content-type': 'application/json', 'producer-id': 'bench', 'producer-epoch': '0', 'producer-seq': String(seq) } });
+        if (!r.ok) throw new Error(`append: ${r.status}`);
+        return r.headers.get('stream-next-offset');
+      } catch (err) {
+        if (attempt >= 5) throw err;
+        await new Promise((res) => setTimeout(res, 50 * attempt));
+      }
+    }
+  }
+
   async function remoteStream(name, events) {
     const url = `${base}/v1/stream/${name}`;
     await DurableStream.create({ url, contentType: 'application/json', warnOnHttp: false });
-    for (let i = 0; i < events.length; i += 1000) {
-      const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(events.slice(i, i + 1000)) });
-      if (!r.ok) throw new Error(`append: ${r.status}`);
-    }
+    for (let i = 0; i < events.length; i += 1000) await append(url, events.slice(i, i + 1000));
     return url;
   }
   async function pgStream(name) {
@@ -146,11 +161,7 @@ async function main() {
     await new Promise((r) => setTimeout(r, 300));
     t = process.hrtime.bigint();
     let tail;
-    for (let i = 0; i < EVENTS; i += 1000) {
-      const pr = await fetch(lurl, { method: 'POST', headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(all.slice(i, i + 1000)) });
-      tail = pr.headers.get('stream-next-offset');
-    }
+    for (let i = 0; i < EVENTS; i += 1000) tail = await append(lurl, all.slice(i, i + 1000));
     const appendSecs = Number(process.hrtime.bigint() - t) / 1e9;
     while (ls.stats().offset !== tail) await new Promise((r) => setTimeout(r, 5));
     res.live.push(EVENTS / (Number(process.hrtime.bigint() - t) / 1e9));

@@ -36,7 +36,7 @@ export interface DurableStateOptions {
   /** Pool size (10). */
   max?: number;
   /**
-   * Run put/get/remove/increment/getVersioned as named prepared statements (default true).
+   * Run put/get/remove/increment/getVersioned/apply/applyText as named prepared statements (default true).
    * Set false behind a transaction-mode pooler that does not keep prepared statements
    * (PgBouncer before 1.21, or without max_prepared_statements).
    */

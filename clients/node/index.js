@@ -77,8 +77,8 @@ class DurableState {
    * @param {object} [options.pg]            pg.Pool / pg.Client options (host, port, user, ...)
    * @param {string} [options.stream]        default stream of every call ('default')
    * @param {number} [options.max]           pool size (10)
-   * @param {boolean} [options.prepare]      run the client's fixed key/value queries (put, get,
-   *   remove, increment, getVersioned) as named prepared statements, parsed and planned once per
+   * @param {boolean} [options.prepare]      run the client's fixed queries (put, get, remove,
+   *   increment, getVersioned, apply, applyText) as named prepared statements, parsed and planned once per
    *   connection (default true; a put then costs the server about 40% less).  Set false behind a
    *   transaction-mode pooler that does not keep prepared statements (PgBouncer before 1.21, or
    *   without max_prepared_statements).
@@ -131,7 +131,10 @@ class DurableState {
    * already JSON (a file, an HTTP body), with no parse here.
    */
   async applyText(text, opts = {}, client = this.pool) {
-    const r = await client.query(APPLY_TEXT_SQL, [text, this._stream(opts), opts.sourceOffset ?? null]);
+    const values = [text, this._stream(opts), opts.sourceOffset ?? null];
+    // prepared once per connection, as the key/value calls (unless prepare is off)
+    const r = await client.query(this._prepare ? { name: 'ds_apply_text', text: APPLY_TEXT_SQL, values }
+      : { text: APPLY_TEXT_SQL, values });
     return applyResult(r.rows[0]);
   }
 

@@ -16,7 +16,7 @@ function recordingPool(pool, seen) {
     get(target, prop) {
       if (prop === 'query') {
         return (sql, params) => {
-          seen.push({ sql: typeof sql === 'string' ? sql : sql.text, params });
+          seen.push(typeof sql === 'string' ? { sql, params } : { sql: sql.text, params: sql.values, name: sql.name });
           return target.query(sql, params);
         };
       }
@@ -41,6 +41,7 @@ test('apply sends JSON text to state.apply_text, with the results and errors of 
   const pool = new pg.Pool({ max: 2 });
   const seen = [];
   const ds = new DurableState({ pool: recordingPool(pool, seen), stream: a.stream });
+  const unprepared = new DurableState({ pool: recordingPool(pool, seen), stream: a.stream, prepare: false });
   t.after(async () => {
     await pool.end();
     await a.drop();
@@ -73,9 +74,11 @@ test('apply sends JSON text to state.apply_text, with the results and errors of 
     [[{ type: 'doc', key: 'd3', value: 5, headers: { operation: 'upsert' } }], 'bad/offset'],
   ];
   let errors = 0;
-  for (const [events, sourceOffset] of cases) {
+  for (const [i, [events, sourceOffset]] of cases.entries()) {
     const n = seen.length;
-    const got = await outcome(() => ds.apply(events, { sourceOffset }));
+    // every other call unprepared (prepare: false, for transaction poolers)
+    const client = i % 2 ? unprepared : ds;
+    const got = await outcome(() => client.apply(events, { sourceOffset }));
     const want = await outcome(() => direct(events, sourceOffset ?? null));
     if (got.code) errors++;
     for (const f of ['message', 'detail', 'hint']) if (got[f]) got[f] = got[f].replaceAll(a.stream, b.stream);
@@ -88,6 +91,7 @@ test('apply sends JSON text to state.apply_text, with the results and errors of 
       assert.doesNotMatch(sent[0].sql, /jsonb/);
       assert.equal(typeof sent[0].params[0], 'string');
       assert.ok(sent[0].params[0].startsWith('['), 'sent as a JSON array');
+      assert.equal(sent[0].name, client === ds ? 'ds_apply_text' : undefined, 'a named prepared statement unless prepare is off');
     }
   }
   assert.ok(errors >= 7, `the cases raise errors (${errors})`);

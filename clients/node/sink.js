@@ -435,6 +435,7 @@ class Sink extends EventEmitter {
    * parts (NDJSON or JSON array texts), the last with sourceOffset.
    */
   async _commit(parts, sourceOffset) {
+    if (parts.length === 0) return { applied: 0, skipped: 0, lastOffset: null };
     const client = await this.ds.pool.connect();
     let broken;
     try {

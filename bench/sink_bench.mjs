@@ -37,6 +37,8 @@ async function main() {
   const fmt = (n) => Math.round(n).toLocaleString('en-US');
 
   const srv = spawn(process.execPath, [fileURLToPath(import.meta.url), 'server'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  process.on('exit', () => srv.kill('SIGKILL')); // also when the bench fails
+  for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => process.exit(1));
   const base = await new Promise((resolve, reject) => {
     srv.stdout.once('data', (d) => resolve(String(d).trim()));
     srv.once('exit', (c) => reject(new Error(`server exited ${c}`)));

@@ -97,6 +97,13 @@ function randomEvent(rand, i) {
   return ev;
 }
 
+/* Every sink process started, killed at exit whatever happens (no orphan keeps retrying). */
+const children = new Set();
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
+for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => process.exit(1)); // the 'exit' handler runs
+
 /* The sink CLI as a child process; its stderr lines (JSON stats with --json) are kept. */
 function startSink(url, log) {
   const child = spawn(process.execPath, [CLI, url, '--stream', STREAM, '--json', '--lag-interval', '250'],
@@ -113,7 +120,11 @@ function startSink(url, log) {
       log.push(line);
     }
   });
-  run.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  children.add(child);
+  run.exited = new Promise((resolve) => child.on('exit', (code, signal) => {
+    children.delete(child);
+    resolve({ code, signal });
+  }));
   return run;
 }
 

@@ -262,10 +262,11 @@ class Sink extends EventEmitter {
         const { from, skip } = this._resync ? { from: '-1', skip: 0 } : splitOffset(recorded);
         this._from = from;
         this._skip = skip;
-        const ended = await this._follow(from);
+        const { ended, upToDate } = await this._follow(from);
         delay = this.retryDelayMs;
         gone = 0;
-        if (ended || !this.live) break;
+        // live false: a session gives one response; a paged server needs more of them
+        if (ended || (!this.live && upToDate)) break;
       } catch (err) {
         if (this.closed) break;
         if (err instanceof StaleOffsetError) {
@@ -291,12 +292,14 @@ class Sink extends EventEmitter {
   }
 
   /*
-   * One session of @durable-streams/client from `offset`; resolves when it
-   * ends (caught up with live false, closed, or the remote stream closed:
-   * then true), rejects with the error that ended it.  The session's own
-   * `closed` does not say when the last response was consumed (with live
-   * false it resolves before the subscriber has seen the response), so the
-   * end is taken from the responses applied.
+   * One session of @durable-streams/client from `offset`; resolves to
+   * {ended, upToDate} when it ends (live false: after its one response --
+   * the client stops after the first response then, up to date or not --;
+   * live: when closed, or when the remote stream is closed: ended), rejects
+   * with the error that ended it.  The session's own `closed` does not say
+   * when the last response was consumed (with live false it resolves before
+   * the subscriber has seen the response), so the end is taken from the
+   * responses applied.
    */
   async _follow(offset) {
     const res = await stream({
@@ -311,8 +314,8 @@ class Sink extends EventEmitter {
           const p = (async () => {
             if (this.closed) return;
             await this._apply(chunk);
-            if (chunk.streamClosed) resolve(true);
-            else if (!this.live && chunk.upToDate) resolve(false);
+            if (chunk.streamClosed) resolve({ ended: true, upToDate: true });
+            else if (!this.live) resolve({ ended: false, upToDate: chunk.upToDate });
           })();
           p.catch(reject);
           inflight = p.catch(() => {});
@@ -320,7 +323,7 @@ class Sink extends EventEmitter {
         });
         // live: the session ends when cancelled (close()) or on an error
         res.closed.then(() => {
-          if (this.live || this.closed) inflight.then(() => resolve(false));
+          if (this.live || this.closed) inflight.then(() => resolve({ ended: false, upToDate: false }));
         }, reject);
       });
     } finally {

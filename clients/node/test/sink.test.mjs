@@ -224,3 +224,33 @@ test('a response is cut at its members without parsing (arrayMembers)', () => {
   assert.throws(() => arrayMembers('{"a":1}'), /not a JSON array/);
   assert.throws(() => arrayMembers('[1, "x'), /unterminated/);
 });
+
+test('live false on a paged server: every page until one is up to date', { timeout: 30000 }, async (t) => {
+  // a server of three pages, as this repository's gateway pages state.changes()
+  const st = await setupStream('t_sink_paged', [['doc', "mode => 'lenient'"]]);
+  const ds = new DurableState({ stream: st.stream });
+  t.after(async () => {
+    await ds.close();
+    await st.drop();
+  });
+  const rand = rng(1706);
+  const evs = events(rand, 30);
+  const pages = { '-1': ['00000000000000000010', evs.slice(0, 10), false],
+    '00000000000000000010': ['00000000000000000020', evs.slice(10, 20), false],
+    '00000000000000000020': ['00000000000000000030', evs.slice(20), true] };
+  const asked = [];
+  const paged = async (input) => {
+    const off = new URL(typeof input === 'string' ? input : input.url).searchParams.get('offset');
+    asked.push(off);
+    const [next, body, upToDate] = pages[off];
+    return new Response(JSON.stringify(body), { status: 200, headers: { 'content-type': 'application/json',
+      'stream-next-offset': next, ...(upToDate ? { 'stream-up-to-date': 'true' } : {}) } });
+  };
+  const s = sink({ url: 'http://paged.invalid/v1/state/x', ds, stream: st.stream, live: false, fetch: paged });
+  await s.done;
+  assert.deepStrictEqual(asked, ['-1', '00000000000000000010', '00000000000000000020']);
+  assert.equal(s.stats().events, 30);
+  assert.equal(s.stats().behindUnit, 'events');
+  assert.equal(s.stats().eventsBehind, 0);
+  await assertFold(ds, evs);
+});

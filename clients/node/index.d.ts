@@ -36,7 +36,7 @@ export interface DurableStateOptions {
   /** Pool size (10). */
   max?: number;
   /**
-   * Run put/get/remove/increment/getVersioned as named prepared statements (default true).
+   * Run put/get/remove/increment/getVersioned/apply/applyText as named prepared statements (default true).
    * Set false behind a transaction-mode pooler that does not keep prepared statements
    * (PgBouncer before 1.21, or without max_prepared_statements).
    */
@@ -100,7 +100,10 @@ export declare class DurableState {
   readonly pool: Pool;
   readonly stream: string;
   query(sql: string, params?: unknown[]): Promise<import('pg').QueryResult>;
+  /** Sent as JSON text to state.apply_text (a single event as a one-element array). */
   apply(events: StateEvent | StateEvent[], opts?: StreamOption & { sourceOffset?: string }): Promise<ApplyResult>;
+  /** JSON text as it is (a JSON array of events, or NDJSON) through state.apply_text. */
+  applyText(text: string, opts?: StreamOption & { sourceOffset?: string }, client?: Pool | PoolClient | Client): Promise<ApplyResult>;
   /** undefined if absent (a stored JSON null is null). */
   get<T = unknown>(type: string, key: string, opts?: StreamOption): Promise<T | undefined>;
   getMany<T = unknown>(type: string, keys: string[], opts?: StreamOption): Promise<Record<string, T>>;
@@ -126,3 +129,5 @@ export declare class DurableState {
 }
 
 export declare function ttlInterval(ttl: Ttl | null | undefined): string | null;
+/** The statement apply() and applyText() send. */
+export declare const APPLY_TEXT_SQL: string;

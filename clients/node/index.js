@@ -2,7 +2,7 @@
 /*
  * durable-state: the Node client of the durable_state PostgreSQL extension.
  *
- * Every method is one SQL call through a pg.Pool (state.apply, state.get,
+ * Every method is one SQL call through a pg.Pool (state.apply_text, state.get,
  * state.put, ...); subscribe() keeps one dedicated connection that LISTENs
  * on the stream's channel and reads state.changes() after every wake-up and
  * every reconnect (the lossless protocol of the README).  Reads of a whole
@@ -56,6 +56,14 @@ function ttlInterval(ttl) {
   return String(ttl);
 }
 
+/* What the Node client sends for apply() and applyText(). */
+const APPLY_TEXT_SQL = 'SELECT applied, skipped, last_offset FROM state.apply_text($1, $2, $3)';
+
+/* {applied, skipped, lastOffset} of a row of state.apply / state.apply_text. */
+function applyResult(row) {
+  return { applied: Number(row.applied), skipped: Number(row.skipped), lastOffset: row.last_offset };
+}
+
 /* The offset of the event after `offset` is greater: offsets are fixed-width decimal strings. */
 function offsetAfter(a, b) {
   return a > b;
@@ -69,8 +77,8 @@ class DurableState {
    * @param {object} [options.pg]            pg.Pool / pg.Client options (host, port, user, ...)
    * @param {string} [options.stream]        default stream of every call ('default')
    * @param {number} [options.max]           pool size (10)
-   * @param {boolean} [options.prepare]      run the client's fixed key/value queries (put, get,
-   *   remove, increment, getVersioned) as named prepared statements, parsed and planned once per
+   * @param {boolean} [options.prepare]      run the client's fixed queries (put, get, remove,
+   *   increment, getVersioned, apply, applyText) as named prepared statements, parsed and planned once per
    *   connection (default true; a put then costs the server about 40% less).  Set false behind a
    *   transaction-mode pooler that does not keep prepared statements (PgBouncer before 1.21, or
    *   without max_prepared_statements).
@@ -98,13 +106,36 @@ class DurableState {
     return this.pool.query(sql, params);
   }
 
-  /** Applies one event or an array of events atomically: {applied, skipped, lastOffset}. */
+  /**
+   * Applies one event or an array of events atomically: {applied, skipped, lastOffset}.
+   * The events go as JSON text to state.apply_text (the server's text path:
+   * no jsonb_in of the parameter first); a single event is sent as a
+   * one-element array, so that results and errors are those of
+   * state.apply.  Anything else (a scalar, null) goes to state.apply,
+   * which refuses it with its own error.
+   */
   async apply(events, opts = {}) {
-    const r = await this.pool.query(
-      'SELECT applied, skipped, last_offset FROM state.apply($1::jsonb, $2, $3)',
-      [JSON.stringify(events), this._stream(opts), opts.sourceOffset ?? null]);
-    const row = r.rows[0];
-    return { applied: Number(row.applied), skipped: Number(row.skipped), lastOffset: row.last_offset };
+    if (events === null || typeof events !== 'object') {
+      const r = await this.pool.query(
+        'SELECT applied, skipped, last_offset FROM state.apply($1::jsonb, $2, $3)',
+        [JSON.stringify(events), this._stream(opts), opts.sourceOffset ?? null]);
+      return applyResult(r.rows[0]);
+    }
+    const text = JSON.stringify(Array.isArray(events) ? events : [events]);
+    return this.applyText(text, opts);
+  }
+
+  /**
+   * Applies JSON text as it is: a JSON array of events or NDJSON (one event
+   * per line), atomically, through state.apply_text; for text that is
+   * already JSON (a file, an HTTP body), with no parse here.
+   */
+  async applyText(text, opts = {}, client = this.pool) {
+    const values = [text, this._stream(opts), opts.sourceOffset ?? null];
+    // prepared once per connection, as the key/value calls (unless prepare is off)
+    const r = await client.query(this._prepare ? { name: 'ds_apply_text', text: APPLY_TEXT_SQL, values }
+      : { text: APPLY_TEXT_SQL, values });
+    return applyResult(r.rows[0]);
   }
 
   /** The value of an entity, or undefined if absent (a stored JSON null is null). */
@@ -471,4 +502,4 @@ class Subscription extends EventEmitter {
   }
 }
 
-module.exports = { DurableState, Subscription, ttlInterval, offsetAfter };
+module.exports = { DurableState, Subscription, ttlInterval, offsetAfter, APPLY_TEXT_SQL };

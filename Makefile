@@ -69,6 +69,10 @@ bench-rls:
 # (bench/schema_ajv.sh; not part of `make bench`)
 bench-schema-ajv:
 	bash bench/schema_ajv.sh
+# the Durable Streams sink from the reference server into Postgres
+# (bench/sink.sh; not part of `make bench`)
+bench-sink:
+	bash bench/sink.sh
 # costs as the data grows, each beside plain SQL (bench/scale.sh; not part
 # of `make bench`: 1M entities take about 5 minutes, SIZE=5M longer)
 SIZE ?= 1000000

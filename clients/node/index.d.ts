@@ -104,6 +104,13 @@ export declare class DurableState {
   apply(events: StateEvent | StateEvent[], opts?: StreamOption & { sourceOffset?: string }): Promise<ApplyResult>;
   /** JSON text as it is (a JSON array of events, or NDJSON) through state.apply_text. */
   applyText(text: string, opts?: StreamOption & { sourceOffset?: string }, client?: Pool | PoolClient | Client): Promise<ApplyResult>;
+  /**
+   * Streams NDJSON (a Readable) or events (an iterable / async iterable) through
+   * `COPY state.ingest FROM STDIN`: applied in batches of batchEvents, atomically, in
+   * constant server memory; {applied} is the number of events applied.
+   */
+  ingest(source: NodeJS.ReadableStream | Iterable<unknown> | AsyncIterable<unknown>,
+         opts?: StreamOption & { sourceOffset?: string; batchEvents?: number }): Promise<{ applied: number }>;
   /** undefined if absent (a stored JSON null is null). */
   get<T = unknown>(type: string, key: string, opts?: StreamOption): Promise<T | undefined>;
   getMany<T = unknown>(type: string, keys: string[], opts?: StreamOption): Promise<Record<string, T>>;

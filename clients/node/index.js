@@ -12,6 +12,9 @@
 const { EventEmitter } = require('node:events');
 const pg = require('pg');
 const Cursor = require('pg-cursor');
+const { from: copyFrom } = require('pg-copy-streams');
+const { pipeline } = require('node:stream/promises');
+const { Readable } = require('node:stream');
 
 const DEFAULT_STREAM = 'default';
 
@@ -67,6 +70,14 @@ function applyResult(row) {
 /* The offset of the event after `offset` is greater: offsets are fixed-width decimal strings. */
 function offsetAfter(a, b) {
   return a > b;
+}
+
+/* The events of an iterable (or async iterable) as NDJSON lines. */
+async function* ndjsonLines(events) {
+  for await (const ev of events) {
+    if (typeof ev === 'string') yield ev.endsWith('\n') ? ev : `${ev}\n`;
+    else yield `${JSON.stringify(ev)}\n`;
+  }
 }
 
 class DurableState {
@@ -136,6 +147,42 @@ class DurableState {
     const r = await client.query(this._prepare ? { name: 'ds_apply_text', text: APPLY_TEXT_SQL, values }
       : { text: APPLY_TEXT_SQL, values });
     return applyResult(r.rows[0]);
+  }
+
+  /**
+   * Streams events of any number into the stream through
+   * `COPY state.ingest FROM STDIN` (src/ingest.c): the server applies them
+   * in batches of opts.batchEvents (its default: 10,000) in constant
+   * memory, atomically (one statement: an error rolls back every batch),
+   * with opts.sourceOffset for the whole input.  source: a Readable of
+   * NDJSON text (a file, an HTTP body: its bytes go through unparsed), or
+   * an iterable / async iterable of events (objects, each sent as one
+   * line).  Resolves to {applied}: the events applied (0 if the input was
+   * at or before the stream's recorded source offset).
+   */
+  async ingest(source, opts = {}) {
+    const client = await this.pool.connect();
+    let broken;
+    try {
+      const with_ = [`stream ${client.escapeLiteral(this._stream(opts))}`];
+      if (opts.sourceOffset != null) with_.push(`source_offset ${client.escapeLiteral(String(opts.sourceOffset))}`);
+      if (opts.batchEvents != null) {
+        if (!Number.isInteger(opts.batchEvents) || opts.batchEvents < 1) {
+          throw new RangeError(`batchEvents must be a positive integer, not ${opts.batchEvents}`);
+        }
+        with_.push(`batch_events ${opts.batchEvents}`);
+      }
+      const copy = client.query(copyFrom(`COPY state.ingest FROM STDIN WITH (${with_.join(', ')})`));
+      const input = source instanceof Readable ? source : Readable.from(ndjsonLines(source));
+      await pipeline(input, copy);
+      return { applied: Number(copy.rowCount) };
+    } catch (err) {
+      broken = err;
+      throw err;
+    } finally {
+      // a COPY cut short leaves the connection in an unknown state
+      client.release(broken);
+    }
   }
 
   /** The value of an entity, or undefined if absent (a stored JSON null is null). */

@@ -129,9 +129,19 @@ async function writer(w, out) {
 
 /* The reader on the standby: changes() after the last offset, with the tail of the same statement. */
 async function poll(c, rd) {
-  const r = await c.query(`SELECT state.tail($1)::bigint AS tail,
-      (SELECT coalesce(jsonb_agg(jsonb_build_array(c."offset", c.event) ORDER BY c."offset"), '[]')
-         FROM state.changes($1, $2, $3) c) AS rows`, [STREAM, rd.last, PAGE]);
+  let r;
+  for (;;) {
+    try {
+      r = await c.query(`SELECT state.tail($1)::bigint AS tail,
+          (SELECT coalesce(jsonb_agg(jsonb_build_array(c."offset", c.event) ORDER BY c."offset"), '[]')
+             FROM state.changes($1, $2, $3) c) AS rows`, [STREAM, rd.last, PAGE]);
+      break;
+    } catch (e) {
+      // cancelled by a conflict with recovery (40001): a client reads again
+      if (!/conflict with recovery/.test(e.message)) throw e;
+      rd.cancelled = (rd.cancelled || 0) + 1;
+    }
+  }
   const tail = Number(r.rows[0].tail);
   const rows = r.rows[0].rows;
   rd.polls++;
@@ -212,7 +222,9 @@ async function main() {
     const lsn = (await primary.query('SELECT pg_current_wal_lsn() AS l')).rows[0].l;
     let replayed = false;
     for (let i = 0; i < 300 && !replayed; i++) {
-      replayed = (await standby.query('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [lsn])).rows[0].ok;
+      // a hot standby may cancel any query on a conflict with recovery (40001): ask again
+      replayed = await standby.query('SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok', [lsn])
+        .then((r) => r.rows[0].ok, (e) => { if (e.code !== '40001') throw e; return false; });
       if (!replayed) await sleep(100);
     }
     check(replayed, `the standby replayed the primary's WAL up to ${lsn}`);

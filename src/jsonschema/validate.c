@@ -72,6 +72,7 @@ typedef struct JsCtx
 	JsRefFrame *refs;			/* active references, for loop detection */
 	int			nrefs;
 	int			refs_cap;
+	int			nest;			/* eval_node calls in progress */
 } JsCtx;
 
 static bool eval_node(JsCtx *ctx, JsNode *node, JsonbValue *inst, JsAnn *ann);
@@ -238,6 +239,13 @@ eval_child(JsCtx *ctx, JsNode *node, JsonbValue *inst, const char *key,
 	/* fast paths that need no path bookkeeping */
 	if (node->is_bool && node->bool_value)
 		return true;
+
+	/*
+	 * The path only ever goes into reported errors: without any, skip it
+	 * (ctx->errors is the same again when eval_node returns)
+	 */
+	if (ctx->errors == NULL)
+		return eval_node(ctx, node, inst, NULL);
 	path_push(ctx, key, keylen, index);
 	r = eval_node(ctx, node, inst, NULL);
 	ctx->depth--;
@@ -981,7 +989,10 @@ eval_kw(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind, JsAnn *ann)
 				   (long long) k->u.count);
 			return false;
 		case KW_MINLENGTH:
-			if (kind != DS_JSON_STRING || json_length(inst) >= k->u.count)
+			/* a character takes at most max_length bytes */
+			if (kind != DS_JSON_STRING ||
+				inst->val.string.len >= k->u.count * pg_database_encoding_max_length() ||
+				json_length(inst) >= k->u.count)
 				return true;
 			report(ctx, k->name, "string is shorter than %lld characters",
 				   (long long) k->u.count);
@@ -1080,8 +1091,8 @@ eval_kw(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind, JsAnn *ann)
 static bool
 eval_node(JsCtx *ctx, JsNode *node, JsonbValue *inst, JsAnn *ann)
 {
-	JsAnn		local = {0};
-	JsAnn	   *la = ctx->collect ? &local : NULL;
+	JsAnn		local;
+	JsAnn	   *la = NULL;
 	bool		valid = true;
 	bool		pushed = false;
 	uint32		kind;
@@ -1093,8 +1104,20 @@ eval_node(JsCtx *ctx, JsNode *node, JsonbValue *inst, JsAnn *ann)
 			report(ctx, "false", "no value is allowed here");
 		return node->bool_value;
 	}
-	check_stack_depth();
+
+	/*
+	 * A node costs little to evaluate, and a stack check as much: one every
+	 * 8 levels of nesting is enough to catch a runaway recursion long
+	 * before the stack runs out.
+	 */
+	if ((++ctx->nest & 7) == 0)
+		check_stack_depth();
 	CHECK_FOR_INTERRUPTS();
+	if (ctx->collect)
+	{
+		memset(&local, 0, sizeof(local));
+		la = &local;
+	}
 
 	/* entering another schema resource extends the dynamic scope */
 	if (ctx->nscope == 0 || ctx->scope[ctx->nscope - 1] != node->res)
@@ -1112,7 +1135,15 @@ eval_node(JsCtx *ctx, JsNode *node, JsonbValue *inst, JsAnn *ann)
 	kind = ds_json_type(inst);
 	if (unlikely(kind == 0))
 		elog(ERROR, "unexpected jsonb value type %d", (int) inst->type);
-	for (i = 0; i < node->nkw; i++)
+
+	/*
+	 * "type" (always first when present) passes without a call in the
+	 * usual case; eval_type sees the rest (integers, failures)
+	 */
+	i = 0;
+	if (node->nkw > 0 && node->kw[0].kind == KW_TYPE && (node->kw[0].u.types & kind))
+		i = 1;
+	for (; i < node->nkw; i++)
 	{
 		if (!eval_kw(ctx, &node->kw[i], inst, kind, la))
 		{
@@ -1123,6 +1154,7 @@ eval_node(JsCtx *ctx, JsNode *node, JsonbValue *inst, JsAnn *ann)
 	}
 	if (pushed)
 		ctx->nscope--;
+	ctx->nest--;
 	if (valid && ann && la)
 		ann_merge(ann, la);
 	return valid;

@@ -169,6 +169,7 @@ typedef struct JsKw
 		{
 			int			n;
 			JsonbValue *vals;
+			JsonbValue *sorted; /* required: vals in jsonb key order */
 		}			vals;
 		struct
 		{

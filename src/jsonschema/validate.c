@@ -415,6 +415,31 @@ eval_required(JsCtx *ctx, JsKw *k, JsonbValue *inst)
 	bool		ok = true;
 	int			i;
 
+	/*
+	 * Asked only whether it is valid: one merge of the sorted names with
+	 * the members, which are in the same order
+	 */
+	if (ctx->errors == NULL)
+	{
+		JsonbPair  *pairs = inst->val.object.pairs;
+		int			n = inst->val.object.nPairs;
+		int			j = 0;
+
+		for (i = 0; i < k->u.vals.n; i++)
+		{
+			JsonbValue *name = &k->u.vals.sorted[i];
+			int			c = 1;
+
+			while (j < n &&
+				   (c = ds_jsonb_key_cmp(name->val.string.val, name->val.string.len,
+										 pairs[j].key.val.string.val,
+										 pairs[j].key.val.string.len)) > 0)
+				j++;
+			if (c != 0)
+				return false;
+		}
+		return true;
+	}
 	for (i = 0; i < k->u.vals.n; i++)
 	{
 		JsonbValue *name = &k->u.vals.vals[i];

@@ -73,6 +73,10 @@ typedef struct JsCtx
 	int			nrefs;
 	int			refs_cap;
 	int			nest;			/* eval_node calls in progress */
+	/* the last "properties" run to the end: how many members it named */
+	JsProp	   *props_seen;
+	JsonbValue *props_seen_inst;
+	int			props_matched;
 } JsCtx;
 
 static bool eval_node(JsCtx *ctx, JsNode *node, JsonbValue *inst, JsAnn *ann);
@@ -744,6 +748,7 @@ static bool
 eval_properties(JsCtx *ctx, JsKw *k, JsonbValue *inst, JsAnn *ann)
 {
 	bool		ok = true;
+	int			matched = 0;
 	int			i,
 				j = 0;
 
@@ -759,6 +764,7 @@ eval_properties(JsCtx *ctx, JsKw *k, JsonbValue *inst, JsAnn *ann)
 			j++;
 		if (j >= k->u.props.n || c != 0)
 			continue;
+		matched++;
 		if (ann)
 			ann->props = bms_add_member(ann->props, i);
 		if (!eval_child(ctx, k->u.props.props[j].node, &pair->value,
@@ -766,9 +772,13 @@ eval_properties(JsCtx *ctx, JsKw *k, JsonbValue *inst, JsAnn *ann)
 		{
 			ok = false;
 			if (ctx->errors == NULL)
-				break;
+				return false;
 		}
 	}
+	/* for "additionalProperties" next: are there other members at all? */
+	ctx->props_seen = k->u.props.props;
+	ctx->props_seen_inst = inst;
+	ctx->props_matched = matched;
 	return ok;
 }
 
@@ -842,6 +852,19 @@ eval_additional_properties(JsCtx *ctx, JsKw *k, JsonbValue *inst, JsAnn *ann)
 	int			i,
 				j;
 
+	/*
+	 * "properties" (the same names: the same array) just named every
+	 * member of this instance, and no pattern is involved: none is left.
+	 * The expanded instance does not change during a validation.
+	 */
+	if (k->u.addl.npats == 0 && k->u.addl.props != NULL &&
+		ctx->props_seen == k->u.addl.props && ctx->props_seen_inst == inst &&
+		ctx->props_matched == inst->val.object.nPairs)
+	{
+		if (ann)
+			ann->all_props = true;
+		return true;
+	}
 	for (i = 0; i < inst->val.object.nPairs; i++)
 	{
 		JsonbPair  *pair = &inst->val.object.pairs[i];

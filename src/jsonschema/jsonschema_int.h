@@ -271,6 +271,7 @@ struct JsonSchema
 /* value.c: expanded JSON trees and comparisons on them */
 extern JsonbValue *js_expand_container(JsonbContainer *c);
 extern JsonbValue *js_expand_value(JsonbValue *v);
+extern JsonbValue *js_expand_scratch(JsonbValue *v);
 extern JsonbValue *js_member(JsonbValue *obj, const char *key);
 extern int	js_num_cmp(Numeric a, Numeric b);
 extern int	js_num_sign(Numeric n);

@@ -73,6 +73,7 @@ typedef struct JsCtx
 	int			nrefs;
 	int			refs_cap;
 	int			nest;			/* eval_node calls in progress */
+	JsResource *scope_buf[8];	/* the first entries of scope */
 	/* the last "properties" run to the end: how many members it named */
 	JsProp	   *props_seen;
 	JsonbValue *props_seen_inst;
@@ -1172,9 +1173,19 @@ eval_node(JsCtx *ctx, JsNode *node, JsonbValue *inst, JsAnn *ann)
 	{
 		if (ctx->nscope >= ctx->scope_cap)
 		{
-			ctx->scope_cap = ctx->scope_cap ? ctx->scope_cap * 2 : 8;
-			ctx->scope = ctx->scope ? repalloc(ctx->scope, sizeof(JsResource *) * ctx->scope_cap)
-				: palloc(sizeof(JsResource *) * ctx->scope_cap);
+			JsResource **old = ctx->scope;
+
+			/* scope_buf first, then palloc'd (no palloc for most values) */
+			ctx->scope_cap = ctx->scope_cap ? ctx->scope_cap * 2 : lengthof(ctx->scope_buf);
+			if (old == NULL)
+				ctx->scope = ctx->scope_buf;
+			else if (old == ctx->scope_buf)
+			{
+				ctx->scope = palloc(sizeof(JsResource *) * ctx->scope_cap);
+				memcpy(ctx->scope, old, sizeof(ctx->scope_buf));
+			}
+			else
+				ctx->scope = repalloc(old, sizeof(JsResource *) * ctx->scope_cap);
 		}
 		ctx->scope[ctx->nscope++] = node->res;
 		pushed = true;
@@ -1240,7 +1251,7 @@ ds_schema_validate(JsonSchema *s, JsonbValue *value, bool assert_formats,
 	ctx.collect = s->has_unevaluated;
 	ctx.errors = errors;
 	ctx.result_cxt = old;
-	inst = js_expand_value(value);
+	inst = js_expand_scratch(value);
 	r = eval_node(&ctx, s->root, inst, NULL);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(work);

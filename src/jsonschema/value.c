@@ -18,7 +18,32 @@
 
 #include "jsonschema_int.h"
 
-static void expand_into(JsonbContainer *c, JsonbValue *out);
+static void expand_into(JsonbContainer *c, JsonbValue *out, bool scratch);
+
+/*
+ * Scratch space for the values being validated (js_expand_scratch): the
+ * expanded tree of a small value fits, and taking it costs less than
+ * pallocs and the reset of a context that they would need.  What does not
+ * fit is palloc'd.
+ */
+#define JS_SCRATCH_SIZE 32768
+static char *scratch_buf = NULL;
+static Size scratch_used = 0;
+
+/* size bytes from the scratch space when scratch and it fits, else palloc */
+static inline void *
+expand_alloc(Size size, bool scratch)
+{
+	size = MAXALIGN(size);
+	if (scratch && scratch_used + size <= JS_SCRATCH_SIZE)
+	{
+		void	   *p = scratch_buf + scratch_used;
+
+		scratch_used += size;
+		return p;
+	}
+	return palloc(size);
+}
 
 /*
  * Fill *out with the value of a container entry whose data (len bytes) is
@@ -26,7 +51,7 @@ static void expand_into(JsonbContainer *c, JsonbValue *out);
  */
 static inline void
 expand_entry(JEntry entry, const char *base, uint32 offset, uint32 len,
-			 JsonbValue *out)
+			 JsonbValue *out, bool scratch)
 {
 	switch (entry & JENTRY_TYPEMASK)
 	{
@@ -52,7 +77,7 @@ expand_entry(JEntry entry, const char *base, uint32 offset, uint32 len,
 			break;
 		default:
 			Assert((entry & JENTRY_TYPEMASK) == JENTRY_ISCONTAINER);
-			expand_into((JsonbContainer *) (base + INTALIGN(offset)), out);
+			expand_into((JsonbContainer *) (base + INTALIGN(offset)), out, scratch);
 			break;
 	}
 }
@@ -64,7 +89,7 @@ expand_entry(JEntry entry, const char *base, uint32 offset, uint32 len,
  * in jsonb's key order, as the iterator returns them.
  */
 static void
-expand_into(JsonbContainer *c, JsonbValue *out)
+expand_into(JsonbContainer *c, JsonbValue *out, bool scratch)
 {
 	uint32		n = c->header & JB_CMASK;
 	JEntry	   *children = c->children;
@@ -73,7 +98,7 @@ expand_into(JsonbContainer *c, JsonbValue *out)
 
 	if (c->header & JB_FOBJECT)
 	{
-		JsonbPair  *pairs = palloc(sizeof(JsonbPair) * Max(n, 1));
+		JsonbPair  *pairs = expand_alloc(sizeof(JsonbPair) * Max(n, 1), scratch);
 		const char *base = (const char *) &children[n * 2];
 
 		/* keys first, then values: one running offset over both */
@@ -93,7 +118,7 @@ expand_into(JsonbContainer *c, JsonbValue *out)
 
 			JBE_ADVANCE_OFFSET(offset, children[n + i]);
 			expand_entry(children[n + i], base, start, offset - start,
-						 &pairs[i].value);
+						 &pairs[i].value, scratch);
 		}
 		out->type = jbvObject;
 		out->val.object.nPairs = n;
@@ -101,7 +126,7 @@ expand_into(JsonbContainer *c, JsonbValue *out)
 	}
 	else
 	{
-		JsonbValue *elems = palloc(sizeof(JsonbValue) * Max(n, 1));
+		JsonbValue *elems = expand_alloc(sizeof(JsonbValue) * Max(n, 1), scratch);
 		const char *base = (const char *) &children[n];
 
 		for (i = 0; i < n; i++)
@@ -109,7 +134,8 @@ expand_into(JsonbContainer *c, JsonbValue *out)
 			uint32		start = offset;
 
 			JBE_ADVANCE_OFFSET(offset, children[i]);
-			expand_entry(children[i], base, start, offset - start, &elems[i]);
+			expand_entry(children[i], base, start, offset - start, &elems[i],
+						 scratch);
 		}
 		if ((c->header & JB_FSCALAR) && n == 1)
 		{
@@ -129,7 +155,27 @@ js_expand_container(JsonbContainer *c)
 {
 	JsonbValue *out = palloc(sizeof(JsonbValue));
 
-	expand_into(c, out);
+	expand_into(c, out, false);
+	return out;
+}
+
+/*
+ * js_expand_value for the value being validated: a jsonb container is
+ * expanded into the scratch space, valid until the next call (validation
+ * never nests).
+ */
+JsonbValue *
+js_expand_scratch(JsonbValue *v)
+{
+	JsonbValue *out;
+
+	if (v->type != jbvBinary)
+		return js_expand_value(v);
+	if (scratch_buf == NULL)
+		scratch_buf = MemoryContextAlloc(TopMemoryContext, JS_SCRATCH_SIZE);
+	scratch_used = 0;
+	out = expand_alloc(sizeof(JsonbValue), true);
+	expand_into(v->val.binary.data, out, true);
 	return out;
 }
 

@@ -14,6 +14,44 @@
 #include "durable_state.h"
 #include "jsonschema.h"
 
+/* the compiled schema of a call site whose schema argument is stable */
+typedef struct SchemaCallCache
+{
+	bool		stable;			/* is the argument stable? */
+	Datum		arg;			/* the argument it was compiled for */
+	uint64		generation;		/* ds_schema_cache_generation() then */
+	JsonSchema *schema;
+} SchemaCallCache;
+
+/*
+ * The compiled schema argument 0.  When it is a constant or an external
+ * parameter it stays the same datum for the whole query: kept in
+ * fn_extra, it costs no cache lookup (hashing or comparing the schema's
+ * bytes) per row, as long as the cache has not dropped it.
+ */
+static JsonSchema *
+schema_arg(FunctionCallInfo fcinfo)
+{
+	SchemaCallCache *cc = fcinfo->flinfo->fn_extra;
+	Datum		arg = PG_GETARG_DATUM(0);
+
+	if (cc == NULL)
+	{
+		cc = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(SchemaCallCache));
+		cc->stable = get_fn_expr_arg_stable(fcinfo->flinfo, 0);
+		fcinfo->flinfo->fn_extra = cc;
+	}
+	else if (cc->stable && cc->schema != NULL && cc->arg == arg &&
+			 cc->generation == ds_schema_cache_generation())
+		return cc->schema;
+	if (!cc->stable)
+		return ds_schema_get(PG_GETARG_JSONB_P(0));
+	cc->schema = ds_schema_get(PG_GETARG_JSONB_P(0));
+	cc->arg = arg;
+	cc->generation = ds_schema_cache_generation();
+	return cc->schema;
+}
+
 /*
  * state.json_schema_validate(schema, value, assert_formats): is value valid?
  * Stops at the first failure.
@@ -23,14 +61,13 @@ PG_FUNCTION_INFO_V1(ds_json_schema_validate);
 Datum
 ds_json_schema_validate(PG_FUNCTION_ARGS)
 {
-	Jsonb	   *schema = PG_GETARG_JSONB_P(0);
+	JsonSchema *schema = schema_arg(fcinfo);
 	Jsonb	   *value = PG_GETARG_JSONB_P(1);
 	bool		assert_formats = PG_GETARG_BOOL(2);
 	JsonbValue	v;
 
 	ds_jsonb_root_value(value, &v);
-	PG_RETURN_BOOL(ds_schema_validate(ds_schema_get(schema), &v,
-									  assert_formats, NULL));
+	PG_RETURN_BOOL(ds_schema_validate(schema, &v, assert_formats, NULL));
 }
 
 /*

@@ -231,6 +231,129 @@ eval_ref(JsCtx *ctx, JsNode *target, JsonbValue *inst, JsAnn *ann)
 	return r;
 }
 
+/* The length of a string in characters, as maxLength counts. */
+static int
+json_length(JsonbValue *v)
+{
+	return pg_mbstrlen_with_len(v->val.string.val, v->val.string.len);
+}
+
+/* Is v a number with no fraction ("integer" in JSON Schema)? */
+static bool
+num_is_integer(JsonbValue *v)
+{
+	return v->type == jbvNumeric && js_num_is_integral(v->val.numeric);
+}
+
+/*
+ * Gather node's keywords into a JsLeaf (in the schema's memory) if they
+ * are all of the kinds it holds, each at most once; else mark it JS_LEAF_NO.
+ */
+static void
+leaf_prepare(JsCtx *ctx, JsNode *node)
+{
+	JsLeaf		l = {0, -1, -1, NULL, NULL, NULL, NULL, NULL, NULL, -1, -1};
+	uint64		seen = 0;
+	int			i;
+
+	node->leaf_state = JS_LEAF_NO;
+	if (node->is_bool || !node->compiled)
+		return;
+	for (i = 0; i < node->nkw; i++)
+	{
+		JsKw	   *k = &node->kw[i];
+
+		if (seen & (UINT64CONST(1) << k->kind))
+			return;
+		seen |= UINT64CONST(1) << k->kind;
+		switch (k->kind)
+		{
+			case KW_TYPE:
+				if (k->u.types & JS_TYPE_STRICT_INTEGER)
+					return;
+				l.types = k->u.types;
+				break;
+			case KW_MAXLENGTH:
+				l.maxlen = k->u.count;
+				break;
+			case KW_MINLENGTH:
+				l.minlen = k->u.count;
+				break;
+			case KW_PATTERN:
+				l.re = k->u.re;
+				break;
+			case KW_FORMAT:
+				l.format = k;
+				break;
+			case KW_MAXIMUM:
+				l.max = k->u.num;
+				break;
+			case KW_EXMAXIMUM:
+				l.exmax = k->u.num;
+				break;
+			case KW_MINIMUM:
+				l.min = k->u.num;
+				break;
+			case KW_EXMINIMUM:
+				l.exmin = k->u.num;
+				break;
+			case KW_MAXITEMS:
+				l.maxitems = k->u.count;
+				break;
+			case KW_MINITEMS:
+				l.minitems = k->u.count;
+				break;
+			default:
+				return;
+		}
+	}
+	node->leaf = MemoryContextAlloc(ctx->schema->cxt, sizeof(JsLeaf));
+	*node->leaf = l;
+	node->leaf_state = JS_LEAF_YES;
+}
+
+/*
+ * Is inst valid against a leaf node (leaf_prepare)?  The same answers as
+ * eval_node's keywords, without reports: only for yes/no validation.
+ */
+static bool
+eval_leaf(JsCtx *ctx, JsLeaf *l, JsonbValue *inst)
+{
+	uint32		kind = ds_json_type(inst);
+
+	if (l->types != 0 && !(l->types & kind) &&
+		!((l->types & DS_JSON_INTEGER) && num_is_integer(inst)))
+		return false;
+	switch (kind)
+	{
+		case DS_JSON_STRING:
+			if (l->maxlen >= 0 && inst->val.string.len > l->maxlen &&
+				json_length(inst) > l->maxlen)
+				return false;
+			if (l->minlen > 0 &&
+				inst->val.string.len < l->minlen * pg_database_encoding_max_length() &&
+				json_length(inst) < l->minlen)
+				return false;
+			if (l->re &&
+				!js_regex_match(l->re, inst->val.string.val, inst->val.string.len))
+				return false;
+			return l->format == NULL ||
+				!(ctx->assert_formats || l->format->u.format.assert) ||
+				js_check_format(l->format->u.format.name, inst->val.string.val,
+								inst->val.string.len);
+		case DS_JSON_NUMBER:
+			return (l->max == NULL || js_num_cmp(inst->val.numeric, l->max) <= 0) &&
+				(l->exmax == NULL || js_num_cmp(inst->val.numeric, l->exmax) < 0) &&
+				(l->min == NULL || js_num_cmp(inst->val.numeric, l->min) >= 0) &&
+				(l->exmin == NULL || js_num_cmp(inst->val.numeric, l->exmin) > 0);
+		case DS_JSON_ARRAY:
+			return (l->maxitems < 0 || inst->val.array.nElems <= l->maxitems) &&
+				(l->minitems < 0 || inst->val.array.nElems >= l->minitems);
+		default:
+			return true;
+	}
+}
+
 /*
  * Evaluate node on a member (key, keylen) or item (index, key NULL) of the
  * current instance, with the path extended for the errors it reports.
@@ -250,25 +373,17 @@ eval_child(JsCtx *ctx, JsNode *node, JsonbValue *inst, const char *key,
 	 * (ctx->errors is the same again when eval_node returns)
 	 */
 	if (ctx->errors == NULL)
+	{
+		if (node->leaf_state == JS_LEAF_UNKNOWN)
+			leaf_prepare(ctx, node);
+		if (node->leaf_state == JS_LEAF_YES)
+			return eval_leaf(ctx, node->leaf, inst);
 		return eval_node(ctx, node, inst, NULL);
+	}
 	path_push(ctx, key, keylen, index);
 	r = eval_node(ctx, node, inst, NULL);
 	ctx->depth--;
 	return r;
-}
-
-/* The length of a string in characters, as maxLength counts. */
-static int
-json_length(JsonbValue *v)
-{
-	return pg_mbstrlen_with_len(v->val.string.val, v->val.string.len);
-}
-
-/* Is v a number with no fraction ("integer" in JSON Schema)? */
-static bool
-num_is_integer(JsonbValue *v)
-{
-	return v->type == jbvNumeric && js_num_is_integral(v->val.numeric);
 }
 
 /* A type mask for messages: "integer or string". */

@@ -7,6 +7,7 @@
 
 #include "fmgr.h"
 #include "funcapi.h"
+#include "nodes/primnodes.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/tuplestore.h"
@@ -14,20 +15,35 @@
 #include "durable_state.h"
 #include "jsonschema.h"
 
-/* the compiled schema of a call site whose schema argument is stable */
+/* the compiled schema of a call site whose schema argument is a constant */
 typedef struct SchemaCallCache
 {
-	bool		stable;			/* is the argument stable? */
+	bool		constant;		/* is the argument a Const? */
 	Datum		arg;			/* the argument it was compiled for */
 	uint64		generation;		/* ds_schema_cache_generation() then */
 	JsonSchema *schema;
 } SchemaCallCache;
 
+/* Is argument 0 of the call a Const of the expression tree? */
+static bool
+schema_arg_is_const(FmgrInfo *flinfo)
+{
+	Node	   *expr = flinfo->fn_expr;
+	List	   *args;
+
+	if (expr == NULL || !IsA(expr, FuncExpr))
+		return false;
+	args = ((FuncExpr *) expr)->args;
+	return list_length(args) >= 1 && IsA(linitial(args), Const);
+}
+
 /*
- * The compiled schema argument 0.  When it is a constant or an external
- * parameter it stays the same datum for the whole query: kept in
- * fn_extra, it costs no cache lookup (hashing or comparing the schema's
- * bytes) per row, as long as the cache has not dropped it.
+ * The compiled schema argument 0.  A constant is the same datum for every
+ * row: kept in fn_extra, it costs no cache lookup (which compares the
+ * schema's bytes) per row, as long as the cache has not dropped it.  Any
+ * other argument, a Param included, goes through the cache every call: a
+ * PL/pgSQL variable is an external Param whose value (and even its value's
+ * address) may change between calls through the same FmgrInfo.
  */
 static JsonSchema *
 schema_arg(FunctionCallInfo fcinfo)
@@ -38,13 +54,13 @@ schema_arg(FunctionCallInfo fcinfo)
 	if (cc == NULL)
 	{
 		cc = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(SchemaCallCache));
-		cc->stable = get_fn_expr_arg_stable(fcinfo->flinfo, 0);
+		cc->constant = schema_arg_is_const(fcinfo->flinfo);
 		fcinfo->flinfo->fn_extra = cc;
 	}
-	else if (cc->stable && cc->schema != NULL && cc->arg == arg &&
+	else if (cc->constant && cc->schema != NULL && cc->arg == arg &&
 			 cc->generation == ds_schema_cache_generation())
 		return cc->schema;
-	if (!cc->stable)
+	if (!cc->constant)
 		return ds_schema_get(PG_GETARG_JSONB_P(0));
 	cc->schema = ds_schema_get(PG_GETARG_JSONB_P(0));
 	cc->arg = arg;

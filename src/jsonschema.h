@@ -38,6 +38,7 @@ extern void ds_schema_free(JsonSchema *s);
 extern JsonSchema *ds_schema_get(Jsonb *schema);
 extern JsonSchema *ds_schema_get_pinned(Jsonb *schema, MemoryContext private_cxt);
 extern void ds_schema_cache_reset(void);
+extern uint64 ds_schema_cache_generation(void);
 
 /*
  * Validate a value (jbvBinary or any scalar/in-memory JsonbValue).  With

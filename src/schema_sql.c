@@ -7,12 +7,66 @@
 
 #include "fmgr.h"
 #include "funcapi.h"
+#include "nodes/primnodes.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/tuplestore.h"
 
 #include "durable_state.h"
 #include "jsonschema.h"
+
+/* the compiled schema of a call site whose schema argument is a constant */
+typedef struct SchemaCallCache
+{
+	bool		constant;		/* is the argument a Const? */
+	Datum		arg;			/* the argument it was compiled for */
+	uint64		generation;		/* ds_schema_cache_generation() then */
+	JsonSchema *schema;
+} SchemaCallCache;
+
+/* Is argument 0 of the call a Const of the expression tree? */
+static bool
+schema_arg_is_const(FmgrInfo *flinfo)
+{
+	Node	   *expr = flinfo->fn_expr;
+	List	   *args;
+
+	if (expr == NULL || !IsA(expr, FuncExpr))
+		return false;
+	args = ((FuncExpr *) expr)->args;
+	return list_length(args) >= 1 && IsA(linitial(args), Const);
+}
+
+/*
+ * The compiled schema argument 0.  A constant is the same datum for every
+ * row: kept in fn_extra, it costs no cache lookup (which compares the
+ * schema's bytes) per row, as long as the cache has not dropped it.  Any
+ * other argument, a Param included, goes through the cache every call: a
+ * PL/pgSQL variable is an external Param whose value (and even its value's
+ * address) may change between calls through the same FmgrInfo.
+ */
+static JsonSchema *
+schema_arg(FunctionCallInfo fcinfo)
+{
+	SchemaCallCache *cc = fcinfo->flinfo->fn_extra;
+	Datum		arg = PG_GETARG_DATUM(0);
+
+	if (cc == NULL)
+	{
+		cc = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(SchemaCallCache));
+		cc->constant = schema_arg_is_const(fcinfo->flinfo);
+		fcinfo->flinfo->fn_extra = cc;
+	}
+	else if (cc->constant && cc->schema != NULL && cc->arg == arg &&
+			 cc->generation == ds_schema_cache_generation())
+		return cc->schema;
+	if (!cc->constant)
+		return ds_schema_get(PG_GETARG_JSONB_P(0));
+	cc->schema = ds_schema_get(PG_GETARG_JSONB_P(0));
+	cc->arg = arg;
+	cc->generation = ds_schema_cache_generation();
+	return cc->schema;
+}
 
 /*
  * state.json_schema_validate(schema, value, assert_formats): is value valid?
@@ -23,14 +77,13 @@ PG_FUNCTION_INFO_V1(ds_json_schema_validate);
 Datum
 ds_json_schema_validate(PG_FUNCTION_ARGS)
 {
-	Jsonb	   *schema = PG_GETARG_JSONB_P(0);
+	JsonSchema *schema = schema_arg(fcinfo);
 	Jsonb	   *value = PG_GETARG_JSONB_P(1);
 	bool		assert_formats = PG_GETARG_BOOL(2);
 	JsonbValue	v;
 
 	ds_jsonb_root_value(value, &v);
-	PG_RETURN_BOOL(ds_schema_validate(ds_schema_get(schema), &v,
-									  assert_formats, NULL));
+	PG_RETURN_BOOL(ds_schema_validate(schema, &v, assert_formats, NULL));
 }
 
 /*

@@ -40,6 +40,7 @@ static JsCacheEntry cache[DS_SCHEMA_CACHE_SIZE];
 static int	cache_n = 0;
 static uint64 cache_clock = 0;
 static int	cache_last = -1;	/* entry returned last */
+static uint64 cache_generation = 1; /* changes whenever an entry goes */
 
 /*
  * Forget every compiled schema.  Entries pinned by the running transaction
@@ -54,6 +55,7 @@ ds_schema_cache_reset(void)
 			MemoryContextSetParent(cache[i].schema->cxt, TopTransactionContext);
 	if (cache_cxt)
 		MemoryContextDelete(cache_cxt);
+	cache_generation++;
 	cache_cxt = NULL;
 	cache_n = 0;
 	cache_last = -1;
@@ -121,6 +123,7 @@ cache_lookup(Jsonb *schema, bool pin, MemoryContext private_cxt)
 			return s;			/* all in use: the caller keeps a private copy */
 		/* the key copy lives in the schema's context */
 		MemoryContextDelete(cache[victim].schema->cxt);
+		cache_generation++;
 	}
 	if (cache_cxt == NULL)
 		cache_cxt = AllocSetContextCreate(CacheMemoryContext, "ds jsonschema cache",
@@ -148,6 +151,17 @@ JsonSchema *
 ds_schema_get(Jsonb *schema)
 {
 	return cache_lookup(schema, false, NULL);
+}
+
+/*
+ * A number that changes whenever a compiled schema leaves the cache: a
+ * caller that kept a JsonSchema pointer may keep using it while this
+ * stays the same.
+ */
+uint64
+ds_schema_cache_generation(void)
+{
+	return cache_generation;
 }
 
 /*

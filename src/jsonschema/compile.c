@@ -715,6 +715,17 @@ type_bit(JsNode *node, JsonbValue *v)
 	schema_error(node, "type", "must be a type name or an array of type names");
 }
 
+/* qsort comparator: jsonb strings in jsonb key order */
+static int
+string_cmp(const void *a, const void *b)
+{
+	const JsonbValue *va = a;
+	const JsonbValue *vb = b;
+
+	return ds_jsonb_key_cmp(va->val.string.val, va->val.string.len,
+							vb->val.string.val, vb->val.string.len);
+}
+
 /* qsort comparator: JsProps in jsonb key order */
 static int
 prop_cmp(const void *a, const void *b)
@@ -1223,6 +1234,10 @@ compile_size_assertions(JsNode *node, KwBuf *b)
 		JsKw	   *k = kw_add(b, KW_REQUIRED, "required");
 
 		kw_string_array(node, "required", v, &k->u.vals.n, &k->u.vals.vals);
+		/* sorted too, to be merged with an object's members */
+		k->u.vals.sorted = palloc(sizeof(JsonbValue) * Max(k->u.vals.n, 1));
+		memcpy(k->u.vals.sorted, k->u.vals.vals, sizeof(JsonbValue) * k->u.vals.n);
+		qsort(k->u.vals.sorted, k->u.vals.n, sizeof(JsonbValue), string_cmp);
 	}
 	if (node->draft >= JS_DRAFT2019 && (v = js_member(raw, "dependentRequired")) != NULL)
 		compile_dependent_required(node, b, v);

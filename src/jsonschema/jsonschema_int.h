@@ -169,6 +169,7 @@ typedef struct JsKw
 		{
 			int			n;
 			JsonbValue *vals;
+			JsonbValue *sorted; /* required: vals in jsonb key order */
 		}			vals;
 		struct
 		{
@@ -222,6 +223,32 @@ typedef struct JsKw
 } JsKw;
 
 /*
+ * A node whose keywords all check a scalar or an array's length (type,
+ * lengths, pattern, format, bounds, item counts), gathered by validate.c
+ * so that a yes/no validation checks them in straight-line code instead
+ * of dispatching each through the keyword switch.
+ */
+typedef struct JsLeaf
+{
+	uint32		types;			/* "type" mask, 0: none */
+	int64		maxlen;			/* -1: none */
+	int64		minlen;
+	JsRegex    *re;
+	JsKw	   *format;
+	Numeric		max;			/* NULL: none */
+	Numeric		exmax;
+	Numeric		min;
+	Numeric		exmin;
+	int64		maxitems;		/* -1: none */
+	int64		minitems;
+} JsLeaf;
+
+/* JsNode.leaf_state */
+#define JS_LEAF_UNKNOWN		0
+#define JS_LEAF_YES			1
+#define JS_LEAF_NO			2
+
+/*
  * A compiled schema object (or boolean schema).  kw is empty until the
  * node is compiled; raw, base and location are what compilation needs.
  */
@@ -238,6 +265,8 @@ struct JsNode
 	const char *base;			/* base URI, without fragment */
 	const char *location;		/* JSON Pointer of the node in its document */
 	JsResource *res;			/* schema resource the node belongs to */
+	uint8		leaf_state;		/* JS_LEAF_*, set at the first validation */
+	JsLeaf	   *leaf;			/* when JS_LEAF_YES */
 };
 
 /* a "$anchor" (or "$dynamicAnchor") of a resource */
@@ -270,6 +299,7 @@ struct JsonSchema
 /* value.c: expanded JSON trees and comparisons on them */
 extern JsonbValue *js_expand_container(JsonbContainer *c);
 extern JsonbValue *js_expand_value(JsonbValue *v);
+extern JsonbValue *js_expand_scratch(JsonbValue *v);
 extern JsonbValue *js_member(JsonbValue *obj, const char *key);
 extern int	js_num_cmp(Numeric a, Numeric b);
 extern int	js_num_sign(Numeric n);

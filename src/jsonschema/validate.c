@@ -72,6 +72,12 @@ typedef struct JsCtx
 	JsRefFrame *refs;			/* active references, for loop detection */
 	int			nrefs;
 	int			refs_cap;
+	int			nest;			/* eval_node calls in progress */
+	JsResource *scope_buf[8];	/* the first entries of scope */
+	/* the last "properties" run to the end: how many members it named */
+	JsProp	   *props_seen;
+	JsonbValue *props_seen_inst;
+	int			props_matched;
 } JsCtx;
 
 static bool eval_node(JsCtx *ctx, JsNode *node, JsonbValue *inst, JsAnn *ann);
@@ -225,6 +231,129 @@ eval_ref(JsCtx *ctx, JsNode *target, JsonbValue *inst, JsAnn *ann)
 	return r;
 }
 
+/* The length of a string in characters, as maxLength counts. */
+static int
+json_length(JsonbValue *v)
+{
+	return pg_mbstrlen_with_len(v->val.string.val, v->val.string.len);
+}
+
+/* Is v a number with no fraction ("integer" in JSON Schema)? */
+static bool
+num_is_integer(JsonbValue *v)
+{
+	return v->type == jbvNumeric && js_num_is_integral(v->val.numeric);
+}
+
+/*
+ * Gather node's keywords into a JsLeaf (in the schema's memory) if they
+ * are all of the kinds it holds, each at most once; else mark it JS_LEAF_NO.
+ */
+static void
+leaf_prepare(JsCtx *ctx, JsNode *node)
+{
+	JsLeaf		l = {0, -1, -1, NULL, NULL, NULL, NULL, NULL, NULL, -1, -1};
+	uint64		seen = 0;
+	int			i;
+
+	node->leaf_state = JS_LEAF_NO;
+	if (node->is_bool || !node->compiled)
+		return;
+	for (i = 0; i < node->nkw; i++)
+	{
+		JsKw	   *k = &node->kw[i];
+
+		if (seen & (UINT64CONST(1) << k->kind))
+			return;
+		seen |= UINT64CONST(1) << k->kind;
+		switch (k->kind)
+		{
+			case KW_TYPE:
+				if (k->u.types & JS_TYPE_STRICT_INTEGER)
+					return;
+				l.types = k->u.types;
+				break;
+			case KW_MAXLENGTH:
+				l.maxlen = k->u.count;
+				break;
+			case KW_MINLENGTH:
+				l.minlen = k->u.count;
+				break;
+			case KW_PATTERN:
+				l.re = k->u.re;
+				break;
+			case KW_FORMAT:
+				l.format = k;
+				break;
+			case KW_MAXIMUM:
+				l.max = k->u.num;
+				break;
+			case KW_EXMAXIMUM:
+				l.exmax = k->u.num;
+				break;
+			case KW_MINIMUM:
+				l.min = k->u.num;
+				break;
+			case KW_EXMINIMUM:
+				l.exmin = k->u.num;
+				break;
+			case KW_MAXITEMS:
+				l.maxitems = k->u.count;
+				break;
+			case KW_MINITEMS:
+				l.minitems = k->u.count;
+				break;
+			default:
+				return;
+		}
+	}
+	node->leaf = MemoryContextAlloc(ctx->schema->cxt, sizeof(JsLeaf));
+	*node->leaf = l;
+	node->leaf_state = JS_LEAF_YES;
+}
+
+/*
+ * Is inst valid against a leaf node (leaf_prepare)?  The same answers as
+ * eval_node's keywords, without reports: only for yes/no validation.
+ */
+static bool
+eval_leaf(JsCtx *ctx, JsLeaf *l, JsonbValue *inst)
+{
+	uint32		kind = ds_json_type(inst);
+
+	if (l->types != 0 && !(l->types & kind) &&
+		!((l->types & DS_JSON_INTEGER) && num_is_integer(inst)))
+		return false;
+	switch (kind)
+	{
+		case DS_JSON_STRING:
+			if (l->maxlen >= 0 && inst->val.string.len > l->maxlen &&
+				json_length(inst) > l->maxlen)
+				return false;
+			if (l->minlen > 0 &&
+				inst->val.string.len < l->minlen * pg_database_encoding_max_length() &&
+				json_length(inst) < l->minlen)
+				return false;
+			if (l->re &&
+				!js_regex_match(l->re, inst->val.string.val, inst->val.string.len))
+				return false;
+			return l->format == NULL ||
+				!(ctx->assert_formats || l->format->u.format.assert) ||
+				js_check_format(l->format->u.format.name, inst->val.string.val,
+								inst->val.string.len);
+		case DS_JSON_NUMBER:
+			return (l->max == NULL || js_num_cmp(inst->val.numeric, l->max) <= 0) &&
+				(l->exmax == NULL || js_num_cmp(inst->val.numeric, l->exmax) < 0) &&
+				(l->min == NULL || js_num_cmp(inst->val.numeric, l->min) >= 0) &&
+				(l->exmin == NULL || js_num_cmp(inst->val.numeric, l->exmin) > 0);
+		case DS_JSON_ARRAY:
+			return (l->maxitems < 0 || inst->val.array.nElems <= l->maxitems) &&
+				(l->minitems < 0 || inst->val.array.nElems >= l->minitems);
+		default:
+			return true;
+	}
+}
+
 /*
  * Evaluate node on a member (key, keylen) or item (index, key NULL) of the
  * current instance, with the path extended for the errors it reports.
@@ -238,24 +367,23 @@ eval_child(JsCtx *ctx, JsNode *node, JsonbValue *inst, const char *key,
 	/* fast paths that need no path bookkeeping */
 	if (node->is_bool && node->bool_value)
 		return true;
+
+	/*
+	 * The path only ever goes into reported errors: without any, skip it
+	 * (ctx->errors is the same again when eval_node returns)
+	 */
+	if (ctx->errors == NULL)
+	{
+		if (node->leaf_state == JS_LEAF_UNKNOWN)
+			leaf_prepare(ctx, node);
+		if (node->leaf_state == JS_LEAF_YES)
+			return eval_leaf(ctx, node->leaf, inst);
+		return eval_node(ctx, node, inst, NULL);
+	}
 	path_push(ctx, key, keylen, index);
 	r = eval_node(ctx, node, inst, NULL);
 	ctx->depth--;
 	return r;
-}
-
-/* The length of a string in characters, as maxLength counts. */
-static int
-json_length(JsonbValue *v)
-{
-	return pg_mbstrlen_with_len(v->val.string.val, v->val.string.len);
-}
-
-/* Is v a number with no fraction ("integer" in JSON Schema)? */
-static bool
-num_is_integer(JsonbValue *v)
-{
-	return v->type == jbvNumeric && js_num_is_integral(v->val.numeric);
 }
 
 /* A type mask for messages: "integer or string". */
@@ -407,6 +535,31 @@ eval_required(JsCtx *ctx, JsKw *k, JsonbValue *inst)
 	bool		ok = true;
 	int			i;
 
+	/*
+	 * Asked only whether it is valid: one merge of the sorted names with
+	 * the members, which are in the same order
+	 */
+	if (ctx->errors == NULL)
+	{
+		JsonbPair  *pairs = inst->val.object.pairs;
+		int			n = inst->val.object.nPairs;
+		int			j = 0;
+
+		for (i = 0; i < k->u.vals.n; i++)
+		{
+			JsonbValue *name = &k->u.vals.sorted[i];
+			int			c = 1;
+
+			while (j < n &&
+				   (c = ds_jsonb_key_cmp(name->val.string.val, name->val.string.len,
+										 pairs[j].key.val.string.val,
+										 pairs[j].key.val.string.len)) > 0)
+				j++;
+			if (c != 0)
+				return false;
+		}
+		return true;
+	}
 	for (i = 0; i < k->u.vals.n; i++)
 	{
 		JsonbValue *name = &k->u.vals.vals[i];
@@ -711,6 +864,7 @@ static bool
 eval_properties(JsCtx *ctx, JsKw *k, JsonbValue *inst, JsAnn *ann)
 {
 	bool		ok = true;
+	int			matched = 0;
 	int			i,
 				j = 0;
 
@@ -726,6 +880,7 @@ eval_properties(JsCtx *ctx, JsKw *k, JsonbValue *inst, JsAnn *ann)
 			j++;
 		if (j >= k->u.props.n || c != 0)
 			continue;
+		matched++;
 		if (ann)
 			ann->props = bms_add_member(ann->props, i);
 		if (!eval_child(ctx, k->u.props.props[j].node, &pair->value,
@@ -733,9 +888,13 @@ eval_properties(JsCtx *ctx, JsKw *k, JsonbValue *inst, JsAnn *ann)
 		{
 			ok = false;
 			if (ctx->errors == NULL)
-				break;
+				return false;
 		}
 	}
+	/* for "additionalProperties" next: are there other members at all? */
+	ctx->props_seen = k->u.props.props;
+	ctx->props_seen_inst = inst;
+	ctx->props_matched = matched;
 	return ok;
 }
 
@@ -809,6 +968,19 @@ eval_additional_properties(JsCtx *ctx, JsKw *k, JsonbValue *inst, JsAnn *ann)
 	int			i,
 				j;
 
+	/*
+	 * "properties" (the same names: the same array) just named every
+	 * member of this instance, and no pattern is involved: none is left.
+	 * The expanded instance does not change during a validation.
+	 */
+	if (k->u.addl.npats == 0 && k->u.addl.props != NULL &&
+		ctx->props_seen == k->u.addl.props && ctx->props_seen_inst == inst &&
+		ctx->props_matched == inst->val.object.nPairs)
+	{
+		if (ann)
+			ann->all_props = true;
+		return true;
+	}
 	for (i = 0; i < inst->val.object.nPairs; i++)
 	{
 		JsonbPair  *pair = &inst->val.object.pairs[i];
@@ -981,7 +1153,10 @@ eval_kw(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind, JsAnn *ann)
 				   (long long) k->u.count);
 			return false;
 		case KW_MINLENGTH:
-			if (kind != DS_JSON_STRING || json_length(inst) >= k->u.count)
+			/* a character takes at most max_length bytes */
+			if (kind != DS_JSON_STRING ||
+				inst->val.string.len >= k->u.count * pg_database_encoding_max_length() ||
+				json_length(inst) >= k->u.count)
 				return true;
 			report(ctx, k->name, "string is shorter than %lld characters",
 				   (long long) k->u.count);
@@ -1080,8 +1255,8 @@ eval_kw(JsCtx *ctx, JsKw *k, JsonbValue *inst, uint32 kind, JsAnn *ann)
 static bool
 eval_node(JsCtx *ctx, JsNode *node, JsonbValue *inst, JsAnn *ann)
 {
-	JsAnn		local = {0};
-	JsAnn	   *la = ctx->collect ? &local : NULL;
+	JsAnn		local;
+	JsAnn	   *la = NULL;
 	bool		valid = true;
 	bool		pushed = false;
 	uint32		kind;
@@ -1093,17 +1268,39 @@ eval_node(JsCtx *ctx, JsNode *node, JsonbValue *inst, JsAnn *ann)
 			report(ctx, "false", "no value is allowed here");
 		return node->bool_value;
 	}
-	check_stack_depth();
+
+	/*
+	 * A node costs little to evaluate, and a stack check as much: one every
+	 * 8 levels of nesting is enough to catch a runaway recursion long
+	 * before the stack runs out.
+	 */
+	if ((++ctx->nest & 7) == 0)
+		check_stack_depth();
 	CHECK_FOR_INTERRUPTS();
+	if (ctx->collect)
+	{
+		memset(&local, 0, sizeof(local));
+		la = &local;
+	}
 
 	/* entering another schema resource extends the dynamic scope */
 	if (ctx->nscope == 0 || ctx->scope[ctx->nscope - 1] != node->res)
 	{
 		if (ctx->nscope >= ctx->scope_cap)
 		{
-			ctx->scope_cap = ctx->scope_cap ? ctx->scope_cap * 2 : 8;
-			ctx->scope = ctx->scope ? repalloc(ctx->scope, sizeof(JsResource *) * ctx->scope_cap)
-				: palloc(sizeof(JsResource *) * ctx->scope_cap);
+			JsResource **old = ctx->scope;
+
+			/* scope_buf first, then palloc'd (no palloc for most values) */
+			ctx->scope_cap = ctx->scope_cap ? ctx->scope_cap * 2 : lengthof(ctx->scope_buf);
+			if (old == NULL)
+				ctx->scope = ctx->scope_buf;
+			else if (old == ctx->scope_buf)
+			{
+				ctx->scope = palloc(sizeof(JsResource *) * ctx->scope_cap);
+				memcpy(ctx->scope, old, sizeof(ctx->scope_buf));
+			}
+			else
+				ctx->scope = repalloc(old, sizeof(JsResource *) * ctx->scope_cap);
 		}
 		ctx->scope[ctx->nscope++] = node->res;
 		pushed = true;
@@ -1112,7 +1309,15 @@ eval_node(JsCtx *ctx, JsNode *node, JsonbValue *inst, JsAnn *ann)
 	kind = ds_json_type(inst);
 	if (unlikely(kind == 0))
 		elog(ERROR, "unexpected jsonb value type %d", (int) inst->type);
-	for (i = 0; i < node->nkw; i++)
+
+	/*
+	 * "type" (always first when present) passes without a call in the
+	 * usual case; eval_type sees the rest (integers, failures)
+	 */
+	i = 0;
+	if (node->nkw > 0 && node->kw[0].kind == KW_TYPE && (node->kw[0].u.types & kind))
+		i = 1;
+	for (; i < node->nkw; i++)
 	{
 		if (!eval_kw(ctx, &node->kw[i], inst, kind, la))
 		{
@@ -1123,6 +1328,7 @@ eval_node(JsCtx *ctx, JsNode *node, JsonbValue *inst, JsAnn *ann)
 	}
 	if (pushed)
 		ctx->nscope--;
+	ctx->nest--;
 	if (valid && ann && la)
 		ann_merge(ann, la);
 	return valid;
@@ -1160,7 +1366,7 @@ ds_schema_validate(JsonSchema *s, JsonbValue *value, bool assert_formats,
 	ctx.collect = s->has_unevaluated;
 	ctx.errors = errors;
 	ctx.result_cxt = old;
-	inst = js_expand_value(value);
+	inst = js_expand_scratch(value);
 	r = eval_node(&ctx, s->root, inst, NULL);
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(work);

@@ -18,72 +18,164 @@
 
 #include "jsonschema_int.h"
 
+static void expand_into(JsonbContainer *c, JsonbValue *out, bool scratch);
+
 /*
- * Expand the value the iterator just returned (tok, v) into *out,
- * consuming the iterator up to the end of that value if it is a container.
+ * Scratch space for the values being validated (js_expand_scratch): the
+ * expanded tree of a small value fits, and taking it costs less than
+ * pallocs and the reset of a context that they would need.  What does not
+ * fit is palloc'd.
+ */
+#define JS_SCRATCH_SIZE 32768
+static char *scratch_buf = NULL;
+static Size scratch_used = 0;
+
+/* size bytes from the scratch space when scratch and it fits, else palloc */
+static inline void *
+expand_alloc(Size size, bool scratch)
+{
+	size = MAXALIGN(size);
+	if (scratch && scratch_used + size <= JS_SCRATCH_SIZE)
+	{
+		void	   *p = scratch_buf + scratch_used;
+
+		scratch_used += size;
+		return p;
+	}
+	return palloc(size);
+}
+
+/*
+ * Fill *out with the value of a container entry whose data (len bytes) is
+ * at offset from base, expanding a nested container.
+ */
+static inline void
+expand_entry(JEntry entry, const char *base, uint32 offset, uint32 len,
+			 JsonbValue *out, bool scratch)
+{
+	switch (entry & JENTRY_TYPEMASK)
+	{
+		case JENTRY_ISSTRING:
+			out->type = jbvString;
+			out->val.string.val = (char *) base + offset;
+			out->val.string.len = len;
+			break;
+		case JENTRY_ISNUMERIC:
+			out->type = jbvNumeric;
+			out->val.numeric = (Numeric) (base + INTALIGN(offset));
+			break;
+		case JENTRY_ISBOOL_TRUE:
+			out->type = jbvBool;
+			out->val.boolean = true;
+			break;
+		case JENTRY_ISBOOL_FALSE:
+			out->type = jbvBool;
+			out->val.boolean = false;
+			break;
+		case JENTRY_ISNULL:
+			out->type = jbvNull;
+			break;
+		default:
+			Assert((entry & JENTRY_TYPEMASK) == JENTRY_ISCONTAINER);
+			expand_into((JsonbContainer *) (base + INTALIGN(offset)), out, scratch);
+			break;
+	}
+}
+
+/*
+ * Expand container c into *out, reading its entries directly (one pass,
+ * one allocation per container): the validator expands every value it
+ * checks, and JsonbIterator costs several times more.  Members come out
+ * in jsonb's key order, as the iterator returns them.
  */
 static void
-expand_from_iter(JsonbIterator **it, JsonbIteratorToken tok, JsonbValue *v,
-				 JsonbValue *out)
+expand_into(JsonbContainer *c, JsonbValue *out, bool scratch)
 {
-	JsonbValue	tmp;
+	uint32		n = c->header & JB_CMASK;
+	JEntry	   *children = c->children;
+	uint32		offset = 0;
+	uint32		i;
 
-	if (tok == WJB_BEGIN_ARRAY)
+	if (c->header & JB_FOBJECT)
 	{
-		int			n = v->val.array.nElems;
-		bool		raw_scalar = v->val.array.rawScalar;
-		JsonbValue *elems = palloc(sizeof(JsonbValue) * Max(n, 1));
-		int			i = 0;
+		JsonbPair  *pairs = expand_alloc(sizeof(JsonbPair) * Max(n, 1), scratch);
+		const char *base = (const char *) &children[n * 2];
 
-		while ((tok = JsonbIteratorNext(it, &tmp, false)) != WJB_END_ARRAY)
+		/* keys first, then values: one running offset over both */
+		for (i = 0; i < n; i++)
 		{
-			Assert(i < Max(n, 1));
-			expand_from_iter(it, tok, &tmp, &elems[i++]);
-		}
-		if (raw_scalar)
-			*out = elems[0];
-		else
-		{
-			out->type = jbvArray;
-			out->val.array.nElems = i;
-			out->val.array.elems = elems;
-			out->val.array.rawScalar = false;
-		}
-	}
-	else if (tok == WJB_BEGIN_OBJECT)
-	{
-		int			n = v->val.object.nPairs;
-		JsonbPair  *pairs = palloc(sizeof(JsonbPair) * Max(n, 1));
-		int			i = 0;
+			uint32		start = offset;
 
-		while ((tok = JsonbIteratorNext(it, &tmp, false)) != WJB_END_OBJECT)
-		{
-			Assert(tok == WJB_KEY);
-			pairs[i].key = tmp;
+			JBE_ADVANCE_OFFSET(offset, children[i]);
+			pairs[i].key.type = jbvString;
+			pairs[i].key.val.string.val = (char *) base + start;
+			pairs[i].key.val.string.len = offset - start;
 			pairs[i].order = i;
-			tok = JsonbIteratorNext(it, &tmp, false);
-			expand_from_iter(it, tok, &tmp, &pairs[i].value);
-			i++;
+		}
+		for (i = 0; i < n; i++)
+		{
+			uint32		start = offset;
+
+			JBE_ADVANCE_OFFSET(offset, children[n + i]);
+			expand_entry(children[n + i], base, start, offset - start,
+						 &pairs[i].value, scratch);
 		}
 		out->type = jbvObject;
-		out->val.object.nPairs = i;
+		out->val.object.nPairs = n;
 		out->val.object.pairs = pairs;
 	}
 	else
-		*out = *v;
+	{
+		JsonbValue *elems = expand_alloc(sizeof(JsonbValue) * Max(n, 1), scratch);
+		const char *base = (const char *) &children[n];
+
+		for (i = 0; i < n; i++)
+		{
+			uint32		start = offset;
+
+			JBE_ADVANCE_OFFSET(offset, children[i]);
+			expand_entry(children[i], base, start, offset - start, &elems[i],
+						 scratch);
+		}
+		if ((c->header & JB_FSCALAR) && n == 1)
+		{
+			*out = elems[0];
+			return;
+		}
+		out->type = jbvArray;
+		out->val.array.nElems = n;
+		out->val.array.elems = elems;
+		out->val.array.rawScalar = false;
+	}
 }
 
 /* Expand a container into an in-memory tree (strings still point into it). */
 JsonbValue *
 js_expand_container(JsonbContainer *c)
 {
-	JsonbIterator *it = JsonbIteratorInit(c);
-	JsonbValue	v;
 	JsonbValue *out = palloc(sizeof(JsonbValue));
-	JsonbIteratorToken tok;
 
-	tok = JsonbIteratorNext(&it, &v, false);
-	expand_from_iter(&it, tok, &v, out);
+	expand_into(c, out, false);
+	return out;
+}
+
+/*
+ * js_expand_value for the value being validated: a jsonb container is
+ * expanded into the scratch space, valid until the next call (validation
+ * never nests).
+ */
+JsonbValue *
+js_expand_scratch(JsonbValue *v)
+{
+	JsonbValue *out;
+
+	if (v->type != jbvBinary)
+		return js_expand_value(v);
+	if (scratch_buf == NULL)
+		scratch_buf = MemoryContextAlloc(TopMemoryContext, JS_SCRATCH_SIZE);
+	scratch_used = 0;
+	out = expand_alloc(sizeof(JsonbValue), true);
+	expand_into(v->val.binary.data, out, true);
 	return out;
 }
 
@@ -147,10 +239,101 @@ js_member(JsonbValue *obj, const char *key)
 	return NULL;
 }
 
+/*
+ * A finite numeric read in place: sign (-1, 0, 1), weight of the first
+ * base-10000 digit, and the digits.  numeric.c keeps its on-disk layout
+ * private but it has not changed since PostgreSQL 9.1 (a varlena, then a
+ * 16-bit header: short format with sign, display scale and weight packed
+ * in it, or long format with the weight in a second 16-bit word; leading
+ * and trailing zero digits stripped).  Comparing two numbers this way
+ * costs a fraction of numeric_cmp through fmgr, and the bounds keywords
+ * compare every number they see.
+ */
+typedef struct JsNumView
+{
+	int			sign;
+	int			weight;
+	int			ndigits;
+	const int16 *digits;
+} JsNumView;
+
+#define JS_NUMERIC_SIGN_MASK	0xC000
+#define JS_NUMERIC_NEG			0x4000
+#define JS_NUMERIC_SHORT		0x8000
+#define JS_NUMERIC_SHORT_SIGN	0x2000
+#define JS_NUMERIC_SHORT_WSIGN	0x0040
+#define JS_NUMERIC_SHORT_WMASK	0x003F
+
+/* Read n into *v; false for NaN, infinities, or a packed header. */
+static bool
+num_view(Numeric n, JsNumView *v)
+{
+	const char *p = (const char *) n;
+	uint16		h;
+	int			hdr;
+
+	if (VARATT_IS_EXTENDED(p))
+		return false;
+	h = *(const uint16 *) (p + VARHDRSZ);
+	switch (h & JS_NUMERIC_SIGN_MASK)
+	{
+		case JS_NUMERIC_SHORT:
+			v->sign = (h & JS_NUMERIC_SHORT_SIGN) ? -1 : 1;
+			v->weight = (h & JS_NUMERIC_SHORT_WSIGN) ?
+				(int) (h & JS_NUMERIC_SHORT_WMASK) - (JS_NUMERIC_SHORT_WMASK + 1) :
+				(int) (h & JS_NUMERIC_SHORT_WMASK);
+			hdr = VARHDRSZ + sizeof(uint16);
+			break;
+		case 0:
+		case JS_NUMERIC_NEG:
+			v->sign = (h & JS_NUMERIC_SIGN_MASK) == JS_NUMERIC_NEG ? -1 : 1;
+			v->weight = *(const int16 *) (p + VARHDRSZ + sizeof(uint16));
+			hdr = VARHDRSZ + 2 * sizeof(uint16);
+			break;
+		default:
+			return false;		/* NaN, Infinity, -Infinity */
+	}
+	v->ndigits = (VARSIZE(p) - hdr) / sizeof(int16);
+	v->digits = (const int16 *) (p + hdr);
+	if (v->ndigits == 0)
+		v->sign = 0;
+	return true;
+}
+
+/* numeric_cmp of two finite numbers read by num_view */
+static int
+num_view_cmp(JsNumView *a, JsNumView *b)
+{
+	int			c = 0;
+	int			i;
+
+	if (a->sign != b->sign)
+		return a->sign < b->sign ? -1 : 1;
+	if (a->sign == 0)
+		return 0;
+	if (a->weight != b->weight)
+		c = a->weight > b->weight ? 1 : -1;
+	else
+		for (i = 0; i < Max(a->ndigits, b->ndigits) && c == 0; i++)
+		{
+			int			da = i < a->ndigits ? a->digits[i] : 0;
+			int			db = i < b->ndigits ? b->digits[i] : 0;
+
+			if (da != db)
+				c = da > db ? 1 : -1;
+		}
+	return a->sign > 0 ? c : -c;
+}
+
 /* numeric_cmp without the fmgr boilerplate at the call sites */
 int
 js_num_cmp(Numeric a, Numeric b)
 {
+	JsNumView	va,
+				vb;
+
+	if (num_view(a, &va) && num_view(b, &vb))
+		return num_view_cmp(&va, &vb);
 	return DatumGetInt32(DirectFunctionCall2(numeric_cmp,
 											 NumericGetDatum(a),
 											 NumericGetDatum(b)));
@@ -161,6 +344,10 @@ int
 js_num_sign(Numeric n)
 {
 	static Numeric zero = NULL;
+	JsNumView	v;
+
+	if (num_view(n, &v))
+		return v.sign;
 
 	if (zero == NULL)
 	{
@@ -177,7 +364,11 @@ bool
 js_num_is_integral(Numeric n)
 {
 	Numeric		f;
+	JsNumView	v;
 
+	/* no digit after the units digit: a whole number */
+	if (num_view(n, &v))
+		return v.ndigits <= v.weight + 1;
 	/* no digits after the point (the usual case): no arithmetic needed */
 	if (!numeric_is_nan(n) && !numeric_is_inf(n) &&
 		DatumGetInt32(DirectFunctionCall1(numeric_scale, NumericGetDatum(n))) == 0)

@@ -31,14 +31,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-if [[ -n ${PGHOST:-} ]] && psql -X -qAt -c "SHOW shared_preload_libraries" 2>/dev/null | grep -qw durable_state; then
-    CLUSTER="existing (PGHOST=$PGHOST PGPORT=${PGPORT:-})"
-else
-    export DS_PORT=${DS_PORT:-55545}
-    ds_bench_start
-    STARTED=1
-    CLUSTER="throwaway (test/lib.sh, port $PGPORT)"
-fi
+ds_bench_cluster 55545
 psql -X -q -d postgres -c "CREATE DATABASE $DB" >/dev/null
 echo "durable_state gateway vs @durable-streams/server 0.3.7 (in memory)"
 echo "  PostgreSQL $(psql -X -qAt -d "$DB" -c 'SHOW server_version'), fsync $(psql -X -qAt -d "$DB" -c 'SHOW fsync'),"\

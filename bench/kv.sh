@@ -80,14 +80,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-if [[ -n ${PGHOST:-} ]] && psql -X -qAt -c "SHOW shared_preload_libraries" 2>/dev/null | grep -qw durable_state; then
-    CLUSTER="existing (PGHOST=$PGHOST PGPORT=${PGPORT:-})"
-else
-    export DS_PORT=${DS_PORT:-55400}
-    ds_bench_start
-    STARTED=1
-    CLUSTER="throwaway (test/lib.sh, port $PGPORT)"
-fi
+ds_bench_cluster 55400
 # stream kvb (shared by all callers) and kvb_0..kvb_<CLIENTS-1> (one per caller)
 psql -X -q -v ON_ERROR_STOP=1 >/dev/null <<SQL
 CREATE EXTENSION IF NOT EXISTS durable_state;

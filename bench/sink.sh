@@ -35,14 +35,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-if [[ -n ${PGHOST:-} ]] && psql -X -qAt -c "SHOW shared_preload_libraries" 2>/dev/null | grep -qw durable_state; then
-    CLUSTER="existing (PGHOST=$PGHOST PGPORT=${PGPORT:-})"
-else
-    export DS_PORT=${DS_PORT:-55420}
-    ds_bench_start
-    STARTED=1
-    CLUSTER="throwaway (test/lib.sh, port $PGPORT)"
-fi
+ds_bench_cluster 55420
 psql -X -q -v ON_ERROR_STOP=1 -c 'CREATE EXTENSION IF NOT EXISTS durable_state' >/dev/null
 EXTVER=$(psql -X -qAt -c "SELECT extversion FROM pg_extension WHERE extname = 'durable_state'")
 echo

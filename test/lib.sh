@@ -492,6 +492,22 @@ ${DS_EXTRA_CONF:-}"
     DS_NO_TRAP=1 ds_start_cluster >&2
 }
 
+# ds_bench_cluster PORT: the cluster in PGHOST/PGPORT if it has the
+# extension preloaded, else a ds_bench_start cluster on DS_PORT (default
+# PORT).  Sets CLUSTER (which one, for the report) and STARTED (1 if it was
+# started here: the caller stops it with ds_stop_cluster).
+ds_bench_cluster() {
+    if [[ -n ${PGHOST:-} ]] && psql -X -qAt -c "SHOW shared_preload_libraries" 2>/dev/null | grep -qw durable_state; then
+        CLUSTER="existing (PGHOST=$PGHOST PGPORT=${PGPORT:-})"
+        STARTED=0
+    else
+        export DS_PORT=${DS_PORT:-$1}
+        ds_bench_start
+        STARTED=1
+        CLUSTER="throwaway (test/lib.sh, port $PGPORT)"
+    fi
+}
+
 ds_stop_cluster() {
     local rc=${1:-0}
     if [[ -z ${DS_TMP:-} || ! -d $DS_TMP ]]; then

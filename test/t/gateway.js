@@ -20,7 +20,7 @@ const { check, note, summary, counts } = require(path.join(__dirname, '../node/t
 
 const ROOT = path.join(__dirname, '../..');
 const DB = 'ds_gateway_t';
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const { sleep, sseRead } = require(path.join(__dirname, '../node/gateway_util.js'));
 
 let gw = null;
 let base = null;
@@ -65,30 +65,6 @@ function post(p, body, headers = {}) {
 }
 
 const ev = (key, value, op = 'insert', extra = {}) => ({ type: 'm', key, value, headers: { operation: op, ...extra } });
-
-// Reads SSE events from a fetch response until `until(events)` holds.
-async function sseRead(res, until, ms = 5000) {
-    const reader = res.body.getReader();
-    const dec = new TextDecoder();
-    let buf = '';
-    const events = [];
-    const deadline = Date.now() + ms;
-    while (!until(events) && Date.now() < deadline) {
-        const r = await Promise.race([reader.read(), sleep(deadline - Date.now()).then(() => null)]);
-        if (!r || r.done) break;
-        buf += dec.decode(r.value, { stream: true });
-        let i;
-        while ((i = buf.indexOf('\n\n')) >= 0) {
-            const block = buf.slice(0, i);
-            buf = buf.slice(i + 2);
-            const type = /^event: ?(.*)$/m.exec(block)?.[1];
-            const data = block.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5)).join('\n');
-            events.push({ type, data });
-        }
-    }
-    reader.cancel().catch(() => {});
-    return events;
-}
 
 async function main() {
     const admin = new pg.Client({ database: process.env.PGDATABASE });

@@ -954,17 +954,21 @@ export class Gateway {
             res.end('[]');
             return;
         }
+        // a long-poll that found nothing new before its time ran out
+        const endLongPoll = (next) => {
+            res.writeHead(204, {
+                [H.offset]: next, [H.upToDate]: 'true', [H.cursor]: responseCursor(cursor),
+                'cache-control': 'no-store', vary: 'Authorization',
+            });
+            res.end();
+        };
         let page;
         if (live === 'long-poll' && this.wakeup === 'wait' && since !== '-1') {
             // one shared waiting read: it returns at once when there is
             // something after `since`, so no read comes before it
             page = await this.waitState(stream, since, role, this.longPollMs);
             if (page.events.length === 0) {
-                res.writeHead(204, {
-                    [H.offset]: page.next, [H.upToDate]: 'true', [H.cursor]: responseCursor(cursor),
-                    'cache-control': 'no-store', vary: 'Authorization',
-                });
-                res.end();
+                endLongPoll(page.next);
                 return;
             }
         } else if (live === 'long-poll' && since !== '-1') {
@@ -987,11 +991,7 @@ export class Gateway {
             since = page.next;
             page = await this.waitState(stream, since, role, this.longPollMs);
             if (page.events.length === 0) {
-                res.writeHead(204, {
-                    [H.offset]: page.next, [H.upToDate]: 'true', [H.cursor]: responseCursor(cursor),
-                    'cache-control': 'no-store', vary: 'Authorization',
-                });
-                res.end();
+                endLongPoll(page.next);
                 return;
             }
         }
@@ -1000,11 +1000,7 @@ export class Gateway {
             while (page.events.length === 0) {
                 const left = deadline - Date.now();
                 if (left <= 0 || this.closing) {
-                    res.writeHead(204, {
-                        [H.offset]: page.next, [H.upToDate]: 'true', [H.cursor]: responseCursor(cursor),
-                        'cache-control': 'no-store', vary: 'Authorization',
-                    });
-                    res.end();
+                    endLongPoll(page.next);
                     return;
                 }
                 const sub = await this.hub.subscribe(channel);

@@ -5,58 +5,20 @@
 'use strict';
 
 const path = require('node:path');
-const { spawn } = require('node:child_process');
 const pg = require('../node/node_modules/pg');
 const { canon } = require('../node/events.js');
+const gatewayUtil = require('../node/gateway_util.js');
+
+const { freshDatabase, dropDatabase } = gatewayUtil;
 
 const ROOT = path.join(__dirname, '../..');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-// A fresh database with the extension; returns a connected pg.Client to it.
-async function freshDatabase(name) {
-    const admin = new pg.Client({ database: process.env.PGDATABASE });
-    await admin.connect();
-    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    await admin.query(`CREATE DATABASE ${name}`);
-    await admin.end();
-    const db = new pg.Client({ database: name });
-    db.on('error', () => {});   // terminated by the final DROP DATABASE ... WITH (FORCE)
-    await db.connect();
-    await db.query('CREATE EXTENSION durable_state');
-    return db;
-}
-
-async function dropDatabase(name) {
-    const admin = new pg.Client({ database: process.env.PGDATABASE });
-    await admin.connect();
-    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    await admin.end();
-}
-
 // Starts `node clients/gateway/server.mjs` on PORT (0: any free port) for
-// database `database`; resolves to { child, url, port } once it listens.
-function startGateway(database, port = 0, env = {}) {
-    return new Promise((resolve, reject) => {
-        const child = spawn(process.execPath, [path.join(ROOT, 'clients/gateway/server.mjs')], {
-            env: { ...process.env, PGDATABASE: database, PORT: String(port), ...env },
-            stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        let out = '';
-        const timer = setTimeout(() => reject(new Error(`gateway did not start: ${out}`)), 15000);
-        child.stdout.on('data', (d) => {
-            out += d;
-            const m = /listening on (http:\/\/\S+)/.exec(out);
-            if (m) {
-                clearTimeout(timer);
-                resolve({ child, url: m[1], port: Number(new URL(m[1]).port) });
-            }
-        });
-        child.stderr.on('data', (d) => { out += d; process.stderr.write(d); });
-        child.on('exit', (code, signal) => {
-            clearTimeout(timer);
-            reject(new Error(`gateway exited (${code ?? signal}): ${out}`));
-        });
-    });
+// database `database`; resolves to { child, url, port, stop } once it listens.
+async function startGateway(database, port = 0, env = {}) {
+    const gw = await gatewayUtil.startGateway({ PGDATABASE: database, PORT: String(port), ...env });
+    return { ...gw, port: Number(new URL(gw.url).port) };
 }
 
 // Stops a gateway: SIGTERM (or `signal`), and waits for it to exit.

@@ -1,13 +1,36 @@
 // test/node/gateway_util.js -- what the gateway tests (test/t/gateway_*.js)
-// share: start clients/gateway/server.mjs as a child process on a free
-// port, stop it, and read SSE events from a fetch response.
+// share: a fresh database with the extension, start clients/gateway/server.mjs
+// as a child process on a free port, stop it, and read SSE events from a
+// fetch response.
 'use strict';
 
 const path = require('node:path');
 const { spawn } = require('node:child_process');
+const pg = require('pg');
 
 const ROOT = path.join(__dirname, '../..');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// A fresh database with the extension; returns a connected pg.Client to it.
+async function freshDatabase(name) {
+    const admin = new pg.Client({ database: process.env.PGDATABASE });
+    await admin.connect();
+    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await admin.query(`CREATE DATABASE ${name}`);
+    await admin.end();
+    const db = new pg.Client({ database: name });
+    db.on('error', () => {});   // terminated by the final DROP DATABASE ... WITH (FORCE)
+    await db.connect();
+    await db.query('CREATE EXTENSION durable_state');
+    return db;
+}
+
+async function dropDatabase(name) {
+    const admin = new pg.Client({ database: process.env.PGDATABASE });
+    await admin.connect();
+    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await admin.end();
+}
 
 // Starts the gateway with `env` added to the environment; resolves
 // { child, url, stop() } once it prints its address.
@@ -68,4 +91,4 @@ async function sseRead(res, until, ms = 5000) {
 
 const ev = (type, key, value, op = 'insert', extra = {}) => ({ type, key, value, headers: { operation: op, ...extra } });
 
-module.exports = { ROOT, sleep, startGateway, sseRead, ev };
+module.exports = { ROOT, sleep, freshDatabase, dropDatabase, startGateway, sseRead, ev };

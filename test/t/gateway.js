@@ -14,44 +14,21 @@
 'use strict';
 
 const path = require('node:path');
-const { spawn } = require('node:child_process');
-const pg = require(path.join(__dirname, '../node/node_modules/pg'));
 const { check, note, summary, counts } = require(path.join(__dirname, '../node/tap.js'));
 
-const ROOT = path.join(__dirname, '../..');
 const DB = 'ds_gateway_t';
-const { sleep, sseRead } = require(path.join(__dirname, '../node/gateway_util.js'));
+const gatewayUtil = require(path.join(__dirname, '../node/gateway_util.js'));
+const { sleep, sseRead } = gatewayUtil;
 
 let gw = null;
 let base = null;
 
-function startGateway() {
-    return new Promise((resolve, reject) => {
-        const child = spawn(process.execPath, [path.join(ROOT, 'clients/gateway/server.mjs')], {
-            env: { ...process.env, PGDATABASE: DB, PORT: '0', LONG_POLL_TIMEOUT_MS: '1500', MAX_BODY_BYTES: '65536' },
-            stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        let out = '';
-        const timer = setTimeout(() => reject(new Error(`gateway did not start: ${out}`)), 15000);
-        const onData = (d) => {
-            out += d;
-            const m = /listening on (http:\/\/\S+)/.exec(out);
-            if (m) {
-                clearTimeout(timer);
-                resolve({ child, url: m[1] });
-            }
-        };
-        child.stdout.on('data', onData);
-        child.stderr.on('data', (d) => { out += d; process.stderr.write(d); });
-        child.on('exit', (code) => reject(new Error(`gateway exited with ${code}: ${out}`)));
-    });
-}
+const startGateway = () => gatewayUtil.startGateway(
+    { PGDATABASE: DB, LONG_POLL_TIMEOUT_MS: '1500', MAX_BODY_BYTES: '65536' });
 
 async function stopGateway() {
     if (!gw) return;
-    const exited = new Promise((r) => gw.child.on('exit', r));
-    gw.child.kill('SIGTERM');
-    await Promise.race([exited, sleep(5000)]);
+    await gw.stop();
     gw = null;
 }
 
@@ -67,14 +44,7 @@ function post(p, body, headers = {}) {
 const ev = (key, value, op = 'insert', extra = {}) => ({ type: 'm', key, value, headers: { operation: op, ...extra } });
 
 async function main() {
-    const admin = new pg.Client({ database: process.env.PGDATABASE });
-    await admin.connect();
-    await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
-    await admin.query(`CREATE DATABASE ${DB}`);
-    await admin.end();
-    const db = new pg.Client({ database: DB });
-    await db.connect();
-    await db.query('CREATE EXTENSION durable_state');
+    const db = await gatewayUtil.freshDatabase(DB);
     await db.query("SELECT state.create_collection('m', stream => 'gw')");
     await db.query("SELECT state.create_collection('p', stream => 'pruned')");
     const first = (await db.query(`SELECT last_offset FROM state.apply($1::jsonb, 'gw')`,
@@ -312,10 +282,7 @@ async function main() {
 
     await stopGateway();
     await db.end();
-    const c = new pg.Client({ database: process.env.PGDATABASE });
-    await c.connect();
-    await c.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
-    await c.end();
+    await gatewayUtil.dropDatabase(DB);
 }
 
 main().catch((err) => {

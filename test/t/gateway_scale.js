@@ -15,9 +15,8 @@
 
 const path = require('node:path');
 const http = require('node:http');
-const pg = require(path.join(__dirname, '../node/node_modules/pg'));
 const { check, note, summary, counts } = require(path.join(__dirname, '../node/tap.js'));
-const { sleep, startGateway, ev } = require(path.join(__dirname, '../node/gateway_util.js'));
+const { sleep, freshDatabase, dropDatabase, startGateway, ev } = require(path.join(__dirname, '../node/gateway_util.js'));
 
 const DB = 'ds_gateway_scale';
 const READERS = Number(process.env.DS_GW_READERS || 1000);
@@ -111,21 +110,11 @@ async function run(db, mode) {
 }
 
 async function main() {
-    const admin = new pg.Client({ database: process.env.PGDATABASE });
-    await admin.connect();
-    await admin.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
-    await admin.query(`CREATE DATABASE ${DB}`);
-    await admin.end();
-    const db = new pg.Client({ database: DB });
-    await db.connect();
-    await db.query('CREATE EXTENSION durable_state');
+    const db = await freshDatabase(DB);
     await run(db, 'listen');
     await run(db, 'wait');
     await db.end();
-    const c = new pg.Client({ database: process.env.PGDATABASE });
-    await c.connect();
-    await c.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`);
-    await c.end();
+    await dropDatabase(DB);
 }
 
 main().catch((err) => {

@@ -46,11 +46,11 @@ put_event(text *type, text *key, JsonbValue *value, JsonbValue *elem)
 
 /*
  * Sets *type, *key and *stream from arguments 0, 1 and 4 of a call of
- * state.put or state.increment; ERRCODE_NULL_VALUE_NOT_ALLOWED if one is
- * null.
+ * state.put or state.increment, and *name to the stream's name as a C
+ * string; ERRCODE_NULL_VALUE_NOT_ALLOWED if one is null.
  */
 static void
-entity_args(FunctionCallInfo fcinfo, text **type, text **key, text **stream)
+entity_args(FunctionCallInfo fcinfo, text **type, text **key, text **stream, char **name)
 {
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(4))
 		ereport(ERROR,
@@ -59,6 +59,7 @@ entity_args(FunctionCallInfo fcinfo, text **type, text **key, text **stream)
 	*type = PG_GETARG_TEXT_PP(0);
 	*key = PG_GETARG_TEXT_PP(1);
 	*stream = PG_GETARG_TEXT_PP(4);
+	*name = text_to_cstring(*stream);
 }
 
 /*
@@ -84,11 +85,11 @@ lock_entity(text *stream, text *type, text *key)
  * is not expected.  The caller holds its key lock.
  */
 static void
-check_version(text *stream, text *type, text *key, int64 expected)
+check_version(const char *stream, text *type, text *key, int64 expected)
 {
 	int64		cur;
 
-	(void) ds_entity_get(text_to_cstring(stream), type, key, &cur);
+	(void) ds_entity_get(stream, type, key, &cur);
 	if (cur != expected)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
@@ -111,6 +112,7 @@ ds_put(PG_FUNCTION_ARGS)
 	text	   *type;
 	text	   *key;
 	text	   *stream;
+	char	   *name;
 	JsonbValue	value;
 	JsonbValue	elem;
 	int64		applied,
@@ -137,7 +139,7 @@ ds_put(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("value must not be null"),
 				 errhint("Use state.remove() to delete an entity.")));
-	entity_args(fcinfo, &type, &key, &stream);
+	entity_args(fcinfo, &type, &key, &stream, &name);
 
 	if (!PG_ARGISNULL(5))
 	{
@@ -150,11 +152,11 @@ ds_put(PG_FUNCTION_ARGS)
 							expected)));
 		/* the check and the write see what committed before the lock */
 		pushed = lock_entity(stream, type, key);
-		check_version(stream, type, key, expected);
+		check_version(name, type, key, expected);
 	}
 	ds_jsonb_root_value(PG_GETARG_JSONB_P(2), &value);
 	put_event(type, key, &value, &elem);
-	ds_apply_batch(text_to_cstring(stream), NULL, &elem, 1, NULL, 0, &applied, &skipped, &tail);
+	ds_apply_batch(name, NULL, &elem, 1, NULL, 0, &applied, &skipped, &tail);
 	if (pushed)
 		PopActiveSnapshot();
 
@@ -168,31 +170,6 @@ ds_put(PG_FUNCTION_ARGS)
 							PointerGetDatum(key), expires);
 	}
 	PG_RETURN_TEXT_P(cstring_to_text(ds_format_offset(tail)));
-}
-
-/* The JSON type name of v, as jsonb_typeof names it. */
-static const char *
-json_type_name(JsonbValue *v)
-{
-	switch (v->type)
-	{
-		case jbvNull:
-			return "null";
-		case jbvString:
-			return "string";
-		case jbvNumeric:
-			return "number";
-		case jbvBool:
-			return "boolean";
-		case jbvArray:
-			return "array";
-		case jbvObject:
-			return "object";
-		case jbvBinary:
-			return JsonContainerIsArray(v->val.binary.data) ? "array" : "object";
-		default:
-			return "unknown";
-	}
 }
 
 /*
@@ -240,6 +217,7 @@ ds_increment(PG_FUNCTION_ARGS)
 	text	   *type;
 	text	   *key;
 	text	   *stream;
+	char	   *name;
 	char	   *member;
 	Numeric		by;
 	Numeric		n;
@@ -262,11 +240,11 @@ ds_increment(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("member must be a non-empty name")));
-	entity_args(fcinfo, &type, &key, &stream);
+	entity_args(fcinfo, &type, &key, &stream, &name);
 
 	/* the entity's lock: counters on other keys of the stream go on */
 	pushed = lock_entity(stream, type, key);
-	cur = ds_entity_get(text_to_cstring(stream), type, key, NULL);
+	cur = ds_entity_get(name, type, key, NULL);
 	if (cur != NULL && !JB_ROOT_IS_OBJECT(cur))
 	{
 		JsonbValue	root;
@@ -276,7 +254,7 @@ ds_increment(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("cannot increment \"%s\" of \"%s\" of type \"%s\": the value is %s, not an object",
 						member, text_to_cstring(key), text_to_cstring(type),
-						json_type_name(&root))));
+						ds_json_type_name(ds_json_type(&root)))));
 	}
 	if (cur == NULL ||
 		!getKeyJsonValueFromContainer(&cur->root, member, strlen(member), &m) ||
@@ -290,11 +268,11 @@ ds_increment(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
 				 errmsg("cannot increment \"%s\" of \"%s\" of type \"%s\": it is %s, not a number",
 						member, text_to_cstring(key), text_to_cstring(type),
-						json_type_name(&m))));
+						ds_json_type_name(ds_json_type(&m)))));
 
 	with_member(cur, member, n, &value);
 	put_event(type, key, &value, &elem);
-	ds_apply_batch(text_to_cstring(stream), NULL, &elem, 1, NULL, 0, &applied, &skipped, &tail);
+	ds_apply_batch(name, NULL, &elem, 1, NULL, 0, &applied, &skipped, &tail);
 	if (pushed)
 		PopActiveSnapshot();
 	PG_RETURN_NUMERIC(n);

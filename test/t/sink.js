@@ -45,7 +45,7 @@ const { MaterializedState } = clientRequire('@durable-streams/state');
 const pg = clientRequire('pg');
 const { DurableState } = require(path.join(ROOT, 'clients/node/index.js'));
 const { check, note, summary, counts } = require('../node/tap.js');
-const { rng } = require('../node/prng.js');
+const { rng, randomValue } = require('../node/prng.js');
 
 const EVENTS = Number(process.env.DS_SINK_EVENTS || 200000);
 const SEED = Number(process.env.DS_SINK_SEED || Date.now() % 1000000);
@@ -64,19 +64,6 @@ const USER_SCHEMA = {
     score: { type: 'number' }, active: { type: 'boolean' }, tags: { type: 'array' },
   },
 };
-
-function randomValue(rand, depth = 0) {
-  const r = rand();
-  if (depth > 2 || r < 0.15) return Math.floor(rand() * 2e6) - 1e6;
-  if (r < 0.25) return Math.round(rand() * 1e4) / 100;
-  if (r < 0.4) return ['', 'plain', 'ünïcødé ✓', 'line\nbreak "quoted"', '\\back'][Math.floor(rand() * 5)];
-  if (r < 0.45) return rand() < 0.5;
-  if (r < 0.5) return null;
-  if (r < 0.65) return Array.from({ length: Math.floor(rand() * 4) }, () => randomValue(rand, depth + 1));
-  const o = {};
-  for (let i = Math.floor(rand() * 5); i > 0; i--) o[`m${Math.floor(rand() * 8)}`] = randomValue(rand, depth + 1);
-  return o;
-}
 
 function userValue(rand, key) {
   const v = { id: key, name: ['Ada', 'Grace', 'Edsger', 'Барбара', '李'][Math.floor(rand() * 5)] };

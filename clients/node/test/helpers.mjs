@@ -9,7 +9,7 @@ export const pg = require('pg');
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /* A seeded PRNG, so that a failing stream can be replayed. */
-export const { rng } = require('./helpers/prng.js');
+export const { rng, randomValue } = require('./helpers/prng.js');
 
 /* Creates the collections ([name, type, options] with sql options text) on a fresh stream. */
 export async function setupStream(prefix, collections) {

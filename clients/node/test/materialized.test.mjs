@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { MaterializedState } from '@durable-streams/state';
-import { DurableState, rng, setupStream, until } from './helpers.mjs';
+import { DurableState, randomValue, rng, setupStream, until } from './helpers.mjs';
 
 const require = createRequire(import.meta.url);
 const { MaterializedFeed } = require('../adapters/materialized.js');
@@ -15,19 +15,6 @@ const { MaterializedFeed } = require('../adapters/materialized.js');
 const EVENTS = Number(process.env.DS_NODE_DIFF_EVENTS || 3000);
 const TYPES = ['user', 'message'];
 const KEYS = 150;
-
-function randomValue(rand, depth = 0) {
-  const r = rand();
-  if (depth > 2 || r < 0.15) return Math.floor(rand() * 2e6) - 1e6;
-  if (r < 0.25) return Math.round(rand() * 1e4) / 100;
-  if (r < 0.4) return ['', 'plain', 'ünïcødé ✓', 'line\nbreak "quoted"', '\\back'][Math.floor(rand() * 5)];
-  if (r < 0.45) return rand() < 0.5;
-  if (r < 0.5) return null;
-  if (r < 0.65) return Array.from({ length: Math.floor(rand() * 4) }, () => randomValue(rand, depth + 1));
-  const o = {};
-  for (let i = Math.floor(rand() * 5); i > 0; i--) o[`m${Math.floor(rand() * 8)}`] = randomValue(rand, depth + 1);
-  return o;
-}
 
 test('Postgres and MaterializedState agree on a random stream', async (t) => {
   const { stream, drop } = await setupStream('t_mat', TYPES.map((ty) => [ty, "mode => 'lenient'"]));

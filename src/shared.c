@@ -187,28 +187,6 @@ ds_dbw_find(Oid dbid, bool create)
 }
 
 /*
- * Sets the latch of this database's worker, if it runs and shared memory
- * exists: it has notifications to send.
- */
-void
-ds_wake_worker(void)
-{
-	Latch	   *latch = NULL;
-	DsDbWorker *w;
-
-	if (ds_shared == NULL)
-		return;
-	LWLockAcquire(ds_shared->lock, LW_SHARED);
-	w = ds_dbw_find(MyDatabaseId, false);
-	if (w && w->state == DS_DBW_RUNNING)
-		latch = w->latch;
-	LWLockRelease(ds_shared->lock);
-	/* a stale pointer is harmless: it points to a PGPROC's latch */
-	if (latch)
-		SetLatch(latch);
-}
-
-/*
  * Sets the launcher's latch, if it runs: someone waits for a watermark,
  * or a database wants a worker.
  */
@@ -224,20 +202,16 @@ ds_wake_launcher(void)
 		SetLatch(latch);
 }
 
-/* Returns true if a worker is running for this database. */
-bool
-ds_worker_serves_this_database(void)
+/*
+ * The running worker of this database, or NULL.  The caller holds
+ * ds_shared->lock.
+ */
+static DsDbWorker *
+running_worker(void)
 {
-	DsDbWorker *w;
-	bool		serves;
+	DsDbWorker *w = ds_dbw_find(MyDatabaseId, false);
 
-	if (ds_shared == NULL)
-		return false;
-	LWLockAcquire(ds_shared->lock, LW_SHARED);
-	w = ds_dbw_find(MyDatabaseId, false);
-	serves = w != NULL && w->state == DS_DBW_RUNNING && w->pid != 0;
-	LWLockRelease(ds_shared->lock);
-	return serves;
+	return w != NULL && w->state == DS_DBW_RUNNING && w->pid != 0 ? w : NULL;
 }
 
 /*
@@ -473,15 +447,22 @@ ds_notice_merge(DsNotice *dst, const DsNotice *src)
  * returns its index.  Returns -1 if the worker does not serve this
  * database, the name is too long to hand over, or every slot is taken.
  * The caller must fill (ds_slot_fill) or release (ds_slot_release) it.
+ * One acquisition of ds_shared->lock (with the fill, two per committing
+ * stream): every writer of the cluster goes through it.
  */
 int
 ds_slot_reserve(int32 stream_id, const char *stream)
 {
 	int			found = -1;
 
-	if (!ds_worker_serves_this_database() || strlen(stream) >= DS_STREAM_NAME_MAX)
+	if (ds_shared == NULL || strlen(stream) >= DS_STREAM_NAME_MAX)
 		return -1;
 	LWLockAcquire(ds_shared->lock, LW_EXCLUSIVE);
+	if (running_worker() == NULL)
+	{
+		LWLockRelease(ds_shared->lock);
+		return -1;
+	}
 	for (int i = 0; i < DS_NOTIFY_SLOTS; i++)
 	{
 		DsNotifySlot *s = &ds_shared->slots[i];
@@ -513,20 +494,29 @@ ds_slot_reserve(int32 stream_id, const char *stream)
 
 /*
  * Merges a committed transaction's notice into the slot it reserved, marks
- * the slot pending, drops the reservation and wakes the worker.
+ * the slot pending, drops the reservation and wakes the worker, unless the
+ * slot was pending already: whoever made it pending wakes the worker (it
+ * sets the latch after releasing the lock), and the worker has not taken
+ * it yet (taking clears pending under the lock), so it sends ours too.
+ * A stale latch pointer is harmless: it points to a PGPROC's latch.
  */
 void
 ds_slot_fill(int slot, const DsNotice *notice)
 {
 	DsNotifySlot *s = &ds_shared->slots[slot];
+	DsDbWorker *w;
+	Latch	   *latch = NULL;
 
 	LWLockAcquire(ds_shared->lock, LW_EXCLUSIVE);
 	ds_notice_merge(&s->notice, notice);
+	if (!s->pending && (w = running_worker()) != NULL)
+		latch = w->latch;
 	s->pending = true;
 	s->reserved--;
 	LWLockRelease(ds_shared->lock);
 	ds_count(DS_CNT_NOTICES_HANDED, 1);
-	ds_wake_worker();
+	if (latch)
+		SetLatch(latch);
 }
 
 /* Drops an aborted transaction's reservation of slot, sending nothing. */

@@ -110,9 +110,7 @@ typedef struct DsShared
 
 extern DsShared *ds_shared;		/* NULL unless preloaded */
 
-extern void ds_wake_worker(void);
 extern void ds_wake_launcher(void);
-extern bool ds_worker_serves_this_database(void);
 extern DsDbWorker *ds_dbw_find(Oid dbid, bool create);
 
 /* waitread.c: readers waiting for a stream's next events */

@@ -401,8 +401,14 @@ async function scenario(mode, admin) {
         await db.query('CREATE EXTENSION durable_state');
         cleanup.unshift(() => db.query('DROP EXTENSION durable_state'));
       }
-      const r = (await db.query(`SELECT current_setting('durable_state.database') AS served,
-          current_database() AS db, worker_state FROM state.stats`)).rows[0];
+      // a CREATE EXTENSION just made starts the worker at its commit: give it 10 s
+      let r;
+      for (let i = 0; i < 100; i++) {
+        r = (await db.query(`SELECT current_setting('durable_state.database') AS served,
+            current_database() AS db, worker_state FROM state.stats`)).rows[0];
+        if (r.worker_state === 'running') break;
+        await sleep(100);
+      }
       if (!check((r.served === r.db || r.served === '*') && r.worker_state === 'running',
         `${label}: the worker runs and serves this database (${r.db})`,
         `durable_state.database = ${r.served}, current database ${r.db}, worker ${r.worker_state}`)) return;

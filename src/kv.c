@@ -17,6 +17,7 @@
  *	   is applied as a batch of one (logged, notified, schema-checked);
  *	4. a ttl sets the entity's expiry (state._ttl_set); the batch itself
  *	   ended any earlier one.
+ * state.remove and state.increment are here too, on the same key lock.
  * It runs as the caller (no SECURITY DEFINER): the engine checks the
  * caller's privileges and policies, and looks up nothing by name.
  */
@@ -32,33 +33,36 @@
 #include "durable_state.h"
 
 /*
- * The upsert event of (type, key, value) as the element of a batch: a
- * jbvBinary of its object, in the current memory context.
+ * The upsert event of (type, key, value), or with value NULL the delete
+ * event of (type, key), as the element of a batch: a jbvBinary of its
+ * object, in the current memory context.
  */
 static void
 put_event(text *type, text *key, JsonbValue *value, JsonbValue *elem)
 {
 	ds_jsonb_root_value(ds_make_event(VARDATA_ANY(type), VARSIZE_ANY_EXHDR(type),
 									  VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key),
-									  value, "upsert"),
+									  value, value ? "upsert" : "delete"),
 						elem);
 }
 
 /*
- * Sets *type, *key and *stream from arguments 0, 1 and 4 of a call of
- * state.put or state.increment, and *name to the stream's name as a C
- * string; ERRCODE_NULL_VALUE_NOT_ALLOWED if one is null.
+ * Sets *type, *key and *stream from arguments 0, 1 and stream_arg of a
+ * call of state.put, state.increment or state.remove, and *name to the
+ * stream's name as a C string; ERRCODE_NULL_VALUE_NOT_ALLOWED if one is
+ * null.
  */
 static void
-entity_args(FunctionCallInfo fcinfo, text **type, text **key, text **stream, char **name)
+entity_args(FunctionCallInfo fcinfo, int stream_arg, text **type, text **key, text **stream,
+			char **name)
 {
-	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(4))
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(stream_arg))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("type, key and stream must not be null")));
 	*type = PG_GETARG_TEXT_PP(0);
 	*key = PG_GETARG_TEXT_PP(1);
-	*stream = PG_GETARG_TEXT_PP(4);
+	*stream = PG_GETARG_TEXT_PP(stream_arg);
 	*name = text_to_cstring(*stream);
 }
 
@@ -139,7 +143,7 @@ ds_put(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("value must not be null"),
 				 errhint("Use state.remove() to delete an entity.")));
-	entity_args(fcinfo, &type, &key, &stream, &name);
+	entity_args(fcinfo, 4, &type, &key, &stream, &name);
 
 	if (!PG_ARGISNULL(5))
 	{
@@ -240,7 +244,7 @@ ds_increment(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("member must be a non-empty name")));
-	entity_args(fcinfo, &type, &key, &stream, &name);
+	entity_args(fcinfo, 4, &type, &key, &stream, &name);
 
 	/* the entity's lock: counters on other keys of the stream go on */
 	pushed = lock_entity(stream, type, key);
@@ -276,4 +280,44 @@ ds_increment(PG_FUNCTION_ARGS)
 	if (pushed)
 		PopActiveSnapshot();
 	PG_RETURN_NUMERIC(n);
+}
+
+/*
+ * state.remove(type text, key text, stream text) RETURNS boolean: deletes
+ * the entity as one logged delete event and returns true, or returns false
+ * (writing nothing) if the caller sees no such entity.  Under the entity's
+ * key lock and, in READ COMMITTED, a snapshot taken after it, so that of
+ * two concurrent removes of one entity exactly one returns true, and a
+ * strict collection never meets a delete of a missing key.
+ */
+PG_FUNCTION_INFO_V1(ds_remove);
+
+Datum
+ds_remove(PG_FUNCTION_ARGS)
+{
+	text	   *type;
+	text	   *key;
+	text	   *stream;
+	char	   *name;
+	JsonbValue	elem;
+	int64		applied,
+				skipped,
+				tail;
+	bool		pushed;
+	bool		present;
+
+	/* a null key names no entity (as state.get) */
+	if (PG_ARGISNULL(1) && !PG_ARGISNULL(0) && !PG_ARGISNULL(2))
+		PG_RETURN_BOOL(false);
+	entity_args(fcinfo, 2, &type, &key, &stream, &name);
+	pushed = lock_entity(stream, type, key);
+	present = ds_entity_get(name, type, key, NULL) != NULL;
+	if (present)
+	{
+		put_event(type, key, NULL, &elem);
+		ds_apply_batch(name, NULL, &elem, 1, NULL, 0, &applied, &skipped, &tail);
+	}
+	if (pushed)
+		PopActiveSnapshot();
+	PG_RETURN_BOOL(present);
 }

@@ -9,7 +9,8 @@
  * time (cycles are fine: nodes are created before their keywords are
  * compiled), regular expressions are compiled once (regex.c), and
  * const/enum values are kept as expanded JsonbValue trees (value.c).
- * validate.c walks that graph over an expanded value; format.c (with
+ * validate.c walks that graph over an expanded value; inplace.c answers
+ * yes/no over the jsonb itself, from a JsPlan per node; format.c (with
  * format_net.c and format_uri.c) checks the formats it asserts, content.c
  * the content keywords; uri.c resolves references and holds the registered
  * documents; cache.c keeps compiled schemas per backend.
@@ -243,6 +244,88 @@ typedef struct JsLeaf
 	int64		minitems;
 } JsLeaf;
 
+/*
+ * A finite number read in place (value.c): sign (-1, 0, 1), weight of the
+ * first base-10000 digit, and the digits.
+ */
+typedef struct JsNumView
+{
+	int			sign;
+	int			weight;
+	int			ndigits;
+	const int16 *digits;
+} JsNumView;
+
+/* a bound of a JsPlan: maximum, exclusiveMaximum, minimum, exclusiveMinimum */
+typedef struct JsBound
+{
+	JsKwKind	kind;
+	Numeric		num;
+	bool		has_view;		/* view holds num (a finite number) */
+	JsNumView	view;
+} JsBound;
+
+/*
+ * A node's keywords regrouped for yes/no validation of a jsonb value in
+ * place (inplace.c): the checks of each JSON type together, each once, so
+ * that a value costs a few tests per keyword instead of a dispatch, and an
+ * object's "properties", "patternProperties" and "additionalProperties"
+ * merged into one walk of its members.  Built for every node of a schema
+ * when compiled (JsonSchema.inplace says whether all of them could be).
+ * The groups keep the node's keyword order, which is validation's.
+ */
+typedef struct JsShape JsShape;
+
+typedef struct JsPlan
+{
+	uint32		types;			/* "type" mask, 0: none */
+	uint32		flags;			/* JS_PLAN_*: the groups present */
+	JsKw	   *enumkw;			/* "enum", or NULL */
+	JsonbValue *constval;		/* "const", or NULL */
+	/* strings */
+	int64		maxlen;			/* -1: none */
+	int64		minlen;			/* 0: none */
+	JsRegex    *re;
+	JsKw	   *format;
+	/* numbers */
+	Numeric		multiple_of;
+	int			nbounds;
+	JsBound		bounds[4];
+	/* arrays, before the applicators */
+	int64		maxitems;		/* -1: none */
+	int64		minitems;		/* 0: none */
+	bool		unique;
+	/* objects, before the applicators */
+	int64		maxprops;		/* -1: none */
+	int64		minprops;		/* 0: none */
+	int			nrequired;
+	JsonbValue *required;		/* in jsonb key order */
+	/* keywords applying to the value itself, in evaluation order */
+	int			napply;
+	JsKw	  **apply;
+	/* arrays, after the applicators */
+	int			nprefix;
+	JsNode	  **prefix;
+	JsNode	   *items;			/* from index nprefix on, or NULL */
+	JsKw	   *contains;
+	/* objects, after the applicators */
+	int			nprops;
+	JsProp	   *props;			/* "properties", in jsonb key order */
+	int			npats;
+	JsPatProp  *pats;
+	JsNode	   *addl;			/* "additionalProperties", or NULL */
+	JsNode	   *propnames;
+	JsShape    *shape;			/* the last object's members (inplace.c) */
+} JsPlan;
+
+#define JS_PLAN_STRING		0x01	/* string checks */
+#define JS_PLAN_NUMBER		0x02	/* number checks */
+#define JS_PLAN_ARRAY_PRE	0x04	/* maxItems, minItems, uniqueItems */
+#define JS_PLAN_OBJECT_PRE	0x08	/* maxProperties, minProperties, required */
+#define JS_PLAN_ARRAY_POST	0x10	/* prefixItems/items, contains */
+#define JS_PLAN_MEMBERS		0x20	/* properties, patternProperties, additionalProperties */
+#define JS_PLAN_TYPE_STRICT 0x40	/* draft-04 "integer" in types */
+
 /* JsNode.leaf_state */
 #define JS_LEAF_UNKNOWN		0
 #define JS_LEAF_YES			1
@@ -267,6 +350,7 @@ struct JsNode
 	JsResource *res;			/* schema resource the node belongs to */
 	uint8		leaf_state;		/* JS_LEAF_*, set at the first validation */
 	JsLeaf	   *leaf;			/* when JS_LEAF_YES */
+	JsPlan	   *plan;			/* inplace.c's form, when the schema has one */
 };
 
 /* a "$anchor" (or "$dynamicAnchor") of a resource */
@@ -293,6 +377,7 @@ struct JsonSchema
 	MemoryContext cxt;
 	JsNode	   *root;
 	bool		has_unevaluated;	/* collect annotations? */
+	bool		inplace;		/* every node has a JsPlan (inplace.c) */
 	List	   *regexes;		/* JsRegex *, freed by a reset callback */
 };
 
@@ -301,10 +386,23 @@ extern JsonbValue *js_expand_container(JsonbContainer *c);
 extern JsonbValue *js_expand_value(JsonbValue *v);
 extern JsonbValue *js_expand_scratch(JsonbValue *v);
 extern JsonbValue *js_member(JsonbValue *obj, const char *key);
+extern bool js_num_view(Numeric n, JsNumView *v);
+extern int	js_num_view_cmp(const JsNumView *a, const JsNumView *b);
 extern int	js_num_cmp(Numeric a, Numeric b);
 extern int	js_num_sign(Numeric n);
 extern bool js_num_is_integral(Numeric n);
 extern bool js_json_equal(JsonbValue *a, JsonbValue *b);
+
+/*
+ * inplace.c: yes/no validation over the jsonb container itself.  A result
+ * of JS_INPLACE_UNSURE means the value needs the general evaluator
+ * (validate.c): a reference loop, deep nesting, or a comparison that
+ * needs the value expanded.
+ */
+#define JS_INPLACE_UNSURE	(-1)
+extern void js_plan_schema(JsonSchema *s);
+extern int	js_validate_inplace(JsonSchema *s, JsonbValue *value,
+								bool assert_formats);
 
 /* uri.c: RFC 3986 references and the registered documents */
 extern char *js_uri_resolve(const char *base, const char *ref);

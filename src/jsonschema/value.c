@@ -240,8 +240,8 @@ js_member(JsonbValue *obj, const char *key)
 }
 
 /*
- * A finite numeric read in place: sign (-1, 0, 1), weight of the first
- * base-10000 digit, and the digits.  numeric.c keeps its on-disk layout
+ * Finite numerics read in place (JsNumView: sign, weight of the first
+ * base-10000 digit, and the digits).  numeric.c keeps its on-disk layout
  * private but it has not changed since PostgreSQL 9.1 (a varlena, then a
  * 16-bit header: short format with sign, display scale and weight packed
  * in it, or long format with the weight in a second 16-bit word; leading
@@ -249,14 +249,6 @@ js_member(JsonbValue *obj, const char *key)
  * costs a fraction of numeric_cmp through fmgr, and the bounds keywords
  * compare every number they see.
  */
-typedef struct JsNumView
-{
-	int			sign;
-	int			weight;
-	int			ndigits;
-	const int16 *digits;
-} JsNumView;
-
 #define JS_NUMERIC_SIGN_MASK	0xC000
 #define JS_NUMERIC_NEG			0x4000
 #define JS_NUMERIC_SHORT		0x8000
@@ -265,8 +257,8 @@ typedef struct JsNumView
 #define JS_NUMERIC_SHORT_WMASK	0x003F
 
 /* Read n into *v; false for NaN, infinities, or a packed header. */
-static bool
-num_view(Numeric n, JsNumView *v)
+bool
+js_num_view(Numeric n, JsNumView *v)
 {
 	const char *p = (const char *) n;
 	uint16		h;
@@ -300,9 +292,9 @@ num_view(Numeric n, JsNumView *v)
 	return true;
 }
 
-/* numeric_cmp of two finite numbers read by num_view */
-static int
-num_view_cmp(JsNumView *a, JsNumView *b)
+/* numeric_cmp of two finite numbers read by js_num_view */
+int
+js_num_view_cmp(const JsNumView *a, const JsNumView *b)
 {
 	int			c = 0;
 	int			i;
@@ -332,8 +324,8 @@ js_num_cmp(Numeric a, Numeric b)
 	JsNumView	va,
 				vb;
 
-	if (num_view(a, &va) && num_view(b, &vb))
-		return num_view_cmp(&va, &vb);
+	if (js_num_view(a, &va) && js_num_view(b, &vb))
+		return js_num_view_cmp(&va, &vb);
 	return DatumGetInt32(DirectFunctionCall2(numeric_cmp,
 											 NumericGetDatum(a),
 											 NumericGetDatum(b)));
@@ -346,7 +338,7 @@ js_num_sign(Numeric n)
 	static Numeric zero = NULL;
 	JsNumView	v;
 
-	if (num_view(n, &v))
+	if (js_num_view(n, &v))
 		return v.sign;
 
 	if (zero == NULL)
@@ -367,7 +359,7 @@ js_num_is_integral(Numeric n)
 	JsNumView	v;
 
 	/* no digit after the units digit: a whole number */
-	if (num_view(n, &v))
+	if (js_num_view(n, &v))
 		return v.ndigits <= v.weight + 1;
 	/* no digits after the point (the usual case): no arithmetic needed */
 	if (!numeric_is_nan(n) && !numeric_is_inf(n) &&

@@ -7,7 +7,8 @@
  * object, each with an ordered array of JsKw (keyword + pre-digested
  * argument).  "$ref" targets are resolved to JsNode pointers at compile
  * time (cycles are fine: nodes are created before their keywords are
- * compiled), regular expressions are compiled once (regex.c), and
+ * compiled), regular expressions are compiled once (regex.c; simple
+ * ones are also matched without PCRE2 by regex_simple.c), and
  * const/enum values are kept as expanded JsonbValue trees (value.c).
  * validate.c walks that graph over an expanded value; inplace.c answers
  * yes/no over the jsonb itself, from a JsPlan per node; format.c (with
@@ -117,12 +118,16 @@ typedef enum JsKwKind
 typedef struct JsNode JsNode;
 typedef struct JsResource JsResource;
 
+/* a pattern that regex_simple.c matches without PCRE2 */
+typedef struct JsSimpleRe JsSimpleRe;
+
 /* a compiled "pattern" or "patternProperties" key (regex.c) */
 typedef struct JsRegex
 {
 	pcre2_code *code;			/* PCRE2, JIT-compiled when jit */
 	pcre2_match_data *match_data;	/* reused by every match */
 	bool		jit;
+	JsSimpleRe *simple;			/* the pattern's simple form, or NULL */
 	const char *source;
 } JsRegex;
 
@@ -417,6 +422,10 @@ extern bool js_regex_match(JsRegex *r, const char *str, int len);
 extern bool js_regex_is_valid(const char *s, int len);
 extern void js_regex_error(const char *location, const char *keyword,
 						   const char *src, const char *err);
+
+/* regex_simple.c: patterns matched without PCRE2 */
+extern JsSimpleRe *js_simple_regex(const char *src, int len, MemoryContext cxt);
+extern int	js_simple_match(const JsSimpleRe *re, const char *s, int len);
 
 /* compile.c: what validation needs of a resource's anchors */
 extern JsAnchor *js_find_anchor(JsResource *res, const char *name,

@@ -904,7 +904,7 @@ ip_scalar(JsIpCtx *ctx, JsPlan *p, const JsonbValue *inst, uint32 kind)
 		bool		has_view = js_num_view(inst->val.numeric, &view);
 
 		if (p->types && !(p->types & kind) &&
-			!ip_integer(p, inst, &view, has_view))
+			!((p->types & DS_JSON_INTEGER) && ip_integer(p, inst, &view, has_view)))
 			return false;
 		if ((p->enumkw || p->constval) && !ip_values(ctx, p, inst))
 			return false;

@@ -171,6 +171,7 @@ plan_check(JsPlan *p, JsKw *k)
 				b->kind = k->kind;
 				b->num = k->u.num;
 				b->has_view = js_num_view(k->u.num, &b->view);
+				b->has_int = b->has_view && js_num_view_int64(&b->view, &b->ival);
 				p->flags |= JS_PLAN_NUMBER;
 			}
 			break;
@@ -217,6 +218,30 @@ plan_check(JsPlan *p, JsKw *k)
 			break;
 		default:
 			Assert(false);
+	}
+}
+
+/* Set p->quick (see JS_QUICK_STRING), once p holds all its keywords. */
+static void
+plan_quick(JsPlan *p)
+{
+	bool		plain = p->napply == 0 && p->enumkw == NULL && p->constval == NULL;
+	int			asserted;
+
+	for (asserted = 0; asserted <= 1; asserted++)
+	{
+		uint8		q = 0;
+		bool		format = p->format &&
+			(asserted || p->format->u.format.assert);
+
+		if (plain && (p->types == 0 || (p->types & DS_JSON_STRING)) &&
+			p->re == NULL && !format)
+			q |= JS_QUICK_STRING;
+		if (plain && (p->types == 0 || (p->types & DS_JSON_BOOLEAN)))
+			q |= JS_QUICK_BOOL;
+		if (plain && (p->types == 0 || (p->types & DS_JSON_NULL)))
+			q |= JS_QUICK_NULL;
+		p->quick[asserted] = q;
 	}
 }
 
@@ -304,6 +329,7 @@ plan_node(JsNode *node, JsKw **apply)
 				break;
 		}
 	}
+	plan_quick(p);
 	node->plan = p;
 	return true;
 }
@@ -417,6 +443,8 @@ static bool
 ip_number(JsPlan *p, const JsonbValue *inst, const JsNumView *view,
 		  bool has_view)
 {
+	int64		ival = 0;
+	bool		has_int;
 	int			i;
 
 	if (p->multiple_of)
@@ -428,10 +456,13 @@ ip_number(JsPlan *p, const JsonbValue *inst, const JsNumView *view,
 		if (js_num_sign(rem) != 0)
 			return false;
 	}
+	has_int = has_view && js_num_view_int64(view, &ival);
 	for (i = 0; i < p->nbounds; i++)
 	{
 		JsBound    *b = &p->bounds[i];
-		int			c = has_view && b->has_view ?
+		int			c = has_int && b->has_int ?
+			(ival > b->ival) - (ival < b->ival) :
+			has_view && b->has_view ?
 			js_num_view_cmp(view, &b->view) :
 			js_num_cmp(inst->val.numeric, b->num);
 
@@ -661,6 +692,36 @@ ip_apply(JsIpCtx *ctx, JsKw *k, const JsonbValue *inst, uint32 kind)
 }
 
 /*
+ * Is a member or item whose JEntry is e and data len bytes valid against
+ * node on its JEntry alone (JsPlan.quick)?  False if it takes a closer look.
+ */
+static inline bool
+ip_quick(JsIpCtx *ctx, JsNode *node, JEntry e, uint32 len)
+{
+	JsPlan	   *p = node->plan;
+	uint8		q;
+
+	if (node->is_bool)
+		return false;
+	q = p->quick[ctx->assert_formats ? 1 : 0];
+	switch (e & JENTRY_TYPEMASK)
+	{
+		case JENTRY_ISSTRING:
+			/* lengths in bytes: within both bounds whatever the characters */
+			return (q & JS_QUICK_STRING) &&
+				(p->maxlen < 0 || len <= p->maxlen) &&
+				len >= p->minlen * ctx->enc_max;
+		case JENTRY_ISBOOL_TRUE:
+		case JENTRY_ISBOOL_FALSE:
+			return (q & JS_QUICK_BOOL) != 0;
+		case JENTRY_ISNULL:
+			return (q & JS_QUICK_NULL) != 0;
+		default:
+			return false;
+	}
+}
+
+/*
  * "prefixItems", "items" and "contains" on array container c, in the
  * general evaluator's order: the item subschemas (prefix, then the rest,
  * one pass since they take turns), then "contains".
@@ -683,6 +744,8 @@ ip_array_post(JsIpCtx *ctx, JsPlan *p, JsonbContainer *c)
 			JBE_ADVANCE_OFFSET(offset, c->children[i]);
 			if (sub == NULL)
 				break;
+			if (ip_quick(ctx, sub, c->children[i], offset - start))
+				continue;
 			ip_entry(c->children[i], base, start, offset - start, &v);
 			if (!ip_node(ctx, sub, &v))
 				return false;
@@ -768,7 +831,8 @@ ip_members_of(JsIpCtx *ctx, JsonbContainer *c, uint32 n, uint32 values,
 		uint32		vstart = voff;
 
 		JBE_ADVANCE_OFFSET(voff, c->children[n + i]);
-		if (subs[i] == NULL || (!ok && !named[i]))
+		if (subs[i] == NULL || (!ok && !named[i]) ||
+			ip_quick(ctx, subs[i], c->children[n + i], voff - vstart))
 			continue;
 		ip_entry(c->children[n + i], base, vstart, voff - vstart, &v);
 		if (!ip_node(ctx, subs[i], &v))

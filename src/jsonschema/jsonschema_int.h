@@ -267,7 +267,9 @@ typedef struct JsBound
 	JsKwKind	kind;
 	Numeric		num;
 	bool		has_view;		/* view holds num (a finite number) */
+	bool		has_int;		/* ival holds num (an integer below 10^16) */
 	JsNumView	view;
+	int64		ival;
 } JsBound;
 
 /*
@@ -285,6 +287,7 @@ typedef struct JsPlan
 {
 	uint32		types;			/* "type" mask, 0: none */
 	uint32		flags;			/* JS_PLAN_*: the groups present */
+	uint8		quick[2];		/* JS_QUICK_*, without and with assert_formats */
 	JsKw	   *enumkw;			/* "enum", or NULL */
 	JsonbValue *constval;		/* "const", or NULL */
 	/* strings */
@@ -330,6 +333,15 @@ typedef struct JsPlan
 #define JS_PLAN_ARRAY_POST	0x10	/* prefixItems/items, contains */
 #define JS_PLAN_MEMBERS		0x20	/* properties, patternProperties, additionalProperties */
 #define JS_PLAN_TYPE_STRICT 0x40	/* draft-04 "integer" in types */
+
+/*
+ * JsPlan.quick: the scalars a plan lets through on their JEntry alone, so
+ * that a walk of members or items checks them without a call: any string
+ * whose length in bytes settles the length keywords, any boolean, null.
+ */
+#define JS_QUICK_STRING		0x01
+#define JS_QUICK_BOOL		0x02
+#define JS_QUICK_NULL		0x04
 
 /* JsNode.leaf_state */
 #define JS_LEAF_UNKNOWN		0
@@ -391,12 +403,82 @@ extern JsonbValue *js_expand_container(JsonbContainer *c);
 extern JsonbValue *js_expand_value(JsonbValue *v);
 extern JsonbValue *js_expand_scratch(JsonbValue *v);
 extern JsonbValue *js_member(JsonbValue *obj, const char *key);
-extern bool js_num_view(Numeric n, JsNumView *v);
 extern int	js_num_view_cmp(const JsNumView *a, const JsNumView *b);
 extern int	js_num_cmp(Numeric a, Numeric b);
 extern int	js_num_sign(Numeric n);
 extern bool js_num_is_integral(Numeric n);
 extern bool js_json_equal(JsonbValue *a, JsonbValue *b);
+
+/*
+ * Finite numerics read in place (JsNumView: sign, weight of the first
+ * base-10000 digit, and the digits).  numeric.c keeps its on-disk layout
+ * private but it has not changed since PostgreSQL 9.1 (a varlena, then a
+ * 16-bit header: short format with sign, display scale and weight packed
+ * in it, or long format with the weight in a second 16-bit word; leading
+ * and trailing zero digits stripped).  Comparing two numbers this way
+ * costs a fraction of numeric_cmp through fmgr, and the bounds keywords
+ * compare every number they see.
+ */
+#define JS_NUMERIC_SIGN_MASK	0xC000
+#define JS_NUMERIC_NEG			0x4000
+#define JS_NUMERIC_SHORT		0x8000
+#define JS_NUMERIC_SHORT_SIGN	0x2000
+#define JS_NUMERIC_SHORT_WSIGN	0x0040
+#define JS_NUMERIC_SHORT_WMASK	0x003F
+
+/* Read n into *v; false for NaN, infinities, or a packed header. */
+static inline bool
+js_num_view(Numeric n, JsNumView *v)
+{
+	const char *p = (const char *) n;
+	uint16		h;
+	int			hdr;
+
+	if (VARATT_IS_EXTENDED(p))
+		return false;
+	h = *(const uint16 *) (p + VARHDRSZ);
+	switch (h & JS_NUMERIC_SIGN_MASK)
+	{
+		case JS_NUMERIC_SHORT:
+			v->sign = (h & JS_NUMERIC_SHORT_SIGN) ? -1 : 1;
+			v->weight = (h & JS_NUMERIC_SHORT_WSIGN) ?
+				(int) (h & JS_NUMERIC_SHORT_WMASK) - (JS_NUMERIC_SHORT_WMASK + 1) :
+				(int) (h & JS_NUMERIC_SHORT_WMASK);
+			hdr = VARHDRSZ + sizeof(uint16);
+			break;
+		case 0:
+		case JS_NUMERIC_NEG:
+			v->sign = (h & JS_NUMERIC_SIGN_MASK) == JS_NUMERIC_NEG ? -1 : 1;
+			v->weight = *(const int16 *) (p + VARHDRSZ + sizeof(uint16));
+			hdr = VARHDRSZ + 2 * sizeof(uint16);
+			break;
+		default:
+			return false;		/* NaN, Infinity, -Infinity */
+	}
+	v->ndigits = (VARSIZE(p) - hdr) / sizeof(int16);
+	v->digits = (const int16 *) (p + hdr);
+	if (v->ndigits == 0)
+		v->sign = 0;
+	return true;
+}
+
+/*
+ * The integer a view holds, if it holds one below 10^16 in magnitude (four
+ * base-10000 digits before the point, none after): compared as int64.
+ */
+static inline bool
+js_num_view_int64(const JsNumView *v, int64 *out)
+{
+	int64		r = 0;
+	int			i;
+
+	if (v->weight > 3 || v->ndigits > v->weight + 1)
+		return false;
+	for (i = 0; i <= v->weight; i++)
+		r = r * 10000 + (i < v->ndigits ? v->digits[i] : 0);
+	*out = v->sign < 0 ? -r : r;
+	return true;
+}
 
 /*
  * inplace.c: yes/no validation over the jsonb container itself.  A result

@@ -280,46 +280,45 @@ js_simple_regex(const char *src, int len, MemoryContext cxt)
 }
 
 /*
- * Does re match s (len bytes) from position pos on, atoms from ai on?  1
- * yes, 0 no, -1 out of steps.
+ * Does re match the bytes from p to end, atoms from ai on, starting at p?
+ * 1 yes, 0 no, -1 out of steps.
  */
 static int
-match_from(const JsSimpleRe *re, int ai, const unsigned char *s, int len,
-		   int pos, int *steps)
+match_from(const JsSimpleRe *re, int ai, const unsigned char *p,
+		   const unsigned char *end, int *steps)
 {
 	for (; ai < re->natoms; ai++)
 	{
 		const JsSimpleAtom *a = &re->atoms[ai];
-		int			room = len - pos;
-		int			most = a->max < 0 || a->max > room ? room : a->max;
-		int			k = 0;
+		const unsigned char *lim = a->max < 0 || a->max > end - p ? end : p + a->max;
+		const unsigned char *q = p;
 
-		while (k < most && a->set[s[pos + k]])
-			k++;
-		if (k < a->min)
+		while (q < lim && a->set[*q])
+			q++;
+		if (q - p < a->min)
 			return 0;
 		if (ai == re->natoms - 1)
 		{
 			/* the last atom: as many as it takes, or any number */
-			return !re->end || pos + k == len;
+			return !re->end || q == end;
 		}
-		if (k > a->min)
+		if (q - p > a->min)
 		{
 			/* the longest first, then fewer */
-			for (; k >= a->min; k--)
+			for (; q >= p + a->min; q--)
 			{
 				int			r;
 
 				if (--*steps < 0)
 					return -1;
-				if ((r = match_from(re, ai + 1, s, len, pos + k, steps)) != 0)
+				if ((r = match_from(re, ai + 1, q, end, steps)) != 0)
 					return r;
 			}
 			return 0;
 		}
-		pos += k;
+		p = q;
 	}
-	return !re->end || pos == len;
+	return !re->end || p == end;
 }
 
 /*
@@ -329,15 +328,17 @@ match_from(const JsSimpleRe *re, int ai, const unsigned char *s, int len,
 int
 js_simple_match(const JsSimpleRe *re, const char *s, int len)
 {
+	const unsigned char *p = (const unsigned char *) s;
+	const unsigned char *end = p + len;
 	int			steps = JS_SIMPLE_STEPS;
-	int			pos;
 
-	for (pos = 0; pos <= len; pos++)
+	if (re->start)
+		return match_from(re, 0, p, end, &steps);
+	for (; p <= end; p++)
 	{
-		int			r = match_from(re, 0, (const unsigned char *) s, len, pos,
-								   &steps);
+		int			r = match_from(re, 0, p, end, &steps);
 
-		if (r != 0 || re->start)
+		if (r != 0)
 			return r;
 	}
 	return 0;

@@ -239,58 +239,7 @@ js_member(JsonbValue *obj, const char *key)
 	return NULL;
 }
 
-/*
- * Finite numerics read in place (JsNumView: sign, weight of the first
- * base-10000 digit, and the digits).  numeric.c keeps its on-disk layout
- * private but it has not changed since PostgreSQL 9.1 (a varlena, then a
- * 16-bit header: short format with sign, display scale and weight packed
- * in it, or long format with the weight in a second 16-bit word; leading
- * and trailing zero digits stripped).  Comparing two numbers this way
- * costs a fraction of numeric_cmp through fmgr, and the bounds keywords
- * compare every number they see.
- */
-#define JS_NUMERIC_SIGN_MASK	0xC000
-#define JS_NUMERIC_NEG			0x4000
-#define JS_NUMERIC_SHORT		0x8000
-#define JS_NUMERIC_SHORT_SIGN	0x2000
-#define JS_NUMERIC_SHORT_WSIGN	0x0040
-#define JS_NUMERIC_SHORT_WMASK	0x003F
-
-/* Read n into *v; false for NaN, infinities, or a packed header. */
-bool
-js_num_view(Numeric n, JsNumView *v)
-{
-	const char *p = (const char *) n;
-	uint16		h;
-	int			hdr;
-
-	if (VARATT_IS_EXTENDED(p))
-		return false;
-	h = *(const uint16 *) (p + VARHDRSZ);
-	switch (h & JS_NUMERIC_SIGN_MASK)
-	{
-		case JS_NUMERIC_SHORT:
-			v->sign = (h & JS_NUMERIC_SHORT_SIGN) ? -1 : 1;
-			v->weight = (h & JS_NUMERIC_SHORT_WSIGN) ?
-				(int) (h & JS_NUMERIC_SHORT_WMASK) - (JS_NUMERIC_SHORT_WMASK + 1) :
-				(int) (h & JS_NUMERIC_SHORT_WMASK);
-			hdr = VARHDRSZ + sizeof(uint16);
-			break;
-		case 0:
-		case JS_NUMERIC_NEG:
-			v->sign = (h & JS_NUMERIC_SIGN_MASK) == JS_NUMERIC_NEG ? -1 : 1;
-			v->weight = *(const int16 *) (p + VARHDRSZ + sizeof(uint16));
-			hdr = VARHDRSZ + 2 * sizeof(uint16);
-			break;
-		default:
-			return false;		/* NaN, Infinity, -Infinity */
-	}
-	v->ndigits = (VARSIZE(p) - hdr) / sizeof(int16);
-	v->digits = (const int16 *) (p + hdr);
-	if (v->ndigits == 0)
-		v->sign = 0;
-	return true;
-}
+/* (js_num_view and the layout it reads are in jsonschema_int.h) */
 
 /* numeric_cmp of two finite numbers read by js_num_view */
 int

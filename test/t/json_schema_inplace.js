@@ -111,6 +111,8 @@ async function testPatterns(c) {
 
 // -- schemas ------------------------------------------------------------------
 const KEYS = ['a', 'b', 'c', 'dd', 'eee', 'k1', 'x-y'];
+// past 32 members or items, jsonb stores some offsets instead of lengths
+const MANY = Array.from({ length: 40 }, (_, i) => `m${i}`);
 const SIMPLE_PATTERNS = ['^[a-z]+$', '^d', '[0-9]', '^.$', 'e{2}', '^(?:a|b)$', '^\\w{1,3}$'];
 const SCALARS = [0, 1, 1.5, -2, 100, 'a', 'b', '', 'ab', true, false, null];
 
@@ -128,6 +130,8 @@ function randomSchema(d, draft7, noRef = false) {
         if (rand() < 0.7) {
           s.properties = {};
           for (const key of KEYS) if (rand() < 0.35) s.properties[key] = randomSchema(d + 1, draft7, noRef);
+          if (rand() < 0.1)
+            for (const key of MANY) if (rand() < 0.3) s.properties[key] = pick([{ type: 'integer' }, { type: 'string' }, { maximum: 20 }, false]);
         }
         if (rand() < 0.5) s.required = KEYS.filter(() => rand() < 0.2).concat(rand() < 0.1 ? ['a', 'a'] : []);
         if (rand() < 0.5) s.additionalProperties = rand() < 0.5 ? false : randomSchema(d + 1, draft7, noRef);
@@ -200,8 +204,11 @@ function randomValue(d) {
     if (n > 0 && rand() < 0.3) a.push(a[0]);  // a duplicate, for uniqueItems
     return a;
   }
+  if (rand() < 0.05)
+    return Array.from({ length: int(30, 45) }, () => pick(SCALARS.concat([{ a: 1 }, 7, 'm1'])));
   const o = {};
   for (const key of KEYS) if (rand() < 0.4) o[key] = randomValue(d + 1);
+  if (rand() < 0.1) for (const key of MANY) if (rand() < 0.9) o[key] = pick([1, 25, 'x', null]);
   if (rand() < 0.2) o.kids = [randomValue(d + 1), { a: 1, kids: [] }];
   return o;
 }

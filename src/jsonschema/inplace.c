@@ -13,7 +13,13 @@
  * and an object's "properties", "patternProperties" and
  * "additionalProperties" merged into one walk of its members (jsonb keeps
  * members in the order of the sorted property names, so the walk is a
- * merge, without lookups).  Nothing is allocated per value.
+ * merge, without lookups), whose pairing of members with subschemas each
+ * plan keeps for the next object with the same keys (JsShape).
+ *
+ * Memory: plans and shapes live in the schema's context and go with it;
+ * uniqueItems compares scalars in one buffer kept in TopMemoryContext.
+ * Nothing else is allocated per value, but the pairing of an object of
+ * more than JS_SHAPE_MEMBERS members (in the caller's context).
  *
  * js_plan_schema builds the plans when a schema is compiled, for every
  * node reachable from its root, unless one of them needs what only the
@@ -34,7 +40,10 @@
  * first failure.  A "properties" subschema failing ends the walk (the
  * general evaluator stops at the same member); a "patternProperties" or
  * "additionalProperties" one only ends the evaluation of that keyword and
- * of those after it, and the walk goes on with "properties".
+ * of those after it, and the walk goes on with "properties".  (What is
+ * evaluated beyond the general order can change one outcome only: a
+ * pattern that exhausts PCRE2's match limit raises its ERROR here where
+ * the general evaluator might have stopped at a failure first.)
  */
 #include "postgres.h"
 
@@ -241,6 +250,16 @@ plan_quick(JsPlan *p)
 			q |= JS_QUICK_BOOL;
 		if (plain && (p->types == 0 || (p->types & DS_JSON_NULL)))
 			q |= JS_QUICK_NULL;
+		if (plain && (p->types == 0 || (p->types & (DS_JSON_NUMBER | DS_JSON_INTEGER))) &&
+			p->multiple_of == NULL && !(p->flags & JS_PLAN_TYPE_STRICT))
+		{
+			int			i;
+
+			q |= JS_QUICK_INTEGER;
+			for (i = 0; i < p->nbounds; i++)
+				if (!p->bounds[i].has_int)
+					q &= ~JS_QUICK_INTEGER;
+		}
 		p->quick[asserted] = q;
 	}
 }
@@ -335,6 +354,48 @@ plan_node(JsNode *node, JsKw **apply)
 }
 
 /*
+ * May the evaluation of one of the member subschemas of node's plan come
+ * back to node (a recursive schema)?  Then a walk of its members must not
+ * read the plan's shape while it evaluates them, since an inner walk may
+ * keep another.  Past a few thousand nodes, assume it may.  stamp marks
+ * the nodes seen.
+ */
+static bool
+plan_reentrant(JsNode *node, uint32 stamp)
+{
+	JsPlan	   *p = node->plan;
+	List	   *todo = NIL;
+	int			budget = 4096;
+	bool		found = false;
+	int			i;
+
+	for (i = 0; i < p->nprops; i++)
+		todo = lappend(todo, p->props[i].node);
+	for (i = 0; i < p->npats; i++)
+		todo = lappend(todo, p->pats[i].node);
+	if (p->addl)
+		todo = lappend(todo, p->addl);
+	while (todo != NIL)
+	{
+		JsNode	   *n = llast(todo);
+
+		todo = list_delete_last(todo);
+		if (n == node || --budget < 0)
+		{
+			found = true;
+			break;
+		}
+		if (n->is_bool || n->plan->visit == stamp)
+			continue;
+		n->plan->visit = stamp;
+		for (i = 0; i < n->nkw; i++)
+			todo = plan_subs(todo, &n->kw[i]);
+	}
+	list_free(todo);
+	return found;
+}
+
+/*
  * See jsonschema_int.h.  Called at the end of ds_schema_compile, in the
  * schema's memory context; sets s->inplace if every node reachable from
  * the root has a plan.
@@ -343,6 +404,9 @@ void
 js_plan_schema(JsonSchema *s)
 {
 	List	   *todo;
+	List	   *planned = NIL;
+	ListCell   *lc;
+	uint32		stamp = 0;
 
 	s->inplace = false;
 	if (s->has_unevaluated)
@@ -359,11 +423,21 @@ js_plan_schema(JsonSchema *s)
 		if (!plan_node(node, palloc(sizeof(JsKw *) * Max(node->nkw, 1))))
 		{
 			list_free(todo);
+			list_free(planned);
 			return;
 		}
+		planned = lappend(planned, node);
 		for (i = 0; i < node->nkw; i++)
 			todo = plan_subs(todo, &node->kw[i]);
 	}
+	foreach(lc, planned)
+	{
+		JsNode	   *node = lfirst(lc);
+
+		if (node->plan->flags & JS_PLAN_MEMBERS)
+			node->plan->reentrant = plan_reentrant(node, ++stamp);
+	}
+	list_free(planned);
 	s->inplace = true;
 }
 
@@ -691,12 +765,50 @@ ip_apply(JsIpCtx *ctx, JsKw *k, const JsonbValue *inst, uint32 kind)
 	}
 }
 
+/* Is n an integer below 10^16 within p's bounds (JS_QUICK_INTEGER)? */
+static pg_noinline bool
+ip_quick_integer(JsPlan *p, Numeric n)
+{
+	JsNumView	view;
+	int64		ival;
+	int			i;
+
+	if (!js_num_view(n, &view) || !js_num_view_int64(&view, &ival))
+		return false;
+	for (i = 0; i < p->nbounds; i++)
+	{
+		int64		b = p->bounds[i].ival;
+
+		switch (p->bounds[i].kind)
+		{
+			case KW_MAXIMUM:
+				if (ival > b)
+					return false;
+				break;
+			case KW_EXMAXIMUM:
+				if (ival >= b)
+					return false;
+				break;
+			case KW_MINIMUM:
+				if (ival < b)
+					return false;
+				break;
+			default:
+				if (ival <= b)
+					return false;
+				break;
+		}
+	}
+	return true;
+}
+
 /*
  * Is a member or item whose JEntry is e and data len bytes valid against
  * node on its JEntry alone (JsPlan.quick)?  False if it takes a closer look.
  */
-static inline bool
-ip_quick(JsIpCtx *ctx, JsNode *node, JEntry e, uint32 len)
+static pg_attribute_always_inline bool
+ip_quick(JsIpCtx *ctx, JsNode *node, JEntry e, const char *base,
+		 uint32 offset, uint32 len)
 {
 	JsPlan	   *p = node->plan;
 	uint8		q;
@@ -716,6 +828,9 @@ ip_quick(JsIpCtx *ctx, JsNode *node, JEntry e, uint32 len)
 			return (q & JS_QUICK_BOOL) != 0;
 		case JENTRY_ISNULL:
 			return (q & JS_QUICK_NULL) != 0;
+		case JENTRY_ISNUMERIC:
+			return (q & JS_QUICK_INTEGER) &&
+				ip_quick_integer(p, (Numeric) (base + INTALIGN(offset)));
 		default:
 			return false;
 	}
@@ -744,7 +859,7 @@ ip_array_post(JsIpCtx *ctx, JsPlan *p, JsonbContainer *c)
 			JBE_ADVANCE_OFFSET(offset, c->children[i]);
 			if (sub == NULL)
 				break;
-			if (ip_quick(ctx, sub, c->children[i], offset - start))
+			if (ip_quick(ctx, sub, c->children[i], base, start, offset - start))
 				continue;
 			ip_entry(c->children[i], base, start, offset - start, &v);
 			if (!ip_node(ctx, sub, &v))
@@ -832,7 +947,7 @@ ip_members_of(JsIpCtx *ctx, JsonbContainer *c, uint32 n, uint32 values,
 
 		JBE_ADVANCE_OFFSET(voff, c->children[n + i]);
 		if (subs[i] == NULL || (!ok && !named[i]) ||
-			ip_quick(ctx, subs[i], c->children[n + i], voff - vstart))
+			ip_quick(ctx, subs[i], c->children[n + i], base, vstart, voff - vstart))
 			continue;
 		ip_entry(c->children[n + i], base, vstart, voff - vstart, &v);
 		if (!ip_node(ctx, subs[i], &v))
@@ -869,6 +984,9 @@ ip_members(JsIpCtx *ctx, JsPlan *p, JsonbContainer *c, uint64 hit)
 	/* the applicators may have kept another object's shape since */
 	if (hit != 0 && p->shape->generation == hit)
 	{
+		if (!p->reentrant)
+			return ip_members_of(ctx, c, n, p->shape->keylen,
+								 p->shape->subs, p->shape->named);
 		/* copied: a member's evaluation may keep another shape */
 		memcpy(local_subs, p->shape->subs, sizeof(JsNode *) * n);
 		memcpy(local_named, p->shape->named, sizeof(bool) * n);

@@ -324,6 +324,8 @@ typedef struct JsPlan
 	JsNode	   *addl;			/* "additionalProperties", or NULL */
 	JsNode	   *propnames;
 	JsShape    *shape;			/* the last object's members (inplace.c) */
+	bool		reentrant;		/* may a member's evaluation walk this plan again? */
+	uint32		visit;			/* js_plan_schema's mark */
 } JsPlan;
 
 #define JS_PLAN_STRING		0x01	/* string checks */
@@ -337,11 +339,13 @@ typedef struct JsPlan
 /*
  * JsPlan.quick: the scalars a plan lets through on their JEntry alone, so
  * that a walk of members or items checks them without a call: any string
- * whose length in bytes settles the length keywords, any boolean, null.
+ * whose length in bytes settles the length keywords, an integer below
+ * 10^16 within bounds that are such integers too, any boolean, null.
  */
 #define JS_QUICK_STRING		0x01
 #define JS_QUICK_BOOL		0x02
 #define JS_QUICK_NULL		0x04
+#define JS_QUICK_INTEGER	0x08
 
 /* JsNode.leaf_state */
 #define JS_LEAF_UNKNOWN		0

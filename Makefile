@@ -5,7 +5,7 @@ MODULE_big = durable_state
 OBJS = src/init.o src/event.o src/catalog.o src/apply.o src/probe.o src/row.o src/changelog.o src/stable.o src/changes.o src/inflight.o src/convert.o \
 	src/reads.o src/kv.o src/rls.o src/shared.o src/notify.o src/txid.o src/horizon.o src/ttl.o src/launcher.o src/worker.o src/waitread.o src/standbys.o src/util.o src/apply_text.o src/jsontext.o src/ingest.o \
 	src/jsonschema/cache.o src/jsonschema/compile.o src/jsonschema/content.o src/jsonschema/format.o src/jsonschema/format_net.o \
-	src/jsonschema/format_uri.o src/jsonschema/regex.o \
+	src/jsonschema/format_uri.o src/jsonschema/inplace.o src/jsonschema/regex.o src/jsonschema/regex_simple.o \
 	src/jsonschema/uri.o src/jsonschema/validate.o src/jsonschema/value.o src/schema_sql.o
 
 DATA = $(wildcard sql/$(EXTENSION)--*.sql)

@@ -1418,6 +1418,7 @@ ds_schema_compile(Jsonb *schema, MemoryContext cxt)
 		if (!node->compiled)
 			compile_node(&c, node);
 	}
+	js_plan_schema(s);
 	MemoryContextSwitchTo(old);
 	hash_destroy(c.nodes);
 	return s;

@@ -532,6 +532,9 @@ js_compile_regex(JsonSchema *s, const char *src, int len, char **err)
 		return NULL;
 	}
 	r->jit = pcre2_jit_compile(r->code, PCRE2_JIT_COMPLETE) == 0;
+	/* the subject's bytes are UTF-8 only in a UTF-8 database */
+	if (GetDatabaseEncoding() == PG_UTF8)
+		r->simple = js_simple_regex(src, len, s->cxt);
 	r->match_data = pcre2_match_data_create(1, NULL);
 	if (r->match_data == NULL)
 		ereport(ERROR,
@@ -565,9 +568,13 @@ js_regex_is_valid(const char *s, int len)
 bool
 js_regex_match(JsRegex *r, const char *str, int len)
 {
-	pcre2_match_context *m = get_match_context();
+	pcre2_match_context *m;
 	int			rc;
 
+	/* a simple pattern (in a UTF-8 database) needs no PCRE2, unless in doubt */
+	if (r->simple && (rc = js_simple_match(r->simple, str, len)) >= 0)
+		return rc == 1;
+	m = get_match_context();
 	if (GetDatabaseEncoding() != PG_UTF8)
 	{
 		const char *utf8 = pg_server_to_any(str, len, PG_UTF8);

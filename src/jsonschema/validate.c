@@ -3,8 +3,9 @@
  *		The JSON Schema evaluator: validation of a value against a compiled
  *		schema (ds_schema_validate).
  *
- * The value is expanded into an in-memory tree and the compiled graph is
- * walked: eval_node evaluates a node's keywords in order, eval_kw
+ * When only validity is asked, inplace.c answers for most schemas without
+ * expanding anything (ds_schema_validate tries it first).  Here the value
+ * is expanded into an in-memory tree and the compiled graph is walked: eval_node evaluates a node's keywords in order, eval_kw
  * dispatches one keyword, and every keyword too large for the switch has
  * its own eval_* function (the shape of PostgreSQL's execExprInterp.c).
  * Annotations needed by unevaluatedProperties/Items are collected only
@@ -1335,12 +1336,12 @@ eval_node(JsCtx *ctx, JsNode *node, JsonbValue *inst, JsAnn *ann)
 }
 
 /*
- * See jsonschema.h.  The value is expanded into scratch memory first: the
- * keywords index objects and arrays repeatedly.
+ * The general evaluator on value: expanded into scratch memory first, since
+ * the keywords index objects and arrays repeatedly.
  */
-bool
-ds_schema_validate(JsonSchema *s, JsonbValue *value, bool assert_formats,
-				   List **errors)
+static pg_noinline bool
+validate_expanded(JsonSchema *s, JsonbValue *value, bool assert_formats,
+				  List **errors)
 {
 	static MemoryContext work = NULL;
 	MemoryContext old;
@@ -1371,4 +1372,22 @@ ds_schema_validate(JsonSchema *s, JsonbValue *value, bool assert_formats,
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(work);
 	return r;
+}
+
+/*
+ * See jsonschema.h.  Only whether the value is valid: in place
+ * (inplace.c) when the schema and the value allow, else expanded.
+ */
+bool
+ds_schema_validate(JsonSchema *s, JsonbValue *value, bool assert_formats,
+				   List **errors)
+{
+	if (errors == NULL && s->inplace)
+	{
+		int			ip = js_validate_inplace(s, value, assert_formats);
+
+		if (ip != JS_INPLACE_UNSURE)
+			return ip != 0;
+	}
+	return validate_expanded(s, value, assert_formats, errors);
 }

@@ -239,70 +239,11 @@ js_member(JsonbValue *obj, const char *key)
 	return NULL;
 }
 
-/*
- * A finite numeric read in place: sign (-1, 0, 1), weight of the first
- * base-10000 digit, and the digits.  numeric.c keeps its on-disk layout
- * private but it has not changed since PostgreSQL 9.1 (a varlena, then a
- * 16-bit header: short format with sign, display scale and weight packed
- * in it, or long format with the weight in a second 16-bit word; leading
- * and trailing zero digits stripped).  Comparing two numbers this way
- * costs a fraction of numeric_cmp through fmgr, and the bounds keywords
- * compare every number they see.
- */
-typedef struct JsNumView
-{
-	int			sign;
-	int			weight;
-	int			ndigits;
-	const int16 *digits;
-} JsNumView;
+/* (js_num_view and the layout it reads are in jsonschema_int.h) */
 
-#define JS_NUMERIC_SIGN_MASK	0xC000
-#define JS_NUMERIC_NEG			0x4000
-#define JS_NUMERIC_SHORT		0x8000
-#define JS_NUMERIC_SHORT_SIGN	0x2000
-#define JS_NUMERIC_SHORT_WSIGN	0x0040
-#define JS_NUMERIC_SHORT_WMASK	0x003F
-
-/* Read n into *v; false for NaN, infinities, or a packed header. */
-static bool
-num_view(Numeric n, JsNumView *v)
-{
-	const char *p = (const char *) n;
-	uint16		h;
-	int			hdr;
-
-	if (VARATT_IS_EXTENDED(p))
-		return false;
-	h = *(const uint16 *) (p + VARHDRSZ);
-	switch (h & JS_NUMERIC_SIGN_MASK)
-	{
-		case JS_NUMERIC_SHORT:
-			v->sign = (h & JS_NUMERIC_SHORT_SIGN) ? -1 : 1;
-			v->weight = (h & JS_NUMERIC_SHORT_WSIGN) ?
-				(int) (h & JS_NUMERIC_SHORT_WMASK) - (JS_NUMERIC_SHORT_WMASK + 1) :
-				(int) (h & JS_NUMERIC_SHORT_WMASK);
-			hdr = VARHDRSZ + sizeof(uint16);
-			break;
-		case 0:
-		case JS_NUMERIC_NEG:
-			v->sign = (h & JS_NUMERIC_SIGN_MASK) == JS_NUMERIC_NEG ? -1 : 1;
-			v->weight = *(const int16 *) (p + VARHDRSZ + sizeof(uint16));
-			hdr = VARHDRSZ + 2 * sizeof(uint16);
-			break;
-		default:
-			return false;		/* NaN, Infinity, -Infinity */
-	}
-	v->ndigits = (VARSIZE(p) - hdr) / sizeof(int16);
-	v->digits = (const int16 *) (p + hdr);
-	if (v->ndigits == 0)
-		v->sign = 0;
-	return true;
-}
-
-/* numeric_cmp of two finite numbers read by num_view */
-static int
-num_view_cmp(JsNumView *a, JsNumView *b)
+/* numeric_cmp of two finite numbers read by js_num_view */
+int
+js_num_view_cmp(const JsNumView *a, const JsNumView *b)
 {
 	int			c = 0;
 	int			i;
@@ -332,8 +273,8 @@ js_num_cmp(Numeric a, Numeric b)
 	JsNumView	va,
 				vb;
 
-	if (num_view(a, &va) && num_view(b, &vb))
-		return num_view_cmp(&va, &vb);
+	if (js_num_view(a, &va) && js_num_view(b, &vb))
+		return js_num_view_cmp(&va, &vb);
 	return DatumGetInt32(DirectFunctionCall2(numeric_cmp,
 											 NumericGetDatum(a),
 											 NumericGetDatum(b)));
@@ -346,7 +287,7 @@ js_num_sign(Numeric n)
 	static Numeric zero = NULL;
 	JsNumView	v;
 
-	if (num_view(n, &v))
+	if (js_num_view(n, &v))
 		return v.sign;
 
 	if (zero == NULL)
@@ -367,7 +308,7 @@ js_num_is_integral(Numeric n)
 	JsNumView	v;
 
 	/* no digit after the units digit: a whole number */
-	if (num_view(n, &v))
+	if (js_num_view(n, &v))
 		return v.ndigits <= v.weight + 1;
 	/* no digits after the point (the usual case): no arithmetic needed */
 	if (!numeric_is_nan(n) && !numeric_is_inf(n) &&

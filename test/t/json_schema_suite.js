@@ -22,10 +22,16 @@
 // keep only the files whose draft/kind/name includes one of them
 // ("draft4/", "optional/", "ref").
 //
+// Every case also asks JS_ERRORS for the value's errors: the yes/no answer
+// (the in-place evaluator, src/jsonschema/inplace.c, for most schemas) and
+// the error list (the general evaluator) must agree, or the case fails
+// with MISMATCH.
+//
 // Environment: SUITE (path to JSON-Schema-Test-Suite; default
 // ../shared/spec/JSON-Schema-Test-Suite beside the repository), PSQL (psql
 // command line, default "psql -X -q"; connects with the PG* environment),
-// JS_VALIDATE / JS_REGISTER (SQL functions).
+// JS_VALIDATE / JS_REGISTER / JS_ERRORS (SQL functions; JS_ERRORS empty
+// leaves out the agreement check).
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -39,6 +45,7 @@ const suite = process.env.SUITE ||
   path.join(__dirname, '..', '..', '..', 'shared', 'spec', 'JSON-Schema-Test-Suite');
 const validate = process.env.JS_VALIDATE || 'state.json_schema_validate';
 const register = process.env.JS_REGISTER === undefined ? 'state.json_schema_register' : process.env.JS_REGISTER;
+const errorsFn = process.env.JS_ERRORS === undefined ? 'state.json_schema_errors' : process.env.JS_ERRORS;
 const psql = (process.env.PSQL || 'psql -X -q').split(/\s+/);
 const args = process.argv.slice(2);
 const withRemote = !args.includes('--no-remote');
@@ -122,12 +129,18 @@ CREATE EXTENSION IF NOT EXISTS durable_state;
 CREATE TEMP TABLE js_case(id int, schema jsonb, data jsonb, formats boolean);
 CREATE TEMP TABLE js_remote(uri text, doc jsonb);
 CREATE FUNCTION pg_temp.js_run(s jsonb, d jsonb, f boolean) RETURNS text LANGUAGE plpgsql AS $f$
-DECLARE det text;
+DECLARE det text; v boolean; e boolean;
 BEGIN
   IF f THEN
-    RETURN ${validate}(s, d, true)::text;
+    v := ${validate}(s, d, true);
+  ELSE
+    v := ${validate}(s, d);
   END IF;
-  RETURN ${validate}(s, d)::text;
+${errorsFn ? `  e := NOT EXISTS (SELECT FROM ${errorsFn}(s, d, f));
+  IF v IS DISTINCT FROM e THEN
+    RETURN 'MISMATCH: valid ' || v || ' but ' || CASE WHEN e THEN 'no errors' ELSE 'errors' END;
+  END IF;
+` : ''}  RETURN v::text;
 EXCEPTION WHEN others THEN
   GET STACKED DIAGNOSTICS det = PG_EXCEPTION_DETAIL;
   RETURN 'ERROR: ' || SQLERRM || coalesce(' (' || det || ')', '');

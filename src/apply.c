@@ -657,7 +657,7 @@ record_txids(DsBatch *b, int64 last)
 		oids->txids_att_gen, oids->txids_att_xid, oids->txids_att_hash};
 		Datum		values[6];
 
-		qsort(hashes, n, sizeof(int64), ds_cmp_int64);
+		ds_sort_int64(hashes, n);
 		values[0] = Int32GetDatum(b->st.id);
 		values[1] = Int64GetDatum(last);
 		values[2] = TimestampTzGetDatum(at);

@@ -23,6 +23,7 @@
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
 #include "access/sysattr.h"
 #include "access/table.h"
 #include "access/tableam.h"
@@ -520,6 +521,101 @@ insert_txid_row(DsBatch *b, TupleTableSlot *slot, const AttrNumber *attnums,
 	ExecSimpleRelationInsert(b->txidrri, b->estate, slot);
 }
 
+/* rows of state._txids stored by one table_multi_insert call */
+#define DS_TXID_CHUNK 1000
+
+/*
+ * Whether rows of state._txids may be stored in chunks by
+ * table_multi_insert, as COPY stores them: the table is ours, but a
+ * trigger, a CHECK constraint or a generated column added to it would need
+ * ExecSimpleRelationInsert's row by row path.
+ */
+static bool
+txids_multi_insert_ok(DsBatch *b)
+{
+	TupleConstr *constr = RelationGetDescr(b->txidrel)->constr;
+
+	return b->txidrri->ri_TrigDesc == NULL &&
+		(constr == NULL || (constr->num_check == 0 && !constr->has_generated_stored));
+}
+
+/*
+ * Store the n rows in slots into state._txids with one table_multi_insert
+ * call (a WAL record per heap page instead of per row), then their index
+ * entries, in the rows' order (the hashes' order: see ds_txid_gen).
+ * Memory used goes with the per-tuple context.
+ */
+static void
+flush_txid_rows(DsBatch *b, TupleTableSlot **slots, int n, BulkInsertState bistate)
+{
+	MemoryContext old = MemoryContextSwitchTo(GetPerTupleMemoryContext(b->estate));
+
+	table_multi_insert(b->txidrel, slots, n, b->estate->es_output_cid, 0, bistate);
+	for (int i = 0; i < n; i++)
+	{
+		ds_insert_index_tuples(b->txidrri, slots[i], b->estate);
+		ExecClearTuple(slots[i]);
+	}
+	MemoryContextSwitchTo(old);
+	ResetPerTupleExprContext(b->estate);
+}
+
+/*
+ * A row of state._txids (0.6.0 on) for each distinct hash of the n sorted
+ * hashes, values giving the other columns (values[5], the hash, is set
+ * here): in chunks of DS_TXID_CHUNK by table_multi_insert when the table
+ * allows it, else one by one.
+ */
+static void
+insert_txid_rows(DsBatch *b, const AttrNumber *attnums, Datum *values,
+				 const int64 *hashes, int n)
+{
+	TupleDesc	desc = RelationGetDescr(b->txidrel);
+	bool		multi = txids_multi_insert_ok(b);
+	TupleTableSlot *one = NULL;
+	TupleTableSlot **slots = NULL;
+	BulkInsertState bistate = NULL;
+	int			k = 0;
+
+	if (multi)
+	{
+		slots = palloc(sizeof(TupleTableSlot *) * Min(n, DS_TXID_CHUNK));
+		for (int i = 0; i < Min(n, DS_TXID_CHUNK); i++)
+			slots[i] = table_slot_create(b->txidrel, &b->estate->es_tupleTable);
+		bistate = GetBulkInsertState();
+	}
+	else
+		one = ExecInitExtraTupleSlot(b->estate, desc, &TTSOpsVirtual);
+	for (int i = 0; i < n; i++)
+	{
+		TupleTableSlot *slot = multi ? slots[k] : one;
+
+		if (i > 0 && hashes[i] == hashes[i - 1])
+			continue;
+		values[5] = Int64GetDatum(hashes[i]);
+		ExecClearTuple(slot);
+		for (int a = 0; a < desc->natts; a++)
+			slot->tts_isnull[a] = true;
+		for (int c = 0; c < 6; c++)
+		{
+			slot->tts_values[attnums[c] - 1] = values[c];
+			slot->tts_isnull[attnums[c] - 1] = false;
+		}
+		ExecStoreVirtualTuple(slot);
+		if (!multi)
+			ExecSimpleRelationInsert(b->txidrri, b->estate, slot);
+		else if (++k == DS_TXID_CHUNK)
+		{
+			flush_txid_rows(b, slots, k, bistate);
+			k = 0;
+		}
+	}
+	if (k > 0)
+		flush_txid_rows(b, slots, k, bistate);
+	if (bistate)
+		FreeBulkInsertState(bistate);
+}
+
 /*
  * The batch's txids, durably and in the same transaction, so that
  * state.await_txid and state.txid_status know them after the commit and
@@ -532,7 +628,6 @@ static void
 record_txids(DsBatch *b, int64 last)
 {
 	const DsCatalogOids *oids = ds_catalog_oids();
-	TupleTableSlot *slot;
 	int64	   *hashes;
 	DsEvent    *prev = NULL;
 	int			n = 0;
@@ -556,32 +651,27 @@ record_txids(DsBatch *b, int64 last)
 		prev = ev;
 		hashes[n++] = (int64) ds_txid_hash(ev->txid, ev->txid_len);
 	}
-	slot = ExecInitExtraTupleSlot(b->estate, RelationGetDescr(b->txidrel), &TTSOpsVirtual);
 	if (OidIsValid(oids->txids_gen_idx))
 	{
 		AttrNumber	attnums[6] = {DS_TXIDS_ATT_STREAM, DS_TXIDS_ATT_LAST, DS_TXIDS_ATT_AT,
 		oids->txids_att_gen, oids->txids_att_xid, oids->txids_att_hash};
 		Datum		values[6];
 
-		qsort(hashes, n, sizeof(int64), ds_cmp_int64);
+		ds_sort_int64(hashes, n);
 		values[0] = Int32GetDatum(b->st.id);
 		values[1] = Int64GetDatum(last);
 		values[2] = TimestampTzGetDatum(at);
 		values[3] = Int32GetDatum(ds_txid_gen(at, n));
 		values[4] = FullTransactionIdGetDatum(GetTopFullTransactionId());
-		for (int i = 0; i < n; i++)
-		{
-			if (i > 0 && hashes[i] == hashes[i - 1])
-				continue;
-			values[5] = Int64GetDatum(hashes[i]);
-			insert_txid_row(b, slot, attnums, values, 6);
-		}
+		insert_txid_rows(b, attnums, values, hashes, n);
 	}
 	else
 	{
 		AttrNumber	attnums[4] = {DS_TXIDS_ATT_STREAM, DS_TXIDS_ATT_LAST, DS_TXIDS_ATT_AT, 3};
 		Datum		values[4];
 		Datum	   *elems = palloc(sizeof(Datum) * n);
+		TupleTableSlot *slot = ExecInitExtraTupleSlot(b->estate, RelationGetDescr(b->txidrel),
+													  &TTSOpsVirtual);
 
 		for (int i = 0; i < n; i++)
 			elems[i] = Int64GetDatum(hashes[i]);
@@ -592,8 +682,8 @@ record_txids(DsBatch *b, int64 last)
 		values[3] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
 													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 		insert_txid_row(b, slot, attnums, values, 4);
+		ExecClearTuple(slot);
 	}
-	ExecClearTuple(slot);
 }
 
 /*

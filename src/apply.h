@@ -48,10 +48,16 @@ typedef struct DsKeyState
 	ItemPointerData tid;
 } DsKeyState;
 
-/* The distinct keys of one collection in a batch (open addressing). */
+/*
+ * The distinct keys of one collection in a batch: entries in the order
+ * the batch first names them, found by open addressing in slots, each
+ * slot 0 (empty) or a key's hash << 32 | its entry's index + 1 (8 bytes a
+ * slot, so the table of a 100k-key batch is 2 MB, not 10).
+ */
 typedef struct DsKeyTable
 {
-	DsKeyState *slots;
+	uint64	   *slots;
+	DsKeyState *entries;
 	uint32		mask;
 	int			n;
 } DsKeyTable;

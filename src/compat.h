@@ -19,7 +19,8 @@
  *					search_path = 'pg_catalog, pg_temp' does the same.
  *	 EPQ			EvalPlanQualInit takes the result relations from PG16 on.
  *	 result rels	CheckValidResultRel takes MERGE actions from PG17 on and
- *					an ON CONFLICT action from PG18 on.
+ *					an ON CONFLICT action from PG18 on; ExecInsertIndexTuples
+ *					asks from PG16 on whether only summarizing indexes change.
  *	 primary keys	RelationGetPrimaryKeyIndex asks from PG18 on whether a
  *					deferrable one will do.
  *	 index scans	index_beginscan takes scan instrumentation from PG18 on.
@@ -196,6 +197,20 @@ ds_check_valid_result_rel(ResultRelInfo *rri, CmdType operation)
 	CheckValidResultRel(rri, operation, NIL);
 #else
 	CheckValidResultRel(rri, operation);
+#endif
+}
+
+/*
+ * The index entries of a row that table_multi_insert stored from slot,
+ * into every index of rri, as COPY makes them (no conflict checks).
+ */
+static inline void
+ds_insert_index_tuples(ResultRelInfo *rri, TupleTableSlot *slot, EState *estate)
+{
+#if PG_VERSION_NUM >= 160000
+	list_free(ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL, false));
+#else
+	list_free(ExecInsertIndexTuples(rri, slot, estate, false, false, NULL, NIL));
 #endif
 }
 

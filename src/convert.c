@@ -86,8 +86,13 @@ static Datum
 numeric_to_integer(DsColumn *col, JsonbValue *v, PGFunction conv)
 {
 	Datum		n = NumericGetDatum(v->val.numeric);
-	Datum		t = DirectFunctionCall2(numeric_trunc, n, Int32GetDatum(0));
+	Datum		t;
 
+	/* no digits after the point (JSON's 42): an integer, no truncation needed */
+	if (!numeric_is_nan(v->val.numeric) && !numeric_is_inf(v->val.numeric) &&
+		DatumGetInt32(DirectFunctionCall1(numeric_scale, n)) == 0)
+		return DirectFunctionCall1(conv, n);
+	t = DirectFunctionCall2(numeric_trunc, n, Int32GetDatum(0));
 	if (!DatumGetBool(DirectFunctionCall2(numeric_eq, n, t)))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),

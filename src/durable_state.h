@@ -162,6 +162,7 @@ extern const DsCatalogOids *ds_catalog_oids(void);
 #define DS_TXID_BUCKET_SECS 300
 #define DS_TXID_SUBGENS 16		/* gens per bucket */
 #define DS_TXID_SUBGEN_ROWS 65536	/* txids per gen before the next */
+#define DS_TXID_FRESH_GEN_ROWS 8192	/* txids of a batch that begin a gen */
 #define DS_TXIDS_ATT_STREAM 1	/* before and since 0.6.0 */
 #define DS_TXIDS_ATT_LAST 2
 #define DS_TXIDS_ATT_AT 4

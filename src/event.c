@@ -101,15 +101,14 @@ reject_unknown_member(JsonbContainer *obj, const char *const *allowed,
 }
 
 /*
- * Sets *s and *len to member name of obj, pointing into obj.  Raises
- * ERRCODE_INVALID_PARAMETER_VALUE if it is absent or not a non-empty string.
+ * Sets *s and *len to member name, v (found says whether it is present),
+ * pointing into its object.  Raises ERRCODE_INVALID_PARAMETER_VALUE if it
+ * is absent or not a non-empty string.
  */
 static void
-required_string(JsonbContainer *obj, const char *name, const char **s, int *len)
+required_string(bool found, JsonbValue v, const char *name, const char **s, int *len)
 {
-	JsonbValue	v;
-
-	if (!member(obj, name, &v))
+	if (!found)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("change event has no \"%s\"", name),
@@ -218,6 +217,10 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 	JsonbValue	hv;
 	JsonbValue	tmp;
 	JsonbValue	opv;
+	JsonbValue	typev;
+	JsonbValue	keyv;
+	bool		has_type;
+	bool		has_key;
 	int			known = 0;
 	int			hknown = 1;
 
@@ -231,15 +234,17 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 	ev->root_len = v->val.binary.len;
 
 	/* type and key, if they are strings, name the event in any error below */
-	if (member(root, "type", &tmp) && tmp.type == jbvString && tmp.val.string.len > 0)
+	has_type = member(root, "type", &typev) != NULL;
+	if (has_type && typev.type == jbvString && typev.val.string.len > 0)
 	{
-		ev->type = tmp.val.string.val;
-		ev->type_len = tmp.val.string.len;
+		ev->type = typev.val.string.val;
+		ev->type_len = typev.val.string.len;
 	}
-	if (member(root, "key", &tmp) && tmp.type == jbvString && tmp.val.string.len > 0)
+	has_key = member(root, "key", &keyv) != NULL;
+	if (has_key && keyv.type == jbvString && keyv.val.string.len > 0)
 	{
-		ev->key = tmp.val.string.val;
-		ev->key_len = tmp.val.string.len;
+		ev->key = keyv.val.string.val;
+		ev->key_len = keyv.val.string.len;
 	}
 
 	if ((int64) ev->root_len > (int64) ds_max_event_bytes)
@@ -267,8 +272,8 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 	}
 
 	/* a change event */
-	required_string(root, "type", &ev->type, &ev->type_len);
-	required_string(root, "key", &ev->key, &ev->key_len);
+	required_string(has_type, typev, "type", &ev->type, &ev->type_len);
+	required_string(has_key, keyv, "key", &ev->key, &ev->key_len);
 	known = 3;
 
 	if (!member(headers, "operation", &opv))
@@ -308,7 +313,12 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("%s event has no \"value\"", ds_op_name(ev->op)),
 				 errdetail("Insert, update and upsert events carry the new value; only a delete may omit it.")));
-	if (member(root, "old_value", &ev->old_value))
+	/*
+	 * Members and headers not looked up yet are looked up only while the
+	 * object has members not accounted for: the counts say when every
+	 * other one is absent (each lookup is a binary search).
+	 */
+	if (JsonContainerSize(root) > known && member(root, "old_value", &ev->old_value))
 	{
 		ev->has_old_value = true;
 		known++;
@@ -317,13 +327,15 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 		reject_unknown_member(root, change_members, "change event",
 							  "\"type\", \"key\", \"value\", \"old_value\" and \"headers\"");
 
-	if (optional_string_header(headers, "txid", true, &tmp))
+	if (JsonContainerSize(headers) > hknown &&
+		optional_string_header(headers, "txid", true, &tmp))
 	{
 		hknown++;
 		ev->txid = tmp.val.string.val;
 		ev->txid_len = tmp.val.string.len;
 	}
-	if (optional_string_header(headers, "timestamp", false, &tmp))
+	if (JsonContainerSize(headers) > hknown &&
+		optional_string_header(headers, "timestamp", false, &tmp))
 	{
 		hknown++;
 		if (!ds_parse_rfc3339(tmp.val.string.val, tmp.val.string.len,
@@ -334,9 +346,11 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 							ds_shorten(tmp.val.string.val, tmp.val.string.len)),
 					 errhint("Use a form like \"2025-01-31T12:00:00.000Z\".")));
 	}
-	if (optional_string_header(headers, "offset", false, &tmp))
+	if (JsonContainerSize(headers) > hknown &&
+		optional_string_header(headers, "offset", false, &tmp))
 		hknown++;
-	if (optional_string_header(headers, "from", false, &tmp))
+	if (JsonContainerSize(headers) > hknown &&
+		optional_string_header(headers, "from", false, &tmp))
 		hknown++;
 	if (JsonContainerSize(headers) != hknown)
 		reject_unknown_member(headers, change_headers, "change headers",

@@ -216,7 +216,8 @@ key_bytes(Oid typid, Datum d, const char **data, int *len, char *buf)
 /*
  * Look the key bytes up in the table.  Return its entry; if it is absent,
  * add it when insert is true (the table keeps the data pointer, not a
- * copy) or return NULL.  The table is sized so that it never fills.
+ * copy; the entry is neither known nor existing) or return NULL.  The
+ * table is sized so that it never fills.
  */
 static DsKeyState *
 keytable_find(DsKeyTable *kt, const char *data, int len, bool insert)
@@ -226,20 +227,28 @@ keytable_find(DsKeyTable *kt, const char *data, int len, bool insert)
 
 	for (;;)
 	{
-		DsKeyState *ks = &kt->slots[i];
+		uint64		slot = kt->slots[i];
+		DsKeyState *ks;
 
-		if (ks->data == NULL)
+		if (slot == 0)
 		{
 			if (!insert)
 				return NULL;
+			ks = &kt->entries[kt->n];
+			memset(ks, 0, sizeof(DsKeyState));
 			ks->hash = h;
 			ks->data = data;
 			ks->len = len;
+			kt->slots[i] = ((uint64) h << 32) | (uint32) (kt->n + 1);
 			kt->n++;
 			return ks;
 		}
-		if (ks->hash == h && ks->len == len && memcmp(ks->data, data, len) == 0)
-			return ks;
+		if ((uint32) (slot >> 32) == h)
+		{
+			ks = &kt->entries[(uint32) slot - 1];
+			if (ks->len == len && memcmp(ks->data, data, len) == 0)
+				return ks;
+		}
 		i = (i + 1) & kt->mask;
 	}
 }
@@ -300,7 +309,8 @@ ds_bulk_probe(DsBatch *b, DsCollState *cs)
 	while (size < (uint32) cs->nevents * 2)
 		size <<= 1;
 	kt = palloc(sizeof(DsKeyTable));
-	kt->slots = palloc0(sizeof(DsKeyState) * size);
+	kt->slots = palloc0(sizeof(uint64) * size);
+	kt->entries = palloc(sizeof(DsKeyState) * cs->nevents);
 	kt->mask = size - 1;
 	kt->n = 0;
 	for (int i = 0; i < b->nevents; i++)
@@ -350,11 +360,8 @@ ds_bulk_probe(DsBatch *b, DsCollState *cs)
 	index_rescan(scan, NULL, 0, NULL, 0);
 	fetch = table_index_fetch_begin(cs->rel);
 	slot = table_slot_create(cs->rel, NULL);
-	for (uint32 i = 0; i <= kt->mask; i++)
-	{
-		if (kt->slots[i].data)
-			kt->slots[i].known = true;	/* absent unless found below */
-	}
+	for (int i = 0; i < kt->n; i++)
+		kt->entries[i].known = true;	/* absent unless found below */
 	while ((tid = index_getnext_tid(scan, ForwardScanDirection)) != NULL)
 	{
 		bool		isnull;
@@ -447,7 +454,7 @@ ds_probe_forget(DsBatch *b)
 	{
 		DsKeyTable *kt = b->colls[c].keys;
 
-		for (uint32 i = 0; kt && i <= kt->mask; i++)
-			kt->slots[i].known = false;
+		for (int i = 0; kt && i < kt->n; i++)
+			kt->entries[i].known = false;
 	}
 }

@@ -132,6 +132,11 @@ ds_txid_bucket(TimestampTz t)
  * times DS_TXID_SUBGENS, plus one more for every DS_TXID_SUBGEN_ROWS txids
  * the bucket already had (up to DS_TXID_SUBGENS - 1), so that the part of
  * the index that inserts go to stays small however fast txids come.
+ * A batch of at least DS_TXID_FRESH_GEN_ROWS txids begins a new part
+ * (while the bucket has parts left): its hashes, inserted in order, then
+ * all go to the rightmost leaf of the index, which btree fills without
+ * descending the tree for each (its fastpath), where inserts among an
+ * older part's hashes would each descend to a leaf of their own.
  * Without shared memory, every txid of a bucket is in its first part.
  */
 int32
@@ -151,6 +156,9 @@ ds_txid_gen(TimestampTz at, int n)
 			if ((old >> 32) > bucket)
 				bucket = old >> 32;
 			count = (old >> 32) == bucket ? (old & 0xFFFFFFFF) : 0;
+			/* many txids: a part of their own, begun at a part's start */
+			if (n >= DS_TXID_FRESH_GEN_ROWS && count % DS_TXID_SUBGEN_ROWS != 0)
+				count += DS_TXID_SUBGEN_ROWS - count % DS_TXID_SUBGEN_ROWS;
 			new = (bucket << 32) | Min(count + n, 0xFFFFFFFF);
 			if (pg_atomic_compare_exchange_u64(&ds_shared->txid_gen, &old, new))
 				break;

@@ -286,15 +286,17 @@ ds_cmp_uint32(const void *a, const void *b)
 	return x < y ? -1 : (x > y ? 1 : 0);
 }
 
-/* qsort comparator of int64s, in increasing order. */
-int
-ds_cmp_int64(const void *a, const void *b)
-{
-	int64		x = *(const int64 *) a;
-	int64		y = *(const int64 *) b;
-
-	return x < y ? -1 : (x > y ? 1 : 0);
-}
+/*
+ * ds_sort_int64(int64 *a, size_t n): sorts n int64s in increasing order,
+ * the comparison inlined (a batch's txid hashes: qsort with a comparator
+ * function was 2% of a 100k-txid batch).
+ */
+#define ST_SORT ds_sort_int64
+#define ST_ELEMENT_TYPE int64
+#define ST_COMPARE(a, b) (*(a) < *(b) ? -1 : (*(a) > *(b) ? 1 : 0))
+#define ST_SCOPE
+#define ST_DEFINE
+#include "lib/sort_template.h"
 
 /*
  * Fills bgw for one of the extension's background workers: its function

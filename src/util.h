@@ -123,7 +123,7 @@ extern SPIPlanPtr ds_keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid
 extern ResultRelInfo *ds_result_rel_open(EState *estate, Relation rel, Index rti);
 
 extern int	ds_cmp_uint32(const void *a, const void *b);
-extern int	ds_cmp_int64(const void *a, const void *b);
+extern void ds_sort_int64(int64 *a, size_t n);
 extern void ds_bgworker_fill(BackgroundWorker *bgw, const char *function, const char *name,
 							 int flags, BgWorkerStartTime start, int restart);
 

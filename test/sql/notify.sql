@@ -37,6 +37,37 @@ BEGIN;
 SELECT applied FROM state.apply('{"type": "nt_docs", "key": "e", "value": 5, "headers": {"operation": "upsert", "txid": "nt-rb"}}', 'nt');
 ROLLBACK;
 SELECT state.txid_status('nt-rb') AS rolled_back, state.await_txid('nt-rb', 50) AS awaited;
+-- a batch of many txids: its rows stored in chunks of 1,000
+-- (table_multi_insert), each distinct txid once (every one sent twice, far
+-- apart), all of them found; 9,000 distinct txids (at least 8,192) begin a
+-- gen of their own, which no earlier batch wrote in
+SELECT state.create_collection('nt_many', stream => 'nt_many', mode => 'lenient');
+SELECT applied FROM state.apply((SELECT jsonb_agg(jsonb_build_object('type', 'nt_many', 'key', 'm' || i, 'value', i,
+                                  'headers', jsonb_build_object('operation', 'upsert', 'txid', 'ntm-' || i % 9000)) ORDER BY i)
+                                  FROM generate_series(1, 18000) i), 'nt_many');
+SELECT count(*) AS txid_rows, count(DISTINCT hash) AS distinct_hashes, count(DISTINCT gen) AS gens,
+       count(DISTINCT last_seq) AS batches
+  FROM state._txids WHERE stream_id = (SELECT id FROM state._streams WHERE name = 'nt_many');
+SELECT count(*) AS others_in_its_gen FROM state._txids
+ WHERE gen = (SELECT max(gen) FROM state._txids WHERE stream_id = (SELECT id FROM state._streams WHERE name = 'nt_many'))
+   AND stream_id <> (SELECT id FROM state._streams WHERE name = 'nt_many');
+SELECT count(*) FILTER (WHERE state.txid_status('ntm-' || j) = 'unknown') AS unknown
+  FROM generate_series(0, 8999, 7) j;
+-- a trigger on state._txids: its rows go in one by one, and it fires for each
+CREATE TABLE nt_txid_rows (n integer);
+CREATE FUNCTION nt_count_txid() RETURNS trigger LANGUAGE plpgsql AS
+$$BEGIN INSERT INTO nt_txid_rows VALUES (1); RETURN NEW; END$$;
+CREATE TRIGGER nt_count AFTER INSERT ON state._txids FOR EACH ROW EXECUTE FUNCTION nt_count_txid();
+SELECT applied FROM state.apply((SELECT jsonb_agg(jsonb_build_object('type', 'nt_many', 'key', 't' || i, 'value', i,
+                                  'headers', jsonb_build_object('operation', 'upsert', 'txid', 'ntt-' || i % 1500)) ORDER BY i)
+                                  FROM generate_series(1, 3000) i), 'nt_many');
+SELECT count(*) AS fired FROM nt_txid_rows;
+SELECT count(*) FILTER (WHERE state.txid_status('ntt-' || j) = 'unknown') AS unknown
+  FROM generate_series(0, 1499, 7) j;
+DROP TRIGGER nt_count ON state._txids;
+DROP FUNCTION nt_count_txid();
+DROP TABLE nt_txid_rows;
+SELECT state.drop_collection('nt_many', 'nt_many', drop_table => true);
 -- bad arguments
 SELECT t.expect_error($$SELECT state.await_txid('nt-1', -1)$$);
 SELECT t.expect_error($$SELECT state.await_txid('nt-1', 10, 'durable')$$);

@@ -180,6 +180,7 @@ init_collection(DsBatch *b, DsCollState *cs)
 {
 	EState	   *estate = b->estate;
 	TupleDesc	desc = RelationGetDescr(cs->rel);
+	MemoryContext old;
 
 	/* listed in the estate, so AFTER triggers find it instead of opening it again */
 	cs->rri = ds_result_rel_open(estate, cs->rel, cs->rti);
@@ -189,11 +190,14 @@ init_collection(DsBatch *b, DsCollState *cs)
 	cs->newslot = ExecInitExtraTupleSlot(estate, desc, &TTSOpsVirtual);
 	cs->provided = palloc0(sizeof(bool) * desc->natts);
 	cs->defaults = palloc0(sizeof(ExprState *) * desc->natts);
+	/* the defaults come planned (catalog.c): only their state is built */
+	old = MemoryContextSwitchTo(estate->es_query_cxt);
 	for (int i = 0; i < desc->natts; i++)
 	{
 		if (cs->ri.defaults[i] != NULL)
-			cs->defaults[i] = ExecPrepareExpr(cs->ri.defaults[i], estate);
+			cs->defaults[i] = ExecInitExpr(cs->ri.defaults[i], NULL);
 	}
+	MemoryContextSwitchTo(old);
 
 	InitDirtySnapshot(cs->dirty);
 	cs->scan = ds_index_beginscan(cs->rel, cs->pkrel, &cs->dirty, 1, 0);

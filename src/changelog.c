@@ -424,7 +424,8 @@ ds_log_writer_open(DsLogWriter *w, EState *estate, Relation rel, Index rti,
 	w->rri = ds_result_rel_open(estate, rel, rti);
 	w->slot = ExecInitExtraTupleSlot(estate, RelationGetDescr(rel), &TTSOpsVirtual);
 	/* 0.3.0's and 0.5.0's columns: absent until ALTER EXTENSION UPDATE */
-	w->imgatt = get_attnum(RelationGetRelid(rel), "images");
+	Assert(RelationGetRelid(rel) == ds_catalog_oids()->log);
+	w->imgatt = ds_catalog_oids()->log_att_images;
 	w->stableatt = ds_catalog_oids()->log_att_stable;
 	w->stream_id = stream_id;
 	w->cxt = AllocSetContextCreate(CurrentMemoryContext, "durable_state log images",

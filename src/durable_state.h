@@ -150,6 +150,7 @@ typedef struct DsCatalogOids
 	AttrNumber	streams_att_in_snapshot;
 	AttrNumber	streams_att_updated_at;
 	AttrNumber	log_att_stable; /* state.log.stable_seq, or 0 before 0.5.0 */
+	AttrNumber	log_att_images; /* state.log.images, or 0 before 0.3.0 */
 	AttrNumber	txids_att_xid;	/* state._txids.xid, or 0 before 0.6.0 */
 	Oid			txids_gen_idx;	/* state._txids (gen, hash): a row per txid (0.6.0), else 0 */
 	AttrNumber	txids_att_gen;	/* state._txids.gen and .hash (0.6.0) */
@@ -213,7 +214,7 @@ typedef struct DsRelInfo
 	DsColumn   *versioncol;		/* the version column (not in sorted), or NULL */
 	RegProcedure pk_eqproc;
 	Oid			pk_collation;
-	Expr	  **defaults;		/* column default expressions, by attnum - 1 */
+	Expr	  **defaults;		/* column defaults, planned, by attnum - 1 */
 } DsRelInfo;
 
 extern void ds_relinfo_open(DsRelInfo *ri, DsCollection *coll, LOCKMODE lockmode);

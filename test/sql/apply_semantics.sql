@@ -378,6 +378,21 @@ SELECT pg_temp.sem(jsonb_build_array(t.ev('sem_docs', 'multi4', 'insert', '1'),
 SELECT event->'headers'->>'operation' AS op, event->>'key' AS key, event->'value' AS value
   FROM state.changes('sem', :'before_multi');
 
+-- volatile defaults run per row, in every batch (the defaults are planned
+-- once per table and cached: a sequence or a clock must not be folded)
+CREATE SEQUENCE sem_vol_seq;
+CREATE TABLE sem_vol (id text PRIMARY KEY, n bigint DEFAULT nextval('sem_vol_seq'),
+                      at timestamptz DEFAULT clock_timestamp(), v int);
+SELECT state.create_collection('sem_vol', table_name => 'sem_vol', stream => 'sem');
+SELECT pg_temp.sem(jsonb_build_array(t.ev('sem_vol', 'a', 'insert', '{"v": 1}'), t.ev('sem_vol', 'b', 'insert', '{"v": 2}')));
+SELECT pg_temp.sem(t.ev('sem_vol', 'c', 'insert', '{"v": 3}'));
+SELECT id, n, v FROM sem_vol ORDER BY id;
+SELECT count(DISTINCT at) >= 2 AS clock_not_folded FROM sem_vol;
+-- a default changed by ALTER TABLE applies to the next batch
+ALTER TABLE sem_vol ALTER COLUMN n SET DEFAULT -1;
+SELECT pg_temp.sem(t.ev('sem_vol', 'd', 'insert', '{"v": 4}'));
+SELECT id, n, v FROM sem_vol WHERE id = 'd';
+
 -- ---------------------------------------------------------------------------
 -- clean up
 -- ---------------------------------------------------------------------------
@@ -392,3 +407,4 @@ END
 $$;
 DROP TABLE sem_trg_audit;
 DROP FUNCTION sem_trg_before(), sem_trg_after();
+DROP SEQUENCE sem_vol_seq;

@@ -446,44 +446,6 @@ js_plan_schema(JsonSchema *s)
  * ---------------------------------------------------------------------
  */
 
-/*
- * Fill *out with a container entry whose data (len bytes) starts at offset
- * from base: a scalar as itself, a container as jbvBinary.
- */
-static inline void
-ip_entry(JEntry entry, const char *base, uint32 offset, uint32 len,
-		 JsonbValue *out)
-{
-	switch (entry & JENTRY_TYPEMASK)
-	{
-		case JENTRY_ISSTRING:
-			out->type = jbvString;
-			out->val.string.val = (char *) base + offset;
-			out->val.string.len = len;
-			break;
-		case JENTRY_ISNUMERIC:
-			out->type = jbvNumeric;
-			out->val.numeric = (Numeric) (base + INTALIGN(offset));
-			break;
-		case JENTRY_ISBOOL_TRUE:
-			out->type = jbvBool;
-			out->val.boolean = true;
-			break;
-		case JENTRY_ISBOOL_FALSE:
-			out->type = jbvBool;
-			out->val.boolean = false;
-			break;
-		case JENTRY_ISNULL:
-			out->type = jbvNull;
-			break;
-		default:
-			out->type = jbvBinary;
-			out->val.binary.data = (JsonbContainer *) (base + INTALIGN(offset));
-			out->val.binary.len = len - (INTALIGN(offset) - offset);
-			break;
-	}
-}
-
 /* Does object container c have a member named key (keylen bytes)? */
 static bool
 ip_has_key(JsonbContainer *c, const char *key, int keylen)
@@ -635,7 +597,7 @@ ip_unique(JsIpCtx *ctx, JsonbContainer *c, uint32 n)
 		uint32		start = offset;
 
 		JBE_ADVANCE_OFFSET(offset, c->children[i]);
-		ip_entry(c->children[i], base, start, offset - start, &buf[i]);
+		js_entry_value(c->children[i], base, start, offset - start, &buf[i]);
 		if (buf[i].type == jbvBinary)
 		{
 			ctx->unsure = true;
@@ -861,7 +823,7 @@ ip_array_post(JsIpCtx *ctx, JsPlan *p, JsonbContainer *c)
 				break;
 			if (ip_quick(ctx, sub, c->children[i], base, start, offset - start))
 				continue;
-			ip_entry(c->children[i], base, start, offset - start, &v);
+			js_entry_value(c->children[i], base, start, offset - start, &v);
 			if (!ip_node(ctx, sub, &v))
 				return false;
 		}
@@ -876,7 +838,7 @@ ip_array_post(JsIpCtx *ctx, JsPlan *p, JsonbContainer *c)
 			uint32		start = offset;
 
 			JBE_ADVANCE_OFFSET(offset, c->children[i]);
-			ip_entry(c->children[i], base, start, offset - start, &v);
+			js_entry_value(c->children[i], base, start, offset - start, &v);
 			if (ip_node(ctx, k->u.contains.sub, &v) &&
 				++matches >= k->u.contains.min && k->u.contains.max < 0)
 				break;
@@ -949,7 +911,7 @@ ip_members_of(JsIpCtx *ctx, JsonbContainer *c, uint32 n, uint32 values,
 		if (subs[i] == NULL || (!ok && !named[i]) ||
 			ip_quick(ctx, subs[i], c->children[n + i], base, vstart, voff - vstart))
 			continue;
-		ip_entry(c->children[n + i], base, vstart, voff - vstart, &v);
+		js_entry_value(c->children[n + i], base, vstart, voff - vstart, &v);
 		if (!ip_node(ctx, subs[i], &v))
 		{
 			if (named[i])
@@ -1034,7 +996,7 @@ ip_members(JsIpCtx *ctx, JsPlan *p, JsonbContainer *c, uint64 hit)
 			{
 				JsonbValue	v;
 
-				ip_entry(c->children[n + i], base, getJsonbOffset(c, n + i),
+				js_entry_value(c->children[n + i], base, getJsonbOffset(c, n + i),
 						 getJsonbLength(c, n + i), &v);
 				pats_ok = ip_node(ctx, p->pats[pj].node, &v);
 			}

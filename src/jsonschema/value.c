@@ -53,33 +53,9 @@ static inline void
 expand_entry(JEntry entry, const char *base, uint32 offset, uint32 len,
 			 JsonbValue *out, bool scratch)
 {
-	switch (entry & JENTRY_TYPEMASK)
-	{
-		case JENTRY_ISSTRING:
-			out->type = jbvString;
-			out->val.string.val = (char *) base + offset;
-			out->val.string.len = len;
-			break;
-		case JENTRY_ISNUMERIC:
-			out->type = jbvNumeric;
-			out->val.numeric = (Numeric) (base + INTALIGN(offset));
-			break;
-		case JENTRY_ISBOOL_TRUE:
-			out->type = jbvBool;
-			out->val.boolean = true;
-			break;
-		case JENTRY_ISBOOL_FALSE:
-			out->type = jbvBool;
-			out->val.boolean = false;
-			break;
-		case JENTRY_ISNULL:
-			out->type = jbvNull;
-			break;
-		default:
-			Assert((entry & JENTRY_TYPEMASK) == JENTRY_ISCONTAINER);
-			expand_into((JsonbContainer *) (base + INTALIGN(offset)), out, scratch);
-			break;
-	}
+	js_entry_value(entry, base, offset, len, out);
+	if (out->type == jbvBinary)
+		expand_into(out->val.binary.data, out, scratch);
 }
 
 /*

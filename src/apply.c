@@ -506,12 +506,11 @@ apply_control(DsBatch *b, DsEvent *ev)
 }
 
 /*
- * Inserts a row of state._txids into b's result relation with slot: the
- * n columns attnums of values, the others null.
+ * Stores a row of state._txids in slot: the n columns attnums of values,
+ * the others null.
  */
 static void
-insert_txid_row(DsBatch *b, TupleTableSlot *slot, const AttrNumber *attnums,
-				const Datum *values, int n)
+fill_txid_slot(TupleTableSlot *slot, const AttrNumber *attnums, const Datum *values, int n)
 {
 	ExecClearTuple(slot);
 	for (int a = 0; a < slot->tts_tupleDescriptor->natts; a++)
@@ -522,7 +521,6 @@ insert_txid_row(DsBatch *b, TupleTableSlot *slot, const AttrNumber *attnums,
 		slot->tts_isnull[attnums[i] - 1] = false;
 	}
 	ExecStoreVirtualTuple(slot);
-	ExecSimpleRelationInsert(b->txidrri, b->estate, slot);
 }
 
 /* rows of state._txids stored by one table_multi_insert call */
@@ -574,7 +572,6 @@ static void
 insert_txid_rows(DsBatch *b, const AttrNumber *attnums, Datum *values,
 				 const int64 *hashes, int n)
 {
-	TupleDesc	desc = RelationGetDescr(b->txidrel);
 	bool		multi = txids_multi_insert_ok(b);
 	TupleTableSlot *one = NULL;
 	TupleTableSlot **slots = NULL;
@@ -589,7 +586,7 @@ insert_txid_rows(DsBatch *b, const AttrNumber *attnums, Datum *values,
 		bistate = GetBulkInsertState();
 	}
 	else
-		one = ExecInitExtraTupleSlot(b->estate, desc, &TTSOpsVirtual);
+		one = ExecInitExtraTupleSlot(b->estate, RelationGetDescr(b->txidrel), &TTSOpsVirtual);
 	for (int i = 0; i < n; i++)
 	{
 		TupleTableSlot *slot = multi ? slots[k] : one;
@@ -597,15 +594,7 @@ insert_txid_rows(DsBatch *b, const AttrNumber *attnums, Datum *values,
 		if (i > 0 && hashes[i] == hashes[i - 1])
 			continue;
 		values[5] = Int64GetDatum(hashes[i]);
-		ExecClearTuple(slot);
-		for (int a = 0; a < desc->natts; a++)
-			slot->tts_isnull[a] = true;
-		for (int c = 0; c < 6; c++)
-		{
-			slot->tts_values[attnums[c] - 1] = values[c];
-			slot->tts_isnull[attnums[c] - 1] = false;
-		}
-		ExecStoreVirtualTuple(slot);
+		fill_txid_slot(slot, attnums, values, 6);
 		if (!multi)
 			ExecSimpleRelationInsert(b->txidrri, b->estate, slot);
 		else if (++k == DS_TXID_CHUNK)
@@ -685,7 +674,8 @@ record_txids(DsBatch *b, int64 last)
 		/* the hashes column, third before 0.6.0 */
 		values[3] = PointerGetDatum(construct_array(elems, n, INT8OID, sizeof(int64),
 													FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
-		insert_txid_row(b, slot, attnums, values, 4);
+		fill_txid_slot(slot, attnums, values, 4);
+		ExecSimpleRelationInsert(b->txidrri, b->estate, slot);
 		ExecClearTuple(slot);
 	}
 }

@@ -502,25 +502,8 @@ ip_number(JsPlan *p, const JsonbValue *inst, const JsNumView *view,
 			js_num_view_cmp(view, &b->view) :
 			js_num_cmp(inst->val.numeric, b->num);
 
-		switch (b->kind)
-		{
-			case KW_MAXIMUM:
-				if (c > 0)
-					return false;
-				break;
-			case KW_EXMAXIMUM:
-				if (c >= 0)
-					return false;
-				break;
-			case KW_MINIMUM:
-				if (c < 0)
-					return false;
-				break;
-			default:
-				if (c <= 0)
-					return false;
-				break;
-		}
+		if (!js_bound_holds(b->kind, c))
+			return false;
 	}
 	return true;
 }
@@ -529,21 +512,8 @@ ip_number(JsPlan *p, const JsonbValue *inst, const JsNumView *view,
 static bool
 ip_string(JsIpCtx *ctx, JsPlan *p, const JsonbValue *inst)
 {
-	const char *s = inst->val.string.val;
-	int			len = inst->val.string.len;
-
-	/* a character takes 1 to enc_max bytes: count them only if in doubt */
-	if (p->maxlen >= 0 && len > p->maxlen &&
-		pg_mbstrlen_with_len(s, len) > p->maxlen)
-		return false;
-	if (p->minlen > 0 && len < p->minlen * ctx->enc_max &&
-		pg_mbstrlen_with_len(s, len) < p->minlen)
-		return false;
-	if (p->re && !js_regex_match(p->re, s, len))
-		return false;
-	return p->format == NULL ||
-		!(ctx->assert_formats || p->format->u.format.assert) ||
-		js_check_format(p->format->u.format.name, s, len);
+	return js_string_holds(p->maxlen, p->minlen, p->re, p->format, ctx->assert_formats,
+						   ctx->enc_max, inst->val.string.val, inst->val.string.len);
 }
 
 /* "enum" and "const" on inst; containers need the general evaluator */
@@ -741,25 +711,8 @@ ip_quick_integer(JsPlan *p, Numeric n)
 	{
 		int64		b = p->bounds[i].ival;
 
-		switch (p->bounds[i].kind)
-		{
-			case KW_MAXIMUM:
-				if (ival > b)
-					return false;
-				break;
-			case KW_EXMAXIMUM:
-				if (ival >= b)
-					return false;
-				break;
-			case KW_MINIMUM:
-				if (ival < b)
-					return false;
-				break;
-			default:
-				if (ival <= b)
-					return false;
-				break;
-		}
+		if (!js_bound_holds(p->bounds[i].kind, (ival > b) - (ival < b)))
+			return false;
 	}
 	return true;
 }

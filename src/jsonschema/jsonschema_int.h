@@ -28,6 +28,7 @@
 
 #include "postgres.h"
 
+#include "mb/pg_wchar.h"
 #include "nodes/pg_list.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
@@ -564,6 +565,48 @@ extern JsAnchor *js_find_anchor(JsResource *res, const char *name,
 
 /* format.c: the "format" assertions */
 extern bool js_check_format(const char *format, const char *s, int len);
+
+/*
+ * Whether a number that compares c (<0, 0, >0) with the bound of kind
+ * (KW_MAXIMUM, KW_EXMAXIMUM, KW_MINIMUM, KW_EXMINIMUM) satisfies it.
+ */
+static inline bool
+js_bound_holds(JsKwKind kind, int c)
+{
+	switch (kind)
+	{
+		case KW_MAXIMUM:
+			return c <= 0;
+		case KW_EXMAXIMUM:
+			return c < 0;
+		case KW_MINIMUM:
+			return c >= 0;
+		default:
+			Assert(kind == KW_EXMINIMUM);
+			return c > 0;
+	}
+}
+
+/*
+ * The string keywords on s (len bytes): maxLength and minLength (-1 and
+ * 0: absent; characters are counted only when the byte length leaves it
+ * in doubt, enc_max being the encoding's longest character), pattern re
+ * and format (NULL: absent; asserted if assert_formats or the keyword
+ * always asserts).
+ */
+static inline bool
+js_string_holds(int maxlen, int minlen, JsRegex *re, JsKw *format, bool assert_formats,
+				int enc_max, const char *s, int len)
+{
+	if (maxlen >= 0 && len > maxlen && pg_mbstrlen_with_len(s, len) > maxlen)
+		return false;
+	if (minlen > 0 && len < minlen * enc_max && pg_mbstrlen_with_len(s, len) < minlen)
+		return false;
+	if (re && !js_regex_match(re, s, len))
+		return false;
+	return format == NULL || !(assert_formats || format->u.format.assert) ||
+		js_check_format(format->u.format.name, s, len);
+}
 
 /* format_net.c: IP addresses, host names, e-mail addresses */
 extern bool js_valid_ipv4(const char *s, int len);

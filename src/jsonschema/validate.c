@@ -5,8 +5,9 @@
  *
  * When only validity is asked, inplace.c answers for most schemas without
  * expanding anything (ds_schema_validate tries it first).  Here the value
- * is expanded into an in-memory tree and the compiled graph is walked: eval_node evaluates a node's keywords in order, eval_kw
- * dispatches one keyword, and every keyword too large for the switch has
+ * is expanded into an in-memory tree and the compiled graph is walked:
+ * eval_node evaluates a node's keywords in order, eval_kw dispatches one
+ * keyword, and every keyword too large for the switch has
  * its own eval_* function (the shape of PostgreSQL's execExprInterp.c).
  * Annotations needed by unevaluatedProperties/Items are collected only
  * when the schema uses those keywords.
@@ -328,20 +329,9 @@ eval_leaf(JsCtx *ctx, JsLeaf *l, JsonbValue *inst)
 	switch (kind)
 	{
 		case DS_JSON_STRING:
-			if (l->maxlen >= 0 && inst->val.string.len > l->maxlen &&
-				json_length(inst) > l->maxlen)
-				return false;
-			if (l->minlen > 0 &&
-				inst->val.string.len < l->minlen * pg_database_encoding_max_length() &&
-				json_length(inst) < l->minlen)
-				return false;
-			if (l->re &&
-				!js_regex_match(l->re, inst->val.string.val, inst->val.string.len))
-				return false;
-			return l->format == NULL ||
-				!(ctx->assert_formats || l->format->u.format.assert) ||
-				js_check_format(l->format->u.format.name, inst->val.string.val,
-								inst->val.string.len);
+			return js_string_holds(l->maxlen, l->minlen, l->re, l->format, ctx->assert_formats,
+								   pg_database_encoding_max_length(),
+								   inst->val.string.val, inst->val.string.len);
 		case DS_JSON_NUMBER:
 			return (l->max == NULL || js_num_cmp(inst->val.numeric, l->max) <= 0) &&
 				(l->exmax == NULL || js_num_cmp(inst->val.numeric, l->exmax) < 0) &&
@@ -481,30 +471,25 @@ static bool
 eval_bound(JsCtx *ctx, JsKw *k, JsonbValue *inst)
 {
 	int			c = js_num_cmp(inst->val.numeric, k->u.num);
-	bool		ok;
 	const char *op;
 
+	if (js_bound_holds(k->kind, c))
+		return true;
 	switch (k->kind)
 	{
 		case KW_MAXIMUM:
-			ok = c <= 0;
 			op = "less than or equal to";
 			break;
 		case KW_EXMAXIMUM:
-			ok = c < 0;
 			op = "less than";
 			break;
 		case KW_MINIMUM:
-			ok = c >= 0;
 			op = "greater than or equal to";
 			break;
 		default:
-			ok = c > 0;
 			op = "greater than";
 			break;
 	}
-	if (ok)
-		return true;
 	report(ctx, k->name, "%s is not %s %s",
 		   numeric_normalize(inst->val.numeric), op,
 		   numeric_normalize(k->u.num));

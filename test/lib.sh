@@ -554,3 +554,27 @@ is() {
 check() {
     if (($2 == 0)); then ok "$1"; else not_ok "$1${3:+ ($3)}"; fi
 }
+
+# ds_start_standby DATA PORT NAME SOCKDIR: configures and starts (as the
+# cluster's owner, log in DATA.log) a standby made by pg_basebackup -R, with
+# the extension preloaded; exits the test if it does not start.  The copied
+# postgresql.auto.conf has the primary's port and socket dir: later lines
+# win.  Unix socket only (in SOCKDIR), so no TCP port can clash.  NAME is its
+# cluster_name, which is its application_name on the primary.
+ds_start_standby() {
+    ds_as_owner tee -a "$1/postgresql.auto.conf" >/dev/null <<EOF
+# standby started by test/lib.sh's ds_start_standby
+port = $2
+listen_addresses = ''
+unix_socket_directories = '$4'
+shared_preload_libraries = 'durable_state'
+hot_standby = on
+cluster_name = '$3'
+EOF
+    if ds_as_owner "$DS_PGBIN/pg_ctl" -D "$1" -l "$1.log" -w -t 60 start >/dev/null 2>&1 7>&- 8>&-; then
+        ok "standby $3 started (port $2, socket in $4)"
+    else
+        not_ok "standby $3 did not start: $(tail -n 5 "$1.log" 2>/dev/null)"
+        exit 1
+    fi
+}

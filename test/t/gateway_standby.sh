@@ -58,21 +58,7 @@ else
     not_ok "pg_basebackup -R of the primary: $(tail -n 3 "$SB_DIR/basebackup.log")"
     exit 1
 fi
-ds_as_owner tee -a "$SB_DATA/postgresql.auto.conf" >/dev/null <<EOF
-# standby of test/t/gateway_standby.sh
-port = $SB_PORT
-listen_addresses = ''
-unix_socket_directories = '$SB_DIR'
-shared_preload_libraries = 'durable_state'
-hot_standby = on
-cluster_name = 'ds_gateway_standby'
-EOF
-if pg_owner -D "$SB_DATA" -l "$SB_DIR/standby.log" -w -t 60 start >/dev/null 2>&1; then
-    ok "standby started (port $SB_PORT, socket in $SB_DIR)"
-else
-    not_ok "standby did not start: $(tail -n 5 "$SB_DIR/standby.log" 2>/dev/null)"
-    exit 1
-fi
+ds_start_standby "$SB_DATA" "$SB_PORT" ds_gateway_standby "$SB_DIR"
 streaming() {
     [[ $(PA -c "SELECT state FROM pg_stat_replication WHERE application_name = 'ds_gateway_standby'" 2>/dev/null) == streaming ]]
 }

@@ -288,27 +288,6 @@ else
     not_ok "pg_basebackup -R of the primary: $(tail -n 3 "$WORK/basebackup.log")"
     exit 1
 fi
-# start_standby DATA PORT NAME: configures and starts a standby made by
-# pg_basebackup -R.  The copied postgresql.auto.conf has the primary's port
-# and socket dir: later lines win.  Unix socket only, so no TCP port can
-# clash.  Its cluster_name is its application_name on the primary.
-start_standby() {
-    ds_as_owner tee -a "$1/postgresql.auto.conf" >/dev/null <<EOF
-# standby of test/t/replica.sh
-port = $2
-listen_addresses = ''
-unix_socket_directories = '$SB_DIR'
-shared_preload_libraries = 'durable_state'
-hot_standby = on
-cluster_name = '$3'
-EOF
-    if pg_owner -D "$1" -l "$1.log" -w -t 60 start >/dev/null 2>&1; then
-        ok "standby $3 started (port $2, socket in $SB_DIR)"
-    else
-        not_ok "standby $3 did not start: $(tail -n 5 "$1.log" 2>/dev/null)"
-        exit 1
-    fi
-}
 free_port() {
     local port=$1
     while ds_port_in_use "$port" || [[ -e /tmp/.s.PGSQL.$port || -e $SB_DIR/.s.PGSQL.$port ]]; do
@@ -316,7 +295,7 @@ free_port() {
     done
     echo "$port"
 }
-start_standby "$SB_DATA" "$SB_PORT" ds_replica_standby
+ds_start_standby "$SB_DATA" "$SB_PORT" ds_replica_standby "$SB_DIR"
 is "standby is in recovery" "$(S -c 'SELECT pg_is_in_recovery()' 2>&1)" t
 streaming() {
     [[ $(PA -c "SELECT state FROM pg_stat_replication WHERE application_name = 'ds_replica_standby'" 2>/dev/null) == streaming ]]
@@ -518,7 +497,7 @@ check "state.standbys showed the backup's walsenders, not counted, with standbys
 # 2a. Two standbys, one paused: ANY 1 confirms, all / FIRST / ANY 2 do not
 # ---------------------------------------------------------------------------
 need_primary "2a"
-start_standby "$SB2_DATA" "$SB2_PORT" ds_replica_standby2
+ds_start_standby "$SB2_DATA" "$SB2_PORT" ds_replica_standby2 "$SB_DIR"
 both_count() {
     PA -c 'SELECT txid_current()' >/dev/null 2>&1
     [[ $(sstandbys "application_name, counts") == "ds_replica_standby|t ds_replica_standby2|t" ]]

@@ -372,6 +372,7 @@ class Subscription extends EventEmitter {
     this.notifications = 0;
     this._reading = null;
     this._again = false;
+    this._held = [];
     this._readyOnce = false;
     this._connecting = null;
   }
@@ -460,8 +461,12 @@ class Subscription extends EventEmitter {
         if (this.onMessage) Promise.resolve().then(() => this.onMessage(msg)).catch((e) => this.emit('error', e));
       };
       // after the changes whose notifications came before it: a message
-      // published after a write reaches handlers after that write
-      if (this._reading) this._reading.then(deliver, deliver);
+      // published after a write reaches handlers after that write.  While a
+      // read runs, it is held until the page being read is delivered, not
+      // until the whole catch-up ends: Postgres sends a notification before
+      // the result of any query that could see a commit made after it, so
+      // later pages may hold writes made after the message.
+      if (this._reading) this._held.push(deliver);
       else deliver();
       return;
     }
@@ -482,9 +487,17 @@ class Subscription extends EventEmitter {
         } while (this._again && !this.closed);
       } finally {
         this._reading = null;
+        this._releaseHeld();
       }
     })();
     return this._reading;
+  }
+
+  /* Delivers the messages held while a page was being read, in order. */
+  _releaseHeld() {
+    const held = this._held;
+    this._held = [];
+    for (const deliver of held) deliver();
   }
 
   async _readAll() {
@@ -501,10 +514,13 @@ class Subscription extends EventEmitter {
         }
         throw err;
       }
-      if (page.events.length === 0) return;
-      if (this.onEvents) await this.onEvents(page.events, page.offset);
-      this.emit('events', page.events, page.offset);
-      this.lastOffset = page.offset;
+      if (page.events.length > 0) {
+        if (this.onEvents) await this.onEvents(page.events, page.offset);
+        this.emit('events', page.events, page.offset);
+        this.lastOffset = page.offset;
+      }
+      // messages that came with this page go before the next page's writes
+      this._releaseHeld();
       if (page.events.length < this.pageSize) return;
     }
   }

@@ -274,6 +274,7 @@ cache_load(void)
 		oids.txids_att_hash = get_attnum(oids.txids, "hash");
 		oids.txids_gen_idx = get_relname_relid("_txids_gen_hash_idx", get_rel_namespace(oids.txids));
 		oids.streams_att_id = get_attnum(oids.streams, "id");
+		oids.streams_att_name = get_attnum(oids.streams, "name");
 		oids.streams_att_tail = get_attnum(oids.streams, "tail");
 		oids.streams_att_retained_from = get_attnum(oids.streams, "retained_from");
 		oids.streams_att_source_offset = get_attnum(oids.streams, "source_offset");

@@ -162,16 +162,100 @@ ds_lock_key(PG_FUNCTION_ARGS)
 }
 
 /*
+ * Where this backend last found the rows of the streams it writes: a
+ * stream's row is rewritten only by batches that need the whole stream, so
+ * an ordinary batch usually finds it where the last one did, by its TID,
+ * without a descent of the name index.  A hint only: the version there
+ * counts if it is visible to the batch's snapshot and has the name (a
+ * visible row with the name is the stream's row, the name being unique);
+ * anything else (moved, vacuumed away and reused, another catalog) falls
+ * back to the index and replaces the entry.  Entries are reused round
+ * robin.
+ */
+#define DS_STREAM_TIDS 16
+
+typedef struct StreamTid
+{
+	Oid			rel;			/* state._streams it was found in */
+	ItemPointerData tid;
+	char		name[NAMEDATALEN];	/* empty: unused */
+} StreamTid;
+
+static StreamTid stream_tids[DS_STREAM_TIDS];
+static int	stream_tids_next = 0;
+
+/* The entry of name (of at most NAMEDATALEN - 1 bytes), or NULL. */
+static StreamTid *
+stream_tid_entry(Oid rel, const char *name)
+{
+	for (int i = 0; i < DS_STREAM_TIDS; i++)
+		if (stream_tids[i].rel == rel && strcmp(stream_tids[i].name, name) == 0)
+			return &stream_tids[i];
+	return NULL;
+}
+
+/* Remembers that stream name's row is at tid (names too long are not kept). */
+static void
+stream_tid_remember(Oid rel, const char *name, ItemPointer tid)
+{
+	StreamTid  *e;
+
+	if (strlen(name) >= NAMEDATALEN)
+		return;
+	e = stream_tid_entry(rel, name);
+	if (e == NULL)
+	{
+		e = &stream_tids[stream_tids_next];
+		stream_tids_next = (stream_tids_next + 1) % DS_STREAM_TIDS;
+		e->rel = rel;
+		strlcpy(e->name, name, NAMEDATALEN);
+	}
+	e->tid = *tid;
+}
+
+/*
+ * Whether the row version at the remembered TID of stream name is its row
+ * as the active snapshot sees it; if so it is in slot.
+ */
+static bool
+stream_row_at_tid(Relation rel, const char *name, TupleTableSlot *slot)
+{
+	StreamTid  *e = strlen(name) < NAMEDATALEN ?
+		stream_tid_entry(RelationGetRelid(rel), name) : NULL;
+	ItemPointerData tid;
+	bool		isnull;
+	Datum		d;
+	text	   *stored;
+
+	if (e == NULL)
+		return false;
+	tid = e->tid;
+	if (!table_tuple_fetch_row_version(rel, &tid, GetActiveSnapshot(), slot))
+		return false;
+	d = slot_getattr(slot, ds_catalog_oids()->streams_att_name, &isnull);
+	if (isnull)
+		return false;
+	stored = DatumGetTextPP(d);
+	return VARSIZE_ANY_EXHDR(stored) == strlen(name) &&
+		memcmp(VARDATA_ANY(stored), name, strlen(name)) == 0;
+}
+
+/*
  * Finds stream name's row with the statement's snapshot as of now (an
- * earlier batch of this very statement may have rewritten it) into slot.
+ * earlier batch of this very statement may have rewritten it) into slot:
+ * at its remembered TID, else through the name index.
  */
 static bool
 find_stream_row(Relation rel, const char *name, TupleTableSlot *slot)
 {
-	Relation	idx = index_open(ds_catalog_oids()->streams_name_idx, AccessShareLock);
+	Relation	idx;
 	ScanKeyData key;
 	IndexScanDesc scan;
 	bool		found;
+
+	if (stream_row_at_tid(rel, name, slot))
+		return true;
+	idx = index_open(ds_catalog_oids()->streams_name_idx, AccessShareLock);
 
 	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_TEXTEQ, CStringGetTextDatum(name));
 	key.sk_collation = idx->rd_indcollation[0];
@@ -180,6 +264,8 @@ find_stream_row(Relation rel, const char *name, TupleTableSlot *slot)
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
 	index_endscan(scan);
 	index_close(idx, AccessShareLock);
+	if (found)
+		stream_tid_remember(RelationGetRelid(rel), name, &slot->tts_tid);
 	return found;
 }
 

@@ -144,6 +144,7 @@ typedef struct DsCatalogOids
 	Oid			txids;
 	Oid			expiry;
 	AttrNumber	streams_att_id;
+	AttrNumber	streams_att_name;
 	AttrNumber	streams_att_tail;
 	AttrNumber	streams_att_retained_from;
 	AttrNumber	streams_att_source_offset;

@@ -106,3 +106,23 @@ SELECT state.alter_collection('kv_typing', 'kv', default_ttl => '2 hours');
 SELECT state.alter_collection('kv_typing', 'kv', mode => 'lenient');
 SELECT default_ttl, has_ttl FROM state._collections WHERE name = 'kv_typing';
 SELECT t.expect_error($$SELECT state.alter_collection('kv_typing', 'kv', default_ttl => '-1 h')$$);
+
+-- a session finds a stream's row where it last saw it; when the row moved
+-- (rewritten by a batch that sets source_offset, by an UPDATE, by VACUUM
+-- FULL, which may put another stream's row there), the current row counts
+SELECT state.create_collection('kv_tid_a', stream => 'kv_tid_a', mode => 'lenient');
+SELECT state.create_collection('kv_tid_b', stream => 'kv_tid_b', mode => 'lenient');
+SELECT state.put('kv_tid_a', 'x', '1', stream => 'kv_tid_a') AS a1,
+       state.put('kv_tid_b', 'x', '1', stream => 'kv_tid_b') AS b1;
+SELECT applied FROM state.apply(jsonb_build_array(t.ev('kv_tid_a', 'y', 'upsert', '2')), 'kv_tid_a', 'src-1');
+SELECT state.put('kv_tid_a', 'x', '3', stream => 'kv_tid_a') AS a3;
+UPDATE state._streams SET updated_at = updated_at WHERE name IN ('kv_tid_a', 'kv_tid_b');
+SELECT state.put('kv_tid_b', 'x', '2', stream => 'kv_tid_b') AS b2;
+VACUUM FULL state._streams;
+SELECT state.put('kv_tid_b', 'x', '3', stream => 'kv_tid_b') AS b3,
+       state.put('kv_tid_a', 'x', '4', stream => 'kv_tid_a') AS a4;
+SELECT stream, tail, source_offset FROM state.streams WHERE stream LIKE 'kv_tid_%' ORDER BY stream;
+SELECT "offset", event->>'type' AS type, event->>'key' AS key, event->'value' AS value
+  FROM state.changes('kv_tid_a') ORDER BY "offset";
+SELECT "offset", event->>'type' AS type, event->>'key' AS key, event->'value' AS value
+  FROM state.changes('kv_tid_b') ORDER BY "offset";

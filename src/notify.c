@@ -30,6 +30,7 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 
 #include "durable_state.h"
 #include "shmem.h"
@@ -467,9 +468,38 @@ ds_notify_init(void)
  * ------------------------------------------------------------------------ */
 
 /*
+ * The offset a message published now follows in stream_id: the stream's
+ * stable tail as of now (every batch at or below it had ended) or, if
+ * higher, the last offset this transaction wrote to the stream.  A
+ * subscriber delivers the message after the events up to it and before
+ * the ones after it, whatever its reads and the notification's arrival
+ * interleave.
+ */
+static int64
+publish_after(int32 stream_id)
+{
+	int64		newest;
+	TransactionId blocker;
+	int64		after;
+	ListCell   *lc;
+
+	PushActiveSnapshot(GetLatestSnapshot());
+	after = ds_stable_tail(stream_id, GetActiveSnapshot(), &newest, &blocker);
+	PopActiveSnapshot();
+	foreach(lc, txn_notes)
+	{
+		DsTxnNote  *note = lfirst(lc);
+
+		if (note->stream_id == stream_id)
+			after = Max(after, note->notice.to);
+	}
+	return after;
+}
+
+/*
  * Sends message (NULL: JSON null) on topic to the subscribers of stream, as
  * a NOTIFY on the stream's channel queued in the current transaction, so it
- * is delivered at commit.  Raises ERRCODE_NULL_VALUE_NOT_ALLOWED for a null
+ * is delivered at commit, with the offset it follows (publish_after).  Raises ERRCODE_NULL_VALUE_NOT_ALLOWED for a null
  * topic or stream, ERRCODE_INVALID_PARAMETER_VALUE for an empty topic,
  * ERRCODE_UNDEFINED_OBJECT for an unknown stream, and
  * ERRCODE_PROGRAM_LIMIT_EXCEEDED if the notification would be 8000 bytes
@@ -483,6 +513,7 @@ ds_publish(PG_FUNCTION_ARGS)
 	text	   *topic;
 	Jsonb	   *message;
 	char	   *stream;
+	int64		after;
 	StringInfoData buf;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
@@ -495,7 +526,7 @@ ds_publish(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("topic must be a non-empty string")));
-	ds_catalog_stream(stream, false);	/* the stream must exist */
+	after = publish_after(ds_catalog_stream(stream, false)->id);	/* it must exist */
 	message = PG_ARGISNULL(1) ? NULL : PG_GETARG_JSONB_P(1);
 
 	initStringInfo(&buf);
@@ -508,7 +539,7 @@ ds_publish(PG_FUNCTION_ARGS)
 		(void) JsonbToCString(&buf, &message->root, VARSIZE(message));
 	else
 		appendStringInfoString(&buf, "null");
-	appendStringInfoChar(&buf, '}');
+	appendStringInfo(&buf, ",\"after\":\"%s\"}", ds_format_offset(after));
 	if (buf.len >= 8000)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),

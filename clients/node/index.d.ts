@@ -51,6 +51,8 @@ export interface ApplyResult {
 
 export interface Page {
   events: StateEvent[];
+  /** Each event's offset (changes() only). */
+  offsets?: string[];
   /** The offset of the last event (or since, if none). */
   offset: string;
 }

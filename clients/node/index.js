@@ -286,7 +286,8 @@ class DurableState {
       : await client.query('SELECT "offset", event FROM state.changes($1, $2, $3)',
         [this._stream(opts), since, opts.maxEvents ?? 1000]);
     const events = r.rows.map((row) => row.event);
-    return { events, offset: r.rows.length ? r.rows[r.rows.length - 1].offset : since };
+    const offsets = r.rows.map((row) => row.offset);
+    return { events, offsets, offset: r.rows.length ? offsets[offsets.length - 1] : since };
   }
 
   /**
@@ -372,7 +373,9 @@ class Subscription extends EventEmitter {
     this.notifications = 0;
     this._reading = null;
     this._again = false;
+    // messages not yet delivered, in arrival order: {after, reads, deliver}
     this._held = [];
+    this._reads = 0; // log reads issued so far (LISTEN mode)
     this._readyOnce = false;
     this._connecting = null;
   }
@@ -422,9 +425,7 @@ class Subscription extends EventEmitter {
       throw err;
     }
     if (this.closed || page.events.length === 0) return page;
-    if (this.onEvents) await this.onEvents(page.events, page.offset);
-    this.emit('events', page.events, page.offset);
-    this.lastOffset = page.offset;
+    await this._emitEvents(page.events, page.offset);
     return page;
   }
 
@@ -458,16 +459,30 @@ class Subscription extends EventEmitter {
       const msg = { topic: payload.topic, message: payload.message };
       const deliver = () => {
         this.emit('message', msg);
-        if (this.onMessage) Promise.resolve().then(() => this.onMessage(msg)).catch((e) => this.emit('error', e));
+        // called now, not in a later microtask, so that it runs before the
+        // onEvents of the events after the message
+        if (this.onMessage) {
+          try {
+            const r = this.onMessage(msg);
+            if (r && typeof r.catch === 'function') r.catch((e) => this.emit('error', e));
+          } catch (e) {
+            process.nextTick(() => this.emit('error', e));
+          }
+        }
       };
-      // after the changes whose notifications came before it: a message
-      // published after a write reaches handlers after that write.  While a
-      // read runs, it is held until the page being read is delivered, not
-      // until the whole catch-up ends: Postgres sends a notification before
-      // the result of any query that could see a commit made after it, so
-      // later pages may hold writes made after the message.
-      if (this._reading) this._held.push(deliver);
-      else deliver();
+      // A message goes between the events it follows and the ones after
+      // it: its payload's `after` is the stream's offset when it was
+      // published (every event up to it had ended, or was the publishing
+      // transaction's own).  It waits until the events up to `after` are
+      // delivered, which is known once lastOffset reaches it, an event past
+      // it is read, or a read issued after the message arrived comes back
+      // short (the reader was caught up, `after` fell in a gap).  A payload
+      // without `after` (an older server) waits for the page being read.
+      this._held.push({ after: payload.after ?? null, reads: this._reads, deliver });
+      this._releaseHeld();
+      if (this._held.length === 0) return;
+      if (payload.after === undefined && !this._reading) this._releaseHeld(true);
+      else this._catchUp().catch((err) => this._lost(err));
       return;
     }
     this._catchUp().catch((err) => this._lost(err));
@@ -487,17 +502,52 @@ class Subscription extends EventEmitter {
         } while (this._again && !this.closed);
       } finally {
         this._reading = null;
-        this._releaseHeld();
+        this._releaseHeld(true);
       }
     })();
     return this._reading;
   }
 
-  /* Delivers the messages held while a page was being read, in order. */
-  _releaseHeld() {
-    const held = this._held;
-    this._held = [];
-    for (const deliver of held) deliver();
+  /*
+   * Delivers the held messages that may go now, in order: those whose
+   * events are delivered (after <= lastOffset, or below `before`, the
+   * offset of the next event to deliver), all of them after a short page
+   * read issued after they arrived (caughtUpRead: that read's number), and
+   * those without `after` at the end of a page (pageDone).
+   */
+  _releaseHeld(pageDone = false, before = null, caughtUpRead = -1) {
+    while (this._held.length > 0) {
+      const m = this._held[0];
+      const ok = m.after === null ? pageDone
+        : m.after <= this.lastOffset || (before !== null && m.after < before) || m.reads < caughtUpRead;
+      if (!ok) return;
+      this._held.shift();
+      m.deliver();
+    }
+  }
+
+  /*
+   * Delivers a page read by read number `read`: its events, split where a
+   * held message goes between them, then the messages it lets go.
+   */
+  async _deliverPage(page, read) {
+    const { events, offsets } = page;
+    let start = 0;
+    for (let i = 0; i < events.length && this._held.length > 0; i++) {
+      const m = this._held[0];
+      if (m.after === null || offsets[i] <= m.after) continue;
+      if (i > start) await this._emitEvents(events.slice(start, i), offsets[i - 1]);
+      start = i;
+      this._releaseHeld(false, offsets[i]);
+    }
+    if (start < events.length) await this._emitEvents(start === 0 ? events : events.slice(start), page.offset);
+    this._releaseHeld(true, null, events.length < this.pageSize ? read : -1);
+  }
+
+  async _emitEvents(events, offset) {
+    if (this.onEvents) await this.onEvents(events, offset);
+    this.emit('events', events, offset);
+    this.lastOffset = offset;
   }
 
   async _readAll() {
@@ -505,6 +555,7 @@ class Subscription extends EventEmitter {
     for (;;) {
       if (this.closed || client !== this.client) return;
       let page;
+      const read = ++this._reads;
       try {
         page = await this.ds.changes({ stream: this.stream, since: this.lastOffset, maxEvents: this.pageSize }, client);
       } catch (err) {
@@ -514,13 +565,7 @@ class Subscription extends EventEmitter {
         }
         throw err;
       }
-      if (page.events.length > 0) {
-        if (this.onEvents) await this.onEvents(page.events, page.offset);
-        this.emit('events', page.events, page.offset);
-        this.lastOffset = page.offset;
-      }
-      // messages that came with this page go before the next page's writes
-      this._releaseHeld();
+      await this._deliverPage(page, read);
       if (page.events.length < this.pageSize) return;
     }
   }

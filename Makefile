@@ -1,5 +1,5 @@
 EXTENSION = durable_state
-EXTVERSION = 0.8.0
+EXTVERSION = 0.9.0
 
 MODULE_big = durable_state
 OBJS = src/init.o src/event.o src/catalog.o src/apply.o src/probe.o src/row.o src/changelog.o src/stable.o src/changes.o src/inflight.o src/convert.o \

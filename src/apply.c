@@ -563,50 +563,122 @@ flush_txid_rows(DsBatch *b, TupleTableSlot **slots, int n, BulkInsertState bista
 }
 
 /*
- * A row of state._txids (0.6.0 on) for each distinct hash of the n sorted
- * hashes, values giving the other columns (values[5], the hash, is set
- * here): in chunks of DS_TXID_CHUNK by table_multi_insert when the table
- * allows it, else one by one.
+ * Where rows of state._txids go: in chunks of DS_TXID_CHUNK by
+ * table_multi_insert when the table allows it, else one by one.
+ */
+typedef struct TxidSink
+{
+	DsBatch    *b;
+	TupleTableSlot *one;		/* row by row */
+	TupleTableSlot **slots;		/* in chunks */
+	BulkInsertState bistate;
+	int			k;				/* rows in slots */
+} TxidSink;
+
+/* Begins a sink for up to nrows rows. */
+static void
+txid_sink_begin(TxidSink *s, DsBatch *b, int nrows)
+{
+	memset(s, 0, sizeof(TxidSink));
+	s->b = b;
+	if (txids_multi_insert_ok(b))
+	{
+		s->slots = palloc(sizeof(TupleTableSlot *) * Min(nrows, DS_TXID_CHUNK));
+		for (int i = 0; i < Min(nrows, DS_TXID_CHUNK); i++)
+			s->slots[i] = table_slot_create(b->txidrel, &b->estate->es_tupleTable);
+		s->bistate = GetBulkInsertState();
+	}
+	else
+		s->one = ExecInitExtraTupleSlot(b->estate, RelationGetDescr(b->txidrel), &TTSOpsVirtual);
+}
+
+/* Adds a row: the n columns attnums of values, the others null. */
+static void
+txid_sink_add(TxidSink *s, const AttrNumber *attnums, const Datum *values, int n)
+{
+	TupleTableSlot *slot = s->slots ? s->slots[s->k] : s->one;
+
+	fill_txid_slot(slot, attnums, values, n);
+	if (s->slots == NULL)
+	{
+		ExecSimpleRelationInsert(s->b->txidrri, s->b->estate, slot);
+		ResetPerTupleExprContext(s->b->estate);
+	}
+	else if (++s->k == DS_TXID_CHUNK)
+	{
+		flush_txid_rows(s->b, s->slots, s->k, s->bistate);
+		s->k = 0;
+	}
+}
+
+/* Stores the rows still in the sink. */
+static void
+txid_sink_end(TxidSink *s)
+{
+	if (s->k > 0)
+		flush_txid_rows(s->b, s->slots, s->k, s->bistate);
+	if (s->bistate)
+		FreeBulkInsertState(s->bistate);
+}
+
+/*
+ * Adds a packed row of the ngroup sorted hashes of group, which share
+ * their top DS_TXID_PACK_BITS bits, values giving the other columns.  The
+ * array is made in the per-tuple context, which a flush resets after
+ * storing it.
+ */
+static void
+add_packed_row(TxidSink *sink, const AttrNumber *attnums, Datum *values,
+			   Datum *group, int ngroup)
+{
+	MemoryContext old = MemoryContextSwitchTo(GetPerTupleMemoryContext(sink->b->estate));
+
+	values[5] = Int64GetDatum(ds_txid_pack_key(DatumGetInt64(group[0])));
+	values[6] = PointerGetDatum(construct_array(group, ngroup, INT8OID, sizeof(int64),
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	MemoryContextSwitchTo(old);
+	txid_sink_add(sink, attnums, values, 7);
+}
+
+/*
+ * Rows of state._txids (0.6.0 on) for the n sorted hashes, values giving
+ * the other columns (values[5], the hash, and values[6], packed, are set
+ * here): a row for each distinct hash or, for a large batch in a catalog
+ * of 0.9.0 on, packed rows (DS_TXID_PACK_BITS).
  */
 static void
 insert_txid_rows(DsBatch *b, const AttrNumber *attnums, Datum *values,
 				 const int64 *hashes, int n)
 {
-	bool		multi = txids_multi_insert_ok(b);
-	TupleTableSlot *one = NULL;
-	TupleTableSlot **slots = NULL;
-	BulkInsertState bistate = NULL;
-	int			k = 0;
+	bool		packed = n >= DS_TXID_FRESH_GEN_ROWS &&
+		ds_catalog_oids()->txids_att_packed != InvalidAttrNumber;
+	TxidSink	sink;
+	Datum	   *group = packed ? palloc(sizeof(Datum) * DS_TXID_PACK_ROW) : NULL;
+	int			ngroup = 0;
 
-	if (multi)
-	{
-		slots = palloc(sizeof(TupleTableSlot *) * Min(n, DS_TXID_CHUNK));
-		for (int i = 0; i < Min(n, DS_TXID_CHUNK); i++)
-			slots[i] = table_slot_create(b->txidrel, &b->estate->es_tupleTable);
-		bistate = GetBulkInsertState();
-	}
-	else
-		one = ExecInitExtraTupleSlot(b->estate, RelationGetDescr(b->txidrel), &TTSOpsVirtual);
+	txid_sink_begin(&sink, b, packed ? Min(n, (1 << DS_TXID_PACK_BITS) + n / DS_TXID_PACK_ROW) : n);
 	for (int i = 0; i < n; i++)
 	{
-		TupleTableSlot *slot = multi ? slots[k] : one;
-
 		if (i > 0 && hashes[i] == hashes[i - 1])
 			continue;
-		values[5] = Int64GetDatum(hashes[i]);
-		fill_txid_slot(slot, attnums, values, 6);
-		if (!multi)
-			ExecSimpleRelationInsert(b->txidrri, b->estate, slot);
-		else if (++k == DS_TXID_CHUNK)
+		if (!packed)
 		{
-			flush_txid_rows(b, slots, k, bistate);
-			k = 0;
+			values[5] = Int64GetDatum(hashes[i]);
+			txid_sink_add(&sink, attnums, values, 6);
+			continue;
 		}
+		/* a row ends when it is full or the next hash is of another group */
+		if (ngroup == DS_TXID_PACK_ROW ||
+			(ngroup > 0 && ds_txid_pack_key(hashes[i]) != ds_txid_pack_key(hashes[i - 1])))
+		{
+			add_packed_row(&sink, attnums, values, group, ngroup);
+			ngroup = 0;
+		}
+		group[ngroup++] = Int64GetDatum(hashes[i]);
 	}
-	if (k > 0)
-		flush_txid_rows(b, slots, k, bistate);
-	if (bistate)
-		FreeBulkInsertState(bistate);
+	if (ngroup > 0)
+		add_packed_row(&sink, attnums, values, group, ngroup);
+	txid_sink_end(&sink);
 }
 
 /*
@@ -646,9 +718,9 @@ record_txids(DsBatch *b, int64 last)
 	}
 	if (OidIsValid(oids->txids_gen_idx))
 	{
-		AttrNumber	attnums[6] = {DS_TXIDS_ATT_STREAM, DS_TXIDS_ATT_LAST, DS_TXIDS_ATT_AT,
-		oids->txids_att_gen, oids->txids_att_xid, oids->txids_att_hash};
-		Datum		values[6];
+		AttrNumber	attnums[7] = {DS_TXIDS_ATT_STREAM, DS_TXIDS_ATT_LAST, DS_TXIDS_ATT_AT,
+		oids->txids_att_gen, oids->txids_att_xid, oids->txids_att_hash, oids->txids_att_packed};
+		Datum		values[7];
 
 		ds_sort_int64(hashes, n);
 		values[0] = Int32GetDatum(b->st.id);

@@ -272,6 +272,7 @@ cache_load(void)
 		oids.txids_att_xid = get_attnum(oids.txids, "xid");
 		oids.txids_att_gen = get_attnum(oids.txids, "gen");
 		oids.txids_att_hash = get_attnum(oids.txids, "hash");
+		oids.txids_att_packed = get_attnum(oids.txids, "packed");
 		oids.txids_gen_idx = get_relname_relid("_txids_gen_hash_idx", get_rel_namespace(oids.txids));
 		oids.streams_att_id = get_attnum(oids.streams, "id");
 		oids.streams_att_name = get_attnum(oids.streams, "name");

@@ -156,6 +156,7 @@ typedef struct DsCatalogOids
 	Oid			txids_gen_idx;	/* state._txids (gen, hash): a row per txid (0.6.0), else 0 */
 	AttrNumber	txids_att_gen;	/* state._txids.gen and .hash (0.6.0) */
 	AttrNumber	txids_att_hash;
+	AttrNumber	txids_att_packed;	/* state._txids.packed (0.9.0), or 0 */
 } DsCatalogOids;
 
 extern const DsCatalogOids *ds_catalog_oids(void);
@@ -170,6 +171,23 @@ extern const DsCatalogOids *ds_catalog_oids(void);
 #define DS_TXIDS_ATT_AT 4
 #define DS_TXIDS_IDX_GEN 1		/* the columns of state._txids_gen_hash_idx */
 #define DS_TXIDS_IDX_HASH 2
+
+/*
+ * Packed rows (0.9.0): a batch of at least DS_TXID_FRESH_GEN_ROWS txids
+ * stores its sorted hashes grouped by their top DS_TXID_PACK_BITS bits, at
+ * most DS_TXID_PACK_ROW to a row (inline, under the TOAST threshold), with
+ * hash set to the group's key: its top bits, every lower bit set.
+ */
+#define DS_TXID_PACK_BITS 10
+#define DS_TXID_PACK_ROW 200
+
+static inline int64
+ds_txid_pack_key(int64 hash)
+{
+	uint64		low = (UINT64CONST(1) << (64 - DS_TXID_PACK_BITS)) - 1;
+
+	return (int64) ((uint64) hash | low);
+}
 extern int32 ds_txid_bucket(TimestampTz t);
 extern int32 ds_txid_gen(TimestampTz at, int n);
 extern void ds_txid_register(FullTransactionId xid);

@@ -26,6 +26,7 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/rel.h"
@@ -91,28 +92,69 @@ first_gen(IndexScanDesc scan, TupleTableSlot *slot, ScanKey key, ScanDirection d
 }
 
 /*
+ * Whether the row in slot, found under index key key, names the txid
+ * hashed as hash: a packed row (0.9.0) if hash is in its sorted array, a
+ * row without one if hash is its key.
+ */
+static bool
+row_names(TupleTableSlot *slot, int64 key, int64 hash)
+{
+	AttrNumber	att = ds_catalog_oids()->txids_att_packed;
+	bool		isnull = true;
+	Datum		d = att != InvalidAttrNumber ? slot_getattr(slot, att, &isnull) : (Datum) 0;
+	ArrayType  *a;
+	const int64 *h;
+	int			lo = 0,
+				hi;
+
+	if (isnull)
+		return key == hash;
+	a = DatumGetArrayTypeP(d);
+	if (ARR_HASNULL(a) || ARR_ELEMTYPE(a) != INT8OID)
+		return false;			/* not what a batch writes */
+	h = (const int64 *) ARR_DATA_PTR(a);
+	hi = ArrayGetNItems(ARR_NDIM(a), ARR_DIMS(a)) - 1;
+	while (lo <= hi)
+	{
+		int			mid = lo + (hi - lo) / 2;
+
+		if (h[mid] == hash)
+			return true;
+		if (h[mid] < hash)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return false;
+}
+
+/*
  * Looks for rows of the txid hashed as hash in bucket gen through probe
- * (begun with two keys), setting *found if there is one and *xid to its
+ * (begun with two keys) under index key key (the hash, or its packed
+ * group's key), setting *found if there is one and *xid to its
  * transaction.  Returns true when the search can stop: a row was found
  * here and, when horizon_in_use, the replicated horizon covers its
  * transaction.
  */
 static bool
-probe_bucket(IndexScanDesc probe, TupleTableSlot *slot, int32 gen, uint64 hash,
-			 bool horizon_in_use, bool *found, FullTransactionId *xid)
+probe_key(IndexScanDesc probe, TupleTableSlot *slot, int32 gen, int64 key, int64 hash,
+		  bool horizon_in_use, bool *found, FullTransactionId *xid)
 {
 	ScanKeyData keys[2];
 
 	ScanKeyInit(&keys[0], DS_TXIDS_IDX_GEN, BTEqualStrategyNumber, F_INT4EQ,
 				Int32GetDatum(gen));
 	ScanKeyInit(&keys[1], DS_TXIDS_IDX_HASH, BTEqualStrategyNumber, F_INT8EQ,
-				Int64GetDatum((int64) hash));
+				Int64GetDatum(key));
 	index_rescan(probe, keys, 2, NULL, 0);
 	while (index_getnext_slot(probe, ForwardScanDirection, slot))
 	{
 		bool		isnull;
-		Datum		d = slot_getattr(slot, ds_catalog_oids()->txids_att_xid, &isnull);
+		Datum		d;
 
+		if (!row_names(slot, key, hash))
+			continue;
+		d = slot_getattr(slot, ds_catalog_oids()->txids_att_xid, &isnull);
 		*found = true;
 		if (!isnull)
 			*xid = DatumGetFullTransactionId(d);
@@ -120,6 +162,23 @@ probe_bucket(IndexScanDesc probe, TupleTableSlot *slot, int32 gen, uint64 hash,
 			return true;
 	}
 	return false;
+}
+
+/*
+ * probe_key for the txid's own row and, in a catalog of 0.9.0 on, for the
+ * packed rows of its group.
+ */
+static bool
+probe_bucket(IndexScanDesc probe, TupleTableSlot *slot, int32 gen, uint64 hash,
+			 bool horizon_in_use, bool *found, FullTransactionId *xid)
+{
+	int64		h = (int64) hash;
+
+	if (probe_key(probe, slot, gen, h, h, horizon_in_use, found, xid))
+		return true;
+	return ds_catalog_oids()->txids_att_packed != InvalidAttrNumber &&
+		ds_txid_pack_key(h) != h &&
+		probe_key(probe, slot, gen, ds_txid_pack_key(h), h, horizon_in_use, found, xid);
 }
 
 /*

@@ -40,19 +40,27 @@ SELECT state.txid_status('nt-rb') AS rolled_back, state.await_txid('nt-rb', 50) 
 -- a batch of many txids: its rows stored in chunks of 1,000
 -- (table_multi_insert), each distinct txid once (every one sent twice, far
 -- apart), all of them found; 9,000 distinct txids (at least 8,192) begin a
--- gen of their own, which no earlier batch wrote in
+-- gen of their own, which no earlier batch wrote in, and are packed: rows
+-- of up to 200 sorted hashes that share their top 10 bits, under the
+-- group's key (top bits, lower bits all set)
 SELECT state.create_collection('nt_many', stream => 'nt_many', mode => 'lenient');
 SELECT applied FROM state.apply((SELECT jsonb_agg(jsonb_build_object('type', 'nt_many', 'key', 'm' || i, 'value', i,
                                   'headers', jsonb_build_object('operation', 'upsert', 'txid', 'ntm-' || i % 9000)) ORDER BY i)
                                   FROM generate_series(1, 18000) i), 'nt_many');
-SELECT count(*) AS txid_rows, count(DISTINCT hash) AS distinct_hashes, count(DISTINCT gen) AS gens,
-       count(DISTINCT last_seq) AS batches
-  FROM state._txids WHERE stream_id = (SELECT id FROM state._streams WHERE name = 'nt_many');
+SELECT count(*) AS txids, count(DISTINCT h) AS distinct_hashes, count(DISTINCT gen) AS gens,
+       count(DISTINCT last_seq) AS batches, count(DISTINCT (t.hash, t.packed)) AS txid_rows,
+       bool_and(packed IS NOT NULL AND array_length(packed, 1) <= 200) AS all_packed,
+       bool_and(t.hash = (h | ((1::bigint << 54) - 1))) AS under_group_key,
+       bool_and(packed = (SELECT array_agg(x ORDER BY x) FROM unnest(packed) x)) AS sorted
+  FROM state._txids t, unnest(coalesce(t.packed, ARRAY[t.hash])) h
+ WHERE stream_id = (SELECT id FROM state._streams WHERE name = 'nt_many');
 SELECT count(*) AS others_in_its_gen FROM state._txids
  WHERE gen = (SELECT max(gen) FROM state._txids WHERE stream_id = (SELECT id FROM state._streams WHERE name = 'nt_many'))
    AND stream_id <> (SELECT id FROM state._streams WHERE name = 'nt_many');
 SELECT count(*) FILTER (WHERE state.txid_status('ntm-' || j) = 'unknown') AS unknown
   FROM generate_series(0, 8999, 7) j;
+SELECT state.txid_status('ntm-9000') AS not_sent, state.txid_status('ntm-0') <> 'unknown' AS first,
+       state.txid_status('ntm-8999') <> 'unknown' AS last;
 -- a trigger on state._txids: its rows go in one by one, and it fires for each
 CREATE TABLE nt_txid_rows (n integer);
 CREATE FUNCTION nt_count_txid() RETURNS trigger LANGUAGE plpgsql AS
@@ -64,6 +72,18 @@ SELECT applied FROM state.apply((SELECT jsonb_agg(jsonb_build_object('type', 'nt
 SELECT count(*) AS fired FROM nt_txid_rows;
 SELECT count(*) FILTER (WHERE state.txid_status('ntt-' || j) = 'unknown') AS unknown
   FROM generate_series(0, 1499, 7) j;
+-- and packed rows one by one too: it fires once per row
+DELETE FROM nt_txid_rows;
+SELECT applied FROM state.apply((SELECT jsonb_agg(jsonb_build_object('type', 'nt_many', 'key', 'p' || i, 'value', i,
+                                  'headers', jsonb_build_object('operation', 'upsert', 'txid', 'ntp-' || i)) ORDER BY i)
+                                  FROM generate_series(1, 8192) i), 'nt_many');
+SELECT (SELECT count(*) FROM nt_txid_rows) = count(*) AS fired_per_row, count(*) < 8192 / 4 AS few_rows,
+       sum(array_length(packed, 1)) AS txids
+  FROM state._txids t JOIN state._streams s ON s.id = t.stream_id
+ WHERE s.name = 'nt_many' AND packed IS NOT NULL
+   AND last_seq = (SELECT max(last_seq) FROM state._txids WHERE stream_id = s.id);
+SELECT count(*) FILTER (WHERE state.txid_status('ntp-' || j) = 'unknown') AS unknown
+  FROM generate_series(1, 8192, 5) j;
 DROP TRIGGER nt_count ON state._txids;
 DROP FUNCTION nt_count_txid();
 DROP TABLE nt_txid_rows;

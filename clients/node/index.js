@@ -72,6 +72,9 @@ function offsetAfter(a, b) {
   return a > b;
 }
 
+/* Above every offset (offsets are 20-digit decimal strings). */
+const MAX_OFFSET = '99999999999999999999';
+
 /* The events of an iterable (or async iterable) as NDJSON lines. */
 async function* ndjsonLines(events) {
   for await (const ev of events) {
@@ -376,6 +379,13 @@ class Subscription extends EventEmitter {
     // messages not yet delivered, in arrival order: {after, reads, deliver}
     this._held = [];
     this._reads = 0; // log reads issued so far (LISTEN mode)
+    // LISTEN mode delivers events up to the highest offset it was told of
+    // (the tail when it connected, the `to` of each notification), so that
+    // a message published before an event's commit, whose notification
+    // comes before the event's, is delivered before that event even when a
+    // read returns the event first (Postgres makes a commit visible a
+    // moment before it signals listeners).  null: no limit.
+    this._deliverTo = null;
     this._readyOnce = false;
     this._connecting = null;
   }
@@ -439,6 +449,9 @@ class Subscription extends EventEmitter {
     await client.connect();
     const r = await client.query('SELECT state.channel($1) AS c', [this.stream]);
     await client.query(`LISTEN ${client.escapeIdentifier(r.rows[0].c)}`);
+    // what was committed before LISTEN has no notification to wait for
+    const t = await client.query('SELECT state.tail($1) AS t', [this.stream]);
+    this._notifiedUpTo(t.rows[0].t);
     await this._catchUp();
     if (!this._readyOnce) {
       this._readyOnce = true;
@@ -485,7 +498,16 @@ class Subscription extends EventEmitter {
       else this._catchUp().catch((err) => this._lost(err));
       return;
     }
+    // a notification of events: they may be delivered now; one that is not
+    // ours (no `to`) lifts the limit rather than hold events back for good
+    this._notifiedUpTo(payload && typeof payload.to === 'string' ? payload.to : null);
     this._catchUp().catch((err) => this._lost(err));
+  }
+
+  /* Events up to offset (null: all) may be delivered. */
+  _notifiedUpTo(offset) {
+    if (offset === null) this._deliverTo = MAX_OFFSET;
+    else if (this._deliverTo === null || offset > this._deliverTo) this._deliverTo = offset;
   }
 
   /* Reads the log until empty; one reader at a time, re-run if woken meanwhile. */
@@ -531,7 +553,16 @@ class Subscription extends EventEmitter {
    * held message goes between them, then the messages it lets go.
    */
   async _deliverPage(page, read) {
-    const { events, offsets } = page;
+    const { offsets } = page;
+    let { events } = page;
+    // events past what notifications announced wait for theirs (LISTEN mode)
+    const limit = this._deliverTo;
+    let heldBack = false;
+    if (limit !== null && events.length > 0 && offsets[offsets.length - 1] > limit) {
+      const n = offsets.findIndex((o) => o > limit);
+      events = events.slice(0, n);
+      heldBack = true;
+    }
     let start = 0;
     for (let i = 0; i < events.length && this._held.length > 0; i++) {
       const m = this._held[0];
@@ -540,8 +571,10 @@ class Subscription extends EventEmitter {
       start = i;
       this._releaseHeld(false, offsets[i]);
     }
-    if (start < events.length) await this._emitEvents(start === 0 ? events : events.slice(start), page.offset);
-    this._releaseHeld(true, null, events.length < this.pageSize ? read : -1);
+    if (start < events.length) await this._emitEvents(start === 0 ? events : events.slice(start), offsets[events.length - 1]);
+    this._releaseHeld(true, heldBack ? offsets[events.length] : null,
+      events.length < this.pageSize && !heldBack ? read : -1);
+    return heldBack;
   }
 
   async _emitEvents(events, offset) {
@@ -565,7 +598,8 @@ class Subscription extends EventEmitter {
         }
         throw err;
       }
-      await this._deliverPage(page, read);
+      // held back: the rest comes with a notification, which reads again
+      if (await this._deliverPage(page, read)) return;
       if (page.events.length < this.pageSize) return;
     }
   }
@@ -575,6 +609,7 @@ class Subscription extends EventEmitter {
     if (this.onResync) await this.onResync(snap.events, snap.offset);
     this.emit('resync', snap.events, snap.offset);
     this.lastOffset = snap.offset;
+    if (this._deliverTo !== null) this._notifiedUpTo(snap.offset);
   }
 
   _lost(err, client = this.client) {

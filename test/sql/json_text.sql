@@ -144,6 +144,37 @@ SELECT pg_temp.err($$SELECT * FROM state.apply_text('{"type": "jt_t", "key": "t9
 SELECT pg_temp.err($$SELECT * FROM state.apply_text('{"type": "jt_t", "key": "t9", "value": {"i": 9999999999}, "headers": {"operation": "insert"}}', 'jt_b')$$);
 SELECT pg_temp.err($$SELECT * FROM state.apply_text('{"type": "jt_t", "key": "t9", "value": {"f": "true"}, "headers": {"operation": "insert"}}', 'jt_b')$$);
 
+-- state.put and state.remove build their events in jsonb's binary format
+-- directly (src/event.c), and state.snapshot its insert events: the same
+-- bytes jsonb_build_object makes, for every value above (strings of every
+-- length before the padded value, scalars, containers past the offset
+-- stride), and keys and types of several lengths
+SELECT state.create_collection('jt_put', 'p', stream => 'jt_p', mode => 'lenient');
+SELECT count(state.put('p', repeat('k', n % 5) || n, v::jsonb, stream => 'jt_p')) AS puts FROM jt_values;
+SELECT state.remove('p', 'k1', 'jt_p') AS removed_k1;
+CREATE TEMP TABLE jt_put_expected AS
+SELECT n AS seq, jsonb_build_object('type', 'p', 'key', repeat('k', n % 5) || n, 'value', v::jsonb,
+                                    'headers', jsonb_build_object('operation', 'upsert')) AS ev
+  FROM jt_values
+UNION ALL
+SELECT (SELECT count(*) + 1 FROM jt_values), jsonb_build_object('type', 'p', 'key', 'k1', 'value', NULL::jsonb,
+                                    'headers', jsonb_build_object('operation', 'delete'));
+SELECT x.seq, x.ev::text AS expected, e.event::text AS logged
+  FROM jt_put_expected x
+  LEFT JOIN state.log_events e ON e.stream = 'jt_p' AND e.seq = x.seq
+ WHERE e.event::text IS DISTINCT FROM x.ev::text OR e.event <> x.ev
+    OR pg_column_size(ARRAY[e.event]) <> pg_column_size(ARRAY[x.ev])
+    OR NOT e.event @> x.ev OR NOT x.ev @> e.event;
+SELECT count(*) AS snapshot_mismatches
+  FROM state.snapshot('jt_p') s
+  JOIN jt_values v ON s->>'key' = repeat('k', v.n % 5) || v.n
+ WHERE s <> jsonb_build_object('type', 'p', 'key', repeat('k', v.n % 5) || v.n, 'value', v.v::jsonb,
+                               'headers', jsonb_build_object('operation', 'insert'))
+    OR pg_column_size(ARRAY[s]) <> pg_column_size(ARRAY[jsonb_build_object('type', 'p', 'key', repeat('k', v.n % 5) || v.n,
+                               'value', v.v::jsonb, 'headers', jsonb_build_object('operation', 'insert'))]);
+SELECT count(*) AS snapshot_inserts FROM state.snapshot('jt_p') s WHERE s->'headers'->>'operation' = 'insert';
+SELECT state.drop_collection('jt_put', 'jt_p', drop_table => true);
+
 SELECT state.drop_collection('jt_docs', 'jt', drop_table => true);
 SELECT state.drop_collection('jt_typed_a', 'jt_a', drop_table => true);
 SELECT state.drop_collection('jt_typed_b', 'jt_b', drop_table => true);

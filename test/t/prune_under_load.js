@@ -153,10 +153,20 @@ async function main() {
     const g = log.rows[0];
     check(Number(g.lo) >= Number(g.rf), `${w.stream}: no log row below retained_from`,
           JSON.stringify(g));
-    const from = await admin.query('SELECT retained_from FROM state.streams WHERE stream = $1', [w.stream]);
-    const read = await admin.query(
-      'SELECT count(*)::bigint AS n, min("offset")::bigint AS lo, max("offset")::bigint AS hi '
-      + 'FROM state.changes($1, $2, 1000000)', [w.stream, from.rows[0].retained_from]);
+    // the worker may prune once more between reading retained_from and
+    // reading from it (55000 "no longer retained"): read both again then
+    let read;
+    for (let attempt = 1; ; attempt++) {
+      const from = await admin.query('SELECT retained_from FROM state.streams WHERE stream = $1', [w.stream]);
+      try {
+        read = await admin.query(
+          'SELECT count(*)::bigint AS n, min("offset")::bigint AS lo, max("offset")::bigint AS hi '
+          + 'FROM state.changes($1, $2, 1000000)', [w.stream, from.rows[0].retained_from]);
+        break;
+      } catch (err) {
+        if (err.code !== '55000' || attempt === 5) throw err;
+      }
+    }
     const r = read.rows[0];
     const tail = await admin.query('SELECT state.tail($1) AS t', [w.stream]);
     check(Number(r.hi) === Number(tail.rows[0].t) && Number(r.n) === Number(r.hi) - Number(r.lo) + 1,

@@ -50,6 +50,7 @@
 #include "executor/tuptable.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "storage/bufmgr.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
 #include "utils/array.h"
@@ -166,10 +167,11 @@ ds_lock_key(PG_FUNCTION_ARGS)
  * stream's row is rewritten only by batches that need the whole stream, so
  * an ordinary batch usually finds it where the last one did, by its TID,
  * without a descent of the name index.  A hint only: the version there
- * counts if it is visible to the batch's snapshot and has the name (a
- * visible row with the name is the stream's row, the name being unique);
- * anything else (moved, vacuumed away and reused, another catalog) falls
- * back to the index and replaces the entry.  Entries are reused round
+ * counts if it is in the table, visible to the batch's snapshot and has
+ * the name (a visible row with the name is the stream's row, the name
+ * being unique); anything else (moved, vacuumed away and reused, the table
+ * truncated or rewritten, another catalog) falls back to the index and
+ * replaces the entry.  Entries are reused round
  * robin.
  */
 #define DS_STREAM_TIDS 16
@@ -230,6 +232,9 @@ stream_row_at_tid(Relation rel, const char *name, TupleTableSlot *slot)
 	if (e == NULL)
 		return false;
 	tid = e->tid;
+	/* VACUUM may have truncated the table, VACUUM FULL rewritten it */
+	if (ItemPointerGetBlockNumber(&tid) >= RelationGetNumberOfBlocks(rel))
+		return false;
 	if (!table_tuple_fetch_row_version(rel, &tid, GetActiveSnapshot(), slot))
 		return false;
 	d = slot_getattr(slot, ds_catalog_oids()->streams_att_name, &isnull);

@@ -126,3 +126,12 @@ SELECT "offset", event->>'type' AS type, event->>'key' AS key, event->'value' AS
   FROM state.changes('kv_tid_a') ORDER BY "offset";
 SELECT "offset", event->>'type' AS type, event->>'key' AS key, event->'value' AS value
   FROM state.changes('kv_tid_b') ORDER BY "offset";
+-- ... or where the table no longer reaches (VACUUM FULL shrank it)
+INSERT INTO state._streams (name) SELECT 'kv_tid_pad' || i FROM generate_series(1, 300) i;
+SELECT state.create_collection('kv_tid_c', stream => 'kv_tid_c', mode => 'lenient');
+SELECT state.put('kv_tid_c', 'x', '1', stream => 'kv_tid_c') AS c1;
+SELECT (ctid::text::point)[0] > 1 AS row_past_block_1 FROM state._streams WHERE name = 'kv_tid_c';
+DELETE FROM state._streams WHERE name LIKE 'kv_tid_pad%';
+VACUUM FULL state._streams;
+SELECT pg_relation_size('state._streams') / current_setting('block_size')::int AS blocks;
+SELECT state.put('kv_tid_c', 'x', '2', stream => 'kv_tid_c') AS c2;

@@ -101,8 +101,7 @@ event_name(const char *k, uint32 len, bool headers)
 /*
  * Fills o with object container c and the values of its members the
  * parser looks at (headers: c is the headers object), in one pass over
- * its entries (as getKeyJsonValueFromContainer would give each: strings
- * in place, numerics and containers at their aligned offsets).
+ * its entries, as getKeyJsonValueFromContainer would give each.
  */
 static void
 scan_object(EventObject *o, JsonbContainer *c, bool headers)
@@ -144,30 +143,7 @@ scan_object(EventObject *o, JsonbContainer *c, bool headers)
 		if (name == EV_MAX_NAMES)
 			continue;
 		o->found[name] = true;
-		if (JBE_ISNULL(e))
-			o->v[name].type = jbvNull;
-		else if (JBE_ISSTRING(e))
-		{
-			o->v[name].type = jbvString;
-			o->v[name].val.string.val = base + start;
-			o->v[name].val.string.len = end - start;
-		}
-		else if (JBE_ISNUMERIC(e))
-		{
-			o->v[name].type = jbvNumeric;
-			o->v[name].val.numeric = (Numeric) (base + INTALIGN(start));
-		}
-		else if (JBE_ISBOOL_TRUE(e) || JBE_ISBOOL_FALSE(e))
-		{
-			o->v[name].type = jbvBool;
-			o->v[name].val.boolean = JBE_ISBOOL_TRUE(e);
-		}
-		else
-		{
-			o->v[name].type = jbvBinary;
-			o->v[name].val.binary.data = (JsonbContainer *) (base + INTALIGN(start));
-			o->v[name].val.binary.len = end - INTALIGN(start);
-		}
+		ds_jsonb_entry_value(e, base, start, end, &o->v[name]);
 	}
 }
 

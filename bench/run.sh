@@ -10,7 +10,8 @@
 # Knobs (environment):
 #   BENCH_EVENTS=100000   events per timed batch (half updates, half new keys)
 #   BENCH_PRELOAD=50000   keys loaded (untimed, same method) before each batch
-#   BENCH_REPS=3          runs per method; the best is reported, median shown
+#   BENCH_REPS=3          runs per method; the best is reported, median shown;
+#                         ratios are taken within a repetition, median reported
 #   BENCH_METHODS="apply apply_text plpgsql plpgsql_row copy"
 #   BENCH_TARGETS="items docs"
 #   BENCH_TXID=event      txid header: event (one per event) | batch | none
@@ -342,9 +343,19 @@ label() {
 declare -A FAILED
 ERRORS=()
 start_all=$(date +%s)
+# The order alternates from one repetition to the next (even repetitions run
+# the targets and the methods in reverse), so that no method always runs
+# first: what one run leaves behind (the 5-minute txid bucket's index parts
+# used up, WAL, dirty buffers) falls on each method in turn.
+reversed() { local out=() w; for w in "$@"; do out=("$w" "${out[@]}"); done; echo "${out[*]}"; }
 for (( rep = 1; rep <= REPS; rep++ )); do
-    for target in $TARGETS; do
-        for method in $METHODS; do
+    rep_targets=$TARGETS rep_methods=$METHODS
+    if (( rep % 2 == 0 )); then
+        # shellcheck disable=SC2086  # word lists
+        rep_targets=$(reversed $TARGETS) rep_methods=$(reversed $METHODS)
+    fi
+    for target in $rep_targets; do
+        for method in $rep_methods; do
             [[ -n "${FAILED[$method/$target]:-}" ]] && continue
             rep_script "$method" "$target" "$rep" >"$WORK/rep.sql"
             if psql_db -At -f "$WORK/rep.sql" >"$WORK/rep.out" 2>"$WORK/rep.err"; then
@@ -386,7 +397,8 @@ echo "  cluster: $CLUSTER"
 echo "  batch: $EVENTS upsert events (half updates of preloaded keys, half new keys, interleaved);"
 echo "         $PRELOAD keys preloaded untimed with the same method; txid header: $TXID; C collections mode: $MODE"
 echo "  timing: server-side clock_timestamp() around the apply/COPY call inside the statement (commit not included);"
-echo "          best of $REPS runs, median shown; 'incl. commit' = server clock from before the statement to after its commit"
+echo "          best of $REPS runs, median shown; 'incl. commit' = server clock from before the statement to after its commit;"
+echo "          the order of the targets and methods alternates between repetitions (reversed in even ones)"
 if [[ -n "$COPY_MODE" ]]; then
     if [[ $COPY_MODE == server ]]; then
         echo "  COPY: server-side COPY FROM a CSV file of the batch's $EVENTS rows into an EMPTY table"
@@ -431,26 +443,39 @@ SELECT CASE a.target WHEN 'items' THEN 'typed (bench_items)' ELSE 'document (doc
  ORDER BY a.target DESC, m.ord;
 EOF
 
-echo "Ratios (throughput of the C path divided by the other method's; > 1 means the C path is faster):"
+echo "Ratios (throughput of the C path divided by the other method's; > 1 means the C path is faster),"
+echo "each taken within one repetition (the runs next to each other), then the median over the repetitions:"
 psql_db -P footer=off <<'EOF'
-WITH b AS (
-    SELECT target, method, max(events) / min(seconds) AS eps
-      FROM bench.results GROUP BY target, method
+WITH r AS (
+    SELECT target, method, rep, events / seconds AS eps FROM bench.results
 ), c(method, label) AS (
     VALUES ('apply', 'state.apply(jsonb)'), ('apply_text', 'state.apply_text(ndjson)')
+), per_rep AS (
+    SELECT x.target, c.method, c.label, x.rep,
+           x.eps / p.eps AS vs_plpgsql, x.eps / q.eps AS vs_plpgsql_row,
+           x.eps / k.eps AS vs_copy, x.eps / a.eps AS vs_apply
+      FROM c
+      JOIN r x ON x.method = c.method
+      LEFT JOIN r p ON p.target = x.target AND p.rep = x.rep AND p.method = 'plpgsql'
+      LEFT JOIN r q ON q.target = x.target AND q.rep = x.rep AND q.method = 'plpgsql_row'
+      LEFT JOIN r k ON k.target = x.target AND k.rep = x.rep AND k.method = 'copy'
+      LEFT JOIN r a ON a.target = x.target AND a.rep = x.rep AND a.method = 'apply'
 )
-SELECT CASE t.target WHEN 'items' THEN 'typed (bench_items)' ELSE 'document (docs)' END AS target,
-       c.label AS "C path",
-       coalesce(round((x.eps / p.eps)::numeric, 2)::text, 'n/a') AS "C / plpgsql",
-       coalesce(round((x.eps / r.eps)::numeric, 2)::text, 'n/a') AS "C / plpgsql (log row per event)",
-       coalesce(round((x.eps / k.eps)::numeric, 2)::text, 'n/a') AS "C / COPY"
-  FROM (SELECT DISTINCT target FROM b) t
- CROSS JOIN c
-  LEFT JOIN b x ON x.target = t.target AND x.method = c.method
-  LEFT JOIN b p ON p.target = t.target AND p.method = 'plpgsql'
-  LEFT JOIN b r ON r.target = t.target AND r.method = 'plpgsql_row'
-  LEFT JOIN b k ON k.target = t.target AND k.method = 'copy'
- ORDER BY t.target DESC, c.method;
+SELECT CASE target WHEN 'items' THEN 'typed (bench_items)' ELSE 'document (docs)' END AS target,
+       label AS "C path",
+       coalesce(round(percentile_cont(0.5) WITHIN GROUP (ORDER BY vs_plpgsql)::numeric, 2)::text, 'n/a') AS "C / plpgsql",
+       coalesce(round(percentile_cont(0.5) WITHIN GROUP (ORDER BY vs_plpgsql_row)::numeric, 2)::text, 'n/a') AS "C / plpgsql (log row per event)",
+       coalesce(round(percentile_cont(0.5) WITHIN GROUP (ORDER BY vs_copy)::numeric, 2)::text, 'n/a') AS "C / COPY",
+       CASE WHEN method = 'apply_text'
+            THEN coalesce(round(percentile_cont(0.5) WITHIN GROUP (ORDER BY vs_apply)::numeric, 2)::text, 'n/a')
+            ELSE '' END AS "apply_text / apply",
+       string_agg(rep || ': ' || coalesce(round(vs_copy::numeric, 2)::text, '-') ||
+                  CASE WHEN method = 'apply_text'
+                       THEN ' / ' || coalesce(round(vs_apply::numeric, 2)::text, '-') ELSE '' END,
+                  ', ' ORDER BY rep) AS "per repetition: / COPY (/ apply)"
+  FROM per_rep
+ GROUP BY target, method, label
+ ORDER BY target DESC, method;
 EOF
 
 echo "Total benchmark time: ${elapsed}s (plus setup)."

@@ -82,12 +82,60 @@ type_mismatch(DsColumn *col, JsonbValue *v, const char *want)
  * fraction (1.0 is an integer; 1.5 is not), and conv raises
  * ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE if it does not fit.
  */
+/*
+ * Whether numeric num is an integer of at most 16 digits written in the
+ * short format without a display scale (as numeric_in writes JSON's 42 and
+ * 1E2, and the text parser its integers): if so, sets *out to it.  The
+ * format is the one stored on disk (numeric.c keeps its macros to itself):
+ * a 16-bit header, 0x8000 for the short format (0xC000 marks NaN and the
+ * infinities), 0x2000 the sign, the display scale in bits 7-12, the weight
+ * in the low 6 bits (0x0040 its sign), then base-10000 digits from the most
+ * significant.  Anything else is left to numeric.c.
+ */
+static bool
+numeric_small_int(Numeric num, int64 *out)
+{
+	const char *p = VARDATA_ANY(num);
+	int			ndigits = (VARSIZE_ANY_EXHDR(num) - (int) sizeof(uint16)) / (int) sizeof(int16);
+	uint16		header;
+	int			weight;
+	int64		v = 0;
+
+	memcpy(&header, p, sizeof(uint16));
+	if ((header & 0xC000) != 0x8000 || (header & 0x1F80) != 0 || (header & 0x0040) != 0)
+		return false;
+	weight = header & 0x003F;
+	if (weight > 3 || ndigits > weight + 1)
+		return false;
+	for (int i = 0; i <= weight; i++)
+	{
+		int16		d = 0;
+
+		if (i < ndigits)
+			memcpy(&d, p + sizeof(uint16) + i * sizeof(int16), sizeof(int16));
+		v = v * 10000 + d;
+	}
+	*out = (header & 0x2000) ? -v : v;
+	return true;
+}
+
 static Datum
 numeric_to_integer(DsColumn *col, JsonbValue *v, PGFunction conv)
 {
 	Datum		n = NumericGetDatum(v->val.numeric);
 	Datum		t;
+	int64		i;
 
+	/* most integers: read off their digits, as numeric_int8/4/2 would give them */
+	if (numeric_small_int(v->val.numeric, &i))
+	{
+		if (conv == numeric_int8)
+			return Int64GetDatum(i);
+		if (conv == numeric_int4 && i >= PG_INT32_MIN && i <= PG_INT32_MAX)
+			return Int32GetDatum((int32) i);
+		if (conv == numeric_int2 && i >= PG_INT16_MIN && i <= PG_INT16_MAX)
+			return Int16GetDatum((int16) i);
+	}
 	/* no digits after the point (JSON's 42): an integer, no truncation needed */
 	if (!numeric_is_nan(v->val.numeric) && !numeric_is_inf(v->val.numeric) &&
 		DatumGetInt32(DirectFunctionCall1(numeric_scale, n)) == 0)

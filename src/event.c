@@ -32,14 +32,132 @@ ds_event_init(void)
 							NULL, NULL, NULL);
 }
 
-/*
- * Looks up member name of object container obj.  If found, fills *out and
- * returns out; returns NULL otherwise.
- */
-static JsonbValue *
-member(JsonbContainer *obj, const char *name, JsonbValue *out)
+/* The members of an event and of its headers that the parser looks at */
+typedef enum EventName
 {
-	return getKeyJsonValueFromContainer(obj, name, strlen(name), out);
+	EV_TYPE,
+	EV_KEY,
+	EV_VALUE,
+	EV_OLD_VALUE,
+	EV_HEADERS,
+	H_OPERATION = 0,
+	H_TXID,
+	H_TIMESTAMP,
+	H_OFFSET,
+	H_FROM,
+	H_CONTROL,
+	EV_MAX_NAMES
+} EventName;
+
+/*
+ * An object of the event (the event or its headers) and the values of
+ * the members of it the parser looks at, found in one pass over its keys
+ * (scan_object) instead of a binary search for each.
+ */
+typedef struct EventObject
+{
+	JsonbContainer *c;
+	bool		found[EV_MAX_NAMES];
+	JsonbValue	v[EV_MAX_NAMES];
+} EventObject;
+
+/* Which of the names looked at in an event (or, headers, in its headers) key k is, or -1. */
+static inline int
+event_name(const char *k, uint32 len, bool headers)
+{
+#define IS(name) (memcmp(k, (name), sizeof(name) - 1) == 0)
+	if (!headers)
+	{
+		switch (len)
+		{
+			case 3:
+				return IS("key") ? EV_KEY : -1;
+			case 4:
+				return IS("type") ? EV_TYPE : -1;
+			case 5:
+				return IS("value") ? EV_VALUE : -1;
+			case 7:
+				return IS("headers") ? EV_HEADERS : -1;
+			case 9:
+				return IS("old_value") ? EV_OLD_VALUE : -1;
+		}
+		return -1;
+	}
+	switch (len)
+	{
+		case 4:
+			return IS("txid") ? H_TXID : IS("from") ? H_FROM : -1;
+		case 6:
+			return IS("offset") ? H_OFFSET : -1;
+		case 7:
+			return IS("control") ? H_CONTROL : -1;
+		case 9:
+			return IS("operation") ? H_OPERATION : IS("timestamp") ? H_TIMESTAMP : -1;
+	}
+	return -1;
+#undef IS
+}
+
+/*
+ * Fills o with object container c and the values of its members the
+ * parser looks at (headers: c is the headers object), in one pass over
+ * its entries, as getKeyJsonValueFromContainer would give each.
+ */
+static void
+scan_object(EventObject *o, JsonbContainer *c, bool headers)
+{
+	int			n = JsonContainerSize(c);
+	char	   *base = (char *) &c->children[n * 2];
+	int			at[EV_MAX_NAMES];
+	int			last = -1;		/* the last member to fill */
+	uint32		end = 0;		/* where the data of the entry before ends */
+
+	o->c = c;
+	for (int k = 0; k < EV_MAX_NAMES; k++)
+	{
+		o->found[k] = false;
+		at[k] = -1;
+	}
+	for (int j = 0; j < n * 2; j++)
+	{
+		JEntry		e = c->children[j];
+		uint32		start = end;
+		int			name;
+
+		end = JBE_HAS_OFF(e) ? JBE_OFFLENFLD(e) : start + JBE_OFFLENFLD(e);
+		if (j < n)
+		{
+			name = event_name(base + start, end - start, headers);
+			if (name >= 0)
+			{
+				at[name] = j;
+				last = j;
+			}
+			continue;
+		}
+		if (j - n > last)
+			break;
+		for (name = 0; name < EV_MAX_NAMES; name++)
+			if (at[name] == j - n)
+				break;
+		if (name == EV_MAX_NAMES)
+			continue;
+		o->found[name] = true;
+		ds_jsonb_entry_value(e, base, start, end, &o->v[name]);
+	}
+}
+
+/*
+ * Member name of object obj (scanned by scan_object): if present, fills
+ * *out and returns out; returns NULL otherwise.
+ */
+static inline JsonbValue *
+member(const EventObject *obj, EventName name, JsonbValue *out)
+{
+	if (!obj->found[name])
+		return NULL;
+	*out = obj->v[name];
+	return out;
 }
 
 /* The protocol's name of an operation ("insert", ...), for messages. */
@@ -128,10 +246,10 @@ required_string(bool found, JsonbValue v, const char *name, const char **s, int 
  * not a string, or is empty and nonempty is set.
  */
 static bool
-optional_string_header(JsonbContainer *headers, const char *name, bool nonempty,
-					   JsonbValue *out)
+optional_string_header(const EventObject *headers, EventName h, const char *name,
+					   bool nonempty, JsonbValue *out)
 {
-	if (!member(headers, name, out))
+	if (!member(headers, h, out))
 		return false;
 	if (out->type != jbvString)
 		ereport(ERROR,
@@ -157,7 +275,7 @@ static const char *const control_headers[] = {"control", "offset", NULL};
  * other than "control" and "offset" is present.
  */
 static void
-parse_control(JsonbContainer *root, JsonbContainer *headers, JsonbValue *ctl,
+parse_control(JsonbContainer *root, const EventObject *headers, JsonbValue *ctl,
 			  DsEvent *ev)
 {
 	JsonbValue	v;
@@ -167,7 +285,7 @@ parse_control(JsonbContainer *root, JsonbContainer *headers, JsonbValue *ctl,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("control event mixes control and change members"),
 				 errdetail("A control event has only \"headers\"; \"type\", \"key\", \"value\" and \"old_value\" belong to change events.")));
-	if (member(headers, "operation", &v))
+	if (member(headers, H_OPERATION, &v))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("control event mixes control and change members"),
@@ -193,9 +311,9 @@ parse_control(JsonbContainer *root, JsonbContainer *headers, JsonbValue *ctl,
 				 errhint("Control events are \"snapshot-start\", \"snapshot-end\" and \"reset\".")));
 #undef CTL_IS
 
-	if (JsonContainerSize(headers) !=
-		1 + (optional_string_header(headers, "offset", true, &v) ? 1 : 0))
-		reject_unknown_member(headers, control_headers, "control headers",
+	if (JsonContainerSize(headers->c) !=
+		1 + (optional_string_header(headers, H_OFFSET, "offset", true, &v) ? 1 : 0))
+		reject_unknown_member(headers->c, control_headers, "control headers",
 							  "\"control\" and \"offset\"");
 }
 
@@ -212,8 +330,8 @@ parse_control(JsonbContainer *root, JsonbContainer *headers, JsonbValue *ctl,
 void
 ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 {
-	JsonbContainer *root;
-	JsonbContainer *headers;
+	EventObject root;
+	EventObject headers;
 	JsonbValue	hv;
 	JsonbValue	tmp;
 	JsonbValue	opv;
@@ -229,18 +347,18 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("event must be a JSON object, not %s", ds_json_kind(v))));
-	root = v->val.binary.data;
-	ev->root = root;
+	scan_object(&root, v->val.binary.data, false);
+	ev->root = root.c;
 	ev->root_len = v->val.binary.len;
 
 	/* type and key, if they are strings, name the event in any error below */
-	has_type = member(root, "type", &typev) != NULL;
+	has_type = member(&root, EV_TYPE, &typev) != NULL;
 	if (has_type && typev.type == jbvString && typev.val.string.len > 0)
 	{
 		ev->type = typev.val.string.val;
 		ev->type_len = typev.val.string.len;
 	}
-	has_key = member(root, "key", &keyv) != NULL;
+	has_key = member(&root, EV_KEY, &keyv) != NULL;
 	if (has_key && keyv.type == jbvString && keyv.val.string.len > 0)
 	{
 		ev->key = keyv.val.string.val;
@@ -254,7 +372,7 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 						ev->root_len, ds_max_event_bytes),
 				 errhint("Split the entity or raise durable_state.max_event_bytes.")));
 
-	if (!member(root, "headers", &hv))
+	if (!member(&root, EV_HEADERS, &hv))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("event has no \"headers\""),
@@ -263,11 +381,11 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("\"headers\" must be an object, not %s", ds_json_kind(&hv))));
-	headers = hv.val.binary.data;
+	scan_object(&headers, hv.val.binary.data, true);
 
-	if (member(headers, "control", &tmp))
+	if (member(&headers, H_CONTROL, &tmp))
 	{
-		parse_control(root, headers, &tmp, ev);
+		parse_control(root.c, &headers, &tmp, ev);
 		return;
 	}
 
@@ -276,7 +394,7 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 	required_string(has_key, keyv, "key", &ev->key, &ev->key_len);
 	known = 3;
 
-	if (!member(headers, "operation", &opv))
+	if (!member(&headers, H_OPERATION, &opv))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("change event has no header \"operation\""),
@@ -303,7 +421,7 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 				 errhint("Set headers.operation to \"insert\", \"update\", \"delete\" or \"upsert\".")));
 #undef OP_IS
 
-	if (member(root, "value", &ev->value))
+	if (member(&root, EV_VALUE, &ev->value))
 	{
 		ev->has_value = true;
 		known++;
@@ -314,28 +432,28 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 				 errmsg("%s event has no \"value\"", ds_op_name(ev->op)),
 				 errdetail("Insert, update and upsert events carry the new value; only a delete may omit it.")));
 	/*
-	 * Members and headers not looked up yet are looked up only while the
+	 * Members and headers not looked at yet are looked at only while the
 	 * object has members not accounted for: the counts say when every
-	 * other one is absent (each lookup is a binary search).
+	 * other one is absent.
 	 */
-	if (JsonContainerSize(root) > known && member(root, "old_value", &ev->old_value))
+	if (JsonContainerSize(root.c) > known && member(&root, EV_OLD_VALUE, &ev->old_value))
 	{
 		ev->has_old_value = true;
 		known++;
 	}
-	if (JsonContainerSize(root) != known)
-		reject_unknown_member(root, change_members, "change event",
+	if (JsonContainerSize(root.c) != known)
+		reject_unknown_member(root.c, change_members, "change event",
 							  "\"type\", \"key\", \"value\", \"old_value\" and \"headers\"");
 
-	if (JsonContainerSize(headers) > hknown &&
-		optional_string_header(headers, "txid", true, &tmp))
+	if (JsonContainerSize(headers.c) > hknown &&
+		optional_string_header(&headers, H_TXID, "txid", true, &tmp))
 	{
 		hknown++;
 		ev->txid = tmp.val.string.val;
 		ev->txid_len = tmp.val.string.len;
 	}
-	if (JsonContainerSize(headers) > hknown &&
-		optional_string_header(headers, "timestamp", false, &tmp))
+	if (JsonContainerSize(headers.c) > hknown &&
+		optional_string_header(&headers, H_TIMESTAMP, "timestamp", false, &tmp))
 	{
 		hknown++;
 		if (!ds_parse_rfc3339(tmp.val.string.val, tmp.val.string.len,
@@ -346,14 +464,14 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 							ds_shorten(tmp.val.string.val, tmp.val.string.len)),
 					 errhint("Use a form like \"2025-01-31T12:00:00.000Z\".")));
 	}
-	if (JsonContainerSize(headers) > hknown &&
-		optional_string_header(headers, "offset", false, &tmp))
+	if (JsonContainerSize(headers.c) > hknown &&
+		optional_string_header(&headers, H_OFFSET, "offset", false, &tmp))
 		hknown++;
-	if (JsonContainerSize(headers) > hknown &&
-		optional_string_header(headers, "from", false, &tmp))
+	if (JsonContainerSize(headers.c) > hknown &&
+		optional_string_header(&headers, H_FROM, "from", false, &tmp))
 		hknown++;
-	if (JsonContainerSize(headers) != hknown)
-		reject_unknown_member(headers, change_headers, "change headers",
+	if (JsonContainerSize(headers.c) != hknown)
+		reject_unknown_member(headers.c, change_headers, "change headers",
 							  "\"operation\", \"txid\", \"timestamp\", \"offset\" and \"from\"");
 	(void) index;
 }

@@ -34,6 +34,8 @@
 #include "postgres.h"
 
 #include "lib/stringinfo.h"
+#include "port/pg_bitutils.h"
+#include "port/pg_bswap.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -100,8 +102,12 @@ is_ws(char c)
 static inline void
 skip_ws(JtParser *ps)
 {
-	while (ps->p < ps->end && is_ws(*ps->p))
-		ps->p++;
+	const char *p = ps->p;
+
+	/* every JSON blank is at most ' ': one comparison for the other bytes */
+	while (p < ps->end && (unsigned char) *p <= ' ' && is_ws(*p))
+		p++;
+	ps->p = p;
 }
 
 /*
@@ -142,6 +148,43 @@ pad_to_int(StringInfo buf)
 	return pad;
 }
 
+#define JT_ONES UINT64CONST(0x0101010101010101)
+#define JT_HIGHS UINT64CONST(0x8080808080808080)
+
+/*
+ * The first byte from s on (before end) that ends a run of plain string
+ * bytes ('"', '\\' or a control character), or end.  Eight bytes at a time
+ * while they last: a word's bytes equal to '"' or '\\', or below 0x20, each
+ * set the high bit of their own byte in m (and maybe bits above the first
+ * one, never below), so its lowest set bit is the first such byte.
+ */
+static inline const char *
+string_stop(const char *s, const char *end)
+{
+	while (end - s >= 8)
+	{
+		uint64		w;
+		uint64		q;
+		uint64		b;
+		uint64		m;
+
+		memcpy(&w, s, 8);
+#ifdef WORDS_BIGENDIAN
+		w = pg_bswap64(w);		/* the first byte lowest, as below */
+#endif
+		q = w ^ (JT_ONES * '"');
+		b = w ^ (JT_ONES * '\\');
+		m = (((q - JT_ONES) & ~q) | ((b - JT_ONES) & ~b) |
+			 ((w - JT_ONES * 0x20) & ~w)) & JT_HIGHS;
+		if (m != 0)
+			return s + pg_rightmost_one_pos64(m) / 8;
+		s += 8;
+	}
+	while (s < end && !string_special[(unsigned char) *s])
+		s++;
+	return s;
+}
+
 /*
  * A string at ps->p (its opening quote) into out: pointing into the text
  * if it has no escapes, else unescaped into the buffer.  Returns false
@@ -161,8 +204,7 @@ parse_string(JtParser *ps, JtVal *out)
 		unsigned char c;
 
 		/* the bytes that need a look: '"', '\\' and control characters */
-		while (s < ps->end && !string_special[(unsigned char) *s])
-			s++;
+		s = string_stop(s, ps->end);
 		if (s >= ps->end)
 			return false;
 		c = (unsigned char) *s;
@@ -229,6 +271,53 @@ parse_string(JtParser *ps, JtVal *out)
 }
 
 /*
+ * The numeric of integer v (|v| < 10^18) into the buffer as out, byte for
+ * byte what int64_to_numeric gives (numeric.c's make_result): the short
+ * format (a 16-bit header: NUMERIC_SHORT 0x8000, the sign 0x2000, display
+ * scale 0, the weight in the low 6 bits), then the base-10000 digits from
+ * the most significant, trailing zero digits dropped; zero is positive and
+ * has no digits.  numeric.c keeps these macros to itself; the format is the
+ * one stored on disk.
+ */
+static void
+put_integer(JtParser *ps, int64 v, JtVal *out)
+{
+	uint64		u = v < 0 ? -(uint64) v : (uint64) v;
+	int16		digits[5];
+	int			n = 0;
+	int			len;
+	char	   *d;
+	uint16		header;
+
+	while (u != 0)
+	{
+		digits[n++] = (int16) (u % 10000);
+		u /= 10000;
+	}
+	/* digits[n - 1] is the most significant: weight n - 1 */
+	header = 0x8000 | (v < 0 ? 0x2000 : 0) | (n > 0 ? (n - 1) : 0);
+	while (n > 0 && digits[0] == 0)
+	{
+		/* trailing zeros dropped: the weight stays */
+		memmove(digits, digits + 1, sizeof(int16) * (n - 1));
+		n--;
+	}
+	len = VARHDRSZ + sizeof(uint16) + n * sizeof(int16);
+	enlargeStringInfo(&ps->buf, len);
+	d = ps->buf.data + ps->buf.len;
+	SET_VARSIZE(d, len);
+	memcpy(d + VARHDRSZ, &header, sizeof(uint16));
+	for (int i = 0; i < n; i++)
+		memcpy(d + VARHDRSZ + sizeof(uint16) + i * sizeof(int16), &digits[n - 1 - i],
+			   sizeof(int16));
+	out->type = JENTRY_ISNUMERIC;
+	out->ptr = NULL;
+	out->off = ps->buf.len;
+	out->len = len;
+	ps->buf.len += len;
+}
+
+/*
  * A number at ps->p into out, checked against JSON's grammar.  An integer
  * of up to 18 digits is converted directly (the numeric numeric_in would
  * give: no scale, no leading zeros); any other number goes through
@@ -282,12 +371,14 @@ parse_number(JtParser *ps, JtVal *out)
 	if (!at_delimiter(ps))
 		return false;
 	if (simple && ndigits <= 18)
-		num = int64_to_numeric(neg ? -v : v);
-	else
-		num = DatumGetNumeric(DirectFunctionCall3(numeric_in,
-												  CStringGetDatum(pnstrdup(start, s - start)),
-												  ObjectIdGetDatum(InvalidOid),
-												  Int32GetDatum(-1)));
+	{
+		put_integer(ps, neg ? -v : v, out);
+		return true;
+	}
+	num = DatumGetNumeric(DirectFunctionCall3(numeric_in,
+											  CStringGetDatum(pnstrdup(start, s - start)),
+											  ObjectIdGetDatum(InvalidOid),
+											  Int32GetDatum(-1)));
 	out->type = JENTRY_ISNUMERIC;
 	out->ptr = (const char *) num;
 	out->len = VARSIZE_ANY(num);
@@ -295,11 +386,15 @@ parse_number(JtParser *ps, JtVal *out)
 }
 
 /* "true", "false" or "null" (lit, len bytes) at ps->p; false if not there */
-static bool
+static inline bool
 parse_literal(JtParser *ps, const char *lit, int len)
 {
-	if (ps->end - ps->p < len || memcmp(ps->p, lit, len) != 0)
+	if (ps->end - ps->p < len)
 		return false;
+	/* lit is a constant: compared inline, its first byte already seen */
+	for (int i = 1; i < len; i++)
+		if (ps->p[i] != lit[i])
+			return false;
 	ps->p += len;
 	return at_delimiter(ps);
 }
@@ -360,32 +455,59 @@ sort_members(JtParser *ps, int first, int n, int *idx)
 }
 
 /*
- * Appends value v to the container being composed in the buffer, aligned
- * as jsonb aligns it, and sets *je to its JEntry (its length, padding
- * included, with the stride's offset every JB_OFFSET_STRIDE entries: entry
- * i, *totallen the data's length so far).  Returns false if the container
- * grows too large for jsonb.
+ * Copies len bytes from src to dst, which do not overlap: the short runs
+ * of an event's strings without a call to memcpy.
  */
-static bool
-place(JtParser *ps, const JtVal *v, int i, int *totallen, JEntry *je)
+static inline void
+copy_bytes(char *dst, const char *src, int len)
 {
-	int			pad = 0;
-	int			len;
+	if (len >= 8 && len <= 16)
+	{
+		uint64		a;
+		uint64		b;
+
+		memcpy(&a, src, 8);
+		memcpy(&b, src + len - 8, 8);
+		memcpy(dst, &a, 8);
+		memcpy(dst + len - 8, &b, 8);
+	}
+	else if (len < 8)
+	{
+		for (int i = 0; i < len; i++)
+			dst[i] = src[i];
+	}
+	else
+		memcpy(dst, src, len);
+}
+
+/*
+ * Appends value v at *d, aligned as jsonb aligns it (to 4 bytes from the
+ * buffer's start, base: zeros before a numeric or a container), and sets
+ * *je to its JEntry (its length, padding included, with the stride's
+ * offset every JB_OFFSET_STRIDE entries: entry i, *totallen the data's
+ * length so far).  The buffer has room for the padding.
+ */
+static inline void
+place(const char *base, const JtVal *v, const char *src, int i, char **d, int *totallen,
+	  JEntry *je)
+{
+	int			len = v->len;
 
 	if (v->type == JENTRY_ISNUMERIC || v->type == JENTRY_ISCONTAINER)
-		pad = pad_to_int(&ps->buf);
-	enlargeStringInfo(&ps->buf, v->len);
-	memcpy(ps->buf.data + ps->buf.len, val_data(ps, v), v->len);
-	ps->buf.len += v->len;
-	len = pad + v->len;
+	{
+		int			pad = INTALIGN(*d - base) - (*d - base);
+
+		for (int k = 0; k < pad; k++)
+			*(*d)++ = 0;
+		len += pad;
+	}
+	copy_bytes(*d, src, v->len);
+	*d += v->len;
 	*totallen += len;
-	if (*totallen > JENTRY_OFFLENMASK)
-		return false;
 	if (i % JB_OFFSET_STRIDE == 0)
 		*je = v->type | *totallen | JENTRY_HAS_OFF;
 	else
 		*je = v->type | len;
-	return true;
 }
 
 /*
@@ -400,27 +522,51 @@ compose(JtParser *ps, bool object, int first, int n, int *idx, Size region, JtVa
 	uint32		header = n | (object ? JB_FOBJECT : JB_FARRAY);
 	int			nentries = object ? 2 * n : n;
 	Size		start;
-	Size		jentries;
+	Size		room;
 	int			totallen = 0;
+	int			e = 0;
 	Size		len;
+	char	   *d;
+	JEntry	   *jentries;
 
-	pad_to_int(&ps->buf);
-	start = ps->buf.len;
-	appendBinaryStringInfo(&ps->buf, (char *) &header, sizeof(uint32));
-	jentries = ps->buf.len;
-	enlargeStringInfo(&ps->buf, sizeof(JEntry) * nentries);
-	ps->buf.len += sizeof(JEntry) * nentries;
-	for (int e = 0; e < nentries; e++)
+	/* the most it can take: every entry padded, and the container's own padding */
+	room = 3 + sizeof(uint32) + (sizeof(JEntry) + 3) * (Size) nentries;
+	for (int i = 0; i < n; i++)
 	{
-		JtMember   *m = &ps->mem[first + idx[object ? e % n : e]];
+		JtMember   *m = &ps->mem[first + idx[i]];
+
+		room += m->val.len + (object ? m->key.len : 0);
+	}
+	if (room > MaxAllocSize / 2)
+		return false;
+	pad_to_int(&ps->buf);
+	enlargeStringInfo(&ps->buf, room);
+	start = ps->buf.len;
+	d = ps->buf.data + start;
+	memcpy(d, &header, sizeof(uint32));
+	jentries = (JEntry *) (d + sizeof(uint32));
+	d += sizeof(uint32) + sizeof(JEntry) * nentries;
+	if (object)
+	{
+		for (int i = 0; i < n; i++, e++)
+		{
+			JtVal	   *k = &ps->mem[first + idx[i]].key;
+			JEntry		je;
+
+			place(ps->buf.data, k, val_data(ps, k), e, &d, &totallen, &je);
+			memcpy(&jentries[e], &je, sizeof(JEntry));
+		}
+	}
+	for (int i = 0; i < n; i++, e++)
+	{
+		JtVal	   *v = &ps->mem[first + idx[i]].val;
 		JEntry		je;
 
-		if (!place(ps, object && e < n ? &m->key : &m->val, e, &totallen, &je))
-			return false;
-		memcpy(ps->buf.data + jentries + e * sizeof(JEntry), &je, sizeof(JEntry));
+		place(ps->buf.data, v, val_data(ps, v), e, &d, &totallen, &je);
+		memcpy(&jentries[e], &je, sizeof(JEntry));
 	}
-	len = ps->buf.len - start;
-	if (len > JENTRY_OFFLENMASK)
+	len = d - (ps->buf.data + start);
+	if (totallen > JENTRY_OFFLENMASK || len > JENTRY_OFFLENMASK)
 		return false;
 	memmove(ps->buf.data + region, ps->buf.data + start, len);
 	ps->buf.len = region + len;
@@ -486,7 +632,9 @@ parse_container(JtParser *ps, bool object, JtVal *out)
 					return false;
 				ps->p++;
 			}
-			if (!parse_value(ps, &v))
+			/* a string, the most common value, without parse_value's frame */
+			skip_ws(ps);
+			if (ps->p < ps->end && *ps->p == '"' ? !parse_string(ps, &v) : !parse_value(ps, &v))
 				return false;
 			ps->mem[slot].val = v;	/* ps->mem may have moved */
 			skip_ws(ps);

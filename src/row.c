@@ -301,10 +301,13 @@ static void
 form_typed(DsCollState *cs, DsEvent *ev)
 {
 	DsRelInfo  *ri = &cs->ri;
-	JsonbIterator *it;
+	JsonbContainer *obj;
+	int			n;
+	char	   *base;
+	uint32		kend = 0;		/* where the data of the key before ends */
+	uint32		vend = 0;		/* likewise the value before */
 	JsonbValue	k,
 				v;
-	JsonbIteratorToken tok;
 	JsonbParseState *exact = NULL,
 			   *members = NULL;
 
@@ -312,18 +315,35 @@ form_typed(DsCollState *cs, DsEvent *ev)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("value of typed collection \"%s\" must be an object", cs->coll->name)));
-	it = JsonbIteratorInit(ev->value.val.binary.data);
-	while ((tok = JsonbIteratorNext(&it, &k, true)) != WJB_DONE)
+
+	/*
+	 * The members in their stored order, as JsonbIteratorNext would give
+	 * them, walking the keys' entries and the values' side by side.
+	 */
+	obj = ev->value.val.binary.data;
+	n = JsonContainerSize(obj);
+	base = (char *) &obj->children[n * 2];
+	for (int i = 0; i < n; i++)
 	{
+		JEntry		e = obj->children[i];
+
+		vend = JBE_HAS_OFF(e) ? JBE_OFFLENFLD(e) : vend + JBE_OFFLENFLD(e);
+	}
+	for (int i = 0; i < n; i++)
+	{
+		JEntry		ke = obj->children[i];
+		JEntry		ve = obj->children[n + i];
+		uint32		kstart = kend;
+		uint32		vstart = vend;
 		DsColumn   *col;
 		bool		isnull;
 		Datum		d;
 		JsonbValue	canonical;
 
-		if (tok != WJB_KEY)
-			continue;
-		tok = JsonbIteratorNext(&it, &v, true);
-		Assert(tok == WJB_VALUE);
+		kend = JBE_HAS_OFF(ke) ? JBE_OFFLENFLD(ke) : kstart + JBE_OFFLENFLD(ke);
+		vend = JBE_HAS_OFF(ve) ? JBE_OFFLENFLD(ve) : vstart + JBE_OFFLENFLD(ve);
+		ds_jsonb_entry_value(ke, base, kstart, kend, &k);
+		ds_jsonb_entry_value(ve, base, vstart, vend, &v);
 		col = member_column(cs, &k, &v, &members);
 		if (col == NULL)
 			continue;

@@ -113,6 +113,8 @@ extern bool ds_parse_rfc3339(const char *s, int len, DsRfc3339Part part,
 extern char *ds_shorten(const char *s, int len);
 
 extern void ds_jsonb_root_value(Jsonb *jb, JsonbValue *v);
+extern void ds_jsonb_entry_value(JEntry e, char *base, uint32 start, uint32 end,
+								 JsonbValue *out);
 extern void ds_push_jsonb_string(JsonbParseState **state, JsonbIteratorToken tok,
 								 const char *s, int len);
 

@@ -174,6 +174,57 @@ SELECT count(*) AS snapshot_mismatches
                                'value', v.v::jsonb, 'headers', jsonb_build_object('operation', 'insert'))]);
 SELECT count(*) AS snapshot_inserts FROM state.snapshot('jt_p') s WHERE s->'headers'->>'operation' = 'insert';
 SELECT state.drop_collection('jt_put', 'jt_p', drop_table => true);
+-- Event shapes: apply_text reads the members and headers where its parser
+-- found them, apply searches for them; the outcome is the same (an array
+-- of one event, so that errors name it alike; NDJSON names its line too).
+CREATE TEMP TABLE jt_shapes (n serial, v text);
+INSERT INTO jt_shapes (v) VALUES
+    ('{"type":"jt_doc","key":"s1","value":1,"headers":{"operation":"upsert"},"headers":"x"}'),
+    ('{"type":"jt_doc","key":"s2","value":1,"headers":"x","headers":{"operation":"upsert"}}'),
+    ('{"type":"jt_doc","key":"s3","value":1,"headers":{"operation":"delete"},"headers":{"operation":"upsert","txid":"t3"}}'),
+    ('{"headers":{"control":"nope"}}'),
+    ('{"headers":{"control":"reset","operation":"upsert"}}'),
+    ('{"type":"jt_doc","headers":{"control":"reset"}}'),
+    ('{"headers":{"control":"reset","bogus":1}}'),
+    ('{"headers":{"control":"reset","offset":""}}'),
+    ('{"headers":{"control":5}}'),
+    ('{"type":"jt_doc","key":"s4","value":1,"headers":{"operation":"upsert"},"extra":1}'),
+    ('{"type":"jt_doc","key":"s5","value":1,"headers":{"operation":"upsert","bogus":1}}'),
+    ('{"type":"jt_doc","key":"s6","value":1,"headers":{"operation":"upsert","txid":"t6","timestamp":"nope","offset":"o","from":"f"}}'),
+    ('{"type":"jt_doc","key":"s7","value":1,"headers":{"operation":"upsert","txid":"t7","timestamp":"2025-01-31T12:00:00Z","offset":"o","from":"f"}}'),
+    ('{"type":"jt_doc","key":"s8","value":1,"headers":{"operation":"upsert","txid":""}}'),
+    ('{"type":"jt_doc","key":"s9","value":{"headers":{"operation":"x"}},"headers":{"operation":"upsert","from":{"operation":1}}}'),
+    ('{"type":"jt_doc","key":"s10","value":1,"old_value":2,"headers":{"operation":"upsert"}}'),
+    ('{"type":"jt_doc","key":"s11","headers":{"operation":"insert"}}'),
+    ('{"type":"jt_doc","key":"s12","headers":{"operation":"delete"}}'),
+    ('{"type":5,"key":"s13","value":1,"headers":{"operation":"upsert"}}'),
+    ('{"typ\u0065":"jt_doc","key":"s14","value":1,"headers":{"operation":"upsert"}}'),
+    ('{"type":"jt_doc","key":"s15","value":1,"headers":{"operation":"upsert","operation":"delete"}}'),
+    ('{"headers":{"txid":"t16","operation":"upsert"},"value":[1],"key":"s16","type":"jt_doc"}'),
+    ('{"type":"jt_doc","key":"s17","value":1,"headers":{"operation":"upsert","txid":5}}'),
+    ('{"type":"jt_doc","key":"","value":1,"headers":{"operation":"upsert"}}'),
+    ('{"type":"jt_doc","key":"s19","value":1,"headers":{}}'),
+    ('{"type":"jt_doc","key":"s20","value":1}'),
+    ('{"type":"jt_doc","key":"s21","value":1,"headers":[{"operation":"upsert"}]}'),
+    ('{"type":"jt_doc","key":"s22","value":1,"headers":{"operation":"upsert","more":{"operation":"delete","control":"reset"}}}');
+-- past 127 members (where the parser notes none): searched for
+INSERT INTO jt_shapes (v)
+SELECT '{"type":"jt_doc","key":"s' || c.n || '","value":1,' || string_agg(format('"m%s":%s', i, i), ',') ||
+       CASE c.n WHEN 0 THEN ',"headers":{"operation":"upsert"}}' ELSE '}' END
+  FROM (VALUES (0)) c(n), generate_series(1, 130) i GROUP BY c.n;
+INSERT INTO jt_shapes (v)
+SELECT '{"type":"jt_doc","key":"s' || c.n || '","value":1,"headers":{"operation":"upsert",' ||
+       string_agg(format('"h%s":"%s"', i, i), ',') || '}}'
+  FROM (VALUES (1)) c(n), generate_series(1, 130) i GROUP BY c.n;
+SELECT s.n, pg_temp.err(format('SELECT * FROM state.apply_text(%L, %L)', '[' || s.v || ']', 'jt')) AS apply_text
+  FROM jt_shapes s ORDER BY s.n;
+SELECT s.n, s.v
+  FROM jt_shapes s
+ WHERE pg_temp.err(format('SELECT * FROM state.apply_text(%L, %L)', '[' || s.v || ']', 'jt'))
+       IS DISTINCT FROM pg_temp.err(format('SELECT * FROM state.apply(%L, %L)', '[' || s.v || ']', 'jt'))
+    OR pg_temp.err(format('SELECT * FROM state.apply_text(%L, %L)', s.v, 'jt'))
+       IS DISTINCT FROM regexp_replace(pg_temp.err(format('SELECT * FROM state.apply(%L, %L)', s.v, 'jt')),
+                                       '^(\w+: event 0)', '\1 (line 1)');
 
 SELECT state.drop_collection('jt_docs', 'jt', drop_table => true);
 SELECT state.drop_collection('jt_typed_a', 'jt_a', drop_table => true);

@@ -124,7 +124,7 @@ scan_object(EventObject *o, JsonbContainer *c, bool headers)
 		uint32		start = end;
 		int			name;
 
-		end = JBE_HAS_OFF(e) ? JBE_OFFLENFLD(e) : start + JBE_OFFLENFLD(e);
+		JBE_ADVANCE_OFFSET(end, e);
 		if (j < n)
 		{
 			name = event_name(base + start, end - start, headers);

@@ -324,11 +324,7 @@ form_typed(DsCollState *cs, DsEvent *ev)
 	n = JsonContainerSize(obj);
 	base = (char *) &obj->children[n * 2];
 	for (int i = 0; i < n; i++)
-	{
-		JEntry		e = obj->children[i];
-
-		vend = JBE_HAS_OFF(e) ? JBE_OFFLENFLD(e) : vend + JBE_OFFLENFLD(e);
-	}
+		JBE_ADVANCE_OFFSET(vend, obj->children[i]);
 	for (int i = 0; i < n; i++)
 	{
 		JEntry		ke = obj->children[i];
@@ -340,8 +336,8 @@ form_typed(DsCollState *cs, DsEvent *ev)
 		Datum		d;
 		JsonbValue	canonical;
 
-		kend = JBE_HAS_OFF(ke) ? JBE_OFFLENFLD(ke) : kstart + JBE_OFFLENFLD(ke);
-		vend = JBE_HAS_OFF(ve) ? JBE_OFFLENFLD(ve) : vstart + JBE_OFFLENFLD(ve);
+		JBE_ADVANCE_OFFSET(kend, ke);
+		JBE_ADVANCE_OFFSET(vend, ve);
 		ds_jsonb_entry_value(ke, base, kstart, kend, &k);
 		ds_jsonb_entry_value(ve, base, vstart, vend, &v);
 		col = member_column(cs, &k, &v, &members);

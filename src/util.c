@@ -259,43 +259,6 @@ ds_jsonb_root_value(Jsonb *jb, JsonbValue *v)
 }
 
 /*
- * The value of a container's entry e, whose data is at base + start up to
- * base + end, into out, as jsonb_util.c's fillJsonbValue gives it (and so
- * getKeyJsonValueFromContainer and JsonbIteratorNext): strings in place,
- * numerics and containers at their aligned offsets.  For walking an
- * object's entries in one pass.
- */
-void
-ds_jsonb_entry_value(JEntry e, char *base, uint32 start, uint32 end, JsonbValue *out)
-{
-	if (JBE_ISNULL(e))
-		out->type = jbvNull;
-	else if (JBE_ISSTRING(e))
-	{
-		out->type = jbvString;
-		out->val.string.val = base + start;
-		out->val.string.len = end - start;
-	}
-	else if (JBE_ISNUMERIC(e))
-	{
-		out->type = jbvNumeric;
-		out->val.numeric = (Numeric) (base + INTALIGN(start));
-	}
-	else if (JBE_ISBOOL_TRUE(e) || JBE_ISBOOL_FALSE(e))
-	{
-		out->type = jbvBool;
-		out->val.boolean = JBE_ISBOOL_TRUE(e);
-	}
-	else
-	{
-		Assert(JBE_ISCONTAINER(e));
-		out->type = jbvBinary;
-		out->val.binary.data = (JsonbContainer *) (base + INTALIGN(start));
-		out->val.binary.len = end - INTALIGN(start);
-	}
-}
-
-/*
  * Open rel (at range table index rti of estate) as a result relation that
  * ExecSimpleRelationInsert/Update/Delete can write: a ResultRelInfo with
  * its indexes open, listed in estate->es_opened_result_relations so that

@@ -113,10 +113,47 @@ extern bool ds_parse_rfc3339(const char *s, int len, DsRfc3339Part part,
 extern char *ds_shorten(const char *s, int len);
 
 extern void ds_jsonb_root_value(Jsonb *jb, JsonbValue *v);
-extern void ds_jsonb_entry_value(JEntry e, char *base, uint32 start, uint32 end,
-								 JsonbValue *out);
 extern void ds_push_jsonb_string(JsonbParseState **state, JsonbIteratorToken tok,
 								 const char *s, int len);
+
+/*
+ * The value of a container's entry e, whose data is at base + start up to
+ * base + end, into out, as jsonb_util.c's fillJsonbValue gives it (and so
+ * getKeyJsonValueFromContainer and JsonbIteratorNext): strings in place,
+ * numerics and containers at their aligned offsets.  For walking a
+ * container's entries in one pass (JBE_ADVANCE_OFFSET gives end from
+ * start); the engine's readers and the JSON Schema validator's share it.
+ */
+static inline void
+ds_jsonb_entry_value(JEntry e, const char *base, uint32 start, uint32 end, JsonbValue *out)
+{
+	switch (e & JENTRY_TYPEMASK)
+	{
+		case JENTRY_ISSTRING:
+			out->type = jbvString;
+			out->val.string.val = (char *) base + start;
+			out->val.string.len = end - start;
+			break;
+		case JENTRY_ISNUMERIC:
+			out->type = jbvNumeric;
+			out->val.numeric = (Numeric) (base + INTALIGN(start));
+			break;
+		case JENTRY_ISBOOL_TRUE:
+		case JENTRY_ISBOOL_FALSE:
+			out->type = jbvBool;
+			out->val.boolean = JBE_ISBOOL_TRUE(e);
+			break;
+		case JENTRY_ISNULL:
+			out->type = jbvNull;
+			break;
+		default:
+			Assert(JBE_ISCONTAINER(e));
+			out->type = jbvBinary;
+			out->val.binary.data = (JsonbContainer *) (base + INTALIGN(start));
+			out->val.binary.len = end - INTALIGN(start);
+			break;
+	}
+}
 
 /* SPI plans prepared once per backend */
 extern SPIPlanPtr ds_keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes);

@@ -567,7 +567,7 @@ ip_unique(JsIpCtx *ctx, JsonbContainer *c, uint32 n)
 		uint32		start = offset;
 
 		JBE_ADVANCE_OFFSET(offset, c->children[i]);
-		js_entry_value(c->children[i], base, start, offset - start, &buf[i]);
+		ds_jsonb_entry_value(c->children[i], base, start, offset, &buf[i]);
 		if (buf[i].type == jbvBinary)
 		{
 			ctx->unsure = true;
@@ -776,7 +776,7 @@ ip_array_post(JsIpCtx *ctx, JsPlan *p, JsonbContainer *c)
 				break;
 			if (ip_quick(ctx, sub, c->children[i], base, start, offset - start))
 				continue;
-			js_entry_value(c->children[i], base, start, offset - start, &v);
+			ds_jsonb_entry_value(c->children[i], base, start, offset, &v);
 			if (!ip_node(ctx, sub, &v))
 				return false;
 		}
@@ -791,7 +791,7 @@ ip_array_post(JsIpCtx *ctx, JsPlan *p, JsonbContainer *c)
 			uint32		start = offset;
 
 			JBE_ADVANCE_OFFSET(offset, c->children[i]);
-			js_entry_value(c->children[i], base, start, offset - start, &v);
+			ds_jsonb_entry_value(c->children[i], base, start, offset, &v);
 			if (ip_node(ctx, k->u.contains.sub, &v) &&
 				++matches >= k->u.contains.min && k->u.contains.max < 0)
 				break;
@@ -864,7 +864,7 @@ ip_members_of(JsIpCtx *ctx, JsonbContainer *c, uint32 n, uint32 values,
 		if (subs[i] == NULL || (!ok && !named[i]) ||
 			ip_quick(ctx, subs[i], c->children[n + i], base, vstart, voff - vstart))
 			continue;
-		js_entry_value(c->children[n + i], base, vstart, voff - vstart, &v);
+		ds_jsonb_entry_value(c->children[n + i], base, vstart, voff, &v);
 		if (!ip_node(ctx, subs[i], &v))
 		{
 			if (named[i])
@@ -948,9 +948,10 @@ ip_members(JsIpCtx *ctx, JsPlan *p, JsonbContainer *c, uint64 hit)
 			if (pats_ok)
 			{
 				JsonbValue	v;
+				uint32		vstart = getJsonbOffset(c, n + i);
 
-				js_entry_value(c->children[n + i], base, getJsonbOffset(c, n + i),
-						 getJsonbLength(c, n + i), &v);
+				ds_jsonb_entry_value(c->children[n + i], base, vstart,
+									 vstart + getJsonbLength(c, n + i), &v);
 				pats_ok = ip_node(ctx, p->pats[pj].node, &v);
 			}
 		}

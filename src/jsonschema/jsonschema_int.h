@@ -431,44 +431,6 @@ extern bool js_json_equal(JsonbValue *a, JsonbValue *b);
 #define JS_NUMERIC_SHORT_WSIGN	0x0040
 #define JS_NUMERIC_SHORT_WMASK	0x003F
 
-/*
- * Fill *out with a container entry whose data (len bytes) starts at offset
- * from base: a scalar as itself, a container as jbvBinary.
- */
-static inline void
-js_entry_value(JEntry entry, const char *base, uint32 offset, uint32 len,
-			   JsonbValue *out)
-{
-	switch (entry & JENTRY_TYPEMASK)
-	{
-		case JENTRY_ISSTRING:
-			out->type = jbvString;
-			out->val.string.val = (char *) base + offset;
-			out->val.string.len = len;
-			break;
-		case JENTRY_ISNUMERIC:
-			out->type = jbvNumeric;
-			out->val.numeric = (Numeric) (base + INTALIGN(offset));
-			break;
-		case JENTRY_ISBOOL_TRUE:
-			out->type = jbvBool;
-			out->val.boolean = true;
-			break;
-		case JENTRY_ISBOOL_FALSE:
-			out->type = jbvBool;
-			out->val.boolean = false;
-			break;
-		case JENTRY_ISNULL:
-			out->type = jbvNull;
-			break;
-		default:
-			out->type = jbvBinary;
-			out->val.binary.data = (JsonbContainer *) (base + INTALIGN(offset));
-			out->val.binary.len = len - (INTALIGN(offset) - offset);
-			break;
-	}
-}
-
 /* Read n into *v; false for NaN, infinities, or a packed header. */
 static inline bool
 js_num_view(Numeric n, JsNumView *v)

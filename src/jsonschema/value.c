@@ -46,14 +46,14 @@ expand_alloc(Size size, bool scratch)
 }
 
 /*
- * Fill *out with the value of a container entry whose data (len bytes) is
- * at offset from base, expanding a nested container.
+ * Fill *out with the value of a container entry whose data is at base +
+ * start up to base + end, expanding a nested container.
  */
 static inline void
-expand_entry(JEntry entry, const char *base, uint32 offset, uint32 len,
+expand_entry(JEntry entry, const char *base, uint32 start, uint32 end,
 			 JsonbValue *out, bool scratch)
 {
-	js_entry_value(entry, base, offset, len, out);
+	ds_jsonb_entry_value(entry, base, start, end, out);
 	if (out->type == jbvBinary)
 		expand_into(out->val.binary.data, out, scratch);
 }
@@ -93,8 +93,7 @@ expand_into(JsonbContainer *c, JsonbValue *out, bool scratch)
 			uint32		start = offset;
 
 			JBE_ADVANCE_OFFSET(offset, children[n + i]);
-			expand_entry(children[n + i], base, start, offset - start,
-						 &pairs[i].value, scratch);
+			expand_entry(children[n + i], base, start, offset, &pairs[i].value, scratch);
 		}
 		out->type = jbvObject;
 		out->val.object.nPairs = n;
@@ -110,8 +109,7 @@ expand_into(JsonbContainer *c, JsonbValue *out, bool scratch)
 			uint32		start = offset;
 
 			JBE_ADVANCE_OFFSET(offset, children[i]);
-			expand_entry(children[i], base, start, offset - start, &elems[i],
-						 scratch);
+			expand_entry(children[i], base, start, offset, &elems[i], scratch);
 		}
 		if ((c->header & JB_FSCALAR) && n == 1)
 		{

@@ -509,127 +509,46 @@ ds_check_source_offset(const char *off)
 				 errdetail("Offsets never contain \",\", \"&\", \"=\", \"?\" or \"/\".")));
 }
 
-/* Pads buf with zeros to a multiple of 4 bytes, as jsonb aligns; returns the padding. */
-static int
-pad_to_int(StringInfo buf)
-{
-	int			pad = INTALIGN(buf->len) - buf->len;
-
-	appendStringInfoSpaces(buf, pad);
-	memset(buf->data + buf->len - pad, 0, pad);
-	return pad;
-}
-
-/*
- * Appends a JSON value (a scalar, or jbvBinary: a container, copied as it
- * is) as jsonb stores it inside a container, and returns its JEntry: its
- * type and length, padding included, as convertJsonbScalar and
- * convertJsonbValue make them.
- */
-static JEntry
-append_value(StringInfo buf, const JsonbValue *v)
-{
-	int			pad;
-
-	switch (v->type)
-	{
-		case jbvNull:
-			return JENTRY_ISNULL;
-		case jbvBool:
-			return v->val.boolean ? JENTRY_ISBOOL_TRUE : JENTRY_ISBOOL_FALSE;
-		case jbvString:
-			appendBinaryStringInfo(buf, v->val.string.val, v->val.string.len);
-			return JENTRY_ISSTRING | v->val.string.len;
-		case jbvNumeric:
-			pad = pad_to_int(buf);
-			appendBinaryStringInfo(buf, (char *) v->val.numeric, VARSIZE_ANY(v->val.numeric));
-			return JENTRY_ISNUMERIC | (pad + VARSIZE_ANY(v->val.numeric));
-		case jbvBinary:
-			pad = pad_to_int(buf);
-			appendBinaryStringInfo(buf, (char *) v->val.binary.data, v->val.binary.len);
-			return JENTRY_ISCONTAINER | (pad + v->val.binary.len);
-		default:
-			elog(ERROR, "unexpected jsonb value type %d in an event", (int) v->type);
-	}
-	return 0;					/* keep the compiler quiet */
-}
-
 /*
  * The change event {"type": type, "key": key, "value": value, "headers":
  * {"operation": op}} (type_len and key_len bytes, value a scalar or a
- * container, NULL for a JSON null), built in the current memory context.
- *
- * Written in jsonb's binary format directly, byte for byte what
- * pushJsonbValue and JsonbValueToJsonb make (they unpack a container value
- * token by token and build it again; here it is copied): the members in
- * jsonb's order (shorter keys first: key, type, value, headers), the keys'
- * JEntries then the values', the first key's as an offset (every
- * JB_OFFSET_STRIDE-th entry is one), numerics and containers aligned to 4
- * bytes with the padding counted in their length.  Raises
- * ERRCODE_PROGRAM_LIMIT_EXCEEDED, as jsonb does, past its size limit.
+ * container, NULL for a JSON null), built in the current memory context,
+ * in jsonb's binary form directly (DsJsonbObject): the value's container
+ * is copied as it is, where pushJsonbValue unpacked it token by token and
+ * JsonbValueToJsonb built it again.  The members in jsonb's order, shorter
+ * keys first: key, type, value, headers.
  */
 Jsonb *
 ds_make_event(const char *type, int type_len, const char *key, int key_len,
 			  JsonbValue *value, const char *op)
 {
 	static const char *const keys[] = {"key", "type", "value", "headers"};
-	StringInfoData buf;
-	JsonbValue	null;
-	JsonbValue	kv;
-	JsonbValue	tv;
-	JEntry		entries[8];
-	int			jentries;
-	int			data_start;
-	int			headers_start;
-	uint32		header;
-	int			oplen = strlen(op);
+	DsJsonbObject headers;
+	DsJsonbObject event;
+	JsonbValue	v[4];
 
-	null.type = jbvNull;
-	kv.type = jbvString;
-	kv.val.string.val = unconstify(char *, key);
-	kv.val.string.len = key_len;
-	tv.type = jbvString;
-	tv.val.string.val = unconstify(char *, type);
-	tv.val.string.len = type_len;
+	v[0].type = jbvString;
+	v[0].val.string.val = unconstify(char *, op);
+	v[0].val.string.len = strlen(op);
+	ds_jsonb_object_begin(&headers, 1, 0);
+	ds_jsonb_object_key(&headers, "operation", 9);
+	ds_jsonb_object_value(&headers, &v[0]);
+	ds_jsonb_root_value(ds_jsonb_object_end(&headers), &v[3]);
 
-	initStringInfo(&buf);
-	appendStringInfoSpaces(&buf, VARHDRSZ);
-	header = 4 | JB_FOBJECT;
-	appendBinaryStringInfo(&buf, (char *) &header, sizeof(uint32));
-	jentries = buf.len;
-	appendStringInfoSpaces(&buf, sizeof(entries));
-	data_start = buf.len;
+	v[0].val.string.val = unconstify(char *, key);
+	v[0].val.string.len = key_len;
+	v[1].type = jbvString;
+	v[1].val.string.val = unconstify(char *, type);
+	v[1].val.string.len = type_len;
+	if (value)
+		v[2] = *value;
+	else
+		v[2].type = jbvNull;
+
+	ds_jsonb_object_begin(&event, 4, 0);
 	for (int i = 0; i < 4; i++)
-	{
-		appendStringInfoString(&buf, keys[i]);
-		entries[i] = JENTRY_ISSTRING | strlen(keys[i]);
-	}
-	/* the first entry holds its end offset, which is its length */
-	entries[0] |= JENTRY_HAS_OFF;
-	entries[4] = append_value(&buf, &kv);
-	entries[5] = append_value(&buf, &tv);
-	entries[6] = append_value(&buf, value ? value : &null);
-
-	/* headers: {"operation": op}, a container of its own */
-	headers_start = buf.len;
-	(void) pad_to_int(&buf);
-	{
-		uint32		hheader = 1 | JB_FOBJECT;
-		JEntry		hentries[2] = {JENTRY_ISSTRING | JENTRY_HAS_OFF | 9, JENTRY_ISSTRING | oplen};
-
-		appendBinaryStringInfo(&buf, (char *) &hheader, sizeof(uint32));
-		appendBinaryStringInfo(&buf, (char *) hentries, sizeof(hentries));
-		appendBinaryStringInfo(&buf, "operation", 9);
-		appendBinaryStringInfo(&buf, op, oplen);
-	}
-	entries[7] = JENTRY_ISCONTAINER | (buf.len - headers_start);
-
-	if (buf.len - data_start > JENTRY_OFFLENMASK)
-		ereport(ERROR,
-				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				 errmsg("total size of jsonb object elements exceeds the maximum of %d bytes",
-						JENTRY_OFFLENMASK)));
-	memcpy(buf.data + jentries, entries, sizeof(entries));
-	SET_VARSIZE(buf.data, buf.len);
-	return (Jsonb *) buf.data;
+		ds_jsonb_object_key(&event, keys[i], strlen(keys[i]));
+	for (int i = 0; i < 4; i++)
+		ds_jsonb_object_value(&event, &v[i]);
+	return ds_jsonb_object_end(&event);
 }

@@ -42,6 +42,7 @@
 #include "utils/numeric.h"
 
 #include "jsontext.h"
+#include "util.h"
 
 /* deeper nesting is left to jsonb_in (and its stack depth check) */
 #define DS_JT_MAX_DEPTH 64
@@ -131,21 +132,6 @@ static inline const char *
 val_data(JtParser *ps, const JtVal *v)
 {
 	return v->ptr ? v->ptr : ps->buf.data + v->off;
-}
-
-/* Pads the buffer with zeros to a multiple of 4 bytes, as jsonb aligns. */
-static inline int
-pad_to_int(StringInfo buf)
-{
-	int			pad = INTALIGN(buf->len) - buf->len;
-
-	if (pad > 0)
-	{
-		enlargeStringInfo(buf, pad);
-		memset(buf->data + buf->len, 0, pad);
-		buf->len += pad;
-	}
-	return pad;
 }
 
 #define JT_ONES UINT64CONST(0x0101010101010101)
@@ -539,7 +525,7 @@ compose(JtParser *ps, bool object, int first, int n, int *idx, Size region, JtVa
 	}
 	if (room > MaxAllocSize / 2)
 		return false;
-	pad_to_int(&ps->buf);
+	ds_jsonb_pad(&ps->buf);
 	enlargeStringInfo(&ps->buf, room);
 	start = ps->buf.len;
 	d = ps->buf.data + start;
@@ -606,7 +592,7 @@ parse_container(JtParser *ps, bool object, JtVal *out)
 	Size		region;
 	bool		ok;
 
-	pad_to_int(&ps->buf);
+	ds_jsonb_pad(&ps->buf);
 	region = ps->buf.len;
 	ps->p++;
 	skip_ws(ps);

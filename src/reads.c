@@ -337,65 +337,18 @@ found_cmp(const void *a, const void *b)
 	return memcmp(x->key, y->key, x->keylen);
 }
 
-/* Pads buf with zero bytes to a 4-byte boundary, as jsonb aligns data. */
-static void
-pad_to_int(StringInfo buf)
-{
-	static const char zeros[4] = {0, 0, 0, 0};
-
-	appendBinaryStringInfo(buf, zeros, INTALIGN(buf->len) - buf->len);
-}
-
-/*
- * Appends the value of jb to buf as an object member's value in jsonb's
- * binary form and returns its JEntry type bits: a container copied as it
- * is stored (int-aligned, as its inner alignment assumes), a scalar as its
- * own data.
- */
-static uint32
-append_member_value(StringInfo buf, Jsonb *jb)
-{
-	JsonbValue	v;
-
-	if (!JB_ROOT_IS_SCALAR(jb))
-	{
-		pad_to_int(buf);
-		appendBinaryStringInfo(buf, VARDATA(jb), VARSIZE(jb) - VARHDRSZ);
-		return JENTRY_ISCONTAINER;
-	}
-	JsonbExtractScalar(&jb->root, &v);
-	switch (v.type)
-	{
-		case jbvString:
-			appendBinaryStringInfo(buf, v.val.string.val, v.val.string.len);
-			return JENTRY_ISSTRING;
-		case jbvNumeric:
-			pad_to_int(buf);
-			appendBinaryStringInfo(buf, (char *) v.val.numeric, VARSIZE_ANY(v.val.numeric));
-			return JENTRY_ISNUMERIC;
-		case jbvBool:
-			return v.val.boolean ? JENTRY_ISBOOL_TRUE : JENTRY_ISBOOL_FALSE;
-		default:
-			return JENTRY_ISNULL;
-	}
-}
-
 /*
  * The jsonb object {key: value} of found[0..n-1] (sorted by found_cmp,
- * keys unique), written straight in jsonb's binary form, as
- * convertJsonbObject writes it: the values are copied as stored rather
- * than unpacked into JsonbValues and converted back, so the memory it
- * takes is about the result's size.  Raises
+ * keys unique), written straight in jsonb's binary form (DsJsonbObject):
+ * the values are copied as stored, each freed once it is in the result,
+ * so the memory it takes is about the result's size.  Raises
  * ERRCODE_PROGRAM_LIMIT_EXCEEDED past jsonb's size limit.
  */
 static Jsonb *
 found_object(DsFound *found, int n)
 {
-	StringInfoData buf;
-	int			jentries;
-	uint32		header = JB_FOBJECT | (uint32) n;
-	uint32		totallen = 0;
-	Size		size = VARHDRSZ + sizeof(header) + 2 * n * sizeof(JEntry);
+	DsJsonbObject o;
+	Size		size = VARHDRSZ + sizeof(uint32) + 2 * n * sizeof(JEntry);
 
 	/* the result's size at most (the data, and padding before each value) */
 	for (int i = 0; i < n; i++)
@@ -405,41 +358,18 @@ found_object(DsFound *found, int n)
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("total size of jsonb object elements exceeds the maximum of %d bytes",
 						JENTRY_OFFLENMASK)));
-	initStringInfo(&buf);
-	enlargeStringInfo(&buf, (int) size);
-	appendStringInfoSpaces(&buf, VARHDRSZ);
-	appendBinaryStringInfo(&buf, (char *) &header, sizeof(header));
-	jentries = buf.len;
-	appendStringInfoSpaces(&buf, 2 * n * sizeof(JEntry));
-	for (int i = 0; i < 2 * n; i++)
+	ds_jsonb_object_begin(&o, n, size);
+	for (int i = 0; i < n; i++)
+		ds_jsonb_object_key(&o, found[i].key, found[i].keylen);
+	for (int i = 0; i < n; i++)
 	{
-		int			start = buf.len;
-		uint32		meta;
-		uint32		len;
+		JsonbValue	v;
 
-		if (i < n)
-		{
-			appendBinaryStringInfo(&buf, found[i].key, found[i].keylen);
-			meta = JENTRY_ISSTRING;
-		}
-		else
-		{
-			meta = append_member_value(&buf, found[i - n].value);
-			pfree(found[i - n].value);	/* as the result grows, the copies go */
-		}
-		len = buf.len - start;
-		totallen += len;
-		if (totallen > JENTRY_OFFLENMASK)
-			ereport(ERROR,
-					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					 errmsg("total size of jsonb object elements exceeds the maximum of %d bytes",
-							JENTRY_OFFLENMASK)));
-		/* every JB_OFFSET_STRIDE'th entry has its end offset, the others their length */
-		meta |= (i % JB_OFFSET_STRIDE == 0) ? (totallen | JENTRY_HAS_OFF) : len;
-		memcpy(buf.data + jentries + i * sizeof(JEntry), &meta, sizeof(JEntry));
+		ds_jsonb_root_value(found[i].value, &v);
+		ds_jsonb_object_value(&o, &v);
+		pfree(found[i].value);	/* as the result grows, the copies go */
 	}
-	SET_VARSIZE(buf.data, buf.len);
-	return (Jsonb *) buf.data;
+	return ds_jsonb_object_end(&o);
 }
 
 /*

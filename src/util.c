@@ -317,6 +317,112 @@ ds_bgworker_fill(BackgroundWorker *bgw, const char *function, const char *name, 
 	strlcpy(bgw->bgw_type, name, BGW_MAXLEN);
 }
 
+/*
+ * Begins a jsonb object of n members written straight in jsonb's binary
+ * form (DsJsonbObject), with room for size bytes (0: grown as needed).
+ */
+void
+ds_jsonb_object_begin(DsJsonbObject *o, int n, Size size)
+{
+	uint32		header = JB_FOBJECT | (uint32) n;
+
+	initStringInfo(&o->buf);
+	if (size > 0)
+		enlargeStringInfo(&o->buf, (int) size);
+	appendStringInfoSpaces(&o->buf, VARHDRSZ);
+	appendBinaryStringInfo(&o->buf, (char *) &header, sizeof(header));
+	o->jentries = o->buf.len;
+	appendStringInfoSpaces(&o->buf, 2 * n * sizeof(JEntry));
+	o->n = n;
+	o->i = 0;
+	o->totallen = 0;
+}
+
+/*
+ * Sets the JEntry of the entry just written (its data from start to the
+ * end of the buffer, type bits meta): every JB_OFFSET_STRIDE'th entry has
+ * its end offset, the others their length.  Raises
+ * ERRCODE_PROGRAM_LIMIT_EXCEEDED past jsonb's size limit.
+ */
+static void
+object_entry(DsJsonbObject *o, int start, uint32 meta)
+{
+	uint32		len = o->buf.len - start;
+
+	o->totallen += len;
+	if (o->totallen > JENTRY_OFFLENMASK)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("total size of jsonb object elements exceeds the maximum of %d bytes",
+						JENTRY_OFFLENMASK)));
+	meta |= (o->i % JB_OFFSET_STRIDE == 0) ? (o->totallen | JENTRY_HAS_OFF) : len;
+	memcpy(o->buf.data + o->jentries + o->i * sizeof(JEntry), &meta, sizeof(JEntry));
+	o->i++;
+}
+
+/* Writes the next key (len bytes) of o. */
+void
+ds_jsonb_object_key(DsJsonbObject *o, const char *key, int len)
+{
+	int			start = o->buf.len;
+
+	Assert(o->i < o->n);
+	appendBinaryStringInfo(&o->buf, key, len);
+	object_entry(o, start, JENTRY_ISSTRING);
+}
+
+/*
+ * Writes the next value of o, after all its keys: a scalar as its own
+ * data, a container (jbvBinary) copied as it is stored, numerics and
+ * containers int-aligned, as convertJsonbScalar and convertJsonbValue
+ * write them.
+ */
+void
+ds_jsonb_object_value(DsJsonbObject *o, const JsonbValue *v)
+{
+	int			start = o->buf.len;
+	uint32		meta;
+
+	Assert(o->i >= o->n && o->i < 2 * o->n);
+	switch (v->type)
+	{
+		case jbvNull:
+			meta = JENTRY_ISNULL;
+			break;
+		case jbvBool:
+			meta = v->val.boolean ? JENTRY_ISBOOL_TRUE : JENTRY_ISBOOL_FALSE;
+			break;
+		case jbvString:
+			appendBinaryStringInfo(&o->buf, v->val.string.val, v->val.string.len);
+			meta = JENTRY_ISSTRING;
+			break;
+		case jbvNumeric:
+			(void) ds_jsonb_pad(&o->buf);
+			appendBinaryStringInfo(&o->buf, (char *) v->val.numeric,
+								   VARSIZE_ANY(v->val.numeric));
+			meta = JENTRY_ISNUMERIC;
+			break;
+		case jbvBinary:
+			(void) ds_jsonb_pad(&o->buf);
+			appendBinaryStringInfo(&o->buf, (char *) v->val.binary.data, v->val.binary.len);
+			meta = JENTRY_ISCONTAINER;
+			break;
+		default:
+			elog(ERROR, "unexpected jsonb value type %d in an object", (int) v->type);
+			meta = 0;			/* keep the compiler quiet */
+	}
+	object_entry(o, start, meta);
+}
+
+/* The finished object, every key and value written. */
+Jsonb *
+ds_jsonb_object_end(DsJsonbObject *o)
+{
+	Assert(o->i == 2 * o->n);
+	SET_VARSIZE(o->buf.data, o->buf.len);
+	return (Jsonb *) o->buf.data;
+}
+
 /* Pushes string s (len bytes, not copied) onto state as a key or value (tok). */
 void
 ds_push_jsonb_string(JsonbParseState **state, JsonbIteratorToken tok, const char *s, int len)

@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "lib/stringinfo.h"
 #include "nodes/execnodes.h"
 #include "postmaster/bgworker.h"
 #include "utils/jsonb.h"
@@ -154,6 +155,44 @@ ds_jsonb_entry_value(JEntry e, const char *base, uint32 start, uint32 end, Jsonb
 			break;
 	}
 }
+
+/* Pads buf with zero bytes to a 4-byte boundary, as jsonb aligns data; returns the padding. */
+static inline int
+ds_jsonb_pad(StringInfo buf)
+{
+	int			pad = INTALIGN(buf->len) - buf->len;
+
+	if (pad > 0)
+	{
+		enlargeStringInfo(buf, pad);
+		memset(buf->data + buf->len, 0, pad);
+		buf->len += pad;
+	}
+	return pad;
+}
+
+/*
+ * A jsonb object written straight in jsonb's binary form, as
+ * convertJsonbObject writes it, from members given in jsonb's key order
+ * (shorter keys first, then bytewise; keys unique): ds_jsonb_object_begin,
+ * its n keys, its n values, ds_jsonb_object_end.  A container value is
+ * copied as it is stored, not unpacked into JsonbValues and converted
+ * back (what pushJsonbValue and JsonbValueToJsonb do), so the memory it
+ * takes is about the result's size.
+ */
+typedef struct DsJsonbObject
+{
+	StringInfoData buf;
+	int			n;				/* members */
+	int			i;				/* entries written */
+	int			jentries;		/* where the JEntries are in buf */
+	uint32		totallen;		/* the data's length so far */
+} DsJsonbObject;
+
+extern void ds_jsonb_object_begin(DsJsonbObject *o, int n, Size size);
+extern void ds_jsonb_object_key(DsJsonbObject *o, const char *key, int len);
+extern void ds_jsonb_object_value(DsJsonbObject *o, const JsonbValue *v);
+extern Jsonb *ds_jsonb_object_end(DsJsonbObject *o);
 
 /* SPI plans prepared once per backend */
 extern SPIPlanPtr ds_keep_plan(SPIPlanPtr *plan, const char *sql, int nargs, Oid *argtypes);

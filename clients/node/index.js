@@ -507,7 +507,7 @@ class Subscription extends EventEmitter {
   /* Events up to offset (null: all) may be delivered. */
   _notifiedUpTo(offset) {
     if (offset === null) this._deliverTo = MAX_OFFSET;
-    else if (this._deliverTo === null || offset > this._deliverTo) this._deliverTo = offset;
+    else if (this._deliverTo === null || offsetAfter(offset, this._deliverTo)) this._deliverTo = offset;
   }
 
   /* Reads the log until empty; one reader at a time, re-run if woken meanwhile. */
@@ -541,7 +541,8 @@ class Subscription extends EventEmitter {
     while (this._held.length > 0) {
       const m = this._held[0];
       const ok = m.after === null ? pageDone
-        : m.after <= this.lastOffset || (before !== null && m.after < before) || m.reads < caughtUpRead;
+        : !offsetAfter(m.after, this.lastOffset) || (before !== null && offsetAfter(before, m.after))
+        || m.reads < caughtUpRead;
       if (!ok) return;
       this._held.shift();
       m.deliver();
@@ -558,15 +559,15 @@ class Subscription extends EventEmitter {
     // events past what notifications announced wait for theirs (LISTEN mode)
     const limit = this._deliverTo;
     let heldBack = false;
-    if (limit !== null && events.length > 0 && offsets[offsets.length - 1] > limit) {
-      const n = offsets.findIndex((o) => o > limit);
+    if (limit !== null && events.length > 0 && offsetAfter(offsets[offsets.length - 1], limit)) {
+      const n = offsets.findIndex((o) => offsetAfter(o, limit));
       events = events.slice(0, n);
       heldBack = true;
     }
     let start = 0;
     for (let i = 0; i < events.length && this._held.length > 0; i++) {
       const m = this._held[0];
-      if (m.after === null || offsets[i] <= m.after) continue;
+      if (m.after === null || !offsetAfter(offsets[i], m.after)) continue;
       if (i > start) await this._emitEvents(events.slice(start, i), offsets[i - 1]);
       start = i;
       this._releaseHeld(false, offsets[i]);

@@ -171,8 +171,7 @@ ds_lock_key(PG_FUNCTION_ARGS)
  * the name (a visible row with the name is the stream's row, the name
  * being unique); anything else (moved, vacuumed away and reused, the table
  * truncated or rewritten, another catalog) falls back to the index and
- * replaces the entry.  Entries are reused round
- * robin.
+ * replaces the entry.  Entries are reused round robin.
  */
 #define DS_STREAM_TIDS 16
 

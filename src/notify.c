@@ -499,8 +499,9 @@ publish_after(int32 stream_id)
 /*
  * Sends message (NULL: JSON null) on topic to the subscribers of stream, as
  * a NOTIFY on the stream's channel queued in the current transaction, so it
- * is delivered at commit, with the offset it follows (publish_after).  Raises ERRCODE_NULL_VALUE_NOT_ALLOWED for a null
- * topic or stream, ERRCODE_INVALID_PARAMETER_VALUE for an empty topic,
+ * is delivered at commit, with the offset it follows (publish_after).
+ * Raises ERRCODE_NULL_VALUE_NOT_ALLOWED for a null topic or stream,
+ * ERRCODE_INVALID_PARAMETER_VALUE for an empty topic,
  * ERRCODE_UNDEFINED_OBJECT for an unknown stream, and
  * ERRCODE_PROGRAM_LIMIT_EXCEEDED if the notification would be 8000 bytes
  * or more.

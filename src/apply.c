@@ -1004,6 +1004,8 @@ run_batch(DsBatch *b, const char *source_offset, int64 *applied, int64 *skipped)
 /*
  * Parse and apply the n events elems (with their NDJSON line numbers, or
  * NULL) as one batch to stream stream_name, with source_offset (or NULL);
+ * parsed, if not NULL, is the events as far as the caller has parsed them
+ * already (ds_event_from_text; root NULL: not parsed), and is filled in;
  * set *applied, *skipped and *tail (the stream's last offset).  Errors
  * name event i as event index_base + i (a COPY's batches count on).  An
  * error raised while an event or the end of the batch is processed is
@@ -1011,8 +1013,8 @@ run_batch(DsBatch *b, const char *source_offset, int64 *applied, int64 *skipped)
  */
 void
 ds_apply_batch(const char *stream_name, const char *source_offset, JsonbValue *elems,
-			   int n, int *lines, int index_base, int64 *applied, int64 *skipped,
-			   int64 *tail)
+			   DsEvent *parsed, int n, int *lines, int index_base, int64 *applied,
+			   int64 *skipped, int64 *tail)
 {
 	MemoryContext callercxt = CurrentMemoryContext;
 	MemoryContext batchcxt;
@@ -1032,7 +1034,7 @@ ds_apply_batch(const char *stream_name, const char *source_offset, JsonbValue *e
 	b = palloc0(sizeof(DsBatch));
 	b->stream_name = stream_name;
 	b->nevents = n;
-	b->events = palloc0(sizeof(DsEvent) * Max(n, 1));
+	b->events = parsed ? parsed : palloc0(sizeof(DsEvent) * Max(n, 1));
 	b->evstate = palloc0(sizeof(DsEventState) * Max(n, 1));
 	b->lines = lines;
 	b->index_base = index_base;
@@ -1044,7 +1046,8 @@ ds_apply_batch(const char *stream_name, const char *source_offset, JsonbValue *e
 		for (int i = 0; i < n; i++)
 		{
 			b->current = i;
-			ds_parse_event(&elems[i], i, &b->events[i]);
+			if (b->events[i].root == NULL)
+				ds_parse_event(&elems[i], i, &b->events[i]);
 		}
 		b->current = -1;
 		run_batch(b, source_offset, applied, skipped);
@@ -1094,7 +1097,8 @@ ds_apply_batch(const char *stream_name, const char *source_offset, JsonbValue *e
  * through fcinfo.
  */
 void
-ds_apply_events(FunctionCallInfo fcinfo, JsonbValue *elems, int n, int *lines)
+ds_apply_events(FunctionCallInfo fcinfo, JsonbValue *elems, DsEvent *parsed, int n,
+				int *lines)
 {
 	ReturnSetInfo *rsinfo;
 	int64		applied,
@@ -1115,7 +1119,7 @@ ds_apply_events(FunctionCallInfo fcinfo, JsonbValue *elems, int n, int *lines)
 
 	InitMaterializedSRF(fcinfo, 0);
 	rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	ds_apply_batch(stream_name, source_offset, elems, n, lines, 0,
+	ds_apply_batch(stream_name, source_offset, elems, parsed, n, lines, 0,
 				   &applied, &skipped, &tail);
 	values[0] = Int64GetDatum(applied);
 	values[1] = Int64GetDatum(skipped);
@@ -1170,6 +1174,6 @@ ds_apply(PG_FUNCTION_ARGS)
 				elems[n++] = v;
 		}
 	}
-	ds_apply_events(fcinfo, elems, n, NULL);
+	ds_apply_events(fcinfo, elems, NULL, n, NULL);
 	return (Datum) 0;
 }

@@ -25,7 +25,8 @@
 
 /* apply.c */
 extern int	ds_max_batch_events;
-extern void ds_apply_events(FunctionCallInfo fcinfo, JsonbValue *elems, int n, int *lines);
+extern void ds_apply_events(FunctionCallInfo fcinfo, JsonbValue *elems, DsEvent *parsed,
+							int n, int *lines);
 extern Datum ds_apply(PG_FUNCTION_ARGS);
 
 /* settings (probe.c) */

@@ -23,6 +23,7 @@
 typedef struct TextBatch
 {
 	JsonbValue *elems;
+	DsEvent    *events;			/* as far as parsed (ds_event_from_text) */
 	int		   *lines;			/* NDJSON line numbers, or NULL */
 	int			n;
 	int			cap;
@@ -39,12 +40,14 @@ grow(TextBatch *tb)
 	if (tb->elems == NULL)
 	{
 		tb->elems = palloc(sizeof(JsonbValue) * tb->cap);
+		tb->events = palloc(sizeof(DsEvent) * tb->cap);
 		if (tb->with_lines)
 			tb->lines = palloc(sizeof(int) * tb->cap);
 	}
 	else
 	{
 		tb->elems = repalloc(tb->elems, sizeof(JsonbValue) * tb->cap);
+		tb->events = repalloc(tb->events, sizeof(DsEvent) * tb->cap);
 		if (tb->lines)
 			tb->lines = repalloc(tb->lines, sizeof(int) * tb->cap);
 	}
@@ -73,7 +76,10 @@ parse_array_fast(DsJsonText *jt, const char *p, const char *end, TextBatch *tb)
 			jb = ds_jt_parse_object(jt, p, end, &p);
 			if (jb == NULL)
 				return false;
-			ds_jsonb_root_value(jb, &tb->elems[tb->n++]);
+			ds_jsonb_root_value(jb, &tb->elems[tb->n]);
+			if (!ds_event_from_text(jb, &jt->event, &tb->events[tb->n]))
+				tb->events[tb->n].root = NULL;	/* for ds_parse_event */
+			tb->n++;
 			while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
 				p++;
 			if (p < end && *p == ',')
@@ -96,15 +102,17 @@ parse_array_fast(DsJsonText *jt, const char *p, const char *end, TextBatch *tb)
 
 /*
  * Parse one NDJSON line q (len bytes; event n, line lineno) with jt into
- * *elem: an error in it is re-raised (its data copied in errcxt) naming
- * the event and the line; a scalar is kept as a scalar value, for the event
- * parser to refuse.
+ * *elem, and *ev as far as ds_event_from_text can (else its root is NULL,
+ * for ds_parse_event): an error in it is re-raised (its data copied in
+ * errcxt) naming the event and the line; a scalar is kept as a scalar
+ * value, for the event parser to refuse.
  */
 void
 ds_parse_ndjson_line(DsJsonText *jt, MemoryContext errcxt, const char *q, size_t len,
-					 int n, int lineno, JsonbValue *elem)
+					 int n, int lineno, JsonbValue *elem, DsEvent *ev)
 {
 	Jsonb	   *jb = NULL;
+	bool		fast = false;
 
 	if ((int64) len > (int64) ds_max_event_bytes)
 		ereport(ERROR,
@@ -122,6 +130,7 @@ ds_parse_ndjson_line(DsJsonText *jt, MemoryContext errcxt, const char *q, size_t
 				stop++;
 			if (stop != q + len)
 				jb = NULL;		/* something after the object */
+			fast = jb != NULL;
 		}
 		if (jb == NULL)
 			jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
@@ -140,6 +149,8 @@ ds_parse_ndjson_line(DsJsonText *jt, MemoryContext errcxt, const char *q, size_t
 	PG_END_TRY();
 	/* a scalar stays one, for ds_parse_event to refuse as not an object */
 	ds_jsonb_root_value(jb, elem);
+	if (!fast || !ds_event_from_text(jb, &jt->event, ev))
+		ev->root = NULL;
 }
 
 /*
@@ -172,7 +183,7 @@ parse_ndjson(FunctionCallInfo fcinfo, DsJsonText *jt, const char *p, const char 
 						 errhint("Split the batch or raise durable_state.max_batch_events.")));
 			grow(tb);
 			ds_parse_ndjson_line(jt, fcinfo->flinfo->fn_mcxt, q, e - q, tb->n, lineno,
-								 &tb->elems[tb->n]);
+								 &tb->elems[tb->n], &tb->events[tb->n]);
 			tb->lines[tb->n] = lineno;
 			tb->n++;
 		}
@@ -217,7 +228,7 @@ ds_apply_text(PG_FUNCTION_ARGS)
 	}
 	if (p == end)
 	{
-		ds_apply_events(fcinfo, NULL, 0, NULL);
+		ds_apply_events(fcinfo, NULL, NULL, 0, NULL);
 		return (Datum) 0;
 	}
 	ds_jt_init(&jt);
@@ -225,7 +236,7 @@ ds_apply_text(PG_FUNCTION_ARGS)
 	{
 		if (parse_array_fast(&jt, p, end, &tb))
 		{
-			ds_apply_events(fcinfo, tb.elems, tb.n, NULL);
+			ds_apply_events(fcinfo, tb.elems, tb.events, tb.n, NULL);
 			return (Datum) 0;
 		}
 		/* jsonb_in decides, and names what is wrong */
@@ -239,6 +250,6 @@ ds_apply_text(PG_FUNCTION_ARGS)
 		p--;
 	tb.with_lines = true;
 	parse_ndjson(fcinfo, &jt, p, end, lineno, &tb);
-	ds_apply_events(fcinfo, tb.elems, tb.n, tb.lines);
+	ds_apply_events(fcinfo, tb.elems, tb.events, tb.n, tb.lines);
 	return (Datum) 0;
 }

@@ -65,6 +65,7 @@ typedef struct DsEvent
 {
 	JsonbContainer *root;		/* the event object */
 	uint32		root_len;		/* its size in bytes */
+	Jsonb	   *datum;			/* the jsonb whose root it is, or NULL */
 	DsControl	control;
 	DsOperation op;
 	const char *type;
@@ -380,8 +381,8 @@ extern void ds_snapshot_wait(int32 stream_id, bool barrier);
 
 extern bool ds_batch_in_progress(void);
 extern void ds_apply_batch(const char *stream_name, const char *source_offset,
-						   JsonbValue *elems, int n, int *lines, int index_base,
-						   int64 *applied, int64 *skipped, int64 *tail);
+						   JsonbValue *elems, DsEvent *parsed, int n, int *lines,
+						   int index_base, int64 *applied, int64 *skipped, int64 *tail);
 
 /* entities (reads.c), for state.put (kv.c) */
 extern Jsonb *ds_entity_get(const char *stream, text *type, text *key, int64 *version);

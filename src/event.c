@@ -15,6 +15,7 @@
 #include "utils/memutils.h"
 
 #include "durable_state.h"
+#include "jsontext.h"
 
 /* durable_state.max_event_bytes: the largest event state.apply accepts */
 int			ds_max_event_bytes = 16 * 1024 * 1024;
@@ -476,13 +477,106 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 	(void) index;
 }
 
+/* The string at spot of the object whose data starts at base, or false if it is not one or empty. */
+static inline bool
+spot_string(const DsJtSpot *spot, const char *base, const char **s, int *len)
+{
+	if (spot->type != JENTRY_ISSTRING || spot->end == spot->start)
+		return false;
+	*s = base + spot->start;
+	*len = spot->end - spot->start;
+	return true;
+}
+
 /*
- * A palloc'd copy of the event as a standalone jsonb datum, for the log.
+ * Fills ev from event jb, which the JSON text parser has just written,
+ * with what it noted of the event's members as it parsed them (je), and
+ * returns true, if the event is a change event of the common shape: only
+ * "type" and "key" (non-empty strings), "headers" (an object of a known
+ * "operation" and, maybe, a non-empty "txid"), "value" (unless a delete
+ * omits it) and maybe "old_value".  ev is then what ds_parse_event would
+ * make of the event, without reading its jsonb again.  Returns false for
+ * any other event, for ds_parse_event to parse and, if it breaks a rule,
+ * refuse.
+ */
+bool
+ds_event_from_text(Jsonb *jb, const DsJtEvent *je, DsEvent *ev)
+{
+	JsonbContainer *root = &jb->root;
+	const char *base;
+	JsonbContainer *hc;
+	const char *hbase;
+	const DsJtSpot *hs = &je->spot[DS_JT_HEADERS];
+	const char *op;
+	int			op_len;
+
+	if (!je->plain || !je->found[DS_JT_TYPE] || !je->found[DS_JT_KEY] ||
+		!je->found[DS_JT_HEADERS] || !je->found[DS_JT_OPERATION] ||
+		hs->type != JENTRY_ISCONTAINER ||
+		VARSIZE(jb) - VARHDRSZ > (Size) ds_max_event_bytes)
+		return false;
+	base = (const char *) &root->children[JsonContainerSize(root) * 2];
+	hc = (JsonbContainer *) (base + INTALIGN(hs->start));
+	Assert(JsonContainerIsObject(hc) && JsonContainerSize(hc) == (uint32) je->nheaders);
+	hbase = (const char *) &hc->children[JsonContainerSize(hc) * 2];
+
+	ev->root = root;
+	ev->root_len = VARSIZE(jb) - VARHDRSZ;
+	ev->datum = jb;
+	ev->control = DS_CTL_NONE;
+	ev->txid = NULL;
+	ev->txid_len = 0;
+	ev->has_value = ev->has_old_value = false;
+	if (!spot_string(&je->spot[DS_JT_TYPE], base, &ev->type, &ev->type_len) ||
+		!spot_string(&je->spot[DS_JT_KEY], base, &ev->key, &ev->key_len) ||
+		!spot_string(&je->spot[DS_JT_OPERATION], hbase, &op, &op_len))
+		return false;
+#define OP_IS(lit) (op_len == sizeof(lit) - 1 && memcmp(op, lit, op_len) == 0)
+	if (OP_IS("upsert"))
+		ev->op = DS_OP_UPSERT;
+	else if (OP_IS("insert"))
+		ev->op = DS_OP_INSERT;
+	else if (OP_IS("update"))
+		ev->op = DS_OP_UPDATE;
+	else if (OP_IS("delete"))
+		ev->op = DS_OP_DELETE;
+	else
+		return false;
+#undef OP_IS
+	if (je->found[DS_JT_TXID] &&
+		!spot_string(&je->spot[DS_JT_TXID], hbase, &ev->txid, &ev->txid_len))
+		return false;
+	if (je->found[DS_JT_VALUE])
+	{
+		const DsJtSpot *v = &je->spot[DS_JT_VALUE];
+
+		ev->has_value = true;
+		ds_jsonb_entry_value(v->type, base, v->start, v->end, &ev->value);
+	}
+	else if (ev->op != DS_OP_DELETE)
+		return false;
+	if (je->found[DS_JT_OLD_VALUE])
+	{
+		const DsJtSpot *v = &je->spot[DS_JT_OLD_VALUE];
+
+		ev->has_old_value = true;
+		ds_jsonb_entry_value(v->type, base, v->start, v->end, &ev->old_value);
+	}
+	return true;
+}
+
+/*
+ * The event as a standalone jsonb datum, for the log: the jsonb it came
+ * as, if it came as one (the text parser's), else a palloc'd copy.
  */
 Jsonb *
 ds_event_datum(DsEvent *ev)
 {
-	Jsonb	   *jb = palloc(VARHDRSZ + ev->root_len);
+	Jsonb	   *jb;
+
+	if (ev->datum)
+		return ev->datum;
+	jb = palloc(VARHDRSZ + ev->root_len);
 
 	SET_VARSIZE(jb, VARHDRSZ + ev->root_len);
 	memcpy(&jb->root, ev->root, ev->root_len);

@@ -61,6 +61,7 @@ typedef struct IngestState
 	MemoryContext errcxt;		/* where errors are copied */
 	DsJsonText	jt;
 	JsonbValue *elems;
+	DsEvent    *events;			/* as far as parsed (ds_event_from_text) */
 	int		   *lines;
 	int			n;				/* events in the batch */
 	int64		index;			/* events before the batch */
@@ -146,8 +147,8 @@ flush_batch(IngestState *is)
 
 	if (!is->skipping)
 	{
-		ds_apply_batch(is->stream, is->source_offset, is->elems, is->n, is->lines,
-					   (int) Min(is->index, INT_MAX), &applied, &skipped, &tail);
+		ds_apply_batch(is->stream, is->source_offset, is->elems, is->events, is->n,
+					   is->lines, (int) Min(is->index, INT_MAX), &applied, &skipped, &tail);
 		is->skipping = skipped > 0;
 		is->applied += applied;
 		is->source_offset = NULL;
@@ -157,6 +158,7 @@ flush_batch(IngestState *is)
 	is->n = 0;
 	MemoryContextReset(is->batchcxt);
 	is->elems = NULL;
+	is->events = NULL;
 	is->lines = NULL;
 }
 
@@ -167,6 +169,7 @@ start_batch(IngestState *is)
 	MemoryContext old = MemoryContextSwitchTo(is->batchcxt);
 
 	is->elems = palloc(sizeof(JsonbValue) * is->batch_events);
+	is->events = palloc(sizeof(DsEvent) * is->batch_events);
 	is->lines = palloc(sizeof(int) * is->batch_events);
 	ds_jt_init(&is->jt);
 	MemoryContextSwitchTo(old);
@@ -199,7 +202,8 @@ add_line(IngestState *is, char *line, int lineno)
 		start_batch(is);
 	old = MemoryContextSwitchTo(is->batchcxt);
 	ds_parse_ndjson_line(&is->jt, is->errcxt, q, len,
-						 (int) Min(is->index + is->n, INT_MAX), lineno, &is->elems[is->n]);
+						 (int) Min(is->index + is->n, INT_MAX), lineno, &is->elems[is->n],
+						 &is->events[is->n]);
 	MemoryContextSwitchTo(old);
 	is->lines[is->n++] = lineno;
 	if (is->n >= is->batch_events)

@@ -7,20 +7,24 @@
  * per token), builds a JsonbValue tree with pushJsonbValue (growing and
  * copying the member arrays as it goes), serializes it, and keeps
  * everything it allocated until the end of the call: for a large NDJSON
- * batch the garbage, not the parsing, dominated (the kernel zeroing fresh
- * pages was a third of apply_text's time).  Here an event object is parsed
- * by a small recursive-descent parser that writes jsonb's binary format
- * directly: each container's members are parsed into a stack of small
- * records (strings without escapes point into the text, integers of up to
- * 18 digits become numerics without numeric_in, nested containers are
- * already in their binary form), sorted and de-duplicated as jsonb does
- * (shorter keys first, then bytewise; the last of equal keys wins), then
- * laid out with their JEntries, offsets every JB_OFFSET_STRIDE entries and
- * the padding jsonb puts before numerics and containers, exactly as
- * convertToJsonb does, so the result is byte for byte what jsonb_in gives
- * (test/sql/json_text.sql and test/t/fuzz.js compare the two).  The
- * finished jsonb goes into blocks that hold the batch's events back to
- * back; the parser's buffers are reused from one event to the next.
+ * batch the garbage, not the parsing, dominated.  Here an event object is
+ * parsed by a small recursive-descent parser into a tape: one node per
+ * value (strings without escapes point into the text, integers of up to
+ * 18 digits become numerics without numeric_in).  When a container
+ * closes, its members are sorted and de-duplicated as jsonb does (shorter
+ * keys first, then bytewise; the last of equal keys wins) and its size in
+ * jsonb's format is worked out, padding included; so when the event
+ * closes its size is known, and one pass over the tape writes it in
+ * jsonb's binary format straight into the block that keeps it: JEntries,
+ * offsets every JB_OFFSET_STRIDE entries and the padding jsonb puts before
+ * numerics and containers, exactly as convertToJsonb does, so the result
+ * is byte for byte what jsonb_in gives (test/sql/json_text.sql and
+ * test/t/fuzz.js compare the two).  Every byte is written once; the tape
+ * is reused from one event to the next.
+ *
+ * As it parses, the parser notes where the event's members the engine
+ * reads are (DsJtEvent), so that ds_event_from_text (event.c) can fill
+ * the engine's event without reading the jsonb again.
  *
  * The fast path covers what events are made of.  Anything else makes it
  * give up and the caller runs jsonb_in on the same text, so jsonb_in
@@ -32,6 +36,10 @@
  * an out-of-range number raises the same error in the same order.
  */
 #include "postgres.h"
+
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "lib/stringinfo.h"
 #include "port/pg_bitutils.h"
@@ -50,44 +58,62 @@
 /* the events' jsonb are carved out of blocks of this size */
 #define DS_JT_BLOCK_BYTES (1024 * 1024)
 
+/* the most nodes one event may have */
+#define DS_JT_MAX_NODES ((int) (MaxAllocSize / sizeof(JtNode) / 2))
+
 /*
- * A parsed value before it is placed in its container: its JEntry type and
- * its bytes (a container's or a numeric's without the padding that aligns
- * them, which depends on where they land).  Strings without escapes and
- * numerics are in stable memory (ptr); containers and unescaped strings
- * are in the parser's buffer (at off), which may move as it grows.
+ * The most bytes a node can add to its event's jsonb besides its own: a
+ * JEntry, the padding before it and, a container's, its header.
  */
-typedef struct JtVal
+#define DS_JT_NODE_OVERHEAD 12
+
+/*
+ * A value on the tape, in the order of the text.  A container's members
+ * follow it: each key's node, then its value's (with the value's own
+ * members, if a container).
+ */
+typedef struct JtNode
 {
 	uint32		type;			/* JENTRY_IS* */
-	const char *ptr;			/* the bytes, or NULL: at off in the buffer */
-	Size		off;
-	int			len;
-} JtVal;
+	uint32		len;			/* a string's or numeric's bytes */
+	const char *ptr;			/* those bytes, or NULL: at off in the
+								 * parser's buffer, which may move */
+	uint32		off;
+	int			count;			/* a container's members or elements */
+	int			next;			/* a container's: the node after its members */
+	int16		name;			/* a noted key's DsJtName, or -1 */
+	bool		object;			/* a container: an object */
+	bool		sorted;			/* an object: its keys in jsonb's order, none
+								 * twice */
+	bool		noted;			/* an object: its keys may be noted */
+} JtNode;
 
-/* An object's member (an array's element leaves key unused). */
-typedef struct JtMember
+/* Which members of an object are noted (DsJtEvent): none, the event's, the headers' */
+typedef enum JtScope
 {
-	JtVal		key;
-	JtVal		val;
-	int			order;			/* position in the text */
-} JtMember;
+	JT_SCOPE_NONE,
+	JT_SCOPE_EVENT,
+	JT_SCOPE_HEADERS
+} JtScope;
 
 typedef struct JtParser
 {
 	const char *p;				/* next byte */
 	const char *end;			/* end of the text */
 	int			depth;
-	StringInfoData buf;			/* containers and unescaped strings */
-	JtMember   *mem;			/* members of the open containers */
-	int			nmem;
-	int			capmem;
+	JtScope		scope;			/* of the next object parsed */
+	DsJtEvent  *event;			/* what is noted */
+	StringInfoData buf;			/* unescaped strings and numerics */
+	JtNode	   *nodes;			/* the tape */
+	int			nnodes;
+	int			capnodes;
+	Size		bytes;			/* the strings' and numerics' bytes */
 } JtParser;
 
 StaticAssertDecl(sizeof(JtParser) <= sizeof(((DsJsonText *) NULL)->parser),
 				 "DsJsonText has room for a JtParser");
 
-static bool parse_value(JtParser *ps, JtVal *out);
+static int	parse_value(JtParser *ps);
 
 /* string_special[c]: byte c ends a run of plain string bytes */
 static bool string_special[256];
@@ -105,7 +131,18 @@ skip_ws(JtParser *ps)
 {
 	const char *p = ps->p;
 
-	/* every JSON blank is at most ' ': one comparison for the other bytes */
+	/*
+	 * Every JSON blank is at most ' ': one comparison for the other bytes.
+	 * Most often there is none, or one space (after ':' and ',', as
+	 * jsonb's output and many writers put them).
+	 */
+	if (likely(p < ps->end && (unsigned char) *p > ' '))
+		return;
+	if (p + 1 < ps->end && *p == ' ' && (unsigned char) p[1] > ' ')
+	{
+		ps->p = p + 1;
+		return;
+	}
 	while (p < ps->end && (unsigned char) *p <= ' ' && is_ws(*p))
 		p++;
 	ps->p = p;
@@ -127,11 +164,28 @@ at_delimiter(JtParser *ps)
 	return is_ws(c) || c == ',' || c == ']' || c == '}' || c == ':';
 }
 
-/* The bytes of parsed value v. */
+/* The bytes of node n. */
 static inline const char *
-val_data(JtParser *ps, const JtVal *v)
+node_data(const JtParser *ps, const JtNode *n)
 {
-	return v->ptr ? v->ptr : ps->buf.data + v->off;
+	return n->ptr ? n->ptr : ps->buf.data + n->off;
+}
+
+/*
+ * A new node on the tape: its index, or -1 (give up) if there are too
+ * many.  A pointer to a node is good until the next one is made.
+ */
+static inline int
+new_node(JtParser *ps)
+{
+	if (unlikely(ps->nnodes >= ps->capnodes))
+	{
+		if (ps->capnodes >= DS_JT_MAX_NODES)
+			return -1;
+		ps->capnodes *= 2;
+		ps->nodes = repalloc(ps->nodes, sizeof(JtNode) * ps->capnodes);
+	}
+	return ps->nnodes++;
 }
 
 #define JT_ONES UINT64CONST(0x0101010101010101)
@@ -139,14 +193,33 @@ val_data(JtParser *ps, const JtVal *v)
 
 /*
  * The first byte from s on (before end) that ends a run of plain string
- * bytes ('"', '\\' or a control character), or end.  Eight bytes at a time
- * while they last: a word's bytes equal to '"' or '\\', or below 0x20, each
- * set the high bit of their own byte in m (and maybe bits above the first
- * one, never below), so its lowest set bit is the first such byte.
+ * bytes ('"', '\\' or a control character), or end.  Sixteen bytes at a
+ * time with SSE2 (every x86-64 has it): the bytes equal to '"' or '\\', or
+ * at most 0x1f, as a bit mask.  Then eight at a time: a word's bytes equal
+ * to '"' or '\\', or below 0x20, each set the high bit of their own byte in
+ * m (and maybe bits above the first one, never below), so its lowest set
+ * bit is the first such byte.
  */
 static inline const char *
 string_stop(const char *s, const char *end)
 {
+#ifdef __SSE2__
+	while (end - s >= 16)
+	{
+		__m128i		w = _mm_loadu_si128((const __m128i *) s);
+		__m128i		ctl = _mm_set1_epi8(0x1f);
+		__m128i		hit;
+		int			mask;
+
+		hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(w, _mm_set1_epi8('"')),
+										_mm_cmpeq_epi8(w, _mm_set1_epi8('\\'))),
+						   _mm_cmpeq_epi8(_mm_max_epu8(w, ctl), ctl));
+		mask = _mm_movemask_epi8(hit);
+		if (mask != 0)
+			return s + pg_rightmost_one_pos32((uint32) mask);
+		s += 16;
+	}
+#endif
 	while (end - s >= 8)
 	{
 		uint64		w;
@@ -172,51 +245,38 @@ string_stop(const char *s, const char *end)
 }
 
 /*
- * A string at ps->p (its opening quote) into out: pointing into the text
- * if it has no escapes, else unescaped into the buffer.  Returns false
- * (give up) on a control character, a \u escape or an invalid one, a
- * missing closing quote, or a string too long for jsonb.
+ * The string from start on, whose first byte to look at is s (a
+ * backslash, or a control character), into node n, unescaped into the
+ * buffer.  Returns false (give up) on a control character, a \u escape or
+ * an invalid one, a missing closing quote, or a string too long for jsonb.
  */
-static bool
-parse_string(JtParser *ps, JtVal *out)
+static pg_noinline bool
+parse_escaped_string(JtParser *ps, const char *start, const char *s, JtNode *n)
 {
-	const char *start = ps->p + 1;
-	const char *s = start;
-	bool		escaped = false;
 	char	   *d;
 
 	for (;;)
 	{
-		unsigned char c;
+		unsigned char c = (unsigned char) *s;
 
-		/* the bytes that need a look: '"', '\\' and control characters */
-		s = string_stop(s, ps->end);
-		if (s >= ps->end)
-			return false;
-		c = (unsigned char) *s;
 		if (c == '"')
 			break;
 		if (c < 0x20)
 			return false;
-		escaped = true;			/* a backslash */
-		s++;
+		s++;					/* a backslash */
 		if (s >= ps->end || *s == 'u')
 			return false;
-		s++;
+		s = string_stop(s + 1, ps->end);
+		if (s >= ps->end)
+			return false;
 	}
 	if (s - start > JENTRY_OFFLENMASK)
 		return false;
 	ps->p = s + 1;
-	out->type = JENTRY_ISSTRING;
-	if (!escaped)
-	{
-		out->ptr = start;
-		out->len = s - start;
-		return true;
-	}
+	n->type = JENTRY_ISSTRING;
 	enlargeStringInfo(&ps->buf, s - start);
-	out->ptr = NULL;
-	out->off = ps->buf.len;
+	n->ptr = NULL;
+	n->off = ps->buf.len;
 	d = ps->buf.data + ps->buf.len;
 	for (const char *q = start; q < s; q++)
 	{
@@ -251,66 +311,94 @@ parse_string(JtParser *ps, JtVal *out)
 				return false;
 		}
 	}
-	out->len = d - (ps->buf.data + out->off);
-	ps->buf.len += out->len;
+	n->len = d - (ps->buf.data + n->off);
+	ps->buf.len += n->len;
+	ps->bytes += n->len;
 	return true;
 }
 
 /*
- * The numeric of integer v (|v| < 10^18) into the buffer as out, byte for
- * byte what int64_to_numeric gives (numeric.c's make_result): the short
- * format (a 16-bit header: NUMERIC_SHORT 0x8000, the sign 0x2000, display
- * scale 0, the weight in the low 6 bits), then the base-10000 digits from
- * the most significant, trailing zero digits dropped; zero is positive and
- * has no digits.  numeric.c keeps these macros to itself; the format is the
- * one stored on disk.
+ * The string at ps->p (its opening quote) into node n: pointing into the
+ * text if it has no escapes, else unescaped into the buffer.  Returns
+ * false (give up) on a control character, a \u escape or an invalid one,
+ * a missing closing quote, or a string too long for jsonb.
+ */
+static pg_attribute_always_inline bool
+parse_string(JtParser *ps, JtNode *n)
+{
+	const char *start = ps->p + 1;
+
+	/* the bytes that need a look: '"', '\\' and control characters */
+	const char *s = string_stop(start, ps->end);
+
+	if (unlikely(s >= ps->end || *s != '"'))
+		return s < ps->end && parse_escaped_string(ps, start, s, n);
+	if (unlikely(s - start > JENTRY_OFFLENMASK))
+		return false;
+	ps->p = s + 1;
+	n->type = JENTRY_ISSTRING;
+	n->ptr = start;
+	n->len = s - start;
+	ps->bytes += n->len;
+	return true;
+}
+
+/*
+ * The numeric of integer v (|v| < 10^18) into the buffer as node n, byte
+ * for byte what int64_to_numeric gives (numeric.c's make_result): the
+ * short format (a 16-bit header: NUMERIC_SHORT 0x8000, the sign 0x2000,
+ * display scale 0, the weight in the low 6 bits), then the base-10000
+ * digits from the most significant, trailing zero digits dropped; zero is
+ * positive and has no digits.  numeric.c keeps these macros to itself;
+ * the format is the one stored on disk.
  */
 static void
-put_integer(JtParser *ps, int64 v, JtVal *out)
+put_integer(JtParser *ps, int64 v, JtNode *n)
 {
 	uint64		u = v < 0 ? -(uint64) v : (uint64) v;
 	int16		digits[5];
-	int			n = 0;
+	int			nd = 0;
 	int			len;
 	char	   *d;
 	uint16		header;
 
 	while (u != 0)
 	{
-		digits[n++] = (int16) (u % 10000);
+		digits[nd++] = (int16) (u % 10000);
 		u /= 10000;
 	}
-	/* digits[n - 1] is the most significant: weight n - 1 */
-	header = 0x8000 | (v < 0 ? 0x2000 : 0) | (n > 0 ? (n - 1) : 0);
-	while (n > 0 && digits[0] == 0)
+	/* digits[nd - 1] is the most significant: weight nd - 1 */
+	header = 0x8000 | (v < 0 ? 0x2000 : 0) | (nd > 0 ? (nd - 1) : 0);
+	while (nd > 0 && digits[0] == 0)
 	{
 		/* trailing zeros dropped: the weight stays */
-		memmove(digits, digits + 1, sizeof(int16) * (n - 1));
-		n--;
+		memmove(digits, digits + 1, sizeof(int16) * (nd - 1));
+		nd--;
 	}
-	len = VARHDRSZ + sizeof(uint16) + n * sizeof(int16);
+	len = VARHDRSZ + sizeof(uint16) + nd * sizeof(int16);
 	enlargeStringInfo(&ps->buf, len);
 	d = ps->buf.data + ps->buf.len;
 	SET_VARSIZE(d, len);
 	memcpy(d + VARHDRSZ, &header, sizeof(uint16));
-	for (int i = 0; i < n; i++)
-		memcpy(d + VARHDRSZ + sizeof(uint16) + i * sizeof(int16), &digits[n - 1 - i],
+	for (int i = 0; i < nd; i++)
+		memcpy(d + VARHDRSZ + sizeof(uint16) + i * sizeof(int16), &digits[nd - 1 - i],
 			   sizeof(int16));
-	out->type = JENTRY_ISNUMERIC;
-	out->ptr = NULL;
-	out->off = ps->buf.len;
-	out->len = len;
+	n->type = JENTRY_ISNUMERIC;
+	n->ptr = NULL;
+	n->off = ps->buf.len;
+	n->len = len;
 	ps->buf.len += len;
+	ps->bytes += len;
 }
 
 /*
- * A number at ps->p into out, checked against JSON's grammar.  An integer
- * of up to 18 digits is converted directly (the numeric numeric_in would
- * give: no scale, no leading zeros); any other number goes through
+ * A number at ps->p into node n, checked against JSON's grammar.  An
+ * integer of up to 18 digits is converted directly (the numeric numeric_in
+ * would give: no scale, no leading zeros); any other number goes through
  * numeric_in as in jsonb_in.  Returns false (give up) on a malformed one.
  */
 static bool
-parse_number(JtParser *ps, JtVal *out)
+parse_number(JtParser *ps, JtNode *n)
 {
 	const char *start = ps->p;
 	const char *s = start;
@@ -358,16 +446,17 @@ parse_number(JtParser *ps, JtVal *out)
 		return false;
 	if (simple && ndigits <= 18)
 	{
-		put_integer(ps, neg ? -v : v, out);
+		put_integer(ps, neg ? -v : v, n);
 		return true;
 	}
 	num = DatumGetNumeric(DirectFunctionCall3(numeric_in,
 											  CStringGetDatum(pnstrdup(start, s - start)),
 											  ObjectIdGetDatum(InvalidOid),
 											  Int32GetDatum(-1)));
-	out->type = JENTRY_ISNUMERIC;
-	out->ptr = (const char *) num;
-	out->len = VARSIZE_ANY(num);
+	n->type = JENTRY_ISNUMERIC;
+	n->ptr = (const char *) num;
+	n->len = VARSIZE_ANY(num);
+	ps->bytes += n->len;
 	return true;
 }
 
@@ -386,214 +475,135 @@ parse_literal(JtParser *ps, const char *lit, int len)
 }
 
 /*
- * Orders two members as jsonb does: shorter keys first, then bytewise; of
- * equal keys the later one first, so that de-duplication keeps it.
+ * Which member of an object of scope key k (len bytes) names: a
+ * DsJtName, or -1 for any other.
  */
 static inline int
-member_cmp(JtParser *ps, const JtMember *a, const JtMember *b)
+noted_name(JtScope scope, const char *k, int len)
 {
-	int			r;
-
-	if (a->key.len != b->key.len)
-		return a->key.len < b->key.len ? -1 : 1;
-	r = memcmp(val_data(ps, &a->key), val_data(ps, &b->key), a->key.len);
-	if (r != 0)
-		return r;
-	return a->order > b->order ? -1 : 1;
+#define IS(name) (memcmp(k, (name), sizeof(name) - 1) == 0)
+	if (scope == JT_SCOPE_EVENT)
+	{
+		switch (len)
+		{
+			case 3:
+				return IS("key") ? DS_JT_KEY : -1;
+			case 4:
+				return IS("type") ? DS_JT_TYPE : -1;
+			case 5:
+				return IS("value") ? DS_JT_VALUE : -1;
+			case 7:
+				return IS("headers") ? DS_JT_HEADERS : -1;
+			case 9:
+				return IS("old_value") ? DS_JT_OLD_VALUE : -1;
+		}
+		return -1;
+	}
+	switch (len)
+	{
+		case 4:
+			return IS("txid") ? DS_JT_TXID : -1;
+		case 9:
+			return IS("operation") ? DS_JT_OPERATION : -1;
+	}
+	return -1;
+#undef IS
 }
 
 /*
- * Sorts the n members at ps->mem[first] into jsonb's order (insertion sort
- * of their indexes: objects are small) into idx, and drops all but the last
- * of equal keys; returns how many are left.
+ * Notes key k of an object of scope: which name it is, and whether the
+ * event stays plain.
+ */
+static inline void
+note_key(JtParser *ps, JtScope scope, JtNode *k)
+{
+	DsJtEvent  *ev = ps->event;
+	int			name = noted_name(scope, node_data(ps, k), k->len);
+
+	k->name = name;
+	if (name < 0 || ev->found[name])
+		ev->plain = false;		/* another member, or one given twice */
+	else
+		ev->found[name] = true;
+	if (scope == JT_SCOPE_HEADERS)
+		ev->nheaders++;
+}
+
+/* Compares keys a and b as jsonb orders them: shorter keys first, then bytewise. */
+static inline int
+key_cmp(const JtParser *ps, int a, int b)
+{
+	const JtNode *ka = &ps->nodes[a];
+	const JtNode *kb = &ps->nodes[b];
+
+	if (ka->len != kb->len)
+		return ka->len < kb->len ? -1 : 1;
+	return memcmp(node_data(ps, ka), node_data(ps, kb), ka->len);
+}
+
+/*
+ * Whether key a sorts after key b: in jsonb's order, and of equal keys
+ * the later one (b, if a is earlier on the tape) first, so that
+ * de-duplication keeps it.
+ */
+static inline bool
+key_after(const JtParser *ps, int a, int b)
+{
+	int			r = key_cmp(ps, a, b);
+
+	return r != 0 ? r > 0 : a < b;
+}
+
+/*
+ * Sorts the n keys at m into jsonb's order (insertion sort: objects are
+ * small, and often sorted already) and drops all but the last of equal
+ * keys; returns how many are left.
  */
 static int
-sort_members(JtParser *ps, int first, int n, int *idx)
+sort_keys(const JtParser *ps, int *m, int n)
 {
-	int			kept = 0;
+	int			kept = 1;
 
-	for (int i = 0; i < n; i++)
+	for (int i = 1; i < n; i++)
 	{
+		int			k = m[i];
 		int			j = i - 1;
 
-		while (j >= 0 && member_cmp(ps, &ps->mem[first + idx[j]], &ps->mem[first + i]) > 0)
+		while (j >= 0 && key_after(ps, m[j], k))
 		{
-			idx[j + 1] = idx[j];
+			m[j + 1] = m[j];
 			j--;
 		}
-		idx[j + 1] = i;
+		m[j + 1] = k;
 	}
-	for (int i = 0; i < n; i++)
+	for (int i = 1; i < n; i++)
 	{
-		JtMember   *m = &ps->mem[first + idx[i]];
+		const JtNode *prev = &ps->nodes[m[kept - 1]];
+		const JtNode *k = &ps->nodes[m[i]];
 
-		if (kept > 0)
-		{
-			JtMember   *prev = &ps->mem[first + idx[kept - 1]];
-
-			if (prev->key.len == m->key.len &&
-				memcmp(val_data(ps, &prev->key), val_data(ps, &m->key), m->key.len) == 0)
-				continue;
-		}
-		idx[kept++] = idx[i];
+		if (prev->len == k->len &&
+			memcmp(node_data(ps, prev), node_data(ps, k), k->len) == 0)
+			continue;
+		m[kept++] = m[i];
 	}
-	return kept;
+	return n > 0 ? kept : 0;
 }
 
 /*
- * Copies len bytes from src to dst, which do not overlap: the short runs
- * of an event's strings without a call to memcpy.
- */
-static inline void
-copy_bytes(char *dst, const char *src, int len)
-{
-	if (len >= 8 && len <= 16)
-	{
-		uint64		a;
-		uint64		b;
-
-		memcpy(&a, src, 8);
-		memcpy(&b, src + len - 8, 8);
-		memcpy(dst, &a, 8);
-		memcpy(dst + len - 8, &b, 8);
-	}
-	else if (len < 8)
-	{
-		for (int i = 0; i < len; i++)
-			dst[i] = src[i];
-	}
-	else
-		memcpy(dst, src, len);
-}
-
-/*
- * Appends value v at *d, aligned as jsonb aligns it (to 4 bytes from the
- * buffer's start, base: zeros before a numeric or a container), and sets
- * *je to its JEntry (its length, padding included, with the stride's
- * offset every JB_OFFSET_STRIDE entries: entry i, *totallen the data's
- * length so far).  The buffer has room for the padding.
- */
-static inline void
-place(const char *base, const JtVal *v, const char *src, int i, char **d, int *totallen,
-	  JEntry *je)
-{
-	int			len = v->len;
-
-	if (v->type == JENTRY_ISNUMERIC || v->type == JENTRY_ISCONTAINER)
-	{
-		int			pad = INTALIGN(*d - base) - (*d - base);
-
-		for (int k = 0; k < pad; k++)
-			*(*d)++ = 0;
-		len += pad;
-	}
-	copy_bytes(*d, src, v->len);
-	*d += v->len;
-	*totallen += len;
-	if (i % JB_OFFSET_STRIDE == 0)
-		*je = v->type | *totallen | JENTRY_HAS_OFF;
-	else
-		*je = v->type | len;
-}
-
-/*
- * Composes the container of the n members (or elements) at ps->mem[first]
- * in jsonb's format, in the order idx gives, at the end of the buffer
- * (aligned), then moves it down to region, where its members' own bytes
- * began, into out.  Returns false if it is too large for jsonb.
+ * An object or array at ps->p (its opening brace or bracket) into node ci,
+ * its members on the tape after it; false: give up.
  */
 static bool
-compose(JtParser *ps, bool object, int first, int n, int *idx, Size region, JtVal *out)
-{
-	uint32		header = n | (object ? JB_FOBJECT : JB_FARRAY);
-	int			nentries = object ? 2 * n : n;
-	Size		start;
-	Size		room;
-	int			totallen = 0;
-	int			e = 0;
-	Size		len;
-	char	   *d;
-	JEntry	   *jentries;
-
-	/* the most it can take: every entry padded, and the container's own padding */
-	room = 3 + sizeof(uint32) + (sizeof(JEntry) + 3) * (Size) nentries;
-	for (int i = 0; i < n; i++)
-	{
-		JtMember   *m = &ps->mem[first + idx[i]];
-
-		room += m->val.len + (object ? m->key.len : 0);
-	}
-	if (room > MaxAllocSize / 2)
-		return false;
-	ds_jsonb_pad(&ps->buf);
-	enlargeStringInfo(&ps->buf, room);
-	start = ps->buf.len;
-	d = ps->buf.data + start;
-	memcpy(d, &header, sizeof(uint32));
-	jentries = (JEntry *) (d + sizeof(uint32));
-	d += sizeof(uint32) + sizeof(JEntry) * nentries;
-	if (object)
-	{
-		for (int i = 0; i < n; i++, e++)
-		{
-			JtVal	   *k = &ps->mem[first + idx[i]].key;
-			JEntry		je;
-
-			place(ps->buf.data, k, val_data(ps, k), e, &d, &totallen, &je);
-			memcpy(&jentries[e], &je, sizeof(JEntry));
-		}
-	}
-	for (int i = 0; i < n; i++, e++)
-	{
-		JtVal	   *v = &ps->mem[first + idx[i]].val;
-		JEntry		je;
-
-		place(ps->buf.data, v, val_data(ps, v), e, &d, &totallen, &je);
-		memcpy(&jentries[e], &je, sizeof(JEntry));
-	}
-	len = d - (ps->buf.data + start);
-	if (totallen > JENTRY_OFFLENMASK || len > JENTRY_OFFLENMASK)
-		return false;
-	memmove(ps->buf.data + region, ps->buf.data + start, len);
-	ps->buf.len = region + len;
-	out->type = JENTRY_ISCONTAINER;
-	out->ptr = NULL;
-	out->off = region;
-	out->len = len;
-	return true;
-}
-
-/* A slot for one more member; false (give up) if there are too many. */
-static inline int
-push_member(JtParser *ps)
-{
-	if (ps->nmem >= ps->capmem)
-	{
-		if (ps->capmem >= (int) (MaxAllocSize / sizeof(JtMember) / 2))
-			return -1;
-		ps->capmem *= 2;
-		ps->mem = repalloc(ps->mem, sizeof(JtMember) * ps->capmem);
-	}
-	return ps->nmem++;
-}
-
-/*
- * An object or array at ps->p (its opening brace or bracket) into out;
- * false: give up.
- */
-static bool
-parse_container(JtParser *ps, bool object, JtVal *out)
+parse_container(JtParser *ps, int ci, bool object)
 {
 	char		close = object ? '}' : ']';
-	int			first = ps->nmem;
-	int			n = 0;
-	int			local[16];
-	int		   *idx;
-	Size		region;
-	bool		ok;
+	JtScope		scope = object ? ps->scope : JT_SCOPE_NONE;
+	int			count = 0;
+	int			prev = -1;		/* an object's last key */
+	bool		sorted = true;
+	JtNode	   *c;
 
-	ds_jsonb_pad(&ps->buf);
-	region = ps->buf.len;
+	ps->scope = JT_SCOPE_NONE;	/* the objects inside are not noted */
 	ps->p++;
 	skip_ws(ps);
 	if (ps->p < ps->end && *ps->p == close)
@@ -602,28 +612,47 @@ parse_container(JtParser *ps, bool object, JtVal *out)
 	{
 		for (;;)
 		{
-			int			slot = push_member(ps);
-			JtVal		v;
-
-			if (slot < 0)
-				return false;
-			ps->mem[slot].order = n++;
 			if (object)
 			{
-				if (ps->p >= ps->end || *ps->p != '"' ||
-					!parse_string(ps, &ps->mem[slot].key))
+				int			k = new_node(ps);
+
+				if (k < 0 || ps->p >= ps->end || *ps->p != '"' ||
+					!parse_string(ps, &ps->nodes[k]))
 					return false;
-				skip_ws(ps);
-				if (ps->p >= ps->end || *ps->p != ':')
-					return false;
+				ps->nodes[k].name = -1;
+				/* often already in order: written as jsonb writes them */
+				if (sorted && prev >= 0 && key_cmp(ps, prev, k) >= 0)
+					sorted = false;
+				prev = k;
+				if (scope != JT_SCOPE_NONE)
+				{
+					note_key(ps, scope, &ps->nodes[k]);
+					if (ps->nodes[k].name == DS_JT_HEADERS)
+						ps->scope = JT_SCOPE_HEADERS;	/* if an object */
+				}
+				if (unlikely(ps->p >= ps->end || *ps->p != ':'))
+				{
+					skip_ws(ps);
+					if (ps->p >= ps->end || *ps->p != ':')
+						return false;
+				}
 				ps->p++;
+				skip_ws(ps);
 			}
 			/* a string, the most common value, without parse_value's frame */
-			skip_ws(ps);
-			if (ps->p < ps->end && *ps->p == '"' ? !parse_string(ps, &v) : !parse_value(ps, &v))
+			if (ps->p < ps->end && *ps->p == '"')
+			{
+				int			v = new_node(ps);
+
+				if (v < 0 || !parse_string(ps, &ps->nodes[v]))
+					return false;
+			}
+			else if (parse_value(ps) < 0)
 				return false;
-			ps->mem[slot].val = v;	/* ps->mem may have moved */
-			skip_ws(ps);
+			count++;
+			ps->scope = JT_SCOPE_NONE;
+			if (unlikely(ps->p >= ps->end || (*ps->p != ',' && *ps->p != close)))
+				skip_ws(ps);
 			if (ps->p < ps->end && *ps->p == ',')
 			{
 				ps->p++;
@@ -638,51 +667,201 @@ parse_container(JtParser *ps, bool object, JtVal *out)
 			return false;
 		}
 	}
-	idx = n <= lengthof(local) ? local : palloc(sizeof(int) * n);
-	if (object)
-		n = sort_members(ps, first, n, idx);
-	else
-		for (int i = 0; i < n; i++)
-			idx[i] = i;
-	ok = compose(ps, object, first, n, idx, region, out);
-	ps->nmem = first;
-	return ok;
+	c = &ps->nodes[ci];
+	c->type = JENTRY_ISCONTAINER;
+	c->ptr = NULL;
+	c->len = 0;
+	c->count = count;
+	c->next = ps->nnodes;
+	c->object = object;
+	c->sorted = sorted;
+	c->noted = scope != JT_SCOPE_NONE;
+	return true;
 }
 
-/* Any JSON value at ps->p (after whitespace) into out; false: give up. */
-static bool
-parse_value(JtParser *ps, JtVal *out)
+/* Any JSON value at ps->p (whitespace skipped) onto the tape: its node, or -1 (give up). */
+static int
+parse_value(JtParser *ps)
 {
+	int			i;
+	JtNode	   *n;
 	bool		ok;
 
-	skip_ws(ps);
-	if (ps->p >= ps->end)
-		return false;
-	out->ptr = NULL;
-	out->len = 0;
+	if (ps->p >= ps->end || (i = new_node(ps)) < 0)
+		return -1;
+	n = &ps->nodes[i];
+	n->ptr = NULL;
+	n->len = 0;
 	switch (*ps->p)
 	{
 		case '{':
 		case '[':
 			if (++ps->depth > DS_JT_MAX_DEPTH)
-				return false;
-			ok = parse_container(ps, *ps->p == '{', out);
+				return -1;
+			ok = parse_container(ps, i, *ps->p == '{');
 			ps->depth--;
-			return ok;
+			break;
 		case '"':
-			return parse_string(ps, out);
+			ok = parse_string(ps, n);
+			break;
 		case 't':
-			out->type = JENTRY_ISBOOL_TRUE;
-			return parse_literal(ps, "true", 4);
+			n->type = JENTRY_ISBOOL_TRUE;
+			ok = parse_literal(ps, "true", 4);
+			break;
 		case 'f':
-			out->type = JENTRY_ISBOOL_FALSE;
-			return parse_literal(ps, "false", 5);
+			n->type = JENTRY_ISBOOL_FALSE;
+			ok = parse_literal(ps, "false", 5);
+			break;
 		case 'n':
-			out->type = JENTRY_ISNULL;
-			return parse_literal(ps, "null", 4);
+			n->type = JENTRY_ISNULL;
+			ok = parse_literal(ps, "null", 4);
+			break;
 		default:
-			return parse_number(ps, out);
+			ok = parse_number(ps, n);
+			break;
 	}
+	return ok ? i : -1;
+}
+
+/*
+ * Copies len bytes from src to dst, which do not overlap: the short runs
+ * of an event's strings without a call to memcpy.
+ */
+static inline void
+copy_bytes(char *dst, const char *src, uint32 len)
+{
+	if (len >= 8 && len <= 16)
+	{
+		uint64		a;
+		uint64		b;
+
+		memcpy(&a, src, 8);
+		memcpy(&b, src + len - 8, 8);
+		memcpy(dst, &a, 8);
+		memcpy(dst + len - 8, &b, 8);
+	}
+	else if (len >= 4 && len < 8)
+	{
+		uint32		a;
+		uint32		b;
+
+		memcpy(&a, src, 4);
+		memcpy(&b, src + len - 4, 4);
+		memcpy(dst, &a, 4);
+		memcpy(dst + len - 4, &b, 4);
+	}
+	else if (len < 4)
+	{
+		for (uint32 i = 0; i < len; i++)
+			dst[i] = src[i];
+	}
+	else
+		memcpy(dst, src, len);
+}
+
+/* The node after node i and, if it is a container, its members. */
+static inline int
+node_after(const JtParser *ps, int i)
+{
+	const JtNode *n = &ps->nodes[i];
+
+	return n->type == JENTRY_ISCONTAINER ? n->next : i + 1;
+}
+
+/*
+ * The JEntry of entry e of a container whose data starts at base, its
+ * value written from at (padding included) to d: its length or, every
+ * JB_OFFSET_STRIDE entries, the data's length so far.
+ */
+static inline JEntry
+entry_of(uint32 type, int e, const char *base, const char *at, const char *d)
+{
+	if (e % JB_OFFSET_STRIDE == 0)
+		return type | (uint32) (d - base) | JENTRY_HAS_OFF;
+	return type | (uint32) (d - at);
+}
+
+/*
+ * Writes container node ci in jsonb's format at dst (aligned): its
+ * header, its JEntries, its keys, sorted and de-duplicated, then their
+ * values (or its elements), each numeric and container after zeros that
+ * align it to 4 bytes (by address: the container's start is aligned).
+ * Notes where the values of noted keys are.  Returns the end of what it
+ * wrote.
+ */
+static char *
+write_container(JtParser *ps, int ci, char *dst)
+{
+	const JtNode *c = &ps->nodes[ci];
+	bool		object = c->object;
+	int			n = c->count;
+	int			local[32];
+	int		   *m = n <= lengthof(local) ? local : palloc(sizeof(int) * n);
+	int			at = ci + 1;
+	int			nentries;
+	uint32		header;
+	JEntry	   *je;
+	char	   *base;
+	char	   *d;
+	int			e = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		m[i] = at;
+		at = node_after(ps, object ? at + 1 : at);
+	}
+	if (object && !c->sorted)
+		n = sort_keys(ps, m, n);
+	nentries = object ? 2 * n : n;
+	header = n | (object ? JB_FOBJECT : JB_FARRAY);
+	memcpy(dst, &header, sizeof(uint32));
+	je = (JEntry *) (dst + sizeof(uint32));
+	base = d = dst + sizeof(uint32) + sizeof(JEntry) * nentries;
+	if (object)
+	{
+		for (int i = 0; i < n; i++, e++)
+		{
+			const JtNode *k = &ps->nodes[m[i]];
+			char	   *from = d;
+			JEntry		entry;
+
+			copy_bytes(d, node_data(ps, k), k->len);
+			d += k->len;
+			entry = entry_of(JENTRY_ISSTRING, e, base, from, d);
+			memcpy(&je[e], &entry, sizeof(JEntry));
+		}
+	}
+	for (int i = 0; i < n; i++, e++)
+	{
+		int			vi = object ? m[i] + 1 : m[i];
+		const JtNode *v = &ps->nodes[vi];
+		char	   *from = d;
+		JEntry		entry;
+
+		if (v->type == JENTRY_ISCONTAINER || v->type == JENTRY_ISNUMERIC)
+		{
+			while (((uintptr_t) d & 3) != 0)
+				*d++ = 0;
+		}
+		if (v->type == JENTRY_ISCONTAINER)
+			d = write_container(ps, vi, d);
+		else
+		{
+			copy_bytes(d, node_data(ps, v), v->len);
+			d += v->len;
+		}
+		entry = entry_of(v->type, e, base, from, d);
+		memcpy(&je[e], &entry, sizeof(JEntry));
+		if (c->noted && ps->nodes[m[i]].name >= 0)
+		{
+			DsJtSpot   *spot = &ps->event->spot[ps->nodes[m[i]].name];
+
+			spot->type = v->type;
+			spot->start = from - base;
+			spot->end = d - base;
+		}
+	}
+	return d;
 }
 
 /* Prepares a reader of events' JSON text, its memory under the current context. */
@@ -705,16 +884,18 @@ ds_jt_init(DsJsonText *jt)
 	jt->used = jt->size = 0;
 	memset(ps, 0, sizeof(JtParser));
 	initStringInfo(&ps->buf);
-	ps->capmem = 64;
-	ps->mem = palloc(sizeof(JtMember) * ps->capmem);
+	ps->capnodes = 64;
+	ps->nodes = palloc(sizeof(JtNode) * ps->capnodes);
 }
 
-/* Room for len bytes in the reader's blocks (allocated in its owner's context). */
+/*
+ * Room for up to len bytes in the reader's blocks (allocated in its
+ * owner's context); keep_used then says how many were used.
+ */
 static char *
 keep(DsJsonText *jt, Size len)
 {
 	Size		sz = MAXALIGN(len);
-	char	   *p;
 
 	if (jt->block == NULL || jt->used + sz > jt->size)
 	{
@@ -722,41 +903,65 @@ keep(DsJsonText *jt, Size len)
 		jt->block = MemoryContextAlloc(jt->owner, jt->size);
 		jt->used = 0;
 	}
-	p = jt->block + jt->used;
-	jt->used += sz;
-	return p;
+	return jt->block + jt->used;
+}
+
+/* Keeps the first len bytes of what keep gave last. */
+static void
+keep_used(DsJsonText *jt, Size len)
+{
+	jt->used += MAXALIGN(len);
 }
 
 /*
  * Parses the JSON object at the start of text s (up to end, not
  * necessarily NUL-terminated) into a jsonb kept as long as the reader's
- * owner context, and sets *stop to the first byte after it.  Returns NULL
- * if the fast path gives up (see the file's comment): the caller parses the
- * text with jsonb_in instead.  May raise numeric_in's errors.
+ * owner context, notes its members in jt->event, and sets *stop to the
+ * first byte after it.  Returns NULL if the fast path gives up (see the
+ * file's comment): the caller parses the text with jsonb_in instead.  May
+ * raise numeric_in's errors.
  */
 Jsonb *
 ds_jt_parse_object(DsJsonText *jt, const char *s, const char *end, const char **stop)
 {
 	JtParser   *ps = (JtParser *) jt->parser;
-	JtVal		root;
 	Jsonb	   *res = NULL;
 	MemoryContext old;
 
 	ps->p = s;
 	ps->end = end;
 	ps->depth = 0;
-	ps->nmem = 0;
+	ps->nnodes = 0;
+	ps->bytes = 0;
+	ps->scope = JT_SCOPE_EVENT;
+	ps->event = &jt->event;
+	jt->event.plain = true;
+	jt->event.nheaders = 0;
+	memset(jt->event.found, 0, sizeof(jt->event.found));
 	resetStringInfo(&ps->buf);
 	skip_ws(ps);
 	if (ps->p >= ps->end || *ps->p != '{')
 		return NULL;
 	old = MemoryContextSwitchTo(jt->scratch);
-	if (parse_value(ps, &root))
+	if (parse_value(ps) == 0)
 	{
-		*stop = ps->p;
-		res = (Jsonb *) keep(jt, VARHDRSZ + root.len);
-		SET_VARSIZE(res, VARHDRSZ + root.len);
-		memcpy(&res->root, val_data(ps, &root), root.len);
+		/*
+		 * At most this many bytes: each node's own and what it adds besides.
+		 * Within jsonb's limit on a container's data, no container can
+		 * exceed it; else jsonb_in decides.
+		 */
+		Size		bound = ps->bytes + (Size) DS_JT_NODE_OVERHEAD * ps->nnodes;
+
+		if (bound <= JENTRY_OFFLENMASK)
+		{
+			char	   *end_of;
+
+			*stop = ps->p;
+			res = (Jsonb *) keep(jt, VARHDRSZ + bound);
+			end_of = write_container(ps, 0, (char *) &res->root);
+			SET_VARSIZE(res, end_of - (char *) res);
+			keep_used(jt, VARSIZE(res));
+		}
 	}
 	MemoryContextSwitchTo(old);
 	MemoryContextReset(jt->scratch);

@@ -160,7 +160,7 @@ ds_put(PG_FUNCTION_ARGS)
 	}
 	ds_jsonb_root_value(PG_GETARG_JSONB_P(2), &value);
 	put_event(type, key, &value, &elem);
-	ds_apply_batch(name, NULL, &elem, 1, NULL, 0, &applied, &skipped, &tail);
+	ds_apply_batch(name, NULL, &elem, NULL, 1, NULL, 0, &applied, &skipped, &tail);
 	if (pushed)
 		PopActiveSnapshot();
 
@@ -276,7 +276,7 @@ ds_increment(PG_FUNCTION_ARGS)
 
 	with_member(cur, member, n, &value);
 	put_event(type, key, &value, &elem);
-	ds_apply_batch(name, NULL, &elem, 1, NULL, 0, &applied, &skipped, &tail);
+	ds_apply_batch(name, NULL, &elem, NULL, 1, NULL, 0, &applied, &skipped, &tail);
 	if (pushed)
 		PopActiveSnapshot();
 	PG_RETURN_NUMERIC(n);
@@ -315,7 +315,7 @@ ds_remove(PG_FUNCTION_ARGS)
 	if (present)
 	{
 		put_event(type, key, NULL, &elem);
-		ds_apply_batch(name, NULL, &elem, 1, NULL, 0, &applied, &skipped, &tail);
+		ds_apply_batch(name, NULL, &elem, NULL, 1, NULL, 0, &applied, &skipped, &tail);
 	}
 	if (pushed)
 		PopActiveSnapshot();

@@ -226,6 +226,46 @@ SELECT s.n, s.v
        IS DISTINCT FROM regexp_replace(pg_temp.err(format('SELECT * FROM state.apply(%L, %L)', s.v, 'jt')),
                                        '^(\w+: event 0)', '\1 (line 1)');
 
+-- Events apply_text takes from its parser's notes store, log and confirm
+-- what apply stores, logs and confirms for the same events: values of
+-- every kind, old_value, deletes, txids, escapes, duplicate keys, and keys
+-- in jsonb's own order (which the parser does not sort again).
+SELECT state.create_collection('jt_sa', 'jt_s', stream => 'jt_sa', mode => 'lenient');
+SELECT state.create_collection('jt_sb', 'jt_s', stream => 'jt_sb', mode => 'lenient');
+CREATE TEMP TABLE jt_ok (n serial, v text);
+INSERT INTO jt_ok (v) VALUES
+    ('{"key":"o1","type":"jt_s","value":"str","headers":{"operation":"insert"}}'),
+    ('{"key":"o2","type":"jt_s","value":1.5,"headers":{"operation":"upsert"}}'),
+    ('{"key":"o3","type":"jt_s","value":true,"headers":{"operation":"upsert"}}'),
+    ('{"key":"o4","type":"jt_s","value":null,"headers":{"operation":"upsert"}}'),
+    ('{"key":"o5","type":"jt_s","value":[1,"a",{"b":2}],"headers":{"operation":"upsert"}}'),
+    ('{"type":"jt_s","key":"o6","value":{"z":1,"a":{"headers":{"operation":"delete"}}},"headers":{"txid":"T1-@","operation":"upsert"}}'),
+    ('{"key":"o1","type":"jt_s","old_value":"str","value":"str2","headers":{"operation":"update"}}'),
+    ('{"key":"o2","type":"jt_s","headers":{"operation":"delete"}}'),
+    ('{"key":"o3","type":"jt_s","value":false,"old_value":true,"headers":{"operation":"upsert","txid":"T2-@"}}'),
+    ('{"headers":{"operation":"upsert","txid":"T3-@"},"value":{"n":-12345678901234567},"type":"jt_s","key":"o\"7\\"}'),
+    ('{"key":"o8","key":"o9","type":"jt_s","value":1,"headers":{"operation":"upsert"}}'),
+    ('{"key":"o10","type":"jt_s","type":"jt_s","value":1,"headers":{"operation":"upsert"}}'),
+    ('{"key":"o11","type":"jt_s","value":{"a0":0,"a1":1,"a2":{"b":"\t"},"aa":[]},"headers":{"txid":"T4-@","operation":"upsert"}}'),
+    ('{"key":"o12","type":"jt_s","value":' ||
+     (SELECT '{' || string_agg(format('"a%s": %s', lpad(i::text, 3, '0'), i), ', ' ORDER BY i) || '}'
+        FROM generate_series(1, 100) i) || ',"headers":{"operation":"upsert"}}');
+SELECT applied FROM state.apply_text((SELECT string_agg(replace(v, '@', 'a'), E'\n' ORDER BY n) FROM jt_ok), 'jt_sa');
+SELECT applied FROM state.apply((SELECT jsonb_agg(replace(v, '@', 'b')::jsonb ORDER BY n) FROM jt_ok), 'jt_sb');
+SELECT a.key, a.value AS via_apply_text, b.value AS via_apply
+  FROM jt_sa a FULL JOIN jt_sb b USING (key)
+ WHERE a.value::text IS DISTINCT FROM b.value::text OR a.version IS DISTINCT FROM b.version;
+SELECT key, left(value::text, 60) AS value FROM jt_sa ORDER BY key;
+SELECT a.seq, a.event AS via_apply_text, b.event AS via_apply
+  FROM (SELECT * FROM state.log_events WHERE stream = 'jt_sa') a
+  FULL JOIN (SELECT * FROM state.log_events WHERE stream = 'jt_sb') b USING (seq)
+ WHERE replace(a.event::text, '-a"', '-b"') IS DISTINCT FROM b.event::text;
+SELECT t, state.txid_status(t || '-a') <> 'unknown' AS via_apply_text,
+       state.txid_status(t || '-b') <> 'unknown' AS via_apply
+  FROM unnest(ARRAY['T1', 'T2', 'T3', 'T4', 'T5']) t;
+SELECT state.drop_collection('jt_sa', 'jt_sa', drop_table => true);
+SELECT state.drop_collection('jt_sb', 'jt_sb', drop_table => true);
+
 SELECT state.drop_collection('jt_docs', 'jt', drop_table => true);
 SELECT state.drop_collection('jt_typed_a', 'jt_a', drop_table => true);
 SELECT state.drop_collection('jt_typed_b', 'jt_b', drop_table => true);

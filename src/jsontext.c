@@ -98,8 +98,6 @@ typedef enum JtScope
 
 typedef struct JtParser
 {
-	const char *p;				/* next byte */
-	const char *end;			/* end of the text */
 	int			depth;
 	JtScope		scope;			/* of the next object parsed */
 	DsJtEvent  *event;			/* what is noted */
@@ -113,7 +111,7 @@ typedef struct JtParser
 StaticAssertDecl(sizeof(JtParser) <= sizeof(((DsJsonText *) NULL)->parser),
 				 "DsJsonText has room for a JtParser");
 
-static int	parse_value(JtParser *ps);
+static const char *parse_value(JtParser *ps, const char *p, const char *end);
 
 /* string_special[c]: byte c ends a run of plain string bytes */
 static bool string_special[256];
@@ -126,26 +124,22 @@ is_ws(char c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-static inline void
-skip_ws(JtParser *ps)
+/* The first byte from p on (before end) that is not JSON whitespace, or end. */
+static inline const char *
+skip_ws(const char *p, const char *end)
 {
-	const char *p = ps->p;
-
 	/*
 	 * Every JSON blank is at most ' ': one comparison for the other bytes.
 	 * Most often there is none, or one space (after ':' and ',', as
 	 * jsonb's output and many writers put them).
 	 */
-	if (likely(p < ps->end && (unsigned char) *p > ' '))
-		return;
-	if (p + 1 < ps->end && *p == ' ' && (unsigned char) p[1] > ' ')
-	{
-		ps->p = p + 1;
-		return;
-	}
-	while (p < ps->end && (unsigned char) *p <= ' ' && is_ws(*p))
+	if (likely(p < end && (unsigned char) *p > ' '))
+		return p;
+	if (p + 1 < end && *p == ' ' && (unsigned char) p[1] > ' ')
+		return p + 1;
+	while (p < end && (unsigned char) *p <= ' ' && is_ws(*p))
 		p++;
-	ps->p = p;
+	return p;
 }
 
 /*
@@ -154,13 +148,13 @@ skip_ws(JtParser *ps)
  * else is left to it.
  */
 static inline bool
-at_delimiter(JtParser *ps)
+at_delimiter(const char *p, const char *end)
 {
 	char		c;
 
-	if (ps->p >= ps->end)
+	if (p >= end)
 		return true;
-	c = *ps->p;
+	c = *p;
 	return is_ws(c) || c == ',' || c == ']' || c == '}' || c == ':';
 }
 
@@ -246,12 +240,14 @@ string_stop(const char *s, const char *end)
 
 /*
  * The string from start on, whose first byte to look at is s (a
- * backslash, or a control character), into node n, unescaped into the
- * buffer.  Returns false (give up) on a control character, a \u escape or
- * an invalid one, a missing closing quote, or a string too long for jsonb.
+ * backslash, or a control character, before end), into node n, unescaped
+ * into the buffer.  Returns the byte after its closing quote, or NULL
+ * (give up) on a control character, a \u escape or an invalid one, a
+ * missing closing quote, or a string too long for jsonb.
  */
-static pg_noinline bool
-parse_escaped_string(JtParser *ps, const char *start, const char *s, JtNode *n)
+static pg_noinline const char *
+parse_escaped_string(JtParser *ps, const char *start, const char *s, const char *end,
+					 JtNode *n)
 {
 	char	   *d;
 
@@ -262,17 +258,16 @@ parse_escaped_string(JtParser *ps, const char *start, const char *s, JtNode *n)
 		if (c == '"')
 			break;
 		if (c < 0x20)
-			return false;
+			return NULL;
 		s++;					/* a backslash */
-		if (s >= ps->end || *s == 'u')
-			return false;
-		s = string_stop(s + 1, ps->end);
-		if (s >= ps->end)
-			return false;
+		if (s >= end || *s == 'u')
+			return NULL;
+		s = string_stop(s + 1, end);
+		if (s >= end)
+			return NULL;
 	}
 	if (s - start > JENTRY_OFFLENMASK)
-		return false;
-	ps->p = s + 1;
+		return NULL;
 	n->type = JENTRY_ISSTRING;
 	enlargeStringInfo(&ps->buf, s - start);
 	n->ptr = NULL;
@@ -308,39 +303,39 @@ parse_escaped_string(JtParser *ps, const char *start, const char *s, JtNode *n)
 				*d++ = '\t';
 				break;
 			default:
-				return false;
+				return NULL;
 		}
 	}
 	n->len = d - (ps->buf.data + n->off);
 	ps->buf.len += n->len;
 	ps->bytes += n->len;
-	return true;
+	return s + 1;
 }
 
 /*
- * The string at ps->p (its opening quote) into node n: pointing into the
- * text if it has no escapes, else unescaped into the buffer.  Returns
- * false (give up) on a control character, a \u escape or an invalid one,
- * a missing closing quote, or a string too long for jsonb.
+ * The string at p (its opening quote; the text ends at end) into node n:
+ * pointing into the text if it has no escapes, else unescaped into the
+ * buffer.  Returns the byte after its closing quote, or NULL (give up) on
+ * a control character, a \u escape or an invalid one, a missing closing
+ * quote, or a string too long for jsonb.
  */
-static pg_attribute_always_inline bool
-parse_string(JtParser *ps, JtNode *n)
+static pg_attribute_always_inline const char *
+parse_string(JtParser *ps, const char *p, const char *end, JtNode *n)
 {
-	const char *start = ps->p + 1;
+	const char *start = p + 1;
 
 	/* the bytes that need a look: '"', '\\' and control characters */
-	const char *s = string_stop(start, ps->end);
+	const char *s = string_stop(start, end);
 
-	if (unlikely(s >= ps->end || *s != '"'))
-		return s < ps->end && parse_escaped_string(ps, start, s, n);
+	if (unlikely(s >= end || *s != '"'))
+		return s < end ? parse_escaped_string(ps, start, s, end, n) : NULL;
 	if (unlikely(s - start > JENTRY_OFFLENMASK))
-		return false;
-	ps->p = s + 1;
+		return NULL;
 	n->type = JENTRY_ISSTRING;
 	n->ptr = start;
 	n->len = s - start;
 	ps->bytes += n->len;
-	return true;
+	return s + 1;
 }
 
 /*
@@ -392,15 +387,16 @@ put_integer(JtParser *ps, int64 v, JtNode *n)
 }
 
 /*
- * A number at ps->p into node n, checked against JSON's grammar.  An
- * integer of up to 18 digits is converted directly (the numeric numeric_in
- * would give: no scale, no leading zeros); any other number goes through
- * numeric_in as in jsonb_in.  Returns false (give up) on a malformed one.
+ * A number at p (before end) into node n, checked against JSON's grammar.
+ * An integer of up to 18 digits is converted directly (the numeric
+ * numeric_in would give: no scale, no leading zeros); any other number
+ * goes through numeric_in as in jsonb_in.  Returns the byte after it, or
+ * NULL (give up) on a malformed one.
  */
-static bool
-parse_number(JtParser *ps, JtNode *n)
+static const char *
+parse_number(JtParser *ps, const char *p, const char *end, JtNode *n)
 {
-	const char *start = ps->p;
+	const char *start = p;
 	const char *s = start;
 	bool		neg = false;
 	bool		simple = true;
@@ -413,41 +409,40 @@ parse_number(JtParser *ps, JtNode *n)
 		neg = true;
 		s++;
 	}
-	if (s >= ps->end || !isdigit((unsigned char) *s))
-		return false;
+	if (s >= end || !isdigit((unsigned char) *s))
+		return NULL;
 	if (*s == '0')
 		s++;
 	else
-		while (s < ps->end && isdigit((unsigned char) *s))
+		while (s < end && isdigit((unsigned char) *s))
 			v = v * 10 + (*s++ - '0');
 	ndigits = s - start - (neg ? 1 : 0);
-	if (s < ps->end && *s == '.')
+	if (s < end && *s == '.')
 	{
 		simple = false;
 		s++;
-		if (s >= ps->end || !isdigit((unsigned char) *s))
-			return false;
-		while (s < ps->end && isdigit((unsigned char) *s))
+		if (s >= end || !isdigit((unsigned char) *s))
+			return NULL;
+		while (s < end && isdigit((unsigned char) *s))
 			s++;
 	}
-	if (s < ps->end && (*s == 'e' || *s == 'E'))
+	if (s < end && (*s == 'e' || *s == 'E'))
 	{
 		simple = false;
 		s++;
-		if (s < ps->end && (*s == '+' || *s == '-'))
+		if (s < end && (*s == '+' || *s == '-'))
 			s++;
-		if (s >= ps->end || !isdigit((unsigned char) *s))
-			return false;
-		while (s < ps->end && isdigit((unsigned char) *s))
+		if (s >= end || !isdigit((unsigned char) *s))
+			return NULL;
+		while (s < end && isdigit((unsigned char) *s))
 			s++;
 	}
-	ps->p = s;
-	if (!at_delimiter(ps))
-		return false;
+	if (!at_delimiter(s, end))
+		return NULL;
 	if (simple && ndigits <= 18)
 	{
 		put_integer(ps, neg ? -v : v, n);
-		return true;
+		return s;
 	}
 	num = DatumGetNumeric(DirectFunctionCall3(numeric_in,
 											  CStringGetDatum(pnstrdup(start, s - start)),
@@ -457,21 +452,24 @@ parse_number(JtParser *ps, JtNode *n)
 	n->ptr = (const char *) num;
 	n->len = VARSIZE_ANY(num);
 	ps->bytes += n->len;
-	return true;
+	return s;
 }
 
-/* "true", "false" or "null" (lit, len bytes) at ps->p; false if not there */
-static inline bool
-parse_literal(JtParser *ps, const char *lit, int len)
+/*
+ * "true", "false" or "null" (lit, len bytes) at p (before end): the byte
+ * after it, or NULL if it is not there.
+ */
+static inline const char *
+parse_literal(const char *p, const char *end, const char *lit, int len)
 {
-	if (ps->end - ps->p < len)
-		return false;
+	if (end - p < len)
+		return NULL;
 	/* lit is a constant: compared inline, its first byte already seen */
 	for (int i = 1; i < len; i++)
-		if (ps->p[i] != lit[i])
-			return false;
-	ps->p += len;
-	return at_delimiter(ps);
+		if (p[i] != lit[i])
+			return NULL;
+	p += len;
+	return at_delimiter(p, end) ? p : NULL;
 }
 
 /*
@@ -590,11 +588,12 @@ sort_keys(const JtParser *ps, int *m, int n)
 }
 
 /*
- * An object or array at ps->p (its opening brace or bracket) into node ci,
- * its members on the tape after it; false: give up.
+ * An object or array at p (its opening brace or bracket; the text ends at
+ * end) into node ci, its members on the tape after it.  Returns the byte
+ * after it, or NULL (give up).
  */
-static bool
-parse_container(JtParser *ps, int ci, bool object)
+static const char *
+parse_container(JtParser *ps, const char *p, const char *end, int ci, bool object)
 {
 	char		close = object ? '}' : ']';
 	JtScope		scope = object ? ps->scope : JT_SCOPE_NONE;
@@ -604,10 +603,9 @@ parse_container(JtParser *ps, int ci, bool object)
 	JtNode	   *c;
 
 	ps->scope = JT_SCOPE_NONE;	/* the objects inside are not noted */
-	ps->p++;
-	skip_ws(ps);
-	if (ps->p < ps->end && *ps->p == close)
-		ps->p++;
+	p = skip_ws(p + 1, end);
+	if (p < end && *p == close)
+		p++;
 	else
 	{
 		for (;;)
@@ -616,9 +614,9 @@ parse_container(JtParser *ps, int ci, bool object)
 			{
 				int			k = new_node(ps);
 
-				if (k < 0 || ps->p >= ps->end || *ps->p != '"' ||
-					!parse_string(ps, &ps->nodes[k]))
-					return false;
+				if (k < 0 || p >= end || *p != '"' ||
+					(p = parse_string(ps, p, end, &ps->nodes[k])) == NULL)
+					return NULL;
 				ps->nodes[k].name = -1;
 				/* often already in order: written as jsonb writes them */
 				if (sorted && prev >= 0 && key_cmp(ps, prev, k) >= 0)
@@ -630,41 +628,39 @@ parse_container(JtParser *ps, int ci, bool object)
 					if (ps->nodes[k].name == DS_JT_HEADERS)
 						ps->scope = JT_SCOPE_HEADERS;	/* if an object */
 				}
-				if (unlikely(ps->p >= ps->end || *ps->p != ':'))
+				if (unlikely(p >= end || *p != ':'))
 				{
-					skip_ws(ps);
-					if (ps->p >= ps->end || *ps->p != ':')
-						return false;
+					p = skip_ws(p, end);
+					if (p >= end || *p != ':')
+						return NULL;
 				}
-				ps->p++;
-				skip_ws(ps);
+				p = skip_ws(p + 1, end);
 			}
 			/* a string, the most common value, without parse_value's frame */
-			if (ps->p < ps->end && *ps->p == '"')
+			if (p < end && *p == '"')
 			{
 				int			v = new_node(ps);
 
-				if (v < 0 || !parse_string(ps, &ps->nodes[v]))
-					return false;
+				if (v < 0 || (p = parse_string(ps, p, end, &ps->nodes[v])) == NULL)
+					return NULL;
 			}
-			else if (parse_value(ps) < 0)
-				return false;
+			else if ((p = parse_value(ps, p, end)) == NULL)
+				return NULL;
 			count++;
 			ps->scope = JT_SCOPE_NONE;
-			if (unlikely(ps->p >= ps->end || (*ps->p != ',' && *ps->p != close)))
-				skip_ws(ps);
-			if (ps->p < ps->end && *ps->p == ',')
+			if (unlikely(p >= end || (*p != ',' && *p != close)))
+				p = skip_ws(p, end);
+			if (p < end && *p == ',')
 			{
-				ps->p++;
-				skip_ws(ps);
+				p = skip_ws(p + 1, end);
 				continue;
 			}
-			if (ps->p < ps->end && *ps->p == close)
+			if (p < end && *p == close)
 			{
-				ps->p++;
+				p++;
 				break;
 			}
-			return false;
+			return NULL;
 		}
 	}
 	c = &ps->nodes[ci];
@@ -676,51 +672,47 @@ parse_container(JtParser *ps, int ci, bool object)
 	c->object = object;
 	c->sorted = sorted;
 	c->noted = scope != JT_SCOPE_NONE;
-	return true;
+	return p;
 }
 
-/* Any JSON value at ps->p (whitespace skipped) onto the tape: its node, or -1 (give up). */
-static int
-parse_value(JtParser *ps)
+/*
+ * Any JSON value at p (whitespace skipped; the text ends at end) onto the
+ * tape as its next node.  Returns the byte after it, or NULL (give up).
+ */
+static const char *
+parse_value(JtParser *ps, const char *p, const char *end)
 {
 	int			i;
 	JtNode	   *n;
-	bool		ok;
 
-	if (ps->p >= ps->end || (i = new_node(ps)) < 0)
-		return -1;
+	if (p >= end || (i = new_node(ps)) < 0)
+		return NULL;
 	n = &ps->nodes[i];
 	n->ptr = NULL;
 	n->len = 0;
-	switch (*ps->p)
+	switch (*p)
 	{
 		case '{':
 		case '[':
 			if (++ps->depth > DS_JT_MAX_DEPTH)
-				return -1;
-			ok = parse_container(ps, i, *ps->p == '{');
+				return NULL;
+			p = parse_container(ps, p, end, i, *p == '{');
 			ps->depth--;
-			break;
+			return p;
 		case '"':
-			ok = parse_string(ps, n);
-			break;
+			return parse_string(ps, p, end, n);
 		case 't':
 			n->type = JENTRY_ISBOOL_TRUE;
-			ok = parse_literal(ps, "true", 4);
-			break;
+			return parse_literal(p, end, "true", 4);
 		case 'f':
 			n->type = JENTRY_ISBOOL_FALSE;
-			ok = parse_literal(ps, "false", 5);
-			break;
+			return parse_literal(p, end, "false", 5);
 		case 'n':
 			n->type = JENTRY_ISNULL;
-			ok = parse_literal(ps, "null", 4);
-			break;
+			return parse_literal(p, end, "null", 4);
 		default:
-			ok = parse_number(ps, n);
-			break;
+			return parse_number(ps, p, end, n);
 	}
-	return ok ? i : -1;
 }
 
 /*
@@ -926,10 +918,9 @@ ds_jt_parse_object(DsJsonText *jt, const char *s, const char *end, const char **
 {
 	JtParser   *ps = (JtParser *) jt->parser;
 	Jsonb	   *res = NULL;
+	const char *p;
 	MemoryContext old;
 
-	ps->p = s;
-	ps->end = end;
 	ps->depth = 0;
 	ps->nnodes = 0;
 	ps->bytes = 0;
@@ -939,11 +930,12 @@ ds_jt_parse_object(DsJsonText *jt, const char *s, const char *end, const char **
 	jt->event.nheaders = 0;
 	memset(jt->event.found, 0, sizeof(jt->event.found));
 	resetStringInfo(&ps->buf);
-	skip_ws(ps);
-	if (ps->p >= ps->end || *ps->p != '{')
+	p = skip_ws(s, end);
+	if (p >= end || *p != '{')
 		return NULL;
 	old = MemoryContextSwitchTo(jt->scratch);
-	if (parse_value(ps) == 0)
+	p = parse_value(ps, p, end);
+	if (p != NULL)
 	{
 		/*
 		 * At most this many bytes: each node's own and what it adds besides.
@@ -956,7 +948,7 @@ ds_jt_parse_object(DsJsonText *jt, const char *s, const char *end, const char **
 		{
 			char	   *end_of;
 
-			*stop = ps->p;
+			*stop = p;
 			res = (Jsonb *) keep(jt, VARHDRSZ + bound);
 			end_of = write_container(ps, 0, (char *) &res->root);
 			SET_VARSIZE(res, end_of - (char *) res);

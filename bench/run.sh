@@ -444,16 +444,23 @@ SELECT CASE a.target WHEN 'items' THEN 'typed (bench_items)' ELSE 'document (doc
 EOF
 
 echo "Ratios (throughput of the C path divided by the other method's; > 1 means the C path is faster),"
-echo "each taken within one repetition (the runs next to each other), then the median over the repetitions:"
+echo "each taken within one repetition (the runs next to each other), then the median over the repetitions;"
+echo "'same, by CPU time' divides the backend's CPU time (/proc/self/stat) instead of the clock's, leaving out"
+echo "the time it waited for a CPU (on a shared machine most of the noise); n/a where it cannot be read:"
 psql_db -P footer=off <<'EOF'
 WITH r AS (
     SELECT target, method, rep, events / seconds AS eps FROM bench.results
 ), c(method, label) AS (
     VALUES ('apply', 'state.apply(jsonb)'), ('apply_text', 'state.apply_text(ndjson)')
+), cpu AS (
+    SELECT target, method, rep, nullif(cpu_seconds, 0) AS cpu FROM bench.results
 ), per_rep AS (
     SELECT x.target, c.method, c.label, x.rep,
            x.eps / p.eps AS vs_plpgsql, x.eps / q.eps AS vs_plpgsql_row,
-           x.eps / k.eps AS vs_copy, x.eps / a.eps AS vs_apply
+           x.eps / k.eps AS vs_copy, x.eps / a.eps AS vs_apply,
+           (SELECT ca.cpu / cx.cpu FROM cpu ca, cpu cx
+             WHERE ca.target = x.target AND ca.rep = x.rep AND ca.method = 'apply'
+               AND cx.target = x.target AND cx.rep = x.rep AND cx.method = x.method) AS vs_apply_cpu
       FROM c
       JOIN r x ON x.method = c.method
       LEFT JOIN r p ON p.target = x.target AND p.rep = x.rep AND p.method = 'plpgsql'
@@ -469,10 +476,14 @@ SELECT CASE target WHEN 'items' THEN 'typed (bench_items)' ELSE 'document (docs)
        CASE WHEN method = 'apply_text'
             THEN coalesce(round(percentile_cont(0.5) WITHIN GROUP (ORDER BY vs_apply)::numeric, 2)::text, 'n/a')
             ELSE '' END AS "apply_text / apply",
+       CASE WHEN method = 'apply_text'
+            THEN coalesce(round(percentile_cont(0.5) WITHIN GROUP (ORDER BY vs_apply_cpu)::numeric, 2)::text, 'n/a')
+            ELSE '' END AS "same, by CPU time",
        string_agg(rep || ': ' || coalesce(round(vs_copy::numeric, 2)::text, '-') ||
                   CASE WHEN method = 'apply_text'
-                       THEN ' / ' || coalesce(round(vs_apply::numeric, 2)::text, '-') ELSE '' END,
-                  ', ' ORDER BY rep) AS "per repetition: / COPY (/ apply)"
+                       THEN ' / ' || coalesce(round(vs_apply::numeric, 2)::text, '-') ||
+                            coalesce(' (' || round(vs_apply_cpu::numeric, 2) || ')', '') ELSE '' END,
+                  ', ' ORDER BY rep) AS "per repetition: / COPY (/ apply (by CPU))"
   FROM per_rep
  GROUP BY target, method, label
  ORDER BY target DESC, method;

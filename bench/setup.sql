@@ -56,6 +56,7 @@ CREATE TABLE bench.results (
     events  bigint NOT NULL,
     seconds double precision NOT NULL,    -- inside the statement
     seconds_commit double precision,      -- statement + commit, as the client sees it
+    cpu_seconds double precision,         -- the backend's CPU time inside the statement
     applied bigint,
     check_ok boolean,
     note    text
@@ -239,6 +240,25 @@ AS $$
                 ELSE 'public.docs_plain' END
 $$;
 
+-- The CPU time this backend has used, in seconds (user and system, from
+-- /proc/self/stat, whose times are in USER_HZ, 100 a second on Linux), or
+-- NULL where it cannot be read (not Linux, not allowed to read files).
+-- Unlike the clock it does not count time the backend waited for a CPU,
+-- which on a shared 2-core machine is most of the noise.
+CREATE FUNCTION bench.cpu_seconds() RETURNS double precision
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    f text[];
+BEGIN
+    -- the fields after the command name, which is in parentheses
+    f := string_to_array(split_part(pg_read_file('/proc/self/stat'), ') ', 2), ' ');
+    RETURN (f[12]::bigint + f[13]::bigint) / 100.0;
+EXCEPTION WHEN OTHERS THEN
+    RETURN NULL;
+END
+$$;
+
 CREATE FUNCTION bench.run(method text, target text, stream text, input_name text,
                           copy_path text DEFAULT NULL, rep integer DEFAULT 0)
 RETURNS double precision
@@ -251,6 +271,7 @@ DECLARE
     n    bigint;
     t0   timestamptz;
     t1   timestamptz;
+    c0   double precision;
     secs double precision;
 BEGIN
     IF method IN ('apply', 'plpgsql', 'plpgsql_row') THEN
@@ -261,6 +282,7 @@ BEGIN
         SELECT i.n INTO STRICT n_in FROM bench.input i WHERE i.name = input_name;
     END IF;
 
+    c0 := bench.cpu_seconds();
     t0 := clock_timestamp();
     CASE method
     WHEN 'apply' THEN
@@ -288,8 +310,8 @@ BEGIN
 
     secs := extract(epoch FROM t1 - t0);
     IF rep > 0 THEN
-        INSERT INTO bench.results (method, target, rep, events, seconds, applied)
-        VALUES (method, target, rep, n_in, secs, n);
+        INSERT INTO bench.results (method, target, rep, events, seconds, applied, cpu_seconds)
+        VALUES (method, target, rep, n_in, secs, n, bench.cpu_seconds() - c0);
     END IF;
     RETURN secs;
 END

@@ -30,12 +30,10 @@ typedef struct TextBatch
 	bool		with_lines;		/* NDJSON: keep line numbers */
 } TextBatch;
 
-/* Room for one more event in tb. */
-static void
+/* Room for more events in tb: twice as many (see room). */
+static pg_noinline void
 grow(TextBatch *tb)
 {
-	if (tb->n < tb->cap)
-		return;
 	tb->cap = Max(64, tb->cap * 2);
 	if (tb->elems == NULL)
 	{
@@ -51,6 +49,14 @@ grow(TextBatch *tb)
 		if (tb->lines)
 			tb->lines = repalloc(tb->lines, sizeof(int) * tb->cap);
 	}
+}
+
+/* Room for one more event in tb. */
+static inline void
+room(TextBatch *tb)
+{
+	if (unlikely(tb->n >= tb->cap))
+		grow(tb);
 }
 
 /*
@@ -72,7 +78,7 @@ parse_array_fast(DsJsonText *jt, const char *p, const char *end, TextBatch *tb)
 		{
 			Jsonb	   *jb;
 
-			grow(tb);
+			room(tb);
 			jb = ds_jt_parse_object(jt, p, end, &p);
 			if (jb == NULL)
 				return false;
@@ -100,57 +106,79 @@ parse_array_fast(DsJsonText *jt, const char *p, const char *end, TextBatch *tb)
 	return p == end;
 }
 
-/*
- * Parse one NDJSON line q (len bytes; event n, line lineno) with jt into
- * *elem, and *ev as far as ds_event_from_text can (else its root is NULL,
- * for ds_parse_event): an error in it is re-raised (its data copied in
- * errcxt) naming the event and the line; a scalar is kept as a scalar
- * value, for the event parser to refuse.
- */
-void
-ds_parse_ndjson_line(DsJsonText *jt, MemoryContext errcxt, const char *q, size_t len,
-					 int n, int lineno, JsonbValue *elem, DsEvent *ev)
+/* Raises the error that NDJSON line q (len bytes; event n, line lineno) is too long, if it is. */
+static inline void
+check_line_size(size_t len, int n, int lineno)
 {
-	Jsonb	   *jb = NULL;
-	bool		fast = false;
-
 	if ((int64) len > (int64) ds_max_event_bytes)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				 errmsg("event %d (line %d) is %zu bytes, more than durable_state.max_event_bytes (%d)",
 						n, lineno, len, ds_max_event_bytes)));
-	PG_TRY();
-	{
-		const char *stop;
+}
 
-		jb = ds_jt_parse_object(jt, q, q + len, &stop);
-		if (jb != NULL)
-		{
-			while (stop < q + len && (*stop == ' ' || *stop == '\t'))
-				stop++;
-			if (stop != q + len)
-				jb = NULL;		/* something after the object */
-			fast = jb != NULL;
-		}
-		if (jb == NULL)
-			jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in,
-													CStringGetDatum(pnstrdup(q, len))));
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
+/*
+ * Parses NDJSON line q (len bytes) with jt into *elem, and *ev as far as
+ * ds_event_from_text can (else its root is NULL, for ds_parse_event); a
+ * scalar is kept as a scalar value, for the event parser to refuse.
+ */
+static inline void
+parse_line(DsJsonText *jt, const char *q, size_t len, JsonbValue *elem, DsEvent *ev)
+{
+	const char *stop;
+	Jsonb	   *jb = ds_jt_parse_object(jt, q, q + len, &stop);
+	bool		fast = false;
 
-		MemoryContextSwitchTo(errcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		edata->message = psprintf("event %d (line %d): %s", n, lineno, edata->message);
-		ReThrowError(edata);
+	if (jb != NULL)
+	{
+		while (stop < q + len && (*stop == ' ' || *stop == '\t'))
+			stop++;
+		if (stop != q + len)
+			jb = NULL;			/* something after the object */
+		fast = jb != NULL;
 	}
-	PG_END_TRY();
-	/* a scalar stays one, for ds_parse_event to refuse as not an object */
+	if (jb == NULL)
+		jb = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(pnstrdup(q, len))));
 	ds_jsonb_root_value(jb, elem);
 	if (!fast || !ds_event_from_text(jb, &jt->event, ev))
 		ev->root = NULL;
+}
+
+/*
+ * Re-raises the error being handled with event n (line lineno) in front
+ * of its message, its data copied in errcxt.
+ */
+static void
+rethrow_naming_line(MemoryContext errcxt, int n, int lineno)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(errcxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	edata->message = psprintf("event %d (line %d): %s", n, lineno, edata->message);
+	ReThrowError(edata);
+}
+
+/*
+ * Parse one NDJSON line q (len bytes; event n, line lineno) with jt into
+ * *elem and *ev (see parse_line): an error in it is re-raised (its data
+ * copied in errcxt) naming the event and the line.
+ */
+void
+ds_parse_ndjson_line(DsJsonText *jt, MemoryContext errcxt, const char *q, size_t len,
+					 int n, int lineno, JsonbValue *elem, DsEvent *ev)
+{
+	check_line_size(len, n, lineno);
+	PG_TRY();
+	{
+		parse_line(jt, q, len, elem, ev);
+	}
+	PG_CATCH();
+	{
+		rethrow_naming_line(errcxt, n, lineno);
+	}
+	PG_END_TRY();
 }
 
 /*
@@ -162,35 +190,52 @@ static void
 parse_ndjson(FunctionCallInfo fcinfo, DsJsonText *jt, const char *p, const char *end,
 			 int lineno, TextBatch *tb)
 {
-	while (p < end)
-	{
-		const char *nl = memchr(p, '\n', end - p);
-		const char *e = nl ? nl : end;
-		const char *q = p;
+	/* the line being parsed (one error handler for them all), or -1 */
+	volatile int cur = -1;
+	volatile int cur_line = 0;
 
-		lineno++;
-		if (e > p && e[-1] == '\r')
-			e--;
-		while (q < e && (*q == ' ' || *q == '\t'))
-			q++;
-		if (q < e)
+	PG_TRY();
+	{
+		while (p < end)
 		{
-			if (tb->n >= ds_max_batch_events)
-				ereport(ERROR,
-						(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-						 errmsg("batch has more than durable_state.max_batch_events (%d) events",
-								ds_max_batch_events),
-						 errhint("Split the batch or raise durable_state.max_batch_events.")));
-			grow(tb);
-			ds_parse_ndjson_line(jt, fcinfo->flinfo->fn_mcxt, q, e - q, tb->n, lineno,
-								 &tb->elems[tb->n], &tb->events[tb->n]);
-			tb->lines[tb->n] = lineno;
-			tb->n++;
+			const char *nl = memchr(p, '\n', end - p);
+			const char *e = nl ? nl : end;
+			const char *q = p;
+
+			lineno++;
+			if (e > p && e[-1] == '\r')
+				e--;
+			while (q < e && (*q == ' ' || *q == '\t'))
+				q++;
+			if (q < e)
+			{
+				if (tb->n >= ds_max_batch_events)
+					ereport(ERROR,
+							(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+							 errmsg("batch has more than durable_state.max_batch_events (%d) events",
+									ds_max_batch_events),
+							 errhint("Split the batch or raise durable_state.max_batch_events.")));
+				room(tb);
+				check_line_size(e - q, tb->n, lineno);
+				cur = tb->n;
+				cur_line = lineno;
+				parse_line(jt, q, e - q, &tb->elems[tb->n], &tb->events[tb->n]);
+				cur = -1;
+				tb->lines[tb->n] = lineno;
+				tb->n++;
+			}
+			if (!nl)
+				break;
+			p = nl + 1;
 		}
-		if (!nl)
-			break;
-		p = nl + 1;
 	}
+	PG_CATCH();
+	{
+		if (cur >= 0)
+			rethrow_naming_line(fcinfo->flinfo->fn_mcxt, cur, cur_line);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 }
 
 /*

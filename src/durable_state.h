@@ -58,6 +58,74 @@ typedef enum DsControl
 } DsControl;
 
 /*
+ * The members of an event, and (a space of their own) of its headers,
+ * that are read by name.
+ */
+typedef enum DsEventMember
+{
+	DS_EV_TYPE,
+	DS_EV_KEY,
+	DS_EV_VALUE,
+	DS_EV_OLD_VALUE,
+	DS_EV_HEADERS,
+	DS_EV_NMEMBERS
+} DsEventMember;
+
+typedef enum DsEventHeader
+{
+	DS_H_OPERATION,
+	DS_H_TXID,
+	DS_H_TIMESTAMP,
+	DS_H_OFFSET,
+	DS_H_FROM,
+	DS_H_CONTROL,
+	DS_H_NHEADERS
+} DsEventHeader;
+
+#define DS_EV_MAX_NAMES Max((int) DS_EV_NMEMBERS, (int) DS_H_NHEADERS)
+
+/*
+ * Which member of an event (or, if headers, of its headers) key k (len
+ * bytes) names: a DsEventMember (DsEventHeader), or -1 for any other.
+ * For event.c's scan of an event's jsonb and the text parser's notes.
+ */
+static inline int
+ds_event_name(const char *k, uint32 len, bool headers)
+{
+#define IS(name) (memcmp(k, (name), sizeof(name) - 1) == 0)
+	if (!headers)
+	{
+		switch (len)
+		{
+			case 3:
+				return IS("key") ? DS_EV_KEY : -1;
+			case 4:
+				return IS("type") ? DS_EV_TYPE : -1;
+			case 5:
+				return IS("value") ? DS_EV_VALUE : -1;
+			case 7:
+				return IS("headers") ? DS_EV_HEADERS : -1;
+			case 9:
+				return IS("old_value") ? DS_EV_OLD_VALUE : -1;
+		}
+		return -1;
+	}
+	switch (len)
+	{
+		case 4:
+			return IS("txid") ? DS_H_TXID : IS("from") ? DS_H_FROM : -1;
+		case 6:
+			return IS("offset") ? DS_H_OFFSET : -1;
+		case 7:
+			return IS("control") ? DS_H_CONTROL : -1;
+		case 9:
+			return IS("operation") ? DS_H_OPERATION : IS("timestamp") ? DS_H_TIMESTAMP : -1;
+	}
+	return -1;
+#undef IS
+}
+
+/*
  * One parsed event.  Strings point into the event's jsonb and are not
  * NUL-terminated; the jsonb outlives the batch.
  */

@@ -33,22 +33,6 @@ ds_event_init(void)
 							NULL, NULL, NULL);
 }
 
-/* The members of an event and of its headers that the parser looks at */
-typedef enum EventName
-{
-	EV_TYPE,
-	EV_KEY,
-	EV_VALUE,
-	EV_OLD_VALUE,
-	EV_HEADERS,
-	H_OPERATION = 0,
-	H_TXID,
-	H_TIMESTAMP,
-	H_OFFSET,
-	H_FROM,
-	H_CONTROL,
-	EV_MAX_NAMES
-} EventName;
 
 /*
  * An object of the event (the event or its headers) and the values of
@@ -58,46 +42,10 @@ typedef enum EventName
 typedef struct EventObject
 {
 	JsonbContainer *c;
-	bool		found[EV_MAX_NAMES];
-	JsonbValue	v[EV_MAX_NAMES];
+	bool		found[DS_EV_MAX_NAMES];
+	JsonbValue	v[DS_EV_MAX_NAMES];
 } EventObject;
 
-/* Which of the names looked at in an event (or, headers, in its headers) key k is, or -1. */
-static inline int
-event_name(const char *k, uint32 len, bool headers)
-{
-#define IS(name) (memcmp(k, (name), sizeof(name) - 1) == 0)
-	if (!headers)
-	{
-		switch (len)
-		{
-			case 3:
-				return IS("key") ? EV_KEY : -1;
-			case 4:
-				return IS("type") ? EV_TYPE : -1;
-			case 5:
-				return IS("value") ? EV_VALUE : -1;
-			case 7:
-				return IS("headers") ? EV_HEADERS : -1;
-			case 9:
-				return IS("old_value") ? EV_OLD_VALUE : -1;
-		}
-		return -1;
-	}
-	switch (len)
-	{
-		case 4:
-			return IS("txid") ? H_TXID : IS("from") ? H_FROM : -1;
-		case 6:
-			return IS("offset") ? H_OFFSET : -1;
-		case 7:
-			return IS("control") ? H_CONTROL : -1;
-		case 9:
-			return IS("operation") ? H_OPERATION : IS("timestamp") ? H_TIMESTAMP : -1;
-	}
-	return -1;
-#undef IS
-}
 
 /*
  * Fills o with object container c and the values of its members the
@@ -109,12 +57,12 @@ scan_object(EventObject *o, JsonbContainer *c, bool headers)
 {
 	int			n = JsonContainerSize(c);
 	char	   *base = (char *) &c->children[n * 2];
-	int			at[EV_MAX_NAMES];
+	int			at[DS_EV_MAX_NAMES];
 	int			last = -1;		/* the last member to fill */
 	uint32		end = 0;		/* where the data of the entry before ends */
 
 	o->c = c;
-	for (int k = 0; k < EV_MAX_NAMES; k++)
+	for (int k = 0; k < DS_EV_MAX_NAMES; k++)
 	{
 		o->found[k] = false;
 		at[k] = -1;
@@ -128,7 +76,7 @@ scan_object(EventObject *o, JsonbContainer *c, bool headers)
 		JBE_ADVANCE_OFFSET(end, e);
 		if (j < n)
 		{
-			name = event_name(base + start, end - start, headers);
+			name = ds_event_name(base + start, end - start, headers);
 			if (name >= 0)
 			{
 				at[name] = j;
@@ -138,10 +86,10 @@ scan_object(EventObject *o, JsonbContainer *c, bool headers)
 		}
 		if (j - n > last)
 			break;
-		for (name = 0; name < EV_MAX_NAMES; name++)
+		for (name = 0; name < DS_EV_MAX_NAMES; name++)
 			if (at[name] == j - n)
 				break;
-		if (name == EV_MAX_NAMES)
+		if (name == DS_EV_MAX_NAMES)
 			continue;
 		o->found[name] = true;
 		ds_jsonb_entry_value(e, base, start, end, &o->v[name]);
@@ -153,12 +101,29 @@ scan_object(EventObject *o, JsonbContainer *c, bool headers)
  * *out and returns out; returns NULL otherwise.
  */
 static inline JsonbValue *
-member(const EventObject *obj, EventName name, JsonbValue *out)
+member(const EventObject *obj, int name, JsonbValue *out)
 {
 	if (!obj->found[name])
 		return NULL;
 	*out = obj->v[name];
 	return out;
+}
+
+/* The operation named s (len bytes), or DS_OP_NONE if none is. */
+static inline DsOperation
+operation_named(const char *s, int len)
+{
+	if (len != 6)
+		return DS_OP_NONE;
+	if (memcmp(s, "upsert", 6) == 0)
+		return DS_OP_UPSERT;
+	if (memcmp(s, "insert", 6) == 0)
+		return DS_OP_INSERT;
+	if (memcmp(s, "update", 6) == 0)
+		return DS_OP_UPDATE;
+	if (memcmp(s, "delete", 6) == 0)
+		return DS_OP_DELETE;
+	return DS_OP_NONE;
 }
 
 /* The protocol's name of an operation ("insert", ...), for messages. */
@@ -247,7 +212,7 @@ required_string(bool found, JsonbValue v, const char *name, const char **s, int 
  * not a string, or is empty and nonempty is set.
  */
 static bool
-optional_string_header(const EventObject *headers, EventName h, const char *name,
+optional_string_header(const EventObject *headers, int h, const char *name,
 					   bool nonempty, JsonbValue *out)
 {
 	if (!member(headers, h, out))
@@ -286,7 +251,7 @@ parse_control(JsonbContainer *root, const EventObject *headers, JsonbValue *ctl,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("control event mixes control and change members"),
 				 errdetail("A control event has only \"headers\"; \"type\", \"key\", \"value\" and \"old_value\" belong to change events.")));
-	if (member(headers, H_OPERATION, &v))
+	if (member(headers, DS_H_OPERATION, &v))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("control event mixes control and change members"),
@@ -313,7 +278,7 @@ parse_control(JsonbContainer *root, const EventObject *headers, JsonbValue *ctl,
 #undef CTL_IS
 
 	if (JsonContainerSize(headers->c) !=
-		1 + (optional_string_header(headers, H_OFFSET, "offset", true, &v) ? 1 : 0))
+		1 + (optional_string_header(headers, DS_H_OFFSET, "offset", true, &v) ? 1 : 0))
 		reject_unknown_member(headers->c, control_headers, "control headers",
 							  "\"control\" and \"offset\"");
 }
@@ -353,13 +318,13 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 	ev->root_len = v->val.binary.len;
 
 	/* type and key, if they are strings, name the event in any error below */
-	has_type = member(&root, EV_TYPE, &typev) != NULL;
+	has_type = member(&root, DS_EV_TYPE, &typev) != NULL;
 	if (has_type && typev.type == jbvString && typev.val.string.len > 0)
 	{
 		ev->type = typev.val.string.val;
 		ev->type_len = typev.val.string.len;
 	}
-	has_key = member(&root, EV_KEY, &keyv) != NULL;
+	has_key = member(&root, DS_EV_KEY, &keyv) != NULL;
 	if (has_key && keyv.type == jbvString && keyv.val.string.len > 0)
 	{
 		ev->key = keyv.val.string.val;
@@ -373,7 +338,7 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 						ev->root_len, ds_max_event_bytes),
 				 errhint("Split the entity or raise durable_state.max_event_bytes.")));
 
-	if (!member(&root, EV_HEADERS, &hv))
+	if (!member(&root, DS_EV_HEADERS, &hv))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("event has no \"headers\""),
@@ -384,7 +349,7 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 				 errmsg("\"headers\" must be an object, not %s", ds_json_kind(&hv))));
 	scan_object(&headers, hv.val.binary.data, true);
 
-	if (member(&headers, H_CONTROL, &tmp))
+	if (member(&headers, DS_H_CONTROL, &tmp))
 	{
 		parse_control(root.c, &headers, &tmp, ev);
 		return;
@@ -395,7 +360,7 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 	required_string(has_key, keyv, "key", &ev->key, &ev->key_len);
 	known = 3;
 
-	if (!member(&headers, H_OPERATION, &opv))
+	if (!member(&headers, DS_H_OPERATION, &opv))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("change event has no header \"operation\""),
@@ -404,25 +369,15 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("header \"operation\" must be a string, not %s", ds_json_kind(&opv))));
-#define OP_IS(lit) (opv.val.string.len == strlen(lit) && \
-					memcmp(opv.val.string.val, lit, opv.val.string.len) == 0)
-	if (OP_IS("insert"))
-		ev->op = DS_OP_INSERT;
-	else if (OP_IS("update"))
-		ev->op = DS_OP_UPDATE;
-	else if (OP_IS("delete"))
-		ev->op = DS_OP_DELETE;
-	else if (OP_IS("upsert"))
-		ev->op = DS_OP_UPSERT;
-	else
+	ev->op = operation_named(opv.val.string.val, opv.val.string.len);
+	if (ev->op == DS_OP_NONE)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown operation \"%s\"",
 						ds_shorten(opv.val.string.val, opv.val.string.len)),
 				 errhint("Set headers.operation to \"insert\", \"update\", \"delete\" or \"upsert\".")));
-#undef OP_IS
 
-	if (member(&root, EV_VALUE, &ev->value))
+	if (member(&root, DS_EV_VALUE, &ev->value))
 	{
 		ev->has_value = true;
 		known++;
@@ -437,7 +392,7 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 	 * object has members not accounted for: the counts say when every
 	 * other one is absent.
 	 */
-	if (JsonContainerSize(root.c) > known && member(&root, EV_OLD_VALUE, &ev->old_value))
+	if (JsonContainerSize(root.c) > known && member(&root, DS_EV_OLD_VALUE, &ev->old_value))
 	{
 		ev->has_old_value = true;
 		known++;
@@ -447,14 +402,14 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 							  "\"type\", \"key\", \"value\", \"old_value\" and \"headers\"");
 
 	if (JsonContainerSize(headers.c) > hknown &&
-		optional_string_header(&headers, H_TXID, "txid", true, &tmp))
+		optional_string_header(&headers, DS_H_TXID, "txid", true, &tmp))
 	{
 		hknown++;
 		ev->txid = tmp.val.string.val;
 		ev->txid_len = tmp.val.string.len;
 	}
 	if (JsonContainerSize(headers.c) > hknown &&
-		optional_string_header(&headers, H_TIMESTAMP, "timestamp", false, &tmp))
+		optional_string_header(&headers, DS_H_TIMESTAMP, "timestamp", false, &tmp))
 	{
 		hknown++;
 		if (!ds_parse_rfc3339(tmp.val.string.val, tmp.val.string.len,
@@ -466,10 +421,10 @@ ds_parse_event(JsonbValue *v, int index, DsEvent *ev)
 					 errhint("Use a form like \"2025-01-31T12:00:00.000Z\".")));
 	}
 	if (JsonContainerSize(headers.c) > hknown &&
-		optional_string_header(&headers, H_OFFSET, "offset", false, &tmp))
+		optional_string_header(&headers, DS_H_OFFSET, "offset", false, &tmp))
 		hknown++;
 	if (JsonContainerSize(headers.c) > hknown &&
-		optional_string_header(&headers, H_FROM, "from", false, &tmp))
+		optional_string_header(&headers, DS_H_FROM, "from", false, &tmp))
 		hknown++;
 	if (JsonContainerSize(headers.c) != hknown)
 		reject_unknown_member(headers.c, change_headers, "change headers",
@@ -531,18 +486,9 @@ ds_event_from_text(Jsonb *jb, const DsJtEvent *je, DsEvent *ev)
 		!spot_string(&je->spot[DS_JT_KEY], base, &ev->key, &ev->key_len) ||
 		!spot_string(&je->spot[DS_JT_OPERATION], hbase, &op, &op_len))
 		return false;
-#define OP_IS(lit) (op_len == sizeof(lit) - 1 && memcmp(op, lit, op_len) == 0)
-	if (OP_IS("upsert"))
-		ev->op = DS_OP_UPSERT;
-	else if (OP_IS("insert"))
-		ev->op = DS_OP_INSERT;
-	else if (OP_IS("update"))
-		ev->op = DS_OP_UPDATE;
-	else if (OP_IS("delete"))
-		ev->op = DS_OP_DELETE;
-	else
+	ev->op = operation_named(op, op_len);
+	if (ev->op == DS_OP_NONE)
 		return false;
-#undef OP_IS
 	if (je->found[DS_JT_TXID] &&
 		!spot_string(&je->spot[DS_JT_TXID], hbase, &ev->txid, &ev->txid_len))
 		return false;

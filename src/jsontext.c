@@ -479,33 +479,11 @@ parse_literal(const char *p, const char *end, const char *lit, int len)
 static inline int
 noted_name(JtScope scope, const char *k, int len)
 {
-#define IS(name) (memcmp(k, (name), sizeof(name) - 1) == 0)
+	int			name = ds_event_name(k, len, scope == JT_SCOPE_HEADERS);
+
 	if (scope == JT_SCOPE_EVENT)
-	{
-		switch (len)
-		{
-			case 3:
-				return IS("key") ? DS_JT_KEY : -1;
-			case 4:
-				return IS("type") ? DS_JT_TYPE : -1;
-			case 5:
-				return IS("value") ? DS_JT_VALUE : -1;
-			case 7:
-				return IS("headers") ? DS_JT_HEADERS : -1;
-			case 9:
-				return IS("old_value") ? DS_JT_OLD_VALUE : -1;
-		}
-		return -1;
-	}
-	switch (len)
-	{
-		case 4:
-			return IS("txid") ? DS_JT_TXID : -1;
-		case 9:
-			return IS("operation") ? DS_JT_OPERATION : -1;
-	}
-	return -1;
-#undef IS
+		return name;
+	return name == DS_H_OPERATION ? DS_JT_OPERATION : name == DS_H_TXID ? DS_JT_TXID : -1;
 }
 
 /*
@@ -719,29 +697,26 @@ parse_value(JtParser *ps, const char *p, const char *end)
  * Copies len bytes from src to dst, which do not overlap: the short runs
  * of an event's strings without a call to memcpy.
  */
+/* Copies len bytes (w <= len <= 2 * w) as two overlapping runs of w. */
+static pg_attribute_always_inline void
+copy_two_runs(char *dst, const char *src, uint32 len, int w)
+{
+	uint64		a = 0;
+	uint64		b = 0;
+
+	memcpy(&a, src, w);
+	memcpy(&b, src + len - w, w);
+	memcpy(dst, &a, w);
+	memcpy(dst + len - w, &b, w);
+}
+
 static inline void
 copy_bytes(char *dst, const char *src, uint32 len)
 {
 	if (len >= 8 && len <= 16)
-	{
-		uint64		a;
-		uint64		b;
-
-		memcpy(&a, src, 8);
-		memcpy(&b, src + len - 8, 8);
-		memcpy(dst, &a, 8);
-		memcpy(dst + len - 8, &b, 8);
-	}
+		copy_two_runs(dst, src, len, 8);
 	else if (len >= 4 && len < 8)
-	{
-		uint32		a;
-		uint32		b;
-
-		memcpy(&a, src, 4);
-		memcpy(&b, src + len - 4, 4);
-		memcpy(dst, &a, 4);
-		memcpy(dst + len - 4, &b, 4);
-	}
+		copy_two_runs(dst, src, len, 4);
 	else if (len < 4)
 	{
 		for (uint32 i = 0; i < len; i++)

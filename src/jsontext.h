@@ -16,12 +16,12 @@
  */
 typedef enum DsJtName
 {
-	DS_JT_TYPE,
-	DS_JT_KEY,
-	DS_JT_VALUE,
-	DS_JT_OLD_VALUE,
-	DS_JT_HEADERS,
-	DS_JT_OPERATION,			/* headers.operation */
+	DS_JT_TYPE = DS_EV_TYPE,
+	DS_JT_KEY = DS_EV_KEY,
+	DS_JT_VALUE = DS_EV_VALUE,
+	DS_JT_OLD_VALUE = DS_EV_OLD_VALUE,
+	DS_JT_HEADERS = DS_EV_HEADERS,
+	DS_JT_OPERATION = DS_EV_NMEMBERS,	/* headers.operation */
 	DS_JT_TXID,					/* headers.txid */
 	DS_JT_NNAMES
 } DsJtName;

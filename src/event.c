@@ -33,7 +33,6 @@ ds_event_init(void)
 							NULL, NULL, NULL);
 }
 
-
 /*
  * An object of the event (the event or its headers) and the values of
  * the members of it the parser looks at, found in one pass over its keys
@@ -45,7 +44,6 @@ typedef struct EventObject
 	bool		found[DS_EV_MAX_NAMES];
 	JsonbValue	v[DS_EV_MAX_NAMES];
 } EventObject;
-
 
 /*
  * Fills o with object container c and the values of its members the
@@ -472,7 +470,7 @@ ds_event_from_text(Jsonb *jb, const DsJtEvent *je, DsEvent *ev)
 		return false;
 	base = (const char *) &root->children[JsonContainerSize(root) * 2];
 	hc = (JsonbContainer *) (base + INTALIGN(hs->start));
-	Assert(JsonContainerIsObject(hc) && JsonContainerSize(hc) == (uint32) je->nheaders);
+	Assert(JsonContainerIsObject(hc));
 	hbase = (const char *) &hc->children[JsonContainerSize(hc) * 2];
 
 	ev->root = root;

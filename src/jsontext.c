@@ -501,8 +501,6 @@ note_key(JtParser *ps, JtScope scope, JtNode *k)
 		ev->plain = false;		/* another member, or one given twice */
 	else
 		ev->found[name] = true;
-	if (scope == JT_SCOPE_HEADERS)
-		ev->nheaders++;
 }
 
 /* Compares keys a and b as jsonb orders them: shorter keys first, then bytewise. */
@@ -554,11 +552,7 @@ sort_keys(const JtParser *ps, int *m, int n)
 	}
 	for (int i = 1; i < n; i++)
 	{
-		const JtNode *prev = &ps->nodes[m[kept - 1]];
-		const JtNode *k = &ps->nodes[m[i]];
-
-		if (prev->len == k->len &&
-			memcmp(node_data(ps, prev), node_data(ps, k), k->len) == 0)
+		if (key_cmp(ps, m[kept - 1], m[i]) == 0)
 			continue;
 		m[kept++] = m[i];
 	}
@@ -693,10 +687,6 @@ parse_value(JtParser *ps, const char *p, const char *end)
 	}
 }
 
-/*
- * Copies len bytes from src to dst, which do not overlap: the short runs
- * of an event's strings without a call to memcpy.
- */
 /* Copies len bytes (w <= len <= 2 * w) as two overlapping runs of w. */
 static pg_attribute_always_inline void
 copy_two_runs(char *dst, const char *src, uint32 len, int w)
@@ -710,6 +700,10 @@ copy_two_runs(char *dst, const char *src, uint32 len, int w)
 	memcpy(dst + len - w, &b, w);
 }
 
+/*
+ * Copies len bytes from src to dst, which do not overlap: the short runs
+ * of an event's strings without a call to memcpy.
+ */
 static inline void
 copy_bytes(char *dst, const char *src, uint32 len)
 {
@@ -902,7 +896,6 @@ ds_jt_parse_object(DsJsonText *jt, const char *s, const char *end, const char **
 	ps->scope = JT_SCOPE_EVENT;
 	ps->event = &jt->event;
 	jt->event.plain = true;
-	jt->event.nheaders = 0;
 	memset(jt->event.found, 0, sizeof(jt->event.found));
 	resetStringInfo(&ps->buf);
 	p = skip_ws(s, end);

@@ -48,7 +48,6 @@ typedef struct DsJtEvent
 {
 	bool		plain;
 	bool		found[DS_JT_NNAMES];
-	int			nheaders;		/* members of the headers object */
 	DsJtSpot	spot[DS_JT_NNAMES];
 } DsJtEvent;
 
